@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= test,ray
+
+.PHONY: demo test venv clean bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch==2.13.0 first: a CPU build on this machine's disk (a looser pin pulls CUDA).
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/brickwork demo
+
+test: $(STAMP)
+	BRICKWORK_CHECK=1 $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,7 @@
+"""``python -m brickwork`` runs the CLI."""
+
+import sys
+
+from brickwork.cli import main
+
+sys.exit(main())
