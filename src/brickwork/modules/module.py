@@ -1,0 +1,195 @@
+"""``Module``: a ``torch.nn.Module`` with declared, typed input and output ports."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from brickwork.errors import PortError, TypeMismatch
+from brickwork.modules.checking import checking_enabled
+from brickwork.modules.signature import Signature
+from brickwork.types import AxisBindings, NeuralType
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    try:
+        json.dumps(value, sort_keys=True)
+    except TypeError:
+        raise PortError(f"{where}: config value {value!r} is not JSON-serialisable; modules are "
+                        "rebuilt from their config, so pass numbers, strings, lists or dicts") from None
+    return value
+
+
+def forward_params(fn: Any) -> tuple[list[str], bool]:
+    """The named parameters of ``forward`` (without self) and whether it takes ``**kwargs``."""
+    sig = inspect.signature(fn)
+    names, var_kw = [], False
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind is p.VAR_POSITIONAL:
+            var_kw = True
+        else:
+            names.append(p.name)
+    return names, var_kw
+
+
+def check_forward_ports(owner: str, fn: Any, inputs: Mapping[str, NeuralType]) -> None:
+    """Raise :class:`PortError` when ``forward``'s parameters do not match the input ports."""
+    names, var = forward_params(fn)
+    declared = list(inputs)
+    if var:
+        return
+    missing = [n for n in declared if n not in names]
+    extra = [n for n in names if n not in declared]
+    if missing or extra:
+        raise PortError(
+            f"{owner}: forward({', '.join(names)}) does not match the declared input ports "
+            f"({', '.join(declared)}); missing parameters {missing}, undeclared {extra}. "
+            "Rename forward's parameters or the ports so they agree")
+
+
+class Module(nn.Module):
+    """Abstract base of typed modules: declare ``inputs`` and ``outputs`` (name → type).
+
+    ``forward`` takes one parameter per input port and returns a tensor (one output
+    port), a tuple in port order, or a dict by port name. The constructor's keyword
+    arguments are recorded as the module's ``config`` (JSON-serialisable) so it can be
+    rebuilt from a saved folder.
+
+    Example:
+        >>> import torch
+        >>> from brickwork.types import Features, SoftMask
+        >>> class Find(Module):
+        ...     inputs = {"features": Features("b c h w")}
+        ...     outputs = {"mask": SoftMask("b 1 h w")}
+        ...     def __init__(self, channels: int = 4):
+        ...         super().__init__()
+        ...         self.conv = torch.nn.Conv2d(channels, 1, 1)
+        ...     def forward(self, features):
+        ...         return torch.sigmoid(self.conv(features))
+        >>> Find(channels=4)(torch.zeros(2, 4, 3, 3)).shape
+        torch.Size([2, 1, 3, 3])
+        >>> Find(channels=4).config
+        {'channels': 4}
+    """
+
+    inputs: ClassVar[Mapping[str, NeuralType]] = {}
+    outputs: ClassVar[Mapping[str, NeuralType]] = {}
+    kind_name: ClassVar[str] = ""
+    #: set True in a subclass that records ``_bw_config`` itself
+    manual_config: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and cls.__dict__.get("inputs"):
+            check_forward_ports(cls.__name__, cls.__dict__["forward"], cls.inputs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not cls.__dict__.get("manual_config", False):
+            @functools.wraps(init)
+            def wrapped(self: Module, *args: Any, **kw: Any) -> None:
+                outer = not getattr(self, "_bw_init_started", False)
+                if outer:
+                    object.__setattr__(self, "_bw_init_started", True)
+                init(self, *args, **kw)
+                if outer:
+                    bound = inspect.signature(init).bind(self, *args, **kw)
+                    bound.apply_defaults()
+                    cfg = {k: v for k, v in bound.arguments.items() if k != "self"}
+                    for name, p in inspect.signature(init).parameters.items():
+                        if p.kind is p.VAR_KEYWORD and name in cfg:
+                            cfg.update(cfg.pop(name))
+                        elif p.kind is p.VAR_POSITIONAL and name in cfg:
+                            cfg.pop(name)
+                    self._bw_config = {k: _jsonable(v, f"{type(self).__name__}.{k}")
+                                       for k, v in cfg.items()}
+            cls.__init__ = wrapped  # type: ignore[method-assign]
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not hasattr(self, "_bw_config"):
+            self._bw_config: dict[str, Any] = {}
+
+    # ----- identity ------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments this module can be rebuilt from."""
+        return dict(getattr(self, "_bw_config", {}))
+
+    @property
+    def kind(self) -> str:
+        """The registered kind name (or the class name when unregistered)."""
+        return type(self).kind_name or type(self).__name__
+
+    @property
+    def signature(self) -> Signature:
+        """The module's ports as a :class:`Signature`."""
+        return Signature(dict(self.inputs), dict(self.outputs))
+
+    def fingerprint(self) -> str:
+        """Digest of kind, config, signature and every weight and buffer (hex sha256)."""
+        h = hashlib.sha256()
+        h.update(self.kind.encode())
+        h.update(json.dumps(self.config, sort_keys=True).encode())
+        h.update(self.signature.digest_text().encode())
+        for name, t in sorted(self.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    # ----- calling ---------------------------------------------------------------------
+    def outputs_as_dict(self, result: Any) -> dict[str, torch.Tensor]:
+        """Normalise what ``forward`` returned into ``{port: tensor}``."""
+        names = list(self.outputs)
+        if isinstance(result, Mapping):
+            missing = [n for n in names if n not in result]
+            if missing:
+                raise PortError(f"{self.kind}: forward returned {sorted(result)}, "
+                                f"missing output ports {missing}")
+            return {n: result[n] for n in names}
+        if isinstance(result, tuple):
+            if len(result) != len(names):
+                raise PortError(f"{self.kind}: forward returned {len(result)} values for "
+                                f"{len(names)} output ports {names}")
+            return dict(zip(names, result))
+        if len(names) != 1:
+            raise PortError(f"{self.kind}: forward returned one tensor but the module "
+                            f"declares {len(names)} output ports {names}; return a dict")
+        return {names[0]: result}
+
+    def call_ports(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Call with inputs by port name; returns outputs by port name."""
+        return self.outputs_as_dict(self(**inputs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not checking_enabled():
+            return super().__call__(*args, **kwargs)
+        names = list(self.inputs)
+        given = dict(zip(names, args))
+        given.update({k: v for k, v in kwargs.items() if k in self.inputs})
+        bindings = AxisBindings()
+        for name, t in self.inputs.items():
+            if name in given:
+                reason = t.check(given[name], bindings)
+                if reason:
+                    raise TypeMismatch(f"module {self.kind}, input port '{name}': {reason}; "
+                                       f"expected {t!r}")
+        result = super().__call__(*args, **kwargs)
+        for name, value in self.outputs_as_dict(result).items():
+            t = self.outputs[name]
+            reason = t.check(value, bindings)
+            if reason:
+                raise TypeMismatch(f"module {self.kind}, output port '{name}': {reason}; "
+                                   f"expected {t!r}. Project outputs onto the type "
+                                   f"(t.project(x)) or fix the module's last layer")
+        return result
