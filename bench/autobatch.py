@@ -201,19 +201,24 @@ def ideal_layout(kinds: Kinds, layouts: list[Layout]) -> tuple[Layout, float]:
     return lay, len(lay) / sum(counts.values())
 
 
-def time_fwd_bwd(fn, batches, repeats: int) -> float:
-    """Median seconds over repeats of running every batch forward + backward (after one
-    untimed warm-up pass over the first batch)."""
-    layouts, feats = batches[0]
-    fn(layouts, {"features": feats})["answer"].square().mean().backward()
-    times = []
+def run_fwd_bwd(fn, batches) -> float:
+    """Seconds to run every batch forward + backward once."""
+    t0 = time.perf_counter()
+    for layouts, feats in batches:
+        fn(layouts, {"features": feats})["answer"].square().mean().backward()
+    return time.perf_counter() - t0
+
+
+def interleaved_medians(cases: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per case, timing the cases round-robin (one untimed warm-up each)
+    so that load from other processes hits every case alike."""
+    for fn, batches in cases.values():
+        run_fwd_bwd(fn, batches[:1])
+    times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for layouts, feats in batches:
-            out = fn(layouts, {"features": feats})["answer"]
-            out.square().mean().backward()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, (fn, batches) in cases.items():
+            times[name].append(run_fwd_bwd(fn, batches))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -224,7 +229,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.quick:
-        args.layouts, args.repeats = 256, 2
+        args.layouts, args.repeats = 256, 3
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -241,9 +246,10 @@ def main() -> None:
         ideals = [ideal_layout(kinds, ls) for ls, _ in batches]
         ideal = [([lay] * bs, f) for (lay, _), (_, f) in zip(ideals, batches)]
         mix = statistics.mean(factor for _, factor in ideals)
-        t_ref = time_fwd_bwd(Runner.per_sample, batches[:1], max(2, args.repeats // 2)) * n_batches
-        t_auto = time_fwd_bwd(runner, batches, args.repeats)
-        t_ideal = time_fwd_bwd(runner, ideal, args.repeats)
+        med = interleaved_medians({"per_sample": (Runner.per_sample, batches[:1]),
+                                   "auto": (runner, batches), "ideal": (runner, ideal)},
+                                  args.repeats)
+        t_ref, t_auto, t_ideal = med["per_sample"] * n_batches, med["auto"], med["ideal"]
         runner(batches[0][0], {"features": batches[0][1]})
         result[f"per_sample_{bs}"] = samples / t_ref
         result[f"autobatched_{bs}"] = samples / t_auto
