@@ -30,25 +30,24 @@ class Find(Module):
     def __init__(self, channels: int = 3):
         super().__init__()
         self.conv = torch.nn.Conv2d(channels, 1, 1)
+        with torch.no_grad():  # start from "nothing is marked": no dead or inverted finder
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-3.0)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(features))
 
 
 class Exist(Module):
-    """mask → probability that some cell is marked (permutation-invariant head)."""
+    """mask → probability that some cell is marked: noisy-OR, ``1 − Π(1 − m)``
+    (permutation-invariant, and every cell gets a gradient)."""
 
     inputs = {"mask": SoftMask("b 1 h w")}
     outputs = {"answer": Bool("b")}
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = torch.nn.Linear(2, 1)
-
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        flat = mask.flatten(1)
-        stats = torch.stack([flat.max(1).values, flat.sum(1)], 1)
-        return torch.sigmoid(self.lin(stats)).squeeze(1)
+        log_none = torch.log1p(-mask.flatten(1).clamp(max=1 - 1e-6)).sum(1)
+        return 1.0 - torch.exp(log_none)
 
 
 def _data(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -68,6 +67,8 @@ def run_core_demo(out: Path, seed: int = 0, steps: int = 300) -> dict[str, Any]:
                              {"function": "exist", "inputs": [0]}], kinds, externals=ext,
                             name=f"exist(find[{c}])") for c in range(3)]
     runner = Runner(kinds)
+    for c in range(3):  # instantiate every finder so the optimiser sees them all
+        kinds.module(f"find[{c}]")
     opt = torch.optim.Adam(kinds.parameters(), lr=0.05)
     t0 = time.perf_counter()
     with checking():
