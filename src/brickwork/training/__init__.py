@@ -10,8 +10,33 @@ Example:
 from brickwork.training.seeding import derive_seed, seed_everything
 from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.cache import CacheKey, CachedRows, IntermediateDataset, join_on_ids
+from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
+from brickwork.training.losses import type_loss, type_score
+from brickwork.training.callbacks import (
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    LogMetrics,
+    ProgressBar,
+    TensorBoard,
+)
+from brickwork.training.fit import FitConfig, FitResult, FitState, fit
 
 __all__ = [
+    "Callback",
+    "Checkpointer",
+    "EarlyStopping",
+    "FitConfig",
+    "FitResult",
+    "FitState",
+    "LogMetrics",
+    "ProgressBar",
+    "TensorBoard",
+    "fit",
+    "load_checkpoint",
+    "save_checkpoint",
+    "type_loss",
+    "type_score",
     "CacheKey",
     "CachedRows",
     "IntermediateDataset",
