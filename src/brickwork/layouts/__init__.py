@@ -1,0 +1,32 @@
+"""Layouts: immutable, type-checked DAGs of modules, and the autobatched runner.
+
+Example:
+    >>> from brickwork.modules import Adapter
+    >>> from brickwork.layouts import chain
+    >>> chain(Adapter("log", "b k"), Adapter("softmax", "b k")).depth()
+    2
+"""
+
+from brickwork.layouts.node import Node, Source, split_module_name
+from brickwork.layouts.kinds import Kinds
+from brickwork.layouts.layout import Layout, fix_hint
+from brickwork.layouts.build import LayoutBuilder, NodeRef, chain, from_program
+from brickwork.layouts.schedule import Schedule, compile_schedule
+from brickwork.layouts.runner import Runner, call_group
+
+__all__ = [
+    "Kinds",
+    "Layout",
+    "LayoutBuilder",
+    "Node",
+    "NodeRef",
+    "Runner",
+    "Schedule",
+    "Source",
+    "call_group",
+    "chain",
+    "compile_schedule",
+    "fix_hint",
+    "from_program",
+    "split_module_name",
+]

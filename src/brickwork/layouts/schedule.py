@@ -1,0 +1,147 @@
+"""Compile a batch of different layouts into a schedule of grouped module calls.
+
+Every node of every layout gets a level (1 + the deepest of its sources). Nodes at the
+same level whose modules share a *kind* form one group, run as one call: rows ordered
+by instance (``filter_color[red]`` rows, then ``[blue]`` rows …) so a kind with
+per-instance weights sees contiguous slices or an instance index tensor. Inputs are
+gathered and outputs stored with index tensors computed here, once per batch, so the
+run loop does Python work per group, never per node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from brickwork.errors import LayoutError
+from brickwork.layouts.layout import Layout
+from brickwork.modules import Module
+
+#: a source tensor: ("ext", input name) or ("slot", step index, port)
+SourceKey = tuple
+
+
+@dataclass
+class Gather:
+    """How to assemble one input port of a group: concatenate ``sources`` and take
+    ``index`` (``None`` when the single source is used as is)."""
+
+    sources: list[SourceKey]
+    index: torch.Tensor | None
+
+
+@dataclass
+class Step:
+    """One grouped module call."""
+
+    kind: str
+    level: int
+    modules: list[Module]
+    counts: list[int]
+    instance: torch.Tensor | None
+    gathers: dict[str, Gather]
+    out_ports: list[str]
+    rows: int
+    node_ids: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Schedule:
+    """A compiled batch: steps in order, and how to assemble each stacked output."""
+
+    batch: int
+    steps: list[Step]
+    outputs: dict[str, Gather]
+
+    @property
+    def calls(self) -> int:
+        return len(self.steps)
+
+
+def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, int]) -> Gather:
+    order: dict[SourceKey, int] = {}
+    for key, _ in entries:
+        if key not in order:
+            order[key] = len(order)
+    keys = list(order)
+    offsets, total = {}, 0
+    for k in keys:
+        offsets[k] = total
+        total += sizes[k]
+    flat = [offsets[k] + r for k, r in entries]
+    if len(keys) == 1 and len(flat) == sizes[keys[0]] and flat == list(range(len(flat))):
+        return Gather(keys, None)
+    return Gather(keys, torch.tensor(flat, dtype=torch.long))
+
+
+def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
+                     outputs: Sequence[str]) -> Schedule:
+    """Compile ``layouts`` (row ``i`` of every external input belongs to layout ``i``)."""
+    n = len(layouts)
+    # (level, kind) -> list of (sample, node)
+    groups: dict[tuple[int, str], list[tuple[int, object]]] = {}
+    level_of: list[dict[str, int]] = []
+    for i, lay in enumerate(layouts):
+        for name in lay.inputs:
+            if name not in batch_inputs:
+                raise LayoutError(f"layout '{lay.name}' reads input '{name}', which the batch "
+                                  f"does not provide (given: {sorted(batch_inputs)})")
+        levels: dict[str, int] = {}
+        for node in lay.nodes:
+            lv = 1 + max((levels[s.node] for s in node.inputs.values() if s.node), default=0)
+            levels[node.id] = lv
+            groups.setdefault((lv, node.kind), []).append((i, node))
+        level_of.append(levels)
+    sizes: dict[SourceKey, int] = {("ext", name): n for name in batch_inputs}
+    where: dict[tuple[int, str], tuple[int, int]] = {}  # (sample, node id) -> (step, row)
+    steps: list[Step] = []
+    for (lv, kind), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        lay0 = layouts[members[0][0]]
+        by_instance: dict[str, list[tuple[int, object]]] = {}
+        for sample, node in members:
+            by_instance.setdefault(node.module, []).append((sample, node))  # type: ignore[attr-defined]
+        names = sorted(by_instance)
+        modules = [layouts[by_instance[nm][0][0]].kinds.module(nm) for nm in names]
+        ordered = [m for nm in names for m in by_instance[nm]]
+        counts = [len(by_instance[nm]) for nm in names]
+        step_idx = len(steps)
+        ports = list(modules[0].inputs)
+        gathers: dict[str, Gather] = {}
+        for port in ports:
+            entries: list[tuple[SourceKey, int]] = []
+            for sample, node in ordered:
+                src = node.inputs[port]  # type: ignore[attr-defined]
+                if src.node is None:
+                    entries.append((("ext", src.port), sample))
+                else:
+                    s, r = where[(sample, src.node)]
+                    entries.append((("slot", s, src.port), r))
+            gathers[port] = _make_gather(entries, sizes)
+        out_ports = list(modules[0].outputs)
+        for row, (sample, node) in enumerate(ordered):
+            where[(sample, node.id)] = (step_idx, row)  # type: ignore[attr-defined]
+        for p in out_ports:
+            sizes[("slot", step_idx, p)] = len(ordered)
+        instance = None
+        if len(modules) > 1:
+            instance = torch.repeat_interleave(torch.arange(len(modules)), torch.tensor(counts))
+        steps.append(Step(kind, lv, modules, counts, instance, gathers, out_ports, len(ordered),
+                          [(s, nd.id) for s, nd in ordered]))  # type: ignore[attr-defined]
+        del lay0
+    out_gathers: dict[str, Gather] = {}
+    for name in outputs:
+        entries = []
+        for i, lay in enumerate(layouts):
+            src = lay.outputs.get(name)
+            if src is None:
+                raise LayoutError(f"layout '{lay.name}' has no output '{name}' (its outputs: "
+                                  f"{list(lay.outputs)}); batch layouts with a common output")
+            if src.node is None:
+                entries.append((("ext", src.port), i))
+            else:
+                s, r = where[(i, src.node)]
+                entries.append((("slot", s, src.port), r))
+        out_gathers[name] = _make_gather(entries, sizes)
+    return Schedule(n, steps, out_gathers)
