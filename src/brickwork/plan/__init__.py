@@ -10,14 +10,17 @@ Example:
 from brickwork.plan.data_spec import DataSpec
 from brickwork.plan.training_plan import MODES, IntermediatePlan, ModulePlan, TrainingPlan
 from brickwork.plan.planner import is_trainable, make_plan, merge_is_codependent
+from brickwork.plan.spec_file import PlanFile, load_plan_file
 
 __all__ = [
     "MODES",
     "DataSpec",
     "IntermediatePlan",
     "ModulePlan",
+    "PlanFile",
     "TrainingPlan",
     "is_trainable",
+    "load_plan_file",
     "make_plan",
     "merge_is_codependent",
 ]

@@ -178,3 +178,46 @@ def nmn_data(n: int, family_size: int, *, channels: int = 4, answers: int = 5, v
 def example_sizes() -> dict[str, Any]:
     """Sizes used by :func:`nmn_kinds` defaults (for docs)."""
     return {"channels": 4, "answers": 5, "vocab": 6}
+
+
+def example_plan_json(answers: int = 5, channels: int = 4, vocab: int = 6,
+                      data_path: str = "data.safetensors") -> dict[str, Any]:
+    """The toy NMN family as a plan file (see :mod:`brickwork.plan.spec_file`)."""
+    layouts = []
+    for f in ("0", "1"):
+        for root in ("describe[what]", "measure[count]"):
+            root_inputs = {"mask": "f.mask"}
+            if root.startswith("describe"):
+                root_inputs["features"] = "@features"
+            layouts.append({"name": f"{root}({f})", "nodes": [
+                {"id": "f", "module": f"find[{f}]", "inputs": {"features": "@features"}},
+                {"id": "r", "module": root, "inputs": root_inputs},
+                {"id": "e", "module": "encoder", "inputs": {"question": "@question"}},
+                {"id": "s", "module": "Sum", "inputs": {"a": "e.answer", "b": "r.answer"}}],
+                "outputs": {"answer": "s.out"}})
+    return {
+        "name": "toy-nmn", "imports": ["brickwork.training.examples"],
+        "kinds": {"encoder": {"kind": "toy_encoder", "config": {"vocab": vocab, "answers": answers}},
+                  "find": {"kind": "toy_find", "config": {"channels": channels}},
+                  "describe": {"kind": "toy_describe", "config": {"channels": channels, "answers": answers}},
+                  "measure": {"kind": "toy_measure", "config": {"answers": answers}},
+                  "Sum": {"kind": "Sum", "config": {"axes": f"b {answers}"}}},
+        "layouts": layouts,
+        "data": {"inputs": ["features", "question"], "targets": ["answer"], "path": data_path},
+        "train": {"seed": 0, "workers": 2, "hparams": {"find": {"epochs": 3}, "encoder": {"epochs": 5},
+                                                       "describe": {"epochs": 5}, "measure": {"epochs": 5}}},
+    }
+
+
+def write_example_plan(folder: str, samples: int = 512, seed: int = 0) -> str:
+    """Write ``plan.json`` and ``data.safetensors`` for the toy NMN into ``folder``."""
+    import json
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    spec = example_plan_json()
+    nmn_data(samples, len(spec["layouts"]), seed=seed).save(os.path.join(folder, "data.safetensors"))
+    path = os.path.join(folder, "plan.json")
+    with open(path, "w") as fh:
+        json.dump(spec, fh, indent=2)
+    return path
