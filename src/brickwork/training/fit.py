@@ -183,7 +183,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Samples, *,
         for batch in train.batches(config.batch_size, generator=gen):
             loss = loss_fn(model, batch)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {float(loss)} at epoch {state.epoch + 1}, step "
+                raise TrainingError(f"loss became {float(loss.detach())} at epoch {state.epoch + 1}, step "
                                     f"{state.step + 1}; lower the learning rate (now {config.lr}) "
                                     "or check the inputs for NaNs")
             optimizer.zero_grad(set_to_none=True)
