@@ -42,7 +42,7 @@ def make_jobs(root: str, tag: str, epochs: int, n: int) -> list[dict]:
 
 def timed(workers: int, jobs: list[dict]) -> float:
     with LocalExecutor(workers) as ex:
-        ex.warm_up()
+        ex.warm_up(["brickwork.training.examples"])
         t = time.perf_counter()
         ex.map(run_job, jobs)
         return time.perf_counter() - t

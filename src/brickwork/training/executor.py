@@ -32,6 +32,21 @@ def _echo(job: Mapping[str, Any]) -> dict[str, Any]:
     return dict(job)
 
 
+def _warm(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Pay one-time costs in a worker (imports, the optimizer's lazy set-up)."""
+    import importlib
+
+    import torch
+
+    for name in job.get("imports", ()):
+        importlib.import_module(name)
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    return dict(job)
+
+
 def _worker_init() -> None:
     import torch
 
@@ -86,16 +101,17 @@ class LocalExecutor(Executor):
         self._workers = max(1, int(workers or os.cpu_count() or 1))
         ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            ctx.set_forkserver_preload(["torch", "brickwork.training"])
+            ctx.set_forkserver_preload(["torch", "brickwork.training", "brickwork.training.job"])
         self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init)
 
     @property
     def workers(self) -> int:
         return self._workers
 
-    def warm_up(self) -> None:
-        """Start every worker now (so timings do not include process start-up)."""
-        self.map(_echo, [{"i": i} for i in range(self._workers * 2)])
+    def warm_up(self, imports: Sequence[str] = ()) -> None:
+        """Start every worker and pay its one-time costs now (imports, optimizer set-up),
+        so timings measure training only."""
+        self.map(_warm, [{"i": i, "imports": list(imports)} for i in range(self._workers * 2)])
 
     def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
             progress: bool = False, desc: str = "jobs") -> list[dict[str, Any]]:
