@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,5 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print("brickwork demo: nothing to run yet")
-    return 0
+    from brickwork.cli.core_demo import print_summary, run_core_demo
+
+    print("brickwork demo: training exist(find[c]) layouts through the autobatched runner")
+    out = Path(args.out)
+    summary = run_core_demo(out, seed=args.seed)
+    print_summary(summary, out)
+    return 0 if summary["test_accuracy"] > 0.9 else 1

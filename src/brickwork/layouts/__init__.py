@@ -13,6 +13,7 @@ from brickwork.layouts.layout import Layout, fix_hint
 from brickwork.layouts.build import LayoutBuilder, NodeRef, chain, from_program
 from brickwork.layouts.schedule import Schedule, compile_schedule
 from brickwork.layouts.runner import Runner, call_group
+from brickwork.layouts.io import layout_from_json, load_kinds, save_kinds
 
 __all__ = [
     "Kinds",
@@ -28,5 +29,8 @@ __all__ = [
     "compile_schedule",
     "fix_hint",
     "from_program",
+    "layout_from_json",
+    "load_kinds",
+    "save_kinds",
     "split_module_name",
 ]

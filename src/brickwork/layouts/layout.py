@@ -80,6 +80,25 @@ class Layout:
         self.bindings = AxisBindings()
         self._inputs = self._check(dict(input_types or {}))
         self._outputs = self._resolve_outputs(outputs)
+        levels: dict[str, int] = {}
+        for n in self._nodes:
+            levels[n.id] = 1 + max((levels[s.node] for s in n.inputs.values() if s.node), default=0)
+        self._levels = levels
+        #: per node, in order: (node, level, [(port, source node or None, source port)])
+        self.plan_rows: tuple = tuple(
+            (n, levels[n.id], tuple((p, s.node, s.port) for p, s in n.inputs.items()))
+            for n in self._nodes)
+        position = {n.id: k for k, n in enumerate(self._nodes)}
+        waits = [0] * len(self._nodes)
+        readers: list[list[int]] = [[] for _ in self._nodes]
+        for k, n in enumerate(self._nodes):
+            srcs = {s.node for s in n.inputs.values() if s.node}
+            waits[k] = len(srcs)
+            for src in srcs:
+                readers[position[src]].append(k)
+        #: per node position: how many distinct source nodes it waits for, and its readers
+        self.waits: tuple[int, ...] = tuple(waits)
+        self.readers: tuple[tuple[int, ...], ...] = tuple(tuple(r) for r in readers)
 
     # ----- structure ------------------------------------------------------------------
     @property
@@ -129,10 +148,11 @@ class Layout:
 
     def depth(self) -> int:
         """The longest chain of nodes from an external input to an output."""
-        level: dict[str, int] = {}
-        for n in self._nodes:
-            level[n.id] = 1 + max((level[s.node] for s in n.inputs.values() if s.node), default=0)
-        return max(level.values(), default=0)
+        return max(self._levels.values(), default=0)
+
+    def level(self, node_id: str) -> int:
+        """1 + the level of the deepest source of ``node_id`` (external inputs are 0)."""
+        return self._levels[self.node(node_id).id]
 
     def slice(self, node_id: str, name: str | None = None) -> Layout:
         """The sub-layout that computes ``node_id`` (its ancestors), with its outputs."""

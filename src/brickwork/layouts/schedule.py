@@ -1,8 +1,8 @@
 """Compile a batch of different layouts into a schedule of grouped module calls.
 
-Every node of every layout gets a level (1 + the deepest of its sources). Nodes at the
-same level whose modules share a *kind* form one group, run as one call: rows ordered
-by instance (``filter_color[red]`` rows, then ``[blue]`` rows …) so a kind with
+Agenda scheduling: among the nodes of all layouts whose inputs are ready, the kind
+with the most ready applications runs next, all of them in one call (nodes of one
+kind at different depths share a call). Rows are ordered by instance (``filter_color[red]`` rows, then ``[blue]`` rows …) so a kind with
 per-instance weights sees contiguous slices or an instance index tensor. Inputs are
 gathered and outputs stored with index tensors computed here, once per batch, so the
 run loop does Python work per group, never per node.
@@ -81,55 +81,65 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
     """Compile ``layouts`` (row ``i`` of every external input belongs to layout ``i``)."""
     n = len(layouts)
     # (level, kind) -> list of (sample, node)
-    groups: dict[tuple[int, str], list[tuple[int, object]]] = {}
-    level_of: list[dict[str, int]] = []
+    given = set(batch_inputs)
+    ready: dict[str, list[tuple[int, int]]] = {}  # kind -> [(sample, node position)]
+    waits: list[list[int]] = []
     for i, lay in enumerate(layouts):
-        for name in lay.inputs:
-            if name not in batch_inputs:
-                raise LayoutError(f"layout '{lay.name}' reads input '{name}', which the batch "
-                                  f"does not provide (given: {sorted(batch_inputs)})")
-        levels: dict[str, int] = {}
-        for node in lay.nodes:
-            lv = 1 + max((levels[s.node] for s in node.inputs.values() if s.node), default=0)
-            levels[node.id] = lv
-            groups.setdefault((lv, node.kind), []).append((i, node))
-        level_of.append(levels)
+        if not given.issuperset(lay.inputs):
+            name = sorted(set(lay.inputs) - given)[0]
+            raise LayoutError(f"layout '{lay.name}' reads input '{name}', which the batch "
+                              f"does not provide (given: {sorted(batch_inputs)})")
+        w = list(lay.waits)
+        waits.append(w)
+        for k, count in enumerate(w):
+            if count == 0:
+                ready.setdefault(lay.nodes[k].kind, []).append((i, k))
     sizes: dict[SourceKey, int] = {("ext", name): n for name in batch_inputs}
     where: dict[tuple[int, str], tuple[int, int]] = {}  # (sample, node id) -> (step, row)
     steps: list[Step] = []
-    for (lv, kind), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        lay0 = layouts[members[0][0]]
-        by_instance: dict[str, list[tuple[int, object]]] = {}
-        for sample, node in members:
-            by_instance.setdefault(node.module, []).append((sample, node))  # type: ignore[attr-defined]
+    while ready:
+        # agenda scheduling: run the kind with the most ready applications next
+        kind = max(ready, key=lambda k: (len(ready[k]), k))
+        picked = ready.pop(kind)
+        members = []
+        for i, k in picked:
+            node, lv, ins = layouts[i].plan_rows[k]
+            members.append((i, node, ins))
+            for reader in layouts[i].readers[k]:
+                waits[i][reader] -= 1
+                if waits[i][reader] == 0:
+                    ready.setdefault(layouts[i].nodes[reader].kind, []).append((i, reader))
+        by_instance: dict[str, list[tuple[int, object, tuple]]] = {}
+        for member in members:
+            mod = member[1].module  # type: ignore[attr-defined]
+            bucket = by_instance.get(mod)
+            if bucket is None:
+                by_instance[mod] = bucket = []
+            bucket.append(member)
         names = sorted(by_instance)
         modules = [layouts[by_instance[nm][0][0]].kinds.module(nm) for nm in names]
         ordered = [m for nm in names for m in by_instance[nm]]
         counts = [len(by_instance[nm]) for nm in names]
         step_idx = len(steps)
-        ports = list(modules[0].inputs)
-        gathers: dict[str, Gather] = {}
-        for port in ports:
-            entries: list[tuple[SourceKey, int]] = []
-            for sample, node in ordered:
-                src = node.inputs[port]  # type: ignore[attr-defined]
-                if src.node is None:
-                    entries.append((("ext", src.port), sample))
+        port_entries: dict[str, list[tuple[SourceKey, int]]] = {p: [] for p in modules[0].inputs}
+        for sample, _node, ins in ordered:
+            for port, src_node, src_port in ins:
+                if src_node is None:
+                    port_entries[port].append((("ext", src_port), sample))
                 else:
-                    s, r = where[(sample, src.node)]
-                    entries.append((("slot", s, src.port), r))
-            gathers[port] = _make_gather(entries, sizes)
+                    s, r = where[(sample, src_node)]
+                    port_entries[port].append((("slot", s, src_port), r))
+        gathers = {p: _make_gather(e, sizes) for p, e in port_entries.items()}
         out_ports = list(modules[0].outputs)
-        for row, (sample, node) in enumerate(ordered):
+        for row, (sample, node, _ins) in enumerate(ordered):
             where[(sample, node.id)] = (step_idx, row)  # type: ignore[attr-defined]
         for p in out_ports:
             sizes[("slot", step_idx, p)] = len(ordered)
         instance = None
         if len(modules) > 1:
             instance = torch.repeat_interleave(torch.arange(len(modules)), torch.tensor(counts))
-        steps.append(Step(kind, lv, modules, counts, instance, gathers, out_ports, len(ordered),
-                          [(s, nd.id) for s, nd in ordered]))  # type: ignore[attr-defined]
-        del lay0
+        steps.append(Step(kind, len(steps) + 1, modules, counts, instance, gathers, out_ports, len(ordered),
+                          [(s, nd.id) for s, nd, _ in ordered]))  # type: ignore[attr-defined]
     out_gathers: dict[str, Gather] = {}
     for name in outputs:
         entries = []

@@ -30,7 +30,8 @@ SATURATION_MARGIN = 0.1
 
 def _straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``y`` in the forward pass, the identity's gradient in the backward pass."""
-    return x + (y - x).detach()
+    # ``x - x.detach()`` is exactly zero, so the forward value is exactly ``y``
+    return y.detach() + (x - x.detach())
 
 
 class NeuralType(abc.ABC):

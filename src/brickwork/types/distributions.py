@@ -54,6 +54,15 @@ def _one_hot_noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.
     return torch.softmax(100.0 * _uniform_abs_noise(x, generator), dim=-1)
 
 
+def _one_hot_penalty(x: torch.Tensor) -> torch.Tensor:
+    """Zero when values are in [0, 1] with exactly one above 0.5 per row."""
+    top = x.max(dim=-1, keepdim=True)
+    others = x.scatter(-1, top.indices, torch.zeros_like(top.values))
+    return ((torch.relu(-x) ** 2 + torch.relu(x - 1.0) ** 2).mean()
+            + (torch.relu(0.5 - top.values) ** 2).mean()
+            + (torch.relu(others - 0.5) ** 2).mean())
+
+
 def _simplex_penalty(x: torch.Tensor) -> torch.Tensor:
     return ((x.sum(dim=-1) - 1.0) ** 2).mean() + (torch.relu(-x) ** 2).mean()
 
@@ -111,7 +120,7 @@ class OneHot(NeuralType):
         return _snap(x)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        return _simplex_penalty(x) + (torch.relu(x - 1.0) ** 2).mean()
+        return _one_hot_penalty(x)
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return _one_hot_noise(x, generator)
@@ -141,7 +150,7 @@ class Pointer(NeuralType):
         return _snap(x)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        return _simplex_penalty(x) + (torch.relu(x - 1.0) ** 2).mean()
+        return _one_hot_penalty(x)
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return _one_hot_noise(x, generator)
