@@ -40,12 +40,13 @@ def make_jobs(root: str, tag: str, epochs: int, n: int) -> list[dict]:
     return jobs
 
 
-def timed(workers: int, jobs: list[dict]) -> float:
+def timed(workers: int, jobs: list[dict]) -> tuple[float, float]:
+    """(elapsed seconds, sum of the jobs' own wall times)."""
     with LocalExecutor(workers) as ex:
         ex.warm_up(["brickwork.training.examples"])
         t = time.perf_counter()
-        ex.map(run_job, jobs)
-        return time.perf_counter() - t
+        results = ex.map(run_job, jobs)
+        return time.perf_counter() - t, sum(r["wall_time"] for r in results)
 
 
 def main() -> None:
@@ -56,14 +57,22 @@ def main() -> None:
     epochs, n = (6, 2048) if args.quick else (12, 4096)
     repeats = args.repeats or (1 if args.quick else 3)
     root = tempfile.mkdtemp(prefix="bw-parallel-")
-    t1s, t2s = [], []
+    t1s, t2s, busy1, busy2 = [], [], [], []
     for r in range(repeats):
-        t1s.append(timed(1, make_jobs(root, f"w1-{r}", epochs, n)))
-        t2s.append(timed(2, make_jobs(root, f"w2-{r}", epochs, n)))
+        e, b = timed(1, make_jobs(root, f"w1-{r}", epochs, n))
+        t1s.append(e)
+        busy1.append(b)
+        e, b = timed(2, make_jobs(root, f"w2-{r}", epochs, n))
+        t2s.append(e)
+        busy2.append(b)
     ratios = [a / b for a, b in zip(t1s, t2s)]
     out = {"bench": "parallel", "modules": 4, "cpu_count": os.cpu_count(),
            "load_average_1min": os.getloadavg()[0],
            "seconds_1_worker": t1s, "seconds_2_workers": t2s, "speedups": ratios,
+           # jobs alive at once (~2 means both workers ran concurrently); per-job slowdown
+           # from 1 to 2 workers shows CPU contention (other processes on the machine)
+           "concurrency_2_workers": statistics.median(b / e for b, e in zip(busy2, t2s)),
+           "per_job_slowdown_2_vs_1": statistics.median(b2 / b1 for b1, b2 in zip(busy1, busy2)),
            "speedup": statistics.median(ratios), "target": 1.7, "quick": args.quick}
     print(json.dumps(out))
 
