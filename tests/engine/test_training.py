@@ -184,3 +184,17 @@ def test_cli_plan_train_registry(tmp_path, capsys):
     assert cli(["registry", "--registry", reg, "show", "../x.y"]) == 2
     assert "invalid" in capsys.readouterr().err
     assert cli(["train", plan, "--out", str(tmp_path / "run"), "--registry", reg]) == 2
+
+
+def test_tensorboard_is_optional(tmp_path):
+    from brickwork.training import TensorBoard
+
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(TrainingError, match="tensorboard"):
+            TensorBoard(tmp_path)
+        return
+    res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=1),
+              callbacks=[TensorBoard(tmp_path)])
+    assert res.epochs == 1 and any(tmp_path.iterdir())

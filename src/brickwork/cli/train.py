@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, help="HPO trials per module with a search space")
     p.add_argument("--seed", type=int, help="run seed (default: the plan file's, else 0)")
     p.add_argument("--tag", help="registry tag suffix (default: v1)")
-    p.add_argument("--tensorboard", action="store_true", help="(reserved) TensorBoard logs need "
-                   "the 'tensorboard' extra")
+    p.add_argument("--tensorboard", action="store_true", help="TensorBoard logs per job under "
+                   "<out>/jobs/<module>/tensorboard (needs the 'tensorboard' extra)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         register_tag=args.tag or str(opts.get("register_tag", "v1")), seed=seed,
         hparams=opts.get("hparams"), search=opts.get("search"),
         trials=args.trials if args.trials is not None else int(opts.get("trials", 0)),
-        resume=args.resume, progress=True,
+        resume=args.resume, progress=True, tensorboard=args.tensorboard,
         config={"plan_file": str(spec.path), "plan_name": spec.name})
     studies = {n: StudyResult(**r["hpo"]) for n, r in result.modules.items() if r.get("hpo")}
     if studies:

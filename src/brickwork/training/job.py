@@ -42,7 +42,7 @@ from brickwork._version import __version__
 from brickwork.errors import TrainingError
 from brickwork.modules import atomic_write_bytes, atomic_write_json, build, load_module, save_module
 from brickwork.training.cache import IntermediateDataset
-from brickwork.training.callbacks import EarlyStopping, LogMetrics, ProgressBar
+from brickwork.training.callbacks import EarlyStopping, LogMetrics, ProgressBar, TensorBoard
 from brickwork.training.fit import FitConfig, FitResult, fit
 from brickwork.training.hpo import SearchSpace, run_study
 from brickwork.training.losses import type_loss, type_score
@@ -84,6 +84,8 @@ class ModuleJob:
         val_fraction: held-out share of the table for validation and HPO.
         progress: show a tqdm bar of epochs.
         data_digest: digest of the training data (recorded in the result).
+        tensorboard: write TensorBoard scalars of the final fit to ``workdir/tensorboard``
+            (needs the optional ``tensorboard`` package).
     """
 
     name: str
@@ -106,6 +108,7 @@ class ModuleJob:
     val_fraction: float = 0.2
     progress: bool = False
     data_digest: str = ""
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -196,7 +199,7 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Samples, table: Samples,
               seed: int, *, report: Any = None, ckpt: Path | None = None,
-              progress: bool = False) -> tuple[_Trainable, FitResult]:
+              progress: bool = False, tensorboard: Path | None = None) -> tuple[_Trainable, FitResult]:
     model = _build(job, hp, table, seed)
     loss_fn, evaluate = _objective(job, hp)
     cfg = FitConfig(**{k: hp[k] for k in _FIT_KEYS if k in hp and hp[k] is not None}, seed=seed)
@@ -204,6 +207,8 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
                             LogMetrics(job.name)]
     if progress:
         callbacks.append(ProgressBar(desc=job.name))
+    if tensorboard is not None:
+        callbacks.append(TensorBoard(tensorboard))
     on_step = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
     result = fit(model, loss_fn, train, val=val, evaluate=evaluate, config=cfg,
                  callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None,
@@ -252,7 +257,8 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         hpo_time = study.wall_time
     final_seed = derive_seed(job.seed, job.name, "final")
     model, res = _fit_once(job, hp, train, val, table, final_seed, ckpt=work / "checkpoint",
-                           progress=job.progress)
+                           progress=job.progress,
+                           tensorboard=work / "tensorboard" if job.tensorboard else None)
     module = model.module
     save_module(module, work / "module")  # type: ignore[arg-type]
     if model.head is not None:

@@ -147,7 +147,8 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                ray_address: str | None = None, registry: Any = None, register_tag: str = "v1",
                seed: int = 0, hparams: Mapping[str, Mapping[str, Any]] | None = None,
                search: Mapping[str, Mapping[str, Any]] | None = None, trials: int = 0,
-               resume: bool = False, progress: bool = False, end_to_end_time: float | None = None,
+               resume: bool = False, progress: bool = False, tensorboard: bool = False,
+               end_to_end_time: float | None = None,
                config: Mapping[str, Any] | None = None) -> PlanResult:
     """Train every module of ``plan`` and write ``workdir/summary.json``.
 
@@ -162,6 +163,8 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
         hparams: per kind or module name, hyperparameters (``epochs``, ``lr``, ...).
         search: per kind or module name, a search space; ``trials`` per module.
         resume: continue a killed run (finished jobs are skipped).
+        progress: tqdm bars per stage (and per epoch with one worker).
+        tensorboard: TensorBoard logs per job (optional ``tensorboard`` package).
         end_to_end_time: seconds of an end-to-end baseline, for the cost report.
         config: extra configuration recorded in the summary.
     """
@@ -236,8 +239,9 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                     data=str(ds.folder), inputs={p: f"in.{p}" for p in module.inputs},
                     target="target", context=context, hparams=hp,
                     search=space, trials=trials if space else 0, seed=derive_seed(seed, name),
-                    workdir=str(work / "jobs" / _safe(name)), progress=False,
-                    data_digest=data_digest)
+                    workdir=str(work / "jobs" / _safe(name)),
+                    progress=progress and ex.workers == 1, data_digest=data_digest,
+                    tensorboard=tensorboard)
                 jobs.append(job.to_json())
             overhead = time.perf_counter() - t_stage
             out = ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}") if jobs else []
