@@ -66,8 +66,9 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
     if not family:
         raise TrainingError("train_end_to_end: the family is empty")
     for lay in family:
-        lay.kinds.module  # noqa: B018 - every layout must use ``kinds``
-    for lay in family:
+        if lay.kinds is not kinds:
+            raise TrainingError(f"layout '{lay.name}' was built with another Kinds; build every "
+                                "layout of the family with the vocabulary passed here")
         for name in lay.module_names():
             kinds.module(name)
     params = None
