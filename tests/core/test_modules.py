@@ -127,3 +127,26 @@ def test_adapters():
     assert torch.allclose(bm.Adapter("squash")(x), x / (1 + x))
     with pytest.raises(PortError, match="unknown function"):
         bm.Adapter("tanh")
+
+
+def test_fingerprint_handles_scalar_buffers_and_port_order_does_not_matter(tmp_path):
+    class Normed(bm.Module):
+        inputs = {"mask": SoftMask("b 1 h w"), "features": Features("b c h w")}
+        outputs = {"y": Features("b c h w")}
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(2)  # holds a 0-dim num_batches_tracked
+            self.scale = torch.nn.Parameter(torch.tensor(1.5))
+
+        def forward(self, mask, features):
+            return self.bn(features * mask) * self.scale
+
+    m = Normed()
+    assert len(m.fingerprint()) == 64
+    bm.register_kind("test.normed")(Normed)
+    bm.save_module(m, tmp_path / "n")
+    assert bm.load_module(tmp_path / "n").fingerprint() == m.fingerprint()
+    swapped = bm.Signature({"features": Features("b c h w"), "mask": SoftMask("b 1 h w")},
+                           m.signature.outputs)
+    assert swapped == m.signature

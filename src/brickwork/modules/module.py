@@ -144,7 +144,7 @@ class Module(nn.Module):
         for name, t in sorted(self.state_dict().items()):
             t = t.detach().cpu().contiguous()
             h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
 
     # ----- calling ---------------------------------------------------------------------

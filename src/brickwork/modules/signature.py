@@ -34,10 +34,11 @@ class Signature:
         return f"({ins}) -> ({outs})"
 
     def __hash__(self) -> int:
-        return hash(str(self))
+        return hash(self.digest_text())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Signature) and str(self) == str(other)
+        # ports are matched by name, so the order they were declared in does not matter
+        return isinstance(other, Signature) and self.digest_text() == other.digest_text()
 
     def to_json(self) -> dict[str, Any]:
         return {"inputs": {k: v.to_json() for k, v in self.inputs.items()},

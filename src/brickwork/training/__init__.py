@@ -21,8 +21,30 @@ from brickwork.training.callbacks import (
     TensorBoard,
 )
 from brickwork.training.fit import FitConfig, FitResult, FitState, fit
+from brickwork.training.surrogate import SurrogateHead
+from brickwork.training.end_to_end import train_end_to_end
+from brickwork.training.job import ModuleJob, run_job
+from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
+from brickwork.training.hpo import SearchSpace, hpo_table, plot_hpo, run_study
+from brickwork.training.cost import CostReport
+from brickwork.training.trainer import PlanResult, module_table, train_plan
 
 __all__ = [
+    "CostReport",
+    "LocalExecutor",
+    "ModuleJob",
+    "PlanResult",
+    "RayExecutor",
+    "SearchSpace",
+    "SurrogateHead",
+    "hpo_table",
+    "make_executor",
+    "module_table",
+    "plot_hpo",
+    "run_job",
+    "run_study",
+    "train_end_to_end",
+    "train_plan",
     "Callback",
     "Checkpointer",
     "EarlyStopping",
