@@ -62,9 +62,7 @@ def family_min_depth(family: str) -> int:
     """Smallest program depth a family can have."""
     if family in ("exist", "count"):
         return 1
-    if family in ("equal_integer", "less_than", "greater_than"):
-        return 2
-    if family.startswith("query_"):
+    if family.startswith("query_") or family in ("equal_integer", "less_than", "greater_than"):
         return 3
     return 4  # equal_<attr>
 
@@ -165,10 +163,19 @@ def _linearize(root: _E) -> list[ProgramNode]:
 class _Builder:
     """Builds executed expression trees on one scene."""
 
-    def __init__(self, ix: SceneIndex, rng: random.Random, tries: int = 4) -> None:
+    def __init__(self, ix: SceneIndex, rng: random.Random, tries: int = 4,
+                 budget: int = 400) -> None:
         self.ix = ix
         self.rng = rng
         self.tries = tries
+        # Failed attempts retry at every level of the recursion, so without a bound a
+        # hard scene costs tries ** levels; each question attempt gets `budget` steps.
+        self.budget = budget
+        self.left = budget
+
+    def _spend(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
 
     def _members(self, mask: int) -> list[int]:
         return [i for i in range(self.ix.n) if mask >> i & 1]
@@ -186,6 +193,8 @@ class _Builder:
             return None
         rng = self.rng
         for _ in range(self.tries):
+            if not self._spend():
+                return None
             forms = ["union", "intersect"] + (["relate"] * 5 + ["same"] * 2 if b >= 3 else [])
             form = rng.choice(forms)
             if form == "relate" or form == "same":
@@ -216,6 +225,8 @@ class _Builder:
         if not ks:
             return None
         for _ in range(self.tries):
+            if not self._spend():
+                return None
             # prefer few filters after deep bases, as CLEVR does
             k = rng.choice(ks) if rng.random() < 0.5 else min(ks, key=lambda x: abs(x - 1))
             base = self.base(d - k)
@@ -262,6 +273,7 @@ class _Builder:
         return _E("unique", None, (s,), s.out.bit_length() - 1, d)
 
     def question(self, family: str, d: int) -> _E | None:
+        self.left = self.budget
         rng = self.rng
         if family in ("exist", "count"):
             s = self.set(d - 1)
