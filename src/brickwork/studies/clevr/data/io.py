@@ -101,7 +101,12 @@ def _top(path: Path, raw: Any, key: str) -> tuple[dict[str, Any], list[Any]]:
 @final
 @dataclass(frozen=True)
 class ScenesFile:
-    """A scenes file: its ``info`` block and scenes."""
+    """A scenes file: its ``info`` block and scenes.
+
+    Example:
+        >>> ScenesFile({"split": "val"}, []).info["split"]
+        'val'
+    """
 
     info: dict[str, Any]
     scenes: list[Scene]
@@ -110,7 +115,12 @@ class ScenesFile:
 @final
 @dataclass(frozen=True)
 class QuestionsFile:
-    """A questions file: its ``info`` block and questions."""
+    """A questions file: its ``info`` block and questions.
+
+    Example:
+        >>> len(QuestionsFile({"split": "val"}, []).questions)
+        0
+    """
 
     info: dict[str, Any]
     questions: list[Question]

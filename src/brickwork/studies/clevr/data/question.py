@@ -34,6 +34,12 @@ class Question:
         question_index: its index in the file.
         split: the split name.
         extra: other keys of the file's record, kept as they were.
+
+    Example:
+        >>> from brickwork.studies.clevr.data.program import Program, ProgramNode
+        >>> Question(3, "CLEVR_val_000003.png", "How many things are there?",
+        ...          Program([ProgramNode("scene"), ProgramNode("count", (0,))]), "5").depth
+        1
     """
 
     image_index: int

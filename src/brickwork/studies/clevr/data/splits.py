@@ -44,6 +44,12 @@ class Splits:
             ``<split>_ood`` (deeper than ``max_depth`` or a held-out family).
         question_depths: the depth of every question, by position.
         config: how the split was made (fractions, seed, max_depth, families).
+
+    Example:
+        >>> s = Splits({"train": [0, 2], "val": [1], "test": []},
+        ...            {"train": [0], "val": [1]}, [3, 4], {})
+        >>> s.to_json()["question_depths"]
+        [3, 4]
     """
 
     image_indices: dict[str, list[int]]
