@@ -1,0 +1,254 @@
+"""``brickwork clevr …``: generate, render, execute and inspect CLEVR-format data.
+
+Each subcommand is one ``_register_<name>(group)`` function listed in ``_COMMANDS``;
+adding a subcommand (e.g. ``study``) means writing one more such function and
+listing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from brickwork.errors import DataError
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+# ----------------------------------------------------------------------------- generate
+
+def _register_generate(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("generate", help="generate scenes, images and questions (release layout)")
+    p.add_argument("--scenes", type=_positive, required=True, help="number of scenes/images")
+    p.add_argument("--questions-per-scene", type=int, default=10)
+    p.add_argument("--max-depth", type=_positive, default=10, help="largest program depth")
+    p.add_argument("--min-depth", type=_positive, default=1, help="smallest program depth")
+    p.add_argument("--out", required=True, help="dataset folder (images/, scenes/, questions/)")
+    p.add_argument("--split", default="train", help="split name used in file names")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=_positive, default=96)
+    p.add_argument("--height", type=_positive, default=64)
+    p.add_argument("--supersample", type=_positive, default=2, help="antialiasing factor")
+    p.add_argument("--processes", type=_positive, default=2)
+    p.add_argument("--families", help="comma-separated family names (default: all)")
+    p.add_argument("--cogent", choices=["A", "B"], help="CoGenT shape-colour condition")
+    p.add_argument("--condition", help="JSON file mapping shapes to allowed colours")
+    p.add_argument("--no-images", action="store_true", help="write scenes and questions only")
+    p.add_argument("--ood-depth", type=int, default=None,
+                   help="in splits.json, questions deeper than this go to <split>_ood")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from brickwork.studies.clevr.data import COGENT_A, COGENT_B, SceneConfig, generate_dataset, make_splits
+    from brickwork.studies.clevr.data.io import load_questions, read_json
+    from brickwork.studies.clevr.data.scene import check_condition
+
+    condition = None
+    if args.cogent:
+        condition = COGENT_A if args.cogent == "A" else COGENT_B
+    if args.condition:
+        condition = check_condition(read_json(args.condition), where=args.condition)
+    families = [f.strip() for f in args.families.split(",")] if args.families else None
+    try:
+        summary = generate_dataset(
+            args.out, args.scenes, args.questions_per_scene, args.max_depth, args.seed,
+            min_depth=args.min_depth, split=args.split, families=families,
+            width=args.width, height=args.height, supersample=args.supersample,
+            render=not args.no_images, scene_config=SceneConfig(condition=condition),
+            processes=args.processes, progress=True,
+        )
+    except ValueError as exc:
+        raise DataError(f"clevr generate: {exc}") from None
+    splits = make_splits(load_questions(summary["questions_file"]), seed=args.seed,
+                         max_depth=args.ood_depth, path=Path(args.out) / "splits.json")
+    print(f"wrote {summary['scenes']} scenes and {summary['questions']} questions to {args.out} "
+          f"in {summary['seconds']:.1f} s")
+    print(f"  {summary['scenes_file']}\n  {summary['questions_file']}")
+    if summary["images_dir"]:
+        print(f"  {summary['images_dir']}/")
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.question_indices.items() if v)
+    print(f"  {Path(args.out) / 'splits.json'} (questions: {sizes})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- render
+
+def _register_render(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("render", help="render a CLEVR-format scenes file and a contact sheet")
+    p.add_argument("scenes", help="scenes JSON (ours or the CLEVR release's)")
+    p.add_argument("--out", required=True, help="folder for the images and contact_sheet.png")
+    p.add_argument("--width", type=_positive, default=96)
+    p.add_argument("--height", type=_positive, default=64)
+    p.add_argument("--supersample", type=_positive, default=2)
+    p.add_argument("--processes", type=_positive, default=2)
+    p.add_argument("--limit", type=int, default=None, help="render only the first N scenes")
+    p.add_argument("--sheet", type=int, default=24, help="images on the contact sheet")
+    p.add_argument("--sheet-scale", type=_positive, default=2, help="enlargement on the sheet")
+    p.set_defaults(func=_run_render)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from brickwork.studies.clevr.data import contact_sheet, load_scenes, render_batch
+    from brickwork.studies.clevr.data.render import save_png
+
+    scenes = load_scenes(args.scenes)
+    if args.limit is not None:
+        scenes = scenes[: args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    images = render_batch(scenes, args.width, args.height, supersample=args.supersample,
+                          processes=args.processes, progress=True)
+    seconds = time.perf_counter() - t0
+    for scene, image in zip(scenes, images):
+        save_png(image, out / scene.image_filename)
+    sheet = None
+    if args.sheet > 0 and len(scenes):
+        sheet = contact_sheet(list(images[: args.sheet]), out / "contact_sheet.png",
+                              scale=args.sheet_scale)
+    rate = len(scenes) / seconds if seconds > 0 else float("inf")
+    print(f"rendered {len(scenes)} images ({args.width}x{args.height}) to {out} in {seconds:.1f} s "
+          f"({rate:.0f} images/s)")
+    if sheet is not None:
+        print(f"  contact sheet: {sheet}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- execute
+
+def _register_execute(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("execute", help="answer every question with the executor; report agreement")
+    p.add_argument("--scenes", required=True, help="scenes JSON")
+    p.add_argument("--questions", required=True, help="questions JSON (release or CLEVR-generator format)")
+    p.add_argument("--json", help="write the report here")
+    p.set_defaults(func=_run_execute)
+
+
+def check_agreement(scenes_path: str | Path, questions_path: str | Path) -> dict[str, Any]:
+    """Execute every question on its scene and compare with the stored answers."""
+    from brickwork.studies.clevr.data import SceneIndex, load_questions, load_scenes
+    from brickwork.studies.clevr.data.executor import execute
+    from brickwork.studies.clevr.data.vocabulary import INVALID
+
+    scenes = {s.image_index: s for s in load_scenes(scenes_path)}
+    questions = load_questions(questions_path)
+    index: dict[int, SceneIndex] = {}
+    disagree: list[int] = []
+    ill_posed: list[int] = []
+    details: list[dict[str, Any]] = []
+    unanswered = 0
+    for pos, q in enumerate(questions):
+        if q.image_index not in scenes:
+            raise DataError(
+                f"{questions_path}: question {pos}: field 'image_index': {q.image_index} is not "
+                f"an image_index of {scenes_path} ({len(scenes)} scenes)"
+            )
+        if q.answer is None:
+            unanswered += 1
+            continue
+        ix = index.get(q.image_index)
+        if ix is None:
+            ix = index[q.image_index] = SceneIndex(scenes[q.image_index])
+        try:
+            got = execute(q.program, ix)
+        except DataError:
+            got = INVALID
+            ill_posed.append(pos)
+        if got != q.answer:
+            disagree.append(pos)
+            if len(details) < 50:
+                details.append({"question": pos, "expected": q.answer, "executor": got})
+    n = len(questions) - unanswered
+    return {
+        "agreement": (n - len(disagree)) / n if n else 1.0,
+        "n_questions": len(questions),
+        "n_answered": n,
+        "n_agree": n - len(disagree),
+        "disagreements": disagree,
+        "ill_posed": ill_posed,
+        "examples": details,
+        "scenes": str(scenes_path),
+        "questions": str(questions_path),
+    }
+
+
+def _run_execute(args: argparse.Namespace) -> int:
+    from brickwork.studies.clevr.data.io import atomic_write_json
+
+    t0 = time.perf_counter()
+    report = check_agreement(args.scenes, args.questions)
+    report["seconds"] = time.perf_counter() - t0
+    print(f"agreement {report['agreement']:.4%}: {report['n_agree']} of {report['n_answered']} "
+          f"answered questions ({report['n_questions']} in the file) in {report['seconds']:.1f} s")
+    if report["ill_posed"]:
+        print(f"  ill-posed on their scene: {len(report['ill_posed'])} (first: {report['ill_posed'][:10]})")
+    for ex in report["examples"][:10]:
+        print(f"  question {ex['question']}: file says {ex['expected']!r}, executor says {ex['executor']!r}")
+    if args.json:
+        atomic_write_json(args.json, report, indent=1)
+        print(f"  report: {args.json}")
+    return 0 if not report["disagreements"] else 1
+
+
+# ----------------------------------------------------------------------------- stats
+
+def _register_stats(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("stats", help="depth and answer histograms of a dataset, with a plot")
+    p.add_argument("dir", help="dataset folder (release layout) or a questions JSON")
+    p.add_argument("--split", default="train")
+    p.add_argument("--plot", help="PNG to write (default: DIR/stats_<split>.png)")
+    p.add_argument("--json", help="JSON to write (default: DIR/stats_<split>.json)")
+    p.set_defaults(func=_run_stats)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from brickwork.studies.clevr.data import dataset_stats, load_questions, plot_stats
+    from brickwork.studies.clevr.data.io import atomic_write_json, release_paths
+
+    target = Path(args.dir)
+    if target.is_dir():
+        qpath = release_paths(target, args.split)["questions"]
+        base = target
+    else:
+        qpath, base = target, target.parent
+    stats = dataset_stats(load_questions(qpath))
+    plot = Path(args.plot) if args.plot else base / f"stats_{args.split}.png"
+    jpath = Path(args.json) if args.json else base / f"stats_{args.split}.json"
+    plot_stats(stats, plot)
+    atomic_write_json(jpath, stats, indent=1)
+    print(f"{stats['n_questions']} questions on {stats['n_images']} images ({qpath})")
+    total = max(stats["n_questions"], 1)
+    for key in ("depth", "family", "answer"):
+        print(f"{key}:")
+        for k, v in stats[key].items():
+            print(f"  {k:>16} {v:8d} {100 * v / total:6.2f}% {'#' * round(60 * v / total)}")
+    print(f"plot: {plot}\nstats: {jpath}")
+    return 0
+
+
+# subcommands of `brickwork clevr`; add one by writing a _register_<name> and listing it
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_generate,
+    _register_render,
+    _register_execute,
+    _register_stats,
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``brickwork clevr`` and its subcommands."""
+    p = subparsers.add_parser("clevr", help="CLEVR-format data: generate, render, execute, stats")
+    group = p.add_subparsers(dest="clevr_command", metavar="SUBCOMMAND")
+    for add in _COMMANDS:
+        add(group)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])

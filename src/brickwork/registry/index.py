@@ -1,0 +1,103 @@
+"""The registry's SQLite index: one row per entry (WAL, transactions, busy timeout).
+
+Every connection is opened for one operation and closed after it, so a ``Registry`` can
+be used from many processes at once; writers take the write lock up front
+(``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from brickwork.errors import RegistryError
+
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    weights_sha256 TEXT NOT NULL,
+    card_sha256 TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    signature_text TEXT NOT NULL,
+    signature_json TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_blob ON entries(weights_sha256);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind);
+"""
+
+COLUMNS = ("name", "kind", "tag", "weights_sha256", "card_sha256", "fingerprint", "mode",
+           "signature_text", "signature_json", "created")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise RegistryError(f"{path}: cannot open the registry index ({exc}); check the "
+                            "folder exists and is writable") from None
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return conn
+
+
+def initialise(path: Path) -> None:
+    """Create the index (WAL mode, schema) if needed; safe to call from many processes."""
+    conn = _connect(path)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RegistryError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the "
+                                "registry on a local file system")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
+                            f"({exc}); restore it from a backup or re-import the entries") from None
+    finally:
+        conn.close()
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection for reads (each statement sees a consistent snapshot)."""
+    conn = _connect(path)
+    try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise RegistryError(f"{path}: index read failed ({exc})") from None
+    finally:
+        conn.close()
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[sqlite3.Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error)."""
+    conn = _connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        raise RegistryError(f"{path}: index write failed ({exc}); another process held the "
+                            f"lock longer than {BUSY_TIMEOUT_S:.0f} s or the disk is full") from None
+    finally:
+        conn.close()

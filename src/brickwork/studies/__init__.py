@@ -1,0 +1,1 @@
+"""The thesis's case studies, built only on brickwork's public API."""
