@@ -103,8 +103,8 @@ class Query(_AnswerMLP):
                             f"{sorted(ATTRIBUTES)}")
         self._bw_config = {"channels": channels, "attribute": attribute,
                            "interface": interface, "hidden": hidden}
-        self.inputs = {"mask": mask_type(interface),  # type: ignore[misc]
-                       "features": Features(f"b {channels} h w")}
+        self.inputs = {"features": Features(f"b {channels} h w"),  # type: ignore[misc]
+                       "mask": mask_type(interface)}
         self.outputs = {"answer": ANSWER}  # type: ignore[misc]
         self._init_mlp(attribute, channels, hidden)
 
@@ -144,8 +144,8 @@ class Compare(Module):
             else function.split("_", 1)[1]
         self.register_buffer("arg_valid", valid_answers(arg))
         if interface == "typed":
-            self.scale = nn.Parameter(torch.tensor(1.0))
-            self.bias = nn.Parameter(torch.tensor(0.0))
+            self.scale = nn.Parameter(torch.tensor([1.0]))
+            self.bias = nn.Parameter(torch.tensor([0.0]))
         else:
             self.net = nn.Sequential(nn.Linear(2 * K, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 

@@ -33,7 +33,7 @@ HEADS = ("color", "shape", "size", "material")
 @register_kind("nmn_image_encoder", example_config={"channels": 8},
                sizes={"b": 2, "h": 64, "w": 96})
 class ImageEncoder(Module):
-    """Three stride-2 conv-BN-ReLU blocks and a 3x3 conv: ``[b 3 64 96] -> [b C 8 12]``."""
+    """Three stride-2 conv-GroupNorm-ReLU blocks and a 3x3 conv: ``[b 3 64 96] -> [b C 8 12]``."""
 
     manual_config = True
 
@@ -45,7 +45,7 @@ class ImageEncoder(Module):
         layers: list[nn.Module] = []
         cin = 3
         for _ in range(3):
-            layers += [nn.Conv2d(cin, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU()]
+            layers += [nn.Conv2d(cin, width, 3, 2, 1), nn.GroupNorm(4, width), nn.ReLU()]
             cin = width
         layers += [nn.Conv2d(width, channels, 3, 1, 1), nn.ReLU()]
         self.net = nn.Sequential(*layers)

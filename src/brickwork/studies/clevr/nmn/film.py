@@ -43,7 +43,7 @@ class FiLM(Module):
         self.stem = nn.Conv2d(channels + 2, width, 1)
         self.conv1 = nn.ModuleList(nn.Conv2d(width + 2, width, 1) for _ in range(blocks))
         self.conv2 = nn.ModuleList(nn.Conv2d(width, width, 3, 1, 1) for _ in range(blocks))
-        self.norm = nn.ModuleList(nn.BatchNorm2d(width, affine=False) for _ in range(blocks))
+        self.norm = nn.ModuleList(nn.GroupNorm(1, width, affine=False) for _ in range(blocks))
         self.head = nn.Sequential(nn.Conv2d(width + 2, 128, 1), nn.ReLU())
         self.out = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, K))
         self.blocks, self.width = blocks, width

@@ -93,7 +93,7 @@ class _CellMLP(Module):
         self.interface = interface
         t = mask_type(interface)
         feats = Features(f"b {channels} h w")
-        self.inputs = ({"mask": t, "features": feats} if with_mask  # type: ignore[misc]
+        self.inputs = ({"features": feats, "mask": t} if with_mask  # type: ignore[misc]
                        else {"features": feats})
         self.outputs = {"mask": t}  # type: ignore[misc]
         self._init_mlp(channels + extra, hidden)
@@ -196,8 +196,8 @@ class Unique(Module):
         self.inputs = {"mask": t}  # type: ignore[misc]
         self.outputs = {"mask": t}  # type: ignore[misc]
         typed = interface == "typed"
-        self.scale = nn.Parameter(torch.tensor(8.0 if typed else 1.0))
-        self.bias = nn.Parameter(torch.tensor(-4.0 if typed else 0.0))
+        self.scale = nn.Parameter(torch.tensor([8.0 if typed else 1.0]))
+        self.bias = nn.Parameter(torch.tensor([-4.0 if typed else 0.0]))
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
         return activate(self.interface, self.scale * mask + self.bias)
