@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import brickwork
-from brickwork.modules import atomic_write_json
+from brickwork.studies.clevr.data.io import atomic_write_json
 from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, prepare_data
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.train import (
