@@ -236,12 +236,45 @@ def _run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_study(group: argparse._SubParsersAction) -> None:
+    p = group.add_parser("study", help="the NMN study (thesis ch. 4): JSON summary and PNG reports")
+    p.add_argument("--out", required=True, help="folder for summary.json and the PNGs")
+    p.add_argument("--quick", action="store_true", help="10-minute smoke version")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None,
+                   help="data cache folder (default: OUT/../clevr-cache); generated if absent")
+    p.set_defaults(func=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    import logging
+
+    from brickwork.studies.clevr.nmn import StudyConfig, run_study
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = StudyConfig.quick(args.seed) if args.quick else StudyConfig.full(args.seed)
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out.resolve().parent / "clevr-cache"
+    summary = run_study(out, cfg, cache)
+    for key in ("accuracy", "seen_error", "unseen_error"):
+        print(f"{key}:")
+        for v, ms in summary[key].items():
+            std = f" ± {ms['std']:.3f}" if "std" in ms else ""
+            print(f"  {v:>16} {ms['mean']:.3f}{std}")
+    print(f"sgm pearson r {summary['sgm_pearson_r']:.3f} (p {summary['sgm_p_value']:.3g}); "
+          f"cost ratio sequential {summary['cost_ratio_sequential']:.2f}, "
+          f"parallel {summary['cost_ratio_parallel']:.2f}")
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
 # subcommands of `brickwork clevr`; add one by writing a _register_<name> and listing it
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_generate,
     _register_render,
     _register_execute,
     _register_stats,
+    _register_study,
 ]
 
 

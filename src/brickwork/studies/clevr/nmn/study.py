@@ -1,0 +1,272 @@
+"""The NMN study (thesis ch. 4 on CLEVR-format data): runs every variant and writes the
+five reports (JSON summary + PNGs).
+
+Example:
+    >>> summarize_depths({1: 0.2, 5: 0.4, 6: 0.5, 20: 0.7}, seen_max=5)
+    (0.30000000000000004, 0.6)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import brickwork
+from brickwork.studies.clevr.data.io import atomic_write_json
+from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, prepare_data
+from brickwork.studies.clevr.nmn.layouts import NMN
+from brickwork.studies.clevr.nmn.train import (
+    _forward,
+    accuracy,
+    error_by_depth,
+    find_modules,
+    freeze,
+    makespan,
+    time_to_reach,
+    train_e2e,
+    train_film,
+    train_loop,
+    train_modular,
+    train_sgm_module,
+)
+from brickwork.training.sgm import pareto_front, pearson
+
+log = logging.getLogger(__name__)
+VARIANTS = ("e2e_classic", "e2e_typed", "modular_classic", "modular_typed", "film")
+
+
+def summarize_depths(errors: dict[int, float], seen_max: int) -> tuple[float, float]:
+    """Mean error over depths ≤ ``seen_max`` and over deeper ones."""
+    seen = [e for d, e in errors.items() if d <= seen_max]
+    unseen = [e for d, e in errors.items() if d > seen_max]
+    return (statistics.mean(seen) if seen else math.nan,
+            statistics.mean(unseen) if unseen else math.nan)
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    out = {"mean": statistics.mean(values)}
+    if len(values) > 1:
+        out["std"] = statistics.stdev(values)
+    out["n"] = len(values)
+    return out
+
+
+def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    priors = None
+    extra: dict[str, Any] = {}
+    if name.startswith("e2e_"):
+        model, info = train_e2e(name[4:], data, seconds=cfg.seconds_e2e, seed=seed,
+                                channels=cfg.channels)
+        curve, stage1 = info["curve"], []
+    elif name.startswith("modular_"):
+        model, info = train_modular(name.split("_")[1], data, seconds=cfg.seconds_downstream,
+                                    seed=seed, sgm_epochs=cfg.sgm_epochs, channels=cfg.channels,
+                                    supervision="targets" if name.endswith("_targets") else "answers")
+        priors = info.pop("priors")
+        curve, stage1 = info["downstream"]["curve"], info["jobs"]
+        extra["jobs"] = stage1
+        extra["_priors"] = priors
+    else:
+        model, info = train_film(data, seconds=cfg.seconds_film, seed=seed, channels=cfg.channels)
+        curve, stage1 = info["curve"], []
+    test = error_by_depth(model, data, "test", priors[ "test"] if priors else None)
+    seen, unseen = summarize_depths(test, cfg.train_max_depth)
+    qs = data.sets["test"]
+    pred_ok = [1.0 - e for d, e in test.items() if d <= cfg.train_max_depth]
+    res = {"variant": name, "seed": seed, "error_by_depth": test, "seen_error": seen,
+           "unseen_error": unseen, "accuracy": statistics.mean(pred_ok), "curve": curve,
+           "samples_per_second": info.get("samples_per_second",
+                                          info.get("downstream", {}).get("samples_per_second")),
+           "stage1_seconds": [j.get("seconds", 0.0) for j in stage1],
+           "wall_seconds": time.perf_counter() - t0, **extra}
+    if name in ("e2e_classic", "e2e_typed") and seed == cfg.seed:
+        res["train_images_error_by_depth"] = error_by_depth(model, data, "train_deep")
+    res["_model"] = model
+    del qs
+    return res
+
+
+def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Fig. 4.6–4.7: finds trained through SGMs with varied epochs/rank, frozen into the
+    full model, the rest trained for a fixed budget; SGM loss vs full-model val loss."""
+    points = []
+    settings = [(1 + k % 4, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2]) for k in range(cfg.sgm_study_points)]
+    for k, (epochs, rank, dropout) in enumerate(settings):
+        seed = cfg.seed + 100 + k
+        torch.manual_seed(seed)
+        model = NMN("typed", len(data.tokenizer), cfg.channels)
+        finds = find_modules(model, data)
+        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=epochs, rank=rank,
+                                 dropout=dropout) for n in finds]
+        jobs = [j for j in jobs if not j.get("skipped")]
+        freeze(model, finds)
+        train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
+                   eval_every=1e9)
+        model.eval()
+        qs = data.sets["val"]
+        with torch.no_grad():
+            logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
+            full = float(nn.functional.nll_loss(logp, qs.answer))
+        points.append({"epochs": epochs, "rank": rank, "dropout": dropout,
+                       "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
+                       "variance": statistics.mean(j["variance"] for j in jobs),
+                       "full_loss": full,
+                       "full_accuracy": accuracy(model, data, "val", priors["val"])})
+    r, p = pearson([q["sgm_loss"] for q in points], [q["full_loss"] for q in points])
+    front = pareto_front([(q["sgm_loss"], q["variance"]) for q in points])
+    return {"points": points, "pareto_front": front, "pearson_r": r, "p_value": p}
+
+
+def _cost(e2e: dict[str, Any], mod: dict[str, Any], workers: int) -> dict[str, Any]:
+    target = min(max(a for _, a in e2e["curve"]), max(a for _, a in mod["curve"]))
+    t_e2e = time_to_reach(e2e["curve"], target)
+    t_down = time_to_reach(mod["curve"], target)
+    stage1 = mod["stage1_seconds"]
+    seq = sum(stage1) + t_down
+    par = makespan(stage1, workers) + t_down
+    per_module = {j["module"]: j.get("seconds", 0.0) for j in mod.get("jobs", [])}
+    return {"target_val_accuracy": target, "e2e_seconds": t_e2e, "modular_sum_seconds": seq,
+            "modular_critical_path_seconds": par, "workers": workers,
+            "downstream_seconds": t_down, "per_module_seconds": per_module,
+            "cost_ratio_sequential": seq / t_e2e, "cost_ratio_parallel": par / t_e2e}
+
+
+def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str, Any]:
+    """Run the whole study; writes ``summary.json`` and PNGs under ``out``."""
+    torch.set_num_threads(1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = prepare_data(cache, cfg)
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    extra_runs: dict[str, dict[str, Any]] = {}
+    for k in range(cfg.seeds):
+        seed = cfg.seed + k
+        for v in VARIANTS:
+            log.info("seed %d: %s", seed, v)
+            runs[v].append(_run_variant(v, data, cfg, seed))
+    priors = runs["modular_typed"][0]["_priors"]
+    for itf in ("typed", "classic"):
+        model, info = train_e2e(itf, data, seconds=cfg.seconds_all_depths, seed=cfg.seed,
+                                train_set="train_all", channels=cfg.channels)
+        extra_runs[f"e2e_{itf}_all_depths"] = {"error_by_depth": error_by_depth(model, data, "test")}
+    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed)
+    extra_runs["modular_typed_targets"] = {k: tgt[k] for k in ("error_by_depth", "seen_error",
+                                                               "unseen_error", "accuracy")}
+    sgm = _sgm_study(data, cfg, priors)
+    cost = _cost(runs["e2e_typed"][0], runs["modular_typed"][0], cfg.workers)
+    summary: dict[str, Any] = {
+        "brickwork": brickwork.__version__, "config": cfg.to_json(), "data_digest": data.digest,
+        "depth_definition": "CLEVR program depth: nodes on the longest chain from scene to the "
+                            "answer, scene not counted (brickwork.studies.clevr.data.program_depth)",
+        "accuracy_scope": f"test split, questions of depth <= {cfg.train_max_depth}",
+        "supervision": "answers only (main); 'supervision_targets' uses executor object masks",
+        "encoder_cell_accuracy": data.encoder_accuracy,
+        "accuracy": {v: _mean_std([r["accuracy"] for r in runs[v]]) for v in VARIANTS},
+        "seen_error": {v: _mean_std([r["seen_error"] for r in runs[v]]) for v in VARIANTS},
+        "unseen_error": {v: _mean_std([r["unseen_error"] for r in runs[v]]) for v in VARIANTS},
+        "error_by_depth": {v: {str(d): _mean_std([r["error_by_depth"][d] for r in runs[v]])
+                               for d in sorted(runs[v][0]["error_by_depth"])} for v in VARIANTS},
+        "train_images_error_by_depth": {v: {str(d): e for d, e in
+                                            runs[v][0]["train_images_error_by_depth"].items()}
+                                        for v in ("e2e_classic", "e2e_typed")},
+        "all_depths_error_by_depth": {k: {str(d): e for d, e in v["error_by_depth"].items()}
+                                      for k, v in extra_runs.items() if k.endswith("all_depths")},
+        "supervision_targets": {"modular_typed": {
+            "accuracy": tgt["accuracy"], "seen_error": tgt["seen_error"],
+            "unseen_error": tgt["unseen_error"],
+            "error_by_depth": {str(d): e for d, e in tgt["error_by_depth"].items()}}},
+        "sgm": sgm, "sgm_pearson_r": sgm["pearson_r"], "sgm_p_value": sgm["p_value"],
+        "cost": cost, "cost_ratio_sequential": cost["cost_ratio_sequential"],
+        "cost_ratio_parallel": cost["cost_ratio_parallel"],
+        "modular_jobs": runs["modular_typed"][0]["jobs"],
+        "train_samples_per_second": statistics.mean(r["samples_per_second"]
+                                                    for r in runs["e2e_typed"]),
+        "curves": {v: runs[v][0]["curve"] for v in VARIANTS},
+    }
+    summary["wall_seconds"] = time.perf_counter() - t0
+    summary = json.loads(json.dumps(summary, default=float).replace("Infinity", "1e9"))
+    plot_study(summary, out)
+    atomic_write_json(out / "summary.json", summary, indent=1)
+    return summary
+
+
+def plot_study(s: dict[str, Any], out: Path) -> list[Path]:
+    """The five figures as PNGs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+
+    def save(fig: Any, name: str) -> None:
+        p = out / name
+        tmp = p.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        tmp.replace(p)
+        paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = ["e2e_classic", "modular_classic", "modular_typed"]
+    ax.bar(names, [s["accuracy"][n]["mean"] for n in names],
+           yerr=[s["accuracy"][n].get("std", 0) for n in names])
+    ax.set_ylabel("test accuracy (depth ≤ 5)")
+    ax.set_title("Table 4.2 analog")
+    save(fig, "1_accuracy.png")
+
+    def curve(ax: Any, d: dict[str, Any], label: str, style: str = "-") -> None:
+        ks = sorted(d, key=int)
+        vals = [d[k]["mean"] if isinstance(d[k], dict) else d[k] for k in ks]
+        ax.plot([int(k) for k in ks], vals, style, label=label)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in ("e2e_typed", "e2e_classic"):
+        curve(ax, s["error_by_depth"][v], f"{v} test")
+        curve(ax, s["train_images_error_by_depth"][v], f"{v} train images", "--")
+        curve(ax, s["all_depths_error_by_depth"][f"{v}_all_depths"], f"{v} all depths", ":")
+    ax.axvline(s["config"]["train_max_depth"] + 0.5, color="gray")
+    ax.set_xlabel("program depth"); ax.set_ylabel("error"); ax.legend(fontsize=7)
+    ax.set_title("Fig. 4.12 analog")
+    save(fig, "2_depth_typed_vs_classic.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in ("modular_typed", "film", "modular_classic"):
+        curve(ax, s["error_by_depth"][v], v)
+    ax.axvline(s["config"]["train_max_depth"] + 0.5, color="gray")
+    ax.set_xlabel("program depth"); ax.set_ylabel("error"); ax.legend()
+    ax.set_title("Fig. 4.13 analog")
+    save(fig, "3_depth_nmn_vs_film.png")
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    pts = s["sgm"]["points"]
+    a1.scatter([p["sgm_loss"] for p in pts], [p["variance"] for p in pts])
+    fr = [pts[i] for i in s["sgm"]["pareto_front"]]
+    a1.plot([p["sgm_loss"] for p in fr], [p["variance"] for p in fr], "r-")
+    a1.set_xlabel("SGM val loss"); a1.set_ylabel("MC-dropout variance"); a1.set_title("Pareto front")
+    a2.scatter([p["sgm_loss"] for p in pts], [p["full_loss"] for p in pts])
+    a2.set_xlabel("SGM val loss"); a2.set_ylabel("full-model val loss")
+    a2.set_title(f"r = {s['sgm_pearson_r']:.2f}, p = {s['sgm_p_value']:.2g}")
+    save(fig, "4_sgm.png")
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    c = s["cost"]
+    labels = list(c["per_module_seconds"]) + ["downstream", "modular sum", "critical path", "e2e"]
+    vals = list(c["per_module_seconds"].values()) + [c["downstream_seconds"], c["modular_sum_seconds"],
+                                                      c["modular_critical_path_seconds"], c["e2e_seconds"]]
+    ax.bar(range(len(vals)), vals)
+    ax.set_xticks(range(len(vals)), labels, rotation=70, fontsize=6)
+    ax.set_ylabel("seconds to target val acc")
+    ax.set_title(f"Fig. 4.8–4.9 analog (target {c['target_val_accuracy']:.3f})")
+    save(fig, "5_cost.png")
+    return paths

@@ -1,0 +1,298 @@
+"""Training modes of the NMN study: end-to-end, modular (surrogate / direct finds),
+FiLM, and evaluation by program depth.
+
+Every layout model runs through the autobatched runner. Loops are time-budgeted and
+record a validation-accuracy curve against training seconds (for the cost report).
+
+Example:
+    >>> curve = [(1.0, 0.4), (2.0, 0.6), (3.0, 0.7)]
+    >>> time_to_reach(curve, 0.6), time_to_reach(curve, 0.9)
+    (2.0, inf)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData
+from brickwork.studies.clevr.nmn.film import FiLM
+from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
+from brickwork.studies.clevr.nmn.plan import study_plan
+from brickwork.studies.clevr.nmn.vocab import K
+from brickwork.training import FitConfig, Samples, fit
+from brickwork.training.sgm import RelativeImprovement, SurrogateSpec, mc_dropout_variance
+
+log = logging.getLogger(__name__)
+LR = 3e-3
+BATCH = 64
+
+
+def time_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float:
+    """First training time at which the accuracy curve reaches ``target``."""
+    for t, acc in curve:
+        if acc >= target - 1e-9:
+            return t
+    return math.inf
+
+
+def _batches(n: int, size: int, gen: torch.Generator):
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - size + 1, size):
+            yield perm[i:i + size]
+
+
+def predict(model: nn.Module, data: StudyData, name: str, *, priors: torch.Tensor | None = None,
+            batch: int = 256) -> torch.Tensor:
+    """Predicted answer index for every question of a set."""
+    qs = data.sets[name]
+    feats = data.set_features(name)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(qs), batch):
+            sl = slice(i, i + batch)
+            out.append(_forward(model, qs, feats, sl, priors).argmax(-1))
+    model.train()
+    return torch.cat(out)
+
+
+def _forward(model: nn.Module, qs: QuestionSet, feats: torch.Tensor, idx: Any,
+             priors: torch.Tensor | None) -> torch.Tensor:
+    f = feats[qs.image[idx]]
+    if isinstance(model, FiLM):
+        return torch.log_softmax(model(f, qs.tokens[idx]), -1)
+    ids = range(len(qs))[idx] if isinstance(idx, slice) else idx.tolist()
+    lays = [model.layouts(qs.questions[i].program) for i in ids]
+    if priors is not None:
+        return model(lays, f, prior=priors[idx])
+    return model(lays, f, tokens=qs.tokens[idx])
+
+
+def accuracy(model: nn.Module, data: StudyData, name: str, priors: torch.Tensor | None = None) -> float:
+    return float((predict(model, data, name, priors=priors) == data.sets[name].answer).float().mean())
+
+
+def error_by_depth(model: nn.Module, data: StudyData, name: str,
+                   priors: torch.Tensor | None = None) -> dict[int, float]:
+    """Error (fraction wrong) per program depth on a question set."""
+    qs = data.sets[name]
+    wrong = (predict(model, data, name, priors=priors) != qs.answer).float()
+    return {int(d): float(wrong[qs.depth == d].mean()) for d in qs.depth.unique()}
+
+
+def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float, *, seed: int,
+               params: Sequence[nn.Parameter] | None = None,
+               priors: dict[str, torch.Tensor] | None = None, eval_every: float = 10.0,
+               lr: float = LR, time_offset: float = 0.0) -> dict[str, Any]:
+    """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts."""
+    torch.manual_seed(seed)
+    qs, feats = data.sets[train_set], data.set_features(train_set)
+    params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    tr_prior = priors.get(train_set) if priors else None
+    val_prior = priors.get("val") if priors else None
+    curve: list[tuple[float, float]] = []
+    trained, t_train, next_eval, steps = 0, 0.0, eval_every, 0
+    for idx in _batches(len(qs), BATCH, gen):
+        t0 = time.perf_counter()
+        logp = _forward(model, qs, feats, idx, tr_prior)
+        loss = nn.functional.nll_loss(logp, qs.answer[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        t_train += time.perf_counter() - t0
+        trained += len(idx)
+        steps += 1
+        if t_train >= next_eval or t_train >= seconds:
+            curve.append((time_offset + t_train, accuracy(model, data, "val", val_prior)))
+            next_eval += eval_every
+            log.info("%s: %.0fs val acc %.3f", type(model).__name__, t_train, curve[-1][1])
+        if t_train >= seconds:
+            break
+    return {"curve": curve, "seconds": t_train, "samples": trained, "steps": steps,
+            "samples_per_second": trained / max(t_train, 1e-9)}
+
+
+def train_e2e(interface: str, data: StudyData, *, seconds: float, seed: int,
+              train_set: str = "train", channels: int = 32) -> tuple[NMN, dict[str, Any]]:
+    """End-to-end: every module and the question encoder jointly, through the runner."""
+    torch.manual_seed(seed)
+    model = NMN(interface, len(data.tokenizer), channels)
+    _instantiate(model, data)
+    return model, train_loop(model, data, train_set, seconds, seed=seed)
+
+
+def train_film(data: StudyData, *, seconds: float, seed: int, channels: int = 32
+               ) -> tuple[FiLM, dict[str, Any]]:
+    torch.manual_seed(seed)
+    model = FiLM(len(data.tokenizer), channels)
+    return model, train_loop(model, data, "train", seconds, seed=seed)
+
+
+def _instantiate(model: NMN, data: StudyData) -> None:
+    """Build every module the training programs name (so optimizers see them all)."""
+    for name in ("train", "val"):
+        for q in data.sets[name].questions:
+            model.layouts(q.program)
+
+
+# ----------------------------------------------------------------------------------
+# modular training
+
+
+def train_question_encoder(model: NMN, data: StudyData, *, seed: int, epochs: int = 2
+                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Stage 1, direct supervision: the question encoder alone; returns cached prior
+    logits for every question set (the intermediate dataset downstream modules read)."""
+    qs = data.sets["train"]
+    train = Samples({"tokens": qs.tokens, "answer": qs.answer})
+    enc = model.question
+    loss = lambda m, b: nn.functional.cross_entropy(m(b["tokens"]), b["answer"])  # noqa: E731
+    res = fit(enc, loss, train, config=FitConfig(epochs=epochs, batch_size=128, lr=LR, seed=seed))
+    enc.eval()
+    with torch.no_grad():
+        priors = {n: torch.cat([enc(s.tokens[i:i + 512]) for i in range(0, len(s), 512)])
+                  for n, s in data.sets.items()}
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return priors, {"seconds": res.wall_time, "steps": res.steps}
+
+
+def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
+    qs = data.sets[name]
+    if value is None:
+        return torch.arange(len(qs))
+    return torch.tensor([i for i, q in enumerate(qs.questions)
+                         if any(n.value_inputs == (value,) and n.function.startswith("filter_")
+                                for n in q.program)], dtype=torch.long)
+
+
+class _SGMTrainee(nn.Module):
+    """A find (or scene) module plus its surrogate head (input: mask and attended features)."""
+
+    def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str):
+        super().__init__()
+        self.module, self.head, self.interface = module, spec.build(), interface
+
+    def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        mask = self.module(features)
+        z = self.head(mask, features)
+        return merge_prior(self.interface, z, prior)
+
+
+def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
+                     *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
+                     lr: float = LR) -> dict[str, Any]:
+    """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
+    training questions that use it, answers only, with the cached prior."""
+    value = None if module_name == "scene" else module_name[5:-1]
+    module = model.kinds.module(module_name)
+    channels = data.features["train"].shape[1]
+    h, w = data.features["train"].shape[2:]
+    spec = SurrogateSpec(h * w, K, rank=rank, dropout=dropout, context_channels=channels)
+    torch.manual_seed(seed)
+    trainee = _SGMTrainee(module, spec, model.interface)
+    tr, va = _find_rows(data, value, "train"), _find_rows(data, value, "val")
+    if len(tr) == 0 or len(va) == 0:
+        return {"module": module_name, "skipped": True, "seconds": 0.0}
+
+    def samples(name: str, rows: torch.Tensor) -> Samples:
+        qs = data.sets[name]
+        return Samples({"features": data.set_features(name)[qs.image[rows]],
+                        "prior": priors[name][rows], "answer": qs.answer[rows]})
+
+    train, val = samples("train", tr), samples("val", va)
+    loss = lambda m, b: nn.functional.nll_loss(m(b["features"], b["prior"]), b["answer"])  # noqa: E731
+    tracker = RelativeImprovement(patience=2, min_rel=0.005)
+    res = fit(trainee, loss, train, val=val, config=FitConfig(
+        epochs=epochs, batch_size=64, lr=lr, seed=seed),
+        on_step=lambda e, rec: tracker.update(rec["val_loss"]))
+    with torch.no_grad():
+        mask = module(val["features"][:256])
+        var = mc_dropout_variance(trainee.head, mask, val["features"][:256], samples=8)
+    return {"module": module_name, "sgm_loss": res.final["val_loss"], "variance": var,
+            "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
+            "lr": lr, "relative_improvement": tracker.history}
+
+
+def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
+                      ) -> dict[str, Any]:
+    """Second supervision setting: a find module trained directly on the executor's object
+    masks (BCE with ``pos_weight``, since positives are rare)."""
+    j = FIND_VALUES.index(module_name[5:-1])
+    module = model.kinds.module(module_name)
+    y = data.find_targets["train"][:, j:j + 1]
+    pos = float(y.mean().clamp(min=1e-3))
+    train = Samples({"features": data.features["train"], "y": y})
+    pw = torch.tensor((1 - pos) / pos).clamp(max=30.0)
+
+    def loss(m: nn.Module, b: Samples) -> torch.Tensor:
+        out = m(b["features"])
+        if model.interface == "typed":
+            out = torch.logit(out.clamp(1e-5, 1 - 1e-5))
+        return nn.functional.binary_cross_entropy_with_logits(out, b["y"], pos_weight=pw)
+
+    res = fit(module, loss, train, config=FitConfig(epochs=epochs, batch_size=64, lr=LR, seed=seed))
+    return {"module": module_name, "seconds": res.wall_time, "loss": res.final["train_loss"]}
+
+
+def find_modules(model: NMN, data: StudyData) -> list[str]:
+    _instantiate(model, data)
+    return ["scene"] + [n for n in model.kinds.names() if n.startswith("find[")]
+
+
+def freeze(model: NMN, names: Sequence[str]) -> None:
+    for n in names:
+        for p in model.kinds.module(n).parameters():
+            p.requires_grad_(False)
+
+
+def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
+                  supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
+                  hpo: Callable[..., dict[str, Any]] | None = None) -> tuple[NMN, dict[str, Any]]:
+    """Modular training following the study's plan: question encoder direct (prior
+    cached); find/scene modules through surrogates (answers) or direct masks (targets);
+    the downstream modules from the cached prior with the finds frozen."""
+    torch.manual_seed(seed)
+    model = NMN(interface, len(data.tokenizer), channels)
+    _instantiate(model, data)
+    plan = study_plan([model.layouts(q.program) for q in data.sets["train"].questions],
+                      supervision=supervision)
+    finds = [n for n, e in plan.items() if e["stage"] == 1 and n != "question_encoder"]
+    priors, qjob = train_question_encoder(model, data, seed=seed)
+    jobs: list[dict[str, Any]] = [{"module": "question_encoder", **qjob}]
+    for name in finds:
+        if plan[name]["mode"] == "direct":
+            jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
+        elif hpo is not None and hpo_trials > 1:
+            jobs.append(hpo(model, name, data, priors, seed=seed, epochs=sgm_epochs,
+                            trials=hpo_trials))
+        else:
+            jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs))
+    freeze(model, finds)
+    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors)
+    return model, {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan}
+
+
+def makespan(durations: Sequence[float], workers: int) -> float:
+    """Longest-processing-time schedule length of independent jobs on ``workers``.
+
+    Example:
+        >>> makespan([3, 2, 2, 1], 2)
+        4.0
+    """
+    loads = [0.0] * max(workers, 1)
+    for d in sorted(durations, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += d
+    return max(loads)
