@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/brickwork demo
 
 test: $(STAMP)
-	BRICKWORK_CHECK=1 $(BIN)/python -m pytest
+	BRICKWORK_CHECK=1 $(BIN)/python -m pytest tests --doctest-modules src/brickwork
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f --quick || exit 1; done
