@@ -88,3 +88,25 @@ def test_fingerprints_stable_across_processes(tmp_path):
     res = subprocess.run([sys.executable, "-c", code, json.dumps(list(folders))],
                          capture_output=True, text=True, check=True)
     assert json.loads(res.stdout.strip().splitlines()[-1]) == folders
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_accepts_a_surrogate_head(name):
+    """A kind with no loss of its own can be trained through a surrogate head (§4.2.3)."""
+    from brickwork.training import SurrogateHead
+
+    module, sizes = build(name)
+    module.train()
+    with bm.checking(False):
+        out = module.outputs_as_dict(module(**example_inputs(module, sizes)))
+    port, value = next(iter(out.items()))
+    value = value.float()
+    if value.dim() == 1:
+        value = value.unsqueeze(1)
+    head = SurrogateHead(in_features=value[0].numel(), out_features=3, rank=2)
+    loss = torch.nn.functional.cross_entropy(head(value), torch.zeros(value.shape[0], dtype=torch.long))
+    loss.backward()
+    params = [p for p in module.parameters() if p.requires_grad]
+    assert head.a.weight.grad is not None
+    if params and value.requires_grad:
+        assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in params), name
