@@ -99,22 +99,16 @@ class Probs(NeuralType):
         return _one_hot_noise(x, generator)
 
 
-@final
-class OneHot(NeuralType):
-    """A one-hot code over the last axis: values in [0, 1], exactly one above 0.5.
+class _OneHotLike(NeuralType):
+    """Abstract: values in [0, 1] with exactly one entry above 0.5 on the last axis."""
 
-    Example:
-        >>> OneHot("b k").project(torch.tensor([[0.2, 0.7, 0.1]]))
-        tensor([[0., 1., 0.]])
-    """
-
-    kind = "OneHot"
-    feeds = ("Probs",)
     codes = (0.0, 1.0)
     value_range = (0.0, 1.0)
+    #: how messages name one value of this type
+    what = "a one-hot"
 
     def domain_reason(self, x: torch.Tensor) -> str:
-        return _one_hot_reason(x, "a one-hot")
+        return _one_hot_reason(x, self.what)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return _snap(x)
@@ -127,7 +121,20 @@ class OneHot(NeuralType):
 
 
 @final
-class Pointer(NeuralType):
+class OneHot(_OneHotLike):
+    """A one-hot code over the last axis: values in [0, 1], exactly one above 0.5.
+
+    Example:
+        >>> OneHot("b k").project(torch.tensor([[0.2, 0.7, 0.1]]))
+        tensor([[0., 1., 0.]])
+    """
+
+    kind = "OneHot"
+    feeds = ("Probs",)
+
+
+@final
+class Pointer(_OneHotLike):
     """A pointer: a one-hot over positions (last axis), valid with exactly one above 0.5.
 
     Used as an *address* by addressed selective input/update (read the value under the
@@ -140,20 +147,7 @@ class Pointer(NeuralType):
 
     kind = "Pointer"
     feeds = ("OneHot", "Probs")
-    codes = (0.0, 1.0)
-    value_range = (0.0, 1.0)
-
-    def domain_reason(self, x: torch.Tensor) -> str:
-        return _one_hot_reason(x, "a pointer")
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        return _snap(x)
-
-    def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        return _one_hot_penalty(x)
-
-    def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return _one_hot_noise(x, generator)
+    what = "a pointer"
 
 
 @final

@@ -34,20 +34,9 @@ def _uniform_abs_noise(x: torch.Tensor, generator: torch.Generator | None) -> to
     return (x - u).abs()
 
 
-@final
-class SoftMask(NeuralType):
-    """A soft mask: every value in [0, 1] (sigmoid outputs; codes 0 and 1).
+class _UnitInterval(NeuralType):
+    """Abstract: every value in [0, 1], codes 0 and 1, eq. 3.1 noise."""
 
-    Example:
-        >>> m = SoftMask("b 1 h w")
-        >>> m.check(torch.full((2, 1, 3, 3), 0.5))
-        ''
-        >>> m.check(torch.full((2, 1, 3, 3), 1.5))
-        'max 1.5 is above 1'
-    """
-
-    kind = "SoftMask"
-    feeds = ("Heatmap",)
     codes = (0.0, 1.0)
     value_range = (0.0, 1.0)
 
@@ -62,6 +51,22 @@ class SoftMask(NeuralType):
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return _uniform_abs_noise(x, generator).clamp(0.0, 1.0)
+
+
+@final
+class SoftMask(_UnitInterval):
+    """A soft mask: every value in [0, 1] (sigmoid outputs; codes 0 and 1).
+
+    Example:
+        >>> m = SoftMask("b 1 h w")
+        >>> m.check(torch.full((2, 1, 3, 3), 0.5))
+        ''
+        >>> m.check(torch.full((2, 1, 3, 3), 1.5))
+        'max 1.5 is above 1'
+    """
+
+    kind = "SoftMask"
+    feeds = ("Heatmap",)
 
 
 @final
@@ -90,7 +95,7 @@ class Heatmap(NeuralType):
 
 
 @final
-class Bool(NeuralType):
+class Bool(_UnitInterval):
     """A probability that something holds, in [0, 1] (codes 0 = no, 1 = yes).
 
     Example:
@@ -100,17 +105,3 @@ class Bool(NeuralType):
 
     kind = "Bool"
     feeds = ("SoftMask",)
-    codes = (0.0, 1.0)
-    value_range = (0.0, 1.0)
-
-    def domain_reason(self, x: torch.Tensor) -> str:
-        return _range_reason(x, 0.0, 1.0)
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        return _straight_through(x, torch.nan_to_num(x, nan=0.5).clamp(0.0, 1.0))
-
-    def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        return (torch.relu(-x) ** 2 + torch.relu(x - 1.0) ** 2).mean()
-
-    def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return _uniform_abs_noise(x, generator).clamp(0.0, 1.0)
