@@ -43,14 +43,14 @@ class HandSwap(Module):
 
     Example:
         >>> v = torch.nn.functional.one_hot(torch.tensor([[3, 9]]), 11).float()
-        >>> HandSwap()(v, torch.eye(2)[:1], torch.eye(2)[1:]).argmax(-1)
+        >>> HandSwap()(torch.eye(2)[:1], torch.eye(2)[1:], v).argmax(-1)
         tensor([[9, 3]])
     """
 
-    inputs = {"values": Probs(["b", "n", CODES]), "a": SoftMask("b n"), "b": SoftMask("b n")}
+    inputs = {"a": SoftMask("b n"), "b": SoftMask("b n"), "values": Probs(["b", "n", CODES])}
     outputs = {"swapped": Probs(["b", "n", CODES])}
 
-    def forward(self, values: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         va = (a.unsqueeze(-1) * values).sum(1, keepdim=True)
         vb = (b.unsqueeze(-1) * values).sum(1, keepdim=True)
         wa, wb = a.unsqueeze(-1), b.unsqueeze(-1)
@@ -101,17 +101,17 @@ class HandDigestor(Module):
     """Reference addressed digestor: the concatenation [v_A, v_B, B at end, A at n−2].
 
     Example:
-        >>> HandDigestor()(torch.eye(11)[:1], torch.eye(11)[1:2], torch.ones(1),
-        ...                torch.zeros(1)).shape
+        >>> HandDigestor()(torch.zeros(1), torch.ones(1), torch.eye(11)[:1],
+        ...                torch.eye(11)[1:2]).shape
         torch.Size([1, 24])
     """
 
-    inputs = {"va": Probs(["b", CODES]), "vb": Probs(["b", CODES]), "b_end": SoftMask("b"),
-              "a_penult": SoftMask("b")}
+    inputs = {"a_penult": SoftMask("b"), "b_end": SoftMask("b"), "va": Probs(["b", CODES]),
+              "vb": Probs(["b", CODES])}
     outputs = {"embedding": Features(["b", 2 * CODES + 2])}
 
-    def forward(self, va: torch.Tensor, vb: torch.Tensor, b_end: torch.Tensor,
-                a_penult: torch.Tensor) -> torch.Tensor:
+    def forward(self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor,
+                vb: torch.Tensor) -> torch.Tensor:
         return torch.cat([va, vb, b_end.unsqueeze(-1), a_penult.unsqueeze(-1)], -1)
 
 
@@ -124,7 +124,7 @@ class TeacherPolicy(Module):
 
     Example:
         >>> p = TeacherPolicy()
-        >>> e = HandDigestor()(torch.eye(11)[[5]], torch.eye(11)[[2]], torch.zeros(1), torch.zeros(1))
+        >>> e = HandDigestor()(torch.zeros(1), torch.zeros(1), torch.eye(11)[[5]], torch.eye(11)[[2]])
         >>> FLAT_OPS[int(p(e, torch.eye(6)[[5]]).argmax())]
         'swap'
     """

@@ -68,11 +68,12 @@ class SwapBiLSTM(Module):
 
     Example:
         >>> v = torch.nn.functional.one_hot(torch.tensor([[3, 9, 5]]), 11).float()
-        >>> SwapBiLSTM(hidden=4)(v, torch.eye(3)[:1], torch.eye(3)[1:2]).shape
+        >>> SwapBiLSTM(hidden=4)(torch.eye(3)[:1], torch.eye(3)[1:2], v).shape
         torch.Size([1, 3, 11])
     """
 
-    inputs = {"values": Probs(["b", "n", CODES]), "a": SoftMask("b n"), "b": SoftMask("b n")}
+    # ports in alphabetical order: saved signatures are stored with sorted keys
+    inputs = {"a": SoftMask("b n"), "b": SoftMask("b n"), "values": Probs(["b", "n", CODES])}
     outputs = {"swapped": Probs(["b", "n", CODES])}
 
     def __init__(self, hidden: int = HIDDEN):
@@ -81,7 +82,7 @@ class SwapBiLSTM(Module):
         self.lstm = nn.LSTM(CODES + 2, hidden, batch_first=True, bidirectional=True)
         self.out = nn.Linear(hidden, CODES)  # shared by both directions
 
-    def forward(self, values: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         x = torch.cat([values, a.unsqueeze(-1), b.unsqueeze(-1)], dim=-1)
         h, _ = self.lstm(x)
         fwd, bwd = h[..., :self.hidden], h[..., self.hidden:]
@@ -95,18 +96,18 @@ class WholeListDigestor(Module):
 
     Example:
         >>> v = torch.nn.functional.one_hot(torch.tensor([[3, 9]]), 11).float()
-        >>> WholeListDigestor(hidden=4)(v, torch.eye(2)[:1], torch.eye(2)[1:]).shape
+        >>> WholeListDigestor(hidden=4)(torch.eye(2)[:1], torch.eye(2)[1:], v).shape
         torch.Size([1, 4])
     """
 
     def __init__(self, hidden: int = HIDDEN):
         super().__init__()
-        self.inputs = {"values": Probs(["b", "n", CODES]), "a": SoftMask("b n"),  # type: ignore[misc]
-                       "b": SoftMask("b n")}
+        self.inputs = {"a": SoftMask("b n"), "b": SoftMask("b n"),  # type: ignore[misc]
+                       "values": Probs(["b", "n", CODES])}
         self.outputs = {"embedding": Features(["b", hidden])}  # type: ignore[misc]
         self.lstm = nn.LSTM(CODES + 2, hidden, batch_first=True)
 
-    def forward(self, values: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         x = torch.cat([values, a.unsqueeze(-1), b.unsqueeze(-1)], dim=-1)
         _, (h, _) = self.lstm(x)
         return h[-1]
@@ -121,17 +122,17 @@ class PolicyLSTM(Module):
     Example:
         >>> p = PolicyLSTM(embedding=4, hidden=6, choices=5)
         >>> s = p.initial_state(2)
-        >>> p(torch.zeros(2, 4), s["h"], s["c"])[0].shape
+        >>> p(s["c"], torch.zeros(2, 4), s["h"])[2].shape
         torch.Size([2, 5])
     """
 
     def __init__(self, embedding: int = HIDDEN, hidden: int = HIDDEN, choices: int = 5):
         super().__init__()
         self.hidden = hidden
-        self.inputs = {"embedding": Features(["b", embedding]),  # type: ignore[misc]
-                       "h": Features(["b", hidden]), "c": Features(["b", hidden])}
-        self.outputs = {"selection": Probs(["b", choices]),  # type: ignore[misc]
-                        "h": Features(["b", hidden]), "c": Features(["b", hidden])}
+        self.inputs = {"c": Features(["b", hidden]),  # type: ignore[misc]
+                       "embedding": Features(["b", embedding]), "h": Features(["b", hidden])}
+        self.outputs = {"c": Features(["b", hidden]), "h": Features(["b", hidden]),  # type: ignore[misc]
+                        "selection": Probs(["b", choices])}
         self.cell = nn.LSTMCell(embedding, hidden)
         self.out = nn.Linear(hidden, choices)
 
@@ -140,10 +141,10 @@ class PolicyLSTM(Module):
         z = torch.zeros(batch, self.hidden)
         return {"h": z, "c": z.clone()}
 
-    def forward(self, embedding: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    def forward(self, c: torch.Tensor, embedding: torch.Tensor, h: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, c = self.cell(embedding, (h, c))
-        return torch.softmax(self.out(h), dim=-1), h, c
+        return c, h, torch.softmax(self.out(h), dim=-1)
 
 
 @final
@@ -198,19 +199,19 @@ class AddressedDigestor(Module):
 
     Example:
         >>> d = AddressedDigestor(embedding=6)
-        >>> d(torch.eye(11)[:1], torch.eye(11)[1:2], torch.ones(1), torch.zeros(1)).shape
+        >>> d(torch.zeros(1), torch.ones(1), torch.eye(11)[:1], torch.eye(11)[1:2]).shape
         torch.Size([1, 6])
     """
 
     def __init__(self, embedding: int = 64):
         super().__init__()
-        self.inputs = {"va": Probs(["b", CODES]), "vb": Probs(["b", CODES]),  # type: ignore[misc]
-                       "b_end": SoftMask("b"), "a_penult": SoftMask("b")}
+        self.inputs = {"a_penult": SoftMask("b"), "b_end": SoftMask("b"),  # type: ignore[misc]
+                       "va": Probs(["b", CODES]), "vb": Probs(["b", CODES])}
         self.outputs = {"embedding": Features(["b", embedding])}  # type: ignore[misc]
         self.net = nn.Sequential(nn.Linear(2 * CODES + 2, embedding), nn.Tanh())
 
-    def forward(self, va: torch.Tensor, vb: torch.Tensor, b_end: torch.Tensor,
-                a_penult: torch.Tensor) -> torch.Tensor:
+    def forward(self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor,
+                vb: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([va, vb, b_end.unsqueeze(-1), a_penult.unsqueeze(-1)], -1))
 
 
