@@ -336,7 +336,7 @@ class Agent(Operator):
                                                  for k in state}
                 choice = selection.argmax(-1)
                 steps[rows] += 1
-                changed = sub
+                changed, touched = sub, set()
                 for k in choice.unique().tolist():
                     op = self.operators[k]
                     hit = choice == k
@@ -345,14 +345,20 @@ class Agent(Operator):
                     elif op.deferred:
                         parked[rows[hit]] = k
                     elif bool(hit.all()):
-                        changed = op(changed)
+                        after = op(changed)
+                        touched.update(after.changed_fields(changed))
+                        changed = after
                     else:
                         local = hit.nonzero().flatten()
-                        changed = changed.put(local, op(changed.take(local)))
-                if changed is not sub:
+                        before = changed.take(local)
+                        after = op(before)
+                        fields = after.changed_fields(before)
+                        touched.update(fields)
+                        changed = changed.put(local, after, fields)
+                if touched:
                     if typed:
-                        changed = changed.project()
-                    rep = changed if whole else rep.put(rows, changed)
+                        changed = changed.project(touched)
+                    rep = changed if whole else rep.put(rows, changed, touched)
                     if interface is not None:
                         interface.commit(rep)
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import final
 
 import torch
@@ -101,10 +101,16 @@ class Representation:
         new.update(values)
         return Representation(self._types, new)
 
-    def project(self) -> Representation:
-        """Every field through its type's hard constraint (the typed interface)."""
-        return Representation(self._types, {k: self._types[k].project(v)
+    def project(self, fields: Iterable[str] | None = None) -> Representation:
+        """Fields through their types' hard constraints (the typed interface); all
+        fields, or only ``fields``."""
+        names = set(self._types) if fields is None else set(fields)
+        return Representation(self._types, {k: self._types[k].project(v) if k in names else v
                                             for k, v in self._values.items()})
+
+    def changed_fields(self, other: Representation) -> list[str]:
+        """Fields whose tensor is not the very same object in ``other``."""
+        return [k for k, v in self._values.items() if other._values.get(k) is not v]
 
     def check(self) -> dict[str, str]:
         """Field -> reason for every field that does not conform to its type."""
@@ -120,15 +126,18 @@ class Representation:
         return Representation(self._types, {k: v.index_select(0, rows)
                                             for k, v in self._values.items()})
 
-    def put(self, rows: torch.Tensor, part: Representation) -> Representation:
-        """A copy whose ``rows`` are replaced by ``part``'s rows (same fields)."""
+    def put(self, rows: torch.Tensor, part: Representation,
+            fields: Iterable[str] | None = None) -> Representation:
+        """A copy whose ``rows`` are replaced by ``part``'s rows (same fields; only
+        ``fields`` when given)."""
         if set(part._types) != set(self._types):
             raise AgentError(f"representation.put: fields {sorted(part._types)} do not match "
                              f"{sorted(self._types)}")
+        names = set(self._types) if fields is None else set(fields)
         new = {}
         for k, v in self._values.items():
             p = part._values[k]
-            new[k] = v.index_copy(0, rows, p.to(v.dtype)) if p is not v else v
+            new[k] = v.index_copy(0, rows, p.to(v.dtype)) if (p is not v and k in names) else v
         return Representation(self._types, new)
 
     def where(self, rows: torch.Tensor, other: Representation) -> Representation:

@@ -73,7 +73,9 @@ def max_verified(accuracy: Mapping[int, float | None], lengths: Sequence[int],
     best = 0
     for n in sorted(lengths):
         acc = accuracy.get(n)
-        if acc is None or acc < threshold:
+        if acc is None:
+            continue  # not evaluated (e.g. a long length on a later seed)
+        if acc < threshold:
             break
         best = n
     return best
@@ -114,7 +116,7 @@ def evaluate_agent(agent: Agent, typed: bool, lengths: Sequence[int],
     out: dict[int, dict[str, Any] | None] = {}
     dead = False
     for n in lengths:
-        if dead:
+        if dead or counts.get(n, 0) <= 0:
             out[n] = None
             continue
         gen = torch.Generator().manual_seed(seed * 100_000 + n)

@@ -50,6 +50,9 @@ class StudyConfig:
             the max length; beyond it ``lists · (that length / n)³`` lists (at least
             ``whole_list_min_lists``), and lengths after one with 0 solved lists are
             skipped (their cost grows as n³).
+        long_beyond, long_lists: lengths beyond ``long_beyond`` × the max length are
+            evaluated on the first seed only, with at most ``long_lists`` lists (a typed
+            step projects O(n) one-hots, so an episode costs O(n³)).
     """
 
     quick: bool = False
@@ -63,6 +66,8 @@ class StudyConfig:
     lists: int = 500
     whole_list_full_until: float = 3.0
     whole_list_min_lists: int = 50
+    long_beyond: float = 10.0
+    long_lists: int = 100
 
     @classmethod
     def quick_config(cls, seed: int = 0) -> StudyConfig:
@@ -91,14 +96,18 @@ class StudyConfig:
     def lengths(self) -> list[int]:
         return eval_lengths(self.max_train(), self.factors)
 
-    def counts(self, variant: str) -> dict[int, int]:
+    def counts(self, variant: str, seed: int | None = None) -> dict[int, int]:
+        """Lists per evaluation length for a variant (0: not evaluated on this seed)."""
         full_until = int(math.ceil(self.whole_list_full_until * self.max_train()))
+        first = seed is None or seed == self.seeds[0]
         out = {}
         for n in self.lengths():
+            count = self.lists
             if variant in WHOLE_LIST and n > full_until:
-                out[n] = max(self.whole_list_min_lists, int(self.lists * (full_until / n) ** 3))
-            else:
-                out[n] = self.lists
+                count = max(self.whole_list_min_lists, int(self.lists * (full_until / n) ** 3))
+            if n > self.long_beyond * self.max_train():
+                count = min(count, self.long_lists) if first else 0
+            out[n] = count
         return out
 
 
@@ -202,7 +211,7 @@ class _Run:
         if self.evaluate and variant in self.cfg.variants:
             self.submit(("E", variant, seed), evaluate_variant, variant=variant, seed=seed,
                         folder=str(folder), lengths=self.cfg.lengths(),
-                        counts=self.cfg.counts(variant))
+                        counts=self.cfg.counts(variant, seed))
 
     def handle(self, tag: tuple, res: Any) -> None:
         kind = tag[0]
@@ -297,6 +306,9 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
                                "seeds": list(cfg.seeds), "config": cfg.to_json(),
                                "max_train_length": cfg.max_train()}
     with Pool(cfg.workers) as pool:
+        # start the workers (imports) before anything is timed
+        for f in [pool.submit(_warm) for _ in range(cfg.workers)]:
+            f.result()
         run = _Run(cfg, out, pool, evaluate)
         if train:
             s0 = cfg.seeds[0]
@@ -329,13 +341,15 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
         variants = {v: _variant_summary(cfg, v, run.evals[v]) for v in cfg.variants if v in run.evals}
         summary["variants"] = variants
         summary["eval_lengths"] = cfg.lengths()
-        summary["eval_lists"] = {v: {str(k): c for k, c in cfg.counts(v).items()} for v in variants}
+        summary["eval_lists_first_seed"] = {v: {str(k): c for k, c in cfg.counts(v).items()}
+                                            for v in variants}
         summary["eval_policy"] = (
             f"closed loop, exact match (sorted permutation, EOP within 2x the teacher's steps); "
             f"{cfg.lists} lists per length and seed; whole-list variants use fewer lists beyond "
             f"{cfg.whole_list_full_until}x the training length (n^3 cost) and skip lengths after "
-            "one with no solved list (null); max_verified_length is the minimum over seeds, "
-            "accuracy_by_length pools the seeds")
+            f"one with no solved list (null); lengths beyond {cfg.long_beyond}x run on the first "
+            f"seed only with at most {cfg.long_lists} lists; max_verified_length is the minimum "
+            "over seeds (a seed counts the lengths it evaluated), accuracy_by_length pools the seeds")
         times = dict(summary.get("time_to_criterion_by_unit", {}))
         if summary.get("monolithic_seconds") is not None:
             times["monolithic" + (" (cap)" if summary.get("speedup_is_lower_bound") else "")] = \
@@ -384,3 +398,9 @@ def _training_summary(cfg: StudyConfig, run: _Run, modular_seconds: float,
 
 
 __all__ = ["StudyConfig", "evaluate_variant", "run_study"]
+
+
+def _warm() -> None:
+    """A no-op job that makes a worker process start (and import torch)."""
+    torch.set_num_threads(1)
+    time.sleep(0.2)
