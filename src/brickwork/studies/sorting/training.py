@@ -57,6 +57,8 @@ class TrainConfig:
         train_lists, val_lists: lists the traces come from (training / validation).
         eval_every: iterations between validations.
         stall_evals: validations without a 1 % better validation loss -> stalled.
+        stage_evals: a curriculum stage also ends after this many validations (short
+            lists hold few examples; a module may need the longer ones to generalize).
         curriculum: grow the list length from 2 as the error criterion is met.
     """
 
@@ -75,6 +77,7 @@ class TrainConfig:
     val_lists: int = 300
     eval_every: int = 50
     stall_evals: int = 60
+    stage_evals: int = 10
     curriculum: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -293,7 +296,7 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
     history: dict[str, list] = {"it": [], "seconds": [], "loss": [], "grad": [],
                                 "val_it": [], "val_seconds": [], "val_error": [],
                                 "val_saturation": [], "val_length": []}
-    best, since_best, it, reason = float("inf"), 0, 0, "time_cap"
+    best, since_best, it, reason, stage = float("inf"), 0, 0, "time_cap", 0
     cap = cfg.max_seconds if phase == "criterion" else cfg.extra_max_seconds
     min_its = int(cfg.extra_factor * prior_iterations) if phase == "extra" else 0
     err, sat = 1.0, 1.0
@@ -319,9 +322,10 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
                          ("val_saturation", sat), ("val_length", length)):
                 history[k].append(v)
             if length < cfg.max_length:
-                if err <= cfg.error:
+                stage += 1
+                if err <= cfg.error or stage >= cfg.stage_evals:
                     length += 1
-                    best, since_best = float("inf"), 0
+                    best, since_best, stage = float("inf"), 0, 0
             elif phase == "criterion" and err <= cfg.error and sat <= cfg.saturation:
                 reason = "criteria"
                 break
