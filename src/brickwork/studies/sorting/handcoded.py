@@ -54,8 +54,9 @@ class HandSwap(Module):
         va = (a.unsqueeze(-1) * values).sum(1, keepdim=True)
         vb = (b.unsqueeze(-1) * values).sum(1, keepdim=True)
         wa, wb = a.unsqueeze(-1), b.unsqueeze(-1)
-        out = values * (1 - wa) * (1 - wb) + wa * vb + wb * va
-        return out.clamp(0.0, 1.0)
+        out = (values * (1 - wa) * (1 - wb) + wa * vb + wb * va).clamp(min=0.0)
+        # exact for one-hot pointers; keeps rows on the simplex for soft ones
+        return out / out.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
 @final

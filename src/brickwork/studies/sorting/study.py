@@ -236,7 +236,7 @@ class _Run:
             self.mono = res
             self.histories["monolithic"] = res["history"]
             folder = self.out / "modules" / "monolithic"
-            for role, m in modules_from_bytes_all(res["states"], self.cfg.train.hidden).items():
+            for role, m in modules_from_bytes_all(res["states"], self.cfg.monolithic.hidden).items():
                 save_module(m, folder / role)
             self._eval("monolithic", self.cfg.seeds[0], folder)
         elif kind == "E":
