@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_study(cfg, out)
     keys = ("modular_seconds", "modular_reference", "modular_seconds_summed",
             "modular_addressed_seconds", "monolithic_seconds", "speedup", "speedup_summed",
-            "speedup_addressed", "speedup_is_lower_bound", "max_train_length", "seeds", "quick",
+            "speedup_addressed", "speedup_is_lower_bound", "modular_cpu_seconds",
+            "modular_addressed_cpu_seconds", "monolithic_cpu_seconds", "speedup_cpu",
+            "cpu_seconds_to_criterion_by_unit", "max_train_length", "seeds", "quick",
             "brickwork_version", "data_digests", "time_to_criterion_by_unit",
             "steps_to_criterion_by_unit", "eval_policy")
     result = {k: summary.get(k) for k in keys}

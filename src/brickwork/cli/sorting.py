@@ -55,7 +55,10 @@ def table(summary: dict[str, Any]) -> str:
         bound = " (cap hit: speedup is a lower bound)" if summary.get("speedup_is_lower_bound") else ""
         lines.append(f"monolithic: {summary['monolithic_seconds']:.1f} s, {mono.get('stop_reason')}, "
                      f"episode error {mono.get('full_length_error', float('nan')):.3f}{bound}")
-        lines.append(f"speedup: {summary['speedup']:.1f}x")
+        lines.append(f"speedup: {summary['speedup']:.1f}x wall, "
+                     f"{summary.get('speedup_cpu', float('nan')):.1f}x CPU time "
+                     f"(modular {summary.get('modular_cpu_seconds', float('nan')):.1f} s, "
+                     f"monolithic {summary.get('monolithic_cpu_seconds', float('nan')):.1f} s CPU)")
     variants = summary.get("variants", {})
     if variants:
         lengths = summary["eval_lengths"]

@@ -122,6 +122,7 @@ def train_monolithic(seed: int, cfg: MonolithicConfig) -> dict[str, Any]:
                                 "val_seconds": [], "val_error": [], "val_length": []}
     it, err, reason = 0, 1.0, "time_cap"
     t0 = time.perf_counter()
+    c0 = time.process_time()
     while True:
         pool = np.nonzero(net.lengths <= length)[0]
         loss, _ = net.run(pool[rng.integers(0, len(pool), size=cfg.batch)])
@@ -152,6 +153,7 @@ def train_monolithic(seed: int, cfg: MonolithicConfig) -> dict[str, Any]:
             if elapsed > cfg.cap_seconds:
                 break
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0
     # the episode error at the full training length, whatever the curriculum reached
     with torch.no_grad():
         full = np.nonzero(vnet.lengths <= cfg.max_length)[0][:cfg.val_episodes]
@@ -159,7 +161,7 @@ def train_monolithic(seed: int, cfg: MonolithicConfig) -> dict[str, Any]:
     log.info("monolithic seed %d: %s after %d it, %.1f s (episode error %.3f at length ≤ %d, "
              "%.3f at ≤ %d)", seed, reason, it, seconds, err, length, full_error, cfg.max_length)
     return {"unit": "monolithic", "seed": seed, "stop_reason": reason, "iterations": it,
-            "seconds": seconds, "val_error": err, "curriculum_length": length,
+            "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "curriculum_length": length,
             "full_length_error": full_error, "met_criteria": reason == "criteria",
             "data_digest": train.digest(), "history": history,
             "states": states_to_bytes(modules)}

@@ -174,18 +174,23 @@ class _Run:
     def submit(self, tag: tuple, fn: Any, **kw: Any) -> None:
         self.pending[self.pool.submit(fn, **kw)] = tag
 
-    def phase_a(self, seed: int, units: list[str]) -> float:
+    def phase_a(self, seed: int, units: list[str]) -> tuple[float, float]:
+        """Train units to criterion with the pool to themselves: (wall, CPU) seconds."""
         if not units:
-            return 0.0
+            return 0.0, 0.0
         t0 = time.perf_counter()
         futs = {u: self.pool.submit(train_unit, unit=u, seed=seed, cfg=self.cfg.train) for u in
                 sorted(units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0))}
         for u, f in futs.items():
             self._done_a(seed, u, f.result(), submit_extra=False)
         wall = time.perf_counter() - t0
-        for u in units:
-            self._submit_extra(seed, u)
-        return wall
+        # CPU-time makespan of the same schedule (the machine may be shared): list
+        # scheduling of the measured per-unit CPU seconds onto the workers, in order
+        loads = [0.0] * self.pool.workers
+        for u in futs:
+            i = loads.index(min(loads))
+            loads[i] += self.modules[seed][u]["criterion"]["cpu_seconds"]
+        return wall, max(loads)
 
     def _done_a(self, seed: int, unit: str, res: dict, submit_extra: bool = True) -> None:
         self.modules.setdefault(seed, {})[unit] = {"criterion": res}
@@ -312,14 +317,17 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
         run = _Run(cfg, out, pool, evaluate)
         if train:
             s0 = cfg.seeds[0]
-            modular_seconds = run.phase_a(s0, run.thesis)
-            addressed_seconds = run.phase_a(s0, run.addressed)
+            modular_seconds, modular_cpu = run.phase_a(s0, run.thesis)
+            addressed_seconds, addressed_cpu = run.phase_a(s0, run.addressed)
+            for u in run.thesis + run.addressed:
+                run._submit_extra(s0, u)
             if "monolithic" in cfg.variants:
                 run.submit(("M",), train_monolithic, seed=s0, cfg=cfg.monolithic)
             for s in cfg.seeds[1:]:
                 run.start_seed(s)
             run.drain()
-            summary.update(_training_summary(cfg, run, modular_seconds, addressed_seconds))
+            summary.update(_training_summary(cfg, run, modular_seconds, addressed_seconds,
+                                             modular_cpu, addressed_cpu))
             atomic_write_json(out / "histories.json", run.histories)
             atomic_write_json(out / "train.json", summary)
         else:
@@ -361,7 +369,8 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
 
 
 def _training_summary(cfg: StudyConfig, run: _Run, modular_seconds: float,
-                      addressed_seconds: float) -> dict[str, Any]:
+                      addressed_seconds: float, modular_cpu: float,
+                      addressed_cpu: float) -> dict[str, Any]:
     s0 = cfg.seeds[0]
     modules = {str(s): {u: {ph: _strip(r) for ph, r in d.items()} for u, d in units.items()}
                for s, units in run.modules.items()}
@@ -377,6 +386,10 @@ def _training_summary(cfg: StudyConfig, run: _Run, modular_seconds: float,
         else "modular_addressed",
         "modular_seconds_summed": sum(run.modules[s0][u]["criterion"]["seconds"] for u in ref_units),
         "modular_addressed_seconds": addressed_seconds if run.addressed else None,
+        "modular_cpu_seconds": modular_cpu if run.thesis else addressed_cpu,
+        "modular_addressed_cpu_seconds": addressed_cpu if run.addressed else None,
+        "cpu_seconds_to_criterion_by_unit": {u: run.modules[s0][u]["criterion"]["cpu_seconds"]
+                                             for u in run.thesis + run.addressed},
         "modular_met_criteria": {u: run.modules[s0][u]["criterion"]["met_criteria"] for u in ref_units},
         "time_to_criterion_by_unit": {u: run.modules[s0][u]["criterion"]["seconds"]
                                       for u in run.thesis + run.addressed},
@@ -392,6 +405,8 @@ def _training_summary(cfg: StudyConfig, run: _Run, modular_seconds: float,
         if run.addressed and run.thesis:
             out["speedup_addressed"] = mono["seconds"] / max(addressed_seconds, 1e-9)
         out["speedup_is_lower_bound"] = not mono["met_criteria"]
+        out["monolithic_cpu_seconds"] = mono["cpu_seconds"]
+        out["speedup_cpu"] = mono["cpu_seconds"] / max(out["modular_cpu_seconds"], 1e-9)
         digests.append(mono["data_digest"])
         out["data_digests"] = sorted(set(digests))
     return out

@@ -301,6 +301,7 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
     min_its = int(cfg.extra_factor * prior_iterations) if phase == "extra" else 0
     err, sat = 1.0, 1.0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     while True:
         loss = task.step_loss(length, rng, gen)
         opt.zero_grad()
@@ -344,10 +345,11 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
                 reason = "time_cap"
                 break
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0
     log.info("%s seed %d %s: %s after %d it, %.1f s (error %.4f, saturation %.4f)",
              unit, seed, phase, reason, it, seconds, err, sat)
     return {"unit": unit, "seed": seed, "phase": phase, "stop_reason": reason,
-            "iterations": it, "seconds": seconds, "val_error": err, "val_saturation": sat,
+            "iterations": it, "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "val_saturation": sat,
             "data_digest": data.digest, "history": history,
             "states": states_to_bytes(modules), "met_criteria": reason in ("criteria", "loss_floor")}
 
