@@ -22,7 +22,8 @@ def test_modular_unit_meets_the_criteria_then_trains_further():
     assert res["stop_reason"] == "criteria" and res["met_criteria"]
     assert res["val_error"] <= 0.01 and res["val_saturation"] <= 0.01
     assert res["history"]["val_length"][-1] == 4  # the curriculum reached the max length
-    extra = train_unit("addr.mova", 0, TINY, phase="extra", init_states=res["states"],
+    extra = train_unit("addr.mova", 0, replace(TINY, extra_max_seconds=60), phase="extra",
+                       init_states=res["states"],
                        prior_iterations=res["iterations"])
     assert extra["iterations"] >= res["iterations"] and extra["val_error"] <= 0.001
     with pytest.raises(TrainingError, match="phase 'later'"):
