@@ -369,8 +369,8 @@ class Pool:
 
     Example:
         >>> with Pool(1) as pool:
-        ...     pool.submit(sum, iterable=[1, 2]).result()
-        3
+        ...     pool.submit(dict, a=1).result()
+        {'a': 1}
     """
 
     def __init__(self, workers: int):
