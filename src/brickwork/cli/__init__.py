@@ -18,7 +18,7 @@ from brickwork._version import __version__
 from brickwork.errors import BrickworkError
 
 # module names under brickwork.cli, each with register(subparsers)
-_SUBCOMMANDS = ["demo", "plan", "train", "registry", "clevr"]
+_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "registry"]
 
 
 def build_parser() -> argparse.ArgumentParser:
