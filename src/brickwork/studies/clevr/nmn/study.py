@@ -100,14 +100,17 @@ def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     """Fig. 4.6–4.7: finds trained through SGMs with varied epochs/rank, frozen into the
     full model, the rest trained for a fixed budget; SGM loss vs full-model val loss."""
     points = []
-    settings = [(1 + k % 4, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2]) for k in range(cfg.sgm_study_points)]
-    for k, (epochs, rank, dropout) in enumerate(settings):
+    # varied SGM budgets (optimizer steps per find), ranks and dropouts
+    scale = 1 if cfg.seeds == 1 else 2
+    settings = [([20, 60, 150, 300][k % 4] * scale, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2])
+                for k in range(cfg.sgm_study_points)]
+    for k, (steps, rank, dropout) in enumerate(settings):
         seed = cfg.seed + 100 + k
         torch.manual_seed(seed)
         model = NMN("typed", len(data.tokenizer), cfg.channels)
         finds = find_modules(model, data)
-        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=epochs, rank=rank,
-                                 dropout=dropout) for n in finds]
+        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=1, rank=rank,
+                                 dropout=dropout, min_steps=steps) for n in finds]
         jobs = [j for j in jobs if not j.get("skipped")]
         freeze(model, finds)
         train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
@@ -117,7 +120,7 @@ def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
         with torch.no_grad():
             logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
             full = float(nn.functional.nll_loss(logp, qs.answer))
-        points.append({"epochs": epochs, "rank": rank, "dropout": dropout,
+        points.append({"steps": steps, "rank": rank, "dropout": dropout,
                        "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
                        "variance": statistics.mean(j["variance"] for j in jobs),
                        "full_loss": full,

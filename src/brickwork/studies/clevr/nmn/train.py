@@ -168,38 +168,78 @@ def train_question_encoder(model: NMN, data: StudyData, *, seed: int, epochs: in
     return priors, {"seconds": res.wall_time, "steps": res.steps}
 
 
+_CHAIN = frozenset({"scene", "unique", "count", "exist", "query_color", "query_shape",
+                    "query_size", "query_material"})
+
+
 def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
+    """Rows of a question set that train the SGM of ``find[value]`` (``scene`` for None).
+
+    The surrogate sees one module's output and the cached prior only, so it is trained on
+    the questions whose answer that output decides: a single chain ``scene → filter[value]
+    → (unique) → count/exist/query`` (no filter at all for ``scene``) — the thesis's
+    "depending on the question type". Falls back to every question using the module
+    when fewer than 32 such questions exist.
+    """
     qs = data.sets[name]
-    if value is None:
-        return torch.arange(len(qs))
-    return torch.tensor([i for i, q in enumerate(qs.questions)
-                         if any(n.value_inputs == (value,) and n.function.startswith("filter_")
-                                for n in q.program)], dtype=torch.long)
+    direct, using = [], []
+    for i, q in enumerate(qs.questions):
+        filt = [n for n in q.program if n.function.startswith("filter_")]
+        uses = value is None or any(n.value_inputs == (value,) for n in filt)
+        if not uses:
+            continue
+        using.append(i)
+        others = {n.function for n in q.program if not n.function.startswith("filter_")}
+        if others <= _CHAIN and len(filt) == (0 if value is None else 1):
+            direct.append(i)
+    return torch.tensor(direct if len(direct) >= 32 else using, dtype=torch.long)
+
+
+SGM_TOP_K = 12
+
+
+def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K) -> torch.Tensor:
+    """What a find's surrogate head sees: a permutation-invariant summary of the mask
+    (its mass and its ``top_k`` largest cells, as the count/exist heads read it) and the
+    mask-attended features, ``[b, 1 + top_k + c]``.
+
+    A linear head over the *flattened* mask has to learn the answer separately for every
+    cell position; with answers only, the finds it trained collapsed to all-zero masks
+    (docs/nmn-study.md, "Why modular trailed").
+
+    Example:
+        >>> import torch
+        >>> sgm_inputs(torch.rand(2, 1, 8, 12), torch.rand(2, 5, 8, 12)).shape
+        torch.Size([2, 18])
+    """
+    from brickwork.studies.clevr.nmn.answers import Measure
+    from brickwork.studies.clevr.nmn.modules import attend
+
+    return torch.cat([Measure.summary(mask, top_k), attend(mask, features)], 1)
 
 
 class _SGMTrainee(nn.Module):
-    """A find (or scene) module plus its surrogate head (input: mask and attended features)."""
+    """A find (or scene) module plus its surrogate head (input: :func:`sgm_inputs`)."""
 
     def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str):
         super().__init__()
         self.module, self.head, self.interface = module, spec.build(), interface
 
     def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        mask = self.module(features)
-        z = self.head(mask, features)
+        z = self.head(sgm_inputs(self.module(features), features))
         return merge_prior(self.interface, z, prior)
 
 
 def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                      *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = LR) -> dict[str, Any]:
+                     lr: float = LR, min_steps: int = 300) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
-    training questions that use it, answers only, with the cached prior."""
+    training questions that use it, answers only, with the cached prior; at least
+    ``min_steps`` optimizer steps (a rare value has few questions)."""
     value = None if module_name == "scene" else module_name[5:-1]
     module = model.kinds.module(module_name)
     channels = data.features["train"].shape[1]
-    h, w = data.features["train"].shape[2:]
-    spec = SurrogateSpec(h * w, K, rank=rank, dropout=dropout, context_channels=channels)
+    spec = SurrogateSpec(1 + SGM_TOP_K + channels, K, rank=rank, dropout=dropout)
     torch.manual_seed(seed)
     trainee = _SGMTrainee(module, spec, model.interface)
     tr, va = _find_rows(data, value, "train"), _find_rows(data, value, "val")
@@ -212,14 +252,15 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
                         "prior": priors[name][rows], "answer": qs.answer[rows]})
 
     train, val = samples("train", tr), samples("val", va)
+    epochs = max(epochs, math.ceil(min_steps * 64 / len(tr)))  # max_steps caps it
     loss = lambda m, b: nn.functional.nll_loss(m(b["features"], b["prior"]), b["answer"])  # noqa: E731
     tracker = RelativeImprovement(patience=2, min_rel=0.005)
     res = fit(trainee, loss, train, val=val, config=FitConfig(
-        epochs=epochs, batch_size=64, lr=lr, seed=seed),
+        epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
         on_step=lambda e, rec: tracker.update(rec["val_loss"]))
     with torch.no_grad():
-        mask = module(val["features"][:256])
-        var = mc_dropout_variance(trainee.head, mask, val["features"][:256], samples=8)
+        f = val["features"][:256]
+        var = mc_dropout_variance(trainee.head, sgm_inputs(module(f), f), samples=8)
     return {"module": module_name, "sgm_loss": res.final["val_loss"], "variance": var,
             "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
             "lr": lr, "relative_improvement": tracker.history}
