@@ -60,7 +60,8 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return out
 
 
-def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
+                 workdir: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     priors = None
     extra: dict[str, Any] = {}
@@ -71,7 +72,10 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int) -> dic
     elif name.startswith("modular_"):
         model, info = train_modular(name.split("_")[1], data, seconds=cfg.seconds_downstream,
                                     seed=seed, sgm_epochs=cfg.sgm_epochs, channels=cfg.channels,
-                                    supervision="targets" if name.endswith("_targets") else "answers")
+                                    supervision="targets" if name.endswith("_targets") else "answers",
+                                    hpo_trials=cfg.sgm_hpo_trials, workdir=workdir)
+        extra["registered"] = info.get("registered", [])
+        extra["plan"] = info["plan"]
         priors = info.pop("priors")
         curve, stage1 = info["downstream"]["curve"], info["jobs"]
         extra["jobs"] = stage1
@@ -157,13 +161,13 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         seed = cfg.seed + k
         for v in VARIANTS:
             log.info("seed %d: %s", seed, v)
-            runs[v].append(_run_variant(v, data, cfg, seed))
+            runs[v].append(_run_variant(v, data, cfg, seed, out))
     priors = runs["modular_typed"][0]["_priors"]
     for itf in ("typed", "classic"):
         model, info = train_e2e(itf, data, seconds=cfg.seconds_all_depths, seed=cfg.seed,
                                 train_set="train_all", channels=cfg.channels)
         extra_runs[f"e2e_{itf}_all_depths"] = {"error_by_depth": error_by_depth(model, data, "test")}
-    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed)
+    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed, out)
     extra_runs["modular_typed_targets"] = {k: tgt[k] for k in ("error_by_depth", "seen_error",
                                                                "unseen_error", "accuracy")}
     sgm = _sgm_study(data, cfg, priors)
@@ -193,6 +197,11 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         "cost": cost, "cost_ratio_sequential": cost["cost_ratio_sequential"],
         "cost_ratio_parallel": cost["cost_ratio_parallel"],
         "modular_jobs": runs["modular_typed"][0]["jobs"],
+        "plan": runs["modular_typed"][0]["plan"],
+        "registry": {"path": str(out / "registry"),
+                     "modules": sorted(n for v in ("modular_classic", "modular_typed")
+                                       for r in runs[v] for n in r["registered"])
+                                + sorted(tgt["registered"])},
         "train_samples_per_second": statistics.mean(r["samples_per_second"]
                                                     for r in runs["e2e_typed"]),
         "curves": {v: runs[v][0]["curve"] for v in VARIANTS},
