@@ -106,7 +106,7 @@ def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     points = []
     # varied SGM budgets (optimizer steps per find), ranks and dropouts
     scale = 1 if cfg.seeds == 1 else 2
-    settings = [([20, 60, 150, 300][k % 4] * scale, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2])
+    settings = [([15, 40, 100, 200][k % 4] * scale, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2])
                 for k in range(cfg.sgm_study_points)]
     for k, (steps, rank, dropout) in enumerate(settings):
         seed = cfg.seed + 100 + k

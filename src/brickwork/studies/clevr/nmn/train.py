@@ -216,9 +216,11 @@ def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_
         torch.Size([2, 18])
     """
     from brickwork.studies.clevr.nmn.answers import Measure
-    from brickwork.studies.clevr.nmn.modules import attend
 
-    return torch.cat([Measure.summary(mask, top_k), attend(mask, features)], 1)
+    # mask-weighted *sum* of features (not the normalised mean): a scale-free input would
+    # let the mask shrink towards zero, where the sigmoid's gradient dies
+    pooled = (mask.flatten(2) * features.flatten(2)).sum(-1) / 4.0
+    return torch.cat([Measure.summary(mask, top_k), pooled], 1)
 
 
 class _SelectBest(Callback):
@@ -255,7 +257,7 @@ class _SGMTrainee(nn.Module):
 
 def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                      *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = LR, min_steps: int = 300, patience: int = 8) -> dict[str, Any]:
+                     lr: float = LR, min_steps: int = 300, patience: int = 1000) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
     training questions that use it, answers only, with the cached prior; up to
     ``min_steps`` optimizer steps, stopped after ``patience`` epochs without a relative
