@@ -103,6 +103,7 @@ def test_answer_only_plan_puts_find_modules_through_a_surrogate():
     assert plan["find[red]"]["input"] == "decoupled" and plan["find[red]"]["supervision"] == "indirect"
     targets = study_plan([lay], supervision="targets")
     assert targets["find[red]"]["mode"] == "direct"
+    assert targets["scene"]["mode"] == "direct"
 
 
 def test_classic_layout_uses_heatmap_ops():

@@ -89,7 +89,7 @@ class StudyConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:
         return cls(train_scenes=1200, val_scenes=150, test_scenes=250, questions_train=12,
-                   questions_eval=6, encoder_epochs=12, seconds_e2e=35.0, seconds_downstream=30.0,
+                   questions_eval=6, encoder_epochs=12, seconds_e2e=40.0, seconds_downstream=35.0,
                    seconds_film=30.0, seconds_all_depths=15.0, sgm_epochs=2, sgm_hpo_trials=1,
                    sgm_study_points=4, seconds_sgm_study=8.0, seeds=1, seed=seed)
 

@@ -12,7 +12,8 @@ The study then reads the plan as follows:
   also reports it as *codependent* (``And``/``Or`` merge finds non-additively) and so
   puts it in the joint group; the study resolves that codependence the thesis's way,
   with one SGM per find, and records the override in ``note``;
-- with executor targets (``supervision="targets"``) the finds are supervised directly
+- with executor targets (``supervision="targets"``) the finds (and ``scene``, on the
+  union of the object masks) are supervised directly
   (``DataSpec.module_targets``) and ``make_plan`` says *direct* itself;
 - every other module keeps ``make_plan``'s mode (*joint* group or *cached*) and stage;
   the study trains them after stage 1 from the cached prior with the finds frozen.
@@ -49,7 +50,7 @@ def engine_plan(layouts: Sequence[Layout], supervision: str = "answers") -> Trai
     targets: dict[str, str] = {}
     if supervision == "targets":
         targets = {n.module: "find_target" for lay in family for n in lay.nodes
-                   if n.kind == "find"}
+                   if n.kind in ("find", "scene")}
     return make_plan(family, DataSpec({"features"}, {"answer"}, module_targets=targets),
                      cycles="joint")
 

@@ -23,13 +23,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from brickwork.studies.clevr.data import ATTRIBUTES
 from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.film import FiLM
 from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
 from brickwork.studies.clevr.nmn.plan import study_plan
 from brickwork.studies.clevr.nmn.vocab import K
 from brickwork.registry import Registry
-from brickwork.training import Callback, FitConfig, FitState, Samples, SearchSpace, fit, run_study
+from brickwork.training import (
+    Callback,
+    FitConfig,
+    FitState,
+    Samples,
+    SearchSpace,
+    SurrogateHead,
+    fit,
+    run_study,
+)
 from brickwork.training.sgm import RelativeImprovement, SurrogateSpec, mc_dropout_variance
 
 log = logging.getLogger(__name__)
@@ -219,7 +229,7 @@ def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_
 
     # mask-weighted *sum* of features (not the normalised mean): a scale-free input would
     # let the mask shrink towards zero, where the sigmoid's gradient dies
-    pooled = (mask.flatten(2) * features.flatten(2)).sum(-1) / 4.0
+    pooled = (mask.flatten(2) * features.flatten(2)).mean(-1)
     return torch.cat([Measure.summary(mask, top_k), pooled], 1)
 
 
@@ -249,6 +259,12 @@ class _SGMTrainee(nn.Module):
     def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str):
         super().__init__()
         self.module, self.head, self.interface = module, spec.build(), interface
+        # the head starts by adding nothing to the prior: a random head turns the (large)
+        # initial mask statistics into large random logits, and the quickest way to
+        # shrink that loss is to shrink the mask to zero, where the sigmoid's gradient dies
+        for m in self.head.modules():
+            if isinstance(m, SurrogateHead):
+                nn.init.zeros_(m.b.weight)
 
     def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         z = self.head(sgm_inputs(self.module(features), features))
@@ -257,7 +273,7 @@ class _SGMTrainee(nn.Module):
 
 def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                      *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = LR, min_steps: int = 300, patience: int = 1000) -> dict[str, Any]:
+                     lr: float = LR, min_steps: int = 600, patience: int = 1000) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
     training questions that use it, answers only, with the cached prior; up to
     ``min_steps`` optimizer steps, stopped after ``patience`` epochs without a relative
@@ -299,10 +315,14 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
 def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
                       ) -> dict[str, Any]:
     """Second supervision setting: a find module trained directly on the executor's object
-    masks (BCE with ``pos_weight``, since positives are rare)."""
-    j = FIND_VALUES.index(module_name[5:-1])
+    masks (BCE with ``pos_weight``, since positives are rare); ``scene`` on the union of
+    every object's mask (the colour masks cover every object)."""
     module = model.kinds.module(module_name)
-    y = data.find_targets["train"][:, j:j + 1]
+    if module_name == "scene":
+        y = data.find_targets["train"][:, :len(ATTRIBUTES["color"])].amax(1, keepdim=True)
+    else:
+        j = FIND_VALUES.index(module_name[5:-1])
+        y = data.find_targets["train"][:, j:j + 1]
     pos = float(y.mean().clamp(min=1e-3))
     train = Samples({"features": data.features["train"], "y": y})
     pw = torch.tensor((1 - pos) / pos).clamp(max=30.0)
@@ -334,7 +354,7 @@ SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
 
 
 def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
-                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 300
+                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 600
                     ) -> dict[str, Any]:
     """Per-module HPO (Optuna, through :func:`brickwork.training.run_study`): each trial
     trains the module from the same initial weights through its SGM; the module keeps
