@@ -94,10 +94,16 @@ def test_answer_only_plan_puts_find_modules_through_a_surrogate():
     assert plan["find[red]"]["mode"] == "surrogate"
     assert plan["scene"]["mode"] == "surrogate"
     assert plan["question_encoder"]["mode"] == "direct"
-    assert {plan[n]["mode"] for n in ("unique", "relate[left]", "measure[count]")} == {"cached"}
+    # the dependent modules keep the engine's (make_plan) modes and come after stage 1
+    assert {plan[n]["mode"] for n in ("unique", "relate[left]", "measure[count]")} <= {
+        "cached", "joint", "surrogate"}
+    assert plan["measure[count]"]["mode"] == "cached"
+    assert all(plan[n]["stage"] >= 2 for n in ("unique", "relate[left]", "measure[count]"))
     assert plan["measure[count]"]["supervision"] == "direct"
+    assert plan["find[red]"]["input"] == "decoupled" and plan["find[red]"]["supervision"] == "indirect"
     targets = study_plan([lay], supervision="targets")
     assert targets["find[red]"]["mode"] == "direct"
+    assert targets["scene"]["mode"] == "direct"
 
 
 def test_classic_layout_uses_heatmap_ops():

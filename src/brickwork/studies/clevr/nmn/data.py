@@ -73,7 +73,7 @@ class StudyConfig:
     train_max_depth: int = 5
     max_depth: int = 20
     channels: int = 32
-    encoder_epochs: int = 4
+    encoder_epochs: int = 10
     seconds_e2e: float = 300.0
     seconds_downstream: float = 200.0
     seconds_film: float = 300.0
@@ -89,9 +89,9 @@ class StudyConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:
         return cls(train_scenes=1200, val_scenes=150, test_scenes=250, questions_train=12,
-                   questions_eval=6, encoder_epochs=3, seconds_e2e=50.0, seconds_downstream=35.0,
-                   seconds_film=45.0, seconds_all_depths=30.0, sgm_epochs=2, sgm_hpo_trials=1,
-                   sgm_study_points=4, seconds_sgm_study=12.0, seeds=1, seed=seed)
+                   questions_eval=6, encoder_epochs=12, seconds_e2e=40.0, seconds_downstream=35.0,
+                   seconds_film=30.0, seconds_all_depths=15.0, sgm_epochs=2, sgm_hpo_trials=1,
+                   sgm_study_points=4, seconds_sgm_study=8.0, seeds=1, seed=seed)
 
     @classmethod
     def full(cls, seed: int = 0) -> StudyConfig:

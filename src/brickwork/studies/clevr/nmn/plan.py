@@ -1,12 +1,22 @@
-"""The training plan of the NMN study (thesis §4.1, Table 4.1) from its training layouts.
+"""The training plan of the NMN study (thesis §4.1, Table 4.1), computed by the engine's
+:func:`brickwork.plan.make_plan` from the training layouts.
 
-Per module: *input* is ``decoupled`` when every input is an external (image features)
-and ``dependent`` otherwise; *supervision* is ``direct`` when the module produces the
-layout's output (or has intermediate targets) and ``indirect`` otherwise. The mode
-follows: question encoder ``direct``; decoupled + indirect → ``surrogate`` (a surrogate
-gradient module); dependent → ``cached`` (trained from cached intermediate datasets,
-after the stage that provides its inputs). With executor targets, find modules become
-``direct``. (The engine's generic ``brickwork.plan`` supersedes this when it lands.)
+``make_plan`` classifies every module (decoupled/dependent input, direct/indirect
+supervision, codependent merges) and orders the stages; ``cycles="joint"`` is needed
+because ``relate`` feeds ``relate`` (and ``same``/``unique`` chain) in CLEVR programs.
+The study then reads the plan as follows:
+
+- the question encoder is outside the layouts: *direct* (the answer is its target);
+- a module with decoupled input and indirect supervision (``scene``, ``find[*]``) is
+  trained through a **surrogate** gradient module (§4.2.3), answers only. ``make_plan``
+  also reports it as *codependent* (``And``/``Or`` merge finds non-additively) and so
+  puts it in the joint group; the study resolves that codependence the thesis's way,
+  with one SGM per find, and records the override in ``note``;
+- with executor targets (``supervision="targets"``) the finds (and ``scene``, on the
+  union of the object masks) are supervised directly
+  (``DataSpec.module_targets``) and ``make_plan`` says *direct* itself;
+- every other module keeps ``make_plan``'s mode (*joint* group or *cached*) and stage;
+  the study trains them after stage 1 from the cached prior with the finds frozen.
 
 Example:
     >>> from brickwork.studies.clevr.data import Program
@@ -26,38 +36,43 @@ from typing import Any
 
 from brickwork.errors import PlanError
 from brickwork.layouts import Layout
+from brickwork.plan import DataSpec, TrainingPlan, make_plan
 
-_PARAMETER_FREE = ("And", "Or")
 
-
-def study_plan(layouts: Sequence[Layout], supervision: str = "answers") -> dict[str, dict[str, Any]]:
-    """Module name → ``{input, supervision, mode, stage}`` for a family of layouts."""
+def engine_plan(layouts: Sequence[Layout], supervision: str = "answers") -> TrainingPlan:
+    """``make_plan`` over the distinct training layouts (``cycles="joint"``)."""
     if supervision not in ("answers", "targets"):
         raise PlanError(f"study_plan: supervision must be 'answers' or 'targets', got "
                         f"{supervision!r}")
     if not layouts:
         raise PlanError("study_plan: no training layouts; pass the layouts of the training questions")
-    plan: dict[str, dict[str, Any]] = {
-        "question_encoder": {"input": "decoupled", "supervision": "direct", "mode": "direct",
-                             "stage": 1}}
-    for lay in layouts:
-        last = lay.outputs[next(iter(lay.outputs))].node
-        for node in lay.nodes:
-            if node.kind in _PARAMETER_FREE:
-                continue
-            decoupled = all(src.node is None for src in node.inputs.values())
-            direct = node.id == last or (supervision == "targets" and node.kind == "find")
-            entry = plan.setdefault(node.module, {"input": "decoupled", "supervision": "indirect"})
-            if not decoupled:
-                entry["input"] = "dependent"
-            if direct:
-                entry["supervision"] = "direct"
-    for name, e in plan.items():
-        if name == "question_encoder":
-            continue
-        if e["input"] == "decoupled":
-            e["mode"] = "direct" if e["supervision"] == "direct" else "surrogate"
+    family = list({id(lay): lay for lay in layouts}.values())
+    targets: dict[str, str] = {}
+    if supervision == "targets":
+        targets = {n.module: "find_target" for lay in family for n in lay.nodes
+                   if n.kind in ("find", "scene")}
+    return make_plan(family, DataSpec({"features"}, {"answer"}, module_targets=targets),
+                     cycles="joint")
+
+
+def study_plan(layouts: Sequence[Layout], supervision: str = "answers") -> dict[str, dict[str, Any]]:
+    """Module name → ``{input, supervision, codependent, engine_mode, mode, stage}``."""
+    plan = engine_plan(layouts, supervision)
+    out: dict[str, dict[str, Any]] = {
+        "question_encoder": {"input": "decoupled", "supervision": "direct", "codependent": False,
+                             "engine_mode": "direct", "mode": "direct", "stage": 1}}
+    for name, mp in plan.modules.items():
+        e = {"input": "decoupled" if mp.decoupled else "dependent",
+             "supervision": "direct" if mp.direct else "indirect",
+             "codependent": mp.codependent, "engine_mode": mp.mode, "mode": mp.mode,
+             "stage": mp.stage}
+        if mp.decoupled and mp.kind in ("find", "scene"):
+            e["mode"] = "direct" if mp.direct else "surrogate"
             e["stage"] = 1
+            if e["mode"] != mp.mode:
+                e["note"] = (f"make_plan: {mp.mode} (codependent And/Or merges); trained "
+                             f"through its own surrogate gradient module instead (§4.2.3)")
         else:
-            e["mode"], e["stage"] = "cached", 2
-    return plan
+            e["stage"] = max(2, mp.stage)
+        out[name] = e
+    return out

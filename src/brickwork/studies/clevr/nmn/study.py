@@ -60,7 +60,8 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return out
 
 
-def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int) -> dict[str, Any]:
+def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
+                 workdir: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     priors = None
     extra: dict[str, Any] = {}
@@ -71,7 +72,10 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int) -> dic
     elif name.startswith("modular_"):
         model, info = train_modular(name.split("_")[1], data, seconds=cfg.seconds_downstream,
                                     seed=seed, sgm_epochs=cfg.sgm_epochs, channels=cfg.channels,
-                                    supervision="targets" if name.endswith("_targets") else "answers")
+                                    supervision="targets" if name.endswith("_targets") else "answers",
+                                    hpo_trials=cfg.sgm_hpo_trials, workdir=workdir)
+        extra["registered"] = info.get("registered", [])
+        extra["plan"] = info["plan"]
         priors = info.pop("priors")
         curve, stage1 = info["downstream"]["curve"], info["jobs"]
         extra["jobs"] = stage1
@@ -100,14 +104,17 @@ def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     """Fig. 4.6–4.7: finds trained through SGMs with varied epochs/rank, frozen into the
     full model, the rest trained for a fixed budget; SGM loss vs full-model val loss."""
     points = []
-    settings = [(1 + k % 4, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2]) for k in range(cfg.sgm_study_points)]
-    for k, (epochs, rank, dropout) in enumerate(settings):
+    # varied SGM budgets (optimizer steps per find), ranks and dropouts
+    scale = 1 if cfg.seeds == 1 else 2
+    settings = [([15, 40, 100, 200][k % 4] * scale, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2])
+                for k in range(cfg.sgm_study_points)]
+    for k, (steps, rank, dropout) in enumerate(settings):
         seed = cfg.seed + 100 + k
         torch.manual_seed(seed)
         model = NMN("typed", len(data.tokenizer), cfg.channels)
         finds = find_modules(model, data)
-        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=epochs, rank=rank,
-                                 dropout=dropout) for n in finds]
+        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=1, rank=rank,
+                                 dropout=dropout, min_steps=steps) for n in finds]
         jobs = [j for j in jobs if not j.get("skipped")]
         freeze(model, finds)
         train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
@@ -117,7 +124,7 @@ def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
         with torch.no_grad():
             logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
             full = float(nn.functional.nll_loss(logp, qs.answer))
-        points.append({"epochs": epochs, "rank": rank, "dropout": dropout,
+        points.append({"steps": steps, "rank": rank, "dropout": dropout,
                        "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
                        "variance": statistics.mean(j["variance"] for j in jobs),
                        "full_loss": full,
@@ -154,13 +161,13 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         seed = cfg.seed + k
         for v in VARIANTS:
             log.info("seed %d: %s", seed, v)
-            runs[v].append(_run_variant(v, data, cfg, seed))
+            runs[v].append(_run_variant(v, data, cfg, seed, out))
     priors = runs["modular_typed"][0]["_priors"]
     for itf in ("typed", "classic"):
         model, info = train_e2e(itf, data, seconds=cfg.seconds_all_depths, seed=cfg.seed,
                                 train_set="train_all", channels=cfg.channels)
         extra_runs[f"e2e_{itf}_all_depths"] = {"error_by_depth": error_by_depth(model, data, "test")}
-    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed)
+    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed, out)
     extra_runs["modular_typed_targets"] = {k: tgt[k] for k in ("error_by_depth", "seen_error",
                                                                "unseen_error", "accuracy")}
     sgm = _sgm_study(data, cfg, priors)
@@ -190,6 +197,11 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         "cost": cost, "cost_ratio_sequential": cost["cost_ratio_sequential"],
         "cost_ratio_parallel": cost["cost_ratio_parallel"],
         "modular_jobs": runs["modular_typed"][0]["jobs"],
+        "plan": runs["modular_typed"][0]["plan"],
+        "registry": {"path": str(out / "registry"),
+                     "modules": sorted(n for v in ("modular_classic", "modular_typed")
+                                       for r in runs[v] for n in r["registered"])
+                                + sorted(tgt["registered"])},
         "train_samples_per_second": statistics.mean(r["samples_per_second"]
                                                     for r in runs["e2e_typed"]),
         "curves": {v: runs[v][0]["curve"] for v in VARIANTS},

@@ -12,21 +12,34 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from brickwork.studies.clevr.data import ATTRIBUTES
 from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.film import FiLM
 from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
 from brickwork.studies.clevr.nmn.plan import study_plan
 from brickwork.studies.clevr.nmn.vocab import K
-from brickwork.training import FitConfig, Samples, fit
+from brickwork.registry import Registry
+from brickwork.training import (
+    Callback,
+    FitConfig,
+    FitState,
+    Samples,
+    SearchSpace,
+    SurrogateHead,
+    fit,
+    run_study,
+)
 from brickwork.training.sgm import RelativeImprovement, SurrogateSpec, mc_dropout_variance
 
 log = logging.getLogger(__name__)
@@ -168,38 +181,108 @@ def train_question_encoder(model: NMN, data: StudyData, *, seed: int, epochs: in
     return priors, {"seconds": res.wall_time, "steps": res.steps}
 
 
+_CHAIN = frozenset({"scene", "unique", "count", "exist", "query_color", "query_shape",
+                    "query_size", "query_material"})
+
+
 def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
+    """Rows of a question set that train the SGM of ``find[value]`` (``scene`` for None).
+
+    The surrogate sees one module's output and the cached prior only, so it is trained on
+    the questions whose answer that output decides: a single chain ``scene → filter[value]
+    → (unique) → count/exist/query`` (no filter at all for ``scene``) — the thesis's
+    "depending on the question type". Falls back to every question using the module
+    when fewer than 32 such questions exist.
+    """
     qs = data.sets[name]
-    if value is None:
-        return torch.arange(len(qs))
-    return torch.tensor([i for i, q in enumerate(qs.questions)
-                         if any(n.value_inputs == (value,) and n.function.startswith("filter_")
-                                for n in q.program)], dtype=torch.long)
+    direct, using = [], []
+    for i, q in enumerate(qs.questions):
+        filt = [n for n in q.program if n.function.startswith("filter_")]
+        uses = value is None or any(n.value_inputs == (value,) for n in filt)
+        if not uses:
+            continue
+        using.append(i)
+        others = {n.function for n in q.program if not n.function.startswith("filter_")}
+        if others <= _CHAIN and len(filt) == (0 if value is None else 1):
+            direct.append(i)
+    return torch.tensor(direct if len(direct) >= 32 else using, dtype=torch.long)
+
+
+SGM_TOP_K = 12
+
+
+def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K) -> torch.Tensor:
+    """What a find's surrogate head sees: a permutation-invariant summary of the mask
+    (its mass and its ``top_k`` largest cells, as the count/exist heads read it) and the
+    mask-attended features, ``[b, 1 + top_k + c]``.
+
+    A linear head over the *flattened* mask has to learn the answer separately for every
+    cell position; with answers only, the finds it trained collapsed to all-zero masks
+    (docs/nmn-study.md, "Why modular trailed").
+
+    Example:
+        >>> import torch
+        >>> sgm_inputs(torch.rand(2, 1, 8, 12), torch.rand(2, 5, 8, 12)).shape
+        torch.Size([2, 18])
+    """
+    from brickwork.studies.clevr.nmn.answers import Measure
+
+    # mask-weighted *sum* of features (not the normalised mean): a scale-free input would
+    # let the mask shrink towards zero, where the sigmoid's gradient dies
+    pooled = (mask.flatten(2) * features.flatten(2)).mean(-1)
+    return torch.cat([Measure.summary(mask, top_k), pooled], 1)
+
+
+class _SelectBest(Callback):
+    """Keeps the weights of the epoch with the lowest validation loss and stops after
+    ``patience`` epochs without a relative improvement (:class:`RelativeImprovement`)."""
+
+    def __init__(self, model: nn.Module, patience: int):
+        self.model, self.tracker = model, RelativeImprovement(patience=patience, min_rel=0.005)
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.tracker.update(state.history[-1]["val_loss"])
+        if self.tracker.best_index == len(self.tracker.history) - 1:
+            self.best = copy.deepcopy(self.model.state_dict())
+        if self.tracker.stop:
+            state.stop = True
+
+    def restore(self) -> None:
+        if self.best is not None:
+            self.model.load_state_dict(self.best)
 
 
 class _SGMTrainee(nn.Module):
-    """A find (or scene) module plus its surrogate head (input: mask and attended features)."""
+    """A find (or scene) module plus its surrogate head (input: :func:`sgm_inputs`)."""
 
     def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str):
         super().__init__()
         self.module, self.head, self.interface = module, spec.build(), interface
+        # the head starts by adding nothing to the prior: a random head turns the (large)
+        # initial mask statistics into large random logits, and the quickest way to
+        # shrink that loss is to shrink the mask to zero, where the sigmoid's gradient dies
+        for m in self.head.modules():
+            if isinstance(m, SurrogateHead):
+                nn.init.zeros_(m.b.weight)
 
     def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        mask = self.module(features)
-        z = self.head(mask, features)
+        z = self.head(sgm_inputs(self.module(features), features))
         return merge_prior(self.interface, z, prior)
 
 
 def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                      *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = LR) -> dict[str, Any]:
+                     lr: float = LR, min_steps: int = 600, patience: int = 1000) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
-    training questions that use it, answers only, with the cached prior."""
+    training questions that use it, answers only, with the cached prior; up to
+    ``min_steps`` optimizer steps, stopped after ``patience`` epochs without a relative
+    improvement of the SGM validation loss, and the best epoch's weights kept (model
+    selection by relative improvement)."""
     value = None if module_name == "scene" else module_name[5:-1]
     module = model.kinds.module(module_name)
     channels = data.features["train"].shape[1]
-    h, w = data.features["train"].shape[2:]
-    spec = SurrogateSpec(h * w, K, rank=rank, dropout=dropout, context_channels=channels)
+    spec = SurrogateSpec(1 + SGM_TOP_K + channels, K, rank=rank, dropout=dropout)
     torch.manual_seed(seed)
     trainee = _SGMTrainee(module, spec, model.interface)
     tr, va = _find_rows(data, value, "train"), _find_rows(data, value, "val")
@@ -212,15 +295,19 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
                         "prior": priors[name][rows], "answer": qs.answer[rows]})
 
     train, val = samples("train", tr), samples("val", va)
+    epochs = max(epochs, math.ceil(min_steps * 64 / len(tr)))  # max_steps caps it
     loss = lambda m, b: nn.functional.nll_loss(m(b["features"], b["prior"]), b["answer"])  # noqa: E731
-    tracker = RelativeImprovement(patience=2, min_rel=0.005)
+    selector = _SelectBest(trainee, patience=patience)
     res = fit(trainee, loss, train, val=val, config=FitConfig(
-        epochs=epochs, batch_size=64, lr=lr, seed=seed),
-        on_step=lambda e, rec: tracker.update(rec["val_loss"]))
+        epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
+        callbacks=[selector])
+    selector.restore()
+    tracker = selector.tracker
     with torch.no_grad():
-        mask = module(val["features"][:256])
-        var = mc_dropout_variance(trainee.head, mask, val["features"][:256], samples=8)
-    return {"module": module_name, "sgm_loss": res.final["val_loss"], "variance": var,
+        f = val["features"][:256]
+        var = mc_dropout_variance(trainee.head, sgm_inputs(module(f), f), samples=8)
+    return {"module": module_name, "sgm_loss": tracker.best, "variance": var,
+            "best_epoch": tracker.best_index + 1, "steps": res.steps,
             "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
             "lr": lr, "relative_improvement": tracker.history}
 
@@ -228,10 +315,14 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
 def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
                       ) -> dict[str, Any]:
     """Second supervision setting: a find module trained directly on the executor's object
-    masks (BCE with ``pos_weight``, since positives are rare)."""
-    j = FIND_VALUES.index(module_name[5:-1])
+    masks (BCE with ``pos_weight``, since positives are rare); ``scene`` on the union of
+    every object's mask (the colour masks cover every object)."""
     module = model.kinds.module(module_name)
-    y = data.find_targets["train"][:, j:j + 1]
+    if module_name == "scene":
+        y = data.find_targets["train"][:, :len(ATTRIBUTES["color"])].amax(1, keepdim=True)
+    else:
+        j = FIND_VALUES.index(module_name[5:-1])
+        y = data.find_targets["train"][:, j:j + 1]
     pos = float(y.mean().clamp(min=1e-3))
     train = Samples({"features": data.features["train"], "y": y})
     pw = torch.tensor((1 - pos) / pos).clamp(max=30.0)
@@ -257,12 +348,99 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
             p.requires_grad_(False)
 
 
+SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
+                         "dropout": {"type": "float", "low": 0.0, "high": 0.3},
+                         "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}})
+
+
+def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
+                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 600
+                    ) -> dict[str, Any]:
+    """Per-module HPO (Optuna, through :func:`brickwork.training.run_study`): each trial
+    trains the module from the same initial weights through its SGM; the module keeps
+    the weights of the trial with the lowest SGM validation loss. With one trial the
+    search space's defaults are not used: Optuna samples the single point."""
+    module = model.kinds.module(module_name)
+    init = copy.deepcopy(module.state_dict())
+    best: dict[str, Any] = {}
+
+    def objective(params: dict[str, Any], trial_seed: int, report: Callable[..., Any]) -> float:
+        module.load_state_dict(init)
+        job = train_sgm_module(model, module_name, data, priors, seed=trial_seed, epochs=1,
+                               min_steps=min_steps, **params)
+        if job.get("skipped"):
+            best.setdefault("job", job)
+            return 0.0
+        if not best.get("job") or job["sgm_loss"] < best["job"]["sgm_loss"]:
+            best.update(job=job, state=copy.deepcopy(module.state_dict()))
+        return float(job["sgm_loss"])
+
+    study = run_study(f"sgm-{module_name}", objective, SGM_SPACE, trials=trials, seed=seed,
+                      storage=storage, direction="minimize", prune=False)
+    if "state" in best:
+        module.load_state_dict(best["state"])
+        job = dict(best["job"])
+    elif "job" in best:
+        job = dict(best["job"])
+    else:  # the study was complete already (resumed): retrain its best point once
+        module.load_state_dict(init)
+        job = train_sgm_module(model, module_name, data, priors, seed=seed, epochs=1,
+                               min_steps=min_steps, **study.best_params)
+    job["hpo"] = {"trials": len(study.trials), "best_params": study.best_params,
+                  "best_value": study.best_value,
+                  "scores": [t.get("value") for t in study.trials],
+                  "seconds": study.wall_time}
+    job["seconds"] = study.wall_time
+    return job
+
+
+def registry_name(module_name: str, suffix: str) -> str:
+    """``find[red]`` + ``sgm-typed-s0`` → ``find.red-sgm-typed-s0`` (a registry name).
+
+    Example:
+        >>> registry_name("compare[equal_color]", "typed-s0"), registry_name("scene", "typed-s0")
+        ('compare.equal_color-typed-s0', 'scene.typed-s0')
+    """
+    kind, _, arg = module_name.partition("[")
+    arg = arg.rstrip("]")
+    return f"{kind}.{arg}-{suffix}" if arg else f"{kind}.{suffix}"
+
+
+def register_modules(model: NMN, registry: Registry, plan: dict[str, dict[str, Any]],
+                     jobs: Sequence[dict[str, Any]], *, seed: int, data: StudyData,
+                     supervision: str, metrics: dict[str, Any]) -> list[str]:
+    """Store every trained module of a modular run (weights, signature, metrics,
+    lineage) in ``registry``; returns the names."""
+    by_module = {j["module"]: j for j in jobs}
+    names = []
+    tag = f"{model.interface}-{supervision}-s{seed}"
+    for module_name, entry in plan.items():
+        module = model.question if module_name == "question_encoder" \
+            else model.kinds.module(module_name)
+        job = by_module.get(module_name, {})
+        hp = {k: job[k] for k in ("rank", "dropout", "lr", "epochs") if k in job}
+        m = {k: job[k] for k in ("sgm_loss", "variance", "seconds", "loss") if k in job}
+        if entry["stage"] >= 2:
+            m.update(metrics)
+        name = registry_name(module_name, f"{entry['mode']}-{tag}")
+        registry.put(name, module, mode=entry["mode"], hyperparameters=hp, metrics=m,
+                     lineage={"study": "clevr-nmn", "interface": model.interface,
+                              "supervision": supervision, "seed": seed, "stage": entry["stage"],
+                              "module": module_name},
+                     data_digest=data.digest, overwrite=True)
+        names.append(name)
+    return names
+
+
 def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
                   supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
-                  hpo: Callable[..., dict[str, Any]] | None = None) -> tuple[NMN, dict[str, Any]]:
-    """Modular training following the study's plan: question encoder direct (prior
-    cached); find/scene modules through surrogates (answers) or direct masks (targets);
-    the downstream modules from the cached prior with the finds frozen."""
+                  workdir: str | Path | None = None) -> tuple[NMN, dict[str, Any]]:
+    """Modular training following the plan (:func:`study_plan`, from ``make_plan``):
+    question encoder direct (prior cached); find/scene modules through surrogates
+    (answers; per-module HPO with ``hpo_trials`` Optuna trials when ``workdir`` is given)
+    or direct masks (targets); the dependent modules from the cached prior with the
+    finds frozen. With ``workdir``, the trained modules are registered in
+    ``workdir/registry``."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
@@ -271,17 +449,27 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
     finds = [n for n, e in plan.items() if e["stage"] == 1 and n != "question_encoder"]
     priors, qjob = train_question_encoder(model, data, seed=seed)
     jobs: list[dict[str, Any]] = [{"module": "question_encoder", **qjob}]
+    storage = (Path(workdir) / "hpo" / f"{interface}-{supervision}-s{seed}.journal"
+               if workdir is not None else None)
+    if storage is not None and storage.exists():
+        storage.unlink()  # a new run: new weights, so old trials say nothing about them
     for name in finds:
         if plan[name]["mode"] == "direct":
             jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
-        elif hpo is not None and hpo_trials > 1:
-            jobs.append(hpo(model, name, data, priors, seed=seed, epochs=sgm_epochs,
-                            trials=hpo_trials))
+        elif storage is not None:
+            jobs.append(tune_sgm_module(model, name, data, priors, seed=seed,
+                                        trials=max(1, hpo_trials), storage=storage))
         else:
             jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs))
     freeze(model, finds)
     down = train_loop(model, data, "train", seconds, seed=seed, priors=priors)
-    return model, {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan}
+    info: dict[str, Any] = {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan}
+    if workdir is not None:
+        reg = Registry(Path(workdir) / "registry")
+        info["registered"] = register_modules(
+            model, reg, plan, jobs, seed=seed, data=data, supervision=supervision,
+            metrics={"val_accuracy": down["curve"][-1][1] if down["curve"] else math.nan})
+    return model, info
 
 
 def makespan(durations: Sequence[float], workers: int) -> float:
