@@ -243,7 +243,8 @@ def render_scene(scene: Scene, width: int = 96, height: int = 64, *, supersample
     cam = camera or _DEFAULT_CAMERA
     s = max(int(supersample), 1)
     rgb, _, _ = _trace(scene.objects, width * s, height * s, cam, shade=True)
-    assert rgb is not None
+    if rgb is None:  # _trace returns colours whenever shade=True
+        raise RuntimeError("renderer: shading returned no colours (internal error)")
     if s > 1:
         rgb = rgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
