@@ -14,6 +14,7 @@ from brickwork.modules.typed import Typed, typed
 from brickwork.modules.ops import Adapter, And, Or, Sum
 from brickwork.modules.io import (
     atomic_write_bytes,
+    atomic_write_figure,
     atomic_write_json,
     load_module,
     read_card,
@@ -31,6 +32,7 @@ __all__ = [
     "Sum",
     "Typed",
     "atomic_write_bytes",
+    "atomic_write_figure",
     "atomic_write_json",
     "build",
     "checking",

@@ -59,6 +59,19 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
+def atomic_write_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG atomically, then close it; returns the path."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def state_bytes(module: torch.nn.Module) -> bytes:
     """The module's state dict serialised as safetensors bytes (contiguous copies)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}

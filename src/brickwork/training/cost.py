@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -97,7 +96,7 @@ class CostReport:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from brickwork.modules import atomic_write_bytes
+        from brickwork.modules import atomic_write_figure
 
         labels = list(self.modules) + ["modular (sum)", "modular (parallel)"]
         values = list(self.modules.values()) + [self.sequential, self.critical_path]
@@ -110,8 +109,4 @@ class CostReport:
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.set_ylabel("training seconds (incl. HPO)")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
-        return Path(path)
+        return atomic_write_figure(fig, path)

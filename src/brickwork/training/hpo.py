@@ -220,8 +220,7 @@ def plot_hpo(results: Mapping[str, StudyResult], path: str | os.PathLike[str]) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from brickwork.modules import atomic_write_bytes
-    import io
+    from brickwork.modules import atomic_write_figure
 
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(results) + 2), 3.5))
     for i, (name, res) in enumerate(results.items()):
@@ -235,8 +234,4 @@ def plot_hpo(results: Mapping[str, StudyResult], path: str | os.PathLike[str]) -
     ax.set_ylabel("validation score")
     ax.set_title("score of every trial per module (x: pruned)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return atomic_write_figure(fig, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from brickwork.modules import atomic_write_figure  # noqa: E402
+
 
 def _save(fig: Any, path: Path) -> str:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path.name
+    return atomic_write_figure(fig, path, dpi=110).name
 
 
 def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],

@@ -49,14 +49,13 @@ def dataset_stats(questions: Sequence[Question]) -> dict[str, Any]:
 
 def plot_stats(stats: dict[str, Any], path: str | Path) -> Path:
     """Bar charts of the depth, answer and family histograms, as one PNG."""
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from brickwork.studies.clevr.data.io import atomic_write_bytes
+    from brickwork.modules import atomic_write_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for ax, key, title in zip(axes, ("depth", "answer", "family"),
@@ -67,10 +66,7 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> Path:
         ax.set_xticklabels(list(hist.keys()), rotation=90 if key != "depth" else 0, fontsize=7)
         ax.set_title(f"{title} ({stats['n_questions']} questions)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_figure(fig, path)
 
 
 __all__ = ["dataset_stats", "plot_stats"]

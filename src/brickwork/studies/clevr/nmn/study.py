@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -219,15 +218,12 @@ def plot_study(s: dict[str, Any], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from brickwork.modules import atomic_write_figure
+
     paths = []
 
     def save(fig: Any, name: str) -> None:
-        p = out / name
-        tmp = p.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        tmp.replace(p)
-        paths.append(p)
+        paths.append(atomic_write_figure(fig, out / name))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = ["e2e_classic", "modular_classic", "modular_typed"]
