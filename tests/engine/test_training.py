@@ -198,3 +198,13 @@ def test_tensorboard_is_optional(tmp_path):
     res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=1),
               callbacks=[TensorBoard(tmp_path)])
     assert res.epochs == 1 and any(tmp_path.iterdir())
+
+
+def test_cost_report_plot_is_a_png(tmp_path):
+    from brickwork.training import CostReport
+
+    report = CostReport({"find": 2.0, "describe": 1.0}, [["find"], ["describe"]],
+                        end_to_end=4.0, workers=2)
+    path = report.plot(tmp_path / "cost.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.tmp"))
