@@ -454,6 +454,9 @@ def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequ
     for split in dict.fromkeys(data.sets[s].split for s in sets):
         datasets[split], hits[split] = record_finds(model, names, data, split, root)
     reader = RecordedFinds(model, names, datasets)
+    for s in sets:  # build the layouts now, as _instantiate does for the full model
+        for q in data.sets[s].questions:
+            reader.layout(q.program)
     return reader, {"digests": reader.digests, "hits": hits, "modules": names,
                     "seconds": time.perf_counter() - t0}
 
