@@ -74,6 +74,7 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
                                     supervision="targets" if name.endswith("_targets") else "answers",
                                     hpo_trials=cfg.sgm_hpo_trials, workdir=workdir)
         extra["registered"] = info.get("registered", [])
+        extra["recorded"] = info.get("recorded")
         extra["plan"] = info["plan"]
         priors = info.pop("priors")
         curve, stage1 = info["downstream"]["curve"], info["jobs"]
@@ -196,6 +197,9 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         "cost": cost, "cost_ratio_sequential": cost["cost_ratio_sequential"],
         "cost_ratio_parallel": cost["cost_ratio_parallel"],
         "modular_jobs": runs["modular_typed"][0]["jobs"],
+        "intermediate_datasets": {f"{v}_s{r['seed']}": r["recorded"]
+                                  for v in ("modular_classic", "modular_typed")
+                                  for r in runs[v] if r.get("recorded")},
         "plan": runs["modular_typed"][0]["plan"],
         "registry": {"path": str(out / "registry"),
                      "modules": sorted(n for v in ("modular_classic", "modular_typed")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.film import FiLM
 from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
 from brickwork.studies.clevr.nmn.plan import study_plan
+from brickwork.studies.clevr.nmn.recorded import RecordedFinds, record_finds
 from brickwork.studies.clevr.nmn.vocab import K
 from brickwork.registry import Registry
 from brickwork.training import (
@@ -104,8 +106,13 @@ def error_by_depth(model: nn.Module, data: StudyData, name: str,
 def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float, *, seed: int,
                params: Sequence[nn.Parameter] | None = None,
                priors: dict[str, torch.Tensor] | None = None, eval_every: float = 10.0,
-               lr: float = LR, time_offset: float = 0.0) -> dict[str, Any]:
-    """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts."""
+               lr: float = LR, time_offset: float = 0.0,
+               recorded: RecordedFinds | None = None) -> dict[str, Any]:
+    """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts.
+
+    With ``recorded`` (and cached ``priors``), training batches read the frozen find/scene
+    outputs from their intermediate dataset instead of running those modules; the
+    validation curve still runs the whole model."""
     torch.manual_seed(seed)
     qs, feats = data.sets[train_set], data.set_features(train_set)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -117,7 +124,11 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
     trained, t_train, next_eval, steps = 0, 0.0, eval_every, 0
     for idx in _batches(len(qs), BATCH, gen):
         t0 = time.perf_counter()
-        logp = _forward(model, qs, feats, idx, tr_prior)
+        if recorded is not None and tr_prior is not None:
+            logp = recorded.forward(qs.split, [qs.questions[i].program for i in idx.tolist()],
+                                    qs.image[idx], feats[qs.image[idx]], tr_prior[idx])
+        else:
+            logp = _forward(model, qs, feats, idx, tr_prior)
         loss = nn.functional.nll_loss(logp, qs.answer[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -432,14 +443,35 @@ def register_modules(model: NMN, registry: Registry, plan: dict[str, dict[str, A
     return names
 
 
+def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequence[str],
+                   root: str | Path) -> tuple[RecordedFinds, dict[str, Any]]:
+    """Record the frozen find/scene modules once per split of ``sets`` (intermediate
+    datasets under ``root``, reused on a key hit) and the reader downstream training uses;
+    also returns ``{"digests": split -> key digest, "hits": ..., "seconds": ...}``."""
+    t0 = time.perf_counter()
+    names = [n for n in finds if n == "scene" or n.startswith("find[")]
+    datasets, hits = {}, {}
+    for split in dict.fromkeys(data.sets[s].split for s in sets):
+        datasets[split], hits[split] = record_finds(model, names, data, split, root)
+    reader = RecordedFinds(model, names, datasets)
+    for s in sets:  # build the layouts now, as _instantiate does for the full model
+        for q in data.sets[s].questions:
+            reader.layout(q.program)
+    return reader, {"digests": reader.digests, "hits": hits, "modules": names,
+                    "seconds": time.perf_counter() - t0}
+
+
 def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
                   supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
-                  workdir: str | Path | None = None) -> tuple[NMN, dict[str, Any]]:
+                  workdir: str | Path | None = None, record: bool = True
+                  ) -> tuple[NMN, dict[str, Any]]:
     """Modular training following the plan (:func:`study_plan`, from ``make_plan``):
     question encoder direct (prior cached); find/scene modules through surrogates
     (answers; per-module HPO with ``hpo_trials`` Optuna trials when ``workdir`` is given)
     or direct masks (targets); the dependent modules from the cached prior with the
-    finds frozen. With ``workdir``, the trained modules are registered in
+    finds frozen, reading the frozen finds' outputs from intermediate datasets
+    (``workdir/intermediate``, a temporary folder without ``workdir``) unless
+    ``record=False``. With ``workdir``, the trained modules are registered in
     ``workdir/registry``."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
@@ -462,8 +494,14 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
         else:
             jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs))
     freeze(model, finds)
-    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors)
-    info: dict[str, Any] = {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan}
+    reader, recording = None, None
+    if record:
+        with tempfile.TemporaryDirectory(prefix="nmn-rec-") as tmp:
+            root = Path(workdir) / "intermediate" if workdir is not None else Path(tmp)
+            reader, recording = recorded_finds(model, finds, data, ["train"], root)
+    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors, recorded=reader)
+    info: dict[str, Any] = {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan,
+                            "recorded": recording}
     if workdir is not None:
         reg = Registry(Path(workdir) / "registry")
         info["registered"] = register_modules(

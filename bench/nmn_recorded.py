@@ -1,0 +1,54 @@
+"""Downstream NMN training throughput: frozen finds recomputed vs read from the recording.
+
+Usage: PYTHONPATH=src python bench/nmn_recorded.py CACHE [SECONDS]
+Quick-config data (CACHE as for ``brickwork clevr-nmn --cache``); random frozen finds and
+priors (throughput does not depend on their values). Alternates the two modes three times on
+one thread; the JSON on the last line has samples/s of each and the ratio of medians.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+
+import torch
+
+from brickwork.studies.clevr.nmn.data import StudyConfig, prepare_data
+from brickwork.studies.clevr.nmn.layouts import NMN
+from brickwork.studies.clevr.nmn.train import find_modules, freeze, recorded_finds, train_loop
+from brickwork.studies.clevr.nmn.vocab import K
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    cache, seconds = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 15.0
+    data = prepare_data(cache, StudyConfig.quick())
+    out: dict[str, list[float]] = {"recompute": [], "recorded": []}
+    rec_seconds = []
+    for rep in range(3):
+        for mode in ("recompute", "recorded"):
+            torch.manual_seed(rep)
+            model = NMN("typed", len(data.tokenizer), StudyConfig.quick().channels)
+            finds = find_modules(model, data)
+            freeze(model, finds)
+            priors = {n: torch.randn(len(s), K) for n, s in data.sets.items()}
+            reader = None
+            if mode == "recorded":
+                with tempfile.TemporaryDirectory() as tmp:
+                    reader, info = recorded_finds(model, finds, data, ["train"], tmp)
+                rec_seconds.append(info["seconds"])
+            res = train_loop(model, data, "train", seconds, seed=rep, priors=priors,
+                             eval_every=1e9, recorded=reader)
+            out[mode].append(res["samples_per_second"])
+            print(f"rep {rep} {mode}: {res['samples_per_second']:.0f} samples/s "
+                  f"({res['steps']} steps)", flush=True)
+    a, b = statistics.median(out["recompute"]), statistics.median(out["recorded"])
+    print(json.dumps({"recompute_samples_per_second": out["recompute"],
+                      "recorded_samples_per_second": out["recorded"],
+                      "ratio_of_medians": b / a, "record_seconds": rec_seconds, "seconds_per_run": seconds}))
+
+
+if __name__ == "__main__":
+    main()
