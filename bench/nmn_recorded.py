@@ -1,16 +1,17 @@
 """Downstream NMN training throughput: frozen finds recomputed vs read from the recording.
 
-Usage: PYTHONPATH=src python bench/nmn_recorded.py CACHE [SECONDS]
-Quick-config data (CACHE as for ``brickwork clevr-nmn --cache``); random frozen finds and
+Usage: python bench/nmn_recorded.py [--cache DIR] [--seconds S] [--quick]
+Quick-config data (``--cache`` as for ``brickwork clevr study --cache``, generated there if
+missing); random frozen finds and
 priors (throughput does not depend on their values). Alternates the two modes three times on
 one thread; the JSON on the last line has samples/s of each and the ratio of medians.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import tempfile
 
 import torch
@@ -23,7 +24,12 @@ from brickwork.studies.clevr.nmn.vocab import K
 
 def main() -> None:
     torch.set_num_threads(1)
-    cache, seconds = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 15.0
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cache", default="runs/clevr-cache")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--quick", action="store_true", help="5 s per run")
+    args = ap.parse_args()
+    cache, seconds = args.cache, (5.0 if args.quick else args.seconds)
     data = prepare_data(cache, StudyConfig.quick())
     out: dict[str, list[float]] = {"recompute": [], "recorded": []}
     rec_seconds = []
