@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle  # only to *craft* a malicious payload; brickwork never unpickles
 import shutil
 from pathlib import Path
 
@@ -77,18 +76,17 @@ def test_edited_card_unknown_kind_and_signature_mismatch(tmp_path):
         bm.load_module(folder)
 
 
-class _Payload:
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.write_text, (Path(self.path), "pwned"))
+def _pickle_payload(marker: Path) -> bytes:
+    """A hand-written protocol-0 pickle that, if unpickled, calls ``builtins.exec`` to
+    create ``marker`` (written by hand so that no test imports the pickle module)."""
+    code = f"open({str(marker)!r}, 'w').write('pwned')"
+    return f"cbuiltins\nexec\n(S{code!r}\ntR.".encode()
 
 
 def test_pickle_payload_executes_nothing(tmp_path):
     folder = bm.save_module(FindForTest(), tmp_path / "m")
     marker = tmp_path / "executed.txt"
-    payload = pickle.dumps(_Payload(str(marker)))
+    payload = _pickle_payload(marker)
     (folder / "model.safetensors").write_bytes(payload)
     with pytest.raises(LoadError):
         bm.load_module(folder)
