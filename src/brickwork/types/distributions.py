@@ -13,6 +13,7 @@ import torch
 
 from brickwork.types.base import NeuralType, _straight_through
 from brickwork.types.masks import _range_reason, _uniform_abs_noise
+from brickwork.types.values import _FiniteReal
 
 SUM_TOLERANCE = 1e-4
 
@@ -151,7 +152,7 @@ class Pointer(_OneHotLike):
 
 
 @final
-class Logits(NeuralType):
+class Logits(_FiniteReal):
     """Unnormalised scores over the last axis (any finite real).
 
     Example:
@@ -160,12 +161,3 @@ class Logits(NeuralType):
     """
 
     kind = "Logits"
-
-    def domain_reason(self, x: torch.Tensor) -> str:
-        return _range_reason(x, None, None)
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        return _straight_through(x, torch.nan_to_num(x, nan=0.0, posinf=1e4, neginf=-1e4))
-
-    def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        return x.sum() * 0.0

@@ -13,16 +13,8 @@ from brickwork.types.base import NeuralType, _straight_through
 from brickwork.types.masks import _range_reason
 
 
-@final
-class Features(NeuralType):
-    """Unconstrained real features (any finite value). Every other type can feed it.
-
-    Example:
-        >>> Features("b c h w").check(torch.zeros(2, 8, 4, 4))
-        ''
-    """
-
-    kind = "Features"
+class _FiniteReal(NeuralType):
+    """Abstract: any finite real; ``project`` maps NaN/inf to finite values, no penalty."""
 
     def domain_reason(self, x: torch.Tensor) -> str:
         return _range_reason(x, None, None)
@@ -32,6 +24,18 @@ class Features(NeuralType):
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         return x.sum() * 0.0
+
+
+@final
+class Features(_FiniteReal):
+    """Unconstrained real features (any finite value). Every other type can feed it.
+
+    Example:
+        >>> Features("b c h w").check(torch.zeros(2, 8, 4, 4))
+        ''
+    """
+
+    kind = "Features"
 
 
 @final

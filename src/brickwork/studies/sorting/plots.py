@@ -18,6 +18,22 @@ def _save(fig: Any, path: Path) -> str:
     return atomic_write_figure(fig, path, dpi=110).name
 
 
+def _curves(histories: Mapping[str, Mapping[str, list]], key: str, ylabel: str,
+            title: str, path: Path) -> str:
+    """One log-log curve of ``h[key]`` against iterations per history that has it."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, h in histories.items():
+        if h.get(key):
+            ax.plot(h["it"], h[key], label=name, lw=0.8)
+    ax.set_xscale("symlog")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
              times: Mapping[str, float], variants: Mapping[str, Mapping[str, Any]],
              lengths: list[int], max_train: int) -> list[str]:
@@ -54,29 +70,12 @@ def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
     axes[0].set_title("Error rate during training")
     names.append(_save(fig, out / "fig_error_curves.png"))
     # Fig. 3.8: mean absolute gradient per parameter
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, h in histories.items():
-        if h.get("grad"):
-            ax.plot(h["it"], h["grad"], label=name, lw=0.8)
-    ax.set_xscale("symlog")
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("mean |gradient| per parameter")
-    ax.legend(fontsize=6, ncol=2)
-    ax.set_title("Mean absolute gradient")
-    names.append(_save(fig, out / "fig_gradients.png"))
+    names.append(_curves(histories, "grad", "mean |gradient| per parameter",
+                         "Mean absolute gradient", out / "fig_gradients.png"))
     # Fig. 3.9: per-operator training loss
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, h in histories.items():
-        if h.get("loss") and name != "monolithic":
-            ax.plot(h["it"], h["loss"], label=name, lw=0.8)
-    ax.set_xscale("symlog")
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
-    ax.legend(fontsize=6, ncol=2)
-    ax.set_title("Training loss per module")
-    names.append(_save(fig, out / "fig_operator_loss.png"))
+    names.append(_curves({k: h for k, h in histories.items() if k != "monolithic"}, "loss",
+                         "training loss", "Training loss per module",
+                         out / "fig_operator_loss.png"))
     # Fig. 3.10: generalization
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(len(variants), 1)
