@@ -11,10 +11,11 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from brickwork.errors import DataError
+from brickwork.errors import BrickworkError, DataError
 
 
 def _positive(text: str) -> int:
@@ -243,6 +244,9 @@ def _register_study(group: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None,
                    help="data cache folder (default: OUT/../clevr-cache); generated if absent")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes running the study's jobs (default: 2); a rerun with "
+                        "the same OUT resumes from the jobs already done")
     p.set_defaults(func=_run_study)
 
 
@@ -253,9 +257,13 @@ def _run_study(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = StudyConfig.quick(args.seed) if args.quick else StudyConfig.full(args.seed)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise BrickworkError(f"--workers {args.workers}: need at least 1 worker process")
+        cfg = replace(cfg, workers=args.workers)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.resolve().parent / "clevr-cache"
-    summary = run_study(out, cfg, cache)
+    summary = run_study(out, cfg, cache, progress=True)
     for key in ("accuracy", "seen_error", "unseen_error"):
         print(f"{key}:")
         for v, ms in summary[key].items():

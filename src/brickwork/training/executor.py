@@ -26,6 +26,8 @@ from brickwork.errors import TrainingError
 log = logging.getLogger("brickwork.training")
 
 JobFn = Callable[[Mapping[str, Any]], dict[str, Any]]
+#: called in the parent as each job finishes: ``on_result(job_index, result)``
+OnResult = Callable[[int, dict[str, Any]], None]
 
 
 def _echo(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,8 +63,12 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs") -> list[dict[str, Any]]:
-        """Run the jobs; raise :class:`TrainingError` naming the first job that failed."""
+            progress: bool = False, desc: str = "jobs",
+            on_result: OnResult | None = None) -> list[dict[str, Any]]:
+        """Run the jobs; raise :class:`TrainingError` naming the first job that failed.
+
+        ``on_result(i, result)`` runs in this process as soon as job ``i`` ends (e.g. to
+        save it, so that an interrupted run can resume)."""
 
     @property
     @abc.abstractmethod
@@ -114,7 +120,8 @@ class LocalExecutor(Executor):
         self.map(_warm, [{"i": i, "imports": list(imports)} for i in range(self._workers * 2)])
 
     def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs") -> list[dict[str, Any]]:
+            progress: bool = False, desc: str = "jobs",
+            on_result: OnResult | None = None) -> list[dict[str, Any]]:
         futures = {self._pool.submit(fn, dict(job)): i for i, job in enumerate(jobs)}
         results: list[dict[str, Any] | None] = [None] * len(jobs)
         with _bar(len(jobs), progress, desc) as bar:
@@ -128,6 +135,8 @@ class LocalExecutor(Executor):
                     name = jobs[i].get("name", i)
                     raise TrainingError(f"job {name!r} failed in a worker: {type(exc).__name__}: "
                                         f"{exc}") from exc
+                if on_result is not None:
+                    on_result(i, results[i])  # type: ignore[arg-type]
                 bar.update(1)
         return results  # type: ignore[return-value]
 
@@ -175,7 +184,8 @@ class RayExecutor(Executor):
         return self._workers
 
     def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs") -> list[dict[str, Any]]:
+            progress: bool = False, desc: str = "jobs",
+            on_result: OnResult | None = None) -> list[dict[str, Any]]:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
         refs = [remote.remote(fn.__module__, fn.__qualname__, dict(job)) for job in jobs]
@@ -192,6 +202,8 @@ class RayExecutor(Executor):
                     for ref in pending:
                         ray.cancel(ref)
                     raise TrainingError(f"job {jobs[i].get('name', i)!r} failed on Ray: {exc}") from exc
+                if on_result is not None:
+                    on_result(i, results[i])  # type: ignore[arg-type]
                 bar.update(1)
         return results  # type: ignore[return-value]
 

@@ -79,6 +79,7 @@ class StudyConfig:
     seconds_film: float = 300.0
     seconds_all_depths: float = 200.0
     sgm_epochs: int = 4
+    sgm_steps: int = 1500
     sgm_hpo_trials: int = 3
     sgm_study_points: int = 8
     seconds_sgm_study: float = 60.0
@@ -90,7 +91,7 @@ class StudyConfig:
     def quick(cls, seed: int = 0) -> StudyConfig:
         return cls(train_scenes=1200, val_scenes=150, test_scenes=250, questions_train=12,
                    questions_eval=6, encoder_epochs=12, seconds_e2e=40.0, seconds_downstream=35.0,
-                   seconds_film=30.0, seconds_all_depths=15.0, sgm_epochs=2, sgm_hpo_trials=1,
+                   seconds_film=30.0, seconds_all_depths=15.0, sgm_epochs=2, sgm_steps=600, sgm_hpo_trials=1,
                    sgm_study_points=4, seconds_sgm_study=8.0, seeds=1, seed=seed)
 
     @classmethod

@@ -35,6 +35,7 @@ from brickwork.studies.clevr.nmn.train import (
     train_film,
     train_loop,
     train_modular,
+    train_question_encoder,
     train_sgm_module,
 )
 from brickwork.training.sgm import pareto_front, pearson
@@ -72,7 +73,8 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
         model, info = train_modular(name.split("_")[1], data, seconds=cfg.seconds_downstream,
                                     seed=seed, sgm_epochs=cfg.sgm_epochs, channels=cfg.channels,
                                     supervision="targets" if name.endswith("_targets") else "answers",
-                                    hpo_trials=cfg.sgm_hpo_trials, workdir=workdir)
+                                    hpo_trials=cfg.sgm_hpo_trials, workdir=workdir,
+                                    sgm_steps=cfg.sgm_steps)
         extra["registered"] = info.get("registered", [])
         extra["recorded"] = info.get("recorded")
         extra["plan"] = info["plan"]
@@ -87,48 +89,63 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
     seen, unseen = summarize_depths(test, cfg.train_max_depth)
     qs = data.sets["test"]
     pred_ok = [1.0 - e for d, e in test.items() if d <= cfg.train_max_depth]
-    res = {"variant": name, "seed": seed, "error_by_depth": test, "seen_error": seen,
+    res = {"variant": name, "seed": seed, "error_by_depth": {str(d): e for d, e in test.items()}, "seen_error": seen,
            "unseen_error": unseen, "accuracy": statistics.mean(pred_ok), "curve": curve,
            "samples_per_second": info.get("samples_per_second",
                                           info.get("downstream", {}).get("samples_per_second")),
            "stage1_seconds": [j.get("seconds", 0.0) for j in stage1],
            "wall_seconds": time.perf_counter() - t0, **extra}
     if name in ("e2e_classic", "e2e_typed") and seed == cfg.seed:
-        res["train_images_error_by_depth"] = error_by_depth(model, data, "train_deep")
+        res["train_images_error_by_depth"] = {str(d): e for d, e in
+                                              error_by_depth(model, data, "train_deep").items()}
     res["_model"] = model
     del qs
     return res
 
 
-def _sgm_study(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Fig. 4.6–4.7: finds trained through SGMs with varied epochs/rank, frozen into the
-    full model, the rest trained for a fixed budget; SGM loss vs full-model val loss."""
-    points = []
-    # varied SGM budgets (optimizer steps per find), ranks and dropouts
-    scale = 1 if cfg.seeds == 1 else 2
-    settings = [([15, 40, 100, 200][k % 4] * scale, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2])
-                for k in range(cfg.sgm_study_points)]
-    for k, (steps, rank, dropout) in enumerate(settings):
-        seed = cfg.seed + 100 + k
-        torch.manual_seed(seed)
-        model = NMN("typed", len(data.tokenizer), cfg.channels)
-        finds = find_modules(model, data)
-        jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=1, rank=rank,
-                                 dropout=dropout, min_steps=steps) for n in finds]
-        jobs = [j for j in jobs if not j.get("skipped")]
-        freeze(model, finds)
-        train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
-                   eval_every=1e9)
-        model.eval()
-        qs = data.sets["val"]
-        with torch.no_grad():
-            logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
-            full = float(nn.functional.nll_loss(logp, qs.answer))
-        points.append({"steps": steps, "rank": rank, "dropout": dropout,
-                       "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
-                       "variance": statistics.mean(j["variance"] for j in jobs),
-                       "full_loss": full,
-                       "full_accuracy": accuracy(model, data, "val", priors["val"])})
+def sgm_study_settings(cfg: StudyConfig) -> list[tuple[int, int, float]]:
+    """(SGM steps per find, rank, dropout) of every point of the SGM correlation study:
+    budgets spread geometrically from barely trained to well past the main runs' 600
+    steps, so the points span the whole range of SGM quality (Fig. 4.7 varies epochs).
+
+    Example:
+        >>> sgm_study_settings(StudyConfig.quick())
+        [(10, 2, 0.1), (50, 8, 0.3), (290, 4, 0.1), (1600, 16, 0.3)]
+    """
+    n = cfg.sgm_study_points
+    steps = [int(round(10 * 160 ** (k / max(n - 1, 1)), -1)) for k in range(n)]
+    return [(st, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2]) for k, st in enumerate(steps)]
+
+
+def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor],
+               k: int) -> dict[str, Any]:
+    """One point of Fig. 4.7: every find trained through its SGM with setting ``k``,
+    frozen into the full (typed) model, the rest trained for a fixed budget."""
+    steps, rank, dropout = sgm_study_settings(cfg)[k]
+    seed = cfg.seed + 100 + k
+    torch.manual_seed(seed)
+    model = NMN("typed", len(data.tokenizer), cfg.channels)
+    finds = find_modules(model, data)
+    jobs = [train_sgm_module(model, n, data, priors, seed=seed, epochs=1, rank=rank,
+                             dropout=dropout, min_steps=steps) for n in finds]
+    jobs = [j for j in jobs if not j.get("skipped")]
+    freeze(model, finds)
+    train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
+               eval_every=1e9)
+    model.eval()
+    qs = data.sets["val"]
+    with torch.no_grad():
+        logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
+        full = float(nn.functional.nll_loss(logp, qs.answer))
+    return {"steps": steps, "rank": rank, "dropout": dropout,
+            "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
+            "variance": statistics.mean(j["variance"] for j in jobs),
+            "full_loss": full, "full_accuracy": accuracy(model, data, "val", priors["val"])}
+
+
+def _sgm_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fig. 4.6–4.7: the loss–variance Pareto front and Pearson r between SGM loss and
+    full-model loss over every point."""
     r, p = pearson([q["sgm_loss"] for q in points], [q["full_loss"] for q in points])
     front = pareto_front([(q["sgm_loss"], q["variance"]) for q in points])
     return {"points": points, "pareto_front": front, "pearson_r": r, "p_value": p}
@@ -141,37 +158,166 @@ def _cost(e2e: dict[str, Any], mod: dict[str, Any], workers: int) -> dict[str, A
     stage1 = mod["stage1_seconds"]
     seq = sum(stage1) + t_down
     par = makespan(stage1, workers) + t_down
+    unbounded = max(stage1, default=0.0) + t_down
     per_module = {j["module"]: j.get("seconds", 0.0) for j in mod.get("jobs", [])}
     return {"target_val_accuracy": target, "e2e_seconds": t_e2e, "modular_sum_seconds": seq,
             "modular_critical_path_seconds": par, "workers": workers,
+            "modular_critical_path_unbounded_seconds": unbounded,
             "downstream_seconds": t_down, "per_module_seconds": per_module,
-            "cost_ratio_sequential": seq / t_e2e, "cost_ratio_parallel": par / t_e2e}
+            "cost_ratio_sequential": seq / t_e2e, "cost_ratio_parallel": par / t_e2e,
+            "cost_ratio_parallel_unbounded": unbounded / t_e2e}
 
 
-def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str, Any]:
-    """Run the whole study; writes ``summary.json`` and PNGs under ``out``."""
+# ----------------------------------------------------------------------------------
+# the study as independent jobs (run by a brickwork.training executor, resumable)
+
+_DATA: dict[tuple[str, str], StudyData] = {}
+_PRIORS: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+
+
+def _worker_data(cache: str, cfg: StudyConfig) -> StudyData:
+    key = (cache, json.dumps(cfg.data_json(), sort_keys=True))
+    if key not in _DATA:
+        _DATA[key] = prepare_data(cache, cfg)
+    return _DATA[key]
+
+
+def _sgm_priors(data: StudyData, cfg: StudyConfig) -> dict[str, torch.Tensor]:
+    """The cached prior logits the SGM study's points share (question encoder trained
+    directly, as in the modular runs, with the study's seed)."""
+    key = (data.digest, cfg.seed)
+    if key not in _PRIORS:
+        torch.manual_seed(cfg.seed)
+        model = NMN("typed", len(data.tokenizer), cfg.channels)
+        _PRIORS[key] = train_question_encoder(model, data, seed=cfg.seed)[0]
+    return _PRIORS[key]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=float).replace("Infinity", "1e9"))
+
+
+def study_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job of the study in this process (an executor's job function).
+
+    ``job``: ``{"kind": "variant"|"all_depths"|"sgm_point", "cfg": StudyConfig JSON,
+    "cache": ..., "out": ..., "variant"/"interface"/"point": ..., "seed": ...}``;
+    returns a JSON-able result."""
+    torch.set_num_threads(1)
+    cfg = StudyConfig(**job["cfg"])
+    data = _worker_data(job["cache"], cfg)
+    t0 = time.perf_counter()
+    if job["kind"] == "variant":
+        res = _run_variant(job["variant"], data, cfg, job["seed"], Path(job["out"]))
+        res.pop("_model", None)
+        res.pop("_priors", None)
+    elif job["kind"] == "all_depths":
+        model, _ = train_e2e(job["interface"], data, seconds=cfg.seconds_all_depths,
+                             seed=cfg.seed, train_set="train_all", channels=cfg.channels)
+        res = {"error_by_depth": error_by_depth(model, data, "test")}
+    elif job["kind"] == "sgm_point":
+        res = _sgm_point(data, cfg, _sgm_priors(data, cfg), job["point"])
+    else:
+        raise ValueError(f"unknown study job kind {job['kind']!r}")
+    res["job_seconds"] = time.perf_counter() - t0
+    return _jsonable(res)
+
+
+def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str, Any]]:
+    """Every independent job of the study, the longest (by budget) first.
+
+    Example:
+        >>> [j["name"] for j in study_jobs(Path("o"), StudyConfig.quick(), "c")][:3]
+        ['modular_classic-s0', 'modular_typed-s0', 'sgm_point-3']
+    """
+    base = {"cfg": cfg.to_json(), "cache": str(cache), "out": str(out)}
+    budget = {"e2e_classic": cfg.seconds_e2e, "e2e_typed": cfg.seconds_e2e,
+              "modular_classic": cfg.seconds_downstream + 60, "film": cfg.seconds_film,
+              "modular_typed": cfg.seconds_downstream + 60}
+    jobs = [{**base, "kind": "variant", "variant": v, "seed": cfg.seed + k,
+             "name": f"{v}-s{cfg.seed + k}", "budget": budget[v]}
+            for k in range(cfg.seeds) for v in VARIANTS]
+    jobs += [{**base, "kind": "all_depths", "interface": itf, "name": f"e2e_{itf}_all_depths",
+              "budget": cfg.seconds_all_depths} for itf in ("typed", "classic")]
+    jobs.append({**base, "kind": "variant", "variant": "modular_typed_targets", "seed": cfg.seed,
+                 "name": f"modular_typed_targets-s{cfg.seed}", "budget": cfg.seconds_downstream + 30})
+    jobs += [{**base, "kind": "sgm_point", "point": k, "name": f"sgm_point-{k}",
+              "budget": cfg.seconds_sgm_study + st / 20}  # ~20 steps/s for 17 finds
+             for k, (st, _, _) in enumerate(sgm_study_settings(cfg))]
+    return sorted(jobs, key=lambda j: -j["budget"])
+
+
+def _job_key(job: dict[str, Any]) -> str:
+    import hashlib
+
+    payload = {k: v for k, v in job.items() if k not in ("out", "cache")}
+    # how many workers ran it does not change a job's result
+    payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k != "workers"}
+    payload["brickwork"] = brickwork.__version__
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_jobs(out: Path, jobs: list[dict[str, Any]], workers: int,
+             progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Run the jobs ``workers`` at a time; each result is kept in ``out/jobs/NAME.json``
+    (with a key of the job and the package version), and a rerun skips the jobs whose
+    result is there — an interrupted study resumes where it stopped."""
+    from brickwork.training import make_executor
+
+    folder = out / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        path = folder / f"{job['name']}.json"
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                saved = {}
+            if saved.get("key") == _job_key(job):
+                done[job["name"]] = saved["result"]
+                continue
+        todo.append(job)
+    if done:
+        log.info("resuming: %d of %d jobs already done under %s", len(done), len(jobs), folder)
+    if not todo:
+        return done
+    def save(i: int, res: dict[str, Any]) -> None:
+        job = todo[i]
+        atomic_write_json(folder / f"{job['name']}.json",
+                          {"key": _job_key(job), "job": job, "result": res}, indent=1)
+        done[job["name"]] = res
+        log.info("job %s done in %.0f s", job["name"], res.get("job_seconds", 0.0))
+
+    with make_executor("local", workers=min(workers, len(todo))) as ex:
+        ex.map(study_job, todo, progress=progress, desc="clevr study", on_result=save)
+    return done
+
+
+def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
+              progress: bool = False) -> dict[str, Any]:
+    """Run the whole study; writes ``summary.json`` and PNGs under ``out``.
+
+    The study is a set of independent jobs (every variant and seed, the all-depth
+    models, the supervised-targets run, the SGM study's points) run ``cfg.workers`` at a
+    time in worker processes; results land in ``out/jobs/`` as they finish, so a rerun
+    with the same configuration resumes."""
     torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = prepare_data(cache, cfg)
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    extra_runs: dict[str, dict[str, Any]] = {}
-    for k in range(cfg.seeds):
-        seed = cfg.seed + k
-        for v in VARIANTS:
-            log.info("seed %d: %s", seed, v)
-            runs[v].append(_run_variant(v, data, cfg, seed, out))
-    priors = runs["modular_typed"][0]["_priors"]
-    for itf in ("typed", "classic"):
-        model, info = train_e2e(itf, data, seconds=cfg.seconds_all_depths, seed=cfg.seed,
-                                train_set="train_all", channels=cfg.channels)
-        extra_runs[f"e2e_{itf}_all_depths"] = {"error_by_depth": error_by_depth(model, data, "test")}
-    tgt = _run_variant("modular_typed_targets", data, cfg, cfg.seed, out)
-    extra_runs["modular_typed_targets"] = {k: tgt[k] for k in ("error_by_depth", "seen_error",
-                                                               "unseen_error", "accuracy")}
-    sgm = _sgm_study(data, cfg, priors)
+    data = prepare_data(cache, cfg)  # generate + encode once, before the workers read it
+    res = run_jobs(out, study_jobs(out, cfg, cache), cfg.workers, progress=progress)
+    runs = {v: [res[f"{v}-s{cfg.seed + k}"] for k in range(cfg.seeds)] for v in VARIANTS}
+    tgt = res[f"modular_typed_targets-s{cfg.seed}"]
+    points = [res[f"sgm_point-{k}"] for k in range(len(sgm_study_settings(cfg)))]
+    sgm = _sgm_summary(points)
     cost = _cost(runs["e2e_typed"][0], runs["modular_typed"][0], cfg.workers)
+
+    def by_depth(d: dict[str, float]) -> dict[str, float]:
+        return {k: d[k] for k in sorted(d, key=int)}
+
     summary: dict[str, Any] = {
         "brickwork": brickwork.__version__, "config": cfg.to_json(), "data_digest": data.digest,
         "depth_definition": "CLEVR program depth: nodes on the longest chain from scene to the "
@@ -182,17 +328,16 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
         "accuracy": {v: _mean_std([r["accuracy"] for r in runs[v]]) for v in VARIANTS},
         "seen_error": {v: _mean_std([r["seen_error"] for r in runs[v]]) for v in VARIANTS},
         "unseen_error": {v: _mean_std([r["unseen_error"] for r in runs[v]]) for v in VARIANTS},
-        "error_by_depth": {v: {str(d): _mean_std([r["error_by_depth"][d] for r in runs[v]])
-                               for d in sorted(runs[v][0]["error_by_depth"])} for v in VARIANTS},
-        "train_images_error_by_depth": {v: {str(d): e for d, e in
-                                            runs[v][0]["train_images_error_by_depth"].items()}
+        "error_by_depth": {v: {d: _mean_std([r["error_by_depth"][d] for r in runs[v]])
+                               for d in by_depth(runs[v][0]["error_by_depth"])} for v in VARIANTS},
+        "train_images_error_by_depth": {v: by_depth(runs[v][0]["train_images_error_by_depth"])
                                         for v in ("e2e_classic", "e2e_typed")},
-        "all_depths_error_by_depth": {k: {str(d): e for d, e in v["error_by_depth"].items()}
-                                      for k, v in extra_runs.items() if k.endswith("all_depths")},
+        "all_depths_error_by_depth": {f"e2e_{itf}_all_depths":
+                                      by_depth(res[f"e2e_{itf}_all_depths"]["error_by_depth"])
+                                      for itf in ("typed", "classic")},
         "supervision_targets": {"modular_typed": {
             "accuracy": tgt["accuracy"], "seen_error": tgt["seen_error"],
-            "unseen_error": tgt["unseen_error"],
-            "error_by_depth": {str(d): e for d, e in tgt["error_by_depth"].items()}}},
+            "unseen_error": tgt["unseen_error"], "error_by_depth": by_depth(tgt["error_by_depth"])}},
         "sgm": sgm, "sgm_pearson_r": sgm["pearson_r"], "sgm_p_value": sgm["p_value"],
         "cost": cost, "cost_ratio_sequential": cost["cost_ratio_sequential"],
         "cost_ratio_parallel": cost["cost_ratio_parallel"],
@@ -207,10 +352,11 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path) -> dict[str,
                                 + sorted(tgt["registered"])},
         "train_samples_per_second": statistics.mean(r["samples_per_second"]
                                                     for r in runs["e2e_typed"]),
+        "job_seconds": {name: r.get("job_seconds") for name, r in res.items()},
         "curves": {v: runs[v][0]["curve"] for v in VARIANTS},
     }
     summary["wall_seconds"] = time.perf_counter() - t0
-    summary = json.loads(json.dumps(summary, default=float).replace("Infinity", "1e9"))
+    summary = _jsonable(summary)
     plot_study(summary, out)
     atomic_write_json(out / "summary.json", summary, indent=1)
     return summary

@@ -222,7 +222,18 @@ def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
 SGM_TOP_K = 12
 
 
-def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K) -> torch.Tensor:
+def _attends(qs: QuestionSet, rows: torch.Tensor) -> torch.Tensor:
+    """1 for the rows whose answer reads the attended object's attributes (``query_*``
+    and anything else), 0 for ``count``/``exist``: the surrogate sees the attended
+    features only where the question needs them, the mask's statistics always (§4.2.3,
+    "fed with the attended features or the mask depending on the question type")."""
+    last = [qs.questions[i].program[-1].function for i in rows.tolist()]
+    return torch.tensor([0.0 if f in ("count", "exist") else 1.0 for f in last])
+
+
+
+def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K,
+               attend: torch.Tensor | None = None) -> torch.Tensor:
     """What a find's surrogate head sees: a permutation-invariant summary of the mask
     (its mass and its ``top_k`` largest cells, as the count/exist heads read it) and the
     mask-attended features, ``[b, 1 + top_k + c]``.
@@ -241,6 +252,8 @@ def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_
     # mask-weighted *sum* of features (not the normalised mean): a scale-free input would
     # let the mask shrink towards zero, where the sigmoid's gradient dies
     pooled = (mask.flatten(2) * features.flatten(2)).mean(-1)
+    if attend is not None:
+        pooled = pooled * attend.to(pooled.dtype).unsqueeze(1)
     return torch.cat([Measure.summary(mask, top_k), pooled], 1)
 
 
@@ -277,8 +290,9 @@ class _SGMTrainee(nn.Module):
             if isinstance(m, SurrogateHead):
                 nn.init.zeros_(m.b.weight)
 
-    def forward(self, features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        z = self.head(sgm_inputs(self.module(features), features))
+    def forward(self, features: torch.Tensor, prior: torch.Tensor,
+                attend: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.head(sgm_inputs(self.module(features), features, attend=attend))
         return merge_prior(self.interface, z, prior)
 
 
@@ -303,11 +317,13 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
     def samples(name: str, rows: torch.Tensor) -> Samples:
         qs = data.sets[name]
         return Samples({"features": data.set_features(name)[qs.image[rows]],
-                        "prior": priors[name][rows], "answer": qs.answer[rows]})
+                        "prior": priors[name][rows], "answer": qs.answer[rows],
+                        "attend": _attends(qs, rows)})
 
     train, val = samples("train", tr), samples("val", va)
     epochs = max(epochs, math.ceil(min_steps * 64 / len(tr)))  # max_steps caps it
-    loss = lambda m, b: nn.functional.nll_loss(m(b["features"], b["prior"]), b["answer"])  # noqa: E731
+    loss = lambda m, b: nn.functional.nll_loss(  # noqa: E731
+        m(b["features"], b["prior"], b["attend"]), b["answer"])
     selector = _SelectBest(trainee, patience=patience)
     res = fit(trainee, loss, train, val=val, config=FitConfig(
         epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
@@ -316,7 +332,8 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
     tracker = selector.tracker
     with torch.no_grad():
         f = val["features"][:256]
-        var = mc_dropout_variance(trainee.head, sgm_inputs(module(f), f), samples=8)
+        a = val["attend"][:256]
+        var = mc_dropout_variance(trainee.head, sgm_inputs(module(f), f, attend=a), samples=8)
     return {"module": module_name, "sgm_loss": tracker.best, "variance": var,
             "best_epoch": tracker.best_index + 1, "steps": res.steps,
             "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
@@ -463,7 +480,7 @@ def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequ
 
 def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
                   supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
-                  workdir: str | Path | None = None, record: bool = True
+                  workdir: str | Path | None = None, record: bool = True, sgm_steps: int = 600
                   ) -> tuple[NMN, dict[str, Any]]:
     """Modular training following the plan (:func:`study_plan`, from ``make_plan``):
     question encoder direct (prior cached); find/scene modules through surrogates
@@ -490,9 +507,11 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
             jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
         elif storage is not None:
             jobs.append(tune_sgm_module(model, name, data, priors, seed=seed,
-                                        trials=max(1, hpo_trials), storage=storage))
+                                        trials=max(1, hpo_trials), storage=storage,
+                                        min_steps=sgm_steps))
         else:
-            jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs))
+            jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs,
+                                         min_steps=sgm_steps))
     freeze(model, finds)
     reader, recording = None, None
     if record:

@@ -1,0 +1,59 @@
+"""The whole NMN study on a tiny configuration: every job runs in worker processes, the
+summary holds the acceptance keys with fractions in [0, 1], the figures are written,
+and a rerun resumes from the saved job results instead of training again."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from brickwork.studies.clevr.nmn import StudyConfig
+from brickwork.studies.clevr.nmn.study import VARIANTS, run_study, sgm_study_settings, study_jobs
+
+TINY = replace(StudyConfig.quick(seed=1), train_scenes=60, val_scenes=16, test_scenes=16,
+               questions_train=5, questions_eval=3, encoder_epochs=1, seconds_e2e=1.5,
+               seconds_downstream=1.0, seconds_film=1.0, seconds_all_depths=0.5,
+               sgm_steps=15, sgm_study_points=3, seconds_sgm_study=0.5, seeds=2, workers=2)
+
+
+def _fractions(d):
+    return all(0.0 <= v["mean"] <= 1.0 for v in d.values())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nmn-study")
+    summary = run_study(root / "out", TINY, root / "cache")
+    return root, summary
+
+
+def test_tiny_study_reports_every_variant_with_fractions(study):
+    root, s = study
+    for key in ("accuracy", "seen_error", "unseen_error"):
+        assert set(s[key]) == set(VARIANTS)
+        assert _fractions(s[key])
+        assert all(v["n"] == TINY.seeds and "std" in v for v in s[key].values())
+    depths = [int(d) for d in s["error_by_depth"]["modular_typed"]]
+    assert max(depths) > TINY.train_max_depth  # unseen depths are evaluated
+    assert -1.0 <= s["sgm_pearson_r"] <= 1.0 or math.isnan(s["sgm_pearson_r"])
+    assert len(s["sgm"]["points"]) == len(sgm_study_settings(TINY))
+    assert s["cost_ratio_parallel"] <= s["cost_ratio_sequential"] + 1e-9
+    assert s["plan"]["find[red]"]["mode"] == "surrogate"
+    saved = json.loads((root / "out" / "summary.json").read_text())
+    assert saved["data_digest"] == s["data_digest"] and saved["config"]["seeds"] == 2
+    for png in ("1_accuracy", "2_depth_typed_vs_classic", "3_depth_nmn_vs_film", "4_sgm", "5_cost"):
+        assert (root / "out" / f"{png}.png").stat().st_size > 1000
+
+
+def test_tiny_study_resumes_from_saved_jobs(study, caplog):
+    root, first = study
+    jobs = study_jobs(root / "out", TINY, root / "cache")
+    assert {p.stem for p in (root / "out" / "jobs").glob("*.json")} == {j["name"] for j in jobs}
+    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.study")
+    again = run_study(root / "out", TINY, root / "cache")
+    assert f"{len(jobs)} of {len(jobs)} jobs already done" in caplog.text
+    assert again["accuracy"] == first["accuracy"]
+    assert again["wall_seconds"] < first["wall_seconds"]
