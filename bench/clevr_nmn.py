@@ -18,7 +18,7 @@ from brickwork.studies.clevr.nmn import StudyConfig, run_study
 
 KEYS = ("accuracy", "error_by_depth", "seen_error", "unseen_error", "sgm_pearson_r", "sgm_p_value",
         "cost_ratio_sequential", "cost_ratio_parallel", "train_samples_per_second",
-        "supervision_targets", "wall_seconds", "data_digest", "brickwork")
+        "supervision_targets", "acceptance", "wall_seconds", "data_digest", "brickwork")
 
 
 def main() -> None:

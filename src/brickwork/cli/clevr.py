@@ -272,6 +272,10 @@ def _run_study(args: argparse.Namespace) -> int:
     print(f"sgm pearson r {summary['sgm_pearson_r']:.3f} (p {summary['sgm_p_value']:.3g}); "
           f"cost ratio sequential {summary['cost_ratio_sequential']:.2f}, "
           f"parallel {summary['cost_ratio_parallel']:.2f}")
+    for name, check in summary["acceptance"].items():
+        value = check["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"  target {name}: {shown} ({check['target']}) {'met' if check['met'] else 'NOT met'}")
     print(f"summary: {out / 'summary.json'}")
     return 0
 
