@@ -160,18 +160,21 @@ def acceptance(s: dict[str, Any], seen_max: int = 5) -> dict[str, Any]:
         ...      "seen_error": {"modular_typed": {"mean": 0.3}},
         ...      "unseen_error": {"modular_typed": {"mean": 0.35}},
         ...      "error_by_depth": {v: {"6": {"mean": e}} for v, e in
-        ...          (("modular_typed", .3), ("modular_classic", .4), ("film", .5))},
+        ...          (("modular_typed", .3), ("modular_classic", .4), ("film", .5),
+        ...                        ("e2e_typed", .3), ("e2e_classic", .2))},
         ...      "sgm_pearson_r": 0.95, "cost_ratio_parallel": 0.9}
         >>> {k: v["met"] for k, v in acceptance(s).items()}  # doctest: +NORMALIZE_WHITESPACE
         {'modular_typed_ge_e2e_classic': True, 'typed_unseen_minus_seen_le_10pts': True,
-         'typed_beats_classic_every_unseen_depth': True, 'typed_beats_film_every_unseen_depth': True,
+         'typed_beats_classic_every_unseen_depth': True,
+         'e2e_typed_beats_e2e_classic_every_unseen_depth': False,
+         'typed_beats_film_every_unseen_depth': True,
          'sgm_pearson_r_ge_0.9': True, 'cost_ratio_parallel_le_0.6': False}
     """
     acc, by = s["accuracy"], s["error_by_depth"]
     unseen = [d for d in by["modular_typed"] if int(d) > seen_max]
 
-    def wins(other: str) -> int:
-        return sum(by["modular_typed"][d]["mean"] < by[other][d]["mean"] for d in unseen)
+    def wins(other: str, typed: str = "modular_typed") -> int:
+        return sum(by[typed][d]["mean"] < by[other][d]["mean"] for d in unseen)
 
     gap = s["unseen_error"]["modular_typed"]["mean"] - s["seen_error"]["modular_typed"]["mean"]
     diff = acc["modular_typed"]["mean"] - acc["e2e_classic"]["mean"]
@@ -181,6 +184,9 @@ def acceptance(s: dict[str, Any], seen_max: int = 5) -> dict[str, Any]:
         "typed_beats_classic_every_unseen_depth": {
             "value": f"{wins('modular_classic')}/{len(unseen)}", "target": "all",
             "met": wins("modular_classic") == len(unseen)},
+        "e2e_typed_beats_e2e_classic_every_unseen_depth": {
+            "value": f"{wins('e2e_classic', 'e2e_typed')}/{len(unseen)}", "target": "all",
+            "met": wins("e2e_classic", "e2e_typed") == len(unseen)},
         "typed_beats_film_every_unseen_depth": {
             "value": f"{wins('film')}/{len(unseen)}", "target": "all",
             "met": wins("film") == len(unseen)},
