@@ -11,7 +11,14 @@ from dataclasses import replace
 import pytest
 
 from brickwork.studies.clevr.nmn import StudyConfig
-from brickwork.studies.clevr.nmn.study import VARIANTS, run_study, sgm_study_settings, study_jobs
+from brickwork.errors import TrainingError
+from brickwork.studies.clevr.nmn.study import (
+    VARIANTS,
+    run_study,
+    sgm_study_settings,
+    study_job,
+    study_jobs,
+)
 
 TINY = replace(StudyConfig.quick(seed=1), train_scenes=60, val_scenes=16, test_scenes=16,
                questions_train=5, questions_eval=3, encoder_epochs=1, seconds_e2e=1.5,
@@ -40,12 +47,22 @@ def test_tiny_study_reports_every_variant_with_fractions(study):
     assert max(depths) > TINY.train_max_depth  # unseen depths are evaluated
     assert -1.0 <= s["sgm_pearson_r"] <= 1.0 or math.isnan(s["sgm_pearson_r"])
     assert len(s["sgm"]["points"]) == len(sgm_study_settings(TINY))
+    assert {"spearman_rho", "pearson_r_leave_one_out_min", "pareto_front"} <= set(s["sgm"])
+    assert all(isinstance(c["met"], bool) for c in s["acceptance"].values())
+    assert s["cost"]["per_trial"]["cost_ratio_parallel"] <= s["cost_ratio_parallel"] + 1e-9
     assert s["cost_ratio_parallel"] <= s["cost_ratio_sequential"] + 1e-9
     assert s["plan"]["find[red]"]["mode"] == "surrogate"
     saved = json.loads((root / "out" / "summary.json").read_text())
     assert saved["data_digest"] == s["data_digest"] and saved["config"]["seeds"] == 2
     for png in ("1_accuracy", "2_depth_typed_vs_classic", "3_depth_nmn_vs_film", "4_sgm", "5_cost"):
         assert (root / "out" / f"{png}.png").stat().st_size > 1000
+
+
+def test_unknown_job_kind_is_a_clear_error(study):
+    root, _ = study
+    job = {**study_jobs(root / "out", TINY, root / "cache")[0], "kind": "nope"}
+    with pytest.raises(TrainingError, match="unknown kind 'nope'.*study_jobs"):
+        study_job(job)
 
 
 def test_tiny_study_resumes_from_saved_jobs(study, caplog):

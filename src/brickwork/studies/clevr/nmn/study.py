@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import brickwork
+from brickwork.errors import TrainingError
 from brickwork.studies.clevr.data.io import atomic_write_json
 from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, prepare_data
 from brickwork.studies.clevr.nmn.layouts import NMN
@@ -303,7 +304,9 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
     elif job["kind"] == "sgm_point":
         res = _sgm_point(data, cfg, _sgm_priors(data, cfg), job["point"])
     else:
-        raise ValueError(f"unknown study job kind {job['kind']!r}")
+        raise TrainingError(f"study job {job.get('name')!r}: unknown kind {job['kind']!r}; "
+                            "expected 'variant', 'all_depths' or 'sgm_point' (jobs come from "
+                            "study_jobs)")
     res["job_seconds"] = time.perf_counter() - t0
     return _jsonable(res)
 
