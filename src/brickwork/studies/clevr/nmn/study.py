@@ -473,16 +473,17 @@ def plot_study(s: dict[str, Any], out: Path) -> list[Path]:
     ax.set_title("Table 4.2 analog")
     save(fig, "1_accuracy.png")
 
-    def curve(ax: Any, d: dict[str, Any], label: str, style: str = "-") -> None:
+    def curve(ax: Any, d: dict[str, Any], label: str, style: str = "-",
+              color: str | None = None) -> None:
         ks = sorted(d, key=int)
         vals = [d[k]["mean"] if isinstance(d[k], dict) else d[k] for k in ks]
-        ax.plot([int(k) for k in ks], vals, style, label=label)
+        ax.plot([int(k) for k in ks], vals, style, label=label, color=color)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for v in ("e2e_typed", "e2e_classic"):
-        curve(ax, s["error_by_depth"][v], f"{v} test")
-        curve(ax, s["train_images_error_by_depth"][v], f"{v} train images", "--")
-        curve(ax, s["all_depths_error_by_depth"][f"{v}_all_depths"], f"{v} all depths", ":")
+    for v, color in (("e2e_typed", "C0"), ("e2e_classic", "C3")):
+        curve(ax, s["error_by_depth"][v], f"{v} test", "-", color)
+        curve(ax, s["train_images_error_by_depth"][v], f"{v} train images", "--", color)
+        curve(ax, s["all_depths_error_by_depth"][f"{v}_all_depths"], f"{v} all depths", ":", color)
     ax.axvline(s["config"]["train_max_depth"] + 0.5, color="gray")
     ax.set_xlabel("program depth"); ax.set_ylabel("error"); ax.legend(fontsize=7)
     ax.set_title("Fig. 4.12 analog")
@@ -505,6 +506,7 @@ def plot_study(s: dict[str, Any], out: Path) -> list[Path]:
     a2.scatter([p["sgm_loss"] for p in pts], [p["full_loss"] for p in pts])
     a2.set_xlabel("SGM val loss"); a2.set_ylabel("full-model val loss")
     a2.set_title(f"r = {s['sgm_pearson_r']:.2f}, p = {s['sgm_p_value']:.2g}")
+    fig.tight_layout()
     save(fig, "4_sgm.png")
 
     fig, (a1, ax) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
