@@ -231,12 +231,12 @@ def _attends(qs: QuestionSet, rows: torch.Tensor) -> torch.Tensor:
     return torch.tensor([0.0 if f in ("count", "exist") else 1.0 for f in last])
 
 
-
 def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K,
                attend: torch.Tensor | None = None) -> torch.Tensor:
     """What a find's surrogate head sees: a permutation-invariant summary of the mask
     (its mass and its ``top_k`` largest cells, as the count/exist heads read it) and the
-    mask-attended features, ``[b, 1 + top_k + c]``.
+    mask-attended features, ``[b, 1 + top_k + c]``; ``attend`` (``[b]``, 0 or 1) zeroes
+    the attended features of the rows whose question does not read them.
 
     A linear head over the *flattened* mask has to learn the answer separately for every
     cell position; with answers only, the finds it trained collapsed to all-zero masks
