@@ -49,6 +49,7 @@ def test_tiny_study_reports_every_variant_with_fractions(study):
     assert len(s["sgm"]["points"]) == len(sgm_study_settings(TINY))
     assert {"spearman_rho", "pearson_r_leave_one_out_min", "pareto_front"} <= set(s["sgm"])
     assert all(isinstance(c["met"], bool) for c in s["acceptance"].values())
+    assert s["machine"]["workers"] == 2 and s["machine"]["cpus"] >= 1
     assert s["cost"]["per_trial"]["cost_ratio_parallel"] <= s["cost_ratio_parallel"] + 1e-9
     assert s["cost_ratio_parallel"] <= s["cost_ratio_sequential"] + 1e-9
     assert s["plan"]["find[red]"]["mode"] == "surrogate"

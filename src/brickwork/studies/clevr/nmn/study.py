@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -279,6 +280,14 @@ def _sgm_priors(data: StudyData, cfg: StudyConfig) -> dict[str, torch.Tensor]:
     return _PRIORS[key]
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average (``None`` where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=float).replace("Infinity", "1e9"))
 
@@ -395,6 +404,7 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    load_start = _load_average()
     data = prepare_data(cache, cfg)  # generate + encode once, before the workers read it
     res = run_jobs(out, study_jobs(out, cfg, cache), cfg.workers, progress=progress)
     runs = {v: [res[f"{v}-s{cfg.seed + k}"] for k in range(cfg.seeds)] for v in VARIANTS}
@@ -445,6 +455,10 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
         "curves": {v: runs[v][0]["curve"] for v in VARIANTS},
     }
     summary["acceptance"] = acceptance(summary, cfg.train_max_depth)
+    # time budgets count a process's own training time, but a busy machine still gives
+    # fewer steps per second: the load says how far to trust timings and cost ratios
+    summary["machine"] = {"cpus": os.cpu_count(), "workers": cfg.workers,
+                          "load_average_start": load_start, "load_average_end": _load_average()}
     summary["wall_seconds"] = time.perf_counter() - t0
     summary = _jsonable(summary)
     plot_study(summary, out)
