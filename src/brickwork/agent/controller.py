@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from brickwork.agent.representation import Representation
-from brickwork.agent.selection import Field, Selection, fit_reason
+from brickwork.agent.selection import Field, Selection, check_reads, fit_reason
 from brickwork.errors import AgentError
 from brickwork.modules import Module
 from brickwork.types import AxisBindings, NeuralType, OneHot
@@ -108,16 +108,10 @@ class Controller(nn.Module):
 
     def check(self, types: Mapping[str, NeuralType]) -> None:
         """Raise :class:`AgentError` when the digestor's reads do not fit these fields."""
-        bindings = AxisBindings()
-        for port, sel in self.reads.items():
-            where = f"controller digestor {self.digestor.kind}, input port '{port}'"
-            found = sel.read_type(types, where)
-            expected = self.digestor.inputs[port]
-            reason = fit_reason(found, expected, bindings)
-            if reason:
-                raise AgentError(f"{where} reads {sel!r}: found {found!r}, expected {expected!r} "
-                                 f"({reason}). Fix: select a field of the expected type or "
-                                 "change the digestor's port")
+        check_reads(self.reads, self.digestor.inputs, types,
+                    f"controller digestor {self.digestor.kind}",
+                    "select a field of the expected type or change the digestor's port",
+                    AxisBindings())
 
     def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
         """The policy's state at the start of an episode (and the start code)."""

@@ -9,7 +9,7 @@ from typing import final
 import torch
 
 from brickwork.agent.representation import Representation
-from brickwork.agent.selection import Field, Selection, fit_reason
+from brickwork.agent.selection import Field, Selection, check_reads, fit_reason
 from brickwork.errors import AgentError
 from brickwork.modules import Module
 from brickwork.types import AxisBindings, NeuralType
@@ -96,16 +96,9 @@ class ModuleOperator(Operator):
 
     def check(self, types: Mapping[str, NeuralType]) -> None:
         bindings = AxisBindings()
-        for port, sel in self.inputs.items():
-            where = f"operator '{self.name}', input port '{port}'"
-            found = sel.read_type(types, where)
-            expected = self.functional.inputs[port]
-            reason = fit_reason(found, expected, bindings)
-            if reason:
-                raise AgentError(
-                    f"{where} reads {sel!r}: found {found!r}, expected {expected!r} ({reason}). "
-                    "Fix: select a field of the expected type, change the representation's "
-                    "field type, or give the functional a port that accepts it")
+        check_reads(self.inputs, self.functional.inputs, types, f"operator '{self.name}'",
+                    "select a field of the expected type, change the representation's field "
+                    "type, or give the functional a port that accepts it", bindings)
         for port, sel in self.outputs.items():
             where = f"operator '{self.name}', output port '{port}'"
             expected = sel.write_type(types, where)

@@ -262,4 +262,19 @@ class Shifted(Selection):
         return torch.nn.functional.one_hot(scores.argmax(-1), len(self.shifts)).to(p.dtype)
 
 
+def check_reads(reads: Mapping[str, Selection], ports: Mapping[str, NeuralType],
+                types: Mapping[str, NeuralType], owner: str, fix: str,
+                bindings: AxisBindings) -> None:
+    """Raise :class:`AgentError` at the first selective read whose field type does not
+    fit its input port (``owner`` names the reader, ``fix`` says how to mend it)."""
+    for port, sel in reads.items():
+        where = f"{owner}, input port '{port}'"
+        found = sel.read_type(types, where)
+        expected = ports[port]
+        reason = fit_reason(found, expected, bindings)
+        if reason:
+            raise AgentError(f"{where} reads {sel!r}: found {found!r}, expected {expected!r} "
+                             f"({reason}). Fix: {fix}")
+
+
 __all__ = ["At", "Field", "Selection", "Shifted", "fit_reason", "shift"]

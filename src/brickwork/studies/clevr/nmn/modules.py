@@ -99,6 +99,22 @@ class _CellMLP(Module):
         self._init_mlp(channels + extra, hidden)
 
 
+class _MaskCellMLP(_CellMLP):
+    """Abstract: a per-cell MLP over ``_inputs(mask, features)`` (relate, same)."""
+
+    @staticmethod
+    def _inputs(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return activate(self.interface, self.head(self._inputs(mask, features)))
+
+    @classmethod
+    def forward_instances(cls, modules, instance, mask, features):  # type: ignore[no-untyped-def]
+        return activate(modules[0].interface,
+                        cls.heads(modules, instance, cls._inputs(mask, features)))
+
+
 @register_kind("nmn_scene", example_config={"channels": 8}, sizes=_SIZES)
 class Scene(_CellMLP):
     """``scene``: features to an attention on every object."""
@@ -132,7 +148,7 @@ class Find(_CellMLP):
 
 
 @register_kind("nmn_relate", example_config={"channels": 8}, sizes=_SIZES)
-class Relate(_CellMLP):
+class Relate(_MaskCellMLP):
     """``relate[left]``: the objects in a spatial relation to the attended one.
 
     Each cell sees its features, the incoming attention and its offset from the
@@ -151,17 +167,9 @@ class Relate(_CellMLP):
         offset = xy.unsqueeze(0) - centre.view(n, 2, 1, 1)
         return torch.cat([features, mask, offset], 1)
 
-    def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        return activate(self.interface, self.head(self._inputs(mask, features)))
-
-    @classmethod
-    def forward_instances(cls, modules, instance, mask, features):  # type: ignore[no-untyped-def]
-        return activate(modules[0].interface,
-                        cls.heads(modules, instance, cls._inputs(mask, features)))
-
 
 @register_kind("nmn_same", example_config={"channels": 8}, sizes=_SIZES)
-class Same(_CellMLP):
+class Same(_MaskCellMLP):
     """``same[color]``: the other objects sharing an attribute with the attended one."""
 
     def __init__(self, channels: int = 32, interface: str = "typed", hidden: int = 32):
@@ -172,14 +180,6 @@ class Same(_CellMLP):
     def _inputs(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         ref = attend(mask, features)[:, :, None, None]
         return torch.cat([features, features * ref, mask], 1)
-
-    def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        return activate(self.interface, self.head(self._inputs(mask, features)))
-
-    @classmethod
-    def forward_instances(cls, modules, instance, mask, features):  # type: ignore[no-untyped-def]
-        return activate(modules[0].interface,
-                        cls.heads(modules, instance, cls._inputs(mask, features)))
 
 
 @register_kind("nmn_unique", example_config={}, sizes=_SIZES)

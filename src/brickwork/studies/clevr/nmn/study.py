@@ -153,17 +153,11 @@ def _sgm_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     full-model loss over every point; with how robust r is: Spearman's rank correlation
     and the smallest r left when any one point is dropped (one extreme point can carry
     a Pearson r on its own)."""
+    from scipy.stats import rankdata  # lazily, as brickwork.training.sgm.pearson does
+
     x, y = [q["sgm_loss"] for q in points], [q["full_loss"] for q in points]
     r, p = pearson(x, y)
-
-    def ranks(v: list[float]) -> list[float]:
-        order = sorted(range(len(v)), key=v.__getitem__)
-        out = [0.0] * len(v)
-        for k, i in enumerate(order):
-            out[i] = float(k)
-        return out
-
-    rho = pearson(ranks(x), ranks(y))[0] if len(points) > 2 else math.nan
+    rho = pearson(list(rankdata(x)), list(rankdata(y)))[0]  # Spearman: r of the ranks
     loo = [pearson(x[:i] + x[i + 1:], y[:i] + y[i + 1:])[0] for i in range(len(points))] \
         if len(points) > 3 else [math.nan]
     front = pareto_front([(q["sgm_loss"], q["variance"]) for q in points])
