@@ -23,7 +23,8 @@ from brickwork.studies.clevr.nmn.study import (
 TINY = replace(StudyConfig.quick(seed=1), train_scenes=60, val_scenes=16, test_scenes=16,
                questions_train=5, questions_eval=3, encoder_epochs=1, seconds_e2e=1.5,
                seconds_downstream=1.0, seconds_film=1.0, seconds_all_depths=0.5,
-               sgm_steps=15, sgm_study_points=3, seconds_sgm_study=0.5, seeds=2, workers=2)
+               sgm_steps=15, sgm_hpo_trials=2, sgm_study_points=3, seconds_sgm_study=0.5, seeds=2,
+               workers=2)
 
 
 def _fractions(d):
@@ -50,8 +51,14 @@ def test_tiny_study_reports_every_variant_with_fractions(study):
     assert {"spearman_rho", "pearson_r_leave_one_out_min", "pareto_front"} <= set(s["sgm"])
     assert all(isinstance(c["met"], bool) for c in s["acceptance"].values())
     assert s["machine"]["workers"] == 2 and s["machine"]["cpus"] >= 1
-    assert s["cost"]["per_trial"]["cost_ratio_parallel"] <= s["cost_ratio_parallel"] + 1e-9
-    assert s["cost_ratio_parallel"] <= s["cost_ratio_sequential"] + 1e-9
+    c = s["cost"]
+    assert c["per_trial"]["cost_ratio_parallel"] <= c["modular_hpo_only"]["cost_ratio_parallel"] + 1e-9
+    assert c["modular_critical_path_seconds"] <= c["modular_sum_seconds"] + 1e-9
+    assert c["e2e_parallel_seconds"] <= c["e2e_seconds"] + 1e-9
+    # the end-to-end side searches as many learning rates as each module's search tries
+    assert s["cost"]["e2e_trials"] == 2 and len(s["cost"]["e2e_search"]) == 2
+    assert {t["lr"] for t in s["cost"]["e2e_search"]} == {0.003, 0.01}
+    assert s["cost"]["e2e_seconds"] > s["cost"]["modular_hpo_only"]["e2e_seconds"]
     assert s["plan"]["find[red]"]["mode"] == "surrogate"
     saved = json.loads((root / "out" / "summary.json").read_text())
     assert saved["data_digest"] == s["data_digest"] and saved["config"]["seeds"] == 2

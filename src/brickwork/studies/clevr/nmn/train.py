@@ -148,19 +148,20 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
 
 
 def train_e2e(interface: str, data: StudyData, *, seconds: float, seed: int,
-              train_set: str = "train", channels: int = 32) -> tuple[NMN, dict[str, Any]]:
+              train_set: str = "train", channels: int = 32, lr: float = LR
+              ) -> tuple[NMN, dict[str, Any]]:
     """End-to-end: every module and the question encoder jointly, through the runner."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
-    return model, train_loop(model, data, train_set, seconds, seed=seed)
+    return model, train_loop(model, data, train_set, seconds, seed=seed, lr=lr)
 
 
-def train_film(data: StudyData, *, seconds: float, seed: int, channels: int = 32
-               ) -> tuple[FiLM, dict[str, Any]]:
+def train_film(data: StudyData, *, seconds: float, seed: int, channels: int = 32,
+               lr: float = LR) -> tuple[FiLM, dict[str, Any]]:
     torch.manual_seed(seed)
     model = FiLM(len(data.tokenizer), channels)
-    return model, train_loop(model, data, "train", seconds, seed=seed)
+    return model, train_loop(model, data, "train", seconds, seed=seed, lr=lr)
 
 
 def _instantiate(model: NMN, data: StudyData) -> None:
@@ -480,8 +481,8 @@ def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequ
 
 def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
                   supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
-                  workdir: str | Path | None = None, record: bool = True, sgm_steps: int = 600
-                  ) -> tuple[NMN, dict[str, Any]]:
+                  workdir: str | Path | None = None, record: bool = True, sgm_steps: int = 600,
+                  lr: float = LR) -> tuple[NMN, dict[str, Any]]:
     """Modular training following the plan (:func:`study_plan`, from ``make_plan``):
     question encoder direct (prior cached); find/scene modules through surrogates
     (answers; per-module HPO with ``hpo_trials`` Optuna trials when ``workdir`` is given)
@@ -489,7 +490,7 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
     finds frozen, reading the frozen finds' outputs from intermediate datasets
     (``workdir/intermediate``, a temporary folder without ``workdir``) unless
     ``record=False``. With ``workdir``, the trained modules are registered in
-    ``workdir/registry``."""
+    ``workdir/registry``. ``lr``: the downstream stage's learning rate."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
@@ -518,7 +519,8 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
         with tempfile.TemporaryDirectory(prefix="nmn-rec-") as tmp:
             root = Path(workdir) / "intermediate" if workdir is not None else Path(tmp)
             reader, recording = recorded_finds(model, finds, data, ["train"], root)
-    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors, recorded=reader)
+    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors, recorded=reader,
+                      lr=lr)
     info: dict[str, Any] = {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan,
                             "recorded": recording}
     if workdir is not None:
