@@ -86,6 +86,11 @@ class StudyConfig:
     seeds: int = 3
     workers: int = 2
     seed: int = 0
+    #: Adam learning rate of every jointly trained stage (end-to-end, FiLM, the modular
+    #: downstream stage, the all-depth models, the SGM study's rest-of-model): 1e-3, the
+    #: best of the end-to-end typed model's search over 1e-3 / 3e-3 / 1e-2 (the first
+    #: full runs used 3e-3; docs/nmn-study.md "Learning rate")
+    lr: float = 1e-3
 
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:

@@ -72,14 +72,14 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
     extra: dict[str, Any] = {}
     if name.startswith("e2e_"):
         model, info = train_e2e(name[4:], data, seconds=cfg.seconds_e2e, seed=seed,
-                                channels=cfg.channels)
+                                channels=cfg.channels, lr=cfg.lr)
         curve, stage1 = info["curve"], []
     elif name.startswith("modular_"):
         model, info = train_modular(name.split("_")[1], data, seconds=cfg.seconds_downstream,
                                     seed=seed, sgm_epochs=cfg.sgm_epochs, channels=cfg.channels,
                                     supervision="targets" if name.endswith("_targets") else "answers",
                                     hpo_trials=cfg.sgm_hpo_trials, workdir=workdir,
-                                    sgm_steps=cfg.sgm_steps)
+                                    sgm_steps=cfg.sgm_steps, lr=cfg.lr)
         extra["registered"] = info.get("registered", [])
         extra["recorded"] = info.get("recorded")
         extra["plan"] = info["plan"]
@@ -88,7 +88,8 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
         extra["jobs"] = stage1
         extra["_priors"] = priors
     else:
-        model, info = train_film(data, seconds=cfg.seconds_film, seed=seed, channels=cfg.channels)
+        model, info = train_film(data, seconds=cfg.seconds_film, seed=seed, channels=cfg.channels,
+                                 lr=cfg.lr)
         curve, stage1 = info["curve"], []
     test = error_by_depth(model, data, "test", priors[ "test"] if priors else None)
     seen, unseen = summarize_depths(test, cfg.train_max_depth)
@@ -143,7 +144,7 @@ def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     with tempfile.TemporaryDirectory(prefix="nmn-sgm-") as tmp:
         reader, _ = recorded_finds(model, finds, data, ["train"], tmp)
     down = train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
-                      eval_every=1e9, recorded=reader)
+                      eval_every=1e9, recorded=reader, lr=cfg.lr)
     model.eval()
     qs = data.sets["val"]
     with torch.no_grad():
@@ -226,22 +227,22 @@ def acceptance(s: dict[str, Any], seen_max: int = 5) -> dict[str, Any]:
 E2E_LR_RANGE = (1e-3, 1e-2)
 
 
-def e2e_hpo_lrs(trials: int) -> list[float]:
+def e2e_hpo_lrs(trials: int, default: float = LR) -> list[float]:
     """Learning rates of the end-to-end model's search, one per trial, as many trials as
     each stage-1 module's search has (thesis Fig. 4.9 counts the HPO of both sides):
-    log-spaced over :data:`E2E_LR_RANGE`, the one nearest the default learning rate
-    replaced by it (that trial is the study seed's ``e2e_typed`` run).
+    log-spaced over :data:`E2E_LR_RANGE`, the one nearest ``default`` (the study's
+    ``lr``) replaced by it (that trial is the study seed's ``e2e_typed`` run).
 
     Example:
-        >>> e2e_hpo_lrs(1), e2e_hpo_lrs(3)
-        ([0.003], [0.001, 0.003, 0.01])
+        >>> e2e_hpo_lrs(1, 3e-3), e2e_hpo_lrs(3, 3e-3), e2e_hpo_lrs(3, 1e-3)
+        ([0.003], [0.001, 0.003, 0.01], [0.001, 0.0032, 0.01])
     """
     if trials <= 1:
-        return [LR]
+        return [default]
     lo, hi = E2E_LR_RANGE
     grid = [float(f"{lo * (hi / lo) ** (k / (trials - 1)):.2g}") for k in range(trials)]
-    nearest = min(range(trials), key=lambda k: abs(math.log(grid[k] / LR)))
-    grid[nearest] = LR
+    nearest = min(range(trials), key=lambda k: abs(math.log(grid[k] / default)))
+    grid[nearest] = default
     return grid
 
 
@@ -294,7 +295,7 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
                                 default=0.0))
         return {"target_val_accuracy": target, "e2e_seconds": e2e_seq,
                 "e2e_parallel_seconds": e2e_par, "e2e_trials": len(base),
-                "e2e_kept_lr": base[kept].get("lr", LR), "downstream_seconds": t_down,
+                "e2e_kept_lr": base[kept].get("lr"), "downstream_seconds": t_down,
                 "modular_sum_seconds": seq, "modular_critical_path_seconds": par,
                 "modular_critical_path_unbounded_seconds": unbounded,
                 "cost_ratio_sequential": seq / e2e_seq, "cost_ratio_parallel": par / e2e_par,
@@ -303,7 +304,7 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
     out = ratios(e2e_trials, stage1)
     out["workers"] = workers
     out["per_module_seconds"] = {j["module"]: j.get("seconds", 0.0) for j in mod.get("jobs", [])}
-    out["e2e_search"] = [{"lr": t.get("lr", LR), "best_val_accuracy": max(a for _, a in t["curve"]),
+    out["e2e_search"] = [{"lr": t.get("lr"), "best_val_accuracy": max(a for _, a in t["curve"]),
                           "seconds": t["curve"][-1][0]} for t in e2e_trials]
     out["modular_hpo_only"] = ratios(e2e_trials[:1], stage1)
     out["per_trial"] = ratios(e2e_trials[:1], one)
@@ -366,7 +367,8 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
         res.pop("_priors", None)
     elif job["kind"] == "all_depths":
         model, _ = train_e2e(job["interface"], data, seconds=cfg.seconds_all_depths,
-                             seed=cfg.seed, train_set="train_all", channels=cfg.channels)
+                             seed=cfg.seed, train_set="train_all", channels=cfg.channels,
+                             lr=cfg.lr)
         res = {"error_by_depth": error_by_depth(model, data, "test")}
     elif job["kind"] == "sgm_point":
         res = _sgm_point(data, cfg, _sgm_priors(data, cfg), job["point"])
@@ -404,7 +406,8 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
     # the end-to-end model's search (Fig. 4.9 counts it): the default trial is
     # e2e_typed at the study's seed, the others run here
     jobs += [{**base, "kind": "e2e_trial", "lr": lr, "name": f"e2e_typed_lr{lr:.0e}-s{cfg.seed}",
-              "budget": cfg.seconds_e2e} for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials) if lr != LR]
+              "budget": cfg.seconds_e2e}
+             for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr) if lr != cfg.lr]
     jobs += [{**base, "kind": "sgm_point", "point": k, "name": f"sgm_point-{k}",
               "budget": cfg.seconds_sgm_study + st / 20}  # ~20 steps/s for 17 finds
              for k, (st, _, _) in enumerate(sgm_study_settings(cfg))]
@@ -487,10 +490,11 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
     tgt = res[f"modular_typed_targets-s{cfg.seed}"]
     points = [res[f"sgm_point-{k}"] for k in range(len(sgm_study_settings(cfg)))]
     sgm = _sgm_summary(points)
-    search = [{**runs["e2e_typed"][0], "lr": LR}] + [
-        res[f"e2e_typed_lr{lr:.0e}-s{cfg.seed}"] for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials)
-        if lr != LR]
-    cost = _cost(search, runs["modular_typed"][0], cfg.workers, runs["e2e_classic"][0])
+    search = [{**runs["e2e_typed"][0], "lr": cfg.lr}] + [
+        res[f"e2e_typed_lr{lr:.0e}-s{cfg.seed}"] for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr)
+        if lr != cfg.lr]
+    cost = _cost(search, runs["modular_typed"][0], cfg.workers,
+                 {**runs["e2e_classic"][0], "lr": cfg.lr})
 
     def by_depth(d: dict[str, float]) -> dict[str, float]:
         return {k: d[k] for k in sorted(d, key=int)}
