@@ -189,3 +189,10 @@ def test_study_cli_reports_loader_data_errors(tmp_path, capsys):
     assert err.startswith("error: DataError:")
     assert "CLEVR_train_scenes.json" in err
     assert "Traceback" not in err
+
+
+def test_study_cli_refuses_a_bad_learning_rate(tmp_path, capsys):
+    rc = cli_main(["clevr", "study", "--quick", "--out", str(tmp_path / "out"), "--lr", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--lr 0.0" in err and "e.g. --lr 1e-3" in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -247,6 +247,9 @@ def _register_study(group: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes running the study's jobs (default: 2); a rerun with "
                         "the same OUT resumes from the jobs already done")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate of every jointly trained stage (end-to-end, FiLM, "
+                        "modular downstream; default 1e-3)")
     p.set_defaults(func=_run_study)
 
 
@@ -261,6 +264,11 @@ def _run_study(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise BrickworkError(f"--workers {args.workers}: need at least 1 worker process")
         cfg = replace(cfg, workers=args.workers)
+    if args.lr is not None:
+        if not 0 < args.lr < 1:
+            raise BrickworkError(f"--lr {args.lr}: a learning rate in (0, 1) is needed, "
+                                 "e.g. --lr 1e-3")
+        cfg = replace(cfg, lr=args.lr)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.resolve().parent / "clevr-cache"
     summary = run_study(out, cfg, cache, progress=True)
@@ -272,6 +280,9 @@ def _run_study(args: argparse.Namespace) -> int:
     print(f"sgm pearson r {summary['sgm_pearson_r']:.3f} (p {summary['sgm_p_value']:.3g}); "
           f"cost ratio sequential {summary['cost_ratio_sequential']:.2f}, "
           f"parallel {summary['cost_ratio_parallel']:.2f}")
+    search = ", ".join(f"lr {t['lr']:g}: {t['best_val_accuracy']:.3f}"
+                       for t in summary["cost"]["e2e_search"])
+    print(f"end-to-end typed learning-rate search (best val accuracy): {search}")
     for name, check in summary["acceptance"].items():
         value = check["value"]
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
