@@ -27,6 +27,7 @@ from brickwork.studies.clevr.data.io import atomic_write_json
 from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, prepare_data
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.train import (
+    LR,
     _forward,
     accuracy,
     error_by_depth,
@@ -41,7 +42,6 @@ from brickwork.studies.clevr.nmn.train import (
     train_modular,
     train_question_encoder,
     train_sgm_module,
-    LR,
 )
 from brickwork.training.sgm import pareto_front, pearson
 
@@ -251,8 +251,8 @@ def _search_seconds(trials: list[dict[str, Any]], target: float, workers: int
     """Cost of a search to ``target``: every trial runs its whole budget (a search has to
     finish them all to pick one) except the kept trial (the best validation accuracy),
     counted until it reaches ``target`` (a trial's time is its accuracy curve's last
-    point: the loops evaluate once more when the budget runs out); summed, and scheduled on ``workers``. Returns
-    ``(sequential, parallel, index of the kept trial)``.
+    point: the loops evaluate once more when the budget runs out); summed, and scheduled
+    on ``workers``. Returns ``(sequential, parallel, index of the kept trial)``.
 
     Example:
         >>> t = [{"curve": [(5, .5), (10, .6)]}, {"curve": [(5, .7), (10, .8)]}]
