@@ -93,7 +93,6 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
         curve, stage1 = info["curve"], []
     test = error_by_depth(model, data, "test", priors[ "test"] if priors else None)
     seen, unseen = summarize_depths(test, cfg.train_max_depth)
-    qs = data.sets["test"]
     pred_ok = [1.0 - e for d, e in test.items() if d <= cfg.train_max_depth]
     res = {"variant": name, "seed": seed, "error_by_depth": {str(d): e for d, e in test.items()}, "seen_error": seen,
            "unseen_error": unseen, "accuracy": statistics.mean(pred_ok), "curve": curve,
@@ -105,7 +104,6 @@ def _run_variant(name: str, data: StudyData, cfg: StudyConfig, seed: int,
         res["train_images_error_by_depth"] = {str(d): e for d, e in
                                               error_by_depth(model, data, "train_deep").items()}
     res["_model"] = model
-    del qs
     return res
 
 
@@ -290,9 +288,7 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
         t_down = time_to_reach(mod["curve"], target)
         seq, par = sum(s1) + t_down, makespan(s1, workers) + t_down
         unbounded = max(s1, default=0.0) + t_down
-        e2e_unbounded = max(time_to_reach(base[kept]["curve"], target),
-                            max((float(t["curve"][-1][0]) for i, t in enumerate(base) if i != kept),
-                                default=0.0))
+        e2e_unbounded = _search_seconds(base, target, len(base))[1]
         return {"target_val_accuracy": target, "e2e_seconds": e2e_seq,
                 "e2e_parallel_seconds": e2e_par, "e2e_trials": len(base),
                 "e2e_kept_lr": base[kept].get("lr"), "downstream_seconds": t_down,
@@ -385,6 +381,13 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
     return _jsonable(res)
 
 
+def _e2e_trials(cfg: StudyConfig) -> dict[str, float]:
+    """Job name -> learning rate of the end-to-end search's trials that run as their own
+    jobs (the trial at ``cfg.lr`` is the seed's ``e2e_typed`` run)."""
+    return {f"e2e_typed_lr{lr:.0e}-s{cfg.seed}": lr
+            for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr) if lr != cfg.lr}
+
+
 def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str, Any]]:
     """Every independent job of the study, the longest (by budget) first.
 
@@ -405,9 +408,8 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
                  "name": f"modular_typed_targets-s{cfg.seed}", "budget": cfg.seconds_downstream + 30})
     # the end-to-end model's search (Fig. 4.9 counts it): the default trial is
     # e2e_typed at the study's seed, the others run here
-    jobs += [{**base, "kind": "e2e_trial", "lr": lr, "name": f"e2e_typed_lr{lr:.0e}-s{cfg.seed}",
-              "budget": cfg.seconds_e2e}
-             for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr) if lr != cfg.lr]
+    jobs += [{**base, "kind": "e2e_trial", "lr": lr, "name": name, "budget": cfg.seconds_e2e}
+             for name, lr in _e2e_trials(cfg).items()]
     jobs += [{**base, "kind": "sgm_point", "point": k, "name": f"sgm_point-{k}",
               "budget": cfg.seconds_sgm_study + st / 20}  # ~20 steps/s for 17 finds
              for k, (st, _, _) in enumerate(sgm_study_settings(cfg))]
@@ -490,9 +492,7 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
     tgt = res[f"modular_typed_targets-s{cfg.seed}"]
     points = [res[f"sgm_point-{k}"] for k in range(len(sgm_study_settings(cfg)))]
     sgm = _sgm_summary(points)
-    search = [{**runs["e2e_typed"][0], "lr": cfg.lr}] + [
-        res[f"e2e_typed_lr{lr:.0e}-s{cfg.seed}"] for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr)
-        if lr != cfg.lr]
+    search = [{**runs["e2e_typed"][0], "lr": cfg.lr}] + [res[n] for n in _e2e_trials(cfg)]
     cost = _cost(search, runs["modular_typed"][0], cfg.workers,
                  {**runs["e2e_classic"][0], "lr": cfg.lr})
 
