@@ -82,3 +82,28 @@ def test_tiny_study_resumes_from_saved_jobs(study, caplog):
     assert f"{len(jobs)} of {len(jobs)} jobs already done" in caplog.text
     assert again["accuracy"] == first["accuracy"]
     assert again["wall_seconds"] < first["wall_seconds"]
+
+
+def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, caplog):
+    import brickwork.studies.clevr.nmn.study as study_module
+
+    root, _ = study
+    jobs = study_jobs(root / "out", TINY, root / "cache")
+    before = {j["name"]: study_module._job_key(j) for j in jobs}
+    # a bigger stage-1 search: the answer-supervised modular jobs, plus one more
+    # end-to-end trial; the end-to-end, FiLM, targets and SGM-study jobs keep their keys
+    wider = {j["name"]: study_module._job_key(j)
+             for j in study_jobs(root / "out", replace(TINY, sgm_hpo_trials=3), root / "cache")}
+    changed = {n for n in before if wider.get(n) != before[n]}
+    assert changed == {j["name"] for j in jobs
+                       if j.get("variant") in ("modular_typed", "modular_classic")}
+    assert len(set(wider) - set(before)) == 1
+    # a code revision of one variant reruns that variant's jobs only
+    bumped = {**study_module.JOB_REVISIONS, "variant:film": 99}
+    monkeypatch.setattr(study_module, "JOB_REVISIONS", bumped)
+    film = {n for n, k in before.items()
+            if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k}
+    assert film == {j["name"] for j in jobs if j.get("variant") == "film"}
+    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.study")
+    run_study(root / "out", TINY, root / "cache")
+    assert f"{len(jobs) - len(film)} of {len(jobs)} jobs already done" in caplog.text

@@ -416,21 +416,43 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
     return sorted(jobs, key=lambda j: -j["budget"])
 
 
-#: revision of the code behind each kind of job: bumped when a change alters that kind's
-#: results, so a rerun recomputes those jobs and keeps the others. Revision 1 is left out
-#: of the key, so results saved before revisions existed stay valid.
+#: revision of the code behind each kind of job (``"variant:<name>"`` for one variant of
+#: the ``variant`` kind): bumped when a change alters those jobs' results, so a rerun
+#: recomputes them and keeps the others. Revision 1 is left out of the key, so results
+#: saved before revisions existed stay valid.
 #: sgm_point 2: the rest of the model trains on the frozen finds' recorded masks.
 JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 2, "e2e_trial": 1}
+
+#: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
+#: jobs read: left out of every other job's key, so that changing the search (e.g. more
+#: trials) reruns those jobs only (the end-to-end search's trials are jobs of their own,
+#: keyed by their learning rate)
+_SGM_SEARCH_FIELDS = ("sgm_hpo_trials", "sgm_steps")
+_SGM_SEARCH_VARIANTS = ("modular_typed", "modular_classic")
+
+
+def job_revision(job: dict[str, Any]) -> int:
+    """The code revision of a study job (:data:`JOB_REVISIONS`).
+
+    Example:
+        >>> job_revision({"kind": "sgm_point"}), job_revision({"kind": "variant", "variant": "film"})
+        (2, 1)
+    """
+    specific = f"{job['kind']}:{job['variant']}" if "variant" in job else None
+    return JOB_REVISIONS.get(specific or "", JOB_REVISIONS.get(job["kind"], 1))
 
 
 def _job_key(job: dict[str, Any]) -> str:
     import hashlib
 
     payload = {k: v for k, v in job.items() if k not in ("out", "cache")}
-    if JOB_REVISIONS.get(job["kind"], 1) > 1:
-        payload["revision"] = JOB_REVISIONS[job["kind"]]
-    # how many workers ran it does not change a job's result
-    payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k != "workers"}
+    if job_revision(job) > 1:
+        payload["revision"] = job_revision(job)
+    # how many workers ran it does not change a job's result, nor does a field it never reads
+    unread = {"workers"}
+    if job.get("variant") not in _SGM_SEARCH_VARIANTS:
+        unread.update(_SGM_SEARCH_FIELDS)
+    payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k not in unread}
     payload["brickwork"] = brickwork.__version__
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
