@@ -81,10 +81,11 @@ class StudyConfig:
     sgm_epochs: int = 4
     sgm_steps: int = 1500
     #: trials of each stage-1 module's search, and of the end-to-end model's learning-rate
-    #: search (the cost report counts both): 5. A find's trial leaves the SGM plateau
-    #: about 58 % of the time (all trials of the second full run, ``find[small]`` aside),
-    #: so 3 trials left ~7 % of finds untrained (1–4 per run, measured), 5 leave ~1 %
-    #: (docs/nmn-study.md "Trials per module")
+    #: search (the cost report counts both): 5. A trial leaves the SGM plateau about
+    #: 58 % of the time (the second full run's trials, ``find[small]`` aside); with 3
+    #: trials, 1–5 of the other 15 SGM-trained modules per run stayed on it (20 of 90).
+    #: 5 trials would leave ~1 % if trials were independent (docs/nmn-study.md
+    #: "Trials per module")
     sgm_hpo_trials: int = 5
     sgm_study_points: int = 8
     seconds_sgm_study: float = 60.0
