@@ -421,7 +421,9 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
 #: recomputes them and keeps the others. Revision 1 is left out of the key, so results
 #: saved before revisions existed stay valid.
 #: sgm_point 2: the rest of the model trains on the frozen finds' recorded masks.
-JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 2, "e2e_trial": 1}
+#: modular_typed / modular_classic 2: each stage-1 trial starts from fresh weights.
+JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 2, "e2e_trial": 1,
+                 "variant:modular_typed": 2, "variant:modular_classic": 2}
 
 #: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
 #: jobs read: left out of every other job's key, so that changing the search (e.g. more
