@@ -17,6 +17,8 @@ import abc
 import logging
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, final
@@ -49,11 +51,35 @@ def _warm(job: Mapping[str, Any]) -> dict[str, Any]:
     return dict(job)
 
 
-def _worker_init() -> None:
+def _worker_init(owner: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if owner is not None and os.name == "posix":  # os.kill(pid, 0) probes on POSIX only
+        threading.Thread(target=_exit_with, args=(owner,), daemon=True,
+                         name="brickwork-owner-watch").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _exit_with(owner: int, every: float = 1.0) -> None:
+    """End this worker soon after the process that owns the pool is gone.
+
+    A worker is a child of the fork server, not of its owner, so a killed owner (Ctrl-C
+    twice, ``kill``, an out-of-memory kill) would otherwise leave it training on,
+    holding a core that the next (resumed) run measures its budgets on."""
+    while _alive(owner):
+        time.sleep(every)
+    os._exit(1)
 
 
 class Executor(abc.ABC):
@@ -108,7 +134,8 @@ class LocalExecutor(Executor):
         ctx = mp.get_context(start_method)
         if start_method == "forkserver":
             ctx.set_forkserver_preload(["torch", "brickwork.training", "brickwork.training.job"])
-        self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init)
+        self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init,
+                                         initargs=(os.getpid(),))
 
     @property
     def workers(self) -> int:
