@@ -13,6 +13,7 @@ import pytest
 from brickwork.studies.clevr.nmn import StudyConfig
 from brickwork.errors import TrainingError
 from brickwork.studies.clevr.nmn.study import (
+    E2E_LR_RANGE,
     VARIANTS,
     run_study,
     sgm_study_settings,
@@ -57,7 +58,7 @@ def test_tiny_study_reports_every_variant_with_fractions(study):
     assert c["e2e_parallel_seconds"] <= c["e2e_seconds"] + 1e-9
     # the end-to-end side searches as many learning rates as each module's search tries
     assert s["cost"]["e2e_trials"] == 2 and len(s["cost"]["e2e_search"]) == 2
-    assert {t["lr"] for t in s["cost"]["e2e_search"]} == {TINY.lr, 0.01}
+    assert {t["lr"] for t in s["cost"]["e2e_search"]} == {TINY.lr, E2E_LR_RANGE[1]}
     assert s["cost"]["e2e_seconds"] > s["cost"]["modular_hpo_only"]["e2e_seconds"]
     assert s["plan"]["find[red]"]["mode"] == "surrogate"
     saved = json.loads((root / "out" / "summary.json").read_text())

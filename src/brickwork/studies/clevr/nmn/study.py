@@ -220,9 +220,12 @@ def acceptance(s: dict[str, Any], seen_max: int = 5) -> dict[str, Any]:
     }
 
 
-#: the learning-rate range of the end-to-end model's search: the range the find modules'
-#: searches sample (``SGM_SPACE``), so both sides search the same interval
-E2E_LR_RANGE = (1e-3, 1e-2)
+#: the learning-rate range of the end-to-end model's search: one decade around the rate
+#: the earlier searches found best (1e-3), so the search brackets it. The third full run
+#: searched 1e-3–1e-2 and kept its lowest trial, 1e-3 (validation accuracy 0.814, then
+#: 0.802 / 0.783 / 0.696 / 0.646 upwards); like the find modules' space (``SGM_SPACE``)
+#: it is narrowed by what earlier runs measured
+E2E_LR_RANGE = (5e-4, 5e-3)
 
 
 def e2e_hpo_lrs(trials: int, default: float = LR) -> list[float]:
@@ -233,7 +236,7 @@ def e2e_hpo_lrs(trials: int, default: float = LR) -> list[float]:
 
     Example:
         >>> e2e_hpo_lrs(1, 3e-3), e2e_hpo_lrs(3, 3e-3), e2e_hpo_lrs(3, 1e-3)
-        ([0.003], [0.001, 0.003, 0.01], [0.001, 0.0032, 0.01])
+        ([0.003], [0.0005, 0.0016, 0.003], [0.0005, 0.001, 0.005])
     """
     if trials <= 1:
         return [default]
@@ -421,9 +424,10 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
 #: recomputes them and keeps the others. Revision 1 is left out of the key, so results
 #: saved before revisions existed stay valid.
 #: sgm_point 2: the rest of the model trains on the frozen finds' recorded masks.
-#: modular_typed / modular_classic 2: each stage-1 trial starts from fresh weights.
+#: modular_typed / modular_classic 2: each stage-1 trial starts from fresh weights;
+#: 3: the stage-1 learning rate is searched over 4e-3–7e-3 (was 1e-3–1e-2).
 JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 2, "e2e_trial": 1,
-                 "variant:modular_typed": 2, "variant:modular_classic": 2}
+                 "variant:modular_typed": 3, "variant:modular_classic": 3}
 
 #: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
 #: jobs read: left out of every other job's key, so that changing the search (e.g. more
