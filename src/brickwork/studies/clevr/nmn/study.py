@@ -514,13 +514,7 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     load_start = _load_average()
-    # generate + encode once, before the workers read it; the image encoder trains here
-    # alone, so it may use every core the workers will use
-    torch.set_num_threads(max(1, cfg.workers))
-    try:
-        data = prepare_data(cache, cfg)
-    finally:
-        torch.set_num_threads(1)
+    data = prepare_data(cache, cfg)  # generate + encode once, before the workers read it
     res = run_jobs(out, study_jobs(out, cfg, cache), cfg.workers, progress=progress)
     runs = {v: [res[f"{v}-s{cfg.seed + k}"] for k in range(cfg.seeds)] for v in VARIANTS}
     tgt = res[f"modular_typed_targets-s{cfg.seed}"]
