@@ -109,3 +109,28 @@ def test_index_is_wal(reg):
     conn = sqlite3.connect(reg.index_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def _put_one(root, i, barrier):
+    torch.manual_seed(i)
+    module = ToyFind(channels=4)
+    barrier.wait()  # every process opens the new index at the same moment
+    Registry(root).put(f"toy_find.p{i}-v1", module)
+
+
+def test_many_processes_create_and_fill_one_registry(tmp_path):
+    # processes that create and fill one new registry at the same moment (as the NMN
+    # study's workers do) all land their entries; a study run once failed with
+    # "database is locked" from the index set-up (now retried, see registry/index.py)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    root, n = tmp_path / "shared", 6
+    barrier = ctx.Barrier(n)
+    procs = [ctx.Process(target=_put_one, args=(root, i, barrier)) for i in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * n
+    assert sorted(Registry(root).names()) == sorted(f"toy_find.p{i}-v1" for i in range(n))

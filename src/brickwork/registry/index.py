@@ -8,6 +8,7 @@ be used from many processes at once; writers take the write lock up front
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,10 +50,31 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def initialise(path: Path) -> None:
-    """Create the index (WAL mode, schema) if needed; safe to call from many processes."""
+    """Create the index (WAL mode, schema) if needed; safe to call from many processes.
+
+    Switching a new database to WAL needs an exclusive lock, and SQLite answers "database
+    is locked" at once, without its busy timeout, when another process is creating or
+    switching the same file: that attempt is retried for up to ``BUSY_TIMEOUT_S``.
+    """
+    deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.02
+    while True:
+        try:
+            return _initialise(path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise RegistryError(f"{path}: cannot set up the registry index ({exc}); "
+                                    f"another process held it longer than "
+                                    f"{BUSY_TIMEOUT_S:.0f} s") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def _initialise(path: Path) -> None:
     conn = _connect(path)
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise RegistryError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the "
                                 "registry on a local file system")
@@ -65,6 +87,11 @@ def initialise(path: Path) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise  # initialise retries
+        raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
+                            f"({exc}); restore it from a backup or re-import the entries") from None
     except sqlite3.DatabaseError as exc:
         raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
                             f"({exc}); restore it from a backup or re-import the entries") from None
