@@ -91,13 +91,15 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
     root, _ = study
     jobs = study_jobs(root / "out", TINY, root / "cache")
     before = {j["name"]: study_module._job_key(j) for j in jobs}
-    # a bigger stage-1 search: the answer-supervised modular jobs, plus one more
-    # end-to-end trial; the end-to-end, FiLM, targets and SGM-study jobs keep their keys
+    # a bigger stage-1 search: the answer-supervised modular jobs and the SGM-study
+    # points (each find keeps the best of as many starts), plus one more end-to-end
+    # trial; the end-to-end, FiLM and targets jobs keep their keys
     wider = {j["name"]: study_module._job_key(j)
              for j in study_jobs(root / "out", replace(TINY, sgm_hpo_trials=3), root / "cache")}
     changed = {n for n in before if wider.get(n) != before[n]}
     assert changed == {j["name"] for j in jobs
-                       if j.get("variant") in ("modular_typed", "modular_classic")}
+                       if j.get("variant") in ("modular_typed", "modular_classic")
+                       or j["kind"] == "sgm_point"}
     assert len(set(wider) - set(before)) == 1
     # a code revision of one variant reruns that variant's jobs only
     bumped = {**study_module.JOB_REVISIONS, "variant:film": 99}

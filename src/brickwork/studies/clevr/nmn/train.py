@@ -17,7 +17,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,16 +198,30 @@ _CHAIN = frozenset({"scene", "unique", "count", "exist", "query_color", "query_s
                     "query_size", "query_material"})
 
 
-def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
+def _chain_filters(q: Any) -> list[str] | None:
+    """The find names of a single-chain question's filters (``scene → filter … →
+    (unique) → count/exist/query``), in program order; None for other questions."""
+    filt = [n for n in q.program if n.function.startswith("filter_")]
+    others = {n.function for n in q.program if not n.function.startswith("filter_")}
+    if not others <= _CHAIN:
+        return None
+    return [f"find[{n.value_inputs[0]}]" for n in filt]
+
+
+def _find_rows(data: StudyData, value: str | None, name: str,
+               context: Collection[str] = ()) -> torch.Tensor:
     """Rows of a question set that train the SGM of ``find[value]`` (``scene`` for None).
 
     The surrogate sees one module's output and the cached prior only, so it is trained on
     the questions whose answer that output decides: a single chain ``scene → filter[value]
     → (unique) → count/exist/query`` (no filter at all for ``scene``) — the thesis's
-    "depending on the question type". Falls back to every question using the module
-    when fewer than 32 such questions exist.
+    "depending on the question type". With ``context`` (names of trained, frozen
+    modules), also the single chains with more filters whose other finds are all in
+    ``context``: their masks AND into the module's (:func:`train_sgm_module`). Falls back
+    to every question using the module when fewer than 32 such questions exist.
     """
     qs = data.sets[name]
+    own = None if value is None else f"find[{value}]"
     direct, using = [], []
     for i, q in enumerate(qs.questions):
         filt = [n for n in q.program if n.function.startswith("filter_")]
@@ -215,13 +229,51 @@ def _find_rows(data: StudyData, value: str | None, name: str) -> torch.Tensor:
         if not uses:
             continue
         using.append(i)
-        others = {n.function for n in q.program if not n.function.startswith("filter_")}
-        if others <= _CHAIN and len(filt) == (0 if value is None else 1):
+        chain = _chain_filters(q)
+        if chain is None:
+            continue
+        if chain == ([] if own is None else [own]):
+            direct.append(i)
+        elif own is not None and own in chain and "scene" in context \
+                and all(f == own or f in context for f in chain):
             direct.append(i)
     return torch.tensor(direct if len(direct) >= 32 else using, dtype=torch.long)
 
 
+def _context_masks(context: Mapping[str, nn.Module], data: StudyData, name: str,
+                   rows: torch.Tensor, own: str, interface: str) -> torch.Tensor:
+    """``[len(rows), 1, h, w]``: for each row, the AND (typed: min, classic: product) of
+    the scene mask and the masks of the chain's other filters that ``context`` holds —
+    what the chain ANDs into ``own``'s mask (the scene alone for a row that is not a
+    single chain, which :func:`_find_rows` gives only as its fallback)."""
+    qs, feats = data.sets[name], data.set_features(name)
+    images = qs.image[rows]
+    cache: dict[str, torch.Tensor] = {}
+    out = []
+    with torch.no_grad():
+        for k, i in enumerate(rows.tolist()):
+            names = ["scene"] + [f for f in (_chain_filters(qs.questions[i]) or [])
+                                 if f != own and f in context]
+            mask = None
+            for n in names:
+                if n not in cache:
+                    cache[n] = torch.cat([context[n](feats[j:j + 512])
+                                          for j in range(0, len(feats), 512)])
+                m = cache[n][images[k]]
+                mask = m if mask is None else (torch.minimum(mask, m) if interface == "typed"
+                                               else mask * m)
+            out.append(mask)
+    return torch.stack(out)
+
+
 SGM_TOP_K = 12
+
+#: the stage-1 learning rate where a module is trained through its SGM without a search
+#: (the SGM correlation study's points, ``train_modular`` without a work folder): inside
+#: :data:`SGM_SPACE`'s 4e-3–7e-3, where most trials leave the SGM plateau. The points
+#: used the jointly trained stages' 3e-3 until the fifth full run, and many of their
+#: finds stayed on the plateau (docs/nmn-study.md "The SGM correlation")
+SGM_LR = 5e-3
 
 
 def _attends(qs: QuestionSet, rows: torch.Tensor) -> torch.Tensor:
@@ -292,40 +344,70 @@ class _SGMTrainee(nn.Module):
             if isinstance(m, SurrogateHead):
                 nn.init.zeros_(m.b.weight)
 
+    def mask(self, features: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The module's mask, ANDed with ``context`` where given."""
+        m = self.module(features)
+        if context is None:
+            return m
+        return torch.minimum(m, context) if self.interface == "typed" else m * context
+
     def forward(self, features: torch.Tensor, prior: torch.Tensor,
-                attend: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.head(sgm_inputs(self.module(features), features, attend=attend))
+                attend: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.head(sgm_inputs(self.mask(features, context), features, attend=attend))
         return merge_prior(self.interface, z, prior)
 
 
 def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                      *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = LR, min_steps: int = 600, patience: int = 1000) -> dict[str, Any]:
+                     lr: float = SGM_LR, min_steps: int = 600, patience: int = 1000,
+                     context: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
     training questions that use it, answers only, with the cached prior; up to
     ``min_steps`` optimizer steps, stopped after ``patience`` epochs without a relative
     improvement of the SGM validation loss, and the best epoch's weights kept (model
-    selection by relative improvement)."""
+    selection by relative improvement). ``lr`` defaults to :data:`SGM_LR`, inside the
+    searched range.
+
+    ``context``: trained, frozen modules by name (``scene`` among them). The SGM then
+    also trains on the single-chain questions that filter on other finds of ``context``
+    too, the module's mask ANDed with theirs as the layout does (:func:`_find_rows`):
+    constraints a single-filter question leaves open (:func:`train_modular`'s second
+    round). The result's ``start_loss`` is the SGM validation loss before training (the
+    prior's, since the head starts at zero): a module whose ``sgm_loss`` stays near it
+    did not leave the plateau."""
     value = None if module_name == "scene" else module_name[5:-1]
     module = model.kinds.module(module_name)
     channels = data.features["train"].shape[1]
     spec = SurrogateSpec(1 + SGM_TOP_K + channels, K, rank=rank, dropout=dropout)
     torch.manual_seed(seed)
     trainee = _SGMTrainee(module, spec, model.interface)
-    tr, va = _find_rows(data, value, "train"), _find_rows(data, value, "val")
+    names = set(context or {})
+    tr, va = _find_rows(data, value, "train", names), _find_rows(data, value, "val", names)
     if len(tr) == 0 or len(va) == 0:
         return {"module": module_name, "skipped": True, "seconds": 0.0}
 
     def samples(name: str, rows: torch.Tensor) -> Samples:
         qs = data.sets[name]
-        return Samples({"features": data.set_features(name)[qs.image[rows]],
-                        "prior": priors[name][rows], "answer": qs.answer[rows],
-                        "attend": _attends(qs, rows)})
+        cols = {"features": data.set_features(name)[qs.image[rows]],
+                "prior": priors[name][rows], "answer": qs.answer[rows],
+                "attend": _attends(qs, rows)}
+        if context:
+            cols["context"] = _context_masks(context, data, name, rows, module_name,
+                                             model.interface)
+        return Samples(cols)
 
     train, val = samples("train", tr), samples("val", va)
     epochs = max(epochs, math.ceil(min_steps * 64 / len(tr)))  # max_steps caps it
-    loss = lambda m, b: nn.functional.nll_loss(  # noqa: E731
-        m(b["features"], b["prior"], b["attend"]), b["answer"])
+
+    def loss(m: nn.Module, b: Samples) -> torch.Tensor:
+        ctx = b["context"] if context else None
+        return nn.functional.nll_loss(m(b["features"], b["prior"], b["attend"], ctx), b["answer"])
+
+    with torch.no_grad():
+        trainee.eval()
+        start = float(loss(trainee, val))
+        trainee.train()
     selector = _SelectBest(trainee, patience=patience)
     res = fit(trainee, loss, train, val=val, config=FitConfig(
         epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
@@ -333,13 +415,17 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
     selector.restore()
     tracker = selector.tracker
     with torch.no_grad():
-        f = val["features"][:256]
-        a = val["attend"][:256]
-        var = mc_dropout_variance(trainee.head, sgm_inputs(module(f), f, attend=a), samples=8)
-    return {"module": module_name, "sgm_loss": tracker.best, "variance": var,
-            "best_epoch": tracker.best_index + 1, "steps": res.steps,
-            "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
-            "lr": lr, "relative_improvement": tracker.history}
+        f, a = val["features"][:256], val["attend"][:256]
+        ctx = val["context"][:256] if context else None
+        var = mc_dropout_variance(trainee.head, sgm_inputs(trainee.mask(f, ctx), f, attend=a),
+                                  samples=8)
+    out = {"module": module_name, "sgm_loss": tracker.best, "start_loss": start,
+           "variance": var, "best_epoch": tracker.best_index + 1, "steps": res.steps,
+           "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
+           "lr": lr, "relative_improvement": tracker.history, "rows": len(tr)}
+    if context:
+        out["context"] = sorted(context)
+    return out
 
 
 def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
@@ -382,6 +468,15 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
 #: of the second full run's 270 trials (``find[small]`` aside), 83 % left the SGM plateau
 #: at 4–7e-3, against 39 % below 2e-3, 55 % at 2–4e-3 and 56 % above 7e-3; the first
 #: three full runs searched 1e-3–1e-2 (docs/nmn-study.md "Trials per module")
+#: a find whose best SGM validation loss is above this fraction of its loss before
+#: training (the prior's) stayed on the SGM plateau: :func:`train_modular` trains it
+#: again in a second round, with the other finds as context. In the fourth full run's
+#: modular typed searches, finds that learned ended at 0.22–0.75 of their start,
+#: ``find[small]`` at 0.88–0.95 in every seed, ``find[cube]`` of seed 1 at 0.81
+#: (trained again beside ``small``, it learned but ``small`` lost its context and the
+#: unseen error rose; docs/nmn-study.md "The second SGM round")
+PLATEAU = 0.85
+
 SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
                          "dropout": {"type": "float", "low": 0.0, "high": 0.3},
                          "lr": {"type": "float", "low": 4e-3, "high": 7e-3, "log": True}})
@@ -404,8 +499,8 @@ def reinitialise(module: Module, seed: int) -> None:
 
 
 def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
-                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 600
-                    ) -> dict[str, Any]:
+                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 600,
+                    context: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
     """Per-module HPO (Optuna, through :func:`brickwork.training.run_study`): each trial
     trains the module through its SGM from fresh initial weights drawn from the trial's
     seed; the module keeps the weights of the trial with the lowest SGM validation loss.
@@ -416,14 +511,17 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
     the SGM plateau depends much on where it starts. With a shared start, ``find[red]``
     and ``find[cylinder]`` of modular typed seed 0 stayed on it in all 3 trials, and
     again in all 5; drawing new weights per seed, a throwaway script taught ``red`` in
-    5 of 6 seeds and ``cylinder`` in 3 of 3 (docs/nmn-study.md, "Trials per module")."""
+    5 of 6 seeds and ``cylinder`` in 3 of 3 (docs/nmn-study.md, "Trials per module").
+
+    ``context``: as in :func:`train_sgm_module` (the search is then named
+    ``sgm-<module>-context`` in ``storage``)."""
     module = model.kinds.module(module_name)
     best: dict[str, Any] = {}
 
     def objective(params: dict[str, Any], trial_seed: int, report: Callable[..., Any]) -> float:
         reinitialise(module, trial_seed)
         job = train_sgm_module(model, module_name, data, priors, seed=trial_seed, epochs=1,
-                               min_steps=min_steps, **params)
+                               min_steps=min_steps, context=context, **params)
         if job.get("skipped"):
             best.setdefault("job", job)
             return 0.0
@@ -431,7 +529,8 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
             best.update(job=job, state=copy.deepcopy(module.state_dict()))
         return float(job["sgm_loss"])
 
-    study = run_study(f"sgm-{module_name}", objective, SGM_SPACE, trials=trials, seed=seed,
+    title = f"sgm-{module_name}" + ("-context" if context else "")
+    study = run_study(title, objective, SGM_SPACE, trials=trials, seed=seed,
                       storage=storage, direction="minimize", prune=False)
     if "state" in best:
         module.load_state_dict(best["state"])
@@ -443,7 +542,7 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
                   key=lambda r: (r["value"], r["index"]))
         reinitialise(module, row["seed"])
         job = train_sgm_module(model, module_name, data, priors, seed=row["seed"], epochs=1,
-                               min_steps=min_steps, **study.best_params)
+                               min_steps=min_steps, context=context, **study.best_params)
     job["hpo"] = {"trials": len(study.trials), "best_params": study.best_params,
                   "best_value": study.best_value,
                   "scores": [t.get("value") for t in study.trials],
@@ -469,7 +568,7 @@ def register_modules(model: NMN, registry: Registry, plan: dict[str, dict[str, A
                      supervision: str, metrics: dict[str, Any]) -> list[str]:
     """Store every trained module of a modular run (weights, signature, metrics,
     lineage) in ``registry``; returns the names."""
-    by_module = {j["module"]: j for j in jobs}
+    by_module = {j["module"]: j for j in jobs if j.get("kept", True)}  # the kept round
     names = []
     tag = f"{model.interface}-{supervision}-s{seed}"
     for module_name, entry in plan.items():
@@ -519,7 +618,16 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
     finds frozen, reading the frozen finds' outputs from intermediate datasets
     (``workdir/intermediate``, a temporary folder without ``workdir``) unless
     ``record=False``. With ``workdir``, the trained modules are registered in
-    ``workdir/registry``. ``lr``: the downstream stage's learning rate."""
+    ``workdir/registry``. ``lr``: the downstream stage's learning rate.
+
+    A find that stays on its SGM plateau (best SGM loss above :data:`PLATEAU` × its
+    loss before training) is trained again in a second round, once every other find
+    is done, with the finds that learned as ``context`` (:func:`train_sgm_module`); its
+    job is marked ``"round": 2``, and its weights are kept only if they end further
+    below their start (``sgm_loss / start_loss``) than the first round's (``"kept"``).
+    ``find[small]`` needs it: on single-filter questions
+    a mask of every object answers its counts about as well (docs/nmn-study.md "Why
+    some finds do not learn")."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
@@ -542,6 +650,30 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
         else:
             jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs,
                                          min_steps=sgm_steps))
+    # second round: a find that stayed on its SGM plateau trains again, on the questions
+    # that also filter on finds that learned (their masks ANDed into its own)
+    stuck = [j["module"] for j in jobs if j["module"] in finds and j["module"] != "scene"
+             and j.get("sgm_loss") is not None and j["sgm_loss"] > PLATEAU * j["start_loss"]]
+    context = {n: model.kinds.module(n) for n in finds if n not in stuck}
+    if stuck and "scene" in context:
+        freeze(model, list(context))
+        first = {j["module"]: j for j in jobs}
+        for name in stuck:
+            module = model.kinds.module(name)
+            before = copy.deepcopy(module.state_dict())
+            if storage is not None:
+                job = tune_sgm_module(model, name, data, priors, seed=seed,
+                                      trials=max(1, hpo_trials), storage=storage,
+                                      min_steps=sgm_steps, context=context)
+            else:
+                job = train_sgm_module(model, name, data, priors, seed=seed,
+                                       epochs=sgm_epochs, min_steps=sgm_steps, context=context)
+            # the rows differ between the rounds: compare the loss relative to each start
+            kept = job.get("sgm_loss") is not None and \
+                job["sgm_loss"] / job["start_loss"] < first[name]["sgm_loss"] / first[name]["start_loss"]
+            if not kept:
+                module.load_state_dict(before)
+            jobs.append({**job, "round": 2, "kept": kept})
     freeze(model, finds)
     reader, recording = None, None
     if record:
