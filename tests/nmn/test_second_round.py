@@ -127,3 +127,31 @@ def test_stuck_finds_train_again_with_the_learned_ones_as_context(monkeypatch):
     _, info = train_modular("typed", data, seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10,
                            channels=C)
     assert not [j for j in info["jobs"] if j.get("round") == 2]
+
+
+@pytest.mark.parametrize("better", [False, True])
+def test_a_second_round_is_kept_only_if_it_ends_further_below_its_start(monkeypatch, better):
+    # the real training runs; only the reported second-round loss is set, to steer the rule
+    monkeypatch.setattr(train_module, "PLATEAU", 0.0)
+    real = train_module.train_sgm_module
+    first: dict[str, dict[str, torch.Tensor]] = {}
+
+    def spy(model, name, *args, **kwargs):
+        job = real(model, name, *args, **kwargs)
+        if kwargs.get("context"):
+            job["sgm_loss"] = job["start_loss"] * (1e-3 if better else 10.0)
+        else:
+            first[name] = {k: v.clone() for k, v in model.kinds.module(name).state_dict().items()}
+        return job
+
+    monkeypatch.setattr(train_module, "train_sgm_module", spy)
+    model, info = train_modular("typed", _data(n_q=96), seconds=0.2, seed=0, sgm_epochs=1,
+                                sgm_steps=10, channels=C)
+    second = [j for j in info["jobs"] if j.get("round") == 2]
+    assert second and all(j["kept"] is better for j in second)
+    for j in second:
+        now = model.kinds.module(j["module"]).state_dict()
+        same = all(torch.equal(v, first[j["module"]][k]) for k, v in now.items())
+        assert same is not better  # a rejected round gives the first round's weights back
+        round1 = next(r for r in info["jobs"] if r["module"] == j["module"] and "round" not in r)
+        assert round1.get("kept", True) is not better

@@ -61,10 +61,13 @@ def initialise(path: Path) -> None:
         try:
             return _initialise(path)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise RegistryError(f"{path}: cannot set up the registry index ({exc}); "
-                                    f"another process held it longer than "
-                                    f"{BUSY_TIMEOUT_S:.0f} s") from None
+            if "locked" not in str(exc):
+                raise RegistryError(f"{path}: cannot set up the registry index ({exc}); check "
+                                    "that the folder is writable and the disk not full") from None
+            if time.monotonic() + pause > deadline:
+                raise RegistryError(f"{path}: the registry index stayed locked for "
+                                    f"{BUSY_TIMEOUT_S:.0f} s while being set up; another "
+                                    "process holds it: retry once it is done") from None
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -87,11 +90,8 @@ def _initialise(path: Path) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            raise  # initialise retries
-        raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
-                            f"({exc}); restore it from a backup or re-import the entries") from None
+    except sqlite3.OperationalError:
+        raise  # locked (retried), read-only, I/O: initialise says which
     except sqlite3.DatabaseError as exc:
         raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
                             f"({exc}); restore it from a backup or re-import the entries") from None

@@ -467,9 +467,9 @@ JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 3, "e2e_trial": 1,
                  "variant:modular_typed": 4, "variant:modular_classic": 4}
 
 #: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
-#: jobs and the SGM study's points read: left out of every other job's key, so that changing the search (e.g. more
-#: trials) reruns those jobs only (the end-to-end search's trials are jobs of their own,
-#: keyed by their learning rate)
+#: jobs and the SGM study's points read: left out of every other job's key, so that
+#: changing the search (e.g. more trials) reruns those jobs only (the end-to-end
+#: search's trials are jobs of their own, keyed by their learning rate)
 _SGM_SEARCH_FIELDS = ("sgm_hpo_trials", "sgm_steps")
 _SGM_SEARCH_VARIANTS = ("modular_typed", "modular_classic")
 

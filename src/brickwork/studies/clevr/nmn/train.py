@@ -271,8 +271,8 @@ SGM_TOP_K = 12
 #: the stage-1 learning rate where a module is trained through its SGM without a search
 #: (the SGM correlation study's points, ``train_modular`` without a work folder): inside
 #: :data:`SGM_SPACE`'s 4e-3–7e-3, where most trials leave the SGM plateau. The points
-#: used the jointly trained stages' 3e-3 until the fifth full run, and many of their
-#: finds stayed on the plateau (docs/nmn-study.md "The SGM correlation")
+#: used :data:`LR` (3e-3) until the fifth full run, and many of their finds stayed on
+#: the plateau (docs/nmn-study.md "The SGM correlation")
 SGM_LR = 5e-3
 
 
@@ -470,11 +470,11 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
 #: three full runs searched 1e-3–1e-2 (docs/nmn-study.md "Trials per module")
 #: a find whose best SGM validation loss is above this fraction of its loss before
 #: training (the prior's) stayed on the SGM plateau: :func:`train_modular` trains it
-#: again in a second round, with the other finds as context. In the fourth full run's
-#: modular typed searches, finds that learned ended at 0.22–0.75 of their start,
-#: ``find[small]`` at 0.88–0.95 in every seed, ``find[cube]`` of seed 1 at 0.81
-#: (trained again beside ``small``, it learned but ``small`` lost its context and the
-#: unseen error rose; docs/nmn-study.md "The second SGM round")
+#: again in a second round, with the other finds as context. In the modular typed
+#: search of seed 1, finds that learned ended at 0.22–0.75 of their start,
+#: ``find[small]`` at 0.88, ``find[cube]`` at 0.81 (trained again
+#: beside ``small``, it learned but ``small`` lost its context and the unseen error
+#: rose; docs/nmn-study.md "The second SGM round")
 PLATEAU = 0.85
 
 SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
@@ -580,11 +580,14 @@ def register_modules(model: NMN, registry: Registry, plan: dict[str, dict[str, A
         if entry["stage"] >= 2:
             m.update(metrics)
         name = registry_name(module_name, f"{entry['mode']}-{tag}")
+        lineage = {"study": "clevr-nmn", "interface": model.interface,
+                   "supervision": supervision, "seed": seed, "stage": entry["stage"],
+                   "module": module_name}
+        if job.get("context"):  # a second-round find: trained against these frozen modules
+            lineage["round"] = job.get("round", 2)
+            lineage["upstream"] = {n: model.kinds.module(n).fingerprint() for n in job["context"]}
         registry.put(name, module, mode=entry["mode"], hyperparameters=hp, metrics=m,
-                     lineage={"study": "clevr-nmn", "interface": model.interface,
-                              "supervision": supervision, "seed": seed, "stage": entry["stage"],
-                              "module": module_name},
-                     data_digest=data.digest, overwrite=True)
+                     lineage=lineage, data_digest=data.digest, overwrite=True)
         names.append(name)
     return names
 
@@ -665,13 +668,16 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
                 job = tune_sgm_module(model, name, data, priors, seed=seed,
                                       trials=max(1, hpo_trials), storage=storage,
                                       min_steps=sgm_steps, context=context)
-            else:
-                job = train_sgm_module(model, name, data, priors, seed=seed,
+            else:  # a fresh start, as each trial of a search has
+                reinitialise(module, seed + 7919)
+                job = train_sgm_module(model, name, data, priors, seed=seed + 7919,
                                        epochs=sgm_epochs, min_steps=sgm_steps, context=context)
             # the rows differ between the rounds: compare the loss relative to each start
-            kept = job.get("sgm_loss") is not None and \
-                job["sgm_loss"] / job["start_loss"] < first[name]["sgm_loss"] / first[name]["start_loss"]
-            if not kept:
+            ratio = first[name]["sgm_loss"] / first[name]["start_loss"]
+            kept = job.get("sgm_loss") is not None and job["sgm_loss"] / job["start_loss"] < ratio
+            if kept:
+                first[name]["kept"] = False
+            else:
                 module.load_state_dict(before)
             jobs.append({**job, "round": 2, "kept": kept})
     freeze(model, finds)
