@@ -79,7 +79,7 @@ def test_context_masks_are_the_and_of_the_chains_other_masks(interface):
     find_modules(model, data)
     context = {n: model.kinds.module(n) for n in ("scene", "find[cube]")}
     rows = _find_rows(data, "red", "train", set(context))
-    got = _context_masks(context, data, "train", rows, "find[red]", interface)
+    got = _context_masks(context, data, "train", rows, "find[red]", model.kinds.module("And"))
     qs, feats = data.sets["train"], data.features["train"]
     with torch.no_grad():
         for k, i in enumerate(rows.tolist()):

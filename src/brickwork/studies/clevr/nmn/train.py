@@ -241,8 +241,8 @@ def _find_rows(data: StudyData, value: str | None, name: str,
 
 
 def _context_masks(context: Mapping[str, nn.Module], data: StudyData, name: str,
-                   rows: torch.Tensor, own: str, interface: str) -> torch.Tensor:
-    """``[len(rows), 1, h, w]``: for each row, the AND (typed: min, classic: product) of
+                   rows: torch.Tensor, own: str, and_: nn.Module) -> torch.Tensor:
+    """``[len(rows), 1, h, w]``: for each row, the AND (``and_``, the layouts' ``And``) of
     the scene mask and the masks of the chain's other filters that ``context`` holds —
     what the chain ANDs into ``own``'s mask (the scene alone for a row that is not a
     single chain, which :func:`_find_rows` gives only as its fallback)."""
@@ -259,11 +259,10 @@ def _context_masks(context: Mapping[str, nn.Module], data: StudyData, name: str,
                 if n not in cache:
                     cache[n] = torch.cat([context[n](feats[j:j + 512])
                                           for j in range(0, len(feats), 512)])
-                m = cache[n][images[k]]
-                mask = m if mask is None else (torch.minimum(mask, m) if interface == "typed"
-                                               else mask * m)
+                m = cache[n][images[k]:images[k] + 1]
+                mask = m if mask is None else and_(mask, m)
             out.append(mask)
-    return torch.stack(out)
+    return torch.cat(out)
 
 
 SGM_TOP_K = 12
@@ -332,11 +331,12 @@ class _SelectBest(Callback):
 
 
 class _SGMTrainee(nn.Module):
-    """A find (or scene) module plus its surrogate head (input: :func:`sgm_inputs`)."""
+    """A find (or scene) module plus its surrogate head (input: :func:`sgm_inputs`);
+    ``and_`` is the layouts' ``And``, which ANDs a context mask into the module's."""
 
-    def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str):
+    def __init__(self, module: nn.Module, spec: SurrogateSpec, interface: str, and_: nn.Module):
         super().__init__()
-        self.module, self.head, self.interface = module, spec.build(), interface
+        self.module, self.head, self.interface, self.and_ = module, spec.build(), interface, and_
         # the head starts by adding nothing to the prior: a random head turns the (large)
         # initial mask statistics into large random logits, and the quickest way to
         # shrink that loss is to shrink the mask to zero, where the sigmoid's gradient dies
@@ -347,9 +347,7 @@ class _SGMTrainee(nn.Module):
     def mask(self, features: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The module's mask, ANDed with ``context`` where given."""
         m = self.module(features)
-        if context is None:
-            return m
-        return torch.minimum(m, context) if self.interface == "typed" else m * context
+        return m if context is None else self.and_(m, context)
 
     def forward(self, features: torch.Tensor, prior: torch.Tensor,
                 attend: torch.Tensor | None = None,
@@ -381,7 +379,8 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
     channels = data.features["train"].shape[1]
     spec = SurrogateSpec(1 + SGM_TOP_K + channels, K, rank=rank, dropout=dropout)
     torch.manual_seed(seed)
-    trainee = _SGMTrainee(module, spec, model.interface)
+    and_ = model.kinds.module("And")
+    trainee = _SGMTrainee(module, spec, model.interface, and_)
     names = set(context or {})
     tr, va = _find_rows(data, value, "train", names), _find_rows(data, value, "val", names)
     if len(tr) == 0 or len(va) == 0:
@@ -393,8 +392,7 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
                 "prior": priors[name][rows], "answer": qs.answer[rows],
                 "attend": _attends(qs, rows)}
         if context:
-            cols["context"] = _context_masks(context, data, name, rows, module_name,
-                                             model.interface)
+            cols["context"] = _context_masks(context, data, name, rows, module_name, and_)
         return Samples(cols)
 
     train, val = samples("train", tr), samples("val", va)
@@ -464,10 +462,6 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
             p.requires_grad_(False)
 
 
-#: the stage-1 search space of every find module. The learning rate spans 4e-3–7e-3:
-#: of the second full run's 270 trials (``find[small]`` aside), 83 % left the SGM plateau
-#: at 4–7e-3, against 39 % below 2e-3, 55 % at 2–4e-3 and 56 % above 7e-3; the first
-#: three full runs searched 1e-3–1e-2 (docs/nmn-study.md "Trials per module")
 #: a find whose best SGM validation loss is above this fraction of its loss before
 #: training (the prior's) stayed on the SGM plateau: :func:`train_modular` trains it
 #: again in a second round, with the other finds as context. In the modular typed
@@ -476,6 +470,11 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
 #: beside ``small``, it learned but ``small`` lost its context and the unseen error
 #: rose; docs/nmn-study.md "The second SGM round")
 PLATEAU = 0.85
+
+#: the stage-1 search space of every find module. The learning rate spans 4e-3–7e-3:
+#: of the second full run's 270 trials (``find[small]`` aside), 83 % left the SGM plateau
+#: at 4–7e-3, against 39 % below 2e-3, 55 % at 2–4e-3 and 56 % above 7e-3; the first
+#: three full runs searched 1e-3–1e-2 (docs/nmn-study.md "Trials per module")
 
 SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
                          "dropout": {"type": "float", "low": 0.0, "high": 0.3},
