@@ -114,7 +114,8 @@ class _SubCall(Operator):
 
     def __call__(self, rep: Representation) -> Representation:
         agent = self._agent()
-        budget = torch.full((rep.batch_size,), agent.step_limit, dtype=torch.long)
+        budget = torch.full((rep.batch_size,), agent.step_limit, dtype=torch.long,
+                            device=rep.device)
         return self.apply(rep, budget)[0]
 
 
@@ -173,6 +174,10 @@ class Agent(Operator):
     Episodes run batched: every row is an environment; rows that selected the same
     operator are processed together, and rows that selected a sub-agent (``Call``,
     ``Recurse``) wait until the other rows settle, then call it together.
+
+    Episodes run on the device of the representation's tensors: the step counters,
+    budgets and the controller's state are made there (move the modules there too, e.g.
+    ``controller.to(device)``; :meth:`Representation.to` moves a representation).
 
     An agent is itself an :class:`Operator` (same fields in and out), so a higher agent
     can list it, and it can list a :class:`Recurse` to call itself on a sub-problem.
@@ -298,8 +303,10 @@ class Agent(Operator):
         if interface is not None:
             typed = interface.typed
         limit = step_limit if step_limit is not None else self.step_limit
-        budget = (limit.long().clone() if isinstance(limit, torch.Tensor)
-                  else torch.full((own.batch_size,), int(limit), dtype=torch.long))
+        device = own.device
+        budget = (limit.to(device=device, dtype=torch.long, copy=True)
+                  if isinstance(limit, torch.Tensor)
+                  else torch.full((own.batch_size,), int(limit), dtype=torch.long, device=device))
         if budget.shape != (own.batch_size,):
             raise AgentError(f"agent '{self.name}': step_limit has shape {tuple(budget.shape)}, "
                              f"expected one per row ({own.batch_size})")
@@ -320,10 +327,12 @@ class Agent(Operator):
         n = rep.batch_size
         if typed:
             rep = rep.project()
-        state = self.controller.initial_state(n)
-        steps = torch.zeros(n, dtype=torch.long)
-        done = torch.zeros(n, dtype=torch.bool)
-        parked = torch.full((n,), -1, dtype=torch.long)
+        device = rep.device
+        budget = budget.to(device)
+        state = self.controller.initial_state(n, device=device)
+        steps = torch.zeros(n, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        parked = torch.full((n,), -1, dtype=torch.long, device=device)
         while True:
             running = ~done & (parked < 0) & (steps < budget)
             if bool(running.any()):

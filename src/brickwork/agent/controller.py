@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import final
 
@@ -113,16 +114,29 @@ class Controller(nn.Module):
                     "select a field of the expected type or change the digestor's port",
                     AxisBindings())
 
-    def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
-        """The policy's state at the start of an episode (and the start code)."""
+    def initial_state(self, batch: int, device: torch.device | str | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """The policy's state at the start of an episode (and the start code).
+
+        Args:
+            batch: rows.
+            device: where the state is made (default: the device of the policy's
+                parameters, else the CPU). A policy whose ``initial_state`` takes a
+                ``device`` keyword gets it; otherwise its state is moved there.
+        """
+        if device is None:
+            device = _module_device(self.policy)
+        device = torch.device(device)
         state: dict[str, torch.Tensor] = {}
         if self.uses_previous:
-            prev = torch.zeros(batch, len(self.choices) + 1)
+            prev = torch.zeros(batch, len(self.choices) + 1, device=device)
             prev[:, -1] = 1.0
             state[PREVIOUS] = prev
         if self.state_ports:
-            init = self.policy.initial_state(batch)  # type: ignore[operator]
-            state.update({k: init[k] for k in self.state_ports})
+            init_fn = self.policy.initial_state  # type: ignore[operator]
+            init = (init_fn(batch, device=device) if _takes_device(init_fn)
+                    else init_fn(batch))
+            state.update({k: init[k].to(device) for k in self.state_ports})
         return state
 
     def embed(self, rep: Representation) -> torch.Tensor:
@@ -160,6 +174,24 @@ class Controller(nn.Module):
     def forward(self, rep: Representation, state: Mapping[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.decide(rep, state)
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU when it has none)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def _takes_device(fn: object) -> bool:
+    try:
+        params = inspect.signature(fn).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return "device" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                     for p in params.values())
 
 
 def previous_type(choices: int) -> OneHot:

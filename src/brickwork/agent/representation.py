@@ -73,6 +73,32 @@ class Representation:
         """Number of environments (rows)."""
         return self._batch
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the fields' tensors (the CPU for a representation without fields).
+
+        Raises:
+            AgentError: fields live on different devices.
+        """
+        devices = {v.device for v in self._values.values()}
+        if len(devices) > 1:
+            where = ", ".join(f"'{k}' on {v.device}" for k, v in self._values.items())
+            raise AgentError(f"representation: fields live on different devices ({where}); "
+                             "move them to one device with Representation.to(device)")
+        return devices.pop() if devices else torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> Representation:
+        """A copy with every field's tensor on ``device``.
+
+        Example:
+            >>> import torch
+            >>> from brickwork.types import Pointer
+            >>> r = Representation({"p": Pointer("b n")}, {"p": torch.tensor([[0.0, 1.0]])})
+            >>> r.to("cpu").device
+            device(type='cpu')
+        """
+        return Representation(self._types, {k: v.to(device) for k, v in self._values.items()})
+
     def __getitem__(self, name: str) -> torch.Tensor:
         try:
             return self._values[name]
