@@ -2,8 +2,12 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``; the modules are listed in ``_SUBCOMMANDS``. Only the CLI
-prints; errors derived from :class:`brickwork.errors.BrickworkError` are shown as a
-message (``--debug`` shows the traceback).
+prints. ``--debug``, ``-v/--verbose`` and ``--import MODULE`` are accepted before and
+after any subcommand. No error shows a traceback unless ``--debug`` is given: errors
+derived from :class:`brickwork.errors.BrickworkError`, and OSError, ValueError,
+TypeError, KeyError, UnicodeDecodeError and JSON errors, are shown as one line naming
+the file or argument and the fix (exit 2); a closed output pipe (``brickwork registry
+list | head``) ends quietly (exit 141); Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -11,14 +15,53 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from brickwork._version import __version__
+from brickwork.cli.common import (
+    HelpFormatter,
+    add_common_arguments,
+    describe_error,
+    import_modules,
+    merge_common,
+    tidy_parser,
+)
 from brickwork.errors import BrickworkError
 
+logger = logging.getLogger(__name__)
+
 # module names under brickwork.cli, each with register(subparsers)
-_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "registry"]
+_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "evaluate", "registry"]
+# listed before their module lands; skipped with a warning while missing
+_PENDING = {"evaluate"}
+
+# exit codes
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_SIGPIPE = 141
+EXIT_INTERRUPTED = 130
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentParser, str | None]]:
+    """Every direct subcommand parser of ``parser`` with its one-line help."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            seen: set[int] = set()
+            for name, sub in action.choices.items():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    yield sub, helps.get(name)
+
+
+def _finish(parser: argparse.ArgumentParser, depth: int) -> None:
+    """Add the common flags and the help formatter to every nested subcommand parser."""
+    for sub, help_text in _subparsers(parser):
+        tidy_parser(sub, help_text)
+        add_common_arguments(sub, depth=depth + 1)
+        _finish(sub, depth + 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,36 +69,105 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brickwork",
         description="Typed, independently trained, reusable neural modules.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"brickwork {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show info logs")
+    add_common_arguments(parser, depth=0)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMANDS:
-        module = importlib.import_module(f"brickwork.cli.{name}")
+        try:
+            module = importlib.import_module(f"brickwork.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if name in _PENDING and exc.name == f"brickwork.cli.{name}":
+                logger.warning("brickwork: the '%s' subcommand is not installed yet "
+                               "(brickwork/cli/%s.py is missing); skipping it", name, name)
+                continue
+            raise
         module.register(subparsers)
+    _finish(parser, 0)
     return parser
+
+
+def _stdout_is_broken() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
+
+
+def _error(message: str) -> None:
+    try:
+        print(f"error: {message}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr gone too: nothing left to tell
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else list(argv))
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader of our output went away (`brickwork registry list | head`): stop
+        # quietly, like any Unix tool killed by SIGPIPE
+        _silence_stdout()
+        return EXIT_SIGPIPE
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = merge_common(parser.parse_args(argv))
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if args.verbose or args.debug:
+        logging.getLogger("brickwork").setLevel(level)
     try:
+        import_modules(args.imports)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
         result = args.func(args)
+    except BrokenPipeError:
+        if _stdout_is_broken():
+            raise
+        if args.debug:
+            raise
+        _error(describe_error(BrokenPipeError(32, "Broken pipe"), args))
+        return EXIT_USAGE
+    except (KeyboardInterrupt, SystemExit):
+        raise
     except BrickworkError as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        _error(describe_error(exc, args))
+        return EXIT_USAGE
+    except (OSError, ValueError, TypeError, KeyError, MemoryError) as exc:
+        if args.debug:
+            raise
+        _error(describe_error(exc, args) + " (--debug shows the traceback)")
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback without --debug
+        if args.debug:
+            raise
+        _error(describe_error(exc, args))
+        return EXIT_INTERNAL
     return int(result or 0)
 
 
