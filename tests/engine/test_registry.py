@@ -32,8 +32,10 @@ def test_roundtrip_and_card(reg):
     assert card.mode == "surrogate" and card.metrics == {"iou": 0.9}
     assert card.brickwork_version and card.created and card.data_digest == "ab" * 32
     assert reg.names() == ["toy_classifier.a-v1", "toy_find.heat-v1", "toy_find.red-v1"]
-    with pytest.raises(RegistryError, match="exists already"):
-        reg.put("toy_find.red-v1", ToyFind(channels=4))
+    # a second put of a name adds a version (nothing is overwritten; see
+    # test_registry_versions.py)
+    again = reg.put("toy_find.red-v1", ToyFind(channels=4))
+    assert again.version == 2 and reg.card("toy_find.red-v1@1").metrics == {"iou": 0.9}
 
 
 def test_search_by_signature_with_subtypes(reg):
@@ -51,10 +53,10 @@ def test_verify_reports_every_problem(reg):
     card = reg.card("toy_find.red-v1")
     blob = reg.blob_path(card.weights_sha256)
     blob.write_bytes(blob.read_bytes()[:-10])
-    p = reg.card_path("toy_classifier.a-v1")
+    p = reg.card_path("toy_classifier.a-v1", 1)
     p.write_text(p.read_text().replace('"mode": "direct"', '"mode": "joint"'))
     problems = reg.verify()
-    assert {pr.name for pr in problems} == {"toy_find.red-v1", "toy_classifier.a-v1"}
+    assert {pr.name for pr in problems} == {"toy_find.red-v1@1", "toy_classifier.a-v1@1"}
     with pytest.raises(RegistryError, match="truncated or altered"):
         reg.load("toy_find.red-v1")
     with pytest.raises(RegistryError, match="edited"):

@@ -3,8 +3,8 @@
 Example:
     >>> from brickwork.modules import And
     >>> card = ModelCard.for_module("And.min-v1", And.min("b n"), weights_sha256="0" * 64)
-    >>> card.kind, card.mode
-    ('And', 'direct')
+    >>> card.kind, card.mode, card.ref
+    ('And', 'direct', 'And.min-v1@1')
     >>> ModelCard.from_json(card.to_json()) == card
     True
 """
@@ -49,6 +49,9 @@ class ModelCard:
         data_digest: digest of the training data.
         created: creation time (UTC, ISO 8601).
         brickwork_version: package version that wrote it.
+        version: the version number within ``name`` (1, 2, ...; given by the registry).
+        module: importable path of the module that defines the kind (what loading
+            imports, within the allow-list; ``""`` when unknown, e.g. older cards).
     """
 
     name: str
@@ -65,9 +68,17 @@ class ModelCard:
     created: str = ""
     brickwork_version: str = __version__
     format: int = CARD_FORMAT
+    version: int = 1
+    module: str = ""
 
     def __post_init__(self) -> None:
         kind, _ = validate_name(self.name)
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise RegistryError(f"card {self.name!r}: version must be an integer >= 1, got "
+                                f"{self.version!r}")
+        if not isinstance(self.module, str):
+            raise RegistryError(f"card {self.name!r}: module must be a module path (text), got "
+                                f"{type(self.module).__name__}")
         if not _is_digest(self.weights_sha256):
             raise RegistryError(f"card {self.name!r}: weights_sha256 must be 64 hex digits, "
                                 f"got {self.weights_sha256!r}")
@@ -78,14 +89,30 @@ class ModelCard:
     def for_module(cls, name: str, module: Module, *, weights_sha256: str, mode: str = "direct",
                    hyperparameters: Mapping[str, Any] | None = None,
                    metrics: Mapping[str, Any] | None = None,
-                   lineage: Mapping[str, Any] | None = None, data_digest: str = "") -> ModelCard:
-        """The card of ``module`` about to be stored under ``name``."""
+                   lineage: Mapping[str, Any] | None = None, data_digest: str = "",
+                   module_path: str | None = None) -> ModelCard:
+        """The card of ``module`` about to be stored under ``name`` (version 1 until the
+        registry numbers it)."""
         return cls(name=name, kind=module.kind, config=module.config,
                    signature=module.signature.to_json(), weights_sha256=weights_sha256,
                    fingerprint=module.fingerprint(), mode=mode,
                    hyperparameters=dict(hyperparameters or {}), metrics=dict(metrics or {}),
                    lineage=dict(lineage or {}), data_digest=data_digest,
-                   created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                   created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   module=module_path if module_path is not None else kind_module_path(module))
+
+    @property
+    def ref(self) -> str:
+        """``kind.tag@N``: the reference to exactly this version."""
+        return f"{self.name}@{self.version}"
+
+    def same_content(self, other: ModelCard) -> bool:
+        """Whether two cards record the same thing (all but version, creation time and
+        package version)."""
+        skip = {"version", "created", "brickwork_version"}
+        mine = {k: v for k, v in self.to_json().items() if k not in skip}
+        theirs = {k: v for k, v in other.to_json().items() if k not in skip}
+        return mine == theirs
 
     @property
     def signature_obj(self) -> Signature:
@@ -117,9 +144,31 @@ class ModelCard:
             raise RegistryError(f"{where}: {exc}") from None
 
     def readme(self) -> str:
-        """A Markdown model card (the ``README.md`` of an exported entry)."""
+        """A Markdown model card (the ``README.md`` of an exported entry): YAML front
+        matter and a "Use" snippet that works in a fresh interpreter, rendered by
+        :func:`brickwork.modules.model_card_markdown` when available."""
+        import brickwork.modules as bm
+
+        render = getattr(bm, "model_card_markdown", None)
+        if render is not None:
+            extra = {"registry_ref": self.ref, "mode": self.mode,
+                     "data_digest": self.data_digest or None, "created": self.created,
+                     "brickwork_version": self.brickwork_version,
+                     "weights_sha256": self.weights_sha256, "fingerprint": self.fingerprint}
+            return render(name=self.name, kind=self.kind, module_path=self.module,
+                          signature_text=str(self.signature_obj), metrics=dict(self.metrics),
+                          lineage=dict(self.lineage),
+                          hyperparameters=dict(self.hyperparameters), tags=(self.kind,),
+                          extra={k: v for k, v in extra.items() if v is not None})
+        return self._readme_fallback()
+
+    def _readme_fallback(self) -> str:
         sig = self.signature_obj
-        lines = [f"# {self.name}", "", f"A brickwork module of kind `{self.kind}`.", "",
+        front = ["---", "library_name: brickwork", "license: mit", "tags:", "- brickwork",
+                 f"- {self.kind}", f"signature: {json.dumps(str(sig))}", "---", ""]
+        lines = front + [f"# {self.name} (version {self.version})", "",
+                 f"A brickwork module of kind `{self.kind}`"
+                 + (f" (defined in `{self.module}`)." if self.module else "."), "",
                  "## Signature", "", f"`{sig}`", "", "## Training", "",
                  f"- mode: {self.mode}", f"- data digest: `{self.data_digest or 'n/a'}`",
                  f"- created: {self.created}", f"- brickwork version: {self.brickwork_version}",
@@ -130,6 +179,22 @@ class ModelCard:
         lines += [f"- {k}: {v}" for k, v in sorted(self.metrics.items())] or ["- (none)"]
         lines += ["", "## Lineage", ""]
         lines += [f"- {k}: {v}" for k, v in sorted(self.lineage.items())] or ["- (none)"]
-        lines += ["", "## Use", "", "```python", "import brickwork.registry as br",
-                  f"module = br.Registry(PATH).load({self.name!r})", "```", ""]
+        lines += ["", "## Use", "", "```python", "from brickwork.modules import load_module",
+                  'module = load_module(".")', "```", ""]
         return "\n".join(lines)
+
+
+def kind_module_path(module: Module) -> str:
+    """The importable module path that defines ``module``'s kind (its registered factory's
+    module, else the class's module).
+
+    Example:
+        >>> from brickwork.modules import And
+        >>> kind_module_path(And.min("b n"))
+        'brickwork.modules.ops'
+    """
+    from brickwork.modules import registered_kinds
+
+    info = registered_kinds().get(module.kind)
+    factory_module = getattr(info.factory, "__module__", None) if info is not None else None
+    return str(factory_module or type(module).__module__)

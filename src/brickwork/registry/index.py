@@ -1,4 +1,10 @@
-"""The registry's SQLite index: one row per entry (WAL, transactions, busy timeout).
+"""The registry's SQLite index: one row per version, the aliases, the version counters
+(WAL, transactions, busy timeout).
+
+The index is a cache of what ``cards/`` and ``aliases.json`` hold (plus each card's
+digest, which is how an edited card is noticed): ``Registry.reindex`` rebuilds it from
+them. An index of the first format (one ``entries`` row per name) is migrated by
+``Registry`` when it opens it.
 
 Every connection is opened for one operation and closed after it, so a ``Registry`` can
 be used from many processes at once; writers take the write lock up front
@@ -18,8 +24,9 @@ from brickwork.errors import RegistryError
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    name TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
     kind TEXT NOT NULL,
     tag TEXT NOT NULL,
     weights_sha256 TEXT NOT NULL,
@@ -28,13 +35,24 @@ CREATE TABLE IF NOT EXISTS entries (
     mode TEXT NOT NULL,
     signature_text TEXT NOT NULL,
     signature_json TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    PRIMARY KEY (name, version)
 );
-CREATE INDEX IF NOT EXISTS entries_blob ON entries(weights_sha256);
-CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind);
+CREATE INDEX IF NOT EXISTS versions_blob ON versions(weights_sha256);
+CREATE INDEX IF NOT EXISTS versions_kind ON versions(kind);
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    next_version INTEGER NOT NULL
+);
 """
 
-COLUMNS = ("name", "kind", "tag", "weights_sha256", "card_sha256", "fingerprint", "mode",
+COLUMNS = ("name", "version", "kind", "tag", "weights_sha256", "card_sha256", "fingerprint", "mode",
            "signature_text", "signature_json", "created")
 
 
@@ -94,7 +112,8 @@ def _initialise(path: Path) -> None:
         raise  # locked (retried), read-only, I/O: initialise says which
     except sqlite3.DatabaseError as exc:
         raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
-                            f"({exc}); restore it from a backup or re-import the entries") from None
+                            f"({exc}); run `brickwork registry reindex` (Registry.reindex()) to "
+                            "rebuild it from the cards and blobs") from None
     finally:
         conn.close()
 
@@ -106,7 +125,8 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except sqlite3.DatabaseError as exc:
-        raise RegistryError(f"{path}: index read failed ({exc})") from None
+        raise RegistryError(f"{path}: index read failed ({exc}); if the index is damaged, "
+                            "run `brickwork registry reindex`") from None
     finally:
         conn.close()
 
@@ -125,6 +145,17 @@ def writing(path: Path) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         raise RegistryError(f"{path}: index write failed ({exc}); another process held the "
-                            f"lock longer than {BUSY_TIMEOUT_S:.0f} s or the disk is full") from None
+                            f"lock longer than {BUSY_TIMEOUT_S:.0f} s, the folder is not "
+                            "writable or the disk is full") from None
+    except sqlite3.DatabaseError as exc:
+        raise RegistryError(f"{path}: index write failed ({exc}); if the index is damaged, "
+                            "run `brickwork registry reindex`") from None
     finally:
         conn.close()
+
+
+def has_table(conn: sqlite3.Connection, table: str) -> bool:
+    """Whether the database holds ``table``."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()
+    return row is not None
