@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -65,9 +66,30 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]) -> Path:
-    """Write a checkpoint (model, optimizer, torch RNG state, ``meta``) atomically."""
+                    optimizer: torch.optim.Optimizer | None, meta: dict[str, Any], *,
+                    extra: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint (model, optimizer, torch RNG state, ``meta``) atomically.
+
+    Tensors are copied to the CPU first, so a model on any device can be saved. The
+    CUDA RNG state of the model's device is saved too when the model is on a GPU.
+
+    Args:
+        folder: the checkpoint folder (created when missing).
+        model: its ``state_dict`` is saved.
+        optimizer: its state is saved (tensors in safetensors, the rest in JSON).
+        meta: JSON metadata (``step`` names the tensors file).
+        extra: more named tensors to keep (e.g. the best weights so far); read back
+            with ``load_checkpoint(..., extra=dict)``.
+    """
     folder = Path(folder)
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
                for k, v in model.state_dict().items()}
@@ -75,7 +97,12 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
     if optimizer is not None:
         opt_tensors, opt_meta = optimizer_to_flat(optimizer)
         tensors.update(opt_tensors)
+    for k, v in (extra or {}).items():
+        tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
     tensors["rng.torch"] = torch.get_rng_state()
+    device = _model_device(model)
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     data = st_save(tensors)
     step = int(meta.get("step", 0))
     name = f"ckpt-{step:09d}.safetensors"
@@ -103,8 +130,19 @@ def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def load_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, *,
-                    restore_rng: bool = True) -> dict[str, Any]:
-    """Restore a checkpoint into ``model`` (and ``optimizer``); returns its metadata."""
+                    restore_rng: bool = True,
+                    map_location: str | torch.device | None = None,
+                    extra: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Restore a checkpoint into ``model`` (and ``optimizer``); returns its metadata.
+
+    Args:
+        folder: a folder written by :func:`save_checkpoint`.
+        model: receives the weights (strict: every tensor must match).
+        optimizer: receives the optimizer state (moved to its parameters' devices).
+        restore_rng: also restore the torch (and, on a GPU, CUDA) RNG state.
+        map_location: where to put the loaded tensors (default: the model's device).
+        extra: when given, filled with the tensors saved as ``extra`` (on ``map_location``).
+    """
     folder = Path(folder)
     meta = read_meta(folder)
     if meta is None:
@@ -118,10 +156,21 @@ def load_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
         raise TrainingError(f"{path}: checkpoint digest mismatch (damaged file); delete "
                             f"{folder} to restart the job")
     tensors = st_load(data)
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(model_state, strict=True)
+    device = torch.device(map_location) if map_location is not None else _model_device(model)
+    model_state = {k[len("model."):]: v.to(device) for k, v in tensors.items()
+                   if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise TrainingError(f"{path}: the checkpoint does not fit this model ({exc}); resume "
+                            "with the model it was written for or delete the checkpoint") from None
     if optimizer is not None and meta.get("optimizer") is not None:
         optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+    if extra is not None:
+        extra.update({k[len("extra."):]: v.to(device) for k, v in tensors.items()
+                      if k.startswith("extra.")})
     if restore_rng and "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
+    if restore_rng and "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return meta

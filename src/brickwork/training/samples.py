@@ -30,6 +30,19 @@ from brickwork.modules import atomic_write_bytes
 IDS = "ids"
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` name the same device when 0 is the current one."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type != "cuda":
+            return True
+        current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else current) == \
+            (b.index if b.index is not None else current)
+    return a.index == b.index
+
+
 def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and bytes of the tensors (order-independent)."""
     h = hashlib.sha256()
@@ -65,7 +78,7 @@ class Samples(Mapping[str, torch.Tensor]):
         if bad or n < 0:
             raise DataError(f"Samples: every tensor needs the same first dimension; got {sizes}")
         if ids is None:
-            ids = torch.arange(n, dtype=torch.int64)
+            ids = torch.arange(n, dtype=torch.int64, device=next(iter(data.values())).device)
         ids = torch.as_tensor(ids, dtype=torch.int64)
         if ids.shape != (n,):
             raise DataError(f"Samples: ids must have shape ({n},), got {tuple(ids.shape)}")
@@ -92,7 +105,8 @@ class Samples(Mapping[str, torch.Tensor]):
 
     def select(self, index: torch.Tensor) -> Samples:
         """The samples at ``index`` (a LongTensor of positions)."""
-        return Samples({k: v[index] for k, v in self._data.items()}, self.ids[index])
+        return Samples({k: v[index.to(v.device)] for k, v in self._data.items()},
+                       self.ids[index.to(self.ids.device)])
 
     def columns(self, names: Mapping[str, str]) -> dict[str, torch.Tensor]:
         """``{new_name: self[old_name]}`` for a renaming map."""
@@ -103,15 +117,85 @@ class Samples(Mapping[str, torch.Tensor]):
         """Mini-batches (a permutation drawn from ``generator`` when shuffling)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        if len(self._data) and self.device.type != "cpu":
+            order = order.to(self.device)
         for start in range(0, n, batch_size):
             yield self.select(order[start:start + batch_size])
 
-    def split(self, fraction: float, seed: int = 0) -> tuple[Samples, Samples]:
-        """A seeded random split into ``(first, rest)`` with ``fraction`` in the first."""
-        g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(self), generator=g)
-        k = int(round(len(self) * fraction))
-        return self.select(order[:k]), self.select(order[k:])
+    def to(self, device: str | torch.device, *, non_blocking: bool = False) -> Samples:
+        """The same samples with every column (and the ids) on ``device``.
+
+        Returns ``self`` when everything is already there.
+
+        Example:
+            >>> s = Samples({"x": torch.zeros(2, 3)})
+            >>> s.to("cpu") is s, s.to("meta")["x"].device.type
+            (True, 'meta')
+        """
+        dev = torch.device(device)
+        if all(_same_device(v.device, dev) for v in self._data.values()) and \
+                _same_device(self.ids.device, dev):
+            return self
+        return Samples({k: v.to(dev, non_blocking=non_blocking) for k, v in self._data.items()},
+                       self.ids.to(dev, non_blocking=non_blocking))
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the first column."""
+        return next(iter(self._data.values())).device
+
+    def split(self, fraction: float, seed: int = 0, *,
+              groups: str | None = None) -> tuple[Samples, Samples]:
+        """A seeded random split into ``(first, rest)`` with ``fraction`` in the first.
+
+        Args:
+            fraction: share of the rows (or of the groups) that go to the first part,
+                in ``[0, 1]``.
+            seed: seeds the permutation; the same seed gives the same split.
+            groups: a column naming each row's group (a question, a program, a scene).
+                Whole groups go to one side: every row with the same value of that
+                column lands in the same part, and ``fraction`` counts groups, not rows.
+                With ``0 < fraction < 1`` each side gets at least one group.
+
+        Raises:
+            DataError: ``fraction`` out of range, an unknown ``groups`` column, or fewer
+                than two groups.
+
+        Example:
+            >>> s = Samples({"q": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), "x": torch.arange(8.)})
+            >>> a, b = s.split(0.5, seed=1, groups="q")
+            >>> sorted(set(a["q"].tolist()) & set(b["q"].tolist())), len(a), len(b)
+            ([], 4, 4)
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                or not 0.0 <= float(fraction) <= 1.0:
+            raise DataError(f"Samples.split: fraction must be a number in [0, 1], got {fraction!r}")
+        g = torch.Generator().manual_seed(int(seed))
+        if groups is None:
+            order = torch.randperm(len(self), generator=g)
+            k = int(round(len(self) * fraction))
+            return self.select(order[:k]), self.select(order[k:])
+        if groups != IDS and groups not in self._data:
+            raise DataError(f"Samples.split: no column {groups!r} to group by; columns are "
+                            f"{sorted(self._data)}")
+        column = self[groups].detach()
+        if column.dim() == 0:
+            raise DataError(f"Samples.split: group column {groups!r} is a scalar")
+        flat = column.reshape(column.shape[0], -1).cpu()
+        _, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        n_groups = int(inverse.max()) + 1 if len(self) else 0
+        if n_groups < 2:
+            raise DataError(f"Samples.split: column {groups!r} holds {n_groups} group(s); a split "
+                            "by group needs at least 2 (group by a column with more distinct "
+                            "values, or split rows with groups=None)")
+        k = int(round(n_groups * float(fraction)))
+        if 0.0 < fraction < 1.0:
+            k = min(max(k, 1), n_groups - 1)
+        chosen = torch.zeros(n_groups, dtype=torch.bool)
+        chosen[torch.randperm(n_groups, generator=g)[:k]] = True
+        first = chosen[inverse]
+        rows = torch.arange(len(self))
+        return self.select(rows[first]), self.select(rows[~first])
 
     def digest(self) -> str:
         """Content digest of every column and the ids."""
