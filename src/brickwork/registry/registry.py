@@ -118,7 +118,7 @@ class Problem:
     what: str
 
     def __str__(self) -> str:
-        return f"{self.name or '(orphan)'}: {self.path}: {self.what}"
+        return f"{self.name}: {self.path}: {self.what}" if self.name else f"{self.path}: {self.what}"
 
     @property
     def needs_reindex(self) -> bool:
@@ -891,7 +891,7 @@ class Registry:
             if key in known or (pattern is not None and not fnmatch.fnmatchcase(name, pattern)):
                 continue
             out.append(Entry(name, key[1], (), None, f"{path}: card without an index row; "
-                             "run `brickwork registry reindex`"))
+                             "see `brickwork registry verify`"))
         return sorted(out, key=lambda e: (e.name, e.version))
 
     def versions(self, name: str) -> list[Entry]:
@@ -952,7 +952,8 @@ class Registry:
         """Re-hash every card and blob; returns every problem found (empty when clean).
         Problems whose fix is :meth:`reindex` say so (``Problem.needs_reindex``)."""
         if self._damaged is not None:
-            return [Problem("", str(self.index_path), f"{self._damaged}")]
+            return [Problem("", str(self.index_path),
+                            str(self._damaged).removeprefix(f"{self.index_path}: "))]
         problems: list[Problem] = []
         with index.reading(self.index_path) as conn:
             rows = conn.execute("SELECT * FROM versions ORDER BY name, version").fetchall()
@@ -968,16 +969,22 @@ class Registry:
                                         str(exc)))
         cards = sorted(self._card_files())
         unindexed = [p for p in cards if p.stem not in indexed]
+        restorable = []
         for path in unindexed:  # their blobs are not orphans: reindex brings them back
             try:
-                used_blobs.add(str(json.loads(path.read_bytes()).get("weights_sha256")))
-            except (OSError, ValueError, AttributeError):
-                pass
+                card = ModelCard.from_json(json.loads(path.read_bytes()), where=str(path))
+            except (BrickworkError, OSError, ValueError) as exc:
+                problems.append(Problem("", str(path), f"damaged card without an index row "
+                                        f"({exc}); reindex cannot restore it: delete it or "
+                                        "restore it from a backup"))
+                continue
+            used_blobs.add(card.weights_sha256)
+            restorable.append(path)
         if cards and not rows:
             problems.append(Problem("", str(self.index_path),
                                     f"the index holds no entries but {len(cards)} cards exist "
                                     f"(index deleted or replaced); {_REINDEX}"))
-        for path in unindexed:
+        for path in restorable:
             problems.append(Problem("", str(path), "card without an index row; "
                                     f"{_REINDEX}"))
         for path in sorted((self.root / "blobs").glob("*/*")):
