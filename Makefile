@@ -12,9 +12,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # torch==2.13.0 first: a CPU build on this machine's disk (a looser pin pulls CUDA).
-$(STAMP): $(BIN)/python pyproject.toml
+# The toy-kinds fixture package declares a `brickwork.kinds` entry point; the
+# portability tests load its modules in fresh interpreters through it.
+$(STAMP): $(BIN)/python pyproject.toml tests/fixtures/brickwork_toykinds/pyproject.toml
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q -e tests/fixtures/brickwork_toykinds
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -8,21 +8,41 @@ Example:
 
 from brickwork.modules.checking import checking, checking_enabled
 from brickwork.modules.signature import Signature
-from brickwork.modules.kinds import KindInfo, build, kind_info, register_kind, registered_kinds
+from brickwork.modules.kinds import (
+    ENTRY_POINT_GROUP,
+    KindInfo,
+    allowed_kind_modules,
+    build,
+    import_kinds,
+    kind_info,
+    kind_module_path,
+    register_kind,
+    registered_kinds,
+)
 from brickwork.modules.module import Module
 from brickwork.modules.typed import Typed, typed
 from brickwork.modules.ops import Adapter, And, Or, Sum
+from brickwork.modules.card import model_card_markdown
 from brickwork.modules.io import (
+    MAX_CONFIG_BYTES,
+    MAX_WEIGHTS_BYTES,
     atomic_write_bytes,
     atomic_write_figure,
     atomic_write_json,
+    file_mode,
     load_module,
     read_card,
+    read_regular_bytes,
+    read_safetensors_header,
     save_module,
+    save_pretrained,
     sha256_bytes,
 )
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "MAX_CONFIG_BYTES",
+    "MAX_WEIGHTS_BYTES",
     "Adapter",
     "And",
     "KindInfo",
@@ -34,15 +54,23 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_figure",
     "atomic_write_json",
+    "allowed_kind_modules",
     "build",
     "checking",
     "checking_enabled",
+    "file_mode",
+    "import_kinds",
     "kind_info",
+    "kind_module_path",
     "load_module",
+    "model_card_markdown",
     "read_card",
+    "read_regular_bytes",
+    "read_safetensors_header",
     "register_kind",
     "registered_kinds",
     "save_module",
+    "save_pretrained",
     "sha256_bytes",
     "typed",
 ]

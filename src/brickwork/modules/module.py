@@ -6,7 +6,9 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -146,6 +148,62 @@ class Module(nn.Module):
             h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
+
+    # ----- portable folders (Hugging Face conventions) --------------------------------
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Save to ``folder``: ``model.safetensors``, ``config.json`` and a ``README.md``
+        model card (YAML front matter, a "Use" snippet); returns the folder.
+
+        Example:
+            >>> import tempfile
+            >>> from brickwork.modules import And
+            >>> folder = And.min("b n").save_pretrained(tempfile.mkdtemp())
+            >>> sorted(p.name for p in folder.iterdir())
+            ['README.md', 'config.json', 'model.safetensors']
+        """
+        from brickwork.modules.io import save_pretrained
+
+        return save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, folder_or_registry_name: str | os.PathLike[str], *,
+                        registry: str | os.PathLike[str] | None = None,
+                        imports: Sequence[str] = (),
+                        map_location: str | torch.device | None = None) -> Module:
+        """Load a module from a saved folder, or from a registry by name.
+
+        An existing folder is loaded with :func:`brickwork.modules.load_module`; anything
+        else is a registry reference (``kind.tag``, ``kind.tag@3``) looked up in
+        ``brickwork.registry.Registry(registry)``. The kind's defining module is imported
+        only when allowed (``imports``, or a ``brickwork.kinds`` entry point).
+
+        Raises:
+            LoadError: the folder cannot be loaded, or the module is not a ``cls``.
+
+        Example:
+            >>> import tempfile
+            >>> from brickwork.modules import And
+            >>> folder = And.min("b n").save_pretrained(tempfile.mkdtemp())
+            >>> Module.from_pretrained(folder).mode
+            'min'
+        """
+        from brickwork.errors import LoadError
+        from brickwork.modules.io import load_module
+
+        ref = folder_or_registry_name
+        if Path(ref).is_dir():
+            module = load_module(ref, map_location=map_location, imports=imports)
+        elif isinstance(ref, os.PathLike) or "/" in str(ref) or "\\" in str(ref):
+            raise LoadError(f"{ref}: no such folder; from_pretrained takes a folder written by "
+                            "save_pretrained / registry export, or a registry name 'kind.tag'")
+        else:
+            from brickwork.registry import Registry
+
+            module = Registry(registry).load(str(ref), imports=imports, map_location=map_location)
+        if not isinstance(module, cls):
+            raise LoadError(f"{ref}: holds a {type(module).__name__} (kind {module.kind!r}), "
+                            f"not a {cls.__name__}; call Module.from_pretrained to take any kind")
+        return module
 
     # ----- calling ---------------------------------------------------------------------
     def outputs_as_dict(self, result: Any) -> dict[str, torch.Tensor]:
