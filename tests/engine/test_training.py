@@ -144,10 +144,15 @@ def test_train_plan_local_registers_and_summarises(tmp_path):
     assert result.cost.critical_path <= result.cost.sequential
     lineage = reg.card(s["registered"]["describe[what]"]).lineage
     assert set(lineage["upstream"]) == {"find[0]", "find[1]"}
-    # re-running with resume skips every finished job and hits the caches
+    # re-running with resume (same settings) skips every finished job and hits the caches
     with LocalExecutor(2) as ex:
-        _, again = _small_plan_run(tmp_path, ex, resume=True)
+        _, again = _small_plan_run(
+            tmp_path, ex, resume=True, trials=2,
+            search={"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}})
     assert all(r.get("skipped") for r in again.modules.values())
+    # ... and resuming with other settings is refused, naming what changed
+    with pytest.raises(TrainingError, match=r"trials: 2 -> 0.*--out NEW_FOLDER"):
+        _small_plan_run(tmp_path, "local", resume=True)
     with pytest.raises(TrainingError, match="already holds a run"):
         _small_plan_run(tmp_path, "local")
 

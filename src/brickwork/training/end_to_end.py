@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -25,26 +26,33 @@ from brickwork.training.samples import Samples
 
 
 def family_loss(family: Sequence[Layout], kinds: Kinds, targets: Sequence[str],
-                layout_column: str = "layout", inputs: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-    """``(loss_fn, evaluate)`` over a family: each sample runs its own layout."""
+                layout_column: str = "layout", inputs: Sequence[str] | None = None,
+                device: str | torch.device | None = None):  # type: ignore[no-untyped-def]
+    """``(loss_fn, evaluate)`` over a family: each sample runs its own layout (inputs and
+    targets moved to ``device`` when given)."""
     runner = Runner(kinds)
     names = list(inputs) if inputs is not None else sorted(set().union(*[set(l.inputs) for l in family]))
+    dev = torch.device(device) if device is not None else None
+
+    def col(batch: Samples, name: str) -> torch.Tensor:
+        t = batch[name]
+        return t.to(dev) if dev is not None and t.device != dev else t
 
     def run(batch: Samples) -> tuple[dict[str, torch.Tensor], Layout]:
         idx = batch[layout_column].tolist()
         lays = [family[i] for i in idx]
-        out = runner(lays, {k: batch[k] for k in names}, outputs=list(targets))
+        out = runner(lays, {k: col(batch, k) for k in names}, outputs=list(targets))
         return out, lays[0]
 
     def loss_fn(model: torch.nn.Module, batch: Samples) -> torch.Tensor:
         out, lay = run(batch)
         types = lay.output_types
-        return sum(type_loss(types[t], out[t], batch[t]) for t in targets)  # type: ignore[return-value]
+        return sum(type_loss(types[t], out[t], col(batch, t)) for t in targets)  # type: ignore[return-value]
 
     def evaluate(model: torch.nn.Module, data: Samples) -> dict[str, float]:
         out, lay = run(data)
         types = lay.output_types
-        return {f"val_{t}_score": type_score(types[t], out[t], data[t]) for t in targets}
+        return {f"val_{t}_score": type_score(types[t], out[t], col(data, t)) for t in targets}
 
     return loss_fn, evaluate
 
@@ -53,7 +61,8 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
                      targets: Sequence[str], val: Samples | None = None,
                      config: FitConfig = FitConfig(), callbacks: Iterable[Callback] = (),
                      trainable: Iterable[str] | None = None, layout_column: str = "layout",
-                     checkpoint_dir: str | None = None, resume: bool = False) -> FitResult:
+                     checkpoint_dir: str | None = None, resume: bool = False,
+                     device: str | torch.device | None = None) -> FitResult:
     """Train every module of ``family`` jointly on the layouts' supervised outputs.
 
     Args:
@@ -62,6 +71,7 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
         data: inputs, targets and the layout column.
         targets: supervised output names (data columns of the same names).
         trainable: module names to train (default: all); others stay frozen.
+        device: where the modules train (``kinds`` is moved there and stays there).
     """
     if not family:
         raise TrainingError("train_end_to_end: the family is empty")
@@ -77,6 +87,10 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
         params = [p for name, m in kinds.items() if name in keep for p in m.parameters()]
         if not params:
             raise TrainingError(f"train_end_to_end: no parameters among {sorted(keep)}")
-    loss_fn, evaluate = family_loss(family, kinds, targets, layout_column)
+    if device is not None:
+        kinds.to(torch.device(device))
+    loss_fn, evaluate = family_loss(family, kinds, targets, layout_column, device=device)
+    extra = {"device": device} if device is not None and "device" in inspect.signature(fit).parameters else {}
     return fit(kinds, loss_fn, data, val=val, evaluate=evaluate, config=config,
-               callbacks=callbacks, parameters=params, checkpoint_dir=checkpoint_dir, resume=resume)
+               callbacks=callbacks, parameters=params, checkpoint_dir=checkpoint_dir, resume=resume,
+               **extra)

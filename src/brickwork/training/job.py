@@ -6,7 +6,12 @@ target column, the mode (``direct``, ``cached`` or ``surrogate``), hyperparamete
 optional search space and the seed. :func:`run_job` runs it in any process: optional
 HPO (Optuna, journal storage in the job's folder), then the final fit with a checkpoint
 every epoch, then saves the module. Everything it writes is safetensors or JSON, and a
-finished job (``result.json``) is skipped when run again, so a killed run resumes.
+finished job (``result.json``) is skipped when run again, so a killed run resumes — but
+only when its key matches (:func:`job_key`: data, seed, hyperparameters, search space,
+trials, upstream fingerprints, kind/config and code revision). A job folder whose
+stored key differs is cleared and trained again, and that is logged. Paths stored in
+the folder are relative to it, so a moved folder stays valid. Every job folder gets
+``metrics.jsonl`` (one JSON line per epoch of the final fit).
 
 Example:
     >>> import tempfile, torch
@@ -26,11 +31,15 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
+import inspect
 import json
 import logging
+import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, final
@@ -53,7 +62,10 @@ from brickwork.training.surrogate import SurrogateHead
 log = logging.getLogger("brickwork.training")
 
 MODES = ("direct", "cached", "surrogate")
-_FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "max_steps", "grad_clip")
+_FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "max_steps", "grad_clip", "optimizer",
+             "momentum", "scheduler", "scheduler_kwargs", "max_time", "keep_best", "keep_best_mode")
+#: job fields that say where or how visibly a job runs, not what it trains: left out of its key
+_NOT_KEYED = ("workdir", "data", "storage", "progress", "tensorboard", "device", "imports")
 DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0,
                    "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1}
 
@@ -86,6 +98,16 @@ class ModuleJob:
         data_digest: digest of the training data (recorded in the result).
         tensorboard: write TensorBoard scalars of the final fit to ``workdir/tensorboard``
             (needs the optional ``tensorboard`` package).
+        device: where the module is built and trained (``"cpu"``, ``"cuda:1"``; default:
+            CPU). The saved weights are always on the CPU.
+        upstream: fingerprints of the modules that produced the table (part of the key).
+        table_digest: the content key of the table (an intermediate dataset's key digest).
+        split_column: a 0/1 column of the table (1: validation row) that replaces the
+            random ``val_fraction`` split, so a run-level split holds whole samples out.
+        loss: an importable ``"pkg.mod:fn"`` replacing the default loss;
+            ``fn(pred, target) -> scalar tensor``.
+        metric: an importable ``"pkg.mod:fn"`` replacing the default validation score;
+            ``fn(pred, target) -> float``, higher is better (HPO and early stopping use it).
     """
 
     name: str
@@ -109,6 +131,12 @@ class ModuleJob:
     progress: bool = False
     data_digest: str = ""
     tensorboard: bool = False
+    device: str | None = None
+    upstream: Mapping[str, str] = field(default_factory=dict)
+    table_digest: str = ""
+    split_column: str | None = None
+    loss: str | None = None
+    metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -125,6 +153,109 @@ class ModuleJob:
             return cls(**d)
         except TypeError as exc:
             raise TrainingError(f"job description is malformed: {exc}") from None
+
+
+def code_revision(kind: str) -> dict[str, str]:
+    """The code a kind's weights come from: brickwork's version and a digest of the source
+    file that defines the kind (a changed file means a changed key).
+
+    Example:
+        >>> rev = code_revision("Sum")
+        >>> sorted(rev), len(rev["source_sha256"])
+        (['brickwork', 'module', 'source_sha256'], 64)
+    """
+    from brickwork.modules.kinds import kind_info
+
+    info = kind_info(kind)
+    digest = ""
+    try:
+        path = inspect.getsourcefile(info.factory)
+        if path:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except (OSError, TypeError):  # built-in or generated factory: no source file
+        digest = ""
+    return {"brickwork": __version__, "module": info.module_path, "source_sha256": digest}
+
+
+def job_key(job: ModuleJob) -> dict[str, Any]:
+    """What a job's result depends on: every field but where/how it runs (``workdir``,
+    ``data`` path, ``device``, progress, ...) plus the kind's code revision, with the
+    hyperparameters completed by the defaults. Two jobs with equal keys train equal
+    weights (on one device).
+
+    Example:
+        >>> a = ModuleJob(name="s", kind="Sum", config={"axes": "b 2"}, mode="direct",
+        ...               data="a.safetensors", inputs={}, target="y", workdir="w1")
+        >>> job_key(a) == job_key(dataclasses.replace(a, workdir="w2", data="b.safetensors"))
+        True
+        >>> job_key(a) == job_key(dataclasses.replace(a, seed=1))
+        False
+    """
+    key = {k: v for k, v in job.to_json().items() if k not in _NOT_KEYED}
+    key["hparams"] = {k: v for k, v in {**DEFAULT_HPARAMS, **dict(job.hparams)}.items()}
+    if not (job.trials and job.search):
+        key["search"], key["trials"] = None, 0
+    key["code"] = code_revision(job.kind)
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def key_digest(key: Mapping[str, Any]) -> str:
+    """SHA-256 of a key's canonical JSON."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, str) and len(value) >= 32:
+        return value[:8] + "…"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def key_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``"path: old -> new"`` for every leaf that differs between two keys.
+
+    Example:
+        >>> key_changes({"seed": 0, "hparams": {"lr": 0.1}}, {"seed": 1, "hparams": {"lr": 0.1}})
+        ['seed: 0 -> 1']
+    """
+    out: list[str] = []
+    for k in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{k}"
+        a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.extend(key_changes(a, b, path + "."))
+        elif a != b:
+            out.append(f"{path.replace('_', ' ') if not prefix else path}: {_short(a)} -> {_short(b)}")
+    return out
+
+
+def resolve_function(spec: str, what: str) -> Callable[..., Any]:
+    """Import ``"pkg.mod:fn"`` (or ``"pkg.mod.fn"``) and return the callable.
+
+    Example:
+        >>> resolve_function("math:sqrt", "loss")(4.0)
+        2.0
+    """
+    try:
+        from brickwork.training.losses import resolve_callable  # type: ignore[attr-defined]
+    except ImportError:
+        resolve_callable = None
+    if resolve_callable is not None:
+        try:
+            return resolve_callable(spec)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise TrainingError(f"{what} {spec!r}: {exc}") from None
+    mod, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    try:
+        fn: Any = importlib.import_module(mod)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise TrainingError(f"{what} {spec!r} cannot be imported ({exc}); write an importable "
+                            "'package.module:function'") from None
+    if not callable(fn):
+        raise TrainingError(f"{what} {spec!r} is a {type(fn).__name__}, not a function")
+    return fn  # type: ignore[no-any-return]
 
 
 def load_table(path: str) -> Samples:
@@ -147,6 +278,7 @@ class _Trainable(torch.nn.Module):
 def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int) -> _Trainable:
     seed_everything(seed)
     module = build(job.kind, dict(job.config))
+    device = torch.device(job.device) if job.device else None
     head = None
     if job.mode == "surrogate":
         out_port = job.output or next(iter(module.outputs))
@@ -160,22 +292,33 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int) -> 
         ctx = int(table[job.context].shape[1]) if job.context else 0
         head = SurrogateHead(int(probe[0].numel()), out_features, rank=int(hp["rank"]),
                              dropout=float(hp["dropout"]), context_channels=ctx)
-    return _Trainable(module, head)
+    model = _Trainable(module, head)
+    return model.to(device) if device is not None else model
 
 
 def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
+    custom_loss = resolve_function(job.loss, "loss") if job.loss else None
+    custom_metric = resolve_function(job.metric, "metric") if job.metric else None
+    device = torch.device(job.device) if job.device else None
+
+    def col(batch: Samples, name: str) -> torch.Tensor:
+        t = batch[name]
+        return t.to(device) if device is not None and t.device != device else t
+
     def forward(model: _Trainable, batch: Samples) -> tuple[torch.Tensor, Any]:
         module = model.module
         port = job.output or next(iter(module.outputs))
-        out = module.call_ports(**{p: batch[c] for p, c in job.inputs.items()})[port]
+        out = module.call_ports(**{p: col(batch, c) for p, c in job.inputs.items()})[port]
         if model.head is not None:
-            ctx = batch[job.context] if job.context else None
+            ctx = col(batch, job.context) if job.context else None
             return model.head(out, ctx), None
         return out, module.outputs[port]
 
     def loss_fn(model: _Trainable, batch: Samples) -> torch.Tensor:
         pred, t = forward(model, batch)
-        target = batch[job.target]
+        target = col(batch, job.target)
+        if custom_loss is not None:
+            return custom_loss(pred, target)  # type: ignore[no-any-return]
         if t is None:
             if target.is_floating_point():
                 return torch.nn.functional.mse_loss(pred, target.reshape(pred.shape))
@@ -184,7 +327,9 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
 
     def evaluate(model: _Trainable, data: Samples) -> dict[str, float]:
         pred, t = forward(model, data)
-        target = data[job.target]
+        target = col(data, job.target)
+        if custom_metric is not None:
+            return {"val_score": float(custom_metric(pred, target))}
         if t is None:
             if target.is_floating_point():
                 score = -float(torch.nn.functional.mse_loss(pred, target.reshape(pred.shape)))
@@ -199,46 +344,124 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Samples, table: Samples,
               seed: int, *, report: Any = None, ckpt: Path | None = None,
-              progress: bool = False, tensorboard: Path | None = None) -> tuple[_Trainable, FitResult]:
+              progress: bool = False, tensorboard: Path | None = None,
+              metrics_path: Path | None = None) -> tuple[_Trainable, FitResult]:
     model = _build(job, hp, table, seed)
     loss_fn, evaluate = _objective(job, hp)
-    cfg = FitConfig(**{k: hp[k] for k in _FIT_KEYS if k in hp and hp[k] is not None}, seed=seed)
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    cfg = FitConfig(**{k: hp[k] for k in _FIT_KEYS if k in known and k in hp and hp[k] is not None},
+                    seed=seed)
     callbacks: list[Any] = [EarlyStopping("val_score", patience=int(hp["patience"]), mode="max"),
                             LogMetrics(job.name)]
     if progress:
         callbacks.append(ProgressBar(desc=job.name))
     if tensorboard is not None:
         callbacks.append(TensorBoard(tensorboard))
-    on_step = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
+    on_epoch = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
+    accepts = inspect.signature(fit).parameters
+    extra: dict[str, Any] = {}
+    if on_epoch is not None:
+        extra["on_epoch" if "on_epoch" in accepts else "on_step"] = on_epoch
+    if job.device is not None and "device" in accepts:
+        extra["device"] = job.device
+    if metrics_path is not None and "metrics_path" in accepts:
+        extra["metrics_path"] = metrics_path
     result = fit(model, loss_fn, train, val=val, evaluate=evaluate, config=cfg,
-                 callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None,
-                 on_step=on_step)
+                 callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None, **extra)
+    if metrics_path is not None and "metrics_path" not in accepts:
+        lines = "".join(json.dumps(r, default=float) + "\n" for r in result.history)
+        atomic_write_bytes(metrics_path, lines.encode())
     return model, result
+
+
+_JOB_FILES = ("result.json", "hpo.journal", "module", "checkpoint", "surrogate_head.safetensors",
+              "metrics.jsonl", "tensorboard")
+
+
+def _clear(work: Path) -> None:
+    for name in _JOB_FILES:
+        p = work / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _stored_key(work: Path) -> dict[str, Any] | None:
+    try:
+        stored = json.loads((work / "job.json").read_text())
+        return dict(stored["key"]) if isinstance(stored, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_folder(job: ModuleJob, work: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stored result when the folder holds this very job finished; else clear what
+    another job (other key) left there and return None."""
+    stored = _stored_key(work)
+    if stored is not None and stored != key:
+        changes = key_changes(stored, key)
+        log.warning("job %s: %s holds a job trained with other settings (%s); training again "
+                    "from scratch", job.name, work, "; ".join(changes[:6]) or "key changed")
+        _clear(work)
+        return None
+    done = work / "result.json"
+    if not done.exists():
+        return None
+    if stored is None:
+        log.warning("job %s: %s holds a result without its key (job.json); it cannot be "
+                    "verified, training again", job.name, work)
+        _clear(work)
+        return None
+    try:
+        result = json.loads(done.read_text())
+        load_module(work / "module")
+    except Exception:  # damaged result: redo the job
+        log.warning("job %s: stored result unusable, training again", job.name)
+        _clear(work)
+        return None
+    return {**result, "module_dir": "module", "skipped": True}
 
 
 def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     """Run one :class:`ModuleJob` (given as JSON) and return its result as JSON.
 
     Safe to call again after a crash: a finished job returns its stored result, an
-    unfinished HPO study continues from its journal, the final fit from its checkpoint.
+    unfinished HPO study continues from its journal, the final fit from its checkpoint —
+    when the folder's stored key (``job.json``) equals this job's :func:`job_key`.
+    Otherwise the folder is cleared and the job trains from scratch (logged).
+    ``result["module_dir"]`` is relative to the job folder (``"module"``).
     """
     torch.set_num_threads(1)
     job = ModuleJob.from_json(job_json)
     for name in job.imports:
         importlib.import_module(name)
     work = Path(job.workdir)
-    done = work / "result.json"
-    if done.exists():
-        try:
-            result = json.loads(done.read_text())
-            load_module(work / "module")
-            return {**result, "skipped": True}
-        except Exception:  # damaged result: redo the job
-            log.warning("job %s: stored result unusable, training again", job.name)
+    key = job_key(job)
+    if work.is_dir():
+        stored = _check_folder(job, work, key)
+        if stored is not None:
+            return stored
+    elif work.exists():
+        raise TrainingError(f"job {job.name!r}: {work} is a file, expected a job folder; "
+                            "remove it or choose another run folder")
     work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(work / "job.json", {"key": key, "key_digest": key_digest(key)})
+    done = work / "result.json"
     t0 = time.perf_counter()
     table = load_table(job.data)
-    train, val = table.split(1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split"))
+    if job.split_column:
+        if job.split_column not in table:
+            raise TrainingError(f"job {job.name!r}: split column {job.split_column!r} is not in "
+                                f"the table {job.data} (columns: {sorted(table)})")
+        flags = table[job.split_column].reshape(len(table))
+        train = table.select(torch.nonzero(flags == 0).flatten())
+        val = table.select(torch.nonzero(flags != 0).flatten())
+        if len(train) == 0 or len(val) == 0:
+            train, val = table.split(1.0 - job.val_fraction,
+                                     seed=derive_seed(job.seed, job.name, "split"))
+    else:
+        train, val = table.split(1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split"))
     hp: dict[str, Any] = {**DEFAULT_HPARAMS, **dict(job.hparams)}
     study_json = None
     hpo_time = 0.0
@@ -258,14 +481,16 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     final_seed = derive_seed(job.seed, job.name, "final")
     model, res = _fit_once(job, hp, train, val, table, final_seed, ckpt=work / "checkpoint",
                            progress=job.progress,
-                           tensorboard=work / "tensorboard" if job.tensorboard else None)
+                           tensorboard=work / "tensorboard" if job.tensorboard else None,
+                           metrics_path=work / "metrics.jsonl")
+    model = model.to("cpu")
     module = model.module
     save_module(module, work / "module")  # type: ignore[arg-type]
     if model.head is not None:
         state = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
         atomic_write_bytes(work / "surrogate_head.safetensors", st_save(state))
     result = {
-        "name": job.name, "kind": job.kind, "mode": job.mode, "module_dir": str(work / "module"),
+        "name": job.name, "kind": job.kind, "mode": job.mode, "module_dir": "module",
         "fingerprint": module.fingerprint(),  # type: ignore[operator]
         "hyperparameters": {k: v for k, v in hp.items() if v is not None},
         "metrics": {**{k: v for k, v in res.final.items() if isinstance(v, (int, float))},
@@ -274,7 +499,8 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         "hpo_time": hpo_time, "train_time": res.wall_time + hpo_time,
         "wall_time": time.perf_counter() - t0, "resumed": res.resumed_from > 0,
         "hpo": study_json, "seed": job.seed, "data_digest": job.data_digest,
-        "brickwork_version": __version__, "skipped": False,
+        "upstream": dict(job.upstream), "device": job.device or "cpu",
+        "brickwork_version": __version__, "key_digest": key_digest(key), "skipped": False,
     }
     atomic_write_json(done, result)
     return result

@@ -12,6 +12,11 @@ ones continue from their checkpoints, intermediate datasets are cache hits.
 
 from __future__ import annotations
 
+import copy
+import csv
+import hashlib
+import io
+import json
 import logging
 import re
 import time
@@ -22,22 +27,24 @@ from typing import Any, final
 import torch
 
 from brickwork._version import __version__
-from brickwork.errors import TrainingError
+from brickwork.errors import DataError, TrainingError
 from brickwork.layouts import Kinds, Layout, Runner, Source
-from brickwork.modules import atomic_write_json, load_module
+from brickwork.modules import atomic_write_bytes, atomic_write_json, load_module, save_module
 from brickwork.plan import TrainingPlan
 from brickwork.training.cache import CacheKey, IntermediateDataset
 from brickwork.training.cost import CostReport
 from brickwork.training.end_to_end import train_end_to_end
+from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate
 from brickwork.training.executor import Executor, make_executor
 from brickwork.training.fit import FitConfig
-from brickwork.training.job import DEFAULT_HPARAMS, ModuleJob, run_job
-from brickwork.training.samples import Samples
+from brickwork.training.job import DEFAULT_HPARAMS, ModuleJob, key_changes, run_job
+from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.seeding import derive_seed
 
 log = logging.getLogger("brickwork.training")
 
 SHARD_ROWS = 512
+_SPLIT = "__split__"
 
 
 def _safe(name: str) -> str:
@@ -72,12 +79,14 @@ def _slice_value(lay: Layout, src: Source) -> Layout:
 
 def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Samples,
                  columns: Mapping[str, str], *, layout_column: str = "layout",
-                 data_inputs: Sequence[str] = ()) -> list[Samples]:
+                 data_inputs: Sequence[str] = (),
+                 device: str | torch.device | None = None) -> list[Samples]:
     """Rows for training ``name``: one per application in the data's layouts.
 
     Each input port's column holds what feeds it: a data column for external inputs,
     the value computed by the (frozen) upstream slice otherwise. ``columns`` adds data
-    columns by name (targets, context). Returned in shards.
+    columns by name (targets, context). Upstream slices run on ``device`` (default: where
+    the data is); the rows are stored on the CPU. Returned in shards.
     """
     lay_idx = data[layout_column].tolist()
     apps: list[tuple[int, int, str]] = []  # (row, layout index, node id)
@@ -118,9 +127,12 @@ def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sample
                         lays.append(slices[key])  # type: ignore[index]
                     need = sorted(set().union(*[set(l.inputs) for l in lays]))
                     sub_rows = rows[torch.tensor(groups[False])]
-                    out = runner(lays, {k: data[k][sub_rows] for k in need}, outputs=["value"])
+                    feed = {k: data[k][sub_rows] for k in need}
+                    if device is not None:
+                        feed = {k: v.to(device) for k, v in feed.items()}
+                    out = runner(lays, feed, outputs=["value"])
                     for k, j in enumerate(groups[False]):
-                        values[j] = out["value"][k]
+                        values[j] = out["value"][k].cpu()
                 cols[f"in.{port}"] = torch.stack(values)  # type: ignore[arg-type]
             for new, old in columns.items():
                 cols[new] = data[old][rows]
@@ -130,16 +142,247 @@ def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sample
     return shards
 
 
+def registry_tag(module_name: str) -> str:
+    """The tag a module registers under: its ``[arg]`` (``find[red]`` → ``red``), else its
+    whole name made tag-safe (``sum_a`` → ``sum_a``), so two modules of one kind never
+    share a registry name.
+
+    Example:
+        >>> registry_tag("filter_color[red]"), registry_tag("encoder"), registry_tag("f[a b]")
+        ('red', 'encoder', 'a-b')
+    """
+    if "[" in module_name and module_name.endswith("]"):
+        arg = module_name[module_name.index("[") + 1:-1]
+        fn = module_name[:module_name.index("[")]
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", arg).strip("-_")
+        return safe or (re.sub(r"[^A-Za-z0-9_-]+", "-", fn).strip("-_") or "default")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", module_name).strip("-_") or "default"
+
+
 def _register(registry: Any, name: str, module: Any, result: Mapping[str, Any], tag: str,
               lineage: Mapping[str, Any], data_digest: str) -> str:
-    from brickwork.registry import module_name_to_tag
+    """Register ``module`` as a new version of ``kind.<tag>-<run tag>``; returns the
+    reference with its version (``kind.tag@N``)."""
+    entry = f"{module.kind}.{registry_tag(name)}-{tag}"
+    if any(p.device.type != "cpu" for p in module.parameters()):
+        module = copy.deepcopy(module).to("cpu")
+    card = registry.put(entry, module, mode=result.get("mode", ""),
+                        hyperparameters=result.get("hyperparameters", {}),
+                        metrics=result.get("metrics", {}), lineage=lineage, data_digest=data_digest)
+    version = getattr(card, "version", None)
+    return str(getattr(card, "ref", None) or (f"{entry}@{version}" if version else entry))
 
-    entry = f"{module.kind}.{module_name_to_tag(name)}-{tag}"
-    registry.put(entry, module, mode=result.get("mode", ""),
-                 hyperparameters=result.get("hyperparameters", {}),
-                 metrics=result.get("metrics", {}), lineage=lineage, data_digest=data_digest,
-                 overwrite=True)
-    return entry
+
+RUN_FILE = "run.json"
+
+
+def _canonical(x: Any) -> Any:
+    return json.loads(json.dumps(x, sort_keys=True, default=str))
+
+
+def _digest(x: Any) -> str:
+    return hashlib.sha256(json.dumps(x, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_digest(plan: TrainingPlan, family: Sequence[Layout]) -> str:
+    """Digest of the plan and its layouts (module names, kinds, wiring)."""
+    return _digest({"plan": plan.to_json(), "family": [lay.to_json() for lay in family]})
+
+
+def run_split(n: int, split_seed: int, val_fraction: float) -> torch.Tensor:
+    """The run-level split: a 0/1 flag per sample (1: validation). ``train_plan`` seeds it
+    with ``derive_seed(seed, "run-split")`` and records that in ``run.json``.
+
+    No module trains on a validation sample (each job validates and searches on them),
+    so :func:`~brickwork.training.evaluate.evaluate` on them scores held-out samples.
+
+    Example:
+        >>> int(run_split(10, 0, 0.2).sum())
+        2
+    """
+    flags = torch.zeros(n, dtype=torch.int64)
+    k = int(round(n * val_fraction))
+    if k and n - k:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+        flags[order[:k]] = 1
+    return flags
+
+
+def load_run_modules(family: Sequence[Layout], kinds: Kinds, folder: str | Path) -> list[str]:
+    """Load the weights a run folder trained (``jobs/<module>/module``) into ``kinds``.
+
+    Returns the names loaded. Parameter-free modules (ops) are skipped.
+
+    Raises:
+        TrainingError: a trainable module of the family has no saved weights in the run,
+            or they are of another kind.
+    """
+    from brickwork.plan import is_trainable
+
+    work = Path(folder)
+    names = sorted(set().union(*[lay.module_names() for lay in family])) if family else []
+    loaded = []
+    for name in names:
+        module = kinds.module(name)
+        if not is_trainable(module):
+            continue
+        mdir = _module_dir(work, name)
+        if not (mdir / "config.json").is_file():
+            raise TrainingError(f"{work}: module {name!r} has no trained weights in the run "
+                                f"(expected {mdir.relative_to(work)}/); was the run finished, "
+                                "and with this plan?")
+        trained = load_module(mdir)
+        if trained.kind != module.kind:
+            raise TrainingError(f"{mdir}: holds a module of kind {trained.kind!r}, the plan's "
+                                f"{name!r} is {module.kind!r}; evaluate with the plan the run "
+                                "was trained with")
+        module.load_state_dict(trained.state_dict())
+        loaded.append(name)
+    return loaded
+
+
+def evaluate_run(family: Sequence[Layout], kinds: Kinds, folder: str | Path, *,
+                 split: str = "val", device: str | None = None,
+                 batch_size: int = 256) -> EvaluationReport:
+    """Score a finished run: load its modules into ``kinds`` and evaluate ``family`` on the
+    run's own data copy, on the split ``train_plan`` used (``"val"``: the held-out
+    samples, ``"train"``, or ``"all"``).
+
+    Raises:
+        TrainingError: not a run folder, its data or split do not match ``run.json``.
+        DataError: a bad split name, the layout column does not index the family.
+    """
+    if split not in ("train", "val", "all"):
+        raise DataError(f"split {split!r} is not one of train, val, all")
+    work = Path(folder)
+    run = read_run(work)
+    data_path = work / str(run.get("data", "data.safetensors"))
+    data = Samples.load(data_path)
+    if data.digest() != run["key"]["data_digest"]:
+        raise TrainingError(f"{data_path}: its digest differs from the one in {work / RUN_FILE}; "
+                            "the run folder was altered")
+    info = run["split"]
+    flags = run_split(len(data), int(info["seed"]), float(info["val_fraction"]))
+    if tensors_digest({"split": flags}) != info["digest"]:
+        raise TrainingError(f"{work / RUN_FILE}: the recorded split cannot be reproduced "
+                            "(its digest differs); the run folder was altered")
+    load_run_modules(family, kinds, work)
+    if split == "all":
+        rows = torch.arange(len(data))
+    else:
+        rows = torch.nonzero(flags == (1 if split == "val" else 0)).flatten()
+        if len(rows) == 0:
+            raise DataError(f"{work}: the {split!r} split is empty (val_fraction "
+                            f"{info['val_fraction']}); use --split all")
+    report = evaluate(family, kinds, data.select(rows), device=device,
+                      layout_column=str(run.get("layout_column", "layout")), batch_size=batch_size)
+    return EvaluationReport(report.outputs, report.samples, {"split": split, "run": str(work)})
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """The run file (``run.json``) of a run folder.
+
+    Raises:
+        TrainingError: the folder holds no readable run file.
+    """
+    path = Path(folder) / RUN_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: not found; {folder} is not a brickwork run folder (run "
+                            "`brickwork train PLAN --out FOLDER` first)") from None
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{path}: unreadable run file ({exc})") from None
+    if not isinstance(data, dict) or "key" not in data:
+        raise TrainingError(f"{path}: not a run file (no 'key'); expected the run.json that "
+                            "`brickwork train` writes")
+    return data
+
+
+def _refuse_changed(work: Path, stored: Mapping[str, Any], key: Mapping[str, Any]) -> None:
+    changes = key_changes(stored, key)
+    raise TrainingError(f"cannot resume {work}: it was trained with other settings ("
+                        f"{'; '.join(changes)}); use --out NEW_FOLDER (out=... in Python), or "
+                        f"delete {work} to start fresh")
+
+
+def _module_dir(work: Path, name: str) -> Path:
+    return work / "jobs" / _safe(name) / "module"
+
+
+def write_metrics_csv(work: Path, names: Sequence[str]) -> Path | None:
+    """``metrics.csv`` of the run folder: one row per module and epoch, from every job
+    folder's ``metrics.jsonl``."""
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        path = work / "jobs" / _safe(name) / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                rows.append({"module": name, **rec})
+    if not rows:
+        return None
+    cols = ["module", "epoch"] + sorted({k for r in rows for k in r} - {"module", "epoch"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in cols})
+    out = work / "metrics.csv"
+    atomic_write_bytes(out, buf.getvalue().encode())
+    return out
+
+
+def check_run_folder(plan: TrainingPlan, family: Sequence[Layout], data: Samples,
+                     workdir: str | Path, *, seed: int = 0,
+                     hparams: Mapping[str, Any] | None = None,
+                     search: Mapping[str, Any] | None = None, trials: int = 0,
+                     resume: bool = False, val_fraction: float = 0.2) -> dict[str, Any]:
+    """Check, writing nothing, that :func:`train_plan` may use ``workdir``; returns the run
+    key (what ``run.json`` records).
+
+    Raises:
+        TrainingError: ``workdir`` is a file; holds a run and ``resume`` is False; holds a
+            run trained with another key (the message lists every change: ``seed: 0 -> 1;
+            data digest: 3fa2… -> 91bc…``, and how to start fresh).
+        DataError: the layout column does not index the family.
+    """
+    work = Path(workdir)
+    layout_column = plan.data.get("layout_column", "layout")
+    check_layout_column(data, len(family), layout_column)
+    if work.exists() and not work.is_dir():
+        raise TrainingError(f"{work} is a file; the run folder must be a directory (choose "
+                            "another --out)")
+    if not 0.0 <= val_fraction < 1.0:
+        raise TrainingError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
+        raise TrainingError(f"trials must be an integer >= 0, got {trials!r}")
+    hparams, search = dict(hparams or {}), dict(search or {})
+    flags = run_split(len(data), derive_seed(seed, "run-split"), val_fraction)
+    split = {"by": "sample", "val_fraction": val_fraction, "seed": derive_seed(seed, "run-split"),
+             "val_rows": int(flags.sum()), "digest": tensors_digest({"split": flags})}
+    run_key = _canonical({"seed": seed, "data_digest": data.digest(), "hparams": hparams,
+                          "search": search if trials else {}, "trials": trials,
+                          "plan_digest": plan_digest(plan, family), "split": split,
+                          "layout_column": layout_column})
+    if work.exists() and any(work.iterdir()):
+        if not resume:
+            raise TrainingError(f"{work} already holds a run; pass resume=True (--resume) to "
+                                "continue it, or choose another folder")
+        if (work / RUN_FILE).exists():
+            stored = read_run(work)
+            if stored["key"] != run_key:
+                _refuse_changed(work, stored["key"], run_key)
+        elif (work / "summary.json").exists() or (work / "jobs").exists():
+            raise TrainingError(f"cannot resume {work}: it has no {RUN_FILE} (written by an older "
+                                f"brickwork), so what it was trained with cannot be checked; "
+                                f"use --out NEW_FOLDER, or delete {work} to start fresh")
+    return run_key
 
 
 def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data: Samples, *,
@@ -149,8 +392,16 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                search: Mapping[str, Mapping[str, Any]] | None = None, trials: int = 0,
                resume: bool = False, progress: bool = False, tensorboard: bool = False,
                end_to_end_time: float | None = None,
-               config: Mapping[str, Any] | None = None) -> PlanResult:
+               config: Mapping[str, Any] | None = None, device: str | None = None,
+               val_fraction: float = 0.2, evaluate_at_end: bool = True) -> PlanResult:
     """Train every module of ``plan`` and write ``workdir/summary.json``.
+
+    The run folder gets ``run.json`` (the run key: seed, data digest, hyperparameters,
+    search space, trials, plan digest, split), ``data.safetensors``, ``jobs/<module>/``
+    (``job.json`` key, ``result.json``, ``module/``, ``metrics.jsonl``), ``cache/``,
+    ``metrics.csv`` and ``summary.json`` (with ``"evaluation"``: the assembled family
+    scored on the held-out samples). Paths recorded inside are relative to the folder,
+    so a copied or moved run folder resumes and registers its own weights.
 
     Args:
         plan: from :func:`brickwork.plan.make_plan` over ``family``.
@@ -159,29 +410,54 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
         workdir: the run folder.
         executor: ``"local"``, ``"ray"`` or an :class:`Executor`.
         workers: parallel workers (local) or CPUs of a local Ray instance.
-        registry: register every trained module here (and load reused ones from it).
-        hparams: per kind or module name, hyperparameters (``epochs``, ``lr``, ...).
+        registry: register every trained module here as a new version (and load reused
+            ones from it).
+        hparams: per kind or module name, hyperparameters (``epochs``, ``lr``, any
+            :class:`FitConfig` field, ``loss``/``metric`` importable names, ...).
         search: per kind or module name, a search space; ``trials`` per module.
-        resume: continue a killed run (finished jobs are skipped).
+        resume: continue a killed run. Refused (:class:`TrainingError`, nothing written)
+            when the run key differs; a job whose key changed (e.g. its upstream modules
+            were retrained) trains again, the others are skipped.
         progress: tqdm bars per stage (and per epoch with one worker).
         tensorboard: TensorBoard logs per job (optional ``tensorboard`` package).
         end_to_end_time: seconds of an end-to-end baseline, for the cost report.
         config: extra configuration recorded in the summary.
+        device: where jobs train, tables are computed and the family is evaluated
+            (default CPU); an executor built with ``devices=`` overrides it per job.
+        val_fraction: share of the samples held out (by sample) for validation and the
+            final evaluation.
+        evaluate_at_end: score the assembled family on the held-out samples.
+
+    Raises:
+        TrainingError: the folder holds another run (or, with ``resume``, a run with
+            another key), a worker failed.
+        DataError: the layout column does not index the family.
     """
     t_start = time.perf_counter()
     work = Path(workdir)
-    if work.exists() and any(work.iterdir()) and not resume:
-        raise TrainingError(f"{work} already holds a run; pass resume=True (--resume) to continue "
-                            "it, or choose another folder")
-    work.mkdir(parents=True, exist_ok=True)
     layout_column = plan.data.get("layout_column", "layout")
-    data_digest = data.digest()
+    hparams, search = dict(hparams or {}), dict(search or {})
+    run_key = check_run_folder(plan, family, data, work, seed=seed, hparams=hparams,
+                               search=search, trials=trials, resume=resume,
+                               val_fraction=val_fraction)
+    data_digest = run_key["data_digest"]
+    split = dict(run_key["split"])
+    flags = run_split(len(data), int(split["seed"]), val_fraction)
+    work.mkdir(parents=True, exist_ok=True)
     data_path = work / "data.safetensors"
     if not data_path.exists():
         data.save(data_path)
-    hparams, search = dict(hparams or {}), dict(search or {})
+    atomic_write_json(work / RUN_FILE, {"key": run_key, "key_digest": _digest(run_key),
+                                        "data": "data.safetensors", "split": split,
+                                        "layout_column": layout_column,
+                                        "brickwork_version": __version__, "device": device or "cpu"})
+    tagged = Samples({**dict(data), _SPLIT: flags}, data.ids)
+    train_rows = torch.nonzero(flags == 0).flatten()
     own_executor = isinstance(executor, str)
     ex = make_executor(executor, workers=workers, address=ray_address) if isinstance(executor, str) else executor
+    dev = torch.device(device) if device else None
+    if dev is not None:
+        kinds.to(dev)
     results: dict[str, Any] = {}
     stage_overhead: list[float] = []
     stage_times: list[float] = []
@@ -193,8 +469,10 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                     raise TrainingError(f"module {name!r} is planned for reuse of "
                                         f"{mp.registry_entry!r} but no registry was given")
                 kinds.module(name).load_state_dict(registry.load(mp.registry_entry).state_dict())
+                save_module(kinds.module(name), _module_dir(work, name))
                 results[name] = {"name": name, "mode": "reuse", "registry_entry": mp.registry_entry,
-                                 "train_time": 0.0}
+                                 "train_time": 0.0,
+                                 "module_dir": str(_module_dir(work, name).relative_to(work))}
         for s_index, stage in enumerate(plan.stages, 1):
             t_stage = time.perf_counter()
             jobs: list[dict[str, Any]] = []
@@ -210,7 +488,7 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                               or next(t for t in mp.targets if not t.startswith("<")))
                 else:
                     target = mp.targets[0]
-                extra = {"target": target}
+                extra = {"target": target, "split": _SPLIT}
                 context = None
                 if mp.mode == "surrogate":
                     ctx = [c for c in mp.context if c in data and data[c].dim() == 4]
@@ -222,48 +500,62 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                              for u in mp.upstream}
                 key = CacheKey(upstream=upstream, producers=producers, data_digest=data_digest,
                                dtype="float32", content={"consumer": name, "columns": extra,
+                                                         "split": split["digest"],
                                                          "family": [l.to_json() for l in family
                                                                     if name in l.module_names()]})
                 ds, hit = IntermediateDataset.get_or_build(
                     work / "cache", key,
-                    lambda n=name, e=extra: module_table(n, family, kinds, data, e,
-                                                         layout_column=layout_column))
+                    lambda n=name, e=extra: module_table(n, family, kinds, tagged, e,
+                                                         layout_column=layout_column, device=dev))
                 log.info("stage %d: table of %s %s (%d rows)", s_index, name,
                          "cache hit" if hit else "built", len(ds))
                 hp = {**DEFAULT_HPARAMS, **hparams.get(mp.kind, {}), **hparams.get(name, {})}
+                loss, metric = hp.pop("loss", None), hp.pop("metric", None)
                 space = search.get(name) or search.get(mp.kind)
                 job = ModuleJob(
                     name=name, kind=module.kind, config=module.config,
                     imports=(type(module).__module__,),
                     mode="cached" if mp.mode == "cached" else mp.mode,
-                    data=str(ds.folder), inputs={p: f"in.{p}" for p in module.inputs},
+                    data=str(ds.folder.resolve()), inputs={p: f"in.{p}" for p in module.inputs},
                     target="target", context=context, hparams=hp,
                     search=space, trials=trials if space else 0, seed=derive_seed(seed, name),
-                    workdir=str(work / "jobs" / _safe(name)),
+                    workdir=str((work / "jobs" / _safe(name)).resolve()),
                     progress=progress and ex.workers == 1, data_digest=data_digest,
-                    tensorboard=tensorboard)
+                    tensorboard=tensorboard, device=device, upstream=upstream,
+                    table_digest=ds.key_digest, split_column="split", val_fraction=val_fraction,
+                    loss=loss, metric=metric)
                 jobs.append(job.to_json())
             overhead = time.perf_counter() - t_stage
             out = ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}") if jobs else []
             for res in out:
                 name = res["name"]
-                trained = load_module(res["module_dir"])
+                mdir = _module_dir(work, name)
+                trained = load_module(mdir)
                 kinds.module(name).load_state_dict(trained.state_dict())
-                results[name] = res
+                results[name] = {**res, "module_dir": str(mdir.relative_to(work))}
+                if res.get("skipped"):
+                    log.info("job %s: finished before with the same key, reused", name)
             if joint:
                 t_joint = time.perf_counter()
-                _train_joint(plan, joint, family, kinds, data, hparams, seed, layout_column)
+                _train_joint(plan, joint, family, kinds, tagged.select(train_rows), hparams, seed,
+                             layout_column)
                 for name in joint:
+                    module = kinds.module(name)
+                    save_module(module.to("cpu") if dev is None else copy.deepcopy(module).to("cpu"),
+                                _module_dir(work, name))
                     results[name] = {"name": name, "mode": "joint",
                                      "train_time": (time.perf_counter() - t_joint) / len(joint),
-                                     "fingerprint": kinds.module(name).fingerprint()}
+                                     "fingerprint": module.fingerprint(), "seed": seed,
+                                     "data_digest": data_digest,
+                                     "module_dir": str(_module_dir(work, name).relative_to(work))}
             if registry is not None:
                 for name in stage:
                     mp = plan.modules[name]
                     lineage = {"upstream": {u: kinds.module(u).fingerprint() for u in mp.upstream},
                                "intermediate_dataset": mp.reads or ""}
                     registered[name] = _register(registry, name, kinds.module(name), results[name],
-                                                 register_tag, lineage, data_digest)
+                                                 register_tag, lineage,
+                                                 results[name].get("data_digest", data_digest))
             stage_overhead.append(overhead)
             stage_times.append(time.perf_counter() - t_stage)
     finally:
@@ -273,15 +565,31 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                   if plan.modules[n].mode != "reuse"}
     cost = CostReport(per_module, [list(s) for s in plan.stages], end_to_end=end_to_end_time,
                       workers=ex.workers, overhead=stage_overhead)
+    csv_path = write_metrics_csv(work, list(results))
+    evaluation = None
+    if evaluate_at_end:
+        held = torch.nonzero(flags == 1).flatten()
+        which, rows = ("val", held) if len(held) else ("all", torch.arange(len(data)))
+        try:
+            report = evaluate(family, kinds, data.select(rows), device=dev,
+                              layout_column=layout_column)
+            evaluation = {"split": which, **report.to_json()}
+        except DataError as exc:
+            log.warning("the assembled family could not be evaluated: %s", exc)
+            evaluation = {"split": which, "error": str(exc)}
     summary = {
         "brickwork_version": __version__, "seed": seed, "data_digest": data_digest,
         "config": {**dict(config or {}), "executor": getattr(ex, "name", str(executor)),
                    "workers": ex.workers, "trials": trials, "hparams": hparams,
-                   "search": search, "register_tag": register_tag},
+                   "search": search, "register_tag": register_tag, "device": device or "cpu",
+                   "val_fraction": val_fraction},
+        "run": RUN_FILE, "data": "data.safetensors",
         "plan": plan.to_json(), "modules": results, "registered": registered,
         "wall_time": {"total": time.perf_counter() - t_start, "stages": stage_times,
                       "intermediate_datasets": stage_overhead},
         "metrics": {n: r.get("metrics", {}) for n, r in results.items()},
+        "metrics_csv": "metrics.csv" if csv_path else None,
+        "evaluation": evaluation,
         "cost": cost.to_json(),
     }
     atomic_write_json(work / "summary.json", summary)
@@ -301,5 +609,7 @@ def _train_joint(plan: TrainingPlan, names: Sequence[str], family: Sequence[Layo
     hp = {**DEFAULT_HPARAMS, **hparams.get(kind, {}), **hparams.get(names[0], {})}
     cfg = FitConfig(epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
                     seed=derive_seed(seed, "joint", *names))
+    device = next((p.device for p in kinds.parameters()), None)
     train_end_to_end(family, kinds, data.select(keep), targets=targets, config=cfg,
-                     trainable=list(names), layout_column=layout_column)
+                     trainable=list(names), layout_column=layout_column,
+                     device=device if device is not None and device.type != "cpu" else None)
