@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 
 from brickwork._version import __version__
 from brickwork.cli.common import (
+    ArgumentParser,
     HelpFormatter,
     add_common_arguments,
     describe_error,
@@ -66,7 +67,7 @@ def _finish(parser: argparse.ArgumentParser, depth: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="brickwork",
         description="Typed, independently trained, reusable neural modules.",
         formatter_class=HelpFormatter,

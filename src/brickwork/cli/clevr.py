@@ -8,65 +8,144 @@ listing it.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from brickwork.errors import BrickworkError, DataError
+from brickwork.cli.common import (
+    UsageError,
+    bounded_float,
+    bounded_int,
+    check_writable_dir,
+    check_writable_file,
+    device_arg,
+    existing_file,
+    nonneg_int,
+    positive_int,
+    safe_name,
+    writable_out_dir,
+    writable_out_file,
+)
+from brickwork.errors import DataError
+from brickwork.studies.clevr.data.generate import (
+    MAX_IMAGE_SIDE,
+    MAX_QUESTIONS_PER_SCENE,
+    MAX_SCENES,
+    MAX_SUPERSAMPLE,
+)
+from brickwork.studies.clevr.data.questions import FAMILIES, MAX_DEPTH
+
+_MAX_PROCESSES = 256
+_side = bounded_int(8, MAX_IMAGE_SIDE)
+_processes = bounded_int(1, _MAX_PROCESSES)
+_seed = bounded_int(0, 2**63 - 1)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+def _depth(text: str) -> int:
+    """A program depth the question generator can reach: 1..MAX_DEPTH."""
+    value = bounded_int(1)(text)
+    if value > MAX_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{value} is deeper than the question generator reaches; the reachable maximum is "
+            f"{MAX_DEPTH}")
     return value
+
+
+_depth.__name__ = "depth"
+
+
+def _input_path(text: str) -> str:
+    """An existing dataset folder or questions file."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist; expected a dataset folder "
+                                         "or a questions JSON file")
+    if path.is_dir():
+        return text
+    return existing_file(text)
+
+
+_input_path.__name__ = "path"
 
 
 # ----------------------------------------------------------------------------- generate
 
 def _register_generate(group: argparse._SubParsersAction) -> None:
-    p = group.add_parser("generate", help="generate scenes, images and questions (release layout)")
-    p.add_argument("--scenes", type=_positive, required=True, help="number of scenes/images")
-    p.add_argument("--questions-per-scene", type=int, default=10)
-    p.add_argument("--max-depth", type=_positive, default=10, help="largest program depth")
-    p.add_argument("--min-depth", type=_positive, default=1, help="smallest program depth")
-    p.add_argument("--out", required=True, help="dataset folder (images/, scenes/, questions/)")
-    p.add_argument("--split", default="train", help="split name used in file names")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=_positive, default=96)
-    p.add_argument("--height", type=_positive, default=64)
-    p.add_argument("--supersample", type=_positive, default=2, help="antialiasing factor")
-    p.add_argument("--processes", type=_positive, default=2)
+    p = group.add_parser(
+        "generate", help="generate scenes, images and questions (release layout)",
+        description="Generate scenes, images and questions in the CLEVR v1.0 release layout "
+                    "(OUT/images/SPLIT/, OUT/scenes/, OUT/questions/, OUT/splits.json).\n\n"
+                    "A folder that already holds SPLIT is refused unless --force is given; "
+                    "with --force its scenes and questions files are replaced and its old "
+                    "images that the new dataset does not have are deleted (with --no-images: "
+                    "all of the split's old images), so no stale PNG stays behind.")
+    p.add_argument("--scenes", type=bounded_int(1, MAX_SCENES), required=True,
+                   help="number of scenes/images")
+    p.add_argument("--questions-per-scene", type=bounded_int(1, MAX_QUESTIONS_PER_SCENE),
+                   default=10, help="questions per scene (fewer when a scene admits no more)")
+    p.add_argument("--max-depth", type=_depth, default=10,
+                   help=f"largest program depth (the generator reaches {MAX_DEPTH})")
+    p.add_argument("--min-depth", type=_depth, default=1, help="smallest program depth")
+    p.add_argument("--out", required=True, type=writable_out_dir,
+                   help="dataset folder (images/, scenes/, questions/)")
+    p.add_argument("--split", default="train", type=safe_name,
+                   help="split name used in file names (letters, digits, _ and -)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the split if OUT already holds it (its stale images are "
+                        "removed)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--width", type=_side, default=96)
+    p.add_argument("--height", type=_side, default=64)
+    p.add_argument("--supersample", type=bounded_int(1, MAX_SUPERSAMPLE), default=2,
+                   help="antialiasing factor")
+    p.add_argument("--processes", type=_processes, default=2)
     p.add_argument("--families", help="comma-separated family names (default: all)")
     p.add_argument("--cogent", choices=["A", "B"], help="CoGenT shape-colour condition")
-    p.add_argument("--condition", help="JSON file mapping shapes to allowed colours")
+    p.add_argument("--condition", type=existing_file,
+                   help="JSON file mapping shapes to allowed colours")
     p.add_argument("--no-images", action="store_true", help="write scenes and questions only")
-    p.add_argument("--ood-depth", type=int, default=None,
+    p.add_argument("--ood-depth", type=_depth, default=None,
                    help="in splits.json, questions deeper than this go to <split>_ood")
     p.set_defaults(func=_run_generate)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
     from brickwork.studies.clevr.data import COGENT_A, COGENT_B, SceneConfig, generate_dataset, make_splits
+    from brickwork.studies.clevr.data.generate import split_files
     from brickwork.studies.clevr.data.io import load_questions, read_json
     from brickwork.studies.clevr.data.scene import check_condition
 
+    if args.min_depth > args.max_depth:
+        raise UsageError(f"--min-depth {args.min_depth} is larger than --max-depth "
+                         f"{args.max_depth}; choose --min-depth <= --max-depth")
+    families = None
+    if args.families:
+        families = [f.strip() for f in args.families.split(",") if f.strip()]
+        bad = [f for f in families if f not in FAMILIES]
+        if bad or not families:
+            raise UsageError(f"--families: unknown {bad or args.families!r}; choose from "
+                             f"{', '.join(FAMILIES)}")
+    if args.cogent and args.condition:
+        raise UsageError("--cogent and --condition both set a shape-colour condition; use one")
     condition = None
     if args.cogent:
         condition = COGENT_A if args.cogent == "A" else COGENT_B
     if args.condition:
         condition = check_condition(read_json(args.condition), where=args.condition)
-    families = [f.strip() for f in args.families.split(",")] if args.families else None
+    old = split_files(args.out, args.split)
+    if old and not args.force:
+        raise UsageError(f"--out {args.out} already holds split {args.split!r} ({len(old)} "
+                         f"files, e.g. {old[0]}); add --force to replace it (its old images "
+                         "are removed) or choose another --out or --split")
     try:
         summary = generate_dataset(
             args.out, args.scenes, args.questions_per_scene, args.max_depth, args.seed,
             min_depth=args.min_depth, split=args.split, families=families,
             width=args.width, height=args.height, supersample=args.supersample,
             render=not args.no_images, scene_config=SceneConfig(condition=condition),
-            processes=args.processes, progress=True,
+            processes=args.processes, progress=True, overwrite=True,
         )
     except ValueError as exc:
         raise DataError(f"clevr generate: {exc}") from None
@@ -86,15 +165,18 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 def _register_render(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("render", help="render a CLEVR-format scenes file and a contact sheet")
-    p.add_argument("scenes", help="scenes JSON (ours or the CLEVR release's)")
-    p.add_argument("--out", required=True, help="folder for the images and contact_sheet.png")
-    p.add_argument("--width", type=_positive, default=96)
-    p.add_argument("--height", type=_positive, default=64)
-    p.add_argument("--supersample", type=_positive, default=2)
-    p.add_argument("--processes", type=_positive, default=2)
-    p.add_argument("--limit", type=int, default=None, help="render only the first N scenes")
-    p.add_argument("--sheet", type=int, default=24, help="images on the contact sheet")
-    p.add_argument("--sheet-scale", type=_positive, default=2, help="enlargement on the sheet")
+    p.add_argument("scenes", type=existing_file, help="scenes JSON (ours or the CLEVR release's)")
+    p.add_argument("--out", required=True, type=writable_out_dir,
+                   help="folder for the images and contact_sheet.png")
+    p.add_argument("--width", type=_side, default=96)
+    p.add_argument("--height", type=_side, default=64)
+    p.add_argument("--supersample", type=bounded_int(1, MAX_SUPERSAMPLE), default=2)
+    p.add_argument("--processes", type=_processes, default=2)
+    p.add_argument("--limit", type=positive_int, default=None, help="render only the first N scenes")
+    p.add_argument("--sheet", type=bounded_int(0, 10_000), default=24,
+                   help="images on the contact sheet (0: no sheet)")
+    p.add_argument("--sheet-scale", type=bounded_int(1, 16), default=2,
+                   help="enlargement on the sheet")
     p.set_defaults(func=_run_render)
 
 
@@ -129,9 +211,10 @@ def _run_render(args: argparse.Namespace) -> int:
 
 def _register_execute(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("execute", help="answer every question with the executor; report agreement")
-    p.add_argument("--scenes", required=True, help="scenes JSON")
-    p.add_argument("--questions", required=True, help="questions JSON (release or CLEVR-generator format)")
-    p.add_argument("--json", help="write the report here")
+    p.add_argument("--scenes", required=True, type=existing_file, help="scenes JSON")
+    p.add_argument("--questions", required=True, type=existing_file,
+                   help="questions JSON (release or CLEVR-generator format)")
+    p.add_argument("--json", type=writable_out_file, help="write the report here")
     p.set_defaults(func=_run_execute)
 
 
@@ -205,10 +288,12 @@ def _run_execute(args: argparse.Namespace) -> int:
 
 def _register_stats(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("stats", help="depth and answer histograms of a dataset, with a plot")
-    p.add_argument("dir", help="dataset folder (release layout) or a questions JSON")
-    p.add_argument("--split", default="train")
-    p.add_argument("--plot", help="PNG to write (default: DIR/stats_<split>.png)")
-    p.add_argument("--json", help="JSON to write (default: DIR/stats_<split>.json)")
+    p.add_argument("dir", type=_input_path, help="dataset folder (release layout) or a questions JSON")
+    p.add_argument("--split", default="train", type=safe_name)
+    p.add_argument("--plot", type=writable_out_file,
+                   help="PNG to write (default: DIR/stats_<split>.png)")
+    p.add_argument("--json", type=writable_out_file,
+                   help="JSON to write (default: DIR/stats_<split>.json)")
     p.set_defaults(func=_run_stats)
 
 
@@ -222,9 +307,14 @@ def _run_stats(args: argparse.Namespace) -> int:
         base = target
     else:
         qpath, base = target, target.parent
-    stats = dataset_stats(load_questions(qpath))
     plot = Path(args.plot) if args.plot else base / f"stats_{args.split}.png"
     jpath = Path(args.json) if args.json else base / f"stats_{args.split}.json"
+    check_writable_file(plot, flag="--plot")
+    check_writable_file(jpath, flag="--json")
+    if not Path(qpath).is_file():
+        raise UsageError(f"{target}: no questions file for split {args.split!r} ({qpath} is "
+                         "missing); pass --split with a split of that folder, or a questions JSON")
+    stats = dataset_stats(load_questions(qpath))
     plot_stats(stats, plot)
     atomic_write_json(jpath, stats, indent=1)
     print(f"{stats['n_questions']} questions on {stats['n_images']} images ({qpath})")
@@ -239,17 +329,19 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 def _register_study(group: argparse._SubParsersAction) -> None:
     p = group.add_parser("study", help="the NMN study (thesis ch. 4): JSON summary and PNG reports")
-    p.add_argument("--out", required=True, help="folder for summary.json and the PNGs")
+    p.add_argument("--out", required=True, type=writable_out_dir,
+                   help="folder for summary.json and the PNGs")
     p.add_argument("--quick", action="store_true", help="10-minute smoke version")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default=None,
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--cache", default=None, type=writable_out_dir,
                    help="data cache folder (default: OUT/../clevr-cache); generated if absent")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=bounded_int(1, _MAX_PROCESSES), default=None,
                    help="worker processes running the study's jobs (default: 2); a rerun with "
                         "the same OUT resumes from the jobs already done")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=bounded_float(0, 1, lo_open=True, hi_open=True), default=None,
                    help="Adam learning rate of every jointly trained stage (end-to-end, FiLM, "
                         "modular downstream; default 1e-3)")
+    device_arg(p, help="where the study's jobs train and evaluate: cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_run_study)
 
 
@@ -261,16 +353,17 @@ def _run_study(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = StudyConfig.quick(args.seed) if args.quick else StudyConfig.full(args.seed)
     if args.workers is not None:
-        if args.workers < 1:
-            raise BrickworkError(f"--workers {args.workers}: need at least 1 worker process")
         cfg = replace(cfg, workers=args.workers)
     if args.lr is not None:
-        if not 0 < args.lr < 1:
-            raise BrickworkError(f"--lr {args.lr}: a learning rate in (0, 1) is needed, "
-                                 "e.g. --lr 1e-3")
         cfg = replace(cfg, lr=args.lr)
+    if "device" in {f.name for f in fields(cfg)}:
+        cfg = replace(cfg, device=args.device)
+    elif args.device != "cpu":
+        raise UsageError(f"--device {args.device}: this version's NMN study runs on the CPU "
+                         "only; use --device cpu")
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.resolve().parent / "clevr-cache"
+    check_writable_dir(cache, flag="--cache")
     summary = run_study(out, cfg, cache, progress=True)
     for key in ("accuracy", "seen_error", "unseen_error"):
         print(f"{key}:")

@@ -86,11 +86,12 @@ def strip_rst(text: str | None) -> str | None:
     return text
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps descriptions as written and appends ``(default: X)`` to option help.
+class HelpFormatter(argparse.HelpFormatter):
+    """Help with ``(default: X)`` after each option and descriptions wrapped per paragraph.
 
-    Defaults that say nothing (``None``, ``False``, ``[]``) are not shown, nor is a
-    default the help text already mentions.
+    Paragraphs (separated by blank lines) and ``-`` bullets are wrapped to the terminal;
+    indented lines (examples) are kept as written. Defaults that say nothing (``None``,
+    ``False``, ``[]``) are not shown, nor is a default the help text already mentions.
 
     Example:
         >>> import argparse
@@ -100,30 +101,71 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         True
     """
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out: list[str] = []
+        for block in re.split(r"\n\s*\n", text.strip("\n")):
+            lines = block.splitlines()
+            if lines and all(line.startswith((" ", "\t")) for line in lines if line.strip()):
+                out.append("\n".join(indent + line for line in lines))
+                continue
+            items: list[str] = []
+            for line in lines:
+                if line.lstrip().startswith(("- ", "* ")) or not items:
+                    items.append(line.strip())
+                else:
+                    items[-1] += " " + line.strip()
+            wrapped = []
+            for item in items:
+                hang = "  " if item.startswith(("- ", "* ")) else ""
+                wrapped.append(textwrap.fill(item, width, initial_indent=indent,
+                                             subsequent_indent=indent + hang))
+            out.append("\n".join(wrapped))
+        return "\n\n".join(out)
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help
         if text is argparse.SUPPRESS:
             return text
-        default = action.default
-        if (not action.option_strings or default is None or default is False
-                or default is argparse.SUPPRESS or default == []
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+        if not _shows_default(action):
             return text
         if text and ("%(default)" in text or "default" in text.lower()):
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+def _shows_default(action: argparse.Action) -> bool:
+    default = action.default
+    return not (not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or default == []
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction)))
+
+
 def tidy_parser(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
     """Give ``parser`` the :class:`HelpFormatter` and an RST-free description.
 
-    A parser without a description gets ``help_text`` (its one-line subcommand help).
+    A parser without a description gets ``help_text`` (its one-line subcommand help);
+    an option without help text but with a default gets ``default: X`` as its help.
     """
     if parser.formatter_class in (argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter,
                                   argparse.ArgumentDefaultsHelpFormatter):
         parser.formatter_class = HelpFormatter
     parser.description = strip_rst(parser.description or help_text)
     parser.epilog = strip_rst(parser.epilog)
+    for action in parser._actions:
+        if action.help is None and _shows_default(action):
+            action.help = "default: %(default)s"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line plus a pointer to ``--help``.
+
+    Subcommand parsers made through ``add_subparsers().add_parser`` inherit the class.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n  (see '{self.prog} --help')\n")
 
 
 # ----------------------------------------------------------------------------- common flags
@@ -136,7 +178,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, depth: int = 0) -> 
     :func:`merge_common` folds into the top-level ones. A parser that already has
     ``--debug`` is left alone.
     """
-    if "--debug" in parser._option_string_actions:
+    taken = parser._option_string_actions
+    if all(flag in taken for flag in ("--debug", "--verbose", "--import")):
         return
     group = parser.add_argument_group("common options")
     if depth == 0:
@@ -145,14 +188,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, depth: int = 0) -> 
     else:
         names = {d: f"_sub{depth}_{d}" for d in COMMON_DESTS}
         defaults = {d: argparse.SUPPRESS for d in COMMON_DESTS}
-    group.add_argument("--debug", action="store_true", dest=names["debug"],
-                       default=defaults["debug"], help="show tracebacks and debug logs")
-    group.add_argument("-v", "--verbose", action="store_true", dest=names["verbose"],
-                       default=defaults["verbose"], help="show info logs")
-    group.add_argument("--import", action="append", dest=names["imports"], metavar="MODULE",
-                       default=defaults["imports"],
-                       help="import this Python module first so that the module kinds it "
-                            "defines are known (repeatable)")
+    if "--debug" not in taken:
+        group.add_argument("--debug", action="store_true", dest=names["debug"],
+                           default=defaults["debug"], help="show tracebacks and debug logs")
+    if "--verbose" not in taken:
+        flags = ["--verbose"] if "-v" in taken else ["-v", "--verbose"]
+        group.add_argument(*flags, action="store_true", dest=names["verbose"],
+                           default=defaults["verbose"], help="show info logs")
+    if "--import" not in taken:
+        group.add_argument("--import", action="append", dest=names["imports"],
+                           metavar="MODULE", default=defaults["imports"],
+                           help="import this Python module first so that the module kinds it "
+                                "defines are known (repeatable)")
 
 
 def merge_common(args: argparse.Namespace) -> argparse.Namespace:
@@ -568,6 +615,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
 
 
 __all__ = [
+    "ArgumentParser",
     "HelpFormatter",
     "UsageError",
     "add_common_arguments",

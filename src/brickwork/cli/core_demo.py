@@ -57,8 +57,15 @@ def _data(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[
     return feats + 0.1 * torch.randn(feats.shape, generator=g), answers, channel.tolist()
 
 
-def run_core_demo(out: Path, seed: int = 0, steps: int = 300) -> dict[str, Any]:
-    """Train and check the demo; writes ``summary.json`` under ``out``."""
+def run_core_demo(out: Path, seed: int = 0, steps: int = 300, *, device: str = "cpu",
+                  progress: bool = False) -> dict[str, Any]:
+    """Train and check the demo; writes ``summary.json`` under ``out``.
+
+    Data are drawn on the CPU (the same for every device) and moved to ``device``, where
+    the modules train; ``progress`` shows a tqdm bar over the steps on stderr.
+    """
+    from tqdm.auto import tqdm
+
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     kinds = Kinds(find=Find, exist=Exist)
@@ -69,22 +76,26 @@ def run_core_demo(out: Path, seed: int = 0, steps: int = 300) -> dict[str, Any]:
     runner = Runner(kinds)
     for c in range(3):  # instantiate every finder so the optimiser sees them all
         kinds.module(f"find[{c}]")
+    kinds.module("exist")
+    kinds.to(device)
     opt = torch.optim.Adam(kinds.parameters(), lr=0.05)
     t0 = time.perf_counter()
     with checking():
-        for _ in range(steps):
+        for _ in tqdm(range(steps), disable=not progress, desc="core demo", unit="step"):
             feats, answers, chans = _data(64, g)
+            feats, answers = feats.to(device), answers.to(device)
             pred = runner([layouts[c] for c in chans], {"features": feats})["answer"]
             loss = torch.nn.functional.binary_cross_entropy(pred, answers)
             opt.zero_grad()
             loss.backward()
             opt.step()
         feats, answers, chans = _data(2000, g)
+        feats, answers = feats.to(device), answers.to(device)
         with torch.no_grad():
             pred = runner([layouts[c] for c in chans], {"features": feats})["answer"]
     acc = float(((pred > 0.5).float() == answers).float().mean())
     summary = {"task": "exist(find[c]) on synthetic 4x4 grids", "seed": seed, "steps": steps,
-               "test_accuracy": acc, "train_seconds": time.perf_counter() - t0,
+               "test_accuracy": acc, "train_seconds": time.perf_counter() - t0, "device": str(device),
                "modules": sorted(kinds.names()), "brickwork_version": __version__,
                "layouts": [str(l) for l in layouts]}
     out.mkdir(parents=True, exist_ok=True)

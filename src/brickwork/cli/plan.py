@@ -9,14 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from brickwork.cli.common import existing_dir, existing_file, writable_out_file
 from brickwork.plan import load_plan_file, make_plan
+
+
+def _json_out(text: str) -> str:
+    """``-`` (print) or a file path that can be written."""
+    return text if text == "-" else writable_out_file(text)
+
+
+_json_out.__name__ = "path"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help="derive the training plan of a layout family",
                               description=__doc__)
-    p.add_argument("file", help="plan file (JSON: kinds, layouts, data)")
-    p.add_argument("--json", dest="json_out", metavar="PATH",
+    p.add_argument("file", type=existing_file, help="plan file (JSON: kinds, layouts, data)")
+    p.add_argument("--json", dest="json_out", metavar="PATH", type=_json_out,
                    help="also write the plan as JSON here ('-' prints it)")
     p.add_argument("--by", choices=["module", "kind"], default="module",
                    help="one row per module, or per kind like Table 4.1")
@@ -24,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="refuse dependency cycles (default) or train them jointly")
     p.add_argument("--reuse", action="store_true",
                    help="reuse registry entries with a matching kind, tag and signature")
-    p.add_argument("--registry", metavar="PATH", help="registry folder (default: "
+    p.add_argument("--registry", metavar="PATH", type=existing_dir, help="registry folder (default: "
                    "$BRICKWORK_REGISTRY or the user data dir)")
     p.set_defaults(func=run)
 

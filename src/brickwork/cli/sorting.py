@@ -3,43 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from brickwork.errors import DataError
+from brickwork.cli.common import (
+    UsageError,
+    bounded_float,
+    bounded_int,
+    check_writable_dir,
+    device_arg,
+    writable_out_dir,
+    writable_out_file,
+)
+
+#: largest --workers accepted (more processes than this is a typo on any machine)
+MAX_WORKERS = 256
+#: largest --monolithic-cap in seconds (a week)
+MAX_CAP_SECONDS = 7 * 24 * 3600.0
+_seed = bounded_int(0, 2**31 - 1)
+
+
+def _variants(text: str) -> tuple[str, ...]:
+    from brickwork.studies.sorting import VARIANTS
+
+    chosen = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in chosen if v not in VARIANTS]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {bad or [text]}; choose from {', '.join(VARIANTS)}")
+    return chosen
+
+
+_variants.__name__ = "variants"
+
+
+def add_study_arguments(q: argparse.ArgumentParser) -> None:
+    """The options every ``brickwork sorting`` action (and ``brickwork demo``) takes."""
+    q.add_argument("--quick", action="store_true", help="few-minute smoke configuration")
+    q.add_argument("--seed", type=_seed, default=0, help="first seed")
+    q.add_argument("--out", default="runs/sorting", type=writable_out_dir, help="output folder")
+    q.add_argument("--json", default=None, type=writable_out_file,
+                   help="also write the summary JSON here")
+    q.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=2,
+                   help="parallel processes")
+    q.add_argument("--monolithic-cap", type=bounded_float(0, MAX_CAP_SECONDS, lo_open=True),
+                   default=None,
+                   help="monolithic wall-time cap in seconds (default 1800; quick 60)")
+    q.add_argument("--variants", type=_variants, default=None,
+                   help="comma-separated variants (default: all; quick: addressed + monolithic)")
+    device_arg(q, help="where the workers train and evaluate: cpu, cuda, cuda:N or mps")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sorting", help="the list-sorting study (thesis ch. 3)")
+    p = subparsers.add_parser("sorting", help="the list-sorting study (thesis ch. 3)",
+                              description=__doc__)
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, help_text in (("train", "train the modules (modular in parallel, monolithic)"),
-                            ("evaluate", "evaluate trained modules closed loop"),
+                            ("evaluate", "evaluate trained modules closed loop (needs a train "
+                                         "run in --out)"),
                             ("compare", "train, evaluate and print the comparison table")):
         q = sub.add_parser(name, help=help_text)
-        q.add_argument("--quick", action="store_true", help="few-minute smoke configuration")
-        q.add_argument("--seed", type=int, default=0, help="first seed")
-        q.add_argument("--out", default="runs/sorting", help="output folder")
-        q.add_argument("--json", default=None, help="also write the summary JSON here")
-        q.add_argument("--workers", type=int, default=2, help="parallel processes")
-        q.add_argument("--monolithic-cap", type=float, default=None,
-                       help="monolithic wall-time cap in seconds (default 1800; quick 60)")
-        q.add_argument("--variants", default=None,
-                       help="comma-separated variants (default: all; quick: addressed + monolithic)")
+        add_study_arguments(q)
         q.set_defaults(func=run, action_name=name)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from brickwork.studies.sorting import VARIANTS, StudyConfig
+    from brickwork.studies.sorting import StudyConfig
     cfg = StudyConfig.quick_config(args.seed) if args.quick else StudyConfig().with_seed(args.seed)
-    cfg = replace(cfg, workers=max(1, args.workers))
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: need at least 1 worker process")
+    cfg = replace(cfg, workers=args.workers)
     if args.monolithic_cap is not None:
         cfg = replace(cfg, monolithic=replace(cfg.monolithic, cap_seconds=args.monolithic_cap))
     if args.variants:
-        chosen = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-        bad = [v for v in chosen if v not in VARIANTS]
-        if bad:
-            raise DataError(f"--variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
+        chosen = args.variants if isinstance(args.variants, tuple) else _variants(args.variants)
         cfg = replace(cfg, variants=chosen)
     return cfg
 
@@ -78,13 +117,27 @@ def run(args: argparse.Namespace) -> int:
     from brickwork.studies.sorting import run_study
     cfg = config_from_args(args)
     action = args.action_name
-    summary = run_study(cfg, args.out, train=action in ("train", "compare"),
-                        evaluate=action in ("evaluate", "compare"))
+    out = Path(args.out)
+    check_writable_dir(out, flag="--out")
+    if action == "evaluate" and not (out / "train.json").is_file():
+        raise UsageError(f"--out {out}: no trained study there ({out / 'train.json'} is "
+                         f"missing); run 'brickwork sorting train --out {out}' first, or "
+                         "'brickwork sorting compare' to train and evaluate")
+    kwargs: dict[str, Any] = {"train": action in ("train", "compare"),
+                              "evaluate": action in ("evaluate", "compare")}
+    params = inspect.signature(run_study).parameters
+    device = getattr(args, "device", "cpu")
+    if "device" in params:
+        kwargs["device"] = device
+    elif device != "cpu":
+        raise UsageError(f"--device {device}: this version's sorting study runs on the CPU "
+                         "only; use --device cpu")
+    if "progress" in params:
+        kwargs["progress"] = True
+    summary = run_study(cfg, out, **kwargs)
     print(table(summary))
-    print(f"\nwrote {Path(args.out) / 'summary.json'}"
+    print(f"\nwrote {out / 'summary.json'}"
           + (f" and plots {', '.join(summary.get('plots', []))}" if summary.get("plots") else ""))
     if args.json:
         atomic_write_json(args.json, summary)
     return 0
-
-

@@ -16,18 +16,76 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from brickwork._version import __version__
+from brickwork.errors import DataError
 from brickwork.studies.clevr.data.io import atomic_write_json, release_paths
 from brickwork.studies.clevr.data.questions import FAMILIES, generate_questions
 from brickwork.studies.clevr.data.render import render_scene, save_png
-from brickwork.studies.clevr.data.scene import SceneConfig, generate_scene
+from brickwork.studies.clevr.data.scene import SceneConfig, generate_scene, image_filename
 
 logger = logging.getLogger(__name__)
+
+#: split names become file and folder names: letters, digits, ``_`` and ``-`` only
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+#: largest sizes accepted (a dataset beyond these is a typo, not a request)
+MAX_SCENES: Final = 10_000_000
+MAX_QUESTIONS_PER_SCENE: Final = 1000
+MAX_IMAGE_SIDE: Final = 4096
+MAX_SUPERSAMPLE: Final = 16
+
+
+def check_split_name(split: str) -> str:
+    """Return ``split`` if it is usable in file names, else raise :class:`DataError`.
+
+    Example:
+        >>> check_split_name("val_ood")
+        'val_ood'
+    """
+    if not isinstance(split, str) or not SPLIT_NAME.match(split):
+        raise DataError(f"split name {split!r}: use only letters, digits, '_' and '-' (at most "
+                        "100 characters; it becomes part of file names), e.g. 'train'")
+    return split
+
+
+def split_files(out_dir: str | Path, split: str) -> list[Path]:
+    """The files of ``split`` already in ``out_dir``: its scenes/questions JSON and images.
+
+    Example:
+        >>> import tempfile
+        >>> split_files(tempfile.mkdtemp(), "train")
+        []
+    """
+    paths = release_paths(out_dir, check_split_name(split))
+    found = [p for p in (paths["scenes"], paths["questions"]) if p.exists()]
+    if paths["images"].is_dir():
+        found += sorted(paths["images"].glob(f"CLEVR_{split}_*.png"))
+    return found
+
+
+def _remove_stale_images(images: Path, split: str, keep: set[str]) -> int:
+    """Delete this split's CLEVR images not in ``keep``; returns how many went."""
+    if not images.is_dir():
+        return 0
+    gone = 0
+    for png in images.glob(f"CLEVR_{split}_*.png"):
+        if png.name not in keep and png.is_file():
+            png.unlink()
+            gone += 1
+    if gone:
+        logger.info("removed %d old images of split %r from %s", gone, split, images)
+    return gone
+
+
+def _check_count(name: str, value: int, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise DataError(f"generate_dataset: {name} = {value!r}; expected a whole number in "
+                        f"[{lo}, {hi}]")
 
 
 def _work(job: tuple[list[int], dict[str, Any]]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -64,6 +122,7 @@ def generate_dataset(
     processes: int = 2,
     chunk_size: int = 25,
     progress: bool = False,
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Write scenes, images and questions of one split in the CLEVR release layout.
 
@@ -84,16 +143,37 @@ def generate_dataset(
         processes: worker processes.
         chunk_size: scenes per work item.
         progress: show a tqdm bar.
+        overwrite: replace a split already in ``out_dir``; its images that the new
+            dataset does not have are removed (all of them with ``render=False``: they
+            would not match the new scenes). With ``False`` such a split is refused.
 
     Returns:
         A summary: paths, counts and seconds taken.
+
+    Raises:
+        DataError: a size out of range, a bad split name, a depth the generator cannot
+            reach, the split already present with ``overwrite=False``, or no question
+            generated at all (the JSON files are not written then, so no empty dataset
+            looks valid).
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    check_split_name(split)
+    _check_count("n_scenes", n_scenes, 1, MAX_SCENES)
+    _check_count("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE)
+    _check_count("width", width, 1, MAX_IMAGE_SIDE)
+    _check_count("height", height, 1, MAX_IMAGE_SIDE)
+    _check_count("supersample", supersample, 1, MAX_SUPERSAMPLE)
+    _check_count("processes", processes, 1, 1024)
+    _check_count("chunk_size", chunk_size, 1, MAX_SCENES)
     paths = release_paths(out_dir, split)
-    if render:
-        paths["images"].mkdir(parents=True, exist_ok=True)
+    if not overwrite:
+        old = split_files(out_dir, split)
+        if old:
+            raise DataError(f"{out_dir}: already holds split {split!r} ({len(old)} files, e.g. "
+                            f"{old[0]}); pass overwrite=True (CLI: --force) to replace it, or "
+                            "choose another folder or split")
     cfg_scene = scene_config or SceneConfig()
     fams = list(families) if families is not None else list(FAMILIES)
     cfg = {
@@ -103,9 +183,14 @@ def generate_dataset(
         "images": str(paths["images"]) if render else None,
         "scene_config": {k: v for k, v in cfg_scene.__dict__.items()},
     }
-    # validate the arguments once, before any worker starts
-    generate_questions(generate_scene(0, seed, config=cfg_scene), 0, min_depth=min_depth,
-                       max_depth=max_depth, families=fams)
+    # validate the arguments once, before any worker starts or anything is written
+    try:
+        generate_questions(generate_scene(0, seed, config=cfg_scene), 0, min_depth=min_depth,
+                           max_depth=max_depth, families=fams)
+    except ValueError as exc:
+        raise DataError(f"generate_dataset: {exc}") from None
+    if render:
+        paths["images"].mkdir(parents=True, exist_ok=True)
     jobs = [(list(range(a, min(a + chunk_size, n_scenes))), cfg)
             for a in range(0, n_scenes, chunk_size)]
     scenes: list[dict[str, Any]] = []
@@ -128,6 +213,13 @@ def generate_dataset(
         for job in jobs:
             collect(_work(job))
     bar.close()
+    if questions_per_scene > 0 and not questions:
+        raise DataError(f"generate_dataset: no question could be generated for {n_scenes} scenes "
+                        f"at depths {min_depth}..{max_depth} (families {', '.join(fams)}); "
+                        "try a smaller --min-depth/--max-depth or more families; the scenes and "
+                        "questions files were not written")
+    _remove_stale_images(paths["images"], split,
+                         {image_filename(split, i) for i in range(n_scenes)} if render else set())
     info = {
         "split": split,
         "version": "1.0",
@@ -159,4 +251,5 @@ def generate_dataset(
     }
 
 
-__all__ = ["generate_dataset"]
+__all__ = ["MAX_QUESTIONS_PER_SCENE", "MAX_SCENES", "SPLIT_NAME", "check_split_name",
+           "generate_dataset", "split_files"]
