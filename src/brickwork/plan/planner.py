@@ -20,6 +20,7 @@ provides, or a module whose output never reaches any target is refused with a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -230,10 +231,25 @@ def _sccs(nodes: Sequence[str], edges: Mapping[str, set[str]]) -> list[list[str]
     return out
 
 
-def _find_reusable(registry: Any, name: str, module: Module) -> str | None:
-    from brickwork.registry import module_name_to_tag
+def registry_tag(module_name: str) -> str:
+    """The tag a module registers under: its ``[arg]`` (``find[red]`` → ``red``), else its
+    whole name made tag-safe (``sum_a`` → ``sum_a``), so two modules of one kind never
+    share a registry name.
 
-    tag = module_name_to_tag(name)
+    Example:
+        >>> registry_tag("filter_color[red]"), registry_tag("encoder"), registry_tag("f[a b]")
+        ('red', 'encoder', 'a-b')
+    """
+    if "[" in module_name and module_name.endswith("]"):
+        arg = module_name[module_name.index("[") + 1:-1]
+        fn = module_name[:module_name.index("[")]
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", arg).strip("-_")
+        return safe or (re.sub(r"[^A-Za-z0-9_-]+", "-", fn).strip("-_") or "default")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", module_name).strip("-_") or "default"
+
+
+def _find_reusable(registry: Any, name: str, module: Module) -> str | None:
+    tag = registry_tag(name)
     try:
         cards = registry.search(inputs=module.signature.inputs, outputs=module.signature.outputs,
                                 kind=module.kind)
@@ -244,7 +260,8 @@ def _find_reusable(registry: Any, name: str, module: Module) -> str | None:
             or c.name.split(".", 1)[1].startswith(tag + "-")]
     if not fits:
         return None
-    return sorted(fits, key=lambda c: (c.created, c.name))[-1].name
+    best = sorted(fits, key=lambda c: (c.created, c.name, getattr(c, "version", 0)))[-1]
+    return str(getattr(best, "ref", None) or best.name)  # pinned to the version found
 
 
 def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,

@@ -415,9 +415,14 @@ def _check_folder(job: ModuleJob, work: Path, key: Mapping[str, Any]) -> dict[st
         return None
     try:
         result = json.loads(done.read_text())
-        load_module(work / "module")
+        module = load_module(work / "module")
     except Exception:  # damaged result: redo the job
         log.warning("job %s: stored result unusable, training again", job.name)
+        _clear(work)
+        return None
+    if result.get("fingerprint") != module.fingerprint():
+        log.warning("job %s: the weights in %s are not the ones its result.json describes; "
+                    "training again", job.name, work / "module")
         _clear(work)
         return None
     return {**result, "module_dir": "module", "skipped": True}

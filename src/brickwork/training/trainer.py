@@ -31,6 +31,7 @@ from brickwork.errors import DataError, TrainingError
 from brickwork.layouts import Kinds, Layout, Runner, Source
 from brickwork.modules import atomic_write_bytes, atomic_write_json, load_module, save_module
 from brickwork.plan import TrainingPlan
+from brickwork.plan.planner import registry_tag
 from brickwork.training.cache import CacheKey, IntermediateDataset
 from brickwork.training.cost import CostReport
 from brickwork.training.end_to_end import train_end_to_end
@@ -140,23 +141,6 @@ def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sample
             ids = torch.arange(start, start + len(part), dtype=torch.int64)
             shards.append(Samples(cols, ids))
     return shards
-
-
-def registry_tag(module_name: str) -> str:
-    """The tag a module registers under: its ``[arg]`` (``find[red]`` → ``red``), else its
-    whole name made tag-safe (``sum_a`` → ``sum_a``), so two modules of one kind never
-    share a registry name.
-
-    Example:
-        >>> registry_tag("filter_color[red]"), registry_tag("encoder"), registry_tag("f[a b]")
-        ('red', 'encoder', 'a-b')
-    """
-    if "[" in module_name and module_name.endswith("]"):
-        arg = module_name[module_name.index("[") + 1:-1]
-        fn = module_name[:module_name.index("[")]
-        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", arg).strip("-_")
-        return safe or (re.sub(r"[^A-Za-z0-9_-]+", "-", fn).strip("-_") or "default")
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", module_name).strip("-_") or "default"
 
 
 def _register(registry: Any, name: str, module: Any, result: Mapping[str, Any], tag: str,
