@@ -50,7 +50,7 @@ def check_layout_column(data: Mapping[str, torch.Tensor], family_size: int,
         Traceback (most recent call last):
         brickwork.errors.DataError: data: column 'layout', row 1: layout index 2 is out of range; ...
     """
-    if layout_column not in data:
+    if layout_column not in set(data):
         raise DataError(f"{where}: column {layout_column!r} (each sample's layout index) is "
                         f"missing; columns: {sorted(data)}")
     col = data[layout_column]
@@ -163,7 +163,7 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
         kinds.to(dev)
     runner = Runner(kinds)
     inputs = sorted(set().union(*[set(family[i].inputs) for i in used])) if used else []
-    missing = [k for k in inputs if k not in samples]
+    missing = [k for k in inputs if k not in set(samples)]
     if missing:
         raise DataError(f"evaluate: the samples lack the layouts' inputs {missing}; columns: "
                         f"{sorted(samples)}")
@@ -245,11 +245,11 @@ def evaluate(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
     used = sorted(set(idx.tolist()))
     if targets is None:
         produced = set().union(*[set(family[i].outputs) for i in used]) if used else set()
-        targets = sorted(t for t in produced if t in samples)
+        targets = sorted(t for t in produced if t in set(samples))
         if not targets:
             raise DataError(f"evaluate: no layout output has a target column (outputs: "
                             f"{sorted(produced)}, columns: {sorted(samples)}); pass targets=")
-    missing = [t for t in targets if t not in samples]
+    missing = [t for t in targets if t not in set(samples)]
     if missing:
         raise DataError(f"evaluate: target columns {missing} are not in the samples (columns: "
                         f"{sorted(samples)})")

@@ -456,7 +456,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     table = load_table(job.data)
     if job.split_column:
-        if job.split_column not in table:
+        if job.split_column not in set(table):
             raise TrainingError(f"job {job.name!r}: split column {job.split_column!r} is not in "
                                 f"the table {job.data} (columns: {sorted(table)})")
         flags = table[job.split_column].reshape(len(table))

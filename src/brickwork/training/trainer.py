@@ -475,7 +475,7 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                 extra = {"target": target, "split": _SPLIT}
                 context = None
                 if mp.mode == "surrogate":
-                    ctx = [c for c in mp.context if c in data and data[c].dim() == 4]
+                    ctx = [c for c in mp.context if c in set(data) and data[c].dim() == 4]
                     if ctx:
                         extra["context"] = ctx[0]
                         context = "context"
