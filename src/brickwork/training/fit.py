@@ -251,6 +251,7 @@ class FitState:
     best_epoch: int | None = None
     _t0: float = 0.0
     _loss: float = math.nan
+    _lr: float | None = None
     _best_weights: dict[str, torch.Tensor] | None = None
 
     @property
@@ -260,7 +261,10 @@ class FitState:
 
     @property
     def lr(self) -> float:
-        """The current learning rate (of the first parameter group)."""
+        """The learning rate of the last optimizer step (first parameter group); before
+        the first step, the one the first step will use."""
+        if self._lr is not None:
+            return self._lr
         return float(self.optimizer.param_groups[0]["lr"])
 
     def elapsed(self) -> float:
@@ -289,8 +293,9 @@ class FitResult:
         epochs: epochs run in total (including before a resume).
         steps: optimizer steps in total.
         wall_time: seconds of training in total (including before a resume).
-        history: one record of metrics per epoch (``epoch``, ``step``, ``train_loss``,
-            ``lr``, ``time``, then ``val_loss`` and ``evaluate``'s metrics).
+        history: one record of metrics per epoch: ``epoch``, ``step`` (steps so far),
+            ``train_loss``, ``lr`` (of the epoch's last step), ``val_loss`` and
+            ``evaluate``'s metrics (with validation data), ``time`` (seconds so far).
         stopped_early: whether the run ended before ``epochs`` (a callback or a budget).
         resumed_from: the epoch a resume started from (0 for a fresh run).
         best_epoch: with ``keep_best``: the epoch whose weights the model holds now.
@@ -480,6 +485,9 @@ def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
+_FIRST_COLUMNS = ("epoch", "step", "train_loss", "lr", "val_loss")
+
+
 def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
                       path: str | os.PathLike[str]) -> Path:
     """Write per-epoch metrics as CSV (atomically); returns ``path``.
@@ -487,7 +495,8 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[s
     Args:
         history: a list of epoch records (``FitResult.history``) or the path of a
             metrics ``.jsonl`` file.
-        path: the CSV file to write. Columns are every key in first-seen order; a
+        path: the CSV file to write. Columns: ``epoch, step, train_loss, lr, val_loss``
+            (those present), then every other key in first-seen order, ``time`` last; a
             missing or non-finite value is an empty cell.
 
     Example:
@@ -501,9 +510,12 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[s
     """
     records = (read_metrics_jsonl(history) if isinstance(history, (str, os.PathLike))
                else list(history))
-    columns: dict[str, None] = {}
+    columns: dict[str, None] = dict.fromkeys(k for k in _FIRST_COLUMNS
+                                             if any(k in rec for rec in records))
     for rec in records:
-        columns.update(dict.fromkeys(rec))
+        columns.update(dict.fromkeys(k for k in rec if k != "time"))
+    if any("time" in rec for rec in records):
+        columns["time"] = None
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(list(columns))
@@ -677,6 +689,7 @@ def _loop(state: FitState, model: torch.nn.Module, loss_fn: LossFn, train: Any, 
             loss.backward()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            state._lr = float(optimizer.param_groups[0]["lr"])
             optimizer.step()
             state.step += 1
             state._loss = value
