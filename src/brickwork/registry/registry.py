@@ -457,10 +457,25 @@ class Registry:
         except FileNotFoundError:
             return
 
-    def _require_index(self, conn: Any) -> None:
-        """Refuse to work from an index that lost its rows while cards remain."""
+    def _require_index(self, conn: Any, *, locked: bool = False) -> None:
+        """Refuse to work from an index that lost its rows while cards remain.
+
+        A put in flight writes its card before its transaction commits, so an empty
+        index beside a card is confirmed under the write lock (which waits for that
+        commit) before it is reported."""
         if conn.execute("SELECT 1 FROM versions LIMIT 1").fetchone() is not None:
             return
+        if next(self._card_files(), None) is None:
+            return
+        if not locked:
+            try:
+                with index.writing(self.index_path) as wconn:
+                    self._require_index(wconn, locked=True)
+                return
+            except RegistryError as exc:
+                if "holds no entries" in str(exc):
+                    raise
+                # the index cannot be locked for writing (read-only folder): report below
         if next(self._card_files(), None) is not None:
             raise RegistryError(f"{self.index_path}: the index holds no entries but "
                                 f"{self.root / 'cards'} holds cards (the index was deleted, "
@@ -479,7 +494,7 @@ class Registry:
         if self._damaged is not None:
             raise self._damaged
         with index.writing(self.index_path) as conn:
-            self._require_index(conn)
+            self._require_index(conn, locked=True)
             yield conn
 
     def _migrate_v1(self) -> None:
@@ -618,9 +633,25 @@ class Registry:
 
     def _store(self, card: ModelCard, data: bytes) -> ModelCard:
         blob = self.blob_path(card.weights_sha256)
+        with self._reading():
+            pass  # a lost or damaged index refuses before anything is written
+        wrote = False
         with _os_errors("writing the weights blob", blob):
             if not self._blob_present(blob, len(data)):  # outside the lock: the slow part
                 atomic_write_bytes(blob, data)
+                wrote = True
+        try:
+            return self._store_locked(card, data, blob)
+        except BaseException:
+            if wrote:  # do not leave a blob no version uses
+                try:
+                    with index.writing(self.index_path) as conn:
+                        self._drop_blob_if_unused(conn, card.weights_sha256)
+                except (BrickworkError, OSError):
+                    pass
+            raise
+
+    def _store_locked(self, card: ModelCard, data: bytes, blob: Path) -> ModelCard:
         with self._writing() as conn, _os_errors("registering", self.root):
             latest = conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version DESC "
                                   "LIMIT 1", (card.name,)).fetchone()
@@ -1046,9 +1077,9 @@ class Registry:
                     except RegistryError as exc:
                         problems.append(Problem(card.ref, str(self.blob_path(card.weights_sha256)),
                                                 str(exc)))
-                for name, version in top.items():
+                for name in sorted(set(top) | set(counters)):
                     conn.execute("INSERT INTO counters VALUES (?, ?)",
-                                 (name, max(version + 1, counters.get(name, 0))))
+                                 (name, max(top.get(name, 0) + 1, counters.get(name, 0))))
                 have = {(c.name, c.version) for c, _ in entries}
                 restored = 0
                 for name, mapping in aliases.items():
