@@ -375,11 +375,36 @@ def test_split_by_group_keeps_each_group_on_one_side():
         s.split(1.5)
 
 
-def test_samples_to_device_and_fit_on_meta_creates_nothing_on_cpu():
+def test_samples_to_device():
     s = _problem(8)
     m = s.to("meta")
     assert m["x"].device.type == "meta" and m.ids.device.type == "meta" and s.to("cpu") is s
     assert m.select(torch.tensor([1, 0]))["x"].shape == (2, 3)
+    assert [b["x"].device.type for b in m.batches(3)] == ["meta"] * 3
+
+
+class _Seen(Exception):
+    pass
+
+
+@pytest.mark.parametrize("as_loader", [False, True])
+def test_fit_moves_the_model_and_every_batch_to_the_device(as_loader):
+    """No GPU needed: on the meta device the loss cannot be read, so the loss function
+    checks where everything is and stops the fit."""
+    seen = {}
+
+    def loss(m, b):
+        seen.update(model=next(m.parameters()).device.type, x=b["x"].device.type,
+                    ids=b.ids.device.type)
+        raise _Seen
+
+    data = _problem(8)
+    train = torch.utils.data.DataLoader([{"x": data["x"][i], "y": data["y"][i]} for i in range(8)],
+                                        batch_size=4) if as_loader else data
+    model = _model()
+    with pytest.raises(_Seen):
+        fit(model, loss, train, config=FitConfig(epochs=1), device="meta")
+    assert seen == {"model": "meta", "x": "meta", "ids": "meta"}
 
 
 # --------------------------------------------------------------------------- metrics files, logs

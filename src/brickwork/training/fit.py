@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,11 +64,11 @@ _KEEP_MODES = ("auto", "min", "max")
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _bad(name: str, value: Any, expected: str) -> TrainingError:
@@ -163,6 +164,13 @@ class FitConfig:
             raise _bad("keep_best", self.keep_best, "None or a metric name such as 'val_loss'")
         if self.keep_best_mode not in _KEEP_MODES:
             raise _bad("keep_best_mode", self.keep_best_mode, "'min', 'max' or 'auto'")
+        # numpy / optuna numbers become plain Python numbers (JSON, checkpoints)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if _is_int(v) and type(v) is not int:
+                object.__setattr__(self, f.name, int(v))
+            elif isinstance(v, numbers.Real) and not isinstance(v, (bool, int, float)):
+                object.__setattr__(self, f.name, float(v))
 
     def _check_scheduler_kwargs(self) -> None:
         kw = self.scheduler_kwargs
