@@ -51,7 +51,22 @@ class Kinds(nn.Module):
         return module_name in self._names or self.kind_for(fn) in self._factories
 
     def add(self, module_name: str, module: Module) -> Module:
-        """Register an existing module instance under ``module_name``."""
+        """Register an existing module instance under ``module_name``.
+
+        Only ``module_name`` gets this instance (the same name means the same weights).
+        When the kind has no factory yet, later unseen names of the kind (``find[purple]``
+        after ``find[blue]``) get a *fresh* module rebuilt from this one's class and
+        config (:class:`Rebuild`), never this instance's weights; a module that cannot
+        be rebuilt that way raises a :class:`LayoutError` naming the fix.
+
+        Example:
+            >>> from brickwork.modules import And
+            >>> kinds = Kinds()
+            >>> red = kinds.add("And[red]", And.min("b n"))
+            >>> blue = kinds.module("And[blue]")
+            >>> blue is red, blue.config == red.config
+            (False, True)
+        """
         if not isinstance(module, Module):
             raise LayoutError(f"module '{module_name}': expected a brickwork Module, got "
                               f"{type(module).__name__}; wrap it with brickwork.typed(...)")
@@ -63,7 +78,10 @@ class Kinds(nn.Module):
         self.instances[key] = module
         self._names[module_name] = key
         fn, _ = split_module_name(module_name)
-        self._factories.setdefault(self.kind_for(fn), lambda: module)
+        kind = self.kind_for(fn)
+        if kind not in self._factories:
+            # never share this instance with other names: they get fresh modules
+            self._factories[kind] = Rebuild(module, module_name, kind)
         return module
 
     def module(self, module_name: str) -> Module:
@@ -77,7 +95,12 @@ class Kinds(nn.Module):
         if factory is None:
             raise LayoutError(f"no module kind '{kind}' for module '{module_name}'; known kinds: "
                               f"{self.kinds()}. Add it: Kinds({kind}=factory)")
-        module = _call_factory(factory, arg)
+        try:
+            module = _call_factory(factory, arg)
+        except LayoutError as exc:
+            if isinstance(factory, Rebuild):
+                raise LayoutError(f"module '{module_name}': {exc}") from None
+            raise
         if not isinstance(module, Module):
             raise LayoutError(f"the factory of kind '{kind}' returned {type(module).__name__}, "
                               "not a brickwork Module; wrap it with brickwork.typed(...)")
@@ -96,6 +119,49 @@ class Kinds(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - not callable
         raise LayoutError("Kinds holds modules; run layouts with brickwork.layouts.Runner")
+
+
+class Rebuild:
+    """The factory :meth:`Kinds.add` gives a kind that has none: a fresh module of the
+    added module's class and config (through the kind registry when the kind is
+    registered), on the same device. It holds no reference to the added module.
+    """
+
+    def __init__(self, template: Module, name: str, kind: str | None = None):
+        self.kind = kind or template.kind
+        self.module_kind = template.kind
+        self.cls = type(template)
+        self.config = template.config
+        self.name = name
+        first = next(iter(template.parameters()), None)
+        if first is None:
+            first = next(iter(template.buffers()), None)
+        self.device = first.device if first is not None else None
+
+    def __call__(self) -> Module:
+        from brickwork.errors import BrickworkError
+        from brickwork.modules import build, registered_kinds
+
+        info = registered_kinds().get(self.module_kind)
+        try:
+            if info is not None and info.factory is self.cls:
+                return build(self.module_kind, dict(self.config), device=self.device)
+            if getattr(self.cls, "manual_config", False):
+                raise LayoutError(f"a {self.cls.__name__} records no constructor config")
+            if self.device is not None:
+                with self.device:
+                    return self.cls(**self.config).to(self.device)
+            return self.cls(**self.config)
+        except (BrickworkError, TypeError, ValueError) as exc:
+            raise LayoutError(
+                f"kind '{self.kind}' has no factory, only the instance added as "
+                f"'{self.name}', and a fresh {self.cls.__name__} cannot be rebuilt from its "
+                f"config {self.config!r} ({exc}). Give the kind a factory "
+                f"(Kinds({self.kind}=factory)) or add every name you use "
+                f"(kinds.add(name, module))") from None
+
+    def __repr__(self) -> str:
+        return f"Rebuild({self.cls.__name__}, {self.config!r})"
 
 
 def _call_factory(factory: Callable[..., Module], arg: str | None) -> Module:

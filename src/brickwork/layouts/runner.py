@@ -45,9 +45,16 @@ class Runner:
     layouts share, stacked over the batch. ``Runner.per_sample`` is the naive reference
     (one call per node per sample); both agree to float precision, gradients included.
 
+    Index tensors (gathers, instance ids) are made on the device of the inputs, or on
+    ``device`` when given (inputs on another device are moved there); nothing is
+    created on the CPU implicitly. The modules must live on that device too
+    (``kinds.to(device)``).
+
     Args:
         kinds: the module vocabulary (its instances hold the weights).
-        cache_size: compiled schedules kept for repeated batches (0 disables).
+        device: where to run (default: the inputs' device).
+        cache_size: compiled schedules kept for repeated batches (0 disables); a
+            schedule is compiled per device.
 
     Example:
         >>> import torch
@@ -67,20 +74,24 @@ class Runner:
         True
     """
 
-    def __init__(self, kinds: Kinds, cache_size: int = 32):
+    def __init__(self, kinds: Kinds, device: str | torch.device | None = None, *,
+                 cache_size: int = 32):
         self.kinds = kinds
+        self.device = _as_device(device, "Runner(device=...)") if device is not None else None
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple, tuple[tuple[Layout, ...], Schedule]] = OrderedDict()
         self.last_schedule: Schedule | None = None
 
     def compile(self, layouts: Sequence[Layout], inputs: Sequence[str],
-                outputs: Sequence[str]) -> Schedule:
-        key = (tuple(id(l) for l in layouts), tuple(sorted(inputs)), tuple(outputs))
+                outputs: Sequence[str], device: str | torch.device | None = None) -> Schedule:
+        """The schedule of this batch on ``device`` (cached by layouts, names and device)."""
+        dev = torch.device(device) if device is not None else None
+        key = (tuple(id(l) for l in layouts), tuple(sorted(inputs)), tuple(outputs), str(dev))
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit[1]
-        sched = compile_schedule(layouts, list(inputs), list(outputs))
+        sched = compile_schedule(layouts, list(inputs), list(outputs), dev)
         if self.cache_size:
             self._cache[key] = (tuple(layouts), sched)  # keeps layouts alive: ids stay valid
             while len(self._cache) > self.cache_size:
@@ -90,9 +101,10 @@ class Runner:
     def __call__(self, layouts: Sequence[Layout], inputs: Mapping[str, torch.Tensor],
                  outputs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         layouts = list(layouts)
+        inputs, device = _on_device(inputs, self.device)
         _check_batch(layouts, inputs)
         names = list(outputs) if outputs is not None else stack_names(layouts)
-        sched = self.compile(layouts, list(inputs), names)
+        sched = self.compile(layouts, list(inputs), names, device)
         self.last_schedule = sched
         check = checking_enabled()
         values: dict[tuple, torch.Tensor] = {("ext", k): v for k, v in inputs.items()}
@@ -107,9 +119,15 @@ class Runner:
 
     @staticmethod
     def per_sample(layouts: Sequence[Layout], inputs: Mapping[str, torch.Tensor],
-                   outputs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """The reference: every sample alone, every node one call, then stacked."""
+                   outputs: Sequence[str] | None = None, *,
+                   device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """The reference: every sample alone, every node one call, then stacked.
+
+        Runs on the inputs' device (or ``device``: inputs are moved there).
+        """
         layouts = list(layouts)
+        inputs, _ = _on_device(inputs, _as_device(device, "per_sample(device=...)")
+                               if device is not None else None)
         _check_batch(layouts, inputs)
         names = list(outputs) if outputs is not None else stack_names(layouts)
         results: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -125,6 +143,30 @@ class Runner:
                 src = lay.outputs[n]
                 results[n].append(vals[(src.node, src.port)])
         return {n: torch.cat(v) for n, v in results.items()}
+
+
+def _as_device(device: str | torch.device, where: str) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LayoutError(f"{where}: {device!r} is not a device ({exc}); use 'cpu', 'cuda', "
+                          "'cuda:N', 'mps' or 'meta'") from None
+
+
+def _on_device(inputs: Mapping[str, torch.Tensor], device: torch.device | None
+               ) -> tuple[dict[str, torch.Tensor], torch.device | None]:
+    """The inputs on one device (``device``, else theirs) and that device."""
+    for k, v in inputs.items():
+        if not isinstance(v, torch.Tensor):
+            raise LayoutError(f"Runner: input '{k}' is a {type(v).__name__}, expected a tensor")
+    if device is not None:
+        return {k: v.to(device) for k, v in inputs.items()}, device
+    devices = {k: v.device for k, v in inputs.items()}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"'{k}' on {d}" for k, d in devices.items())
+        raise LayoutError(f"Runner: inputs on different devices ({listing}); move them to "
+                          "one device or pass Runner(kinds, device=...)")
+    return dict(inputs), next(iter(devices.values()), None)
 
 
 def _gather(values: Mapping[tuple, torch.Tensor], g: Gather) -> torch.Tensor:

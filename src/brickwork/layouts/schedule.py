@@ -60,7 +60,8 @@ class Schedule:
         return len(self.steps)
 
 
-def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, int]) -> Gather:
+def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, int],
+                 device: torch.device | None = None) -> Gather:
     order: dict[SourceKey, int] = {}
     for key, _ in entries:
         if key not in order:
@@ -73,12 +74,18 @@ def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, in
     flat = [offsets[k] + r for k, r in entries]
     if len(keys) == 1 and len(flat) == sizes[keys[0]] and flat == list(range(len(flat))):
         return Gather(keys, None)
-    return Gather(keys, torch.tensor(flat, dtype=torch.long))
+    return Gather(keys, torch.tensor(flat, dtype=torch.long, device=device))
 
 
 def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
-                     outputs: Sequence[str]) -> Schedule:
-    """Compile ``layouts`` (row ``i`` of every external input belongs to layout ``i``)."""
+                     outputs: Sequence[str],
+                     device: str | torch.device | None = None) -> Schedule:
+    """Compile ``layouts`` (row ``i`` of every external input belongs to layout ``i``).
+
+    The index tensors are made on ``device`` (the inputs' device; ``None``: torch's
+    default device), so running the schedule never moves data between devices.
+    """
+    device = torch.device(device) if device is not None else None
     n = len(layouts)
     # (level, kind) -> list of (sample, node)
     given = set(batch_inputs)
@@ -129,7 +136,7 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
                 else:
                     s, r = where[(sample, src_node)]
                     port_entries[port].append((("slot", s, src_port), r))
-        gathers = {p: _make_gather(e, sizes) for p, e in port_entries.items()}
+        gathers = {p: _make_gather(e, sizes, device) for p, e in port_entries.items()}
         out_ports = list(modules[0].outputs)
         for row, (sample, node, _ins) in enumerate(ordered):
             where[(sample, node.id)] = (step_idx, row)  # type: ignore[attr-defined]
@@ -137,7 +144,8 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
             sizes[("slot", step_idx, p)] = len(ordered)
         instance = None
         if len(modules) > 1:
-            instance = torch.repeat_interleave(torch.arange(len(modules)), torch.tensor(counts))
+            instance = torch.tensor([k for k, c in enumerate(counts) for _ in range(c)],
+                                    dtype=torch.long, device=device)
         steps.append(Step(kind, len(steps) + 1, modules, counts, instance, gathers, out_ports, len(ordered),
                           [(s, nd.id) for s, nd, _ in ordered]))  # type: ignore[attr-defined]
     out_gathers: dict[str, Gather] = {}
@@ -153,5 +161,5 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
             else:
                 s, r = where[(i, src.node)]
                 entries.append((("slot", s, src.port), r))
-        out_gathers[name] = _make_gather(entries, sizes)
+        out_gathers[name] = _make_gather(entries, sizes, device)
     return Schedule(n, steps, out_gathers)

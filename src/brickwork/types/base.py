@@ -34,6 +34,20 @@ def _straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y.detach() + (x - x.detach())
 
 
+def random_like(fn: Any, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``fn(x.shape)`` (``torch.rand``/``torch.randn``) with ``x``'s dtype, on ``x``'s device.
+
+    With a ``generator`` the numbers are drawn on the generator's device (the same
+    numbers as on the CPU for a CPU generator) and moved to ``x``'s device.
+
+    Example:
+        >>> random_like(torch.rand, torch.zeros(2, 3)).shape
+        torch.Size([2, 3])
+    """
+    device = generator.device if generator is not None else x.device
+    return fn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+
+
 class NeuralType(abc.ABC):
     """Abstract base of every neural data type.
 
@@ -117,8 +131,8 @@ class NeuralType(abc.ABC):
                 return f"shape {tuple(x.shape)} vs [{format_axes(self.axes)}]: {reason}"
         if x.dtype != self.dtype:
             return f"dtype {_DTYPE_NAMES.get(x.dtype, x.dtype)}, expected {_DTYPE_NAMES[self.dtype]}"
-        if x.numel() == 0:
-            return ""
+        if x.numel() == 0 or x.device.type == "meta":
+            return ""  # no values to check (a meta tensor has a shape and a dtype only)
         if x.is_floating_point():
             bad = int(torch.isnan(x).sum())
             if bad:
@@ -142,7 +156,7 @@ class NeuralType(abc.ABC):
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training augmentation; by default Gaussian noise with σ = 0.1."""
-        return x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        return x + 0.1 * random_like(torch.randn, x, generator)
 
     def saturation(self, x: torch.Tensor) -> float:
         """Fraction of values farther than 0.1 from the nearest valid code (§3.2.2).
@@ -152,7 +166,7 @@ class NeuralType(abc.ABC):
         if self.codes is None or x.numel() == 0:
             return 0.0
         x = x.detach().float()
-        codes = torch.tensor(self.codes, dtype=x.dtype)
+        codes = torch.tensor(self.codes, dtype=x.dtype, device=x.device)
         dist = (x.unsqueeze(-1) - codes).abs().min(dim=-1).values
         return float((dist > SATURATION_MARGIN).float().mean())
 

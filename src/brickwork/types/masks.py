@@ -11,7 +11,7 @@ from typing import final
 
 import torch
 
-from brickwork.types.base import NeuralType, _straight_through
+from brickwork.types.base import NeuralType, _straight_through, random_like
 
 
 def _range_reason(x: torch.Tensor, low: float | None, high: float | None) -> str:
@@ -30,7 +30,7 @@ def _range_reason(x: torch.Tensor, low: float | None, high: float | None) -> str
 
 def _uniform_abs_noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Thesis eq. 3.1: ``|x − U(0, 0.4)|``."""
-    u = 0.4 * torch.rand(x.shape, generator=generator, dtype=x.dtype)
+    u = 0.4 * random_like(torch.rand, x, generator)
     return (x - u).abs()
 
 

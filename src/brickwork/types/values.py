@@ -9,7 +9,7 @@ import torch
 
 from brickwork.errors import TypeMismatch
 from brickwork.types.axes import Axis
-from brickwork.types.base import NeuralType, _straight_through
+from brickwork.types.base import NeuralType, _straight_through, random_like
 from brickwork.types.masks import _range_reason
 
 
@@ -76,7 +76,7 @@ class Bounded(NeuralType):
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         width = self.high - self.low
-        jitter = 0.05 * width * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        jitter = 0.05 * width * random_like(torch.randn, x, generator)
         return (x + jitter).clamp(self.low, self.high)
 
 
@@ -102,7 +102,7 @@ class Count(NeuralType):
         return (torch.relu(-x) ** 2).mean()
 
     def noise(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return (x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(min=0.0)
+        return (x + 0.1 * random_like(torch.randn, x, generator)).clamp(min=0.0)
 
     def saturation(self, x: torch.Tensor) -> float:
         if x.numel() == 0:
