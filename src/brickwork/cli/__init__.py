@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 # module names under brickwork.cli, each with register(subparsers)
 _SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "evaluate", "registry"]
-# listed before their module lands; skipped with a warning while missing
-_PENDING = {"evaluate"}
 
 # exit codes
 EXIT_USAGE = 2
@@ -76,27 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser, depth=0)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"brickwork.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if name in _PENDING and exc.name == f"brickwork.cli.{name}":
-                logger.warning("brickwork: the '%s' subcommand is not installed yet "
-                               "(brickwork/cli/%s.py is missing); skipping it", name, name)
-                continue
-            raise
+        module = importlib.import_module(f"brickwork.cli.{name}")
         module.register(subparsers)
     _finish(parser, 0)
     return parser
 
 
 def _stdout_is_broken() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``| head`` finished)."""
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return True
-    except (OSError, ValueError):
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (captured in tests)
         return False
-    return False
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here: assume it was stdout
+        return True
 
 
 def _silence_stdout() -> None:
@@ -119,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else list(argv))
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except BrokenPipeError:
         # the reader of our output went away (`brickwork registry list | head`): stop
         # quietly, like any Unix tool killed by SIGPIPE

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import importlib.util
 import json
 import logging
@@ -156,6 +155,8 @@ def tidy_parser(parser: argparse.ArgumentParser, help_text: str | None = None) -
     for action in parser._actions:
         if action.help is None and _shows_default(action):
             action.help = "default: %(default)s"
+        elif isinstance(action.help, str) and action.help is not argparse.SUPPRESS:
+            action.help = strip_rst(action.help)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -239,20 +240,9 @@ def import_modules(names: Sequence[str]) -> None:
     """
     if not names:
         return
-    try:
-        from brickwork.modules import import_kinds
-    except ImportError:  # pragma: no cover - until brickwork.modules grows import_kinds
-        import_kinds = None
-    if import_kinds is not None:
-        import_kinds(list(names))
-        return
-    for name in names:  # pragma: no cover - fallback
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise LoadError(f"--import {name}: cannot import {name!r} ({exc}); check the "
-                            "module name and that its package is installed in this "
-                            "Python environment") from None
+    from brickwork.modules import import_kinds
+
+    import_kinds(list(names))
 
 
 # ----------------------------------------------------------------------------- devices
