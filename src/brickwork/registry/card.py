@@ -145,56 +145,32 @@ class ModelCard:
 
     def readme(self) -> str:
         """A Markdown model card (the ``README.md`` of an exported entry): YAML front
-        matter and a "Use" snippet that works in a fresh interpreter, rendered by
-        :func:`brickwork.modules.model_card_markdown` when available."""
-        import brickwork.modules as bm
+        matter (``library_name: brickwork``, tags, license, signature, metrics, lineage)
+        and a "Use" snippet that works in a fresh interpreter
+        (:func:`brickwork.modules.model_card_markdown`)."""
+        from brickwork.modules import model_card_markdown
 
-        render = getattr(bm, "model_card_markdown", None)
-        if render is not None:
-            extra = {"registry_ref": self.ref, "mode": self.mode,
-                     "data_digest": self.data_digest or None, "created": self.created,
-                     "brickwork_version": self.brickwork_version,
-                     "weights_sha256": self.weights_sha256, "fingerprint": self.fingerprint}
-            return render(name=self.name, kind=self.kind, module_path=self.module,
-                          signature_text=str(self.signature_obj), metrics=dict(self.metrics),
-                          lineage=dict(self.lineage),
-                          hyperparameters=dict(self.hyperparameters), tags=(self.kind,),
-                          extra={k: v for k, v in extra.items() if v is not None})
-        return self._readme_fallback()
-
-    def _readme_fallback(self) -> str:
-        sig = self.signature_obj
-        front = ["---", "library_name: brickwork", "license: mit", "tags:", "- brickwork",
-                 f"- {self.kind}", f"signature: {json.dumps(str(sig))}", "---", ""]
-        lines = front + [f"# {self.name} (version {self.version})", "",
-                 f"A brickwork module of kind `{self.kind}`"
-                 + (f" (defined in `{self.module}`)." if self.module else "."), "",
-                 "## Signature", "", f"`{sig}`", "", "## Training", "",
-                 f"- mode: {self.mode}", f"- data digest: `{self.data_digest or 'n/a'}`",
-                 f"- created: {self.created}", f"- brickwork version: {self.brickwork_version}",
-                 f"- weights sha256: `{self.weights_sha256}`",
-                 f"- fingerprint: `{self.fingerprint}`", "", "## Hyperparameters", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(self.hyperparameters.items())] or ["- (none)"]
-        lines += ["", "## Metrics", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(self.metrics.items())] or ["- (none)"]
-        lines += ["", "## Lineage", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(self.lineage.items())] or ["- (none)"]
-        lines += ["", "## Use", "", "```python", "from brickwork.modules import load_module",
-                  'module = load_module(".")', "```", ""]
-        return "\n".join(lines)
+        extra = {"registry_ref": self.ref, "version": self.version, "mode": self.mode,
+                 "data_digest": self.data_digest, "created": self.created,
+                 "brickwork_version": self.brickwork_version,
+                 "weights_sha256": self.weights_sha256, "fingerprint": self.fingerprint}
+        return model_card_markdown(name=self.name, kind=self.kind,
+                                   module_path=self.module or "brickwork",
+                                   signature_text=str(self.signature_obj),
+                                   metrics=dict(self.metrics), lineage=dict(self.lineage),
+                                   hyperparameters=dict(self.hyperparameters), tags=(self.kind,),
+                                   extra={k: v for k, v in extra.items() if v != ""})
 
 
 def kind_module_path(module: Module) -> str:
-    """The importable module path that defines ``module``'s kind (its registered factory's
-    module, else the class's module).
+    """The importable module path that defines ``module``'s kind (what ``config.json``
+    records as ``"module"``).
 
     Example:
         >>> from brickwork.modules import And
         >>> kind_module_path(And.min("b n"))
         'brickwork.modules.ops'
     """
-    from brickwork.modules import registered_kinds
+    from brickwork.modules import kind_module_path as path_of
 
-    info = registered_kinds().get(module.kind)
-    factory_module = getattr(info.factory, "__module__", None) if info is not None else None
-    return str(factory_module or type(module).__module__)
+    return str(path_of(module))

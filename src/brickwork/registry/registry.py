@@ -30,7 +30,6 @@ import dataclasses
 import errno
 import fnmatch
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -261,40 +260,19 @@ def _read_regular(folder: Path, file: str, max_bytes: int) -> bytes:
 
 def _header_shapes(folder: Path, file: str, max_bytes: int) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from a safetensors header, without reading the data."""
-    reader = getattr(bm, "read_safetensors_header", None)
-    if reader is not None:
-        _open_and_close(folder, file, max_bytes)  # the folder checks (symlinks out of it)
-        try:
-            return dict(reader(folder / file, max_bytes=max_bytes))
-        except LoadError as exc:
-            raise RegistryError(str(exc)) from None
-    fd, size = _open_regular(folder, file, max_bytes)
-    where = folder / file
+    real = _regular_path(folder, file, max_bytes)
     try:
-        head = os.read(fd, 8)
-        if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:2] == b"PK":
-            raise RegistryError(f"{where}: the weights are a pickle/zip payload, not "
-                                "safetensors; brickwork never unpickles. Convert the weights "
-                                "to safetensors")
-        if len(head) < 8:
-            raise RegistryError(f"{where}: too short for a safetensors file")
-        n = int.from_bytes(head, "little")
-        if n > min(size - 8, 100 << 20):
-            raise RegistryError(f"{where}: safetensors header of {n} bytes does not fit the "
-                                f"{size}-byte file; the file is damaged")
-        raw = b""
-        while len(raw) < n:
-            chunk = os.read(fd, n - len(raw))
-            if not chunk:
-                break
-            raw += chunk
-        header = json.loads(raw)
-        return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items()
-                if k != "__metadata__"}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise RegistryError(f"{where}: not a valid safetensors header ({exc})") from None
-    finally:
-        os.close(fd)
+        return dict(bm.read_safetensors_header(real, max_bytes=max_bytes))
+    except LoadError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _regular_path(folder: Path, file: str, max_bytes: int) -> Path:
+    """The real path of ``folder/file`` once :func:`_open_regular` accepted it."""
+    fd, _ = _open_regular(folder, file, max_bytes)
+    os.close(fd)
+    path = folder / file
+    return path.resolve() if path.is_symlink() else path
 
 
 def _open_and_close(folder: Path, file: str, max_bytes: int) -> None:
@@ -304,58 +282,17 @@ def _open_and_close(folder: Path, file: str, max_bytes: int) -> None:
 
 # ----- building -------------------------------------------------------------------------
 
-def _build_params() -> set[str]:
-    try:
-        return set(inspect.signature(bm.build).parameters)
-    except (TypeError, ValueError):  # pragma: no cover
-        return set()
-
-
 def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
            expect_shapes: Mapping[str, tuple[int, ...]] | None, where: str) -> Module:
-    """Build the card's module: imports its kind's module within the allow-list, compares
-    the tensor shapes on the meta device first (no memory), then builds on ``device``."""
-    params = _build_params()
-    config = dict(card.config)
+    """Build the card's module: imports its kind's module within the allow-list
+    (``imports``, ``brickwork.kinds`` entry points, ``brickwork.*``), compares the tensor
+    shapes on the meta device first (no memory), then builds on ``device``."""
     try:
-        if "expect_shapes" in params:
-            return bm.build(card.kind, config, module=card.module or None,
-                            imports=tuple(imports), device=device,
-                            expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
-        # brickwork.modules without the shape check (older): do it here
-        for name in imports:
-            __import__(name)
-        if expect_shapes is not None or str(device) == "meta":
-            with torch.device("meta"):
-                ghost = bm.build(card.kind, config)
-            if expect_shapes is not None:
-                _compare_shapes(ghost, expect_shapes, card, where)
-            if str(device) == "meta":
-                return ghost
-            del ghost
-        module = bm.build(card.kind, config)
-        return module.to(device) if device is not None else module
+        return bm.build(card.kind, dict(card.config), module=card.module or None,
+                        imports=tuple(imports), device=device,
+                        expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
     except LoadError as exc:
         raise RegistryError(f"{where}: {exc}") from None
-    except ImportError as exc:
-        raise RegistryError(f"{where}: cannot import {exc.name!r} ({exc}); install the "
-                            "package that defines the kind") from None
-
-
-def _compare_shapes(module: torch.nn.Module, expect: Mapping[str, tuple[int, ...]],
-                    card: ModelCard, where: str) -> None:
-    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    want = {k: tuple(v) for k, v in expect.items()}
-    if got == want:
-        return
-    missing = sorted(set(got) - set(want))
-    unexpected = sorted(set(want) - set(got))
-    differ = [f"{k}: config gives {got[k]}, weights hold {want[k]}" for k in sorted(got)
-              if k in want and got[k] != want[k]]
-    raise RegistryError(f"{where}: the config of kind {card.kind!r} does not fit the weights "
-                        f"(tensors missing from the weights {missing[:5]}, unexpected "
-                        f"{unexpected[:5]}, shapes {differ[:3]}); the config or the weights "
-                        "were altered")
 
 
 def _rebuild(card: ModelCard, state: Mapping[str, torch.Tensor], where: str, *,
