@@ -579,6 +579,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
         on_epoch: called after each epoch with ``(epoch, record)``; may raise to abort
             (HPO pruning).
         device: move the model and every batch there (default: where the model is).
+            :class:`Samples` move there whole, once; a loader's batches one by one.
         optimizer: an optimizer object; overrides ``config.optimizer`` (and
             ``parameters``); build it after the model is on ``device``, or keep the
             model where it is.
