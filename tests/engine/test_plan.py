@@ -144,7 +144,7 @@ def test_registry_reuse(tmp_path):
     reg.put("toy_find.0-v1", kinds.module("find[0]"))
     plan = make_plan(family, NMN_DATA, registry=reg, reuse=True)
     assert plan.module("find[0]").mode == "reuse"
-    assert plan.module("find[0]").registry_entry == "toy_find.0-v1"
+    assert plan.module("find[0]").registry_entry == "toy_find.0-v1@1"  # pinned to the version
     assert plan.module("find[0]").stage == 0
     assert plan.module("find[1]").mode == "surrogate"
     assert make_plan(family, NMN_DATA, registry=reg).module("find[0]").mode == "surrogate"
@@ -167,3 +167,80 @@ def test_plan_file_and_node_cycle(tmp_path):
     path.write_text("{ not json")
     with pytest.raises(PlanError, match="line 1"):
         load_plan_file(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(name=3), r"name: expected a string, found an integer 3"),
+    (lambda s: s.update(imports="brickwork"), r"imports: expected an array of strings, found a string"),
+    (lambda s: s["kinds"].update(find=["toy_find"]), r"kinds\.find: expected an object \{\.\.\.\}, found an array"),
+    (lambda s: s["kinds"]["find"].update(config=4), r"kinds\.find\.config: expected an object"),
+    (lambda s: s["layouts"][1].update(nodes={"id": "f"}), r"layouts\[1\]\.nodes: expected an array"),
+    (lambda s: s["layouts"][0]["nodes"][1].update(module=7), r"layouts\[0\]\.nodes\[1\]\.module: expected a string, found an integer 7"),
+    (lambda s: s["layouts"][0]["nodes"][0].update(inputs={"features": 1}), r"layouts\[0\]\.nodes\[0\]\.inputs\.features: expected a string, found an integer 1"),
+    (lambda s: s["data"].update(targets="answer"), r"data\.targets: expected an array of strings, found a string \"answer\""),
+    (lambda s: s["data"].update(path=["d"]), r"data\.path: expected a string, found an array"),
+    (lambda s: s.update(cycles="sometimes"), r"cycles: expected \"error\" or \"joint\", found a string"),
+    (lambda s: s["train"].update(workers="2"), r"train\.workers: expected an integer >= 1, found a string \"2\""),
+    (lambda s: s["train"].update(workers=0), r"train\.workers: expected an integer >= 1, found an integer 0"),
+    (lambda s: s["train"].update(seed=1.5), r"train\.seed: expected an integer, found a number 1\.5"),
+    (lambda s: s["train"].update(val_fraction=1), r"train\.val_fraction: expected a number in \[0, 1\)"),
+    (lambda s: s["train"]["hparams"]["find"].update(epochs="5"), r"train\.hparams\.find\.epochs: expected an integer >= 1, found a string \"5\""),
+    (lambda s: s["train"]["hparams"]["find"].update(lr=-1), r"train\.hparams\.find\.lr: expected a number > 0"),
+    (lambda s: s["train"]["hparams"]["find"].update(optimizer="lbfgs"), r"train\.hparams\.find: FitConfig\.optimizer: got 'lbfgs'"),
+    (lambda s: s["train"]["hparams"]["find"].update(loss="nosuchpkg.losses:focal"), r"train\.hparams\.find\.loss: .*nosuchpkg"),
+    (lambda s: s["train"]["hparams"].update(fnd={"epochs": 1}), r"train\.hparams\.fnd: no layout kind or module is named 'fnd'"),
+    (lambda s: s["train"].update(search={"find": {"lr": {"type": "float", "low": 1}}}), r"train\.search\.find: search space 'lr'"),
+])
+def test_plan_file_types_are_checked_with_key_paths(tmp_path, edit, message):
+    spec = example_plan_json()
+    edit(spec)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(PlanError, match=message) as err:
+        load_plan_file(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_plan_file_that_is_a_folder_or_binary(tmp_path):
+    with pytest.raises(PlanError, match="is a folder, expected a plan file"):
+        load_plan_file(tmp_path)
+    (tmp_path / "p.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(PlanError, match="not a text file"):
+        load_plan_file(tmp_path / "p.json")
+
+
+def test_plan_file_fit_options_reach_the_jobs(tmp_path):
+    """optimizer, scheduler, loss and metric from a plan file train each job."""
+    from brickwork.training.trainer import train_plan
+
+    spec = example_plan_json()
+    spec["train"]["hparams"] = {
+        "encoder": {"epochs": 2, "optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine",
+                    "lr": 0.05},
+        "find": {"epochs": 1}, "describe": {"epochs": 1},
+        "measure": {"epochs": 1, "loss": "brickwork.training.examples:toy_answer_loss",
+                    "metric": "brickwork.training.examples:toy_answer_accuracy"}}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(spec))
+    loaded = load_plan_file(path)
+    from brickwork.training.examples import nmn_data
+
+    data = nmn_data(96, len(loaded.family))
+    plan = make_plan(loaded.family, loaded.data)
+    from brickwork.training.executor import Executor
+
+    class Inline(Executor):
+        name = "inline"
+        workers = 1
+
+        def map(self, fn, jobs, **kw):
+            return [fn(dict(j)) for j in jobs]
+
+    res = train_plan(plan, loaded.family, loaded.kinds, data, workdir=tmp_path / "run",
+                     executor=Inline(), hparams=loaded.train["hparams"])
+    enc = res.modules["encoder"]["hyperparameters"]
+    assert enc["optimizer"] == "sgd" and enc["scheduler"] == "cosine"
+    job = json.loads((tmp_path / "run" / "jobs" / "measure_count" / "job.json").read_text())
+    assert job["key"]["loss"] == "brickwork.training.examples:toy_answer_loss"
+    lines = (tmp_path / "run" / "jobs" / "encoder" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["lr"] != json.loads(lines[1])["lr"]

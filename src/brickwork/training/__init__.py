@@ -11,7 +11,7 @@ from brickwork.training.seeding import derive_seed, seed_everything
 from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.cache import CacheKey, CachedRows, IntermediateDataset, join_on_ids
 from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
-from brickwork.training.losses import type_loss, type_score
+from brickwork.training.losses import resolve_callable, type_loss, type_score
 from brickwork.training.callbacks import (
     Callback,
     Checkpointer,
@@ -20,16 +20,44 @@ from brickwork.training.callbacks import (
     ProgressBar,
     TensorBoard,
 )
-from brickwork.training.fit import FitConfig, FitResult, FitState, fit
+from brickwork.training.fit import (
+    FitConfig,
+    FitResult,
+    FitState,
+    fit,
+    read_metrics_jsonl,
+    write_metrics_csv,
+)
 from brickwork.training.surrogate import SurrogateHead
 from brickwork.training.end_to_end import train_end_to_end
-from brickwork.training.job import ModuleJob, run_job
+from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate, predict
+from brickwork.training.job import ModuleJob, job_key, run_job
 from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
 from brickwork.training.hpo import SearchSpace, hpo_table, plot_hpo, run_study
 from brickwork.training.cost import CostReport
-from brickwork.training.trainer import PlanResult, module_table, train_plan
+from brickwork.training.trainer import (
+    PlanResult,
+    check_run_folder,
+    evaluate_run,
+    load_run_modules,
+    module_table,
+    read_run,
+    train_plan,
+)
 
 __all__ = [
+    "EvaluationReport",
+    "check_layout_column",
+    "check_run_folder",
+    "evaluate",
+    "evaluate_run",
+    "job_key",
+    "load_run_modules",
+    "predict",
+    "read_metrics_jsonl",
+    "read_run",
+    "resolve_callable",
+    "write_metrics_csv",
     "CostReport",
     "LocalExecutor",
     "ModuleJob",

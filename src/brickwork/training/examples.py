@@ -125,6 +125,27 @@ class ToyMeasure(Module):
         return self.net(torch.cat([flat.sum(1, keepdim=True), top], dim=1))
 
 
+def toy_answer_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A custom loss for plan files (``"brickwork.training.examples:toy_answer_loss"``):
+    cross-entropy of answer logits, with label smoothing.
+
+    Example:
+        >>> float(toy_answer_loss(torch.zeros(2, 5), torch.tensor([0, 1]))) > 0
+        True
+    """
+    return torch.nn.functional.cross_entropy(pred, target, label_smoothing=0.1)
+
+
+def toy_answer_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """A custom metric for plan files: accuracy of answer logits (higher is better).
+
+    Example:
+        >>> toy_answer_accuracy(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+        0.5
+    """
+    return float((pred.argmax(-1) == target).float().mean())
+
+
 def nmn_kinds(channels: int = 4, answers: int = 5, vocab: int = 6,
               find_out: str = "softmask") -> Kinds:
     """The toy NMN vocabulary (every kind registered, so workers can rebuild them)."""

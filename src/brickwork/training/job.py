@@ -54,7 +54,7 @@ from brickwork.training.cache import IntermediateDataset
 from brickwork.training.callbacks import EarlyStopping, LogMetrics, ProgressBar, TensorBoard
 from brickwork.training.fit import FitConfig, FitResult, fit
 from brickwork.training.hpo import SearchSpace, run_study
-from brickwork.training.losses import type_loss, type_score
+from brickwork.training.losses import resolve_callable, type_loss, type_score
 from brickwork.training.samples import Samples
 from brickwork.training.seeding import derive_seed, seed_everything
 from brickwork.training.surrogate import SurrogateHead
@@ -236,26 +236,7 @@ def resolve_function(spec: str, what: str) -> Callable[..., Any]:
         >>> resolve_function("math:sqrt", "loss")(4.0)
         2.0
     """
-    try:
-        from brickwork.training.losses import resolve_callable  # type: ignore[attr-defined]
-    except ImportError:
-        resolve_callable = None
-    if resolve_callable is not None:
-        try:
-            return resolve_callable(spec)  # type: ignore[no-any-return]
-        except Exception as exc:
-            raise TrainingError(f"{what} {spec!r}: {exc}") from None
-    mod, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
-    try:
-        fn: Any = importlib.import_module(mod)
-        for part in attr.split("."):
-            fn = getattr(fn, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise TrainingError(f"{what} {spec!r} cannot be imported ({exc}); write an importable "
-                            "'package.module:function'") from None
-    if not callable(fn):
-        raise TrainingError(f"{what} {spec!r} is a {type(fn).__name__}, not a function")
-    return fn  # type: ignore[no-any-return]
+    return resolve_callable(spec, where=what)
 
 
 def load_table(path: str) -> Samples:
@@ -358,19 +339,9 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
     if tensorboard is not None:
         callbacks.append(TensorBoard(tensorboard))
     on_epoch = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
-    accepts = inspect.signature(fit).parameters
-    extra: dict[str, Any] = {}
-    if on_epoch is not None:
-        extra["on_epoch" if "on_epoch" in accepts else "on_step"] = on_epoch
-    if job.device is not None and "device" in accepts:
-        extra["device"] = job.device
-    if metrics_path is not None and "metrics_path" in accepts:
-        extra["metrics_path"] = metrics_path
     result = fit(model, loss_fn, train, val=val, evaluate=evaluate, config=cfg,
-                 callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None, **extra)
-    if metrics_path is not None and "metrics_path" not in accepts:
-        lines = "".join(json.dumps(r, default=float) + "\n" for r in result.history)
-        atomic_write_bytes(metrics_path, lines.encode())
+                 callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None,
+                 on_epoch=on_epoch, device=job.device, metrics_path=metrics_path)
     return model, result
 
 

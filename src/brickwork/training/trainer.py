@@ -294,7 +294,7 @@ def _module_dir(work: Path, name: str) -> Path:
     return work / "jobs" / _safe(name) / "module"
 
 
-def write_metrics_csv(work: Path, names: Sequence[str]) -> Path | None:
+def export_run_metrics(work: Path, names: Sequence[str]) -> Path | None:
     """``metrics.csv`` of the run folder: one row per module and epoch, from every job
     folder's ``metrics.jsonl``."""
     rows: list[dict[str, Any]] = []
@@ -549,7 +549,7 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                   if plan.modules[n].mode != "reuse"}
     cost = CostReport(per_module, [list(s) for s in plan.stages], end_to_end=end_to_end_time,
                       workers=ex.workers, overhead=stage_overhead)
-    csv_path = write_metrics_csv(work, list(results))
+    csv_path = export_run_metrics(work, list(results))
     evaluation = None
     if evaluate_at_end:
         held = torch.nonzero(flags == 1).flatten()
