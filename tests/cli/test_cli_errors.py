@@ -434,3 +434,14 @@ def test_require_tensorboard_names_the_extra(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UsageError, match=r"--tensorboard needs TensorBoard.*brickwork\[tensorboard\]"):
         require_tensorboard()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorboard") is not None,
+                    reason="tensorboard is installed")
+def test_train_tensorboard_without_the_extra_writes_nothing(tmp_path, capsys) -> None:
+    plan = tmp_path / "p.json"
+    plan.write_text("{}")
+    out = tmp_path / "run"
+    expect_error(["train", str(plan), "--tensorboard", "--out", str(out)], capsys,
+                 "--tensorboard needs TensorBoard", "pip install")
+    assert not out.exists()

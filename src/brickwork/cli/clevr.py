@@ -350,7 +350,11 @@ def _run_study(args: argparse.Namespace) -> int:
 
     from brickwork.studies.clevr.nmn import StudyConfig, run_study
 
+    # the study's steps (data generation, encoder, job starts) log at INFO: show them
+    # (main() has configured logging already, so basicConfig would do nothing here)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not args.debug:
+        logging.getLogger("brickwork").setLevel(logging.INFO)
     cfg = StudyConfig.quick(args.seed) if args.quick else StudyConfig.full(args.seed)
     if args.workers is not None:
         cfg = replace(cfg, workers=args.workers)

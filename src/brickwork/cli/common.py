@@ -464,15 +464,16 @@ def check_writable_dir(text: str | os.PathLike[str], *, flag: str = "--out") -> 
         True
     """
     path = Path(text)
+    who = f"{flag} {text}" if flag else str(text)
+    other = f"choose another {flag}" if flag else "choose another folder"
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {text}: is a file, expected a folder; choose another {flag}")
+        raise UsageError(f"{who}: is a file, expected a folder; {other}")
     base = _nearest_existing(path)
     if not base.is_dir():
-        raise UsageError(f"{flag} {text}: {base} is a file, so no folder can be made under it; "
-                         f"choose another {flag}")
+        raise UsageError(f"{who}: {base} is a file, so no folder can be made under it; {other}")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {text}: permission denied ({base} is not writable); "
-                         f"choose a writable {flag}")
+        raise UsageError(f"{who}: permission denied ({base} is not writable); "
+                         f"choose a writable {flag or 'folder'}")
     return str(text)
 
 
@@ -481,14 +482,28 @@ def check_writable_file(text: str | os.PathLike[str], *, flag: str = "--json") -
 
     Raises:
         UsageError: it is a folder, its folder cannot be made, or is not writable.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> check_writable_file(d + "/report.json") == d + "/report.json"
+        True
     """
     path = Path(text)
+    who = f"{flag} {text}" if flag else str(text)
     if path.is_dir():
-        raise UsageError(f"{flag} {text}: is a folder, expected a file path; "
-                         f"e.g. {flag} {Path(text) / 'out.json'}")
+        raise UsageError(f"{who}: is a folder, expected a file path; e.g. "
+                         f"{(flag + ' ') if flag else ''}{path / 'out.json'}")
     if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{flag} {text}: permission denied; the file is not writable")
-    check_writable_dir(path.parent if str(path.parent) else ".", flag=flag)
+        raise UsageError(f"{who}: permission denied; the file is not writable")
+    parent = path.parent
+    base = _nearest_existing(parent)
+    if not base.is_dir():
+        raise UsageError(f"{who}: {base} is a file, so the file cannot be written under it; "
+                         "choose another path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"{who}: permission denied ({base} is not writable); choose a "
+                         "writable path")
     return str(text)
 
 
@@ -497,7 +512,7 @@ def _as_type(check: Callable[..., str], name: str) -> Callable[[str], str]:
         try:
             return check(text, flag="")
         except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc).lstrip(" ")) from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = name
     return parse
