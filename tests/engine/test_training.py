@@ -213,3 +213,95 @@ def test_cost_report_plot_is_a_png(tmp_path):
     path = report.plot(tmp_path / "cost.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+class _Inline:
+    """Runs jobs in this process (fast)."""
+
+    name = "inline"
+    workers = 1
+
+    def map(self, fn, jobs, **kw):
+        return [fn(dict(j)) for j in jobs]
+
+    def close(self):
+        pass
+
+
+def test_train_registers_new_versions_with_unique_names(tmp_path):
+    from brickwork.training.trainer import registry_tag
+
+    reg = Registry(tmp_path / "reg")
+    _, first = _small_plan_run(tmp_path / "a", _Inline(), registry=reg)
+    _, second = _small_plan_run(tmp_path / "b", _Inline(), registry=reg, seed=1)
+    assert first.summary["registered"]["find[0]"] == "toy_find.0-v1@1"
+    assert second.summary["registered"]["find[0]"] == "toy_find.0-v1@2"
+    assert first.summary["registered"]["encoder"] == "toy_encoder.encoder-v1@1"
+    # both versions stay loadable and describe their own weights
+    for res in (first, second):
+        ref = res.summary["registered"]["find[0]"]
+        assert reg.load(ref).fingerprint() == res.modules["find[0]"]["fingerprint"]
+        assert reg.card(ref).data_digest == res.summary["data_digest"]
+    # two modules of one kind without an [arg] never share a name
+    assert registry_tag("sum_a") != registry_tag("sum_b")
+    assert registry_tag("find[red]") == "red" and registry_tag("encoder") == "encoder"
+
+
+def _plan_file(tmp_path, **edit):
+    plan = write_example_plan(str(tmp_path / "p"), samples=64)
+    spec = json.loads(open(plan).read())
+    spec["train"]["hparams"] = {k: {"epochs": 1} for k in spec["train"]["hparams"]}
+    spec["train"].update(edit)
+    open(plan, "w").write(json.dumps(spec))
+    return plan
+
+
+def _rc(argv):
+    """The CLI's exit code (argparse usage errors exit through SystemExit)."""
+    try:
+        return cli(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_train_cli_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
+    import importlib.util
+
+    plan = _plan_file(tmp_path)
+    out = tmp_path / "run"
+    cases = [
+        (["--workers", "0"], "--workers"),
+        (["--workers", "-2"], "--workers"),
+        (["--trials", "-1"], "--trials"),
+        (["--device", "gpu"], "not a device"),
+    ]
+    if importlib.util.find_spec("tensorboard") is None:
+        cases.append((["--tensorboard"], "--tensorboard needs TensorBoard"))
+    for extra, words in cases:
+        rc = _rc(["train", plan, "--out", str(out), "--no-register", *extra])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and "Traceback" not in err, (extra, err)
+        assert not out.exists(), extra
+    # a folder where the plan file is expected, a file where the run folder is expected
+    assert _rc(["train", str(tmp_path), "--out", str(out)]) == 2
+    assert "is a folder, expected a file" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli(["train", plan, "--out", str(tmp_path / "file"), "--no-register"]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+    # wrong JSON type in the plan file: file, key path, found, expected
+    bad = _plan_file(tmp_path / "t", workers="2")
+    assert cli(["train", bad, "--out", str(out), "--no-register"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and 'train.workers: expected an integer >= 1, found a string "2"' in err
+    # a layout column out of range: the row and the valid range, before any training
+    from brickwork.training import Samples
+
+    data_path = tmp_path / "p" / "data.safetensors"
+    data = Samples.load(data_path)
+    layout = data["layout"].clone()
+    layout[5] = 9
+    Samples({**dict(data), "layout": layout}).save(data_path)
+    assert cli(["train", plan, "--out", str(out), "--no-register"]) == 2
+    err = capsys.readouterr().err
+    assert "row 5: layout index 9 is out of range; expected 0..3" in err
+    assert not out.exists()
