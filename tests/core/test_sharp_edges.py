@@ -88,3 +88,142 @@ def test_unrebuildable_module_gives_a_clear_error():
     assert msg.startswith("module 'head[b]': kind 'head' has no factory, only the instance "
                           "added as 'head[a]'")
     assert "Kinds(head=factory)" in msg and "kinds.add(name, module)" in msg
+
+
+# ----- instance ports ---------------------------------------------------------------------
+from brickwork.errors import PortError  # noqa: E402
+
+
+class PortFromArg(bm.Module):
+    """Its input port's name depends on a constructor argument (set on the instance)."""
+
+    outputs = {"y": Features("b c")}
+
+    def __init__(self, port: str = "x"):
+        super().__init__()
+        self.inputs = {port: Features("b c")}
+
+    def forward(self, x):
+        return x
+
+
+def test_instance_ports_are_checked_against_forward_at_construction():
+    assert PortFromArg("x")(torch.zeros(1, 2)).shape == (1, 2)
+    with pytest.raises(PortError) as err:
+        PortFromArg("feats")
+    assert str(err.value) == (
+        "PortFromArg (input ports set in __init__): forward(x) does not match the declared "
+        "input ports (feats); missing parameters ['feats'], undeclared ['x']. Rename "
+        "forward's parameters or the ports so they agree")
+
+
+# ----- SoftMask product AND and pooling ----------------------------------------------------
+def test_soft_product_and():
+    op = bm.And.product("b n", of="SoftMask")
+    assert op.mode == "soft_product" and op.codependent
+    assert str(op.signature) == "(a: SoftMask['b n'], b: SoftMask['b n']) -> (out: SoftMask['b n'])"
+    a, b = torch.tensor([[0.5, 1.0, 0.0]]), torch.tensor([[0.5, 0.3, 0.9]])
+    assert torch.allclose(op(a, b), torch.tensor([[0.25, 0.3, 0.0]]))
+    assert bm.And.product("b n").inputs["a"].__class__.__name__ == "Heatmap"
+    assert bm.And.product("b n", of=SoftMask).mode == "soft_product"
+    with pytest.raises(PortError, match="of='Logits' is not supported"):
+        bm.And.product("b n", of="Logits")
+    from brickwork.modules.ops import merge_modes
+
+    assert merge_modes()["And"]["soft_product"] is True
+
+
+@pytest.mark.parametrize("op,want", [("max", [0.9, 0.5]), ("mean", [0.5, 0.125]),
+                                     ("noisy_or", [1 - 0.9 * 0.1 * 0.5 * 0.5, 0.5])])
+def test_pool_ops(op, want):
+    x = torch.tensor([[0.1, 0.9, 0.5, 0.5], [0.5, 0.0, 0.0, 0.0]])
+    pool = bm.Pool(op, "b n", over="n")
+    assert pool(x).tolist() == pytest.approx(want)
+    assert str(pool.signature) == "(x: SoftMask['b n']) -> (out: SoftMask['b'])"
+    x = torch.rand(2, 3, 4, 5, requires_grad=True)
+    out = bm.Pool(op, "b n h w", over="n")(x)
+    assert out.shape == (2, 4, 5) and SoftMask("b h w").check(out.detach()) == ""
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_noisy_or_gradient_is_finite_at_one():
+    x = torch.tensor([[1.0, 0.5]], requires_grad=True)
+    bm.Pool("noisy_or", "b n", over="n")(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.tolist() == [[0.5, 0.0]]
+
+
+def test_pool_errors_and_registration(tmp_path):
+    with pytest.raises(PortError, match=r"axis 'k' is not one of the input axes \[b n\]"):
+        bm.Pool("max", "b n", over="k")
+    with pytest.raises(PortError, match="noisy_or pools SoftMask"):
+        bm.Pool("noisy_or", "b n", over="n", of="Heatmap")
+    with pytest.raises(PortError, match="unknown op 'sum'"):
+        bm.Pool("sum", "b n", over="n")
+    assert bm.Pool("mean", "b n c", over="n", of="Features").outputs["out"] == Features("b c")
+    assert "Pool" in bm.registered_kinds()
+    back = bm.load_module(bm.save_module(bm.Pool("noisy_or", "b n", over="n"), tmp_path / "p"))
+    assert back.op == "noisy_or" and back.config == {"op": "noisy_or", "axes": "b n",
+                                                     "over": "n", "of": "SoftMask"}
+
+
+# ----- nested programs --------------------------------------------------------------------
+from brickwork.layouts import from_program  # noqa: E402
+from brickwork.modules import Adapter  # noqa: E402
+
+
+def clevr_kinds() -> Kinds:
+    return Kinds(find=lambda arg: Find(channels=3), intersect=lambda: bm.And.min("b 1 h w"),
+                 exist=lambda: Pool1())
+
+
+class Pool1(bm.Module):
+    inputs = {"mask": SoftMask("b 1 h w")}
+    outputs = {"answer": SoftMask("b")}
+
+    def forward(self, mask):
+        return mask.flatten(1).amax(1)
+
+
+FLAT = [{"function": "find", "value_inputs": ["red"], "inputs": []},
+        {"function": "find", "value_inputs": ["cube"], "inputs": []},
+        {"function": "intersect", "value_inputs": [], "inputs": [0, 1]},
+        {"function": "exist", "value_inputs": [], "inputs": [2]}]
+TREE = {"function": "exist", "inputs": [
+    {"function": "intersect", "inputs": [{"function": "find", "value_inputs": ["red"]},
+                                         {"function": "find", "value_inputs": ["cube"]}]}]}
+
+
+def test_tree_and_sexpr_give_the_flat_lists_layout():
+    kinds = clevr_kinds()
+    ext = {"features": Features("b 3 h w")}
+    flat = from_program(FLAT, kinds, externals=ext, name="q")
+    tree = from_program(TREE, kinds, externals=ext, name="q")
+    sexp = from_program("(exist (intersect (find red) (find cube)))", kinds, externals=ext, name="q")
+    assert flat.to_json() == tree.to_json() == sexp.to_json()
+    assert [n.module for n in sexp.nodes] == ["find[red]", "find[cube]", "intersect", "exist"]
+
+
+@pytest.mark.parametrize("program,message", [
+    ("(exist (find red)", r"ends at character 17 with 1 '\(' still open"),
+    ("(exist (find red)))", r"unmatched '\)' at character 18"),
+    ("(exist (()))", r"'\(' at character 7 is not followed by a function name"),
+    ("(exist (find red)) (find x)", r"text after the program's closing '\)' at character 19"),
+    ("", "empty s-expression"),
+    ({"function": "exist", "inputs": [{"value_inputs": ["red"]}]},
+     r"node root.inputs\[0\]: no 'function'"),
+    ({"function": "exist", "inputs": [{"function": "find", "inputs": [0]}]},
+     r"node root.inputs\[0\] \('find'\): input 0 is an index"),
+    ({"function": "exist", "inputs": "find"}, r"'inputs' must be a list of subtrees"),
+    (42, "expected a list of nodes, a tree"),
+])
+def test_malformed_programs_name_the_position(program, message):
+    with pytest.raises(LayoutError, match=message):
+        from_program(program, clevr_kinds(), externals={"features": Features("b 3 h w")})
+
+
+def test_deep_programs_are_refused():
+    deep = "(exist " * 300 + ")" * 300
+    with pytest.raises(LayoutError, match="nested deeper than 200"):
+        from_program(deep, clevr_kinds())
+    _ = Adapter

@@ -10,6 +10,7 @@ Example:
 from brickwork.layouts.node import Node, Source, split_module_name
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.layout import Layout, fix_hint
+from brickwork.layouts.program import flatten_program, parse_sexpr
 from brickwork.layouts.build import LayoutBuilder, NodeRef, chain, from_program
 from brickwork.layouts.schedule import Schedule, compile_schedule
 from brickwork.layouts.runner import Runner, call_group
@@ -28,9 +29,11 @@ __all__ = [
     "chain",
     "compile_schedule",
     "fix_hint",
+    "flatten_program",
     "from_program",
     "layout_from_json",
     "load_kinds",
+    "parse_sexpr",
     "save_kinds",
     "split_module_name",
 ]

@@ -9,6 +9,7 @@ from brickwork.errors import LayoutError
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.layout import Layout
 from brickwork.layouts.node import Node, Source, split_module_name
+from brickwork.layouts.program import flatten_program
 from brickwork.modules import Module
 from brickwork.types import NeuralType
 
@@ -139,11 +140,15 @@ def program_function(node: Mapping[str, Any], index: int, name: str) -> str:
     return fn
 
 
-def from_program(program: Sequence[Mapping[str, Any]], kinds: Kinds, *,
+def from_program(program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
+                 kinds: Kinds, *,
                  externals: Mapping[str, NeuralType] | None = None,
                  name: str = "program") -> Layout:
     """Build a layout from a CLEVR-style program (a list of ``{function|type, inputs,
-    value_inputs}`` dicts, each input an index of an earlier node).
+    value_inputs}`` dicts, each input an index of an earlier node), a tree (a dict whose
+    ``inputs`` are subtrees) or an s-expression such as
+    ``"(exist (intersect (find red) (find cube)))"`` (see
+    :func:`brickwork.layouts.program.flatten_program`; all three give the same layout).
 
     A node becomes the module ``function[value,...]`` (``filter_color[red]``). Its input
     ports are filled in declaration order: a port named like an external input (e.g.
@@ -156,7 +161,10 @@ def from_program(program: Sequence[Mapping[str, Any]], kinds: Kinds, *,
         >>> prog = [{"function": "union", "inputs": [], "value_inputs": []}]
         >>> from_program(prog, kinds, externals={"a": None, "b": None}).depth()
         1
+        >>> from_program("(union)", kinds, externals={"a": None, "b": None}).depth()
+        1
     """
+    program = flatten_program(program, name)
     externals = dict(externals or {})
     nodes: list[Node] = []
     for i, pnode in enumerate(program):

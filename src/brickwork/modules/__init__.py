@@ -21,7 +21,7 @@ from brickwork.modules.kinds import (
 )
 from brickwork.modules.module import Module
 from brickwork.modules.typed import Typed, typed
-from brickwork.modules.ops import Adapter, And, Or, Sum
+from brickwork.modules.ops import Adapter, And, Or, Pool, Sum
 from brickwork.modules.card import model_card_markdown
 from brickwork.modules.io import (
     MAX_CONFIG_BYTES,
@@ -48,6 +48,7 @@ __all__ = [
     "KindInfo",
     "Module",
     "Or",
+    "Pool",
     "Signature",
     "Sum",
     "Typed",

@@ -114,12 +114,25 @@ class Module(nn.Module):
                             cfg.pop(name)
                     self._bw_config = {k: _jsonable(v, f"{type(self).__name__}.{k}")
                                        for k, v in cfg.items()}
+                    self._check_instance_ports()
             cls.__init__ = wrapped  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         super().__init__()
         if not hasattr(self, "_bw_config"):
             self._bw_config: dict[str, Any] = {}
+
+    def _check_instance_ports(self) -> None:
+        """Ports set on the instance (they depend on a constructor argument) get the same
+        check against ``forward`` as class ports, when construction ends."""
+        if "inputs" not in self.__dict__:
+            return
+        inputs = self.__dict__["inputs"]
+        if not isinstance(inputs, Mapping):
+            raise PortError(f"{type(self).__name__}: inputs set on the instance must map port "
+                            f"names to types, got {type(inputs).__name__}")
+        check_forward_ports(f"{type(self).__name__} (input ports set in __init__)",
+                            type(self).forward, inputs)
 
     # ----- identity ------------------------------------------------------------------
     @property

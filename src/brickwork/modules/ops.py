@@ -1,8 +1,10 @@
 """Parameter-free operations and adapters between types (thesis Table 4.3).
 
 The typed interface merges soft masks with AND = min and OR = max (bounded, and the
-gradient flows to one input); the classic NMN interface merges heatmaps with AND =
-product and OR = sum. ``Sum`` adds logits (answer prior + evidence). Adapters convert
+gradient flows to one input), or with the product AND (``And.product(of="SoftMask")``:
+still in (0, 1), the gradient flows to both); the classic NMN interface merges heatmaps
+with AND = product and OR = sum. ``Sum`` adds logits (answer prior + evidence).
+``Pool`` reduces one axis (max, noisy-OR ``1 − Π(1 − m)``, mean). Adapters convert
 between types (sigmoid, softmax, ReLU, log).
 
 Example:
@@ -12,6 +14,10 @@ Example:
     tensor([[0.2000, 0.4000]])
     >>> Or.sum("b n")(a, b)
     tensor([[0.7000, 1.3000]])
+    >>> And.product("b n", of="SoftMask")(a, b)
+    tensor([[0.1000, 0.3600]])
+    >>> Pool("noisy_or", "b n", over="n")(torch.tensor([[0.5, 0.5]]))
+    tensor([0.7500])
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from brickwork.errors import PortError
 from brickwork.modules.kinds import register_kind
 from brickwork.modules.module import Module
 from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
+from brickwork.types.axes import format_axes, parse_axes
 from brickwork.types.base import NeuralType
 
 
@@ -53,14 +60,19 @@ class _Merge(Module):
         raise NotImplementedError
 
 
+def _type_name(of: str | type[NeuralType]) -> str:
+    return of if isinstance(of, str) else getattr(of, "__name__", str(of))
+
+
 @final
 @register_kind("And", example_config={"mode": "min", "axes": "b 1 h w"},
                sizes={"b": 3, "h": 4, "w": 5})
 class And(_Merge):
-    """Intersection of two attentions: ``min`` for soft masks, ``product`` for heatmaps."""
+    """Intersection of two attentions: ``min`` or ``soft_product`` for soft masks,
+    ``product`` for heatmaps."""
 
-    modes = {"min": SoftMask, "product": Heatmap}
-    codependent_modes = frozenset({"min", "product"})
+    modes = {"min": SoftMask, "product": Heatmap, "soft_product": SoftMask}
+    codependent_modes = frozenset({"min", "product", "soft_product"})
 
     @classmethod
     def min(cls, axes: str = "b 1 h w") -> And:  # noqa: A003 - reads like the thesis
@@ -68,9 +80,21 @@ class And(_Merge):
         return cls("min", axes)
 
     @classmethod
-    def product(cls, axes: str = "b 1 h w") -> And:
-        """The classic AND of heatmaps."""
-        return cls("product", axes)
+    def product(cls, axes: str = "b 1 h w", of: str | type[NeuralType] = "Heatmap") -> And:
+        """The product AND: of heatmaps (the classic interface) or, with
+        ``of="SoftMask"``, of soft masks (mode ``soft_product``: a SoftMask again).
+
+        Example:
+            >>> And.product("b n", of="SoftMask").outputs["out"]
+            SoftMask['b n']
+        """
+        name = _type_name(of)
+        if name == "Heatmap":
+            return cls("product", axes)
+        if name == "SoftMask":
+            return cls("soft_product", axes)
+        raise PortError(f"And.product: of={name!r} is not supported; the product AND takes "
+                        "'Heatmap' (classic) or 'SoftMask' (typed, stays in (0, 1))")
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.minimum(a, b) if self.mode == "min" else a * b
@@ -111,6 +135,64 @@ class Sum(Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
+
+
+_POOL_TYPES: dict[str, type[NeuralType]] = {"SoftMask": SoftMask, "Heatmap": Heatmap,
+                                             "Features": Features}
+_POOL_OPS = {"max": ("SoftMask", "Heatmap", "Features"), "mean": ("SoftMask", "Heatmap", "Features"),
+             "noisy_or": ("SoftMask",)}
+
+
+@final
+@register_kind("Pool", example_config={"op": "noisy_or", "axes": "b n h w", "over": "n"},
+               sizes={"b": 3, "n": 4, "h": 2, "w": 5})
+class Pool(Module):
+    """Reduce one axis of a typed tensor: ``max``, ``noisy_or`` (``1 − Π(1 − m)``, the
+    probability that at least one of independent events holds) or ``mean``.
+
+    The input is ``of[axes]``; the output is the same type without the ``over`` axis.
+    ``noisy_or`` takes soft masks only; ``max`` and ``mean`` also heatmaps and features.
+
+    Args:
+        op: ``"max"``, ``"noisy_or"`` or ``"mean"``.
+        axes: the input's axes, e.g. ``"b n h w"``.
+        over: the axis name to reduce (``"n"``).
+        of: the type name: ``"SoftMask"`` (default), ``"Heatmap"`` or ``"Features"``.
+
+    Example:
+        >>> import torch
+        >>> pool = Pool("max", "b n", over="n")
+        >>> str(pool.signature)
+        "(x: SoftMask['b n']) -> (out: SoftMask['b'])"
+        >>> pool(torch.tensor([[0.2, 0.7, 0.1]]))
+        tensor([0.7000])
+    """
+
+    def __init__(self, op: str, axes: str = "b n", over: str = "n", of: str = "SoftMask"):
+        super().__init__()
+        if op not in _POOL_OPS:
+            raise PortError(f"Pool: unknown op {op!r}; choose one of {sorted(_POOL_OPS)}")
+        if of not in _POOL_OPS[op]:
+            raise PortError(f"Pool({op!r}): of={of!r} is not supported; {op} pools "
+                            f"{' or '.join(_POOL_OPS[op])}")
+        parsed = parse_axes(axes)
+        if over not in parsed:
+            raise PortError(f"Pool: axis {over!r} is not one of the input axes "
+                            f"[{format_axes(parsed)}]; name the axis to reduce with over=...")
+        if parsed.count(over) > 1:
+            raise PortError(f"Pool: axis {over!r} appears twice in [{format_axes(parsed)}]")
+        self.op, self.dim = op, parsed.index(over)
+        t = _POOL_TYPES[of]
+        rest = tuple(a for a in parsed if a != over)
+        self.inputs = {"x": t(axes)}  # type: ignore[misc]
+        self.outputs = {"out": t(rest)}  # type: ignore[misc]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op == "max":
+            return x.amax(dim=self.dim)
+        if self.op == "mean":
+            return x.mean(dim=self.dim)
+        return 1.0 - torch.prod(1.0 - x, dim=self.dim)
 
 
 _ADAPTERS: dict[str, tuple[type[NeuralType], type[NeuralType]]] = {
