@@ -305,3 +305,44 @@ def test_train_cli_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "row 5: layout index 9 is out of range; expected 0..3" in err
     assert not out.exists()
+
+
+def test_device_is_where_a_job_runs_not_what_it_is():
+    from brickwork.training.job import ModuleJob, job_key
+
+    job = ModuleJob(name="s", kind="Sum", config={"axes": "b 2"}, mode="direct", data="d",
+                    inputs={}, target="y", workdir="w")
+    moved = ModuleJob.from_json({**job.to_json(), "device": "cuda:1"})
+    assert moved.device == "cuda:1" and job_key(moved) == job_key(job)
+
+
+def test_end_to_end_and_evaluate_take_a_device():
+    from brickwork.training import evaluate, train_end_to_end
+
+    kinds = nmn_kinds()
+    family = nmn_family(kinds)
+    data = nmn_data(64, len(family))
+    res = train_end_to_end(family, kinds, data, targets=["answer"],
+                           config=FitConfig(epochs=1, batch_size=32), device="cpu")
+    assert res.steps == 2
+    assert evaluate(family, kinds, data, device="cpu").outputs["answer"]["count"] == 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_plan_on_cuda(tmp_path):
+    """Jobs train on the GPU (one worker slot per device), tables and the final
+    evaluation run there, saved weights are CPU tensors that load anywhere."""
+    from brickwork.modules import load_module
+    from brickwork.training.trainer import evaluate_run
+
+    with LocalExecutor(devices=["cuda:0"]) as ex:
+        kinds, result = _small_plan_run(tmp_path, ex, device="cuda")
+    assert {r["device"] for r in result.modules.values() if "device" in r} == {"cuda:0"}
+    assert next(kinds.module("find[0]").parameters()).device.type == "cuda"
+    assert result.summary["evaluation"]["outputs"]["answer"]["count"] > 0
+    m = load_module(tmp_path / "run" / result.modules["find[0]"]["module_dir"])
+    assert next(m.parameters()).device.type == "cpu"
+    fresh = nmn_kinds()
+    rep = evaluate_run(nmn_family(fresh), fresh, tmp_path / "run", device="cuda")
+    assert rep.outputs["answer"]["value"] == pytest.approx(
+        result.summary["evaluation"]["outputs"]["answer"]["value"], abs=1e-6)

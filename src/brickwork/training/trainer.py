@@ -525,8 +525,7 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
                              layout_column)
                 for name in joint:
                     module = kinds.module(name)
-                    save_module(module.to("cpu") if dev is None else copy.deepcopy(module).to("cpu"),
-                                _module_dir(work, name))
+                    save_module(module, _module_dir(work, name))  # weights saved on the CPU
                     results[name] = {"name": name, "mode": "joint",
                                      "train_time": (time.perf_counter() - t_joint) / len(joint),
                                      "fingerprint": module.fingerprint(), "seed": seed,
