@@ -22,7 +22,6 @@ from brickwork.cli.common import (
     check_writable_file,
     device_arg,
     existing_file,
-    nonneg_int,
     positive_int,
     safe_name,
     writable_out_dir,

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from brickwork.errors import BrickworkError, LoadError
+from brickwork.errors import BrickworkError
 
 logger = logging.getLogger(__name__)
 
