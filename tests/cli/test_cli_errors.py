@@ -338,7 +338,7 @@ def test_clevr_study_arguments(tmp_path, capsys) -> None:
     out = str(tmp_path / "study")
     expect_error(["clevr", "study", "--out", out, "--workers", "-2"], capsys, "--workers", "too small")
     expect_error(["clevr", "study", "--out", out, "--workers", "0"], capsys, "--workers")
-    expect_error(["clevr", "study", "--out", out, "--lr", "5"], capsys, "--lr", "too large")
+    expect_error(["clevr", "study", "--out", out, "--lr", "5"], capsys, "--lr 5.0", "(0, 1)")
     expect_error(["clevr", "study", "--out", out, "--lr", "nan"], capsys, "--lr", "finite")
     expect_error(["clevr", "study", "--out", out, "--seed", "-1"], capsys, "--seed")
     assert not (tmp_path / "study").exists()

@@ -337,7 +337,7 @@ def _register_study(group: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=bounded_int(1, _MAX_PROCESSES), default=None,
                    help="worker processes running the study's jobs (default: 2); a rerun with "
                         "the same OUT resumes from the jobs already done")
-    p.add_argument("--lr", type=bounded_float(0, 1, lo_open=True, hi_open=True), default=None,
+    p.add_argument("--lr", type=bounded_float(), default=None,
                    help="Adam learning rate of every jointly trained stage (end-to-end, FiLM, "
                         "modular downstream; default 1e-3)")
     device_arg(p, help="where the study's jobs train and evaluate: cpu, cuda, cuda:N or mps")
@@ -358,6 +358,9 @@ def _run_study(args: argparse.Namespace) -> int:
     if args.workers is not None:
         cfg = replace(cfg, workers=args.workers)
     if args.lr is not None:
+        if not 0 < args.lr < 1:
+            raise UsageError(f"--lr {args.lr}: a learning rate in (0, 1) is needed, "
+                             "e.g. --lr 1e-3")
         cfg = replace(cfg, lr=args.lr)
     if "device" in {f.name for f in fields(cfg)}:
         cfg = replace(cfg, device=args.device)
