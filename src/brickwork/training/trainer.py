@@ -311,7 +311,12 @@ def export_run_metrics(work: Path, names: Sequence[str]) -> Path | None:
                 rows.append({"module": name, **rec})
     if not rows:
         return None
-    cols = ["module", "epoch"] + sorted({k for r in rows for k in r} - {"module", "epoch"})
+    first = ["module", "epoch", "step", "train_loss", "lr", "val_loss"]
+    seen: list[str] = []
+    for r in rows:
+        seen.extend(k for k in r if k not in seen and k not in first and k != "time")
+    cols = [c for c in first if any(c in r for r in rows)] + seen
+    cols += ["time"] if any("time" in r for r in rows) else []
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
