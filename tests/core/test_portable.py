@@ -287,3 +287,22 @@ def test_map_location_builds_on_that_device(saved):
     assert all(p.is_meta for p in m.parameters())
     cpu = bm.load_module(folder, map_location="cpu")
     assert all(p.device.type == "cpu" for p in cpu.parameters())
+
+
+def test_from_pretrained_by_registry_name_in_a_fresh_interpreter(saved, tmp_path):
+    folder, io = saved
+    reg = tmp_path / "reg"
+    run_py(f"""
+        from brickwork.modules import Module
+        from brickwork.registry import Registry
+        Registry({str(reg)!r}).put("tk_find.red", Module.from_pretrained({str(folder)!r}))
+    """)
+    out = run_py(f"""
+        import sys, torch
+        from safetensors.torch import load_file
+        from brickwork.modules import Module
+        m = Module.from_pretrained("tk_find.red", registry={str(reg)!r})
+        io = load_file({str(io)!r})
+        print(torch.equal(m(io["x"]), io["y"]))
+    """, cwd=tmp_path)
+    assert out.split() == ["True"]
