@@ -86,3 +86,66 @@ def test_evaluate_without_targets_says_so():
         evaluate(family, kinds, no_answer)
     with pytest.raises(DataError, match=r"target columns \['nope'\]"):
         evaluate(family, kinds, data, targets=["nope"])
+
+
+class _Inline:
+    name = "inline"
+    workers = 1
+
+    def map(self, fn, jobs, **kw):
+        return [fn(dict(j)) for j in jobs]
+
+    def close(self):
+        pass
+
+
+def _rc(argv):
+    from brickwork.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_evaluate_run_and_cli_errors(tmp_path, capsys):
+    import json
+
+    from brickwork.errors import TrainingError
+    from brickwork.training import Samples
+    from brickwork.training.examples import write_example_plan
+    from brickwork.training.trainer import evaluate_run
+
+    plan_path = write_example_plan(str(tmp_path / "p"), samples=96)
+    kinds = nmn_kinds()
+    family = nmn_family(kinds)
+    data = Samples.load(tmp_path / "p" / "data.safetensors")
+    plan = make_plan(family, DataSpec({"features", "question"}, {"answer"}))
+    run = tmp_path / "run"
+    res = train_plan(plan, family, kinds, data, workdir=run, executor=_Inline(),
+                     hparams={k: {"epochs": 1} for k in ("encoder", "find", "describe", "measure")})
+    fresh = nmn_kinds()
+    val = evaluate_run(nmn_family(fresh), fresh, run)
+    assert val.to_json()["outputs"] == res.summary["evaluation"]["outputs"]
+    for name in res.modules:
+        assert fresh.module(name).fingerprint() == kinds.module(name).fingerprint()
+    train = evaluate_run(nmn_family(fresh), fresh, run, split="train")
+    assert train.samples + val.samples == 96
+    # the CLI: a table and JSON; bad folders and files are one line
+    assert _rc(["evaluate", plan_path, "--run", str(run), "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["samples"] == val.samples
+    assert "(all)" in capsys.readouterr().out
+    assert _rc(["evaluate", plan_path, "--run", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a brickwork run folder" in err and err.count("\n") == 0
+    assert _rc(["evaluate", plan_path, "--run", plan_path]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+    assert _rc(["evaluate", plan_path, "--run", str(run), "--json", str(tmp_path)]) == 2
+    assert "is a folder, expected a file path" in capsys.readouterr().err
+    assert _rc(["evaluate", plan_path, "--run", str(run), "--split", "test"]) == 2
+    capsys.readouterr()
+    # an altered run folder is refused, not silently scored
+    d = Samples.load(run / "data.safetensors")
+    Samples({**dict(d), "answer": (d["answer"] + 1) % 5}, d.ids).save(run / "data.safetensors")
+    with pytest.raises(TrainingError, match="digest differs"):
+        evaluate_run(nmn_family(fresh), fresh, run)
