@@ -44,6 +44,8 @@ _LAZY = {
     "make_plan": ("brickwork.plan", "make_plan"),
     "Registry": ("brickwork.registry", "Registry"),
     "train_plan": ("brickwork.training", "train_plan"),
+    "evaluate": ("brickwork.training", "evaluate"),
+    "predict": ("brickwork.training", "predict"),
 }
 
 
@@ -76,11 +78,13 @@ __all__ = [
     "__version__",
     "chain",
     "checking",
+    "evaluate",
     "from_program",
     "layouts",
     "load_module",
     "make_plan",
     "modules",
+    "predict",
     "register_kind",
     "save_module",
     "train_plan",
