@@ -297,12 +297,13 @@ def resume_changes(root: Path) -> dict:
         for name, ref in summary["registered"].items():
             module_dir = copy / summary["modules"][name]["module_dir"]
             own += reg.card(ref).fingerprint == load_module(module_dir).fingerprint()
+        # files of the copy that still name the original run folder
         copied.update(registered=len(summary["registered"]), own_weights=own,
-                      paths_absolute=sum(str(root) in p.read_text()
-                                         for p in copy.rglob("*.json")))
+                      files_naming_original=sum(f'{run}"' in p.read_text() or f"{run}/" in
+                                                p.read_text() for p in copy.rglob("*.json")))
     failures = sum(not c["refused_and_unchanged"] for c in cases)
     failures += int(copied["rc"] != 0 or copied.get("own_weights") != copied.get("registered")
-                    or copied.get("paths_absolute", 1) != 0)
+                    or copied.get("files_naming_original", 1) != 0)
     return {"changes": cases, "copied_run": copied, "failures": failures}
 
 
