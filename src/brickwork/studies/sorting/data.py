@@ -38,9 +38,10 @@ FIELDS: dict[str, NeuralType] = {
 
 def encode(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
            lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Field tensors from digit codes ``(b, n)`` (null = 10), pointer indices and lengths."""
+    """Field tensors from digit codes ``(b, n)`` (null = 10), pointer indices and lengths
+    (on the device of ``values``)."""
     n = values.shape[1]
-    pos = torch.arange(n)
+    pos = torch.arange(n, device=values.device)
     return {
         "values": torch.nn.functional.one_hot(values.long(), CODES).float(),
         "a": torch.nn.functional.one_hot(a.long(), n).float(),
@@ -50,16 +51,24 @@ def encode(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     }
 
 
-def representation(lists: object) -> Representation:
-    """The initial representation of equal-length lists (A = 0, B = 1).
+def _initial_fields(lists: object, device: torch.device | str | None) -> dict[str, torch.Tensor]:
+    values = validate_lists(lists)
+    if device is None:
+        device = lists.device if isinstance(lists, torch.Tensor) else "cpu"
+    values = values.to(device)
+    bsz, n = values.shape
+    return encode(values, torch.zeros(bsz, device=device), torch.ones(bsz, device=device),
+                  torch.full((bsz,), n, device=device))
+
+
+def representation(lists: object, device: torch.device | str | None = None) -> Representation:
+    """The initial representation of equal-length lists (A = 0, B = 1), on ``device``
+    (default: the device of ``lists`` when it is a tensor, else the CPU).
 
     Raises:
         DataError: invalid lists (see :func:`~brickwork.studies.sorting.teacher.validate_lists`).
     """
-    values = validate_lists(lists)
-    bsz, n = values.shape
-    fields = encode(values, torch.zeros(bsz), torch.ones(bsz), torch.full((bsz,), n))
-    return Representation(FIELDS, fields)
+    return Representation(FIELDS, _initial_fields(lists, device))
 
 
 def decode(values: torch.Tensor) -> torch.Tensor:
@@ -71,14 +80,13 @@ class SortingEnvironment(Environment):
     """A batch of lists with two pointers: the true problem state.
 
     The state is kept as the last committed field tensors (cheap to apply every step)
-    and decoded to digits on demand.
+    and decoded to digits on demand. ``device``: where the state lives (default: the
+    device of ``lists`` when it is a tensor, else the CPU).
     """
 
-    def __init__(self, lists: object):
-        values = validate_lists(lists)
-        bsz, n = values.shape
-        self._fields = encode(values, torch.zeros(bsz), torch.ones(bsz), torch.full((bsz,), n))
-        self._batch = bsz
+    def __init__(self, lists: object, device: torch.device | str | None = None):
+        self._fields = _initial_fields(lists, device)
+        self._batch = int(self._fields["values"].shape[0])
 
     @property
     def batch_size(self) -> int:
@@ -199,21 +207,28 @@ def training_lists(count: int, max_length: int, seed: int, min_length: int = 2) 
     return [rng.integers(0, 10, size=int(n)).tolist() for n in lengths]
 
 
-def batch_representation(tr: Transitions, rows: np.ndarray, *, after: bool = False
-                         ) -> Representation:
+def batch_representation(tr: Transitions, rows: np.ndarray, *, after: bool = False,
+                         device: torch.device | str = "cpu") -> Representation:
     """The representation of the chosen decisions (before, or after the operator),
-    cropped to the longest list among them."""
+    cropped to the longest list among them, on ``device``."""
     n = int(tr.length[rows].max())
     v = tr.after_values if after else tr.values
     a = tr.after_a if after else tr.a
     b = tr.after_b if after else tr.b
-    fields = encode(torch.from_numpy(v[rows, :n]), torch.from_numpy(a[rows]),
-                    torch.from_numpy(b[rows]), torch.from_numpy(tr.length[rows]))
+    fields = encode(*(torch.from_numpy(x).to(device) for x in (
+        v[rows, :n], a[rows], b[rows], tr.length[rows])))
     return Representation(FIELDS, fields)
 
 
 def add_noise(rep: Representation, generator: torch.Generator) -> Representation:
-    """Every field through its type's training noise (thesis eq. 3.1 / 3.2)."""
+    """Every field through its type's training noise (thesis eq. 3.1 / 3.2).
+
+    The noise is drawn on the generator's device (the CPU for ``torch.Generator()``) and
+    moved to the representation's, so a seed gives the same noise on every device.
+    """
+    device = rep.device
+    if device != generator.device:
+        return add_noise(rep.to(generator.device), generator).to(device)
     types = rep.types
     return rep.replace(**{k: types[k].noise(v, generator) for k, v in rep.values.items()})
 

@@ -40,8 +40,9 @@ def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def teacher_steps_batch(lists: torch.Tensor) -> torch.Tensor:
-    """The flat teacher's number of decisions for each list (vectorised simulation)."""
-    v = lists.numpy().copy()
+    """The flat teacher's number of decisions for each list (vectorised simulation, on
+    the CPU; the result is on the CPU)."""
+    v = lists.detach().cpu().numpy().copy()
     n = v.shape[1]
     steps = np.ones(len(v), dtype=np.int64)  # EOP
     for a in range(n - 1):
@@ -81,20 +82,25 @@ def max_verified(accuracy: Mapping[int, float | None], lengths: Sequence[int],
     return best
 
 
-def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int = 500
-                    ) -> dict[str, Any]:
-    """Run the agent closed loop on equal-length lists; counts of solved lists."""
+def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int = 500, *,
+                    device: str = "cpu") -> dict[str, Any]:
+    """Run the agent closed loop on equal-length lists; counts of solved lists.
+
+    The episodes run on ``device`` (the agent's modules must be there already: see
+    :func:`~brickwork.studies.sorting.study.evaluate_variant`).
+    """
     correct = terminated = 0
     steps_total = 0
     t0 = time.perf_counter()
     for i in range(0, len(lists), chunk):
         part = lists[i:i + chunk]
         limit = 2 * teacher_steps_batch(part)
-        env = SortingEnvironment(part)
+        env = SortingEnvironment(part, device=device)
         ui = Interface(env, FIELDS, typed=typed)
         with torch.no_grad():
-            episode = agent.run(ui, step_limit=limit)
-        ok = episode.terminated & (env.lists() == part.sort(-1).values).all(-1)
+            episode = agent.run(ui, step_limit=limit.to(device))
+        expected = part.sort(-1).values.to(device)
+        ok = episode.terminated & (env.lists() == expected).all(-1)
         correct += int(ok.sum())
         terminated += int(episode.terminated.sum())
         steps_total += int(episode.steps.sum())
@@ -106,9 +112,10 @@ def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int =
 
 
 def evaluate_agent(agent: Agent, typed: bool, lengths: Sequence[int],
-                   counts: Mapping[int, int], seed: int, *, skip_after_zero: bool = False
-                   ) -> dict[int, dict[str, Any] | None]:
-    """Evaluate at each length on ``counts[length]`` random lists (seeded).
+                   counts: Mapping[int, int], seed: int, *, skip_after_zero: bool = False,
+                   device: str = "cpu") -> dict[int, dict[str, Any] | None]:
+    """Evaluate at each length on ``counts[length]`` random lists (seeded, drawn on the
+    CPU: the same lists on every device), running the episodes on ``device``.
 
     With ``skip_after_zero``, lengths after one where no list was solved are not run
     (recorded as ``None``): the cost of whole-list variants grows as n³.
@@ -120,7 +127,7 @@ def evaluate_agent(agent: Agent, typed: bool, lengths: Sequence[int],
             out[n] = None
             continue
         gen = torch.Generator().manual_seed(seed * 100_000 + n)
-        res = evaluate_length(agent, typed, random_lists(counts[n], n, gen))
+        res = evaluate_length(agent, typed, random_lists(counts[n], n, gen), device=device)
         log.info("%s length %d: %d/%d (%.1f s)", agent.name, n, res["correct"], res["total"],
                  res["seconds"])
         out[n] = res

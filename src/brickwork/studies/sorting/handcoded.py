@@ -73,7 +73,7 @@ class HandShiftHead(Module):
     outputs = {"shift": Probs(["b", 3])}
 
     def forward(self, value: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(value.shape[0], 3, dtype=value.dtype)
+        out = torch.zeros(value.shape[0], 3, dtype=value.dtype, device=value.device)
         out[:, 2] = 1.0
         return out
 

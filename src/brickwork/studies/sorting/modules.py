@@ -136,9 +136,11 @@ class PolicyLSTM(Module):
         self.cell = nn.LSTMCell(embedding, hidden)
         self.out = nn.Linear(hidden, choices)
 
-    def initial_state(self, batch: int) -> dict[str, torch.Tensor]:
-        """Zero LSTM state."""
-        z = torch.zeros(batch, self.hidden)
+    def initial_state(self, batch: int, device: torch.device | str | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """Zero LSTM state, on ``device`` (default: where the weights are)."""
+        z = torch.zeros(batch, self.hidden,
+                        device=self.out.weight.device if device is None else device)
         return {"h": z, "c": z.clone()}
 
     def forward(self, c: torch.Tensor, embedding: torch.Tensor, h: torch.Tensor

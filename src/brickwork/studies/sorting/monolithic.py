@@ -62,7 +62,8 @@ class MonolithicConfig:
 
 
 class _Unrolled:
-    def __init__(self, modules: dict, tr: Transitions):
+    def __init__(self, modules: dict, tr: Transitions, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
         self.ops = thesis_operators(modules)
         self.ctl = thesis_controller(modules)
         self.tr = tr
@@ -72,19 +73,18 @@ class _Unrolled:
 
     def run(self, eps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and per-episode error for the episodes ``eps`` (teacher-forced)."""
-        tr = self.tr
-        starts, lens = self.starts[eps], torch.from_numpy(self.lens[eps])
-        rep = batch_representation(tr, starts)
+        tr, dev = self.tr, self.device
+        starts, lens = self.starts[eps], torch.from_numpy(self.lens[eps]).to(dev)
+        rep = batch_representation(tr, starts, device=dev)
         n = rep["values"].shape[1]
         last = starts + self.lens[eps] - 1
-        target_values = torch.from_numpy(tr.values[last, :n])
-        state = self.ctl.initial_state(len(eps))
-        sel_loss = torch.zeros(())
-        wrong = torch.zeros(len(eps), dtype=torch.bool)
-        for t in range(int(lens.max())):
+        target_values = torch.from_numpy(tr.values[last, :n]).to(dev)
+        state = self.ctl.initial_state(len(eps), device=dev)
+        sel_loss = torch.zeros((), device=dev)
+        wrong = torch.zeros(len(eps), dtype=torch.bool, device=dev)
+        for t in range(int(self.lens[eps].max())):
             live = lens > t
-            rows_t = torch.from_numpy(np.minimum(starts + t, last))
-            target = torch.from_numpy(tr.op[rows_t.numpy()])
+            target = torch.from_numpy(tr.op[np.minimum(starts + t, last)]).to(dev)
             sel, state = self.ctl.decide(rep, state)
             logp = torch.log(sel.clamp(min=1e-8))
             sel_loss = sel_loss - (logp.gather(1, target.view(-1, 1)).squeeze(1) * live).sum()
@@ -103,17 +103,21 @@ class _Unrolled:
         return loss, wrong.float()
 
 
-def train_monolithic(seed: int, cfg: MonolithicConfig) -> dict[str, Any]:
-    """Train the monolithic sorter; returns metrics, history and weights by role."""
+def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -> dict[str, Any]:
+    """Train the monolithic sorter on ``device``; returns metrics, history and weights
+    by role (the modules are built on the CPU, so a seed starts from the same weights on
+    every device)."""
     torch.manual_seed(seed * 7919 + 17)
     modules: dict = {}
     for unit in ("thesis.mova", "thesis.movb", "thesis.retb", "thesis.swap", "thesis.controller"):
         modules.update(new_modules(unit, cfg.hidden))
+    for m in modules.values():
+        m.to(device)
     train = build_transitions(training_lists(cfg.train_lists, cfg.max_length, seed),
                               pad_to=cfg.max_length)
     val = build_transitions(training_lists(cfg.val_lists, cfg.max_length, seed + 100_003),
                             pad_to=cfg.max_length)
-    net, vnet = _Unrolled(modules, train), _Unrolled(modules, val)
+    net, vnet = _Unrolled(modules, train, device), _Unrolled(modules, val, device)
     params = [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(seed + 5)
@@ -163,7 +167,7 @@ def train_monolithic(seed: int, cfg: MonolithicConfig) -> dict[str, Any]:
     return {"unit": "monolithic", "seed": seed, "stop_reason": reason, "iterations": it,
             "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "curriculum_length": length,
             "full_length_error": full_error, "met_criteria": reason == "criteria",
-            "data_digest": train.digest(), "history": history,
+            "data_digest": train.digest(), "history": history, "device": str(device),
             "states": states_to_bytes(modules)}
 
 

@@ -26,7 +26,8 @@ from brickwork.modules import atomic_write_json, load_module, save_module
 from brickwork.studies.sorting.evaluation import eval_lengths, evaluate_agent, max_verified
 from brickwork.studies.sorting.monolithic import MonolithicConfig, train_monolithic
 from brickwork.studies.sorting.plots import plot_all
-from brickwork.studies.sorting.training import Pool, TrainConfig, modules_from_bytes, train_unit
+from brickwork.studies.sorting.training import (Pool, TrainConfig, check_device, modules_from_bytes,
+                                                train_unit)
 from brickwork.studies.sorting.variants import (ADDRESSED_UNITS, THESIS_UNITS, VARIANTS, WHOLE_LIST,
                                                 build_agent, is_typed)
 
@@ -138,19 +139,19 @@ def _variant_units(variant: str) -> list[str]:
 
 
 def evaluate_variant(variant: str, seed: int, folder: str, lengths: list[int],
-                     counts: dict[int, int]) -> dict[str, Any]:
+                     counts: dict[int, int], *, device: str = "cpu") -> dict[str, Any]:
     """Load a variant's modules from ``folder`` (a seed's module folder, or the monolithic
-    one) and evaluate it closed loop (runs in a worker process)."""
+    one) onto ``device`` and evaluate it closed loop there (runs in a worker process)."""
     root = Path(folder)
     modules = {}
     for unit in _variant_units(variant):
         base = root / unit if variant != "monolithic" else root
         for role in (THESIS_UNITS.get(unit) or ADDRESSED_UNITS[unit]):
-            modules[role] = load_module(base / role)
+            modules[role] = load_module(base / role).to(device)
     agent = build_agent(variant, modules)
     t0 = time.perf_counter()
     res = evaluate_agent(agent, is_typed(variant), lengths, counts, seed,
-                         skip_after_zero=variant in WHOLE_LIST)
+                         skip_after_zero=variant in WHOLE_LIST, device=device)
     return {"variant": variant, "seed": seed, "by_length": {str(k): v for k, v in res.items()},
             "seconds": time.perf_counter() - t0}
 
@@ -162,8 +163,10 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
 class _Run:
     """The scheduler of one study run (main process)."""
 
-    def __init__(self, cfg: StudyConfig, out: Path, pool: Pool, evaluate: bool):
+    def __init__(self, cfg: StudyConfig, out: Path, pool: Pool, evaluate: bool,
+                 device: str = "cpu"):
         self.cfg, self.out, self.pool, self.evaluate = cfg, out, pool, evaluate
+        self.device = device
         self.pending: dict[cf.Future, tuple] = {}
         self.modules: dict[int, dict[str, dict]] = {}
         self.histories: dict[str, dict] = {}
@@ -179,7 +182,8 @@ class _Run:
         if not units:
             return 0.0, 0.0
         t0 = time.perf_counter()
-        futs = {u: self.pool.submit(train_unit, unit=u, seed=seed, cfg=self.cfg.train) for u in
+        futs = {u: self.pool.submit(train_unit, unit=u, seed=seed, cfg=self.cfg.train,
+                                    device=self.device) for u in
                 sorted(units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0))}
         for u, f in futs.items():
             self._done_a(seed, u, f.result(), submit_extra=False)
@@ -202,11 +206,13 @@ class _Run:
     def _submit_extra(self, seed: int, unit: str) -> None:
         res = self.modules[seed][unit]["criterion"]
         self.submit(("B", seed, unit), train_unit, unit=unit, seed=seed, cfg=self.cfg.train,
-                    phase="extra", init_states=res["states"], prior_iterations=res["iterations"])
+                    phase="extra", init_states=res["states"], prior_iterations=res["iterations"],
+                    device=self.device)
 
     def start_seed(self, seed: int) -> None:
         for u in self.thesis + self.addressed:
-            self.submit(("A", seed, u), train_unit, unit=u, seed=seed, cfg=self.cfg.train)
+            self.submit(("A", seed, u), train_unit, unit=u, seed=seed, cfg=self.cfg.train,
+                        device=self.device)
 
     def _seed_ready(self, seed: int, units: list[str]) -> bool:
         got = self.modules.get(seed, {})
@@ -216,7 +222,7 @@ class _Run:
         if self.evaluate and variant in self.cfg.variants:
             self.submit(("E", variant, seed), evaluate_variant, variant=variant, seed=seed,
                         folder=str(folder), lengths=self.cfg.lengths(),
-                        counts=self.cfg.counts(variant, seed))
+                        counts=self.cfg.counts(variant, seed), device=self.device)
 
     def handle(self, tag: tuple, res: Any) -> None:
         kind = tag[0]
@@ -295,11 +301,15 @@ def _variant_summary(cfg: StudyConfig, variant: str, per_seed: dict[int, dict]) 
 
 
 def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
-              evaluate: bool = True) -> dict[str, Any]:
+              evaluate: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Run the study into ``out`` (modules, histories, plots, ``summary.json``).
 
     With ``train=False`` the modules are loaded from ``out/modules`` (a previous train run).
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …): where every worker trains and
+    evaluates (modules are initialised and data drawn on the CPU with the same seeds, then
+    moved there); it is recorded in the summary. Saved modules are on the CPU.
     """
+    check_device(device, "sorting study")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -309,12 +319,12 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
     summary: dict[str, Any] = {"study": "sorting", "brickwork_version": __version__,
                                "torch_version": torch.__version__, "quick": cfg.quick,
                                "seeds": list(cfg.seeds), "config": cfg.to_json(),
-                               "max_train_length": cfg.max_train()}
+                               "max_train_length": cfg.max_train(), "device": str(device)}
     with Pool(cfg.workers) as pool:
         # start the workers (imports) before anything is timed
         for f in [pool.submit(_warm) for _ in range(cfg.workers)]:
             f.result()
-        run = _Run(cfg, out, pool, evaluate)
+        run = _Run(cfg, out, pool, evaluate, device)
         if train:
             s0 = cfg.seeds[0]
             modular_seconds, modular_cpu = run.phase_a(s0, run.thesis)
@@ -322,7 +332,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
             for u in run.thesis + run.addressed:
                 run._submit_extra(s0, u)
             if "monolithic" in cfg.variants:
-                run.submit(("M",), train_monolithic, seed=s0, cfg=cfg.monolithic)
+                run.submit(("M",), train_monolithic, seed=s0, cfg=cfg.monolithic, device=device)
             for s in cfg.seeds[1:]:
                 run.start_seed(s)
             run.drain()
@@ -335,7 +345,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
             if not prior.exists():
                 raise TrainingError(f"{prior}: missing; run 'brickwork sorting train --out {out}' first")
             summary.update({k: v for k, v in json.loads(prior.read_text()).items()
-                            if k not in ("config", "quick", "seeds")})
+                            if k not in ("config", "quick", "seeds", "device")})
             run.histories = json.loads((out / "histories.json").read_text())
             for v in cfg.variants:
                 seeds = [cfg.seeds[0]] if v == "monolithic" else (

@@ -108,6 +108,31 @@ def unit_data(unit: str, seed: int, cfg: TrainConfig) -> _Data:
     return _DATA_CACHE[key]
 
 
+def check_device(device: str, where: str) -> torch.device:
+    """``device`` parsed, or a :class:`TrainingError` saying why it cannot be used here.
+
+    Example:
+        >>> check_device("cpu", "sorting study")
+        device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise TrainingError(f"{where}: device {device!r} is not a torch device ({exc}); use "
+                            "'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"{where}: device {device!r} asked, but this torch has no CUDA "
+                            f"device (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TrainingError(f"{where}: device {device!r} asked, but only "
+                            f"{torch.cuda.device_count()} CUDA device(s) exist; use cuda:0…"
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"{where}: device {device!r} asked, but MPS is not available here; "
+                            "use device='cpu'")
+    return dev
+
+
 # ----- losses and measures ------------------------------------------------------------------
 def port_loss(t: NeuralType, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for a port: categorical for distributions, binary for masks."""
@@ -137,8 +162,9 @@ def mean_abs_grad(params: Iterable[torch.nn.Parameter]) -> float:
 
 # ----- one unit ---------------------------------------------------------------------------------
 class _OperatorTask:
-    def __init__(self, op: ModuleOperator, data: _Data, cfg: TrainConfig):
-        self.op, self.cfg = op, cfg
+    def __init__(self, op: ModuleOperator, data: _Data, cfg: TrainConfig,
+                 device: torch.device | str = "cpu"):
+        self.op, self.cfg, self.device = op, cfg, torch.device(device)
         k = data.train.ops.index(op.name)
         self.train, self.val = data.train, data.val
         self.rows = {L: np.nonzero((data.train.op == k) & (data.train.length <= L))[0]
@@ -147,16 +173,20 @@ class _OperatorTask:
                          for L in range(2, cfg.max_length + 1)}
         self.params = list(op.functional.parameters())
 
-    def _run(self, tr: Transitions, rows: np.ndarray, gen: torch.Generator
-             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _run(self, tr: Transitions, rows: np.ndarray, gen: torch.Generator, *,
+             measure: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+        # built and noised on the CPU (the generator's device), then moved: a seed gives
+        # the same batches on every device
         before = batch_representation(tr, rows)
         after = batch_representation(tr, rows, after=True)
-        out = self.op.functional.call_ports(**self.op.gather(add_noise(before, gen)))
+        noisy = add_noise(before, gen).to(self.device)
+        before, after = before.to(self.device), after.to(self.device)
+        out = self.op.functional.call_ports(**self.op.gather(noisy))
         targets = self.op.targets(before, after)
         outs = self.op.functional.outputs
         loss = sum(port_loss(outs[p], out[p], targets[p]) for p in outs)
         wrong = torch.stack([port_errors(outs[p], out[p], targets[p]) for p in outs]).any(0)
-        sat = float(np.mean([outs[p].saturation(out[p]) for p in outs]))
+        sat = float(np.mean([outs[p].saturation(out[p]) for p in outs])) if measure else 0.0
         return loss, wrong.float(), sat
 
     def first_length(self) -> int:
@@ -170,13 +200,14 @@ class _OperatorTask:
     def validate(self, length: int) -> tuple[float, float, float]:
         gen = torch.Generator().manual_seed(1234)
         with torch.no_grad():
-            loss, wrong, sat = self._run(self.val, self.val_rows[length], gen)
+            loss, wrong, sat = self._run(self.val, self.val_rows[length], gen, measure=True)
         return float(loss), float(wrong.mean()), sat
 
 
 class _ControllerTask:
-    def __init__(self, ctl: Controller, data: _Data, cfg: TrainConfig):
-        self.ctl, self.cfg = ctl, cfg
+    def __init__(self, ctl: Controller, data: _Data, cfg: TrainConfig,
+                 device: torch.device | str = "cpu"):
+        self.ctl, self.cfg, self.device = ctl, cfg, torch.device(device)
         self.train, self.val = data.train, data.val
         self.params = list(ctl.parameters())
         self.ep = {name: self._episodes(tr) for name, tr in (("train", data.train), ("val", data.val))}
@@ -190,24 +221,27 @@ class _ControllerTask:
         ends = np.append(starts[1:], len(tr.t))
         return starts, ends - starts, tr.length[starts]
 
-    def _run(self, tr: Transitions, which: str, eps: np.ndarray, gen: torch.Generator
-             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _run(self, tr: Transitions, which: str, eps: np.ndarray, gen: torch.Generator, *,
+             measure: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+        dev = self.device
         starts, lens, _ = self.ep[which]
         rows = np.concatenate([np.arange(starts[e], starts[e] + lens[e]) for e in eps])
-        rep = add_noise(batch_representation(tr, rows), gen)
+        # noise drawn on the CPU (the generator's device), then moved
+        rep = add_noise(batch_representation(tr, rows), gen).to(dev)
         emb = self.ctl.embed(rep)
-        prev_t = torch.from_numpy(tr.prev[rows])
+        prev_t = torch.from_numpy(tr.prev[rows]).to(dev)
         previous = self.ctl.force_previous(prev_t)
-        previous = torch.softmax(100.0 * (previous - 0.4 * torch.rand(previous.shape, generator=gen)).abs(), -1)
-        target = torch.from_numpy(tr.op[rows])
+        jitter = 0.4 * torch.rand(previous.shape, generator=gen).to(dev)
+        previous = torch.softmax(100.0 * (previous - jitter).abs(), -1)
+        target = torch.from_numpy(tr.op[rows]).to(dev)
         if not self.ctl.state_ports:
             sel, _ = self.ctl.policy_step(emb, {"previous": previous})
         else:
-            e_lens = torch.from_numpy(lens[eps])
-            tmax = int(e_lens.max())
+            e_lens = torch.from_numpy(lens[eps]).to(dev)
+            tmax = int(lens[eps].max())
             ne = len(eps)
-            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lens[eps])[:-1]]))
-            state = self.ctl.initial_state(ne)
+            offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lens[eps])[:-1]])).to(dev)
+            state = self.ctl.initial_state(ne, device=dev)
             outs = []
             for t in range(tmax):
                 live = (e_lens > t).nonzero().flatten()
@@ -218,12 +252,12 @@ class _ControllerTask:
                 s, new = self.ctl.policy_step(emb.index_select(0, idx), step_state)
                 state = {k: state[k].index_copy(0, live, new[k]) for k in state}
                 outs.append((idx, s))
-            sel = torch.zeros(len(rows), len(self.ctl.choices))
+            sel = torch.zeros(len(rows), len(self.ctl.choices), device=dev)
             for idx, s in outs:
                 sel = sel.index_copy(0, idx, s)
         loss = torch.nn.functional.nll_loss(torch.log(sel.clamp(min=1e-8)), target)
         wrong = (sel.argmax(-1) != target).float()
-        sat = self.ctl.policy.outputs["selection"].saturation(sel)
+        sat = self.ctl.policy.outputs["selection"].saturation(sel) if measure else 0.0
         return loss, wrong, sat
 
     def first_length(self) -> int:
@@ -237,28 +271,30 @@ class _ControllerTask:
     def validate(self, length: int) -> tuple[float, float, float]:
         gen = torch.Generator().manual_seed(1234)
         with torch.no_grad():
-            loss, wrong, sat = self._run(self.val, "val", self.val_eps[length], gen)
+            loss, wrong, sat = self._run(self.val, "val", self.val_eps[length], gen, measure=True)
         return float(loss), float(wrong.mean()), sat
 
 
-def _task(unit: str, modules: Mapping[str, Module], data: _Data, cfg: TrainConfig):
+def _task(unit: str, modules: Mapping[str, Module], data: _Data, cfg: TrainConfig,
+          device: torch.device | str = "cpu") -> _OperatorTask | _ControllerTask:
     family, role = unit.split(".")
     if role == "controller":
         ctl = (thesis_controller(modules) if family == "thesis"
                else addressed_controller(modules, recursive=family == "rec"))
-        return _ControllerTask(ctl, data, cfg)
+        return _ControllerTask(ctl, data, cfg, device)
     full = dict(modules)
     ops = thesis_operators if family == "thesis" else addressed_operators
     # the other roles are irrelevant to this operator; fill them with fresh modules
     for other in ("mova", "movb", "retb", "swap"):
         full.setdefault(other, next(iter(new_modules(f"{family}.{other}", cfg.hidden).values())))
     op = {o.name: o for o in ops(full)}[role]
-    return _OperatorTask(op, data, cfg)  # type: ignore[arg-type]
+    return _OperatorTask(op, data, cfg, device)  # type: ignore[arg-type]
 
 
 def states_to_bytes(modules: Mapping[str, Module]) -> dict[str, bytes]:
     """Module weights as safetensors bytes, by role (no pickle)."""
-    return {role: st_save({k: v.detach().contiguous().clone() for k, v in m.state_dict().items()})
+    return {role: st_save({k: v.detach().cpu().contiguous().clone()
+                           for k, v in m.state_dict().items()})
             for role, m in modules.items()}
 
 
@@ -272,8 +308,12 @@ def modules_from_bytes(unit: str, states: Mapping[str, bytes], hidden: int) -> d
 
 def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterion",
                init_states: Mapping[str, bytes] | None = None,
-               prior_iterations: int = 0) -> dict[str, Any]:
+               prior_iterations: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Train one unit; returns metrics, history and the weights (safetensors bytes).
+
+    The modules are built on the CPU (the same initial weights on every device) and
+    trained on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …); the batches are drawn
+    on the CPU with the seeded generators and moved there.
 
     ``phase='criterion'`` trains until the §3.2.2 criteria (error and saturation ≤ the
     configured thresholds at the full length), a stalled loss, a loss under 1e-6, or the
@@ -286,8 +326,10 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
     torch.manual_seed(seed * 7919 + sum(map(ord, unit)))
     modules = (modules_from_bytes(unit, init_states, cfg.hidden) if init_states is not None
                else new_modules(unit, cfg.hidden))
+    for m in modules.values():
+        m.to(device)
     data = unit_data(unit, seed, cfg)
-    task = _task(unit, modules, data, cfg)
+    task = _task(unit, modules, data, cfg, device)
     opt = torch.optim.Adam(task.params, lr=cfg.lr)
     rng = np.random.default_rng(seed * 31 + len(unit) + (7 if phase == "extra" else 0))
     gen = torch.Generator().manual_seed(seed * 101 + len(unit))
@@ -350,7 +392,7 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
              unit, seed, phase, reason, it, seconds, err, sat)
     return {"unit": unit, "seed": seed, "phase": phase, "stop_reason": reason,
             "iterations": it, "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "val_saturation": sat,
-            "data_digest": data.digest, "history": history,
+            "data_digest": data.digest, "history": history, "device": str(device),
             "states": states_to_bytes(modules), "met_criteria": reason in ("criteria", "loss_floor")}
 
 
@@ -404,14 +446,16 @@ UNIT_COST = {"thesis.controller": 100, "thesis.swap": 60, "rec.controller": 12,
 
 
 def train_units(units: Iterable[str], seed: int, cfg: TrainConfig, pool: Pool, *,
-                phase: str = "criterion", previous: Mapping[str, dict] | None = None
-                ) -> tuple[dict[str, dict], float]:
-    """Train units in parallel; returns results by unit and the wall time of the batch."""
+                phase: str = "criterion", previous: Mapping[str, dict] | None = None,
+                device: str = "cpu") -> tuple[dict[str, dict], float]:
+    """Train units in parallel (each on ``device``); returns results by unit and the wall
+    time of the batch."""
     order = sorted(units, key=lambda u: -UNIT_COST.get(u, 1))
     t0 = time.perf_counter()
     futures = {}
     for u in order:
-        kw: dict[str, Any] = {"unit": u, "seed": seed, "cfg": cfg, "phase": phase}
+        kw: dict[str, Any] = {"unit": u, "seed": seed, "cfg": cfg, "phase": phase,
+                              "device": device}
         if previous is not None:
             kw["init_states"] = previous[u]["states"]
             kw["prior_iterations"] = previous[u]["iterations"]
@@ -420,5 +464,5 @@ def train_units(units: Iterable[str], seed: int, cfg: TrainConfig, pool: Pool, *
     return results, time.perf_counter() - t0
 
 
-__all__ = ["Pool", "TrainConfig", "mean_abs_grad", "modules_from_bytes", "port_errors",
+__all__ = ["Pool", "TrainConfig", "check_device", "mean_abs_grad", "modules_from_bytes", "port_errors",
            "port_loss", "states_to_bytes", "train_unit", "train_units", "unit_data"]
