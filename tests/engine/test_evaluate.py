@@ -149,3 +149,16 @@ def test_evaluate_run_and_cli_errors(tmp_path, capsys):
     Samples({**dict(d), "answer": (d["answer"] + 1) % 5}, d.ids).save(run / "data.safetensors")
     with pytest.raises(TrainingError, match="digest differs"):
         evaluate_run(nmn_family(fresh), fresh, run)
+
+
+def test_end_to_end_refuses_a_negative_layout_index():
+    from brickwork.training import FitConfig, train_end_to_end
+
+    kinds = nmn_kinds()
+    family = nmn_family(kinds)
+    data = nmn_data(8, len(family))
+    layout = data["layout"].clone()
+    layout[2] = -1
+    broken = type(data)({**dict(data), "layout": layout}, data.ids)
+    with pytest.raises(DataError, match=r"data: column 'layout', row 2: layout index -1"):
+        train_end_to_end(family, kinds, broken, targets=["answer"], config=FitConfig(epochs=1))

@@ -20,6 +20,7 @@ import torch
 from brickwork.errors import TrainingError
 from brickwork.layouts import Kinds, Layout, Runner
 from brickwork.training.callbacks import Callback
+from brickwork.training.evaluate import check_layout_column
 from brickwork.training.fit import FitConfig, FitResult, fit
 from brickwork.training.losses import type_loss, type_score
 from brickwork.training.samples import Samples
@@ -75,6 +76,9 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
     """
     if not family:
         raise TrainingError("train_end_to_end: the family is empty")
+    for part, where in ((data, "data"), (val, "val")):
+        if isinstance(part, Samples):  # a DataLoader is checked batch by batch by the runner
+            check_layout_column(part, len(family), layout_column, where=where)
     for lay in family:
         if lay.kinds is not kinds:
             raise TrainingError(f"layout '{lay.name}' was built with another Kinds; build every "

@@ -179,10 +179,6 @@ def check_main_guard(start_method: str) -> None:
     """
     if start_method == "fork":
         return
-    if mp.parent_process() is not None and getattr(sys.modules.get("__main__"), "__name__",
-                                                   "") == "__mp_main__":
-        raise TrainingError(f"a worker process is starting a run while importing the main module; "
-                            f"{MAIN_GUARD_HINT}")
     where = _unguarded_main_call()
     if where is not None:
         raise TrainingError(f"{where}: a process pool is started at the top level of the main "

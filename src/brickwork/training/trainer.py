@@ -5,9 +5,12 @@ datasets (the upstream modules are frozen and run once over the data, §4.3.2); 
 module is then a :class:`ModuleJob` run by the executor; trained weights are loaded
 back into the vocabulary, registered when a registry is given, and the next stage
 starts. Joint groups train together in this process, end-to-end over the layouts that
-use them. A run folder holds everything: ``cache/``, ``jobs/<module>/``, ``summary.json``.
-Run it again with ``resume=True`` after a crash: finished jobs are skipped, unfinished
-ones continue from their checkpoints, intermediate datasets are cache hits.
+use them. A run folder holds everything: ``run.json`` (the run key), ``data.safetensors``,
+``cache/``, ``jobs/<module>/``, ``metrics.csv``, ``summary.json``; every path recorded in
+it is relative to it. Run it again with ``resume=True`` after a crash: finished jobs whose
+key matches are skipped, unfinished ones continue from their checkpoints, intermediate
+datasets are cache hits. A resume whose run key differs (seed, data, hyperparameters,
+search space, trials, plan, split) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ class PlanResult:
 
     def cost_table(self) -> str:
         return self.cost.table()
+
+    @property
+    def evaluation(self) -> EvaluationReport | None:
+        """The assembled family's metrics on the held-out samples (None when not run)."""
+        e = self.summary.get("evaluation")
+        return EvaluationReport.from_json(e) if e and "outputs" in e else None
 
 
 def _slice_value(lay: Layout, src: Source) -> Layout:
