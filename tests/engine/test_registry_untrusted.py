@@ -199,3 +199,12 @@ def test_put_racing_remove_of_identical_weights_never_loses_a_blob(tmp_path):
     assert results == [{"lost": 0, "errors": 0}] * 2
     reg = Registry(root)
     assert len(reg) == 0 and reg.verify() == []
+
+
+def test_readme_use_snippet_runs_in_a_fresh_interpreter(exported):
+    readme = (exported / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "from_pretrained" in code
+    r = subprocess.run([sys.executable, "-c", code], cwd=exported, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "(x: Features['b 4']) -> (probs: Probs['b 2'])"

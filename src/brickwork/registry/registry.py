@@ -1116,6 +1116,11 @@ class Registry:
             log.warning("Registry.import_(overwrite=...) is deprecated and ignored: an "
                         "import adds a version")
         folder = Path(folder)
+        with _os_errors("importing", folder):
+            return self._import(folder, name, imports=imports, max_weights_bytes=max_weights_bytes)
+
+    def _import(self, folder: Path, name: str | None, *, imports: Sequence[str],
+                max_weights_bytes: int) -> ModelCard:
         if not folder.is_dir():
             raise RegistryError(f"{folder}: not a folder; `registry import` takes the folder "
                                 "written by `registry export` / save_pretrained")
