@@ -204,7 +204,12 @@ def key_digest(key: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_ABSENT = object()
+
+
 def _short(value: Any) -> str:
+    if value is _ABSENT:
+        return "(not set)"
     text = json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, str) and len(value) >= 32:
         return value[:8] + "…"
@@ -215,13 +220,13 @@ def key_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
     """``"path: old -> new"`` for every leaf that differs between two keys.
 
     Example:
-        >>> key_changes({"seed": 0, "hparams": {"lr": 0.1}}, {"seed": 1, "hparams": {"lr": 0.1}})
-        ['seed: 0 -> 1']
+        >>> key_changes({"seed": 0, "hparams": {"lr": 0.1}}, {"seed": 1, "hparams": {}})
+        ['hparams.lr: 0.1 -> (not set)', 'seed: 0 -> 1']
     """
     out: list[str] = []
     for k in sorted(set(old) | set(new), key=str):
         path = f"{prefix}{k}"
-        a, b = old.get(k, "<missing>"), new.get(k, "<missing>")
+        a, b = old.get(k, _ABSENT), new.get(k, _ABSENT)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out.extend(key_changes(a, b, path + "."))
         elif a != b:
