@@ -52,14 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _check_train_options(opts: dict, where: str) -> None:
-    """Types of the plan file's ``train`` values used here (the plan loader checks them
-    too; this guards plan files loaded by older code paths)."""
-    workers = opts.get("workers", 2)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise DataError(f"{where}: train.workers: expected an integer >= 1, found {workers!r}")
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -78,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if spec.data_path.is_dir():
         raise DataError(f"{args.plan}: data.path {spec.data_path} is a folder; expected a "
                         "safetensors file written by Samples.save")
-    opts = dict(spec.train)
-    _check_train_options(opts, str(spec.path))
+    opts = dict(spec.train)  # types checked by load_plan_file
     out = Path(args.out or f"runs/{spec.name}")
     check_writable_dir(out)
     data = Samples.load(spec.data_path)

@@ -98,8 +98,10 @@ class ModuleJob:
         data_digest: digest of the training data (recorded in the result).
         tensorboard: write TensorBoard scalars of the final fit to ``workdir/tensorboard``
             (needs the optional ``tensorboard`` package).
-        device: where the module is built and trained (``"cpu"``, ``"cuda:1"``; default:
-            CPU). The saved weights are always on the CPU.
+        device: where the module trains (``"cpu"``, ``"cuda:1"``; default: CPU). It is
+            initialised on the CPU from the seed and then moved, so every device starts
+            from the same weights; the saved weights are always CPU tensors. Not part of
+            the job's key.
         upstream: fingerprints of the modules that produced the table (part of the key).
         table_digest: the content key of the table (an intermediate dataset's key digest).
         split_column: a 0/1 column of the table (1: validation row) that replaces the
