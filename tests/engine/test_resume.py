@@ -176,3 +176,13 @@ def test_cli_resume_with_another_seed_is_one_line(tmp_path, capsys):
     s = json.loads(summary)
     assert s["evaluation"]["outputs"]["answer"]["value"] == pytest.approx(
         report["outputs"]["answer"]["value"])
+
+
+def test_unverifiable_leftovers_are_not_continued(tmp_path, caplog):
+    job = _job(tmp_path)
+    first = run_job(job.to_json())
+    (tmp_path / "job" / "job.json").unlink()  # an older brickwork's folder: no key
+    with caplog.at_level(logging.WARNING, logger="brickwork.training"):
+        again = run_job(job.to_json())
+    assert not again["skipped"] and "cannot be verified" in caplog.text
+    assert again["fingerprint"] == first["fingerprint"]  # same key, same seed: same weights

@@ -384,6 +384,12 @@ def _check_folder(job: ModuleJob, work: Path, key: Mapping[str, Any]) -> dict[st
         _clear(work)
         return None
     done = work / "result.json"
+    if stored is None and any((work / n).exists() for n in _JOB_FILES if n != "result.json") \
+            and not done.exists():
+        log.warning("job %s: %s holds an unfinished job without its key (job.json); it cannot "
+                    "be verified, starting it afresh", job.name, work)
+        _clear(work)
+        return None
     if not done.exists():
         return None
     if stored is None:
