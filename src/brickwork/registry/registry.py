@@ -729,11 +729,11 @@ class Registry:
     def __contains__(self, ref: object) -> bool:
         if not isinstance(ref, str):
             return False
-        try:
-            with self._reading() as conn:
+        with self._reading() as conn:  # a lost or damaged index is an error, not False
+            try:
                 self._resolve(conn, ref)
-        except RegistryError:
-            return False
+            except RegistryError:
+                return False
         return True
 
     def __len__(self) -> int:
@@ -913,7 +913,13 @@ class Registry:
                 continue
             if sig.accepts(inputs=inputs, outputs=outputs):
                 found.append(f"{row['name']}@{row['version']}")
-        return [self.card(ref) for ref in found]
+        cards = []
+        for ref in found:
+            try:
+                cards.append(self.card(ref))
+            except RegistryError as exc:  # shown by list() and verify(); not a match
+                log.warning("registry search skips %s: %s", ref, exc)
+        return cards
 
     # ----- integrity -----------------------------------------------------------------
     def verify(self) -> list[Problem]:
