@@ -68,14 +68,35 @@ def _warm(job: Mapping[str, Any]) -> dict[str, Any]:
     return dict(job)
 
 
-def _worker_init(owner: int | None = None) -> None:
+def _worker_init(owner: int | None = None, log_level: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if log_level is not None:
+        _follow_log_level(log_level)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if owner is not None and os.name == "posix":  # os.kill(pid, 0) probes on POSIX only
         threading.Thread(target=_exit_with, args=(owner,), daemon=True,
                          name="brickwork-owner-watch").start()
+
+
+def _parent_log_level() -> int:
+    """The level a worker's ``brickwork`` loggers should use: the parent's when it
+    configured logging (``-v`` shows every job's epochs), else WARNING, so parallel jobs
+    do not interleave per-epoch lines with the parent's progress bars."""
+    logger = logging.getLogger("brickwork")
+    if logger.hasHandlers() or logger.level != logging.NOTSET:
+        return logger.getEffectiveLevel()
+    return logging.WARNING
+
+
+def _follow_log_level(level: int) -> None:
+    logger = logging.getLogger("brickwork")
+    logger.setLevel(level)
+    if level <= logging.INFO and not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 def _alive(pid: int) -> bool:
@@ -235,7 +256,7 @@ class LocalExecutor(Executor):
         if start_method == "forkserver":
             ctx.set_forkserver_preload(["torch", "brickwork.training", "brickwork.training.job"])
         self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(os.getpid(),))
+                                         initargs=(os.getpid(), _parent_log_level()))
 
     @property
     def workers(self) -> int:
