@@ -113,11 +113,26 @@ def _error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+    """Run the CLI; returns the process exit code.
+
+    0 success; 1 a command's own failure (e.g. ``clevr execute`` disagreements) or an
+    unexpected error (one line; ``--debug`` shows the traceback); 2 bad input: a usage
+    error, a :class:`~brickwork.errors.BrickworkError`, or an OSError/ValueError/TypeError/
+    KeyError/UnicodeDecodeError/JSON error shown as one line naming the file and the fix;
+    130 Ctrl-C; 141 the reader of stdout went away (``| head``). argparse's own errors
+    and ``--help``/``--version`` raise SystemExit as usual.
+
+    Example:
+        >>> main(["clevr", "generate", "--scenes", "0", "--out", "x"])
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
     debug = "--debug" in (sys.argv[1:] if argv is None else list(argv))
     try:
         code = _main(argv)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return code
     except BrokenPipeError:
         # the reader of our output went away (`brickwork registry list | head`): stop
