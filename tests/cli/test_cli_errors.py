@@ -489,3 +489,14 @@ def test_clevr_study_device_reaches_the_config(tmp_path, capsys, monkeypatch) ->
         assert seen["cfg"].device == "meta" and seen["cfg"].workers == 3 and seen["progress"]
     else:  # the NMN study has no device yet: a non-CPU device is refused, not ignored
         expect_error(argv, capsys, "--device meta", "CPU only")
+
+
+def test_heartbeat_prints_while_a_call_runs(capsys) -> None:
+    import time
+
+    from brickwork.cli.common import heartbeat
+
+    with heartbeat("long job", interval=0.05, count=lambda: "3 done"):
+        time.sleep(0.3)
+    err = capsys.readouterr().err
+    assert "long job: running for 0m00s, 3 done" in err

@@ -538,6 +538,55 @@ def require_tensorboard(flag: str = "--tensorboard") -> None:
                          f"or drop {flag}")
 
 
+# ----------------------------------------------------------------------------- progress
+
+class heartbeat:  # noqa: N801 - used like a function: ``with heartbeat(...):``
+    """Print one line every ``interval`` seconds to stderr while a long call runs.
+
+    For library calls that show no progress of their own: the line says how long it has
+    been running and, with ``count``, how much is done (e.g. module folders saved).
+
+    Example:
+        >>> with heartbeat("demo", interval=60):
+        ...     pass
+    """
+
+    def __init__(self, desc: str, interval: float = 30.0,
+                 count: Callable[[], str] | None = None) -> None:
+        import threading
+
+        self.desc, self.interval, self.count = desc, interval, count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat:{desc}", daemon=True)
+
+    def _run(self) -> None:
+        import sys
+        import time
+
+        t0 = time.monotonic()
+        while not self._stop.wait(self.interval):
+            minutes, seconds = divmod(int(time.monotonic() - t0), 60)
+            extra = ""
+            if self.count is not None:
+                try:
+                    extra = f", {self.count()}"
+                except OSError:
+                    extra = ""
+            try:
+                print(f"{self.desc}: running for {minutes}m{seconds:02d}s{extra}",
+                      file=sys.stderr, flush=True)
+            except (OSError, ValueError):
+                return
+
+    def __enter__(self) -> heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 # ----------------------------------------------------------------------------- errors
 
 def _input_files(args: argparse.Namespace | None) -> list[str]:
@@ -633,6 +682,7 @@ __all__ = [
     "device_arg",
     "existing_dir",
     "existing_file",
+    "heartbeat",
     "import_modules",
     "merge_common",
     "nonneg_int",

@@ -14,6 +14,7 @@ from brickwork.cli.common import (
     bounded_int,
     check_writable_dir,
     device_arg,
+    heartbeat,
     writable_out_dir,
     writable_out_file,
 )
@@ -134,7 +135,14 @@ def run(args: argparse.Namespace) -> int:
                          "only; use --device cpu")
     if "progress" in params:
         kwargs["progress"] = True
-    summary = run_study(cfg, out, **kwargs)
+        summary = run_study(cfg, out, **kwargs)
+    else:  # the study shows no progress of its own: a line every 30 s
+        def saved() -> str:
+            folders = [p for p in (out / "modules").glob("*/*") if p.is_dir()]
+            return f"{len(folders)} module folders saved under {out / 'modules'}"
+
+        with heartbeat(f"sorting {action}", interval=30.0, count=saved):
+            summary = run_study(cfg, out, **kwargs)
     print(table(summary))
     print(f"\nwrote {out / 'summary.json'}"
           + (f" and plots {', '.join(summary.get('plots', []))}" if summary.get("plots") else ""))
