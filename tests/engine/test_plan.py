@@ -64,16 +64,59 @@ def _merge_family(op, find_out="heatmap"):
 
 def test_codependent_group_for_product_not_for_sum():
     data = DataSpec({"features"}, {"answer"})
-    product = make_plan(_merge_family(lambda: And.product()), data)
+    product = make_plan(_merge_family(lambda: And.product()), data, codependent="joint")
     assert product.module("find[a]").codependent and product.module("find[b]").codependent
-    assert product.module("find[a]").mode == "joint"
-    assert product.groups == (("find[a]", "find[b]"),)
+    assert product.module("find[a]").mode == "joint" and product.module("find[a]").policy == "joint"
+    # a joint group takes along what lies between it and the target (measure)
+    assert product.groups == (("find[a]", "find[b]", "measure"),)
+    assert product.module("measure").mode == "joint"
+    assert [list(s) for s in product.stages] == [["find[a]", "find[b]", "measure"]]
     assert not product.module("measure").codependent
     summed = make_plan(_merge_family(lambda: Or.sum()), data)
     assert not summed.module("find[a]").codependent and summed.groups == ()
     assert summed.module("find[a]").mode == "surrogate"
     maxed = make_plan(_merge_family(lambda: Or.max(), "softmask"), data)
     assert maxed.module("find[b]").codependent
+
+
+def test_codependent_default_is_one_sgm_per_module():
+    """The thesis's case study: each codependent find through its own SGM, stage 1;
+    the reader after it, cached."""
+    data = DataSpec({"features"}, {"answer"})
+    plan = make_plan(_merge_family(lambda: And.min(), "softmask"), data)
+    assert plan.groups == ()
+    for f in ("find[a]", "find[b]"):
+        m = plan.module(f)
+        assert (m.mode, m.codependent, m.policy, m.stage, m.targets) == \
+            ("surrogate", True, "surrogate", 1, ("answer",))
+    assert plan.module("measure").mode == "cached" and plan.module("measure").stage == 2
+    assert "one surrogate gradient module each: find[a], find[b]" in plan.table()
+    # per kind / per module policies; a name wins over its kind
+    mixed = make_plan(_merge_family(lambda: And.min(), "softmask"), data,
+                      codependent="joint", policy={"find": "surrogate"})
+    assert mixed.groups == () and mixed.module("find[a]").mode == "surrogate"
+    half = make_plan(_merge_family(lambda: And.min(), "softmask"), data,
+                     codependent="joint", policy={"find[b]": "surrogate"})
+    assert half.groups == () and half.module("find[a]").mode == "surrogate"
+    with pytest.raises(PlanError, match="expected one of"):
+        make_plan(_merge_family(lambda: And.min(), "softmask"), data, codependent="jointly")
+    with pytest.raises(PlanError, match="neither modules nor kinds"):
+        make_plan(_merge_family(lambda: And.min(), "softmask"), data, policy={"fnd": "joint"})
+
+
+def test_module_targets_are_never_joined():
+    data = DataSpec({"features"}, {"answer"}, module_targets={"find[a]": "mask_a",
+                                                              "find[b]": "mask_b"})
+    plan = make_plan(_merge_family(lambda: And.min(), "softmask"), data, codependent="joint")
+    assert plan.groups == ()
+    for f, col in (("find[a]", "mask_a"), ("find[b]", "mask_b")):
+        m = plan.module(f)
+        assert (m.mode, m.direct, m.module_target, m.codependent) == ("direct", True, col, True)
+    assert not any(t.startswith("<") for m in plan.modules.values() for t in m.targets)
+    one = make_plan(_merge_family(lambda: And.min(), "softmask"),
+                    DataSpec({"features"}, {"answer"}, module_targets={"find[a]": "mask_a"}),
+                    codependent="joint")
+    assert one.module("find[a]").mode == "direct" and one.module("find[b]").mode == "surrogate"
 
 
 class Relate(Module):
@@ -111,7 +154,8 @@ def test_cycle_is_refused_with_a_clear_error():
     assert "cycles='joint'" in msg and "layout 'q" in msg
     joint = make_plan(family, DataSpec({"features"}, {"answer"}), cycles="joint")
     assert joint.module("relate[left]").mode == "joint"
-    assert set(joint.groups[0]) == {"relate[left]", "relate[right]"}
+    assert set(joint.groups[0]) == {"relate[left]", "relate[right]", "measure"}
+    assert joint.module("find[a]").mode == "surrogate" and joint.module("find[a]").stage == 1
 
 
 def test_self_loop_is_a_cycle():

@@ -10,9 +10,17 @@ For every trainable module (parameter-free ops are transparent):
 * **codependent gradient** — does its output meet another module's output in a merge
   whose ``codependent`` property is true (product, min, max)? Sums are fine.
 
-Codependent modules form joint groups; stages follow the dependency order (a module
-trains after every module it depends on); dependent modules read an intermediate
-dataset recorded before their stage. A cycle between modules, an input nothing
+Codependent modules are trained the way the thesis's case study trains its finds
+(§4.2.3, §4.3): each through its own surrogate gradient module towards the nearest
+target (``codependent="surrogate"``, the default), the merge ops between its output and
+the SGM kept, with the partner modules' trained outputs as context in a second round
+(:func:`brickwork.training.train_plan`). ``codependent="joint"`` (or a per-kind
+``policy``) instead trains them as one joint group, as §4.1 suggests for strongly
+coupled gradients; a joint group takes along every not yet trained module between it
+and its targets (they train with it and not again). A module the data supervises by
+name (``module_targets``) is never put in a joint group by a merge. Stages follow the
+dependency order (a module trains after every module it depends on); dependent modules
+read an intermediate dataset recorded before their stage. A cycle between modules, an input nothing
 provides, or a module whose output never reaches any target is refused with a
 :class:`PlanError`.
 """
@@ -22,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from brickwork.errors import BrickworkError, PlanError
 from brickwork.layouts import Layout, Source
@@ -31,6 +39,10 @@ from brickwork.plan.data_spec import DataSpec
 from brickwork.plan.training_plan import IntermediatePlan, ModulePlan, TrainingPlan
 
 log = logging.getLogger("brickwork.plan")
+
+#: how a codependent module trains: through its own SGM, or in a joint group
+CodependentPolicy = Literal["surrogate", "joint"]
+CODEPENDENT_POLICIES = ("surrogate", "joint")
 
 
 def is_trainable(module: Module) -> bool:
@@ -42,13 +54,19 @@ def merge_is_codependent(module: Module) -> bool:
     """Whether a parameter-free op couples the gradients of its inputs.
 
     Ops say so with a ``codependent`` property (``And.min``/``And.product``/``Or.max``:
-    True, ``Or.sum``: False). ``Sum`` adds; single-input ops merge nothing. Any other
-    op with several inputs is assumed codependent.
+    True, ``Or.sum``: False), or with ``additive = True`` (``Sum``: its gradient reaches
+    each input unchanged); single-input ops merge nothing. Any other op with several
+    inputs is assumed codependent.
+
+    Example:
+        >>> from brickwork.modules import And, Sum
+        >>> merge_is_codependent(And.min()), merge_is_codependent(Sum())
+        (True, False)
     """
     flag = getattr(module, "codependent", None)
     if flag is not None:
         return bool(flag)
-    if len(module.inputs) < 2 or type(module).__name__ == "Sum":
+    if len(module.inputs) < 2 or getattr(module, "additive", False):
         return False
     return True
 
@@ -73,9 +91,6 @@ class _Analysis:
     def run(self) -> None:
         for lay in self.family:
             self._layout(lay)
-        for name in self.modules:
-            if name in self.data.module_targets:
-                self.direct_targets[name].add(f"<{self.data.module_targets[name]}>")
 
     def _layout(self, lay: Layout) -> None:
         for ext, _t in lay.inputs.items():
@@ -264,8 +279,15 @@ def _find_reusable(registry: Any, name: str, module: Module) -> str | None:
     return str(getattr(best, "ref", None) or best.name)  # pinned to the version found
 
 
+def _policy_of(name: str, kind: str, codependent: str,
+               policy: Mapping[str, str]) -> str:
+    return policy.get(name) or policy.get(kind) or codependent
+
+
 def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
-              reuse: bool = False, cycles: str = "error") -> TrainingPlan:
+              reuse: bool = False, cycles: str = "error",
+              codependent: CodependentPolicy = "surrogate",
+              policy: Mapping[str, CodependentPolicy] | None = None) -> TrainingPlan:
     """Classify every module of ``family`` and order their training.
 
     Args:
@@ -277,10 +299,19 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
             and signature fit, instead of training those modules.
         cycles: ``"error"`` (default) refuses modules that depend on each other;
             ``"joint"`` trains each cycle as one joint group.
+        codependent: how modules whose outputs meet in a codependent merge train:
+            ``"surrogate"`` (default, the thesis's case study, §4.2.3/§4.3): each on its
+            own through a surrogate gradient module towards the nearest target;
+            ``"joint"``: together, as one joint group (with the not yet trained modules
+            between the group and its targets).
+        policy: per kind or module name (a name wins over its kind), ``"surrogate"`` or
+            ``"joint"``, overriding ``codependent``. A merge joins two modules in a group
+            only when both are ``"joint"``; a module with ``module_targets`` is never
+            joined.
 
     Raises:
         PlanError: an empty family, an input the data does not provide, a dependency
-            cycle, or a module whose output reaches no target.
+            cycle, a module whose output reaches no target, an unknown policy.
 
     Example:
         >>> from brickwork.training.examples import nmn_kinds, nmn_family
@@ -293,6 +324,13 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     """
     if cycles not in ("error", "joint"):
         raise PlanError(f"cycles must be 'error' or 'joint', got {cycles!r}")
+    policy = dict(policy or {})
+    for where, value in [("codependent", codependent)] + [(f"policy[{k!r}]", v)
+                                                           for k, v in policy.items()]:
+        if value not in CODEPENDENT_POLICIES:
+            raise PlanError(f"make_plan: {where} is {value!r}, expected one of "
+                            f"{list(CODEPENDENT_POLICIES)} ('surrogate': one SGM per module, "
+                            "'joint': train the codependent modules together)")
     family = list(family)
     if not family:
         raise PlanError("the layout family is empty; give at least one layout")
@@ -306,19 +344,30 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     except BrickworkError as exc:
         raise PlanError(f"cannot analyse the family: {exc}") from None
     names = sorted(an.modules)
+    unknown = sorted(set(policy) - set(names) - set(an.kind.values()))
+    if unknown:
+        raise PlanError(f"make_plan: policy names {unknown}, which are neither modules nor kinds "
+                        f"of the family (kinds: {sorted(set(an.kind.values()))})")
     notes: list[str] = []
+    own_target = {n: data.module_targets[n] for n in names if n in data.module_targets}
     for name in names:
-        if not an.direct_targets[name] and not an.any_targets[name]:
+        if not an.direct_targets[name] and not an.any_targets[name] and name not in own_target:
             raise PlanError(f"module '{name}': its output never reaches a supervised output "
                             f"(data targets: {sorted(data.targets)}); give the data a target "
                             f"for it (module_targets={{'{name}': column}}) or remove it")
+    rule = {n: _policy_of(n, an.kind[n], codependent, policy) for n in names}
     # codependent groups
     uf = _UnionFind(names)
     codep: set[str] = set()
+    sgm_codep: set[str] = set()
     for a, b, where in an.codep_pairs:
-        uf.union(a, b)
         codep |= {a, b}
-        notes.append(f"{a} and {b} meet in a codependent merge at {where}")
+        if all(rule[m] == "joint" and m not in own_target for m in (a, b)):
+            uf.union(a, b)
+            notes.append(f"{a} and {b} meet in a codependent merge at {where}: trained jointly")
+        else:
+            sgm_codep |= {m for m in (a, b) if m not in own_target}
+            notes.append(f"{a} and {b} meet in a codependent merge at {where}")
     # cycles
     edges = {n: set(an.upstream[n]) for n in names}  # n depends on edges[n]
     for comp in _sccs(names, edges):
@@ -335,15 +384,39 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
             for other in comp[1:]:
                 uf.union(comp[0], other)
             notes.append(f"dependency cycle {', '.join(comp)} trained jointly")
-            codep_cycle = set(comp)
-            for n in codep_cycle:
-                an.self_loops.setdefault(n, where or "")
     groups: dict[str, list[str]] = {}
     for n in names:
         groups.setdefault(uf.find(n), []).append(n)
-    unit_of = {n: uf.find(n) for n in names}
     joint_units = {u for u, members in groups.items()
                    if len(members) > 1 or any(m in an.self_loops for m in members)}
+    # a joint group learns only if what lies between it and its targets learns with it:
+    # it takes along every module downstream of it that has no target of its own
+    downstream: dict[str, set[str]] = {n: set() for n in names}
+    for n in names:
+        for u in an.upstream[n]:
+            downstream[u].add(n)
+    for u in sorted(joint_units):
+        todo = [d for m in groups[u] for d in downstream[m]]
+        taken: list[str] = []
+        while todo:
+            d = todo.pop()
+            if d in own_target or uf.find(d) == uf.find(u):
+                continue
+            uf.union(u, d)
+            taken.append(d)
+            todo.extend(downstream[d])
+        if taken:
+            notes.append(f"joint group {', '.join(groups[u])} trains with its downstream "
+                         f"module(s) {', '.join(sorted(taken))}")
+    groups = {}
+    for n in names:
+        groups.setdefault(uf.find(n), []).append(n)
+    unit_of = {n: uf.find(n) for n in names}
+    joint_units = {unit_of[m] for u in joint_units for m in [u]}
+    if sgm_codep:
+        notes.append(f"codependent, trained through one surrogate gradient module each: "
+                     f"{', '.join(sorted(sgm_codep - {m for u in joint_units for m in groups[u]}))}"
+                     " (codependent='surrogate')")
     # reuse
     reused: dict[str, str] = {}
     if reuse:
@@ -376,12 +449,12 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     for n in names:
         u = unit_of[n]
         decoupled = an.decoupled[n]
-        direct = bool(an.direct_targets[n])
+        direct = bool(an.direct_targets[n]) or n in own_target
         if n in reused:
             mode = "reuse"
         elif u in joint_units:
             mode = "joint"
-        elif direct:
+        elif n in own_target or (direct and n not in sgm_codep):
             mode = "direct" if decoupled else "cached"
         else:
             mode = "surrogate"
@@ -398,14 +471,15 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
             intermediates.append(IntermediatePlan(reads, n, tuple(sorted(ancestors)),
                                                   tuple(sorted(an.fed_ports.get(n, ()))),
                                                   stage[u]))
-        targets = an.direct_targets[n] if direct else an.any_targets[n]
+        targets = an.direct_targets[n] if an.direct_targets[n] else an.any_targets[n]
         modules[n] = ModulePlan(
             name=n, kind=an.kind[n], decoupled=decoupled, direct=direct,
             codependent=n in codep, mode=mode, stage=stage[u],
             group=tuple(groups[u]) if u in joint_units else (),
             upstream=tuple(sorted(an.upstream[n])), targets=tuple(sorted(targets)),
             context=tuple(sorted(an.context.get(n, ()))), reads=reads,
-            registry_entry=reused.get(n), uses=an.uses[n])
+            registry_entry=reused.get(n), uses=an.uses[n], module_target=own_target.get(n),
+            policy=rule[n] if n in codep else "")
     top = max((m.stage for m in modules.values()), default=0)
     stages = [tuple(sorted(n for n, m in modules.items() if m.stage == s)) for s in range(1, top + 1)]
     stages = [s for s in stages if s]

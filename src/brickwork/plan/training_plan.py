@@ -3,9 +3,11 @@
 Modes:
     ``direct``     decoupled input, direct supervision: train on the dataset.
     ``cached``     dependent input, direct supervision: train on an intermediate dataset.
-    ``surrogate``  indirect supervision: train through a surrogate gradient module
-                   (inputs from the dataset or an intermediate dataset).
-    ``joint``      a codependent group (or a dependency cycle): train its modules together.
+    ``surrogate``  indirect supervision, or a codependent merge under the ``surrogate``
+                   policy: train through a surrogate gradient module towards the nearest
+                   target (inputs from the dataset or an intermediate dataset).
+    ``joint``      a codependent group under the ``joint`` policy, or a dependency cycle,
+                   with the not yet trained modules downstream of it: train them together.
     ``reuse``      a registry entry with a matching signature is used as is.
 """
 
@@ -37,6 +39,9 @@ class ModulePlan:
         reads: the intermediate dataset it trains from, if any.
         registry_entry: the entry reused, if any.
         uses: number of applications in the family.
+        module_target: the data column supervising the module by name
+            (``DataSpec.module_targets``), if any.
+        policy: for a codependent module, how it trains: ``"surrogate"`` or ``"joint"``.
     """
 
     name: str
@@ -53,6 +58,8 @@ class ModulePlan:
     reads: str | None = None
     registry_entry: str | None = None
     uses: int = 0
+    module_target: str | None = None
+    policy: str = ""
 
     @property
     def dependent(self) -> bool:
