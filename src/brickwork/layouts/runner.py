@@ -18,17 +18,18 @@ def call_group(modules: Sequence[Module], counts: Sequence[int], instance: torch
                inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Run one group: rows ordered by instance, ``counts[k]`` rows for ``modules[k]``.
 
-    A single instance is one call. A kind whose class defines
-    ``forward_instances(modules, instance, **inputs)`` runs all instances in one
+    A single instance is one call. A kind that overrides
+    :meth:`brickwork.modules.Module.forward_instances` runs all instances in one
     vectorised call with per-instance weights. Otherwise each instance gets one call on
-    its contiguous slice.
+    its contiguous slice (what the default ``forward_instances`` does, without the
+    index bookkeeping since the rows are already grouped).
     """
     first = modules[0]
     if len(modules) == 1:
         return first.outputs_as_dict(first(**inputs))
-    batched = getattr(type(first), "forward_instances", None)
-    if batched is not None:
-        return first.outputs_as_dict(batched(list(modules), instance, **inputs))
+    kind = type(first)
+    if instance is not None and kind.defines_forward_instances():
+        return first.outputs_as_dict(kind.forward_instances(list(modules), instance, **inputs))
     parts: list[dict[str, torch.Tensor]] = []
     start = 0
     for m, c in zip(modules, counts):

@@ -19,9 +19,9 @@ from brickwork.modules.kinds import (
     register_kind,
     registered_kinds,
 )
-from brickwork.modules.module import Module
+from brickwork.modules.module import Module, stack_param
 from brickwork.modules.typed import Typed, typed
-from brickwork.modules.ops import Adapter, And, Or, Pool, Sum
+from brickwork.modules.ops import ATTEND_EPS, Adapter, And, Attend, Or, Pool, Sum, attend
 from brickwork.modules.card import model_card_markdown
 from brickwork.modules.io import (
     MAX_CONFIG_BYTES,
@@ -34,17 +34,21 @@ from brickwork.modules.io import (
     read_card,
     read_regular_bytes,
     read_safetensors_header,
+    rebuild_module,
     save_module,
     save_pretrained,
     sha256_bytes,
+    state_bytes,
 )
 
 __all__ = [
+    "ATTEND_EPS",
     "ENTRY_POINT_GROUP",
     "MAX_CONFIG_BYTES",
     "MAX_WEIGHTS_BYTES",
     "Adapter",
     "And",
+    "Attend",
     "KindInfo",
     "Module",
     "Or",
@@ -53,6 +57,7 @@ __all__ = [
     "Sum",
     "Typed",
     "atomic_write_bytes",
+    "attend",
     "atomic_write_figure",
     "atomic_write_json",
     "allowed_kind_modules",
@@ -68,10 +73,13 @@ __all__ = [
     "read_card",
     "read_regular_bytes",
     "read_safetensors_header",
+    "rebuild_module",
     "register_kind",
     "registered_kinds",
     "save_module",
     "save_pretrained",
     "sha256_bytes",
+    "stack_param",
+    "state_bytes",
     "typed",
 ]

@@ -31,7 +31,7 @@ import stat
 import struct
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from brickwork._version import __version__
-from brickwork.errors import LoadError
+from brickwork.errors import BrickworkError, LoadError
 from brickwork.modules.card import model_card_markdown
 from brickwork.modules.kinds import build, kind_module_path
 from brickwork.modules.module import Module
@@ -83,17 +83,20 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path.
 
-    The file gets mode ``0o666 & ~umask`` like any file ``open()`` creates.
+    The one atomic write of brickwork: a temp file in the same folder, ``fsync``, then
+    ``os.replace`` — a reader sees the old file or the new one, never a torn one, and
+    a crash leaves no partial file under the name. The file gets mode
+    ``0o666 & ~umask`` like any file ``open()`` creates (``mkstemp`` alone would leave
+    0600, unreadable to colleagues sharing a registry or dataset).
 
     Example:
         >>> import tempfile, os, stat
-        >>> p = os.path.join(tempfile.mkdtemp(), "a.txt")
-        >>> atomic_write_bytes(p, b"hi")
-        >>> stat.S_IMODE(os.stat(p).st_mode) == file_mode()
-        True
+        >>> p = atomic_write_bytes(os.path.join(tempfile.mkdtemp(), "a.txt"), b"hi")
+        >>> p.read_bytes(), stat.S_IMODE(os.stat(p).st_mode) == file_mode()
+        (b'hi', True)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,11 +111,28 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON atomically (sorted keys, indented)."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
+                      sort_keys: bool = True) -> Path:
+    """Write ``data`` as JSON (and a final newline) atomically; returns the path.
+
+    Args:
+        path: the file.
+        data: anything ``json.dumps`` takes.
+        indent: spaces per level; ``None`` writes one compact line (large data files).
+        sort_keys: sort object keys (stable bytes, stable digests).
+
+    Example:
+        >>> import tempfile, os
+        >>> p = atomic_write_json(os.path.join(tempfile.mkdtemp(), "a.json"), {"b": 1, "a": [2]},
+        ...                       indent=None)
+        >>> p.read_text().splitlines()
+        ['{"a": [2], "b": 1}']
+    """
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys)
+    return atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_write_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -128,13 +148,34 @@ def atomic_write_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) 
     return Path(path)
 
 
-def state_bytes(module: torch.nn.Module) -> bytes:
-    """The module's state dict serialised as safetensors bytes (contiguous copies)."""
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+def state_bytes(module: torch.nn.Module | Mapping[str, torch.Tensor]) -> bytes:
+    """A module's weights (or a ``{name: tensor}`` state) as safetensors bytes.
+
+    The one serialiser of weights in brickwork: saved folders, registry blobs and job
+    results all hold these bytes, so equal weights give equal digests. Tensors are
+    detached, moved to the CPU and made contiguous copies (shared storage is fine).
+
+    Example:
+        >>> import torch
+        >>> from safetensors.torch import load
+        >>> data = state_bytes(torch.nn.Linear(2, 1))
+        >>> sorted(load(data))
+        ['bias', 'weight']
+        >>> state_bytes({"w": torch.ones(2)}) == state_bytes({"w": torch.ones(2)})
+        True
+    """
+    items = module.state_dict() if isinstance(module, torch.nn.Module) else module
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in items.items()}
     return st_save(state, metadata={"format": "pt"})
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data`` (the digest every card and cache key records).
+
+    Example:
+        >>> sha256_bytes(b"")[:12]
+        'e3b0c44298fc'
+    """
     return hashlib.sha256(data).hexdigest()
 
 
@@ -413,25 +454,87 @@ def load_module(folder: str | os.PathLike[str], *, expect_signature: Signature |
                         f"and {WEIGHTS}")
     card = read_card(folder)
     shapes = read_safetensors_header(folder / WEIGHTS, max_bytes=max_bytes)
-    module = build(card["kind"], dict(card["config"]), module=card.get("module"),
-                   imports=imports, device=map_location, expect_shapes=shapes)
-    if not isinstance(module, Module):
-        raise LoadError(f"{folder}: kind {card['kind']!r} built a {type(module).__name__}, "
-                        "not a brickwork Module")
-    saved_sig = Signature.from_json(card["signature"])
-    if module.signature != saved_sig:
-        raise LoadError(f"{folder}: signature mismatch: saved {saved_sig}, rebuilt {module.signature}")
-    if expect_signature is not None and module.signature != expect_signature:
-        raise LoadError(f"{folder}: signature {module.signature} is not the expected {expect_signature}")
     on_meta = map_location is not None and torch.device(map_location).type == "meta"
-    if on_meta:
-        return module
-    state = load_weights_checked(folder / WEIGHTS, str(card["weights_sha256"]), max_bytes=max_bytes)
+    weights = folder / WEIGHTS
+    return rebuild_module(
+        card["kind"], dict(card["config"]), module_path=card.get("module"),
+        signature=Signature.from_json(card["signature"]), fingerprint=str(card["fingerprint"]),
+        state=None if on_meta else (lambda: load_weights_checked(
+            weights, str(card["weights_sha256"]), max_bytes=max_bytes)),
+        shapes=shapes, expect_signature=expect_signature, imports=imports,
+        device=map_location, where=str(folder))
+
+
+def rebuild_module(kind: str, config: Mapping[str, Any], *, module_path: str | None,
+                   signature: Signature, fingerprint: str,
+                   state: Mapping[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]] | None,
+                   shapes: Mapping[str, tuple[int, ...]] | None = None,
+                   expect_signature: Signature | None = None, imports: Sequence[str] = (),
+                   device: str | torch.device | None = None, where: str,
+                   error: type[BrickworkError] = LoadError) -> Module:
+    """Rebuild a saved module from its kind, config and weights, and verify it.
+
+    The one rebuild of brickwork (:func:`load_module` and the registry both use it).
+    In order: the kind's module is imported within the allow-list, the structure is
+    built on the ``meta`` device and its tensor shapes compared with ``shapes`` (no
+    memory allocated), the module is built on ``device``, its signature is compared
+    with the recorded ``signature`` (and ``expect_signature``), the weights are loaded
+    strictly and the fingerprint compared with the recorded one.
+
+    Args:
+        kind, config, module_path: what to build (``module_path``: the module defining
+            the kind, imported only when allowed).
+        signature, fingerprint: what the saved card recorded.
+        state: the weights, or a function returning them (called only after the
+            structure and signature checks passed, so nothing large is read for a
+            module that would be refused), or ``None`` to skip weights and the
+            fingerprint (a structure on the ``meta`` device).
+        shapes: the tensor shapes the weights hold (default: ``state``'s shapes).
+        expect_signature: refuse a module whose signature differs.
+        imports: module paths trusted to define kinds.
+        device: where to build.
+        where: what the errors name (a folder, a registry reference).
+        error: the error class raised (:class:`LoadError`; the registry passes
+            :class:`~brickwork.errors.RegistryError`).
+
+    Raises:
+        LoadError: (or ``error``) an unknown or disallowed kind, shapes, signature or
+            fingerprint that do not match the record.
+
+    Example:
+        >>> from brickwork.modules import And
+        >>> m = And.min("b n")
+        >>> back = rebuild_module("And", m.config, module_path=None, signature=m.signature,
+        ...                       fingerprint=m.fingerprint(), state={}, where="example")
+        >>> back.fingerprint() == m.fingerprint()
+        True
+    """
+    loaded = state if state is None or isinstance(state, Mapping) else None
+    if shapes is None and loaded is not None:
+        shapes = {k: tuple(v.shape) for k, v in loaded.items()}
     try:
-        module.load_state_dict(state, strict=True)
+        module = build(kind, dict(config), module=module_path, imports=imports, device=device,
+                       expect_shapes=dict(shapes) if shapes is not None else None)
+    except LoadError as exc:
+        if error is LoadError:
+            raise
+        raise error(f"{where}: {exc}") from None
+    if not isinstance(module, Module):
+        raise error(f"{where}: kind {kind!r} built a {type(module).__name__}, not a brickwork "
+                    "Module")
+    if module.signature != signature:
+        raise error(f"{where}: signature mismatch: saved {signature}, rebuilt {module.signature}")
+    if expect_signature is not None and module.signature != expect_signature:
+        raise error(f"{where}: signature {module.signature} is not the expected {expect_signature}")
+    if state is None:
+        return module
+    if loaded is None:
+        loaded = state() if callable(state) else state
+    try:
+        module.load_state_dict(dict(loaded), strict=True)
     except RuntimeError as exc:
-        raise LoadError(f"{folder}: weights do not fit kind {card['kind']!r}: {exc}") from None
-    if module.fingerprint() != card["fingerprint"]:
-        raise LoadError(f"{folder}: fingerprint mismatch after loading; the card was edited "
-                        "or the kind's code changed")
+        raise error(f"{where}: weights do not fit kind {kind!r}: {exc}") from None
+    if module.fingerprint() != fingerprint:
+        raise error(f"{where}: fingerprint mismatch after loading; the card was edited or "
+                    "the kind's code changed")
     return module

@@ -1,4 +1,5 @@
-"""``Module``: a ``torch.nn.Module`` with declared, typed input and output ports."""
+"""``Module``: a ``torch.nn.Module`` with declared, typed input and output ports, and the
+optional ``forward_instances`` protocol that runs many instances of a kind in one call."""
 
 from __future__ import annotations
 
@@ -90,6 +91,10 @@ class Module(nn.Module):
     kind_name: ClassVar[str] = ""
     #: set True in a subclass that records ``_bw_config`` itself
     manual_config: ClassVar[bool] = False
+    #: True for a merge whose output is the sum of its inputs (``Sum``, ``Or.sum``): the
+    #: inputs' gradients do not couple, so the plan never groups its producers. A class
+    #: attribute; an op whose mode decides sets it on the instance.
+    additive: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -218,6 +223,85 @@ class Module(nn.Module):
                             f"not a {cls.__name__}; call Module.from_pretrained to take any kind")
         return module
 
+    # ----- many instances in one call (optional) -------------------------------------------
+    @classmethod
+    def forward_instances(cls, modules: Sequence[Module], instance: torch.Tensor,
+                          **inputs: torch.Tensor) -> Any:
+        """Run several instances of this kind on one batch, each row with its own weights.
+
+        An optional, vectorised fast path for the autobatched
+        :class:`~brickwork.layouts.Runner`: when a batch applies ``find[red]``,
+        ``find[blue]`` … (instances of one kind, different weights) at the same level,
+        the runner makes **one** call ``cls.forward_instances(modules, instance,
+        **inputs)`` instead of one call per instance. Override it as a ``classmethod``
+        (or ``staticmethod`` taking the same arguments) in a kind whose instances share
+        their structure and differ only in weights; :func:`stack_param` gathers each
+        row's weights.
+
+        Contract (checked for every registered kind that overrides it by
+        ``tests/core/test_contract.py``): the result equals calling
+        ``modules[instance[i]]`` on row ``i`` alone, outputs *and* gradients, for any
+        mix and order of instances; it returns what ``forward`` returns (a tensor, a
+        tuple in port order or a dict by port name).
+
+        Args:
+            modules: the instances, all of this class (``len >= 1``).
+            instance: ``[n]`` long tensor: row ``i`` belongs to ``modules[instance[i]]``.
+            **inputs: one ``[n, ...]`` tensor per input port.
+
+        The default runs each instance on its own rows and scatters the results back.
+
+        Example:
+            >>> import torch
+            >>> from brickwork.types import Features, Logits
+            >>> class Scale(Module):
+            ...     inputs = {"x": Features("b n")}
+            ...     outputs = {"y": Logits("b n")}
+            ...     def __init__(self, n: int = 2):
+            ...         super().__init__()
+            ...         self.w = torch.nn.Parameter(torch.randn(n))
+            ...     def forward(self, x):
+            ...         return x * self.w
+            ...     @classmethod
+            ...     def forward_instances(cls, modules, instance, x):
+            ...         return x * stack_param(modules, "w", instance)
+            >>> a, b = Scale(), Scale()
+            >>> x, inst = torch.randn(3, 2), torch.tensor([1, 0, 1])
+            >>> fast = Scale.forward_instances([a, b], inst, x=x)
+            >>> torch.allclose(fast, torch.cat([b(x[0:1]), a(x[1:2]), b(x[2:3])]))
+            True
+            >>> Scale.defines_forward_instances()
+            True
+        """
+        names = list(modules[0].outputs)
+        results: dict[str, torch.Tensor] = {}
+        n = instance.shape[0]
+        for k, m in enumerate(modules):
+            rows = (instance == k).nonzero().flatten()
+            if rows.numel() == 0:
+                continue
+            part = m.outputs_as_dict(m(**{p: v.index_select(0, rows) for p, v in inputs.items()}))
+            for p, t in part.items():
+                if p not in results:
+                    results[p] = t.new_zeros((n, *t.shape[1:]))
+                results[p] = results[p].index_copy(0, rows, t)
+        if len(names) == 1:
+            return results[names[0]]
+        return results
+
+    @classmethod
+    def defines_forward_instances(cls) -> bool:
+        """Whether this kind overrides :meth:`forward_instances` with its own fast path.
+
+        Example:
+            >>> from brickwork.modules import And
+            >>> And.defines_forward_instances()
+            False
+        """
+        own = inspect.getattr_static(cls, "forward_instances")
+        base = Module.__dict__["forward_instances"]
+        return own is not base
+
     # ----- calling ---------------------------------------------------------------------
     def outputs_as_dict(self, result: Any) -> dict[str, torch.Tensor]:
         """Normalise what ``forward`` returned into ``{port: tensor}``."""
@@ -264,3 +348,18 @@ class Module(nn.Module):
                                    f"expected {t!r}. Project outputs onto the type "
                                    f"(t.project(x)) or fix the module's last layer")
         return result
+
+
+def stack_param(modules: Sequence[nn.Module], name: str, instance: torch.Tensor) -> torch.Tensor:
+    """Per-row weights for :meth:`Module.forward_instances`: parameter (or buffer)
+    ``name`` of every instance, stacked and indexed by ``instance`` → ``[n, *shape]``.
+
+    Gradients flow back to each instance's own parameter.
+
+    Example:
+        >>> import torch
+        >>> mods = [torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)]
+        >>> stack_param(mods, "bias", torch.tensor([1, 1, 0])).shape
+        torch.Size([3, 1])
+    """
+    return torch.stack([getattr(m, name) for m in modules]).index_select(0, instance)

@@ -4,8 +4,12 @@ The typed interface merges soft masks with AND = min and OR = max (bounded, and 
 gradient flows to one input), or with the product AND (``And.product(of="SoftMask")``:
 still in (0, 1), the gradient flows to both); the classic NMN interface merges heatmaps
 with AND = product and OR = sum. ``Sum`` adds logits (answer prior + evidence).
-``Pool`` reduces one axis (max, noisy-OR ``1 − Π(1 − m)``, mean). Adapters convert
+``Pool`` reduces one axis (max, noisy-OR ``1 − Π(1 − m)``, mean). ``Attend`` (and the
+function :func:`attend`) pools features weighted by an attention. Adapters convert
 between types (sigmoid, softmax, ReLU, log).
+
+A merge whose output is the sum of its inputs says so with ``additive`` (``Sum``,
+``Or.sum``): its inputs' gradients do not couple (the plan's taxonomy reads it).
 
 Example:
     >>> import torch
@@ -26,7 +30,7 @@ from typing import Any, ClassVar, final
 
 import torch
 
-from brickwork.errors import PortError
+from brickwork.errors import PortError, TypeMismatch
 from brickwork.modules.kinds import register_kind
 from brickwork.modules.module import Module
 from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
@@ -40,6 +44,8 @@ class _Merge(Module):
     modes: ClassVar[dict[str, type[NeuralType]]] = {}
     #: modes whose gradient couples the inputs (product, min, max): see plan's taxonomy
     codependent_modes: ClassVar[frozenset[str]] = frozenset()
+    #: modes whose output is the sum of the inputs (``Or.sum``)
+    additive_modes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, mode: str, axes: str = "b 1 h w"):
         super().__init__()
@@ -48,6 +54,7 @@ class _Merge(Module):
                             f"choose one of {sorted(self.modes)}")
         t = self.modes[mode](axes)
         self.mode = mode
+        self.additive = mode in self.additive_modes
         self.inputs = {"a": t, "b": t}  # type: ignore[misc]
         self.outputs = {"out": t}  # type: ignore[misc]
 
@@ -108,6 +115,7 @@ class Or(_Merge):
 
     modes = {"max": SoftMask, "sum": Heatmap}
     codependent_modes = frozenset({"max"})
+    additive_modes = frozenset({"sum"})
 
     @classmethod
     def max(cls, axes: str = "b 1 h w") -> Or:  # noqa: A003
@@ -127,6 +135,8 @@ class Or(_Merge):
 @register_kind("Sum", example_config={"axes": "b k"}, sizes={"b": 3, "k": 6})
 class Sum(Module):
     """Sum of two logit vectors: an answer prior plus evidence (typed prior merge)."""
+
+    additive = True
 
     def __init__(self, axes: str = "b k"):
         super().__init__()
@@ -193,6 +203,68 @@ class Pool(Module):
         if self.op == "mean":
             return x.mean(dim=self.dim)
         return 1.0 - torch.prod(1.0 - x, dim=self.dim)
+
+
+#: added to the attention's mass before dividing: an all-zero attention pools to zero
+#: features with a bounded gradient (1 / ATTEND_EPS), while any real attention (a
+#: sigmoid mask of even one cell at 0.01) is 100x larger, so the mean is unchanged.
+ATTEND_EPS = 1e-4
+
+
+def attend(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Features averaged over space, weighted by an attention: ``[b 1 ...] x [b c ...] → [b c]``.
+
+    The one attention pooling of brickwork (NMN answer modules, relate/same inputs,
+    surrogate heads with a context): ``Σ m·f / (Σ m + ATTEND_EPS)``.
+
+    Raises:
+        TypeMismatch: the mask and the features do not have the same number of dims.
+
+    Example:
+        >>> m = torch.tensor([[[1.0, 0.0]]])            # b 1 n
+        >>> f = torch.tensor([[[2.0, 9.0], [4.0, 9.0]]])  # b c n
+        >>> attend(m, f)
+        tensor([[1.9998, 3.9996]])
+    """
+    if mask.dim() != features.dim() or mask.dim() < 2:
+        raise TypeMismatch(f"attend: mask {tuple(mask.shape)} and features "
+                           f"{tuple(features.shape)} need the same number of dims (>= 2), "
+                           "e.g. [b 1 h w] and [b c h w]; unsqueeze the mask's channel axis")
+    w = mask.flatten(2)
+    return (w * features.flatten(2)).sum(-1) / (w.sum(-1) + ATTEND_EPS)
+
+
+@final
+@register_kind("Attend", example_config={"axes": "h w"}, sizes={"b": 3, "c": 4, "h": 2, "w": 5})
+class Attend(Module):
+    """Typed :func:`attend`: ``(mask: SoftMask['b 1 <axes>'], features: Features['b c <axes>'])
+    → Features['b c']``, the features under the attention.
+
+    Args:
+        axes: the spatial axes both inputs share (``"h w"``).
+        of: the attention's type: ``"SoftMask"`` (typed) or ``"Heatmap"`` (classic).
+
+    Example:
+        >>> op = Attend("h w")
+        >>> str(op.signature)
+        "(mask: SoftMask['b 1 h w'], features: Features['b c h w']) -> (out: Features['b c'])"
+        >>> op(torch.ones(2, 1, 3, 3), torch.ones(2, 4, 3, 3)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, axes: str = "h w", of: str = "SoftMask"):
+        super().__init__()
+        if of not in ("SoftMask", "Heatmap"):
+            raise PortError(f"Attend: of={of!r} is not supported; an attention is a "
+                            "'SoftMask' (typed) or a 'Heatmap' (classic)")
+        spatial = format_axes(parse_axes(axes))
+        mask_t = SoftMask if of == "SoftMask" else Heatmap
+        self.inputs = {"mask": mask_t(f"b 1 {spatial}"),  # type: ignore[misc]
+                       "features": Features(f"b c {spatial}")}
+        self.outputs = {"out": Features("b c")}  # type: ignore[misc]
+
+    def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return attend(mask, features)
 
 
 _ADAPTERS: dict[str, tuple[type[NeuralType], type[NeuralType]]] = {

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,6 @@ from typing import Any, final
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 import brickwork.modules as bm
 from brickwork.errors import BrickworkError, LoadError, RegistryError
@@ -64,15 +62,6 @@ MAX_README_BYTES = 1 << 20
 #: Largest ``model.safetensors`` read from an import folder (``max_weights_bytes=``).
 MAX_WEIGHTS_BYTES = 4 << 30
 _REINDEX = "run `brickwork registry reindex` (Registry.reindex()) to rebuild it from the cards"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _weights_bytes(module: torch.nn.Module) -> bytes:
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    return st_save(state, metadata={"format": "pt"})
 
 
 def _parse_safetensors(data: bytes, where: str) -> dict[str, torch.Tensor]:
@@ -297,20 +286,11 @@ def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
 
 def _rebuild(card: ModelCard, state: Mapping[str, torch.Tensor], where: str, *,
              imports: Sequence[str] = (), map_location: Any = None) -> Module:
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    module = _build(card, imports=imports, device=map_location, expect_shapes=shapes,
-                    where=where)
-    try:
-        module.load_state_dict(dict(state), strict=True)
-    except RuntimeError as exc:
-        raise RegistryError(f"{where}: weights do not fit kind {card.kind!r}: {exc}") from None
-    if module.signature != card.signature_obj:
-        raise RegistryError(f"{where}: rebuilt signature {module.signature} differs from the "
-                            f"card's {card.signature_obj}")
-    if module.fingerprint() != card.fingerprint:
-        raise RegistryError(f"{where}: fingerprint of the rebuilt module differs from the "
-                            "card's; the card or the kind's code changed")
-    return module
+    """The card's module with ``state`` loaded, verified (:func:`brickwork.modules.rebuild_module`)."""
+    return bm.rebuild_module(card.kind, card.config, module_path=card.module or None,
+                             signature=card.signature_obj, fingerprint=card.fingerprint,
+                             state=state, imports=imports, device=map_location, where=where,
+                             error=RegistryError)
 
 
 @final
@@ -451,16 +431,16 @@ class Registry:
                 raw = old.read_bytes() if old.exists() else None
                 if raw is not None:
                     out = raw
-                    if _sha256(raw) == card_sha:  # untouched: rewrite with its version
+                    if bm.sha256_bytes(raw) == card_sha:  # untouched: rewrite with its version
                         try:
                             out = ModelCard.from_json(json.loads(raw), where=str(old)).to_bytes()
-                            card_sha = _sha256(out)
+                            card_sha = bm.sha256_bytes(out)
                         except (BrickworkError, ValueError):
                             out = raw
                     atomic_write_bytes(new, out)
                     old.unlink()
                 elif new.exists():  # an earlier migration died before its commit
-                    card_sha = _sha256(new.read_bytes())
+                    card_sha = bm.sha256_bytes(new.read_bytes())
                 conn.execute("INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                              (name, 1, row["kind"], row["tag"], row["weights_sha256"], card_sha,
                               row["fingerprint"], row["mode"], row["signature_text"],
@@ -555,8 +535,8 @@ class Registry:
         if not isinstance(module, Module):
             raise RegistryError(f"registry entry {name!r}: expected a brickwork Module, got "
                                 f"{type(module).__name__}; wrap it with brickwork.typed(...)")
-        data = _weights_bytes(module)
-        card = ModelCard.for_module(name, module, weights_sha256=_sha256(data), mode=mode,
+        data = bm.state_bytes(module)
+        card = ModelCard.for_module(name, module, weights_sha256=bm.sha256_bytes(data), mode=mode,
                                     hyperparameters=hyperparameters, metrics=metrics,
                                     lineage=lineage, data_digest=data_digest,
                                     module_path=module_path)
@@ -619,7 +599,7 @@ class Registry:
             kind, tag = validate_name(card.name)
             conn.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                          (card.name, version, kind, tag, card.weights_sha256,
-                          _sha256(card_bytes), card.fingerprint, card.mode,
+                          bm.sha256_bytes(card_bytes), card.fingerprint, card.mode,
                           str(card.signature_obj), json.dumps(card.signature, sort_keys=True),
                           card.created))
             conn.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (card.name, version + 1))
@@ -758,7 +738,7 @@ class Registry:
         except OSError as exc:
             raise RegistryError(f"{path}: card of {name}@{version} cannot be read "
                                 f"({exc.strerror})") from None
-        if _sha256(raw) != row["card_sha256"]:
+        if bm.sha256_bytes(raw) != row["card_sha256"]:
             raise RegistryError(f"{path}: card of {name}@{version} does not match the digest "
                                 "in the index; it was edited or damaged after registration. "
                                 "Remove and re-register the entry")
@@ -789,7 +769,7 @@ class Registry:
         except OSError as exc:
             raise RegistryError(f"{path}: weights blob of {card.ref} cannot be read "
                                 f"({exc.strerror})") from None
-        digest = _sha256(data)
+        digest = bm.sha256_bytes(data)
         if digest != card.weights_sha256:
             raise RegistryError(f"{path}: weights blob of {card.ref} has digest "
                                 f"{digest[:12]}…, expected {card.weights_sha256[:12]}…; it is "
@@ -1060,7 +1040,7 @@ class Registry:
                 problems.append(Problem("", str(path), f"card not restored: the file name says "
                                         f"{path.stem}, the card says {card.ref}"))
                 continue
-            found[(card.name, card.version)] = (card, _sha256(raw))
+            found[(card.name, card.version)] = (card, bm.sha256_bytes(raw))
         for path, card in legacy:
             version = card.version
             while (card.name, version) in found or self.card_path(card.name, version).exists():
@@ -1069,7 +1049,7 @@ class Registry:
             data = card.to_bytes()
             atomic_write_bytes(self.card_path(card.name, version), data)
             path.unlink()
-            found[(card.name, version)] = (card, _sha256(data))
+            found[(card.name, version)] = (card, bm.sha256_bytes(data))
         return [found[k] for k in sorted(found)]
 
     # ----- exchange ------------------------------------------------------------------
@@ -1153,7 +1133,7 @@ class Registry:
                        where=str(folder))
         del ghost
         data = _read_regular(folder, "model.safetensors", max_weights_bytes)
-        sha = _sha256(data)
+        sha = bm.sha256_bytes(data)
         if sha != meta.get("weights_sha256") or sha != card.weights_sha256:
             raise RegistryError(f"{folder}/model.safetensors: digest {sha[:12]}… does not match "
                                 f"config.json's {str(meta.get('weights_sha256'))[:12]}…")
