@@ -7,7 +7,7 @@ Example:
     2
 """
 
-from brickwork.layouts.node import Node, Source, split_module_name
+from brickwork.layouts.node import Node, Source, module_argument, split_module_name
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.layout import Layout, fix_hint
 from brickwork.layouts.program import flatten_program, parse_sexpr
@@ -33,6 +33,7 @@ __all__ = [
     "from_program",
     "layout_from_json",
     "load_kinds",
+    "module_argument",
     "parse_sexpr",
     "save_kinds",
     "split_module_name",

@@ -34,11 +34,29 @@ class Source:
 
 
 def split_module_name(name: str) -> tuple[str, str | None]:
-    """``"filter_color[red]"`` → ``("filter_color", "red")``; ``"And"`` → ``("And", None)``."""
+    """Split a module name into its kind and argument: the one parser of module names.
+
+    ``"filter_color[red]"`` → ``("filter_color", "red")``; ``"And"`` → ``("And", None)``.
+
+    Example:
+        >>> split_module_name("filter_color[red]"), split_module_name("And")
+        (('filter_color', 'red'), ('And', None))
+    """
     if name.endswith("]") and "[" in name:
         fn, arg = name[:-1].split("[", 1)
         return fn, arg
     return name, None
+
+
+def module_argument(name: str) -> str | None:
+    """The argument of an instantiated module name (``"find[red]"`` → ``"red"``), or
+    ``None`` for a plain one (``"scene"``); use it instead of slicing the name.
+
+    Example:
+        >>> module_argument("find[red]"), module_argument("scene")
+        ('red', None)
+    """
+    return split_module_name(name)[1]
 
 
 @dataclass(frozen=True)

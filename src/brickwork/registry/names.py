@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 from brickwork.errors import RegistryError
+from brickwork.layouts.node import split_module_name
 
 _KIND = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
 _TAG = r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,127}"
@@ -46,19 +47,23 @@ def validate_name(name: object) -> tuple[str, str]:
 
 
 def module_name_to_tag(module_name: str) -> str:
-    """Turn a layout module name (``filter_color[red]``) into a tag-safe text (``red``).
+    """The registry tag of a layout module: its ``[arg]`` (``find[red]`` → ``red``), else
+    its whole name (``sum_a`` → ``sum_a``), made tag-safe; so two modules of one kind
+    never share a registry name. The one place that turns module names into tags.
 
     Example:
-        >>> module_name_to_tag("filter_color[red]")
-        'red'
-        >>> module_name_to_tag("encoder")
-        'default'
+        >>> module_name_to_tag("filter_color[red]"), module_name_to_tag("encoder")
+        ('red', 'encoder')
+        >>> module_name_to_tag("f[a b]"), module_name_to_tag("f[!]"), module_name_to_tag("?")
+        ('a-b', 'f', 'default')
     """
-    if "[" in module_name and module_name.endswith("]"):
-        arg = module_name[module_name.index("[") + 1:-1]
-        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", arg).strip("-")
-        return safe or "default"
-    return "default"
+    fn, arg = split_module_name(module_name)
+    safe = _tag_safe(arg) if arg is not None else ""
+    return safe or _tag_safe(fn) or "default"
+
+
+def _tag_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")
 
 
 def validate_alias(alias: object) -> str:
