@@ -13,7 +13,7 @@ import torch
 
 from brickwork.errors import DataError
 from brickwork.training import CacheKey, IntermediateDataset, Samples, join_on_ids
-from brickwork.training.examples import ToyFind
+from brickwork.training.fixtures import ToyFind
 
 
 def _key(find, data):

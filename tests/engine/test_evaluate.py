@@ -10,7 +10,7 @@ from brickwork.errors import DataError
 from brickwork.layouts import Runner
 from brickwork.plan import DataSpec, make_plan
 from brickwork.training.evaluate import EvaluationReport, _per_row, evaluate, predict
-from brickwork.training.examples import nmn_data, nmn_family, nmn_kinds
+from brickwork.training.fixtures import nmn_data, nmn_family, nmn_kinds
 from brickwork.training.trainer import train_plan
 from brickwork.types import Features, Probs, SoftMask
 
@@ -113,7 +113,7 @@ def test_evaluate_run_and_cli_errors(tmp_path, capsys):
 
     from brickwork.errors import TrainingError
     from brickwork.training import Samples
-    from brickwork.training.examples import write_example_plan
+    from brickwork.training.fixtures import write_example_plan
     from brickwork.training.trainer import evaluate_run
 
     plan_path = write_example_plan(str(tmp_path / "p"), samples=96)

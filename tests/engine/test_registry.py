@@ -10,7 +10,7 @@ import torch
 from brickwork.errors import RegistryError
 from brickwork.modules import load_module
 from brickwork.registry import Registry, default_registry_path, validate_name
-from brickwork.training.examples import ToyClassifier, ToyFind
+from brickwork.training.fixtures import ToyClassifier, ToyFind
 from brickwork.types import Features, Heatmap, SoftMask
 
 

@@ -14,7 +14,7 @@ import torch
 
 from brickwork.errors import RegistryError
 from brickwork.registry import Registry
-from brickwork.training.examples import ToyClassifier
+from brickwork.training.fixtures import ToyClassifier
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def _refused_quickly(action, match):
 
 def test_exported_folder_is_portable(exported):
     meta = json.loads((exported / "config.json").read_text())
-    assert meta["module"] == "brickwork.training.examples" and meta["registry_card"]["version"] == 1
+    assert meta["module"] == "brickwork.training.fixtures" and meta["registry_card"]["version"] == 1
     readme = (exported / "README.md").read_text()
     assert readme.startswith("---\n") and "library_name: brickwork" in readme
     assert "Module.from_pretrained" in readme and "toy_classifier.good@1" in readme
@@ -160,7 +160,7 @@ print("{FIXTURE}" in sys.modules)
 RACE = r"""
 import json, sys, time, torch
 from brickwork.registry import Registry
-from brickwork.training.examples import ToyClassifier
+from brickwork.training.fixtures import ToyClassifier
 root, who, n, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 torch.manual_seed(0)  # both processes hold identical weights
 module = ToyClassifier(dim=4, classes=2, hidden=4)

@@ -12,7 +12,7 @@ import torch
 from brickwork.cli import main
 from brickwork.errors import RegistryError
 from brickwork.registry import Registry, parse_ref
-from brickwork.training.examples import ToyClassifier, ToyFind
+from brickwork.training.fixtures import ToyClassifier, ToyFind
 
 
 def _find(seed: int = 0) -> ToyFind:

@@ -33,8 +33,8 @@ from brickwork.training.end_to_end import train_end_to_end
 from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate, predict
 from brickwork.training.job import ModuleJob, job_key, run_job
 from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
-from brickwork.training.hpo import SearchSpace, hpo_table, plot_hpo, run_study
-from brickwork.training.cost import CostReport
+from brickwork.training.hpo import SearchResult, SearchSpace, hpo_table, plot_hpo, run_search
+from brickwork.training.cost import CostReport, makespan
 from brickwork.training.trainer import (
     PlanResult,
     check_run_folder,
@@ -63,14 +63,16 @@ __all__ = [
     "ModuleJob",
     "PlanResult",
     "RayExecutor",
+    "SearchResult",
     "SearchSpace",
     "SurrogateHead",
     "hpo_table",
     "make_executor",
+    "makespan",
     "module_table",
     "plot_hpo",
     "run_job",
-    "run_study",
+    "run_search",
     "train_end_to_end",
     "train_plan",
     "Callback",
@@ -96,3 +98,12 @@ __all__ = [
     "seed_everything",
     "tensors_digest",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``run_study``: the deprecated name of :func:`run_search` (it warns)."""
+    if name == "run_study":
+        from brickwork.training import hpo
+
+        return getattr(hpo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

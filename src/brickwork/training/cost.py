@@ -19,13 +19,24 @@ from pathlib import Path
 from typing import Any, final
 
 
-def makespan(times: Sequence[float], workers: int) -> float:
-    """Longest-processing-time-first schedule length of ``times`` on ``workers``."""
+def makespan(times: Sequence[float], workers: int, *, longest_first: bool = True) -> float:
+    """Length of a list schedule of independent jobs on ``workers``: each job goes to the
+    least loaded worker; the longest first (LPT) unless ``longest_first=False`` (the
+    order given, as a pool that submits in that order runs them).
+
+    The one makespan of brickwork (cost reports, the studies' parallel cost).
+
+    Example:
+        >>> makespan([3, 2, 2, 1], 2), makespan([1, 2, 2, 3], 2, longest_first=False)
+        (4.0, 5.0)
+        >>> makespan([], 4)
+        0.0
+    """
     loads = [0.0] * max(1, workers)
-    for t in sorted(times, reverse=True):
+    for t in (sorted(times, reverse=True) if longest_first else times):
         i = loads.index(min(loads))
         loads[i] += t
-    return max(loads) if times else 0.0
+    return max(loads)
 
 
 @final

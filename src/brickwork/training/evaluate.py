@@ -7,7 +7,7 @@ columns of the same names: accuracy for class-like outputs (``Probs``, ``Logits`
 everything else, overall and per layout.
 
 Example:
-    >>> from brickwork.training.examples import nmn_kinds, nmn_family, nmn_data
+    >>> from brickwork.training.fixtures import nmn_kinds, nmn_family, nmn_data
     >>> kinds = nmn_kinds(); family = nmn_family(kinds)
     >>> data = nmn_data(64, len(family))
     >>> report = evaluate(family, kinds, data)

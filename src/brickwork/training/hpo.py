@@ -12,7 +12,7 @@ Example:
     >>> space = SearchSpace({"x": {"type": "float", "low": -2.0, "high": 2.0}})
     >>> def objective(params, seed, report):
     ...     return -(params["x"] - 1.0) ** 2
-    >>> res = run_study("toy", objective, space, trials=8, seed=0,
+    >>> res = run_search("toy", objective, space, trials=8, seed=0,
     ...                 storage=os.path.join(tempfile.mkdtemp(), "journal.log"))
     >>> len(res.trials), res.best_value > -1.0
     (8, True)
@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ Objective = Callable[[dict[str, Any], int, Report], float]
 
 
 class TrialPruned(Exception):
-    """Raised by ``report`` when the pruner stops a trial (caught by :func:`run_study`)."""
+    """Raised by ``report`` when the pruner stops a trial (caught by :func:`run_search`)."""
 
 
 @final
@@ -92,8 +93,14 @@ class SearchSpace:
 
 @final
 @dataclass(frozen=True)
-class StudyResult:
-    """A finished study: best point and every trial (number, params, value, state, seed, time)."""
+class SearchResult:
+    """A finished search: best point and every trial (number, params, value, state, seed,
+    time).
+
+    Example:
+        >>> SearchResult("m", {"x": 1}, 0.5, [], 1.0).to_json()["best_value"]
+        0.5
+    """
 
     name: str
     best_params: dict[str, Any]
@@ -119,10 +126,14 @@ def make_storage(storage: str | os.PathLike[str]) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(text, lock_obj=JournalFileOpenLock(text)))
 
 
-def run_study(name: str, objective: Objective, space: SearchSpace, *, trials: int, seed: int,
-              storage: str | os.PathLike[str], direction: str = "maximize",
-              prune: bool = True) -> StudyResult:
-    """Run (or resume) a study until it holds ``trials`` finished trials.
+def run_search(name: str, objective: Objective, space: SearchSpace, *, trials: int, seed: int,
+               storage: str | os.PathLike[str], direction: str = "maximize",
+               prune: bool = True) -> SearchResult:
+    """Run (or resume) a hyperparameter search (an Optuna study) until it holds
+    ``trials`` finished trials.
+
+    Named ``run_search`` so it never reads like the studies' ``run_study`` (a whole
+    experiment); ``run_study`` stays a deprecated alias.
 
     Args:
         name: study name (one per module).
@@ -194,12 +205,16 @@ def run_study(name: str, objective: Objective, space: SearchSpace, *, trials: in
     if not complete:
         raise TrainingError(f"study {name!r}: no trial completed ({len(rows)} pruned); raise "
                             "the number of trials or disable pruning")
-    best = (max if direction == "maximize" else min)(complete, key=lambda r: (r["value"], -r["index"]))
-    return StudyResult(name, dict(best["params"]), float(best["value"]), rows,
+    # ties go to the earliest trial in both directions
+    if direction == "maximize":
+        best = max(complete, key=lambda r: (r["value"], -r["index"]))
+    else:
+        best = min(complete, key=lambda r: (r["value"], r["index"]))
+    return SearchResult(name, dict(best["params"]), float(best["value"]), rows,
                        sum(float(r["wall_time"] or 0.0) for r in rows) or time.perf_counter() - t0)
 
 
-def hpo_table(results: Mapping[str, StudyResult]) -> str:
+def hpo_table(results: Mapping[str, SearchResult]) -> str:
     """A text table: per module, trials, best score, spread, best params."""
     lines = [f"{'module':<24} {'trials':>6} {'pruned':>6} {'best':>9} {'median':>9}  best params"]
     for name, res in results.items():
@@ -213,7 +228,7 @@ def hpo_table(results: Mapping[str, StudyResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_hpo(results: Mapping[str, StudyResult], path: str | os.PathLike[str]) -> Path:
+def plot_hpo(results: Mapping[str, SearchResult], path: str | os.PathLike[str]) -> Path:
     """Plot every trial's score per module (like Fig. 4.8) as a PNG."""
     import matplotlib
 
@@ -235,3 +250,18 @@ def plot_hpo(results: Mapping[str, StudyResult], path: str | os.PathLike[str]) -
     ax.set_title("score of every trial per module (x: pruned)")
     fig.tight_layout()
     return atomic_write_figure(fig, path)
+
+
+_DEPRECATED = {"run_study": ("run_search", run_search), "StudyResult": ("SearchResult", SearchResult)}
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names: ``run_study`` → :func:`run_search`, ``StudyResult`` →
+    :class:`SearchResult` (they warn once per use)."""
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"brickwork.training.hpo.{name} is deprecated; use {new} (the studies' "
+                      "run_study is a whole experiment, this is a hyperparameter search)",
+                      DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
