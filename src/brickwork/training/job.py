@@ -39,7 +39,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, final
@@ -53,11 +53,11 @@ from brickwork.modules import atomic_write_bytes, atomic_write_json, build, load
 from brickwork.training.cache import IntermediateDataset
 from brickwork.training.callbacks import EarlyStopping, LogMetrics, ProgressBar, TensorBoard
 from brickwork.training.fit import FitConfig, FitResult, fit
-from brickwork.training.hpo import SearchSpace, run_study
+from brickwork.training.hpo import SearchSpace, run_search
 from brickwork.training.losses import resolve_callable, type_loss, type_score
 from brickwork.training.samples import Samples
 from brickwork.training.seeding import derive_seed, seed_everything
-from brickwork.training.surrogate import SurrogateHead
+from brickwork.training.surrogate import RoutedSurrogateHead
 
 log = logging.getLogger("brickwork.training")
 
@@ -67,7 +67,21 @@ _FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "max_steps", "grad_cl
 #: job fields that say where or how visibly a job runs, not what it trains: left out of its key
 _NOT_KEYED = ("workdir", "data", "storage", "progress", "tensorboard", "device", "imports")
 DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0,
-                   "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1}
+                   "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1,
+                   "starts": 1, "plateau": 0.85, "second_round": True, "summary": "auto",
+                   "top_k": 4}
+#: what the surrogate hyperparameters mean (jobs in ``surrogate`` mode):
+#:
+#: - ``rank``, ``dropout``: the SGM head's inner rank and input dropout;
+#: - ``summary``, ``top_k``: what the head reads of the output (:func:`surrogate_features`);
+#: - ``starts``: fresh starts (new initial weights each) with the final hyperparameters;
+#:   the module keeps the one with the lowest SGM validation loss (whether a module
+#:   leaves the SGM plateau depends much on where it starts);
+#: - ``plateau``: a module whose best SGM validation loss stays above ``plateau`` × its
+#:   loss before training (the routes' answer prior) stayed on the SGM plateau;
+#: - ``second_round``: such a module trains again once its stage is done, with the
+#:   stage's modules that learned as context (``train_plan``).
+SURROGATE_HPARAMS = ("rank", "dropout", "starts", "plateau", "second_round", "summary", "top_k")
 
 
 @final
@@ -110,6 +124,12 @@ class ModuleJob:
             ``fn(pred, target) -> scalar tensor``.
         metric: an importable ``"pkg.mod:fn"`` replacing the default validation score;
             ``fn(pred, target) -> float``, higher is better (HPO and early stopping use it).
+        routes: surrogate mode: the routes of the table's ``route`` column
+            (:func:`~brickwork.training.surrogate_table.surrogate_table`): the ops kept
+            between the module's output and its SGM head, with ``ctx.<step>.<port>``
+            columns as their other inputs. Empty: one route, no ops.
+        round: surrogate mode: 1, or 2 for the second round of a module that stayed on
+            its SGM plateau (trained with context).
     """
 
     name: str
@@ -139,6 +159,8 @@ class ModuleJob:
     split_column: str | None = None
     loss: str | None = None
     metric: str | None = None
+    routes: tuple[Mapping[str, Any], ...] = ()
+    round: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -151,6 +173,7 @@ class ModuleJob:
     def from_json(cls, data: Mapping[str, Any]) -> ModuleJob:
         d = dict(data)
         d["imports"] = tuple(d.get("imports", ()))
+        d["routes"] = tuple(d.get("routes", ()))
         try:
             return cls(**d)
         except TypeError as exc:
@@ -255,19 +278,36 @@ def load_table(path: str) -> Samples:
 
 
 class _Trainable(torch.nn.Module):
-    """The module plus, in surrogate mode, its head (one set of parameters to fit)."""
+    """The module plus, in surrogate mode, its head and the ops of its routes (one set
+    of parameters to fit; the ops have none)."""
 
-    def __init__(self, module: torch.nn.Module, head: torch.nn.Module | None):
+    def __init__(self, module: torch.nn.Module, head: torch.nn.Module | None,
+                 ops: Sequence[Sequence[torch.nn.Module]] = ()):
         super().__init__()
         self.module = module
         self.head = head
+        self.ops = torch.nn.ModuleList(torch.nn.ModuleList(r) for r in ops)
 
 
-def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int) -> _Trainable:
+def _answer_prior(job: ModuleJob, table: Samples, routes: int, classes: int) -> torch.Tensor:
+    """Per route, the log class frequencies of the target (add-one smoothed): what the
+    SGM predicts before it reads the module's output."""
+    target = table[job.target].reshape(-1).long()
+    route = table["route"].reshape(-1).long() if "route" in set(table) else \
+        torch.zeros_like(target)
+    counts = torch.ones(routes, classes)
+    counts.index_put_((route.cpu(), target.cpu().clamp(0, classes - 1)),
+                      torch.ones(len(target)), accumulate=True)
+    return (counts / counts.sum(1, keepdim=True)).log()
+
+
+def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
+           train: Samples | None = None) -> _Trainable:
     seed_everything(seed)
     module = build(job.kind, dict(job.config))
     device = torch.device(job.device) if job.device else None
     head = None
+    ops: list[list[torch.nn.Module]] = []
     if job.mode == "surrogate":
         out_port = job.output or next(iter(module.outputs))
         with torch.no_grad():
@@ -278,9 +318,21 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int) -> 
         else:
             out_features = job.classes or int(target.max()) + 1
         ctx = int(table[job.context].shape[1]) if job.context else 0
-        head = SurrogateHead(int(probe[0].numel()), out_features, rank=int(hp["rank"]),
-                             dropout=float(hp["dropout"]), context_channels=ctx)
-    model = _Trainable(module, head)
+        routes = max(1, len(job.routes))
+        summary, top_k = str(hp.get("summary", "auto")), int(hp.get("top_k", 4))
+        from brickwork.training.surrogate import surrogate_features
+
+        width = int(surrogate_features(probe.float(), summary, top_k)[0].numel())
+        head = RoutedSurrogateHead(width, out_features, routes, rank=int(hp["rank"]),
+                                   dropout=float(hp["dropout"]), summary=summary, top_k=top_k,
+                                   context_channels=ctx)
+        if not target.is_floating_point():
+            with torch.no_grad():
+                head.c.copy_(_answer_prior(job, train if train is not None else table, routes,
+                                           out_features))
+        ops = [[build(s["kind"], dict(s["config"])) for s in r.get("steps", ())]
+               for r in job.routes]
+    model = _Trainable(module, head, ops)
     return model.to(device) if device is not None else model
 
 
@@ -293,13 +345,34 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
         t = batch[name]
         return t.to(device) if device is not None and t.device != device else t
 
+    def along_routes(model: _Trainable, out: torch.Tensor, batch: Samples) -> torch.Tensor:
+        """The output passed through the ops of each row's route, context from the table."""
+        if not any(len(r) for r in model.ops):
+            return out
+        route = col(batch, "route").reshape(-1)
+        merged = out.clone()
+        for r, ops in enumerate(model.ops):
+            if not len(ops):
+                continue
+            rows = torch.nonzero(route == r).flatten()
+            if len(rows) == 0:
+                continue
+            v = out[rows]
+            for i, (op, step) in enumerate(zip(ops, job.routes[r]["steps"])):
+                args = {p: col(batch, f"ctx.{i}.{p}")[rows] for p in step["others"]}
+                v = op.call_ports(**{step["port"]: v, **args})[next(iter(op.outputs))]
+            merged[rows] = v
+        return merged
+
     def forward(model: _Trainable, batch: Samples) -> tuple[torch.Tensor, Any]:
         module = model.module
         port = job.output or next(iter(module.outputs))
         out = module.call_ports(**{p: col(batch, c) for p, c in job.inputs.items()})[port]
         if model.head is not None:
             ctx = col(batch, job.context) if job.context else None
-            return model.head(out, ctx), None
+            route = col(batch, "route") if "route" in set(batch) else \
+                torch.zeros(len(out), dtype=torch.int64, device=out.device)
+            return model.head(along_routes(model, out, batch), route, ctx), None
         return out, module.outputs[port]
 
     def loss_fn(model: _Trainable, batch: Samples) -> torch.Tensor:
@@ -334,13 +407,17 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
               seed: int, *, report: Any = None, ckpt: Path | None = None,
               progress: bool = False, tensorboard: Path | None = None,
               metrics_path: Path | None = None) -> tuple[_Trainable, FitResult]:
-    model = _build(job, hp, table, seed)
+    model = _build(job, hp, table, seed, train)
     loss_fn, evaluate = _objective(job, hp)
     known = {f.name for f in dataclasses.fields(FitConfig)}
-    cfg = FitConfig(**{k: hp[k] for k in _FIT_KEYS if k in known and k in hp and hp[k] is not None},
-                    seed=seed)
-    callbacks: list[Any] = [EarlyStopping("val_score", patience=int(hp["patience"]), mode="max"),
-                            LogMetrics(job.name)]
+    fit_hp = {k: hp[k] for k in _FIT_KEYS if k in known and k in hp and hp[k] is not None}
+    if job.mode == "surrogate":  # model selection on the SGM's validation loss
+        fit_hp.setdefault("keep_best", "val_loss")
+        stopping = EarlyStopping("val_loss", patience=int(hp["patience"]), mode="min")
+    else:
+        stopping = EarlyStopping("val_score", patience=int(hp["patience"]), mode="max")
+    cfg = FitConfig(**fit_hp, seed=seed)
+    callbacks: list[Any] = [stopping, LogMetrics(job.name)]
     if progress:
         callbacks.append(ProgressBar(desc=job.name))
     if tensorboard is not None:
@@ -350,6 +427,56 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
                  callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None,
                  on_epoch=on_epoch, device=job.device, metrics_path=metrics_path)
     return model, result
+
+
+def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module,
+             data: Samples) -> float:
+    """The SGM's loss on ``data`` (eval mode, no gradient)."""
+    loss_fn, _ = _objective(job, hp)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        total, n = 0.0, 0
+        for start in range(0, len(data), 1024):
+            part = data.select(torch.arange(start, min(start + 1024, len(data))))
+            total += float(loss_fn(model, part)) * len(part)  # type: ignore[arg-type]
+            n += len(part)
+    model.train(was)
+    return total / max(n, 1)
+
+
+def _surrogate_starts(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Samples,
+                      table: Samples, seed: int, work: Path
+                      ) -> tuple[_Trainable, FitResult, dict[str, Any]]:
+    """``hp["starts"]`` fits from fresh initial weights; the one with the lowest SGM
+    validation loss wins. Returns it with the plateau measure: ``start_loss`` (the SGM
+    before training: the routes' answer prior, since the head starts adding nothing),
+    ``sgm_loss`` (its best epoch), their ``ratio`` and ``plateau`` (ratio above
+    ``hp["plateau"]``)."""
+    starts = int(hp.get("starts", 1))
+    if starts < 1:
+        raise TrainingError(f"job {job.name!r}: starts must be >= 1, got {starts}")
+    best: tuple[float, _Trainable, FitResult, float] | None = None
+    tried: list[dict[str, float]] = []
+    for i in range(starts):
+        s = seed if i == 0 else derive_seed(seed, "start", i)
+        start_loss = sgm_loss(job, hp, _build(job, hp, table, s, train), val)
+        model, res = _fit_once(job, hp, train, val, table, s,
+                               ckpt=work / "checkpoint" / f"start-{i}",
+                               progress=job.progress and i == 0,
+                               tensorboard=work / "tensorboard" if job.tensorboard and i == 0
+                               else None,
+                               metrics_path=work / "metrics.jsonl" if i == 0 else None)
+        loss = min(r["val_loss"] for r in res.history)
+        tried.append({"seed": s, "start_loss": start_loss, "sgm_loss": loss})
+        if best is None or loss < best[0]:
+            best = (loss, model, res, start_loss)
+    assert best is not None
+    loss, model, res, start_loss = best
+    ratio = loss / start_loss if start_loss > 0 else 1.0
+    return model, res, {"start_loss": start_loss, "sgm_loss": loss, "ratio": ratio,
+                        "plateau": ratio > float(hp.get("plateau", 0.85)), "starts": tried,
+                        "rows": len(train) + len(val), "routes": max(1, len(job.routes))}
 
 
 _JOB_FILES = ("result.json", "hpo.journal", "module", "checkpoint", "surrogate_head.safetensors",
@@ -459,19 +586,25 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
 
         def objective(params: dict[str, Any], seed: int, report: Any) -> float:
             _, res = _fit_once(job, {**hp, **params}, train, val, table, seed, report=report)
+            if job.mode == "surrogate":  # the SGM's validation loss, negated (higher is better)
+                return -min(r["val_loss"] for r in res.history)
             return max(r["val_score"] for r in res.history)
 
-        study = run_study(f"{job.name}", objective, space, trials=job.trials,
+        study = run_search(f"{job.name}", objective, space, trials=job.trials,
                           seed=derive_seed(job.seed, job.name, "hpo"),
                           storage=job.storage or str(work / "hpo.journal"))
         hp.update(study.best_params)
         study_json = study.to_json()
         hpo_time = study.wall_time
     final_seed = derive_seed(job.seed, job.name, "final")
-    model, res = _fit_once(job, hp, train, val, table, final_seed, ckpt=work / "checkpoint",
-                           progress=job.progress,
-                           tensorboard=work / "tensorboard" if job.tensorboard else None,
-                           metrics_path=work / "metrics.jsonl")
+    sgm: dict[str, Any] | None = None
+    if job.mode == "surrogate":
+        model, res, sgm = _surrogate_starts(job, hp, train, val, table, final_seed, work)
+    else:
+        model, res = _fit_once(job, hp, train, val, table, final_seed, ckpt=work / "checkpoint",
+                               progress=job.progress,
+                               tensorboard=work / "tensorboard" if job.tensorboard else None,
+                               metrics_path=work / "metrics.jsonl")
     model = model.to("cpu")
     module = model.module
     save_module(module, work / "module")  # type: ignore[arg-type]
@@ -490,6 +623,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         "hpo": study_json, "seed": job.seed, "data_digest": job.data_digest,
         "upstream": dict(job.upstream), "device": job.device or "cpu",
         "brickwork_version": __version__, "key_digest": key_digest(key), "skipped": False,
+        "sgm": sgm, "round": job.round,
     }
     atomic_write_json(done, result)
     return result

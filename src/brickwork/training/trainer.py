@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
 
@@ -41,9 +42,16 @@ from brickwork.training.end_to_end import train_end_to_end
 from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate
 from brickwork.training.executor import Executor, make_executor
 from brickwork.training.fit import FitConfig
-from brickwork.training.job import DEFAULT_HPARAMS, ModuleJob, key_changes, run_job
+from brickwork.training.job import (
+    DEFAULT_HPARAMS,
+    SURROGATE_HPARAMS,
+    ModuleJob,
+    key_changes,
+    run_job,
+)
 from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.seeding import derive_seed
+from brickwork.training.surrogate_table import surrogate_table
 
 log = logging.getLogger("brickwork.training")
 
@@ -220,6 +228,9 @@ def load_run_modules(family: Sequence[Layout], kinds: Kinds, folder: str | Path)
         if not is_trainable(module):
             continue
         mdir = _module_dir(work, name)
+        second = work / "jobs" / (_safe(name) + ROUND2)
+        if (second / KEPT).is_file() and (second / "module" / "config.json").is_file():
+            mdir = second / "module"  # the second SGM round's weights were kept
         if not (mdir / "config.json").is_file():
             raise TrainingError(f"{work}: module {name!r} has no trained weights in the run "
                                 f"(expected {mdir.relative_to(work)}/); was the run finished, "
@@ -383,6 +394,129 @@ def check_run_folder(plan: TrainingPlan, family: Sequence[Layout], data: Samples
     return run_key
 
 
+ROUND2 = "-round2"
+KEPT = "kept.json"
+
+
+@dataclass
+class _Run:
+    """What every job of one ``train_plan`` call shares."""
+
+    plan: TrainingPlan
+    family: Sequence[Layout]
+    kinds: Kinds
+    tagged: Samples
+    work: Path
+    layout_column: str
+    dev: torch.device | None
+    device: str | None
+    hparams: Mapping[str, Mapping[str, Any]]
+    search: Mapping[str, Mapping[str, Any]]
+    trials: int
+    seed: int
+    progress: bool
+    tensorboard: bool
+    val_fraction: float
+    data_digest: str
+    split_digest: str
+    results: dict[str, Any]
+
+
+def _hp(run: _Run, name: str) -> dict[str, Any]:
+    kind = run.plan.modules[name].kind
+    return {**DEFAULT_HPARAMS, **run.hparams.get(kind, {}), **run.hparams.get(name, {})}
+
+
+def _target_of(run: _Run, name: str) -> str:
+    """The column a module's job trains towards: its own target (``module_target``) in
+    direct/cached mode, else the nearest supervised output."""
+    mp = run.plan.modules[name]
+    if mp.module_target is not None and mp.mode in ("direct", "cached"):
+        return mp.module_target
+    if not mp.targets:
+        raise TrainingError(f"module {name!r}: the plan gives it no target to train towards")
+    return mp.targets[0]
+
+
+def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
+                round_: int = 1) -> dict[str, Any]:
+    """Build (or find in the cache) the table of one module and describe its job."""
+    mp = run.plan.modules[name]
+    kinds, work = run.kinds, run.work
+    module = kinds.module(name)
+    extra = {"target": _target_of(run, name), "split": _SPLIT}
+    context = None
+    routes: list[dict[str, Any]] = []
+    context_modules: list[str] = []
+    if mp.mode == "surrogate":
+        ctx = [c for c in mp.context if c in set(run.tagged) and run.tagged[c].dim() == 4]
+        if ctx:
+            extra["context"] = ctx[0]
+            context = "context"
+        behind = {n.module for lay in run.family if name in lay.module_names() for n in lay.nodes}
+        context_modules = sorted((behind & trained) - {name} - set(mp.upstream))
+    upstream = {u: kinds.module(u).fingerprint() for u in [*mp.upstream, *context_modules]}
+    producers = {u: {"kind": kinds.module(u).kind, "config": kinds.module(u).config}
+                 for u in upstream}
+    key = CacheKey(upstream=upstream, producers=producers, data_digest=run.data_digest,
+                   dtype="float32", content={"consumer": name, "columns": extra,
+                                             "split": run.split_digest, "round": round_,
+                                             "surrogate": mp.mode == "surrogate",
+                                             "family": [l.to_json() for l in run.family
+                                                        if name in l.module_names()]})
+
+    def build_table() -> list[Samples]:
+        if mp.mode != "surrogate":
+            return module_table(name, run.family, kinds, run.tagged, extra,
+                                layout_column=run.layout_column, device=run.dev)
+        table, found = surrogate_table(name, run.family, kinds, run.tagged, extra,
+                                       trained=set(upstream), layout_column=run.layout_column,
+                                       device=run.dev)
+        routes.extend(found)
+        return [table]
+
+    ds, hit = IntermediateDataset.get_or_build(work / "cache", key, build_table)
+    if mp.mode == "surrogate":
+        routes_file = ds.folder / "routes.json"
+        if routes:
+            atomic_write_json(routes_file, routes)
+        elif routes_file.is_file():
+            routes = json.loads(routes_file.read_text())
+    log.info("stage %d: table of %s %s (%d rows)%s", s_index, name,
+             "cache hit" if hit else "built", len(ds), " round 2" if round_ == 2 else "")
+    hp = _hp(run, name)
+    loss, metric = hp.pop("loss", None), hp.pop("metric", None)
+    if mp.mode != "surrogate":
+        hp = {k: v for k, v in hp.items() if k not in SURROGATE_HPARAMS}
+    space = run.search.get(name) or run.search.get(mp.kind)
+    folder = _safe(name) + (ROUND2 if round_ == 2 else "")
+    job = ModuleJob(
+        name=name, kind=module.kind, config=module.config,
+        imports=(type(module).__module__,),
+        mode=mp.mode,
+        data=str(ds.folder.resolve()), inputs={p: f"in.{p}" for p in module.inputs},
+        target="target", context=context, hparams=hp,
+        search=space, trials=run.trials if space else 0,
+        seed=derive_seed(run.seed, name) if round_ == 1 else derive_seed(run.seed, name, "round2"),
+        workdir=str((work / "jobs" / folder).resolve()),
+        progress=run.progress, data_digest=run.data_digest,
+        tensorboard=run.tensorboard, device=run.device, upstream=upstream,
+        table_digest=ds.key_digest, split_column="split", val_fraction=run.val_fraction,
+        loss=loss, metric=metric, routes=tuple(routes), round=round_)
+    return job.to_json()
+
+
+def _load_result(run: _Run, res: Mapping[str, Any], folder: str | None = None) -> None:
+    """Load a finished job's weights into the vocabulary and record its result."""
+    name = res["name"]
+    mdir = run.work / "jobs" / (folder or _safe(name)) / "module"
+    trained = load_module(mdir)
+    run.kinds.module(name).load_state_dict(trained.state_dict())
+    run.results[name] = {**res, "module_dir": str(mdir.relative_to(run.work))}
+    if res.get("skipped"):
+        log.info("job %s: finished before with the same key, reused", name)
+
+
 def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data: Samples, *,
                workdir: str | Path, executor: str | Executor = "local", workers: int = 2,
                ray_address: str | None = None, registry: Any = None, register_tag: str = "v1",
@@ -457,6 +591,11 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
     if dev is not None:
         kinds.to(dev)
     results: dict[str, Any] = {}
+    ctx_run = _Run(plan=plan, family=family, kinds=kinds, tagged=tagged, work=work,
+                   layout_column=layout_column, dev=dev, device=device, hparams=hparams,
+                   search=search, trials=trials, seed=seed, progress=progress and ex.workers == 1,
+                   tensorboard=tensorboard, val_fraction=val_fraction, data_digest=data_digest,
+                   split_digest=split["digest"], results=results)
     stage_overhead: list[float] = []
     stage_times: list[float] = []
     registered: dict[str, str] = {}
@@ -475,68 +614,51 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
             t_stage = time.perf_counter()
             jobs: list[dict[str, Any]] = []
             joint: list[str] = []
+            trained = {n for n, r in results.items()}
             for name in stage:
                 mp = plan.modules[name]
                 if mp.mode == "joint":
                     joint.append(name)
                     continue
-                module = kinds.module(name)
-                if mp.direct:
-                    target = (plan.data.get("module_targets", {}).get(name)
-                              or next(t for t in mp.targets if not t.startswith("<")))
-                else:
-                    target = mp.targets[0]
-                extra = {"target": target, "split": _SPLIT}
-                context = None
-                if mp.mode == "surrogate":
-                    ctx = [c for c in mp.context if c in set(data) and data[c].dim() == 4]
-                    if ctx:
-                        extra["context"] = ctx[0]
-                        context = "context"
-                upstream = {u: kinds.module(u).fingerprint() for u in mp.upstream}
-                producers = {u: {"kind": kinds.module(u).kind, "config": kinds.module(u).config}
-                             for u in mp.upstream}
-                key = CacheKey(upstream=upstream, producers=producers, data_digest=data_digest,
-                               dtype="float32", content={"consumer": name, "columns": extra,
-                                                         "split": split["digest"],
-                                                         "family": [l.to_json() for l in family
-                                                                    if name in l.module_names()]})
-                ds, hit = IntermediateDataset.get_or_build(
-                    work / "cache", key,
-                    lambda n=name, e=extra: module_table(n, family, kinds, tagged, e,
-                                                         layout_column=layout_column, device=dev))
-                log.info("stage %d: table of %s %s (%d rows)", s_index, name,
-                         "cache hit" if hit else "built", len(ds))
-                hp = {**DEFAULT_HPARAMS, **hparams.get(mp.kind, {}), **hparams.get(name, {})}
-                loss, metric = hp.pop("loss", None), hp.pop("metric", None)
-                space = search.get(name) or search.get(mp.kind)
-                job = ModuleJob(
-                    name=name, kind=module.kind, config=module.config,
-                    imports=(type(module).__module__,),
-                    mode="cached" if mp.mode == "cached" else mp.mode,
-                    data=str(ds.folder.resolve()), inputs={p: f"in.{p}" for p in module.inputs},
-                    target="target", context=context, hparams=hp,
-                    search=space, trials=trials if space else 0, seed=derive_seed(seed, name),
-                    workdir=str((work / "jobs" / _safe(name)).resolve()),
-                    progress=progress and ex.workers == 1, data_digest=data_digest,
-                    tensorboard=tensorboard, device=device, upstream=upstream,
-                    table_digest=ds.key_digest, split_column="split", val_fraction=val_fraction,
-                    loss=loss, metric=metric)
-                jobs.append(job.to_json())
+                jobs.append(_module_job(ctx_run, name, s_index, trained))
             overhead = time.perf_counter() - t_stage
             out = ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}") if jobs else []
             for res in out:
-                name = res["name"]
-                mdir = _module_dir(work, name)
-                trained = load_module(mdir)
-                kinds.module(name).load_state_dict(trained.state_dict())
-                results[name] = {**res, "module_dir": str(mdir.relative_to(work))}
-                if res.get("skipped"):
-                    log.info("job %s: finished before with the same key, reused", name)
+                _load_result(ctx_run, res)
+            # second round: a module that stayed on its SGM plateau trains again, with the
+            # stage's modules that learned as context (their outputs merged into its own
+            # through the layout's ops), and keeps the weights that end further below
+            # their start
+            stuck = [r["name"] for r in out if (r.get("sgm") or {}).get("plateau")
+                     and _hp(ctx_run, r["name"]).get("second_round", True)]
+            if stuck:
+                learned = {r["name"] for r in out if r["name"] not in stuck} | trained
+                t_round = time.perf_counter()
+                again = [_module_job(ctx_run, n, s_index, learned, round_=2) for n in stuck]
+                overhead += time.perf_counter() - t_round
+                out2 = ex.map(run_job, again, progress=progress, desc=f"stage {s_index}, round 2")
+                for res in out2:
+                    first = results[res["name"]]
+                    kept = res["sgm"]["ratio"] < first["sgm"]["ratio"]
+                    if kept:
+                        _load_result(ctx_run, res, folder=_safe(res["name"]) + ROUND2)
+                        atomic_write_json(work / "jobs" / (_safe(res["name"]) + ROUND2) / KEPT,
+                                          {"kept": True, "fingerprint": res["fingerprint"]})
+                        results[res["name"]]["first_round"] = {
+                            k: first.get(k) for k in ("sgm", "metrics", "train_time")}
+                        results[res["name"]]["train_time"] += float(first.get("train_time", 0.0))
+                    else:
+                        first["second_round"] = {k: res.get(k) for k in ("sgm", "metrics",
+                                                                           "train_time")}
+                        first["train_time"] = float(first.get("train_time", 0.0)) + float(
+                            res.get("train_time", 0.0))
+                    results[res["name"]]["round"] = 2 if kept else 1
+                    results[res["name"]]["second_round_kept"] = kept
             if joint:
                 t_joint = time.perf_counter()
-                _train_joint(plan, joint, family, kinds, tagged.select(train_rows), hparams, seed,
-                             layout_column)
+                for group in dict.fromkeys(plan.modules[n].group or (n,) for n in joint):
+                    _train_joint(plan, list(group), family, kinds, tagged.select(train_rows),
+                                 hparams, seed, layout_column)
                 for name in joint:
                     module = kinds.module(name)
                     save_module(module, _module_dir(work, name))  # weights saved on the CPU
@@ -596,12 +718,16 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
 def _train_joint(plan: TrainingPlan, names: Sequence[str], family: Sequence[Layout], kinds: Kinds,
                  data: Samples, hparams: Mapping[str, Mapping[str, Any]], seed: int,
                  layout_column: str) -> None:
-    """Train a joint group end-to-end over the layouts that use it (others frozen)."""
+    """Train a joint group end-to-end over the layouts that use it, towards their
+    supervised outputs. The group holds, besides the codependent (or cyclic) modules,
+    every not yet trained module between them and those outputs (``make_plan`` puts them
+    in), so the gradient the group gets comes from modules that learn with it; modules
+    outside the group (trained before, or with targets of their own) stay frozen."""
     use = [i for i, lay in enumerate(family) if lay.module_names() & set(names)]
     keep = torch.tensor([i for i, li in enumerate(data[layout_column].tolist()) if li in set(use)])
     if len(keep) == 0:
         raise TrainingError(f"joint group {list(names)}: no sample uses it")
-    targets = sorted({t for n in names for t in plan.modules[n].targets if not t.startswith("<")})
+    targets = sorted({t for n in names for t in plan.modules[n].targets})
     kind = plan.modules[names[0]].kind
     hp = {**DEFAULT_HPARAMS, **hparams.get(kind, {}), **hparams.get(names[0], {})}
     cfg = FitConfig(epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
