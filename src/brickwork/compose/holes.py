@@ -1,0 +1,185 @@
+"""Holes: new trainable modules whose architecture follows their port types.
+
+* image → vector (``Bool``, ``Probs``, ``Count``, ``Features`` …): a small CNN;
+* vector → vector: an MLP;
+* list of images or vectors → vector: a per-element encoder followed by an LSTM
+  (HOUDINI's list → vector RNN; also the generic CNN+LSTM baseline);
+* fold step ``(state, item) → state`` over vectors: an MLP on the concatenation.
+
+The output's value-domain type picks the head: ``Bool``/``SoftMask`` a sigmoid,
+``Probs`` a softmax, ``Count`` a softplus, ``Bounded`` a scaled sigmoid, anything else
+the identity — so a hole's outputs are always inside its declared domain.
+
+Example:
+    >>> import torch
+    >>> from brickwork.types import Bool, Features
+    >>> h = make_hole(Features("b 1 8 8"), Bool("b 1"))
+    >>> h.arch, h(x=torch.zeros(5, 1, 8, 8)).shape
+    ('cnn', torch.Size([5, 1]))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from brickwork.compose.types import CType, ListOf, ctype_from_json, is_image, is_vector, type_to_json
+from brickwork.errors import PortError
+from brickwork.modules import Module, register_kind
+from brickwork.types import Bool, NeuralType
+
+ARCHS = ("cnn", "mlp", "rnn", "step")
+
+
+def _size(t: NeuralType) -> int:
+    return int(math.prod(int(a) for a in t.axes[1:]))
+
+
+class _Head(nn.Module):
+    """Maps raw outputs into the declared type's domain."""
+
+    def __init__(self, t: NeuralType):
+        super().__init__()
+        self.kind = t.kind
+        self.shape = [int(a) for a in t.axes[1:]]
+        p = t.params()
+        self.low, self.high = float(p.get("low", 0.0)), float(p.get("high", 1.0))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(z.shape[0], *self.shape)
+        if self.kind in ("Bool", "SoftMask"):
+            return torch.sigmoid(z)
+        if self.kind in ("Probs", "OneHot", "Pointer"):
+            return torch.softmax(z, dim=-1)
+        if self.kind in ("Count", "Heatmap"):
+            return nn.functional.softplus(z)
+        if self.kind == "Bounded":
+            return self.low + (self.high - self.low) * torch.sigmoid(z)
+        return z
+
+
+def _encoder(t: NeuralType, hidden: int) -> tuple[nn.Module, int]:
+    """A per-item encoder: a CNN for images, a linear layer for vectors."""
+    if is_image(t):
+        c, h, w = (int(a) for a in t.axes[1:])
+        enc = nn.Sequential(
+            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        return enc, 32 * (h // 4) * (w // 4)
+    return nn.Sequential(nn.Flatten(), nn.Linear(_size(t), hidden), nn.ReLU()), hidden
+
+
+def hole_arch(inputs: dict[str, CType], output: CType) -> str | None:
+    """The architecture a hole with these ports gets, or None when there is none.
+
+    Example:
+        >>> from brickwork.types import Count, Features
+        >>> hole_arch({"x": ListOf(Features("b 1 8 8"))}, Count("b 1"))
+        'rnn'
+    """
+    if isinstance(output, ListOf) or not (is_vector(output)):
+        return None
+    if len(inputs) == 2:
+        s, i = inputs.get("state"), inputs.get("item")
+        if s is not None and i is not None and s == output and is_vector(i):
+            return "step"
+        return None
+    if len(inputs) != 1:
+        return None
+    t = next(iter(inputs.values()))
+    if isinstance(t, ListOf):
+        return "rnn" if (is_image(t.item) or is_vector(t.item)) else None
+    if is_image(t):
+        return "cnn"
+    if is_vector(t):
+        return "mlp"
+    return None
+
+
+@register_kind("compose.hole",
+               example_config={"arch": "mlp", "inputs": {"x": {"kind": "Features", "axes": "b 4"}},
+                               "output": {"kind": "Bool", "axes": "b 1"}, "hidden": 8},
+               sizes={"b": 3}, description="a new module of brickwork.compose (CNN, MLP, RNN "
+                                           "or fold step, chosen from its port types)")
+class Hole(Module):
+    """A new trainable module; build it with :func:`make_hole`.
+
+    Args:
+        arch: ``cnn``, ``mlp``, ``rnn`` or ``step``.
+        inputs: port name → JSON type (``rnn``: one list type; ``step``: ``state`` and
+            ``item``).
+        output: the output's JSON type (a vector type: ``Bool[b 1]``, ``Probs[b 10]`` …).
+        hidden: hidden width.
+    """
+
+    def __init__(self, arch: str, inputs: dict[str, Any], output: dict[str, Any], hidden: int = 64):
+        super().__init__()
+        if arch not in ARCHS:
+            raise PortError(f"compose.hole: unknown arch {arch!r}; choose one of {ARCHS}")
+        ins = {k: ctype_from_json(v) for k, v in inputs.items()}
+        out = ctype_from_json(output)
+        found = hole_arch(ins, out)
+        if found != arch:
+            raise PortError(f"compose.hole: ports {ins} -> {out!r} take arch {found!r}, not "
+                            f"{arch!r}")
+        self.arch, self.hidden = arch, int(hidden)
+        self.in_types, self.out_type = ins, out
+        if arch == "rnn":
+            (lt,) = ins.values()
+            item = lt.item
+            self.inputs = {"items": item.with_axes(lt.padded_axes), "mask": Bool("b n")}  # type: ignore[misc]
+            self.enc, width = _encoder(item, hidden)
+            self.rnn = nn.LSTM(width, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, _size(out))
+        elif arch == "step":
+            self.inputs = {"state": ins["state"], "item": ins["item"]}  # type: ignore[misc]
+            width = _size(ins["state"]) + _size(ins["item"])
+            self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                     nn.ReLU())
+            self.out = nn.Linear(hidden, _size(out))
+        else:
+            (t,) = ins.values()
+            self.inputs = {"x": t}  # type: ignore[misc]
+            self.enc, width = _encoder(t, hidden)
+            self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
+            self.out = nn.Linear(hidden, _size(out))
+        self.outputs = {"y": out}  # type: ignore[misc]
+        self.head = _Head(out)
+
+    def forward(self, **ports: torch.Tensor) -> torch.Tensor:
+        if self.arch == "rnn":
+            items, mask = ports["items"], ports["mask"].bool()
+            b, n = mask.shape
+            flat = items.reshape(b * n, *items.shape[2:])
+            z = self.enc(flat).reshape(b, n, -1)
+            seq, _ = self.rnn(z)
+            last = (mask.sum(1) - 1).clamp(min=0)
+            h = seq[torch.arange(b, device=seq.device), last]
+            return self.head(self.out(h))
+        if self.arch == "step":
+            s, i = ports["state"], ports["item"]
+            z = torch.cat([s.reshape(s.shape[0], -1), i.reshape(i.shape[0], -1)], 1)
+            return self.head(self.out(self.net(z)))
+        return self.head(self.out(self.net(self.enc(ports["x"]))))
+
+
+def make_hole(inputs: CType | dict[str, CType], output: CType, *, hidden: int = 64) -> Hole:
+    """A new module for a hole of type ``inputs → output`` (architecture from the types).
+
+    ``inputs`` is one type (one port ``x``) or ``{"state": S, "item": I}`` for a fold step.
+
+    Raises:
+        PortError: no architecture fits these types (the message names them).
+    """
+    ins = inputs if isinstance(inputs, dict) else {"x": inputs}
+    arch = hole_arch(ins, output)
+    if arch is None:
+        shown = ", ".join(f"{k}: {v!r}" for k, v in ins.items())
+        raise PortError(f"no hole architecture for ({shown}) -> {output!r}; holes produce one "
+                        "vector type (e.g. Bool[b 1], Probs[b 10], Count[b 1]) from an image, a "
+                        "vector, a list of them, or a (state, item) pair")
+    return Hole(arch, {k: type_to_json(v) for k, v in ins.items()}, type_to_json(output),
+                hidden=hidden)

@@ -1,0 +1,202 @@
+"""Training jobs of candidate programs (run in executor workers or in process).
+
+A job is a JSON-able dict: the program's term, the registry path, the data files, the
+output type, the fit configuration and seed, an output folder. The worker rebuilds the
+program (registry modules loaded and frozen, holes new from the job's seed, or copied
+from an initial module for the transfer baseline), fits it with
+:func:`brickwork.training.fit`, scores it on validation and on any test files, and saves
+the new modules (safetensors + JSON) for registration.
+
+Example:
+    >>> from brickwork.types import Bool, Count
+    >>> loss_name(Count("b 1")), loss_name(Bool("b 1"))
+    ('mse', 'bce')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from brickwork.compose.holes import Hole
+from brickwork.compose.library import LibraryOp
+from brickwork.compose.program import Fn, build_program, term_holes
+from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json
+from brickwork.errors import DataError
+from brickwork.modules import Module, load_module, save_module
+
+log = logging.getLogger(__name__)
+
+INPUT, MASK, TARGET = "x", "x_mask", "y"
+
+
+def loss_name(t: CType) -> str:
+    """``bce`` for Bool/SoftMask outputs, ``nll`` for Probs, ``mse`` otherwise."""
+    kind = getattr(t, "kind", "")
+    if kind in ("Bool", "SoftMask"):
+        return "bce"
+    if kind in ("Probs", "OneHot", "Pointer"):
+        return "nll"
+    return "mse"
+
+
+def program_input(batch: Any, in_type: CType) -> Any:
+    """The program's input from a batch of samples (a :class:`Padded` for lists)."""
+    if isinstance(in_type, ListOf):
+        return Padded(batch[INPUT], batch[MASK].bool())
+    return batch[INPUT]
+
+
+def batch_loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "bce":
+        return torch.nn.functional.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y.float())
+    if kind == "nll":
+        return torch.nn.functional.nll_loss(torch.log(out.clamp(min=1e-8)), y.reshape(-1).long())
+    return torch.nn.functional.mse_loss(out, y.float())
+
+
+@torch.no_grad()
+def score(program: Fn, data: Any, batch_size: int = 256) -> dict[str, float]:
+    """Metrics of ``program`` on samples: ``score`` (higher is better: accuracy, or
+    minus the RMSE), ``acc`` or ``rmse``/``mae``/``mae_per_element``."""
+    program.eval()
+    kind = loss_name(program.out_type)
+    outs, ys, lens = [], [], []
+    for batch in data.batches(batch_size, shuffle=False):
+        outs.append(program(program_input(batch, program.in_type)))
+        ys.append(batch[TARGET])
+        if MASK in list(batch):
+            lens.append(batch[MASK].float().sum(1))
+    out, y = torch.cat(outs), torch.cat(ys)
+    if kind == "bce":
+        acc = float(((out > 0.5).float() == y.float()).float().mean())
+        return {"score": acc, "acc": acc}
+    if kind == "nll":
+        acc = float((out.argmax(-1) == y.reshape(-1).long()).float().mean())
+        return {"score": acc, "acc": acc}
+    err = (out - y.float()).reshape(len(y), -1).abs().mean(1)
+    rmse = float(torch.sqrt((err ** 2).mean()))
+    res = {"score": -rmse, "rmse": rmse, "mae": float(err.mean())}
+    if lens:
+        res["mae_per_element"] = float((err / torch.cat(lens).clamp(min=1)).mean())
+    return res
+
+
+def _resolve_leaf(job: dict[str, Any], registry: Any) -> Any:
+    init = job.get("init") or {}
+
+    def resolve(t: Any, k: int) -> Module:
+        if t[0] == "lib":
+            name = t[1]
+            if name.startswith("expect"):
+                return LibraryOp("expect", k=int(name[6:] or 10))
+            return LibraryOp(name)
+        if t[0] == "reg":
+            m = registry.load(t[1])
+            m.requires_grad_(False)  # registry modules stay frozen: nothing is forgotten
+            return m
+        if t[0] == "hole":
+            seed = int(job.get("seed", 0)) * 1000 + k
+            torch.manual_seed(seed)
+            ins = json.loads(t[1])
+            hole = Hole(_arch(ins, t[2]), ins, json.loads(t[2]), hidden=int(job.get("hidden", 64)))
+            src = init.get(str(k))
+            if src:
+                _copy_encoder(hole, registry.load(src))
+            return hole
+        raise DataError(f"compose job: unknown leaf {t!r}")
+
+    return resolve
+
+
+def _arch(ins: dict[str, Any], out: str) -> str:
+    from brickwork.compose.holes import hole_arch
+
+    arch = hole_arch({k: ctype_from_json(v) for k, v in ins.items()}, ctype_from_json(json.loads(out)))
+    if arch is None:
+        raise DataError(f"compose job: no hole architecture for {ins} -> {out}")
+    return arch
+
+
+def _copy_encoder(hole: Hole, source: Module) -> None:
+    """Low-level transfer: copy the convolutional encoder's weights when shapes agree."""
+    mine = hole.state_dict()
+    theirs = {k: v for k, v in source.state_dict().items() if k.startswith("enc.")}
+    same = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    hole.load_state_dict({**mine, **same})
+
+
+def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
+    """Train (when it has new modules) and score one candidate program.
+
+    Keys of ``job``: ``term``, ``registry`` (path), ``train``/``val`` (Samples files),
+    ``tests`` (name → file, optional), ``fit`` (FitConfig fields), ``seed``, ``out``
+    (folder for the new modules, optional), ``init`` (hole index → registry ref whose
+    encoder initialises that hole), ``hidden``.
+    """
+    from brickwork.registry import Registry
+    from brickwork.training import FitConfig, Samples, fit
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    registry = Registry(job["registry"]) if job.get("registry") else None
+    program = build_program(job["term"], _resolve_leaf(job, registry))
+    train = Samples.load(job["train"])
+    val = Samples.load(job["val"])
+    kind = loss_name(program.out_type)
+    params = [p for p in program.parameters() if p.requires_grad]
+    result: dict[str, Any] = {"term": job["term"], "trained": bool(params), "epochs": 0}
+    if params:
+        def loss_fn(model: Fn, batch: Any) -> torch.Tensor:
+            return batch_loss(model(program_input(batch, model.in_type)), batch[TARGET], kind)
+
+        def evaluate(model: Fn, data: Any) -> dict[str, float]:
+            return {"val_score": score(model, data)["score"]}
+
+        config = FitConfig(**{"seed": int(job.get("seed", 0)), **job.get("fit", {})})
+        with torch.random.fork_rng():
+            fitted = fit(program, loss_fn, train, val=val, evaluate=evaluate, config=config,
+                         parameters=params, device=job.get("device") or "cpu")
+        result["epochs"] = fitted.epochs
+        result["steps"] = fitted.steps
+    program = program.to("cpu")
+    result["val"] = score(program, val)
+    result["tests"] = {name: score(program, Samples.load(path))
+                       for name, path in (job.get("tests") or {}).items()}
+    if job.get("out") and params:
+        folder = Path(job["out"])
+        saved = []
+        for k, hole in enumerate(_holes(program)):
+            saved.append(str(save_module(hole, folder / f"new{k}")))
+        result["saved"] = saved
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _holes(program: Fn) -> list[Hole]:
+    out: list[Hole] = []
+    seen: set[int] = set()
+
+    def walk(m: torch.nn.Module) -> None:
+        for child in m.children():
+            if isinstance(child, Hole):
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    out.append(child)
+            else:
+                walk(child)
+
+    walk(program)
+    return out
+
+
+def load_saved(folder: str) -> Module:
+    return load_module(folder)
+
+
+__all__ = ["run_candidate", "score", "loss_name", "term_holes"]

@@ -1,0 +1,382 @@
+"""Solve a task by composition: find functions in the registry by signature, enumerate
+typed programs, rank them cheaply, train the best on the executor, keep the winner and
+register its new modules with lineage.
+
+Example:
+    >>> from brickwork.compose.types import ListOf
+    >>> from brickwork.types import Count, Features
+    >>> t = Task("count", ListOf(Features("b 1 8 8")), Count("b 1"))
+    >>> t.signature_text
+    "List[Features['b 1 8 8']] -> Count['b 1']"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brickwork.compose.jobs import run_candidate
+from brickwork.compose.library import standard_library
+from brickwork.compose.program import hole_term, term_holes, term_refs, term_size, term_str
+from brickwork.compose.search import Function, Space, functions, module_function
+from brickwork.compose.types import CType, ListOf, abstract
+from brickwork.errors import PlanError
+from brickwork.modules import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    """A task: typed input, typed output, data files (Samples: ``x`` [+ ``x_mask``], ``y``).
+
+    Attributes:
+        name: used in registry names (letters, digits, ``_``, ``-``).
+        input: the input type (a neural type or a ``ListOf``).
+        output: the output type (a vector neural type).
+        train, val: Samples files (set by the caller or the task file).
+        tests: name → Samples file, scored for the winner.
+    """
+
+    name: str
+    input: CType
+    output: CType
+    train: str = ""
+    val: str = ""
+    tests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signature_text(self) -> str:
+        return f"{self.input!r} -> {self.output!r}"
+
+
+@dataclass
+class SolveConfig:
+    """Search and training budget of :func:`solve`.
+
+    Attributes:
+        size_bound: largest program size enumerated.
+        max_holes: most new modules per program (≤ 2).
+        rank_limit: most candidates with new modules given the cheap ranking (the
+            simplest first: fewer new modules, then smaller).
+        rank_steps: optimizer steps of the cheap ranking's short training.
+        top_k: candidates fully trained (≤ 10).
+        fit: FitConfig fields of the full training.
+        tolerance: candidates whose validation score is within this of the best count as
+            tied; the simplest of them wins (fewest new modules, then smallest).
+        seed: seeds every new module and every fit.
+    """
+
+    size_bound: int = 7
+    max_holes: int = 2
+    rank_limit: int = 40
+    rank_steps: int = 40
+    top_k: int = 6
+    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "batch_size": 32, "lr": 3e-3,
+                                                          "keep_best": "val_score", "max_time": 60.0})
+    tolerance: float = 0.01
+    seed: int = 0
+
+
+@dataclass
+class Candidate:
+    term: Any
+    holes: int
+    size: int
+    cheap: float | None = None
+    final: float | None = None
+    result: dict[str, Any] | None = None
+    stage: str = "enumerated"
+
+    @property
+    def text(self) -> str:
+        return term_str(self.term)
+
+
+@dataclass
+class Solution:
+    """What :func:`solve` returns: the winner, every candidate tried, the counts."""
+
+    task: Task
+    winner: Candidate
+    candidates: list[Candidate]
+    counts: dict[str, int]
+    ranking_spearman: float | None
+    registered: list[str]
+    program: Any  # the winner's term with its new modules replaced by their registry refs
+    seconds: float
+    functions: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """The candidates tried: cheap score, final score, stage."""
+        rows = [c for c in self.candidates if c.cheap is not None]
+        rows.sort(key=lambda c: -(c.final if c.final is not None else (c.cheap or -1e9)))
+        lines = [f"{'#':>3} {'holes':>5} {'size':>4} {'cheap':>8} {'final':>8}  program"]
+        for i, c in enumerate(rows):
+            mark = "*" if c is self.winner else " "
+            fin = f"{c.final:8.3f}" if c.final is not None else f"{'-':>8}"
+            lines.append(f"{i:>3}{mark}{c.holes:>5} {c.size:>4} {c.cheap:8.3f} {fin}  {c.text}")
+        return "\n".join(lines)
+
+
+def registry_functions(registry: Any, task: Task, rounds: int = 2) -> list[Function]:
+    """Registry modules usable in programs for ``task``, found by signature search.
+
+    Starting from the task's input (its items for a list) and the library's types, each
+    round searches the registry for single-input modules these types can feed
+    (``Registry.search``) and adds their outputs to the types; then it searches fold
+    steps (``state``, ``item``) over the types found.
+    """
+    if registry is None:
+        return []
+    lib = functions(standard_library())
+    types: list[CType] = []
+    for t in [task.input, task.output] + [x for f in lib for x in (*f.inputs, f.output)]:
+        for u in (t.item if isinstance(t, ListOf) else t, ListOf(t) if not isinstance(t, ListOf) else t):
+            if u not in types:
+                types.append(u)
+    found: dict[str, Function] = {}
+    for _ in range(rounds):
+        for t in list(types):
+            if isinstance(t, ListOf):
+                if isinstance(t.item, ListOf):
+                    continue  # list-taking modules are new list holes: (items, mask) ports
+                port = {"items": t.item.with_axes(t.padded_axes)}
+                cards = [c for c in registry.search(inputs=port, kind="compose.hole")
+                         if c.config.get("arch") == "rnn"]
+            else:
+                cards = registry.search(inputs={"x": t})
+            for card in cards:
+                if card.config.get("arch") == "rnn":
+                    out = _signature(card).outputs
+                    f = Function(("reg", card.ref), (t,), next(iter(out.values())))
+                    if card.ref not in found:
+                        found[card.ref] = f
+                    continue
+                f = module_function(("reg", card.ref), _signature(card))
+                if f is None or f.step or card.ref in found:
+                    continue
+                f = Function(f.term, (t,), f.output)  # found because t feeds it
+                found[card.ref] = f
+                if f.output not in types:
+                    types.append(f.output)
+                    if not isinstance(f.output, ListOf):
+                        types.append(ListOf(f.output))
+    for s in [t for t in types if not isinstance(t, ListOf)]:
+        for i in [t for t in types if not isinstance(t, ListOf)]:
+            for card in registry.search(inputs={"state": s, "item": i}, outputs={"y": s}):
+                f = module_function(("reg", card.ref), _signature(card))
+                if f is not None and f.step and card.ref not in found:
+                    found[card.ref] = Function(f.term, (s, i), s)
+    return list(found.values())
+
+
+def _signature(card: Any) -> Any:
+    from brickwork.modules import Signature
+
+    return Signature.from_json(card.signature)
+
+
+def count_space(task: Task, fns: list[Function], size_bound: int, max_holes: int) -> dict[str, int]:
+    """Programs at the same bound: typed, shape-only (HOUDINI's tensor types), untyped."""
+    return {mode: Space.build(task.input, task.output, fns, mode).count(size_bound, max_holes)
+            for mode in ("typed", "shape_only", "untyped")}
+
+
+def closest_signatures(registry: Any, output: CType, limit: int = 3) -> list[str]:
+    """Registry entries whose output is most like ``output`` (same kind, then shape)."""
+    if registry is None:
+        return []
+    scored = []
+    for card in registry.cards():
+        sig = _signature(card)
+        outs = list(sig.outputs.values())
+        if not outs:
+            continue
+        o = outs[0]
+        s = (getattr(o, "kind", "") == getattr(output, "kind", "")) * 2 + \
+            (abstract(o, "shape_only") == abstract(output, "shape_only"))
+        scored.append((-s, card.name, f"{card.name}: {sig}"))
+    return [text for _, _, text in sorted(scored)[:limit]]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None with < 3 pairs.
+
+    Example:
+        >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
+        0.8
+    """
+    if len(a) < 3:
+        return None
+
+    def ranks(x: Sequence[float]) -> list[float]:
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        r = [0.0] * len(x)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va = math.sqrt(sum((x - ma) ** 2 for x in ra))
+    vb = math.sqrt(sum((y - mb) ** 2 for y in rb))
+    if va == 0 or vb == 0:
+        return None
+    return round(cov / (va * vb), 6)
+
+
+def _map(executor: Any, jobs: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+    if not jobs:
+        return []
+    if executor is None:
+        return [run_candidate(j) for j in jobs]
+    return executor.map(run_candidate, jobs, desc=desc)
+
+
+def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = None,
+          config: SolveConfig = SolveConfig(), register: bool = True,
+          progress: Callable[[str], None] | None = None) -> Solution:
+    """Solve ``task`` by composition over ``registry`` (None or an empty one: holes only).
+
+    Enumerates typed programs up to ``config.size_bound`` (≤ ``max_holes`` new modules),
+    scores hole-free programs directly and ranks the others by a short training, fully
+    trains the ``top_k`` best with :func:`brickwork.training.fit` on ``executor`` (a
+    ``LocalExecutor``; None runs in this process), selects on validation, and registers
+    the winner's new modules as ``<task>.new<k>`` with lineage (the reused modules'
+    fingerprints, the program, the task, the data digest).
+
+    Raises:
+        PlanError: no program produces the task's output type (the message names the type
+            and the closest registry signatures).
+    """
+    from brickwork.training import Samples
+
+    start = time.perf_counter()
+    say = progress or (lambda text: log.info("%s", text))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    reg_fns = registry_functions(registry, task)
+    fns = functions(standard_library()) + reg_fns
+    space = Space.build(task.input, task.output, fns, "typed")
+    terms = space.programs(config.size_bound, min(config.max_holes, 2))
+    counts = count_space(task, fns, config.size_bound, min(config.max_holes, 2))
+    say(f"task {task.name}: {task.signature_text}; {len(reg_fns)} registry functions; "
+        f"{counts['typed']} typed programs (shape-only {counts['shape_only']}, untyped "
+        f"{counts['untyped']})")
+    if not terms:
+        close = closest_signatures(registry, task.output)
+        raise PlanError(f"task {task.name!r}: no program of size <= {config.size_bound} produces "
+                        f"{task.output!r} from {task.input!r}; closest registry signatures: "
+                        f"{'; '.join(close) if close else 'none (the registry is empty)'}")
+    cands = [Candidate(t, len(term_holes(t)), term_size(t)) for t in terms]
+    base = {"registry": str(registry.root) if registry is not None else "", "train": task.train,
+            "val": task.val, "seed": config.seed}
+    free = [c for c in cands if c.holes == 0]
+    holed = sorted((c for c in cands if c.holes), key=lambda c: (c.holes, c.size))[:config.rank_limit]
+    # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
+    quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
+    jobs = [{**base, "term": c.term} for c in free] + \
+           [{**base, "term": c.term, "fit": quick_fit} for c in holed]
+    say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
+    for c, r in zip(free + holed, _map(executor, jobs, "rank")):
+        c.cheap = r["val"]["score"]
+        c.stage = "ranked"
+        if c.holes == 0:
+            c.final, c.result, c.stage = c.cheap, r, "scored"
+    # 2. full training of the best-ranked candidates with new modules
+    ranked = sorted(free + holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
+    short = [c for c in ranked[:config.top_k] if c.holes]
+    say(f"training {len(short)} candidates fully")
+    jobs = [{**base, "term": c.term, "fit": config.fit, "tests": task.tests,
+             "out": str(workdir / f"cand{i}")} for i, c in enumerate(short)]
+    for c, r in zip(short, _map(executor, jobs, "train")):
+        c.final, c.result, c.stage = r["val"]["score"], r, "trained"
+    # 3. selection on validation: the simplest of those within tolerance of the best
+    done = [c for c in cands if c.final is not None]
+    best = max(c.final for c in done)  # type: ignore[type-var]
+    tied = [c for c in done if c.final >= best - config.tolerance]  # type: ignore[operator]
+    winner = min(tied, key=lambda c: (c.holes, c.size, -(c.final or 0)))
+    if winner.holes == 0 and task.tests:  # score the reused program on the test sets
+        winner.result = _map(None, [{**base, "term": winner.term, "tests": task.tests}], "test")[0]
+    rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]
+    say(f"winner {winner.text} (validation score {winner.final:.4f})")
+    registered: list[str] = []
+    program = winner.term
+    if register and registry is not None and winner.holes:
+        program, registered = _register(task, registry, winner, config)
+        say("registered " + ", ".join(registered))
+    sol = Solution(task, winner, cands, counts, rho, registered, program,
+                   time.perf_counter() - start, [term_str(f.term) for f in reg_fns])
+    atomic_write_json(workdir / "solution.json", solution_json(sol))
+    return sol
+
+
+def _register(task: Task, registry: Any, winner: Candidate, config: SolveConfig) -> tuple[Any, list[str]]:
+    from brickwork.modules import load_module
+    from brickwork.training import Samples
+
+    assert winner.result is not None
+    reused = {ref: registry.card(ref).fingerprint for ref in term_refs(winner.term)}
+    digest = Samples.load(task.train).digest()
+    refs = []
+    for k, folder in enumerate(winner.result.get("saved", [])):
+        module = load_module(folder)
+        card = registry.put(f"{task.name}.new{k}", module, mode="compose",
+                            hyperparameters={**config.fit, "seed": config.seed},
+                            metrics={k2: v for k2, v in winner.result["val"].items()},
+                            lineage={"task": task.name, "signature": task.signature_text,
+                                     "program": term_str(winner.term),
+                                     "term": json.dumps(winner.term), "reused": reused},
+                            data_digest=digest)
+        refs.append(card.ref)
+    it = iter(refs)
+
+    def swap(t: Any) -> Any:
+        if t[0] == "hole":
+            return ["reg", next(it)]
+        if t[0] in ("compose", "map", "fold", "conv"):
+            return [t[0], *[swap(x) for x in t[1:]]]
+        return t
+
+    return swap(winner.term), refs
+
+
+def solution_json(sol: Solution) -> dict[str, Any]:
+    return {
+        "task": sol.task.name, "signature": sol.task.signature_text,
+        "winner": sol.winner.text, "winner_term": sol.winner.term, "program": sol.program,
+        "validation_score": sol.winner.final,
+        "tests": (sol.winner.result or {}).get("tests", {}),
+        "counts": sol.counts, "ranking_spearman": sol.ranking_spearman,
+        "registered": sol.registered, "seconds": sol.seconds, "registry_functions": sol.functions,
+        "candidates": [{"program": c.text, "holes": c.holes, "size": c.size, "cheap": c.cheap,
+                        "final": c.final, "stage": c.stage}
+                       for c in sol.candidates if c.cheap is not None],
+    }
+
+
+def standalone_term(term: Any, registry: Any) -> Any:
+    """The same program with every registry module replaced by a new module of the same
+    type (the "standalone, same architecture" baseline)."""
+    if term[0] == "reg":
+        f = module_function(("reg", term[1]), _signature(registry.card(term[1])))
+        assert f is not None
+        ins = {"state": f.inputs[0], "item": f.inputs[1]} if f.step else {"x": f.inputs[0]}
+        return hole_term(ins, f.output)
+    if term[0] in ("compose", "map", "fold", "conv"):
+        return [term[0], *[standalone_term(x, registry) for x in term[1:]]]
+    return term

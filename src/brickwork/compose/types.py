@@ -1,0 +1,217 @@
+"""Collection types: a list of a neural type, padded and masked, batched.
+
+A ``ListOf(item)`` value is a :class:`Padded` pair: ``values`` of shape
+``[b, n, *item_shape]`` (the item type's axes with ``n`` inserted after the batch axis)
+and a boolean ``mask`` of shape ``[b, n]`` (True where an element exists). Lists in one
+batch may have different lengths; padded positions hold zeros and are ignored by every
+combinator.
+
+Example:
+    >>> import torch
+    >>> from brickwork.types import Bool
+    >>> t = ListOf(Bool("b 1"))
+    >>> t
+    List[Bool['b 1']]
+    >>> p = Padded.from_list([torch.ones(2, 1), torch.zeros(3, 1)])
+    >>> p.values.shape, p.mask.sum(1).tolist()
+    (torch.Size([2, 3, 1]), [2, 3])
+    >>> t.check(p)
+    ''
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+
+from brickwork.errors import TypeMismatch
+from brickwork.types import NeuralType, format_axes, parse_type, type_from_json
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A batch of variable-length lists: ``values[b, n, ...]`` and ``mask[b, n]``.
+
+    Example:
+        >>> p = Padded(torch.zeros(2, 4, 1), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool())
+        >>> p.lengths.tolist()
+        [2, 4]
+    """
+
+    values: torch.Tensor
+    mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.values.dim() < 2 or self.mask.shape != self.values.shape[:2]:
+            raise TypeMismatch(f"Padded: values {tuple(self.values.shape)} and mask "
+                               f"{tuple(self.mask.shape)} disagree; expected values [b, n, ...] "
+                               "and mask [b, n]")
+        if self.mask.dtype != torch.bool:
+            object.__setattr__(self, "mask", self.mask.bool())
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Number of elements of every list (int64, ``[b]``)."""
+        return self.mask.sum(1)
+
+    @classmethod
+    def from_list(cls, items: Sequence[torch.Tensor]) -> Padded:
+        """Pad a Python list of per-list tensors ``[n_i, ...]`` into one batch."""
+        if not items:
+            raise TypeMismatch("Padded.from_list: no lists given")
+        n = max(int(t.shape[0]) for t in items)
+        rest = tuple(items[0].shape[1:])
+        values = items[0].new_zeros((len(items), n, *rest))
+        mask = torch.zeros(len(items), n, dtype=torch.bool, device=items[0].device)
+        for i, t in enumerate(items):
+            values[i, :t.shape[0]] = t
+            mask[i, :t.shape[0]] = True
+        return cls(values, mask)
+
+    def to(self, device: str | torch.device) -> Padded:
+        return Padded(self.values.to(device), self.mask.to(device))
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """The type of a list whose elements have the neural type ``item``.
+
+    ``item``'s first axis is the batch axis; the padded values add an ``n`` axis after it.
+
+    Example:
+        >>> from brickwork.types import Features
+        >>> ListOf(Features("b 1 8 8")).padded_axes
+        'b n 1 8 8'
+    """
+
+    item: Any  # NeuralType or ListOf
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.item, (NeuralType, ListOf)):
+            raise TypeMismatch(f"ListOf: item must be a neural type, got {type(self.item).__name__}")
+
+    def __repr__(self) -> str:
+        return f"List[{self.item!r}]"
+
+    @property
+    def padded_axes(self) -> str:
+        """The axes of the padded values tensor."""
+        if isinstance(self.item, ListOf):
+            raise TypeMismatch("ListOf: nested lists have no padded axes")
+        axes = list(self.item.axes)
+        return format_axes([axes[0], "n", *axes[1:]])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "List", "item": type_to_json(self.item)}
+
+    def check(self, x: Any) -> str:
+        """``''`` when ``x`` is a :class:`Padded` whose elements have the item type."""
+        if not isinstance(x, Padded):
+            return f"expected a Padded list, got {type(x).__name__}"
+        if isinstance(self.item, ListOf):
+            return ""
+        flat = x.values[x.mask] if x.mask.any() else x.values.reshape(-1, *x.values.shape[2:])[:0]
+        return self.item.check(flat)
+
+
+CType = Union[NeuralType, ListOf]
+
+
+def type_to_json(t: CType) -> dict[str, Any]:
+    """JSON form of a neural or collection type (:func:`ctype_from_json` inverts it)."""
+    return t.to_json()
+
+
+def ctype_from_json(data: dict[str, Any]) -> CType:
+    """Rebuild a neural or collection type from its JSON form."""
+    if isinstance(data, dict) and data.get("kind") == "List":
+        return ListOf(ctype_from_json(data["item"]))
+    return type_from_json(data)
+
+
+def parse_ctype(text: str) -> CType:
+    """Parse ``Bool[b 1]`` or ``List[Features[b 1 8 8]]``.
+
+    Example:
+        >>> parse_ctype("List[Count[b 1]]")
+        List[Count['b 1']]
+    """
+    text = text.strip()
+    if text.startswith("List[") and text.endswith("]"):
+        return ListOf(parse_ctype(text[5:-1]))
+    return parse_type(text)
+
+
+def is_list(t: CType) -> bool:
+    return isinstance(t, ListOf)
+
+
+def item_shape(t: NeuralType) -> tuple[Any, ...]:
+    """The item's axes without the batch axis (``Bool['b 1']`` → ``(1,)``)."""
+    return tuple(t.axes[1:])
+
+
+def is_image(t: CType) -> bool:
+    """An image-like item: 3 axes after the batch axis (channels, height, width)."""
+    return isinstance(t, NeuralType) and len(t.axes) == 4
+
+
+def is_vector(t: CType) -> bool:
+    """A vector item: one fixed-size axis after the batch axis."""
+    return isinstance(t, NeuralType) and len(t.axes) == 2 and isinstance(t.axes[1], int)
+
+
+#: value-domain kinds that mark a decision (codes or a simplex), not a feature vector
+DECISION_KINDS = frozenset({"Bool", "Count", "Probs", "OneHot", "Pointer", "SoftMask"})
+
+
+def is_decision(t: CType) -> bool:
+    """Whether ``t`` (or a list's items) is a decision type: ``Bool``, ``Count``,
+    ``Probs`` … The typed search gives holes perception (images, ``Features``) to read,
+    never a decision: decisions are combined by library functions and fold steps.
+
+    Example:
+        >>> from brickwork.types import Bool, Features
+        >>> is_decision(ListOf(Bool("b 1"))), is_decision(Features("b 1 8 8"))
+        (True, False)
+    """
+    if isinstance(t, ListOf):
+        return is_decision(t.item)
+    return t.kind in DECISION_KINDS
+
+
+def vector_size(t: NeuralType) -> int:
+    return int(t.axes[1])
+
+
+# ----- abstractions used to count the search space ------------------------------------
+#: a type as the enumerator sees it: a hashable key
+TypeKey = Any
+
+
+def abstract(t: CType, mode: str) -> TypeKey:
+    """The key of ``t`` under an abstraction.
+
+    ``typed`` keeps everything (value domain included); ``shape_only`` keeps the
+    shape only (HOUDINI's tensor types: ``Bool['b 1']`` and ``Count['b 1']`` are the
+    same); ``untyped`` maps every type, list or not, to one key.
+
+    Example:
+        >>> from brickwork.types import Bool, Count
+        >>> abstract(Bool("b 1"), "shape_only") == abstract(Count("b 1"), "shape_only")
+        True
+        >>> abstract(Bool("b 1"), "typed") == abstract(Count("b 1"), "typed")
+        False
+    """
+    if mode == "untyped":
+        return "T"
+    if isinstance(t, ListOf):
+        return ("List", abstract(t.item, mode))
+    if mode == "shape_only":
+        return ("Tensor", item_shape(t))
+    if mode == "typed":
+        return repr(t)
+    raise ValueError(f"unknown abstraction {mode!r}; expected typed, shape_only or untyped")
