@@ -12,7 +12,7 @@ from brickwork.layouts import Kinds, LayoutBuilder
 from brickwork.modules import And, Module, Or
 from brickwork.plan import DataSpec, load_plan_file, make_plan
 from brickwork.registry import Registry
-from brickwork.training.examples import (
+from brickwork.training.fixtures import (
     ToyFind,
     ToyMeasure,
     example_plan_json,
@@ -262,12 +262,12 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
         "encoder": {"epochs": 2, "optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine",
                     "lr": 0.05},
         "find": {"epochs": 1}, "describe": {"epochs": 1},
-        "measure": {"epochs": 1, "loss": "brickwork.training.examples:toy_answer_loss",
-                    "metric": "brickwork.training.examples:toy_answer_accuracy"}}
+        "measure": {"epochs": 1, "loss": "brickwork.training.fixtures:toy_answer_loss",
+                    "metric": "brickwork.training.fixtures:toy_answer_accuracy"}}
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(spec))
     loaded = load_plan_file(path)
-    from brickwork.training.examples import nmn_data
+    from brickwork.training.fixtures import nmn_data
 
     data = nmn_data(96, len(loaded.family))
     plan = make_plan(loaded.family, loaded.data)
@@ -285,6 +285,6 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
     enc = res.modules["encoder"]["hyperparameters"]
     assert enc["optimizer"] == "sgd" and enc["scheduler"] == "cosine"
     job = json.loads((tmp_path / "run" / "jobs" / "measure_count" / "job.json").read_text())
-    assert job["key"]["loss"] == "brickwork.training.examples:toy_answer_loss"
+    assert job["key"]["loss"] == "brickwork.training.fixtures:toy_answer_loss"
     lines = (tmp_path / "run" / "jobs" / "encoder" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0])["lr"] != json.loads(lines[1])["lr"]

@@ -15,8 +15,8 @@ from brickwork.training import Callback, EarlyStopping, FitConfig, Samples, fit
 from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
 from brickwork.training.cost import CostReport
 from brickwork.training.executor import LocalExecutor
-from brickwork.training.hpo import SearchSpace, run_study
-from brickwork.training.examples import nmn_data, nmn_family, nmn_kinds, write_example_plan
+from brickwork.training.hpo import SearchSpace, run_search
+from brickwork.training.fixtures import nmn_data, nmn_family, nmn_kinds, write_example_plan
 from brickwork.training.trainer import train_plan
 from brickwork.plan import DataSpec
 
@@ -96,14 +96,14 @@ def test_hpo_seeds_and_resume_are_deterministic(tmp_path):
             report(step, params["a"] * params["k"])
         return params["a"] * params["k"]
 
-    full = run_study("m", objective, space, trials=6, seed=7, storage=tmp_path / "a.log")
-    first = run_study("m", objective, space, trials=3, seed=7, storage=tmp_path / "b.log")
-    rest = run_study("m", objective, space, trials=6, seed=7, storage=tmp_path / "b.log")
+    full = run_search("m", objective, space, trials=6, seed=7, storage=tmp_path / "a.log")
+    first = run_search("m", objective, space, trials=3, seed=7, storage=tmp_path / "b.log")
+    rest = run_search("m", objective, space, trials=6, seed=7, storage=tmp_path / "b.log")
     assert len(first.trials) == 3 and len(rest.trials) == 6
     assert [t["params"] for t in full.trials] == [t["params"] for t in rest.trials]
     assert full.best_params == rest.best_params
     assert len(set(seeds)) == 6  # per-trial seeds differ, and repeat per index
-    url = run_study("m", objective, space, trials=2, seed=7,
+    url = run_search("m", objective, space, trials=2, seed=7,
                     storage=f"sqlite:///{tmp_path / 'rdb.sqlite'}")
     assert len(url.trials) == 2
 

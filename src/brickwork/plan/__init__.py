@@ -1,7 +1,7 @@
 """Training plans (thesis §4.1): from a layout family to stages and modes per module.
 
 Example:
-    >>> from brickwork.training.examples import nmn_kinds, nmn_family
+    >>> from brickwork.training.fixtures import nmn_kinds, nmn_family
     >>> plan = make_plan(nmn_family(nmn_kinds()), DataSpec({"features", "question"}, {"answer"}))
     >>> plan.by_kind()["find"]["indirect"], plan.by_kind()["describe"]["dependent"]
     (True, True)

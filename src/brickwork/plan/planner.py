@@ -314,7 +314,7 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
             cycle, a module whose output reaches no target, an unknown policy.
 
     Example:
-        >>> from brickwork.training.examples import nmn_kinds, nmn_family
+        >>> from brickwork.training.fixtures import nmn_kinds, nmn_family
         >>> kinds = nmn_kinds()
         >>> plan = make_plan(nmn_family(kinds), DataSpec({"features", "question"}, {"answer"}))
         >>> plan.module("find[0]").mode, plan.module("describe[what]").mode

@@ -4,7 +4,7 @@ Format (every key but ``kinds``, ``layouts`` and ``data`` optional)::
 
     {
       "name": "toy-nmn",
-      "imports": ["brickwork.training.examples"],        # modules that register the kinds
+      "imports": ["brickwork.training.fixtures"],        # modules that register the kinds
       "kinds": {                                          # layout kind -> registered kind + config
         "find": {"kind": "toy_find", "config": {"channels": 4}},
         "Sum":  {"kind": "Sum", "config": {"axes": "b 5"}}
@@ -47,7 +47,7 @@ A source is ``"@name"`` (the layout's external input ``name``) or ``"node.port"`
 
 Example:
     >>> import tempfile
-    >>> from brickwork.training.examples import write_example_plan
+    >>> from brickwork.training.fixtures import write_example_plan
     >>> path = write_example_plan(tempfile.mkdtemp(), samples=64)
     >>> spec = load_plan_file(path)
     >>> len(spec.family), spec.data.targets
@@ -66,7 +66,7 @@ from typing import Any, final
 
 from brickwork.errors import BrickworkError, PlanError
 from brickwork.layouts import Kinds, Layout, Node, Source, from_program, split_module_name
-from brickwork.modules import build
+from brickwork.modules import build_kind
 from brickwork.plan.data_spec import DataSpec
 from brickwork.types import parse_type
 
@@ -316,10 +316,10 @@ def _kinds(spec: Mapping[str, Any], functions: Mapping[str, str], where: str) ->
             raise PlanError(f"{where}: kinds.{name} must be {{\"kind\": ..., \"config\": {{...}}}}")
         kind, config = str(entry["kind"]), dict(entry.get("config") or {})
         try:
-            build(kind, config)
+            build_kind(kind, config)
         except BrickworkError as exc:
             raise PlanError(f"{where}: kinds.{name}: {exc}") from None
-        factories[name] = (lambda k=kind, c=config: build(k, c))
+        factories[name] = (lambda k=kind, c=config: build_kind(k, c))
     return Kinds(factories, functions=functions)
 
 

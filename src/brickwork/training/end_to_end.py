@@ -1,7 +1,7 @@
 """End-to-end training of a layout family (the baseline the modular plan is compared to).
 
 Example:
-    >>> from brickwork.training.examples import nmn_kinds, nmn_family, nmn_data
+    >>> from brickwork.training.fixtures import nmn_kinds, nmn_family, nmn_data
     >>> kinds = nmn_kinds(); family = nmn_family(kinds)
     >>> data = nmn_data(128, len(family))
     >>> res = train_end_to_end(family, kinds, data, targets=["answer"],

@@ -16,12 +16,12 @@ the folder are relative to it, so a moved folder stays valid. Every job folder g
 Example:
     >>> import tempfile, torch
     >>> from brickwork.training import Samples
-    >>> from brickwork.training.examples import ToyClassifier
+    >>> from brickwork.training.fixtures import ToyClassifier
     >>> work = tempfile.mkdtemp()
     >>> x = torch.randn(256, 4); y = (x[:, 0] > 0).long()
     >>> _ = Samples({"x": x, "y": y}).save(f"{work}/data.safetensors")
     >>> job = ModuleJob(name="cls", kind="toy_classifier", config={"dim": 4, "classes": 2},
-    ...                 imports=("brickwork.training.examples",), mode="direct",
+    ...                 imports=("brickwork.training.fixtures",), mode="direct",
     ...                 data=f"{work}/data.safetensors", inputs={"x": "x"}, target="y",
     ...                 hparams={"epochs": 20, "lr": 0.05}, seed=0, workdir=f"{work}/cls")
     >>> result = run_job(job.to_json())
@@ -49,7 +49,14 @@ from safetensors.torch import save as st_save
 
 from brickwork._version import __version__
 from brickwork.errors import TrainingError
-from brickwork.modules import atomic_write_bytes, atomic_write_json, build, load_module, save_module
+from brickwork.modules import (
+    atomic_write_bytes,
+    atomic_write_json,
+    build_kind,
+    kind_info,
+    load_module,
+    save_module,
+)
 from brickwork.training.cache import IntermediateDataset
 from brickwork.training.callbacks import EarlyStopping, LogMetrics, ProgressBar, TensorBoard
 from brickwork.training.fit import FitConfig, FitResult, fit
@@ -189,8 +196,6 @@ def code_revision(kind: str) -> dict[str, str]:
         >>> sorted(rev), len(rev["source_sha256"])
         (['brickwork', 'module', 'source_sha256'], 64)
     """
-    from brickwork.modules.kinds import kind_info
-
     info = kind_info(kind)
     digest = ""
     try:
@@ -304,7 +309,7 @@ def _answer_prior(job: ModuleJob, table: Samples, routes: int, classes: int) -> 
 def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
            train: Samples | None = None) -> _Trainable:
     seed_everything(seed)
-    module = build(job.kind, dict(job.config))
+    module = build_kind(job.kind, dict(job.config))
     device = torch.device(job.device) if job.device else None
     head = None
     ops: list[list[torch.nn.Module]] = []
@@ -330,7 +335,7 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
             with torch.no_grad():
                 head.c.copy_(_answer_prior(job, train if train is not None else table, routes,
                                            out_features))
-        ops = [[build(s["kind"], dict(s["config"])) for s in r.get("steps", ())]
+        ops = [[build_kind(s["kind"], dict(s["config"])) for s in r.get("steps", ())]
                for r in job.routes]
     model = _Trainable(module, head, ops)
     return model.to(device) if device is not None else model

@@ -39,15 +39,7 @@ import torch
 from torch import nn
 
 from brickwork.errors import TrainingError
-
-
-def attend(mask: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-    """Average of ``context`` [b c ...] weighted by ``mask`` [b 1 ...] → [b c]."""
-    if mask.dim() != context.dim():
-        raise TrainingError(f"surrogate attention: mask has {mask.dim()} dims, context "
-                            f"{context.dim()}; they must match (e.g. b 1 h w and b c h w)")
-    w = mask.flatten(2)
-    return (w * context.flatten(2)).sum(-1) / (w.sum(-1) + 1e-6)
+from brickwork.modules import attend
 
 
 class SurrogateHead(nn.Module):
@@ -313,5 +305,5 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 __all__ = ["EnsembleHead", "RelativeImprovement", "RoutedSurrogateHead", "SurrogateHead",
-           "SurrogateSpec", "attend", "ensemble_variance", "mc_dropout_variance", "pareto_front",
+           "SurrogateSpec", "ensemble_variance", "mc_dropout_variance", "pareto_front",
            "pearson", "surrogate_features"]

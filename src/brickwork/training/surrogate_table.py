@@ -22,7 +22,7 @@ Example:
     >>> from brickwork.layouts import Kinds, LayoutBuilder
     >>> from brickwork.modules import And
     >>> from brickwork.training import Samples
-    >>> from brickwork.training.examples import ToyFind, ToyMeasure
+    >>> from brickwork.training.fixtures import ToyFind, ToyMeasure
     >>> kinds = Kinds(find=lambda: ToyFind(4), measure=lambda: ToyMeasure(5),
     ...               And=lambda: And.min())
     >>> def lay(*finds):
