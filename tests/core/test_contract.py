@@ -39,7 +39,7 @@ def example_inputs(module: bm.Module, sizes: dict[str, int], seed: int = 0) -> d
 def build(name: str) -> tuple[bm.Module, dict]:
     info = bm.kind_info(name)
     torch.manual_seed(0)
-    return bm.build(name, info.example_config), info.sizes
+    return bm.build_kind(name, info.example_config), info.sizes
 
 
 def test_every_kind_has_a_description_and_registers_something():

@@ -250,10 +250,10 @@ def test_build_checks_shapes_on_meta_and_builds_on_device():
     from brickwork_toykinds.kinds import ToyFind
 
     want = {k: tuple(v.shape) for k, v in ToyFind(channels=4, hidden=8).state_dict().items()}
-    m = bm.build("tk_find", {"channels": 4, "hidden": 8}, expect_shapes=want, device="meta")
+    m = bm.build_kind("tk_find", {"channels": 4, "hidden": 8}, expect_shapes=want, device="meta")
     assert all(p.is_meta for p in m.parameters())
     with pytest.raises(LoadError) as err:
-        bm.build("tk_find", {"channels": 4, "hidden": 200_000_000},
+        bm.build_kind("tk_find", {"channels": 4, "hidden": 200_000_000},
                  expect_shapes={**want, "extra.weight": (1,)})
     msg = str(err.value)
     assert "unexpected in the weights ['extra.weight']" in msg and "inner.bias" in msg

@@ -128,7 +128,7 @@ from brickwork.registry import Registry
 import {FIXTURE} as k
 torch.manual_seed(0)
 kind = [n for n in ("tk_find",) ][0]
-from brickwork.modules import build
+from brickwork.modules import build_kind as build
 m = build(kind, {{"channels": 3}})
 reg = Registry(sys.argv[1])
 card = reg.put(kind + ".a", m)

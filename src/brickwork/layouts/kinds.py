@@ -140,12 +140,12 @@ class Rebuild:
 
     def __call__(self) -> Module:
         from brickwork.errors import BrickworkError
-        from brickwork.modules import build, registered_kinds
+        from brickwork.modules import build_kind, registered_kinds
 
         info = registered_kinds().get(self.module_kind)
         try:
             if info is not None and info.factory is self.cls:
-                return build(self.module_kind, dict(self.config), device=self.device)
+                return build_kind(self.module_kind, dict(self.config), device=self.device)
             if getattr(self.cls, "manual_config", False):
                 raise LayoutError(f"a {self.cls.__name__} records no constructor config")
             if self.device is not None:

@@ -8,11 +8,11 @@ Example:
 
 from brickwork.modules.checking import checking, checking_enabled
 from brickwork.modules.signature import Signature
-from brickwork.modules.kinds import (
+from brickwork.modules.factories import (
     ENTRY_POINT_GROUP,
     KindInfo,
     allowed_kind_modules,
-    build,
+    build_kind,
     import_kinds,
     kind_info,
     kind_module_path,
@@ -61,7 +61,7 @@ __all__ = [
     "atomic_write_figure",
     "atomic_write_json",
     "allowed_kind_modules",
-    "build",
+    "build_kind",
     "checking",
     "checking_enabled",
     "file_mode",
@@ -83,3 +83,14 @@ __all__ = [
     "state_bytes",
     "typed",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``build``: the deprecated name of :func:`build_kind` (it warns)."""
+    if name == "build":
+        import warnings
+
+        warnings.warn("brickwork.modules.build is deprecated; use build_kind (it builds a "
+                      "registered kind from its config)", DeprecationWarning, stacklevel=2)
+        return build_kind
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,7 +42,7 @@ from safetensors.torch import save as st_save
 from brickwork._version import __version__
 from brickwork.errors import BrickworkError, LoadError
 from brickwork.modules.card import model_card_markdown
-from brickwork.modules.kinds import build, kind_module_path
+from brickwork.modules.factories import build_kind, kind_module_path
 from brickwork.modules.module import Module
 from brickwork.modules.signature import Signature
 
@@ -513,7 +513,7 @@ def rebuild_module(kind: str, config: Mapping[str, Any], *, module_path: str | N
     if shapes is None and loaded is not None:
         shapes = {k: tuple(v.shape) for k, v in loaded.items()}
     try:
-        module = build(kind, dict(config), module=module_path, imports=imports, device=device,
+        module = build_kind(kind, dict(config), module=module_path, imports=imports, device=device,
                        expect_shapes=dict(shapes) if shapes is not None else None)
     except LoadError as exc:
         if error is LoadError:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, final
 import torch
 
 from brickwork.errors import PortError, TypeMismatch
-from brickwork.modules.kinds import register_kind
+from brickwork.modules.factories import register_kind
 from brickwork.modules.module import Module
 from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
 from brickwork.types.axes import format_axes, parse_axes

@@ -277,7 +277,7 @@ def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
     (``imports``, ``brickwork.kinds`` entry points, ``brickwork.*``), compares the tensor
     shapes on the meta device first (no memory), then builds on ``device``."""
     try:
-        return bm.build(card.kind, dict(card.config), module=card.module or None,
+        return bm.build_kind(card.kind, dict(card.config), module=card.module or None,
                         imports=tuple(imports), device=device,
                         expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
     except LoadError as exc:
