@@ -34,7 +34,7 @@ from brickwork.errors import BrickworkError
 logger = logging.getLogger(__name__)
 
 # module names under brickwork.cli, each with register(subparsers)
-_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "evaluate", "registry"]
+_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "evaluate", "registry", "pcfg", "compose"]
 
 # exit codes
 EXIT_USAGE = 2
