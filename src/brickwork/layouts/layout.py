@@ -9,23 +9,12 @@ from typing import final
 from brickwork.errors import LayoutError
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.node import Node, Source
-from brickwork.modules import Signature
+from brickwork.modules import Adapter, Signature
 from brickwork.types import AxisBindings, NeuralType
-
-_ADAPTER_HINTS = {
-    ("Logits", "SoftMask"): "insert an Adapter('sigmoid')",
-    ("Logits", "Probs"): "insert an Adapter('softmax')",
-    ("Features", "Heatmap"): "insert an Adapter('relu')",
-    ("Probs", "Logits"): "insert an Adapter('log')",
-    ("Heatmap", "SoftMask"): ("insert an Adapter('squash'), use the classic ops "
-                              "(And.product / Or.sum) for heatmaps, or give the producer a "
-                              "SoftMask output"),
-}
-
 
 def fix_hint(found: NeuralType, expected: NeuralType, consumer: str) -> str:
     """How to make ``found`` fit ``expected`` (for error messages)."""
-    hint = _ADAPTER_HINTS.get((found.kind, expected.kind))
+    hint = Adapter.hint(found, expected)
     if hint:
         return hint[0].upper() + hint[1:]
     if found.kind == expected.kind:

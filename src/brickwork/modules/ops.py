@@ -274,6 +274,9 @@ _ADAPTERS: dict[str, tuple[type[NeuralType], type[NeuralType]]] = {
     "log": (Probs, Logits),
     "squash": (Heatmap, SoftMask),
 }
+#: what else an error message suggests next to an adapter
+_ADAPTER_NOTES = {"squash": "use the classic ops (And.product / Or.sum) for heatmaps, or give "
+                            "the producer a SoftMask output"}
 
 
 @final
@@ -296,6 +299,35 @@ class Adapter(Module):
         self.fn = fn
         self.inputs = {"x": src(axes)}  # type: ignore[misc]
         self.outputs = {"y": dst(axes)}  # type: ignore[misc]
+
+    @staticmethod
+    def between(found: NeuralType, expected: NeuralType) -> str | None:
+        """The adapter function converting ``found``'s kind into ``expected``'s, if any.
+
+        Example:
+            >>> from brickwork.types import Logits, SoftMask
+            >>> Adapter.between(Logits("b n"), SoftMask("b n")), Adapter.between(SoftMask("b n"), Logits("b n"))
+            ('sigmoid', None)
+        """
+        for fn, (src, dst) in _ADAPTERS.items():
+            if isinstance(found, src) and isinstance(expected, dst):
+                return fn
+        return None
+
+    @staticmethod
+    def hint(found: NeuralType, expected: NeuralType) -> str | None:
+        """A fix for an edge from ``found`` to ``expected`` through an adapter, if one fits.
+
+        Example:
+            >>> from brickwork.types import Heatmap, SoftMask
+            >>> Adapter.hint(Heatmap("b n"), SoftMask("b n"))[:29]
+            "insert an Adapter('squash'), "
+        """
+        fn = Adapter.between(found, expected)
+        if fn is None:
+            return None
+        note = _ADAPTER_NOTES.get(fn)
+        return f"insert an Adapter('{fn}')" + (f", {note}" if note else "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fn == "sigmoid":

@@ -33,10 +33,6 @@ from brickwork.layouts import Kinds, Layout, Runner
 from brickwork.training.samples import Samples
 from brickwork.types import NeuralType
 
-_CLASSES = {"Probs", "OneHot", "Pointer", "Logits"}
-_MASKS = {"SoftMask", "Bool"}
-
-
 def check_layout_column(data: Mapping[str, torch.Tensor], family_size: int,
                         layout_column: str = "layout", where: str = "data") -> torch.Tensor:
     """The layout column as a 1-D int64 tensor, checked to index ``family_size`` layouts.
@@ -72,14 +68,13 @@ def check_layout_column(data: Mapping[str, torch.Tensor], family_size: int,
 
 def _per_row(t: NeuralType | None, pred: torch.Tensor, target: torch.Tensor) -> tuple[str, torch.Tensor]:
     """``(metric, value per row)``: accuracy or squared error, averaged inside each row."""
-    kind = t.kind if t is not None else ""
     target = target.to(pred.device)
     n = pred.shape[0]
-    if kind in _CLASSES:
+    if t is not None and t.is_categorical:
         labels = target if not target.is_floating_point() else target.argmax(-1)
         hit = (pred.argmax(-1) == labels.reshape(pred.shape[:-1])).float()
         return "accuracy", hit.reshape(n, -1).mean(1)
-    if kind in _MASKS:
+    if t is not None and t.is_mask:
         hit = ((pred > 0.5) == (target.reshape(pred.shape) > 0.5)).float()
         return "accuracy", hit.reshape(n, -1).mean(1)
     err = (pred.float() - target.reshape(pred.shape).float()) ** 2

@@ -25,26 +25,23 @@ import torch.nn.functional as F
 from brickwork.errors import TrainingError
 from brickwork.types import NeuralType
 
-_DISTRIBUTIONS = {"Probs", "OneHot", "Pointer"}
-_MASKS = {"SoftMask", "Bool"}
-
-
 def type_loss(t: NeuralType, pred: torch.Tensor, target: torch.Tensor,
               pos_weight: float | None = None) -> torch.Tensor:
     """The natural loss for a prediction of type ``t`` against ``target``.
 
-    Distributions: negative log-likelihood (class indices) or cross-entropy (soft
-    targets); logits: cross-entropy; masks/booleans: binary cross-entropy (optional
-    ``pos_weight`` for rare positives); everything else: mean squared error.
+    Chosen by the type's declared family: distributions (``t.is_distribution``):
+    negative log-likelihood (class indices) or cross-entropy (soft targets); logits
+    (``t.is_logits``): cross-entropy; masks/booleans (``t.is_mask``): binary
+    cross-entropy (optional ``pos_weight`` for rare positives); everything else: mean
+    squared error.
     """
-    kind = t.kind
-    if kind in _DISTRIBUTIONS or kind == "Logits":
-        logp = (torch.log(pred.clamp_min(1e-8)) if kind in _DISTRIBUTIONS
+    if t.is_categorical:
+        logp = (torch.log(pred.clamp_min(1e-8)) if t.is_distribution
                 else torch.log_softmax(pred, dim=-1))
         if not target.is_floating_point():
             return F.nll_loss(logp.reshape(-1, logp.shape[-1]), target.reshape(-1))
         return -(target * logp).sum(-1).mean()
-    if kind in _MASKS:
+    if t.is_mask:
         p = pred.clamp(1e-6, 1 - 1e-6)
         target = target.to(p.dtype)
         w = None
@@ -57,11 +54,10 @@ def type_loss(t: NeuralType, pred: torch.Tensor, target: torch.Tensor,
 @torch.no_grad()
 def type_score(t: NeuralType, pred: torch.Tensor, target: torch.Tensor) -> float:
     """A higher-is-better score: accuracy for classes and masks, minus MSE otherwise."""
-    kind = t.kind
-    if kind in _DISTRIBUTIONS or kind == "Logits":
+    if t.is_categorical:
         labels = target if not target.is_floating_point() else target.argmax(-1)
         return float((pred.argmax(-1) == labels).float().mean())
-    if kind in _MASKS:
+    if t.is_mask:
         return float(((pred > 0.5) == (target > 0.5)).float().mean())
     return -float(F.mse_loss(pred, target.to(pred.dtype)))
 

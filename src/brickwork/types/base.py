@@ -55,6 +55,14 @@ class NeuralType(abc.ABC):
     subtype of) and ``codes`` (the valid discrete codes, for :meth:`saturation`), and
     implement :meth:`domain_reason`, :meth:`project` and :meth:`penalty`.
 
+    A type also declares its family, which the library reads instead of type names
+    (default losses and scores, evaluation): ``is_distribution`` (values are
+    probabilities over the event axis: ``Probs``, ``OneHot``, ``Pointer``),
+    ``is_logits`` (unnormalised class scores: ``Logits``), ``is_mask`` (each value
+    in [0, 1] is a probability of its own: ``SoftMask``, ``Bool``). A port type that
+    takes values of other kinds says so in :meth:`admits` (``Features`` takes any,
+    ``Bounded`` any type whose ``value_range`` lies in its box).
+
     Args:
         axes: named axes, e.g. ``"b 1 h w"``; names unify across a layout, integers are
             fixed sizes.
@@ -66,6 +74,30 @@ class NeuralType(abc.ABC):
     codes: ClassVar[tuple[float, ...] | None] = None
     #: which axis (index) a distribution-like type normalises over
     event_axis: int = -1
+    #: the interval every value lies in, when the type guarantees one
+    value_range: tuple[float, float] | None = None
+    #: values are probabilities over the event axis (a class prediction)
+    is_distribution: ClassVar[bool] = False
+    #: values are unnormalised class scores over the event axis
+    is_logits: ClassVar[bool] = False
+    #: each value is a probability in [0, 1] of its own (a per-element prediction)
+    is_mask: ClassVar[bool] = False
+
+    @property
+    def is_categorical(self) -> bool:
+        """A class prediction over the event axis: a distribution or logits.
+
+        Example:
+            >>> from brickwork.types import Logits, SoftMask
+            >>> Logits("b k").is_categorical, SoftMask("b n").is_categorical
+            (True, False)
+        """
+        return self.is_distribution or self.is_logits
+
+    def admits(self, other: NeuralType) -> bool:
+        """Whether this port type takes values of ``other``, a different kind that does
+        not declare it in its ``feeds`` (default: no)."""
+        return False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -180,16 +212,10 @@ class NeuralType(abc.ABC):
 
         ``bindings`` (when given) is updated with the axis unification.
         """
-        if other.kind == "Features" and self.kind != "Features":
-            ok_kind = True
-        elif other.kind == self.kind:
-            ok_kind = self.domain_within(other)
-            if not ok_kind:
+        if other.kind == self.kind:
+            if not self.domain_within(other):
                 return f"domain {self!r} is not within {other!r}"
-        else:
-            ok_kind = other.kind in self.feeds or (
-                other.kind == "Bounded" and _box_contains(other, self))
-        if not ok_kind:
+        elif not (other.kind in self.feeds or other.admits(self)):
             return f"a {self.kind} cannot feed a {other.kind}"
         if self.dtype != other.dtype:
             return f"dtype {_DTYPE_NAMES[self.dtype]} vs {_DTYPE_NAMES[other.dtype]}"
@@ -205,14 +231,6 @@ class NeuralType(abc.ABC):
             (True, False)
         """
         return not self.feed_reason(other, bindings)
-
-
-def _box_contains(box: NeuralType, inner: NeuralType) -> bool:
-    bounds = getattr(inner, "value_range", None)
-    if bounds is None:
-        return False
-    lo, hi = box.params()["low"], box.params()["high"]
-    return bool(lo <= bounds[0] and bounds[1] <= hi)
 
 
 def type_from_json(data: dict[str, Any]) -> NeuralType:

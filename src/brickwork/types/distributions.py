@@ -78,6 +78,7 @@ class Probs(NeuralType):
     """
 
     kind = "Probs"
+    is_distribution = True
     codes = (0.0, 1.0)
     value_range = (0.0, 1.0)
 
@@ -105,6 +106,7 @@ class _OneHotLike(NeuralType):
 
     codes = (0.0, 1.0)
     value_range = (0.0, 1.0)
+    is_distribution = True
     #: how messages name one value of this type
     what = "a one-hot"
 
@@ -161,3 +163,4 @@ class Logits(_FiniteReal):
     """
 
     kind = "Logits"
+    is_logits = True

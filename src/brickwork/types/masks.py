@@ -39,6 +39,7 @@ class _UnitInterval(NeuralType):
 
     codes = (0.0, 1.0)
     value_range = (0.0, 1.0)
+    is_mask = True
 
     def domain_reason(self, x: torch.Tensor) -> str:
         return _range_reason(x, 0.0, 1.0)

@@ -37,6 +37,10 @@ class Features(_FiniteReal):
 
     kind = "Features"
 
+    def admits(self, other: NeuralType) -> bool:
+        """Any type's values are features."""
+        return True
+
 
 @final
 class Bounded(NeuralType):
@@ -59,6 +63,17 @@ class Bounded(NeuralType):
 
     def params(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high}
+
+    def admits(self, other: NeuralType) -> bool:
+        """A type whose ``value_range`` lies inside this box.
+
+        Example:
+            >>> from brickwork.types import Probs
+            >>> Bounded("b k", low=0, high=1).admits(Probs("b k"))
+            True
+        """
+        bounds = other.value_range
+        return bounds is not None and self.low <= bounds[0] and bounds[1] <= self.high
 
     def domain_within(self, other: NeuralType) -> bool:
         p = other.params()
