@@ -32,6 +32,8 @@ from brickwork.modules import Module, register_kind
 from brickwork.studies.pcfg.types import CODE, SymbolSeq, lengths
 
 SEQ = SymbolSeq("b w 46")
+#: the length head reads ``L − LENGTH_CENTER`` (about the middle of the training lengths)
+LENGTH_CENTER = 5.0
 
 
 class _PointerFunction(Module):
@@ -71,9 +73,13 @@ class _PointerFunction(Module):
         learned on strings of ≤ 10 symbols stays exact on strings of thousands.
         """
         integer = (not self.training) if integer is None else integer
-        w, b = self.length.weight, self.length.bias
+        w = self.length.weight
+        # parametrised around LENGTH_CENTER so weight and constant do not fight while
+        # training (lengths 1-10 all share the sign of L); the constant is b - c·Σw
+        b = self.length.bias - LENGTH_CENTER * w.sum()
         if integer:
-            w, b = torch.round(w), torch.round(b)
+            w = torch.round(w)
+            b = torch.round(self.length.bias - LENGTH_CENTER * w.sum())
         return nn.functional.linear(lens.to(w.dtype), w, b).squeeze(-1)
 
     def predict_length(self, arg_lengths: list[int]) -> int:
@@ -130,9 +136,10 @@ class _PointerFunction(Module):
             pick = flat.gather(-1, masked.argmax(-1, keepdim=True))  # [b, w, 1]
             out = source.gather(1, pick.expand(-1, -1, CODE))
         else:
-            p = torch.softmax(masked, dim=-1)
-            read = source.gather(1, flat.reshape(b, -1, 1).expand(-1, -1, CODE))
-            out = (p.unsqueeze(-1) * read.reshape(b, w, -1, CODE)).sum(2)
+            p = torch.softmax(masked, dim=-1)  # over slots; slots sharing an address add up
+            address = torch.zeros(b, w, source.shape[1], dtype=p.dtype, device=dev)
+            address = address.scatter_add(-1, flat, p * valid.to(p.dtype))
+            out = torch.bmm(address, source)
         return out * row_ok.to(out.dtype), raw
 
 

@@ -129,6 +129,14 @@ class StopWhenExact(Callback):
             state.stop = True
 
 
+def _constant(step: int) -> float:
+    return 1.0
+
+
+def _settle(step: int) -> float:
+    return 0.995 ** step
+
+
 def train_function(job: Mapping[str, Any]) -> dict[str, Any]:
     """Executor job: train one function's module and save it under ``job["out"]``.
 
@@ -153,8 +161,8 @@ def train_function(job: Mapping[str, Any]) -> dict[str, Any]:
     # slow decay that settles it
     optimizer = torch.optim.Adam([
         {"params": model.score.parameters(), "lr": config.lr},
-        {"params": model.length.parameters(), "lr": 0.05}])
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.999)
+        {"params": model.length.parameters(), "lr": 0.2}])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_constant, _settle])
     result = fit(model, function_loss, train, val=val, config=config,
                  evaluate=lambda m, s: function_metrics(m, s), callbacks=[StopWhenExact()],
                  device=job.get("device"), optimizer=optimizer, scheduler=scheduler)
