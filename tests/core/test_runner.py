@@ -3,25 +3,148 @@
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from brickwork.errors import LayoutError
-from brickwork.layouts import Runner
+from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner
+from brickwork.modules import And, Module, Or, stack_param
+from brickwork.types import Features, Logits, SoftMask
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import autobatch as ab  # noqa: E402  (the bench's CLEVR-like kinds)
+# CLEVR-like kinds with per-instance weights (filter[red], relate[left] …) and a
+# forward_instances fast path each: the same shapes as bench/autobatch.py's, kept here so
+# the test does not depend on bench/.
+C, H, W, HID, K = 32, 8, 12, 16, 28
+FEAT, MASK, ANS = Features("b c h w"), SoftMask("b 1 h w"), Logits("b k")
+
+
+class _Head(Module):
+    """Abstract: x -> 1x1 conv (cin -> HID) -> ReLU -> 1x1 conv (HID -> 1), per instance."""
+
+    def __init__(self, cin: int):
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(HID, cin) / cin ** 0.5)
+        self.b1 = torch.nn.Parameter(torch.randn(HID) * 0.1)
+        self.w2 = torch.nn.Parameter(torch.randn(1, HID) / HID ** 0.5)
+        self.b2 = torch.nn.Parameter(torch.randn(1) * 0.1)
+
+    @staticmethod
+    def _apply(x, w1, b1, w2, b2):
+        n, c, h, w = x.shape
+        hid = torch.relu(torch.matmul(w1, x.reshape(n, c, h * w)) + b1.unsqueeze(-1))
+        return (torch.matmul(w2, hid) + b2.unsqueeze(-1)).reshape(n, 1, h, w)
+
+    def head(self, x):
+        return self._apply(x, self.w1, self.b1.unsqueeze(0), self.w2, self.b2.unsqueeze(0))
+
+    @classmethod
+    def heads(cls, modules, instance, x):
+        return cls._apply(x, *(stack_param(modules, k, instance) for k in ("w1", "b1", "w2", "b2")))
+
+
+class Scene(_Head):
+    inputs = {"features": FEAT}
+    outputs = {"mask": MASK}
+
+    def __init__(self) -> None:
+        super().__init__(C)
+
+    def forward(self, features):
+        return torch.sigmoid(self.head(features))
+
+
+class Filter(_Head):
+    inputs = {"mask": MASK, "features": FEAT}
+    outputs = {"mask": MASK}
+
+    def __init__(self) -> None:
+        super().__init__(C)
+
+    def forward(self, mask, features):
+        return mask * torch.sigmoid(self.head(features))
+
+    @classmethod
+    def forward_instances(cls, modules, instance, mask, features):
+        return mask * torch.sigmoid(cls.heads(modules, instance, features))
+
+
+class Relate(_Head):
+    inputs = {"mask": MASK, "features": FEAT}
+    outputs = {"mask": MASK}
+
+    def __init__(self) -> None:
+        super().__init__(C + 1)
+
+    def forward(self, mask, features):
+        return torch.sigmoid(self.head(torch.cat([features * mask, mask], 1)))
+
+    @classmethod
+    def forward_instances(cls, modules, instance, mask, features):
+        return torch.sigmoid(cls.heads(modules, instance, torch.cat([features * mask, mask], 1)))
+
+
+class Query(Module):
+    inputs = {"mask": MASK, "features": FEAT}
+    outputs = {"answer": ANS}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(K, C + 1) / (C + 1) ** 0.5)
+        self.b = torch.nn.Parameter(torch.randn(K) * 0.1)
+
+    @staticmethod
+    def pool(mask, features):
+        return torch.cat([(features * mask).mean((2, 3)), mask.mean((2, 3))], 1)
+
+    def forward(self, mask, features):
+        return self.pool(mask, features) @ self.w.T + self.b
+
+    @classmethod
+    def forward_instances(cls, modules, instance, mask, features):
+        x = cls.pool(mask, features)
+        return (torch.einsum("nc,ndc->nd", x, stack_param(modules, "w", instance))
+                + stack_param(modules, "b", instance))
+
+
+COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
+RELATIONS = ["left", "right", "front", "behind"]
+QUERIES = ["color", "shape", "size", "material", "count", "exist"]
+
+
+def make_kinds() -> Kinds:
+    return Kinds(scene=Scene, filter=Filter, relate=Relate, query=Query,
+                 And=lambda: And.min("b 1 h w"), Or=lambda: Or.max("b 1 h w"))
+
+
+def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> Layout:
+    """A random program of exactly ``depth`` levels (longest chain)."""
+    b = LayoutBuilder(kinds, name)
+    feats = b.input("features")
+
+    def expr(d: int):
+        if d == 1:
+            return b.add("scene", features=feats).source()
+        r = rng.random()
+        if r < 0.15 and d >= 3:
+            left, right = expr(d - 1), expr(rng.randint(1, d - 1))
+            return b.add(rng.choice(["And", "Or"]), a=left, b=right).source()
+        if r < 0.5:
+            return b.add(f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats).source()
+        return b.add(f"filter[{rng.choice(COLORS)}]", mask=expr(d - 1), features=feats).source()
+
+    b.output("answer", b.add(f"query[{rng.choice(QUERIES)}]", mask=expr(depth - 1), features=feats))
+    return b.build()
+
+
 
 
 @pytest.fixture(scope="module")
 def batch():
     torch.manual_seed(0)
     rng = random.Random(1)
-    kinds = ab.make_kinds()
-    layouts = [ab.random_layout(kinds, rng, rng.randint(2, 9), f"q{i}") for i in range(24)]
+    kinds = make_kinds()
+    layouts = [random_layout(kinds, rng, rng.randint(2, 9), f"q{i}") for i in range(24)]
     return kinds, layouts
 
 
@@ -31,8 +154,8 @@ def _grads(kinds):
 
 def test_autobatched_matches_per_sample_forward_and_backward(batch):
     kinds, layouts = batch
-    feats = torch.randn(len(layouts), ab.C, ab.H, ab.W, requires_grad=True)
-    target = torch.randn(len(layouts), ab.K)
+    feats = torch.randn(len(layouts), C, H, W, requires_grad=True)
+    target = torch.randn(len(layouts), K)
 
     kinds.zero_grad()
     ref = Runner.per_sample(layouts, {"features": feats})["answer"]
@@ -57,7 +180,6 @@ def test_autobatched_matches_per_sample_forward_and_backward(batch):
 
 def test_same_module_twice_at_one_level_is_indexed_per_application(batch):
     kinds, _ = batch
-    from brickwork.layouts import LayoutBuilder
     b = LayoutBuilder(kinds, "twice")
     f = b.input("features")
     s1 = b.add("scene", features=f)
@@ -66,7 +188,7 @@ def test_same_module_twice_at_one_level_is_indexed_per_application(batch):
     merged = b.add("Or", a=r1, b=b.add("filter[red]", mask=s1, features=f))
     b.output("answer", b.add("query[color]", mask=b.add("And", a=merged, b=r2), features=f))
     lay = b.build()
-    feats = torch.randn(3, ab.C, ab.H, ab.W)
+    feats = torch.randn(3, C, H, W)
     ref = Runner.per_sample([lay] * 3, {"features": feats})["answer"]
     out = Runner(kinds)([lay] * 3, {"features": feats})["answer"]
     assert torch.allclose(out, ref, atol=1e-5)
@@ -75,7 +197,7 @@ def test_same_module_twice_at_one_level_is_indexed_per_application(batch):
 def test_schedule_cache_and_batch_errors(batch):
     kinds, layouts = batch
     runner = Runner(kinds)
-    feats = torch.randn(len(layouts), ab.C, ab.H, ab.W)
+    feats = torch.randn(len(layouts), C, H, W)
     runner(layouts, {"features": feats})
     first = runner.last_schedule
     runner(layouts, {"features": feats})

@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 from brickwork.errors import TypeMismatch
 from brickwork.types import (
     AxisBindings, Bool, Bounded, Count, Features, Heatmap, Logits, OneHot, Pointer, Probs,
-    SoftMask, parse_type, type_from_json,
+    SoftMask, known_types, parse_type, type_from_json,
 )
 
-ALL = [SoftMask("b n"), Heatmap("b n"), Probs("b n"), Logits("b n"), OneHot("b n"),
-       Pointer("b n"), Bounded("b n", low=-2, high=3), Features("b n"), Count("b n"), Bool("b n")]
+#: constructor arguments beyond the axes, for the types that take some
+EXTRA = {"Bounded": {"low": -2, "high": 3}}
+#: every type the library defines (other packages may register more: tested where defined)
+ALL = [cls("b n", **EXTRA.get(kind, {})) for kind, cls in sorted(known_types().items())
+       if cls.__module__.startswith("brickwork.types.")]
 
 VALID = {
     "SoftMask": torch.tensor([[0.0, 0.3, 1.0]]),
@@ -40,6 +43,25 @@ INVALID = {
     "Count": (torch.tensor([[-1.0, 0.0, 0.0]]), "min -1 is below 0"),
     "Bool": (torch.tensor([[1.2, 0.0, 0.0]]), "max 1.2 is above 1"),
 }
+
+
+def test_every_library_type_is_covered():
+    """A new type in brickwork.types must bring its valid and invalid examples here."""
+    kinds = {t.kind for t in ALL}
+    assert kinds >= {"SoftMask", "Heatmap", "Probs", "Logits", "OneHot", "Pointer", "Bounded",
+                     "Features", "Count", "Bool"}
+    assert kinds == set(VALID) == set(INVALID)
+
+
+def test_declared_families():
+    """Losses, scores and evaluation read these flags instead of type names."""
+    fam = {t.kind: (t.is_distribution, t.is_logits, t.is_mask) for t in ALL}
+    assert {k for k, f in fam.items() if f[0]} == {"Probs", "OneHot", "Pointer"}
+    assert {k for k, f in fam.items() if f[1]} == {"Logits"}
+    assert {k for k, f in fam.items() if f[2]} == {"SoftMask", "Bool"}
+    assert all(Features("b n").admits(t) for t in ALL)
+    assert Bounded("b n", low=0, high=1).admits(Probs("b n"))
+    assert not Bounded("b n", low=0, high=1).admits(Count("b n"))
 
 
 @pytest.mark.parametrize("t", ALL, ids=lambda t: t.kind)
