@@ -167,7 +167,7 @@ class Compare(Module):
         else:
             two = self.net(torch.cat([a, b], -1))
         out = torch.full_like(a, OFF)
-        return out.index_copy(1, torch.tensor([YES, NO]), two)
+        return out.index_copy(1, torch.tensor([YES, NO], device=out.device), two)
 
 
 @register_kind("nmn_question_encoder", example_config={"vocab": 10}, sizes=_SIZES)
@@ -189,5 +189,5 @@ class QuestionEncoder(Module):
         tokens = tokens.long().clamp(0, self.embed.num_embeddings - 1)
         h, _ = self.lstm(self.embed(tokens))
         length = (tokens > 0).sum(1).clamp(min=1) - 1
-        last = h[torch.arange(h.shape[0]), length]
+        last = h[torch.arange(h.shape[0], device=h.device), length]
         return self.out(last)

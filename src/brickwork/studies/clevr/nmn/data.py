@@ -69,7 +69,12 @@ ENCODER_THREADS = 2
 @final
 @dataclass(frozen=True)
 class StudyConfig:
-    """Sizes, budgets and seed of one study run (``quick()`` and ``full()`` presets)."""
+    """Sizes, budgets and seed of one study run (``quick()`` and ``full()`` presets).
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …): where every job trains and
+    evaluates its models (the data is prepared and cached on the CPU, then moved there
+    with :func:`data_on`); it does not change the data (not in :meth:`data_json`).
+    """
 
     train_scenes: int = 4000
     val_scenes: int = 300
@@ -103,6 +108,7 @@ class StudyConfig:
     #: best of the end-to-end typed model's search over 1e-3 / 3e-3 / 1e-2 (the first
     #: full runs used 3e-3; docs/nmn-study.md "Learning rate")
     lr: float = 1e-3
+    device: str = "cpu"
 
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:
@@ -158,6 +164,33 @@ class StudyData:
 
     def set_features(self, name: str) -> torch.Tensor:
         return self.features[self.sets[name].split]
+
+
+def data_on(data: StudyData, device: torch.device | str) -> StudyData:
+    """``data`` with every tensor (features, question sets, find targets) on ``device``;
+    the same object when it is there already.
+
+    Example:
+        >>> data = StudyData({"train": torch.zeros(1, 2, 3, 3)}, {}, None, {}, "d", {})
+        >>> data_on(data, "cpu") is data
+        True
+    """
+    device = torch.device(device)
+    tensors = [*data.features.values(), *data.find_targets.values()]
+    for qs in data.sets.values():
+        tensors += [qs.image, qs.tokens, qs.answer, qs.depth]
+    if all(t.device == device for t in tensors):
+        return data
+    sets = {name: replace(qs, image=qs.image.to(device), tokens=qs.tokens.to(device),
+                          answer=qs.answer.to(device), depth=qs.depth.to(device))
+            for name, qs in data.sets.items()}
+    return replace(data, features={k: v.to(device) for k, v in data.features.items()},
+                   sets=sets, find_targets={k: v.to(device) for k, v in data.find_targets.items()})
+
+
+def data_device(data: StudyData) -> torch.device:
+    """Where ``data``'s features are (the device its models train on)."""
+    return next(iter(data.features.values())).device if data.features else torch.device("cpu")
 
 
 def _digest(obj: Any) -> str:

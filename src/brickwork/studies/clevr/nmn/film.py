@@ -51,10 +51,10 @@ class FiLM(Module):
     def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens.long().clamp(0, self.embed.num_embeddings - 1)
         h, _ = self.gru(self.embed(tokens))
-        last = h[torch.arange(h.shape[0]), (tokens > 0).sum(1).clamp(min=1) - 1]
+        last = h[torch.arange(h.shape[0], device=h.device), (tokens > 0).sum(1).clamp(min=1) - 1]
         gb = self.film(last).view(-1, self.blocks, 2, self.width)
         n, _, hh, ww = features.shape
-        xy = coords(hh, ww).to(features).unsqueeze(0).expand(n, 2, hh, ww)
+        xy = coords(hh, ww, features.device).to(features).unsqueeze(0).expand(n, 2, hh, ww)
         x = torch.relu(self.stem(torch.cat([features, xy], 1)))
         for i in range(self.blocks):
             r = torch.relu(self.conv1[i](torch.cat([x, xy], 1)))

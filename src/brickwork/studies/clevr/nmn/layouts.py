@@ -96,8 +96,25 @@ def program_layout(program: Program, kinds: Kinds, name: str = "q") -> Layout:
                         externals={"features": Features(f"b {channels} h w")})
 
 
+def model_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU when it has none).
+
+    Example:
+        >>> model_device(torch.nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 class LayoutCache:
     """One layout per distinct program (layouts are immutable and shared).
+
+    ``anchor``: a module whose device the layouts' modules follow: modules that a new
+    layout instantiates (``find[purple]`` seen for the first time) are moved there.
 
     Example:
         >>> from brickwork.studies.clevr.data import Program
@@ -107,8 +124,9 @@ class LayoutCache:
         True
     """
 
-    def __init__(self, kinds: Kinds):
+    def __init__(self, kinds: Kinds, anchor: nn.Module | None = None):
         self.kinds = kinds
+        self.anchor = anchor
         self._cache: dict[Program, Layout] = {}
 
     def __call__(self, program: Program) -> Layout:
@@ -116,6 +134,10 @@ class LayoutCache:
         if lay is None:
             lay = program_layout(program, self.kinds, name=f"p{len(self._cache)}")
             self._cache[program] = lay
+            if self.anchor is not None:
+                device = model_device(self.anchor)
+                if device.type != "cpu":  # new modules are built on the CPU
+                    self.kinds.to(device)
         return lay
 
 
@@ -134,6 +156,8 @@ def merge_prior(interface: str, logits: torch.Tensor, prior: torch.Tensor) -> to
 class NMN(nn.Module):
     """A whole NMN: the module vocabulary, the question encoder and the prior merge.
 
+    ``model.to(device)`` moves it; modules that later layouts instantiate follow.
+
     Example:
         >>> import torch
         >>> from brickwork.studies.clevr.data import Program
@@ -149,7 +173,7 @@ class NMN(nn.Module):
         self.interface = interface
         self.kinds = nmn_kinds(interface, channels)
         self.question = QuestionEncoder(vocab)
-        self.layouts = LayoutCache(self.kinds)
+        self.layouts = LayoutCache(self.kinds, anchor=self.question)
         self.runner = Runner(self.kinds, cache_size=0)
 
     def evidence(self, layouts: Sequence[Layout], features: torch.Tensor) -> torch.Tensor:

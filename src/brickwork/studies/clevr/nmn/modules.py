@@ -54,10 +54,10 @@ def attend(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     return (w * features.flatten(2)).sum(-1) / (w.sum(-1) + 1e-4)
 
 
-def coords(h: int, w: int) -> torch.Tensor:
+def coords(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Cell-centre coordinates in [-1, 1]: ``[2, h, w]`` (x, then y)."""
-    ys = torch.linspace(-1, 1, h).view(h, 1).expand(h, w)
-    xs = torch.linspace(-1, 1, w).view(1, w).expand(h, w)
+    ys = torch.linspace(-1, 1, h, device=device).view(h, 1).expand(h, w)
+    xs = torch.linspace(-1, 1, w, device=device).view(1, w).expand(h, w)
     return torch.stack([xs, ys])
 
 
@@ -162,7 +162,7 @@ class Relate(_MaskCellMLP):
     @staticmethod
     def _inputs(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         n, _, h, w = features.shape
-        xy = coords(h, w).to(features)
+        xy = coords(h, w, features.device).to(features)
         centre = attend(mask, xy.unsqueeze(0).expand(n, 2, h, w))
         offset = xy.unsqueeze(0) - centre.view(n, 2, 1, 1)
         return torch.cat([features, mask, offset], 1)

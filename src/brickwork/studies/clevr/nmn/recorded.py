@@ -31,7 +31,7 @@ from brickwork.layouts import Kinds, Layout, Runner, from_program
 from brickwork.modules import Module
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import StudyData
-from brickwork.studies.clevr.nmn.layouts import NMN, layout_program, merge_prior
+from brickwork.studies.clevr.nmn.layouts import NMN, layout_program, merge_prior, model_device
 from brickwork.studies.clevr.nmn.modules import mask_type
 from brickwork.training import CacheKey, IntermediateDataset, Samples
 from brickwork.types import Features, Heatmap, NeuralType, SoftMask
@@ -71,8 +71,9 @@ class Recorded(Module):
     def forward_instances(cls, modules: Sequence[Recorded], instance: torch.Tensor,
                           recorded: torch.Tensor) -> torch.Tensor:
         """Every instance in one gather: row ``i`` takes its instance's channel."""
-        index = torch.tensor([m.index for m in modules], dtype=torch.long)[instance]
-        return recorded[torch.arange(len(recorded)), index].unsqueeze(1)
+        index = torch.tensor([m.index for m in modules], dtype=torch.long,
+                             device=recorded.device)[instance]
+        return recorded[torch.arange(len(recorded), device=recorded.device), index].unsqueeze(1)
 
 
 def _recorded_name(module_name: str) -> str:
@@ -102,7 +103,8 @@ def record_finds(model: NMN, names: Sequence[str], data: StudyData, split: str,
             for i in range(0, len(feats), chunk):
                 f = feats[i:i + chunk]
                 masks = torch.cat([model.kinds.module(n)(f) for n in names], 1)
-                yield Samples({"masks": masks}, ids=torch.arange(i, i + len(f)))
+                # stored on the CPU (the dataset's files), read back onto the model's device
+                yield Samples({"masks": masks.cpu()}, ids=torch.arange(i, i + len(f)))
 
     return IntermediateDataset.get_or_build(root, record_key(model, names, data, split), produce)
 
@@ -120,6 +122,7 @@ class RecordedFinds:
     def __init__(self, model: NMN, names: Sequence[str],
                  datasets: dict[str, IntermediateDataset]):
         self.model, self.names = model, list(names)
+        device = model_device(model)
         self.masks: dict[str, torch.Tensor] = {}
         self.digests: dict[str, str] = {}
         for split, ds in datasets.items():
@@ -129,7 +132,7 @@ class RecordedFinds:
                                 f"expected {self.names}; rebuild it with record_finds")
             rows = ds.load()
             order = torch.argsort(rows.ids)
-            self.masks[split] = rows["masks"][order]
+            self.masks[split] = rows["masks"][order].to(device)
             self.digests[split] = ds.key_digest
         channels = model.kinds.module("scene").config["channels"]
         self.kinds = Kinds()

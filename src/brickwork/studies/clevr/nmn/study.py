@@ -25,7 +25,8 @@ from torch import nn
 import brickwork
 from brickwork.errors import TrainingError
 from brickwork.studies.clevr.data.io import atomic_write_json
-from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, prepare_data
+from brickwork.studies.clevr.nmn.data import (StudyConfig, StudyData, data_device, data_on,
+                                              prepare_data)
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.train import (
     LR,
@@ -142,6 +143,7 @@ def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     torch.manual_seed(seed)
     model = NMN("typed", len(data.tokenizer), cfg.channels)
     finds = find_modules(model, data)
+    model.to(data_device(data))
     jobs = []
     for n in finds:
         module, best, state = model.kinds.module(n), None, None
@@ -347,24 +349,52 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
 # ----------------------------------------------------------------------------------
 # the study as independent jobs (run by a brickwork.training executor, resumable)
 
-_DATA: dict[tuple[str, str], StudyData] = {}
-_PRIORS: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+_DATA: dict[tuple[str, str, str], StudyData] = {}
+_PRIORS: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` parsed, or a :class:`TrainingError` saying why the study cannot use it.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r} is not a torch device "
+                            f"({exc}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but this torch has no "
+                            f"CUDA device (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but only "
+                            f"{torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but MPS is not "
+                            "available here; use device='cpu'")
+    return dev
 
 
 def _worker_data(cache: str, cfg: StudyConfig) -> StudyData:
-    key = (cache, json.dumps(cfg.data_json(), sort_keys=True))
+    """The study's data (prepared on the CPU once per process), on ``cfg.device``."""
+    base = (cache, json.dumps(cfg.data_json(), sort_keys=True))
+    if (*base, "cpu") not in _DATA:
+        _DATA[(*base, "cpu")] = prepare_data(cache, cfg)
+    key = (*base, str(torch.device(cfg.device)))
     if key not in _DATA:
-        _DATA[key] = prepare_data(cache, cfg)
+        _DATA[key] = data_on(_DATA[(*base, "cpu")], cfg.device)
     return _DATA[key]
 
 
 def _sgm_priors(data: StudyData, cfg: StudyConfig) -> dict[str, torch.Tensor]:
     """The cached prior logits the SGM study's points share (question encoder trained
     directly, as in the modular runs, with the study's seed)."""
-    key = (data.digest, cfg.seed)
+    key = (data.digest, cfg.seed, str(data_device(data)))
     if key not in _PRIORS:
         torch.manual_seed(cfg.seed)
-        model = NMN("typed", len(data.tokenizer), cfg.channels)
+        model = NMN("typed", len(data.tokenizer), cfg.channels).to(data_device(data))
         _PRIORS[key] = train_question_encoder(model, data, seed=cfg.seed)[0]
     return _PRIORS[key]
 
@@ -389,6 +419,7 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
     returns a JSON-able result."""
     torch.set_num_threads(1)
     cfg = StudyConfig(**job["cfg"])
+    check_device(cfg.device)
     data = _worker_data(job["cache"], cfg)
     t0 = time.perf_counter()
     if job["kind"] == "variant":
@@ -495,6 +526,8 @@ def _job_key(job: dict[str, Any]) -> str:
     unread = {"workers"}
     if job.get("variant") not in _SGM_SEARCH_VARIANTS and job["kind"] != "sgm_point":
         unread.update(_SGM_SEARCH_FIELDS)
+    if payload["cfg"].get("device", "cpu") == "cpu":
+        unread.add("device")  # keys of CPU jobs stay those saved before devices existed
     payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k not in unread}
     payload["brickwork"] = brickwork.__version__
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -547,6 +580,7 @@ def run_study(out: str | Path, cfg: StudyConfig, cache: str | Path,
     time in worker processes; results land in ``out/jobs/`` as they finish, so a rerun
     with the same configuration resumes."""
     torch.set_num_threads(1)
+    check_device(cfg.device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from brickwork.studies.clevr.data import ATTRIBUTES
-from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData
+from brickwork.studies.clevr.nmn.data import FIND_VALUES, QuestionSet, StudyData, data_device
 from brickwork.studies.clevr.nmn.film import FiLM
 from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
 from brickwork.studies.clevr.nmn.plan import study_plan
@@ -151,17 +151,19 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
 def train_e2e(interface: str, data: StudyData, *, seconds: float, seed: int,
               train_set: str = "train", channels: int = 32, lr: float = LR
               ) -> tuple[NMN, dict[str, Any]]:
-    """End-to-end: every module and the question encoder jointly, through the runner."""
+    """End-to-end: every module and the question encoder jointly, through the runner
+    (on the device of ``data``: see :func:`~brickwork.studies.clevr.nmn.data.data_on`)."""
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
+    model.to(data_device(data))  # built on the CPU: the same initial weights everywhere
     return model, train_loop(model, data, train_set, seconds, seed=seed, lr=lr)
 
 
 def train_film(data: StudyData, *, seconds: float, seed: int, channels: int = 32,
                lr: float = LR) -> tuple[FiLM, dict[str, Any]]:
     torch.manual_seed(seed)
-    model = FiLM(len(data.tokenizer), channels)
+    model = FiLM(len(data.tokenizer), channels).to(data_device(data))
     return model, train_loop(model, data, "train", seconds, seed=seed, lr=lr)
 
 
@@ -281,7 +283,8 @@ def _attends(qs: QuestionSet, rows: torch.Tensor) -> torch.Tensor:
     features only where the question needs them, the mask's statistics always (§4.2.3,
     "fed with the attended features or the mask depending on the question type")."""
     last = [qs.questions[i].program[-1].function for i in rows.tolist()]
-    return torch.tensor([0.0 if f in ("count", "exist") else 1.0 for f in last])
+    return torch.tensor([0.0 if f in ("count", "exist") else 1.0 for f in last],
+                        device=qs.answer.device)
 
 
 def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K,
@@ -380,7 +383,7 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
     spec = SurrogateSpec(1 + SGM_TOP_K + channels, K, rank=rank, dropout=dropout)
     torch.manual_seed(seed)
     and_ = model.kinds.module("And")
-    trainee = _SGMTrainee(module, spec, model.interface, and_)
+    trainee = _SGMTrainee(module, spec, model.interface, and_).to(data_device(data))
     names = set(context or {})
     tr, va = _find_rows(data, value, "train", names), _find_rows(data, value, "val", names)
     if len(tr) == 0 or len(va) == 0:
@@ -439,7 +442,7 @@ def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: in
         y = data.find_targets["train"][:, j:j + 1]
     pos = float(y.mean().clamp(min=1e-3))
     train = Samples({"features": data.features["train"], "y": y})
-    pw = torch.tensor((1 - pos) / pos).clamp(max=30.0)
+    pw = torch.tensor((1 - pos) / pos, device=y.device).clamp(max=30.0)
 
     def loss(m: nn.Module, b: Samples) -> torch.Tensor:
         out = m(b["features"])
@@ -633,6 +636,7 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
     torch.manual_seed(seed)
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
+    model.to(data_device(data))
     plan = study_plan([model.layouts(q.program) for q in data.sets["train"].questions],
                       supervision=supervision)
     finds = [n for n, e in plan.items() if e["stage"] == 1 and n != "question_encoder"]
