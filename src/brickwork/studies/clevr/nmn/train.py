@@ -41,7 +41,7 @@ from brickwork.training import (
     SearchSpace,
     SurrogateHead,
     fit,
-    run_study,
+    run_search,
 )
 from brickwork.training.sgm import RelativeImprovement, SurrogateSpec, mc_dropout_variance
 
@@ -503,7 +503,7 @@ def reinitialise(module: Module, seed: int) -> None:
 def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
                     *, seed: int, trials: int, storage: str | Path, min_steps: int = 600,
                     context: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
-    """Per-module HPO (Optuna, through :func:`brickwork.training.run_study`): each trial
+    """Per-module HPO (Optuna, through :func:`brickwork.training.run_search`): each trial
     trains the module through its SGM from fresh initial weights drawn from the trial's
     seed; the module keeps the weights of the trial with the lowest SGM validation loss.
     With one trial the search space's defaults are not used: Optuna samples the single
@@ -532,7 +532,7 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
         return float(job["sgm_loss"])
 
     title = f"sgm-{module_name}" + ("-context" if context else "")
-    study = run_study(title, objective, SGM_SPACE, trials=trials, seed=seed,
+    study = run_search(title, objective, SGM_SPACE, trials=trials, seed=seed,
                       storage=storage, direction="minimize", prune=False)
     if "state" in best:
         module.load_state_dict(best["state"])
