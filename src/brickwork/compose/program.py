@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brickwork.compose.library import initial_state
+from brickwork.compose.library import LibraryOp, initial_state
 from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json, type_to_json
 from brickwork.errors import LayoutError
 from brickwork.modules import Module
@@ -71,8 +71,12 @@ class Leaf(Fn):
                               f"{module.kind} has {list(module.outputs)}; wrap it in a module "
                               "that returns one")
         self.module = module
-        self.label = label or module.kind
-        self._term = term if term is not None else ["module", self.label]
+        if isinstance(module, LibraryOp):
+            self.label = label or module.name
+            self._term = term if term is not None else ["lib", module.name]
+        else:
+            self.label = label or module.kind
+            self._term = term if term is not None else ["module", self.label]
         self.out_type = next(iter(module.outputs.values()))
         ins = dict(module.inputs)
         if getattr(module, "arch", None) == "rnn":

@@ -20,8 +20,8 @@ Example:
     >>> from brickwork.compose.types import ListOf
     >>> from brickwork.types import Bool, Count
     >>> space = Space.build(ListOf(Bool("b 1")), Count("b 1"), functions(standard_library()))
-    >>> [term_str(t) for t in space.programs(4, max_holes=0)]
-    ['fold(add) ∘ map(as_count)', 'fold(max) ∘ map(as_count)']
+    >>> [term_str(t) for t in space.programs(5, max_holes=0)]
+    ['as_count ∘ fold(or)', 'as_count ∘ fold(and)', 'fold(add) ∘ map(as_count)', 'fold(max) ∘ map(as_count)']
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class SolveConfig:
         rank_limit: most candidates with new modules given the cheap ranking (the
             simplest first: fewer new modules, then smaller).
         rank_steps: optimizer steps of the cheap ranking's short training.
-        top_k: candidates fully trained (≤ 10).
+        top_k: candidates with new modules fully trained (≤ 10); programs without new
+            modules are scored exactly and need no training.
         fit: FitConfig fields of the full training.
         tolerance: candidates whose validation score is within this of the best count as
             tied; the simplest of them wins (fewest new modules, then smallest).
@@ -75,9 +76,9 @@ class SolveConfig:
 
     size_bound: int = 7
     max_holes: int = 2
-    rank_limit: int = 40
+    rank_limit: int = 32
     rank_steps: int = 40
-    top_k: int = 6
+    top_k: int = 5
     fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "batch_size": 32, "lr": 3e-3,
                                                           "keep_best": "val_score", "max_time": 60.0})
     tolerance: float = 0.01
@@ -298,8 +299,8 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
         if c.holes == 0:
             c.final, c.result, c.stage = c.cheap, r, "scored"
     # 2. full training of the best-ranked candidates with new modules
-    ranked = sorted(free + holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
-    short = [c for c in ranked[:config.top_k] if c.holes]
+    ranked = sorted(holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
+    short = ranked[:min(config.top_k, 10)]
     say(f"training {len(short)} candidates fully")
     jobs = [{**base, "term": c.term, "fit": config.fit, "tests": task.tests,
              "out": str(workdir / f"cand{i}")} for i, c in enumerate(short)]

@@ -64,21 +64,21 @@ class StudyConfig:
     sequences: tuple[str, ...] = ("cs1", "cs2", "summing", "mixed")
     seeds: tuple[int, ...] = (0, 1, 2)
     fractions: tuple[float, ...] = (0.02, 0.1, 1.0)
-    n_train_lists: int = 1000
-    n_val_lists: int = 300
-    n_test_lists: int = 400
-    n_long_lists: int = 80
+    n_train_lists: int = 600
+    n_val_lists: int = 200
+    n_test_lists: int = 300
+    n_long_lists: int = 60
     workers: int = 2
-    search: dict[str, Any] = field(default_factory=lambda: {"rank_limit": 40, "top_k": 6})
-    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 12, "batch_size": 32, "lr": 3e-3,
-                                                          "keep_best": "val_score", "max_time": 40.0})
+    search: dict[str, Any] = field(default_factory=lambda: {"rank_limit": 32, "top_k": 5})
+    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 10, "batch_size": 32, "lr": 3e-3,
+                                                          "keep_best": "val_score", "max_time": 30.0})
 
     @classmethod
     def quick(cls) -> StudyConfig:
-        return cls(sequences=("cs1", "summing"), seeds=(0,), n_train_lists=400, n_val_lists=150,
-                   n_test_lists=150, n_long_lists=40, search={"rank_limit": 16, "top_k": 4},
-                   fit={"epochs": 8, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score",
-                        "max_time": 20.0})
+        return cls(sequences=("cs1", "summing"), seeds=(0,), n_train_lists=300, n_val_lists=100,
+                   n_test_lists=100, n_long_lists=30, search={"rank_limit": 10, "top_k": 3},
+                   fit={"epochs": 6, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score",
+                        "max_time": 15.0})
 
 
 def _task(kind: str, digit: int | None, name: str) -> Task:
