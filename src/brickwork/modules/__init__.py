@@ -6,6 +6,7 @@ Example:
     tensor([[0.3000]])
 """
 
+from brickwork._deprecated import deprecated_names
 from brickwork.modules.checking import checking, checking_enabled
 from brickwork.modules.signature import Signature
 from brickwork.modules.factories import (
@@ -19,7 +20,7 @@ from brickwork.modules.factories import (
     register_kind,
     registered_kinds,
 )
-from brickwork.modules.module import Module, stack_param
+from brickwork.modules.module import Module, module_device, stack_param
 from brickwork.modules.typed import Typed, typed
 from brickwork.modules.ops import ATTEND_EPS, Adapter, And, Attend, Or, Pool, Sum, attend
 from brickwork.modules.card import model_card_markdown
@@ -70,6 +71,7 @@ __all__ = [
     "kind_module_path",
     "load_module",
     "model_card_markdown",
+    "module_device",
     "read_card",
     "read_regular_bytes",
     "read_safetensors_header",
@@ -85,12 +87,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """``build``: the deprecated name of :func:`build_kind` (it warns)."""
-    if name == "build":
-        import warnings
-
-        warnings.warn("brickwork.modules.build is deprecated; use build_kind (it builds a "
-                      "registered kind from its config)", DeprecationWarning, stacklevel=2)
-        return build_kind
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"build": ("build_kind", lambda: build_kind)},
+                               why="it builds a registered kind from its config")

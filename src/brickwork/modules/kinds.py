@@ -12,20 +12,8 @@ Example:
 
 import warnings
 
-from brickwork.modules.factories import (  # noqa: F401
-    ENTRY_POINT_GROUP,
-    KindInfo,
-    allowed_kind_modules,
-    build_kind,
-    import_kinds,
-    kind_info,
-    kind_module_path,
-    register_kind,
-    registered_kinds,
-    resolve_kind,
-)
-
-build = build_kind
+from brickwork.modules.factories import *  # noqa: F403
+from brickwork.modules.factories import build_kind as build  # noqa: F401
 
 warnings.warn("brickwork.modules.kinds is deprecated: import brickwork.modules (or "
               "brickwork.modules.factories)", DeprecationWarning, stacklevel=2)

@@ -363,3 +363,17 @@ def stack_param(modules: Sequence[nn.Module], name: str, instance: torch.Tensor)
         torch.Size([3, 1])
     """
     return torch.stack([getattr(m, name) for m in modules]).index_select(0, instance)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter (else first buffer, else the CPU).
+
+    Example:
+        >>> module_device(torch.nn.Linear(2, 1)), module_device(torch.nn.ReLU())
+        (device(type='cpu'), device(type='cpu'))
+    """
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")

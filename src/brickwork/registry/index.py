@@ -99,15 +99,10 @@ def _initialise(path: Path) -> None:
         if str(mode).lower() != "wal":
             raise RegistryError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the "
                                 "registry on a local file system")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     except sqlite3.OperationalError:
         raise  # locked (retried), read-only, I/O: initialise says which
     except sqlite3.DatabaseError as exc:
@@ -116,6 +111,18 @@ def _initialise(path: Path) -> None:
                             "rebuild it from the cards and blobs") from None
     finally:
         conn.close()
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @contextmanager
@@ -136,13 +143,8 @@ def writing(path: Path) -> Iterator[sqlite3.Connection]:
     """A write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error)."""
     conn = _connect(path)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
     except sqlite3.OperationalError as exc:
         raise RegistryError(f"{path}: index write failed ({exc}); another process held the "
                             f"lock longer than {BUSY_TIMEOUT_S:.0f} s, the folder is not "

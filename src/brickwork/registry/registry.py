@@ -269,6 +269,17 @@ def _open_and_close(folder: Path, file: str, max_bytes: int) -> None:
     os.close(fd)
 
 
+def _read_stored(path: Path, what: str) -> bytes:
+    """The bytes of a file the registry wrote; ``what`` names it in the errors."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: {what} is missing; remove the version and register the "
+                            "module again") from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: {what} cannot be read ({exc.strerror})") from None
+
+
 # ----- building -------------------------------------------------------------------------
 
 def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
@@ -730,14 +741,7 @@ class Registry:
     def _card_checked(self, row: Any) -> ModelCard:
         name, version = row["name"], int(row["version"])
         path = self.card_path(name, version)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise RegistryError(f"{path}: card of {name}@{version} is missing; remove the "
-                                "version and register the module again") from None
-        except OSError as exc:
-            raise RegistryError(f"{path}: card of {name}@{version} cannot be read "
-                                f"({exc.strerror})") from None
+        raw = _read_stored(path, f"card of {name}@{version}")
         if bm.sha256_bytes(raw) != row["card_sha256"]:
             raise RegistryError(f"{path}: card of {name}@{version} does not match the digest "
                                 "in the index; it was edited or damaged after registration. "
@@ -761,14 +765,7 @@ class Registry:
 
     def _blob_checked(self, card: ModelCard) -> bytes:
         path = self.blob_path(card.weights_sha256)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise RegistryError(f"{path}: weights blob of {card.ref} is missing; remove the "
-                                "version and register the module again") from None
-        except OSError as exc:
-            raise RegistryError(f"{path}: weights blob of {card.ref} cannot be read "
-                                f"({exc.strerror})") from None
+        data = _read_stored(path, f"weights blob of {card.ref}")
         digest = bm.sha256_bytes(data)
         if digest != card.weights_sha256:
             raise RegistryError(f"{path}: weights blob of {card.ref} has digest "

@@ -7,6 +7,7 @@ Example:
     5
 """
 
+from brickwork._deprecated import deprecated_names
 from brickwork.training.seeding import derive_seed, seed_everything
 from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.cache import CacheKey, CachedRows, IntermediateDataset, join_on_ids
@@ -100,10 +101,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """``run_study``: the deprecated name of :func:`run_search` (it warns)."""
-    if name == "run_study":
-        from brickwork.training import hpo
-
-        return getattr(hpo, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"run_study": ("run_search", lambda: run_search)},
+                               why="the studies' run_study is a whole experiment, this is a "
+                                   "hyperparameter search")

@@ -34,7 +34,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from brickwork.errors import TrainingError
-from brickwork.modules import atomic_write_bytes, atomic_write_json
+from brickwork.modules import atomic_write_bytes, atomic_write_json, module_device
 
 META = "checkpoint.json"
 
@@ -66,14 +66,6 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None, meta: dict[str, Any], *,
                     extra: Mapping[str, torch.Tensor] | None = None) -> Path:
@@ -100,7 +92,7 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
     for k, v in (extra or {}).items():
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
     tensors["rng.torch"] = torch.get_rng_state()
-    device = _model_device(model)
+    device = module_device(model)
     if device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     data = st_save(tensors)
@@ -156,7 +148,7 @@ def load_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
         raise TrainingError(f"{path}: checkpoint digest mismatch (damaged file); delete "
                             f"{folder} to restart the job")
     tensors = st_load(data)
-    device = torch.device(map_location) if map_location is not None else _model_device(model)
+    device = torch.device(map_location) if map_location is not None else module_device(model)
     model_state = {k[len("model."):]: v.to(device) for k, v in tensors.items()
                    if k.startswith("model.")}
     try:

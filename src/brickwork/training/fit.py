@@ -40,7 +40,7 @@ from typing import IO, Any, final
 import torch
 
 from brickwork.errors import BrickworkError, TrainingError
-from brickwork.modules import atomic_write_bytes
+from brickwork.modules import atomic_write_bytes, module_device
 from brickwork.training.callbacks import Callback, Checkpointer
 from brickwork.training.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from brickwork.training.samples import Samples
@@ -540,14 +540,6 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[s
 # --------------------------------------------------------------------------- fit
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
         val: Data | None = None, evaluate: EvalFn | None = None,
         config: FitConfig = FitConfig(), callbacks: Iterable[Callback] = (),
@@ -598,7 +590,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
     callbacks = list(callbacks)
     if checkpoint_dir is not None and not any(isinstance(c, Checkpointer) for c in callbacks):
         callbacks.append(Checkpointer(checkpoint_dir))
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else module_device(model)
     if device is not None:
         model.to(dev)
     train = _check_data(train, "train", dev)

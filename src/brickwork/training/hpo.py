@@ -24,12 +24,12 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, final
 
+from brickwork._deprecated import deprecated_names
 from brickwork.errors import TrainingError
 from brickwork.training.seeding import derive_seed
 
@@ -252,16 +252,7 @@ def plot_hpo(results: Mapping[str, SearchResult], path: str | os.PathLike[str]) 
     return atomic_write_figure(fig, path)
 
 
-_DEPRECATED = {"run_study": ("run_search", run_search), "StudyResult": ("SearchResult", SearchResult)}
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names: ``run_study`` → :func:`run_search`, ``StudyResult`` →
-    :class:`SearchResult` (they warn once per use)."""
-    if name in _DEPRECATED:
-        new, value = _DEPRECATED[name]
-        warnings.warn(f"brickwork.training.hpo.{name} is deprecated; use {new} (the studies' "
-                      "run_study is a whole experiment, this is a hyperparameter search)",
-                      DeprecationWarning, stacklevel=2)
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(
+    __name__, {"run_study": ("run_search", lambda: run_search),
+               "StudyResult": ("SearchResult", lambda: SearchResult)},
+    why="the studies' run_study is a whole experiment, this is a hyperparameter search")
