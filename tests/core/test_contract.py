@@ -182,6 +182,42 @@ def test_default_forward_instances_matches_per_instance_calls():
     assert not bm.And.defines_forward_instances()
 
 
+def test_a_staticmethod_fast_path_is_recognised_and_called():
+    from brickwork.layouts import Kinds, LayoutBuilder, Runner
+    from brickwork.types import Features
+
+    calls = []
+
+    class Shift(bm.Module):
+        inputs = {"x": Features("b n")}
+        outputs = {"y": Features("b n")}
+
+        def __init__(self, by: float = 0.0):
+            super().__init__()
+            self.by = torch.nn.Parameter(torch.tensor(by))
+
+        def forward(self, x):
+            return x + self.by
+
+        @staticmethod
+        def forward_instances(modules, instance, x):
+            calls.append(len(modules))
+            return x + bm.stack_param(modules, "by", instance).unsqueeze(1)
+
+    assert Shift.defines_forward_instances()
+    kinds = Kinds()
+    kinds.add("s[a]", Shift(1.0))
+    kinds.add("s[b]", Shift(2.0))
+    layouts = []
+    for arg in "abba":
+        b = LayoutBuilder(kinds, arg)
+        b.output("y", b.add(f"s[{arg}]", x=b.input("x")))
+        layouts.append(b.build())
+    out = Runner(kinds)(layouts, {"x": torch.zeros(4, 2)})["y"]
+    assert calls == [2]
+    assert torch.equal(out[:, 0], torch.tensor([1.0, 2.0, 2.0, 1.0]))
+
+
 @pytest.mark.parametrize("name", KINDS)
 def test_save_load_round_trip_bit_identical(name, tmp_path):
     module, sizes = build(name)
