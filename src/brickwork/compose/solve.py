@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +322,7 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
         say("registered " + ", ".join(registered))
     sol = Solution(task, winner, cands, counts, rho, registered, program,
                    time.perf_counter() - start, [term_str(f.term) for f in reg_fns])
-    atomic_write_json(workdir / "solution.json", solution_json(sol))
+    atomic_write_json(workdir / "solution.json", {**solution_json(sol), "config": asdict(config)})
     return sol
 
 
@@ -357,8 +357,15 @@ def _register(task: Task, registry: Any, winner: Candidate, config: SolveConfig)
 
 
 def solution_json(sol: Solution) -> dict[str, Any]:
+    """The JSON record of a solution (with the package version and the data digests)."""
+    from brickwork._version import __version__
+    from brickwork.training import Samples
+
+    digests = {name: Samples.load(path).digest() for name, path in
+               (("train", sol.task.train), ("val", sol.task.val)) if path}
     return {
-        "task": sol.task.name, "signature": sol.task.signature_text,
+        "task": sol.task.name, "signature": sol.task.signature_text, "version": __version__,
+        "data_digest": digests,
         "winner": sol.winner.text, "winner_term": sol.winner.term, "program": sol.program,
         "validation_score": sol.winner.final,
         "tests": (sol.winner.result or {}).get("tests", {}),
