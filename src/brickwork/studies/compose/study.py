@@ -283,6 +283,18 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
     }
 
 
+def counts_by_bound(registry_path: str | Path, bounds: tuple[int, ...] = (5, 6, 7, 8, 9, 10),
+                    max_holes: int = 2) -> dict[str, dict[str, int]]:
+    """Programs for ``count : List[image] -> Count`` over a registry's functions at several
+    size bounds, typed vs shape-only vs untyped (the gap grows with the bound)."""
+    from brickwork.compose import count_space, functions, registry_functions, standard_library
+    from brickwork.registry import Registry
+
+    task = Task("count", ListOf(IMAGE), Count("b 1"))
+    fns = functions(standard_library()) + registry_functions(Registry(registry_path), task)
+    return {str(b): count_space(task, fns, b, max_holes) for b in bounds}
+
+
 def run_study(cfg: StudyConfig, workdir: str | Path, *, executor: Any = None,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every sequence × seed, write ``results.json`` (config, version, records,
@@ -300,6 +312,8 @@ def run_study(cfg: StudyConfig, workdir: str | Path, *, executor: Any = None,
         if own:
             ex.close()
     summary = summarise(runs, cfg)
+    first = workdir / f"{cfg.sequences[0]}-s{cfg.seeds[0]}" / "registry"
+    summary["search"]["by_bound"] = counts_by_bound(first)
     atomic_write_json(workdir / "results.json", {"config": asdict(cfg), "version": __version__,
                                                  "summary": summary, "runs": runs})
     return summary
