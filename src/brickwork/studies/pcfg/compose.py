@@ -30,7 +30,7 @@ from brickwork.studies.pcfg.modules import _PointerFunction
 from brickwork.studies.pcfg.types import SymbolSeq, decode, encode
 
 #: a batch holds at most this many rows × width positions (memory bound of one call)
-MAX_CELLS = 1 << 17
+MAX_CELLS = 1 << 15
 
 
 def function_kinds(modules: Mapping[str, _PointerFunction]) -> Kinds:
@@ -120,8 +120,8 @@ class Composer:
             end = start + 1
             while end < len(order):
                 w = widths[order[end]]
-                if (end - start + 1) * w > self.max_cells:
-                    break
+                if (end - start + 1) * w > self.max_cells or w > 2 * widths[order[start]] + 8:
+                    break  # rows of one batch share its width: keep widths close
                 width = w
                 end += 1
             batch = order[start:end]

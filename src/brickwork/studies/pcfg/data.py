@@ -225,22 +225,28 @@ HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = (
 
 def productivity_split(n_train: int, n_test: int, seed: int = 0, *,
                        test_functions: tuple[int, int] = (9, 12),
+                       string_length: tuple[int, int] = (1, 8),
                        max_target: int = 600) -> tuple[list[Example], list[Example]]:
     """Train inputs with at most 8 functions, test inputs with 9 or more."""
-    train = make_examples(n_train, seed=seed, functions=(1, 8), max_target=max_target)
-    test = make_examples(n_test, seed=seed + 1, functions=test_functions, max_target=max_target)
+    train = make_examples(n_train, seed=seed, functions=(1, 8), max_target=max_target,
+                          string_length=string_length)
+    test = make_examples(n_test, seed=seed + 1, functions=test_functions, max_target=max_target,
+                         string_length=string_length)
     return train, test
 
 
 def systematicity_split(n_train: int, n_test: int, seed: int = 0, *,
                         pairs: Sequence[tuple[str, str]] = HELD_OUT_PAIRS,
                         functions: tuple[int, int] = (2, 8),
+                        string_length: tuple[int, int] = (1, 8),
                         max_target: int = 600) -> tuple[list[Example], list[Example]]:
     """Train inputs never apply a held-out pair directly; every test input does."""
     held = set(pairs)
     train = make_examples(n_train, seed=seed, functions=(1, 8), max_target=max_target,
+                          string_length=string_length,
                           keep=lambda p: not (direct_pairs(p) & held))
     test = make_examples(n_test, seed=seed + 1, functions=functions, max_target=max_target,
+                         string_length=string_length,
                          keep=lambda p: bool(direct_pairs(p) & held))
     return train, test
 
