@@ -269,6 +269,9 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
         "rmse_ratio_2pct": ratio.get(0.02),
         "rmse_ratio_10pct": ratio.get(0.1),
         "extrapolation": {"per_element_error_ratio_80": ratio80(comp), "by_length": comp,
+                          "per_image_error_floor": _median(
+                              [1.0 - ((r.get("composition") or {}).get("test") or {}).get("acc", float("nan"))
+                               for r in recs if r["kind"] in ("recognise", "classify")]),
                           "standalone": {"per_element_error_ratio_80": ratio80(lstm),
                                          "by_length": lstm}},
         "search": {"typed": _median([r["counts"]["typed"] for r in full]),
@@ -279,6 +282,12 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
         "forgetting": {"max_drop": round(max(drops), 6) if drops else None},
         "seconds_per_sequence": _median([run["seconds"] for run in runs]),
         "rmse_by_fraction": table,
+        "rmse_by_length": {name: {who: _mean([((r.get(who) or {}).get(name) or {}).get("rmse")
+                                              for r in full])
+                                  for who in ("composition", "standalone", "transfer", "lstm")}
+                           for name in TEST_LENGTHS},
+        "per_element_error_by_length": {who: by_length(who) for who in
+                                        ("composition", "standalone", "transfer", "lstm")},
         "winners": sorted({f"{r['task'].split('_')[0]}: {r['winner']}" for r in lists}),
     }
 
