@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "by_target_length": ours_len,
         "by_functions": {k: r["by_functions"] for k, r in reports.items()},
         "errors": {k: r["errors"][:20] for k, r in {**reports, **extrap}.items()},
-        "ratios": {"productivity_vs_baseline": (reports["productivity"]["accuracy"]
-                                                / max(base_reports["productivity"]["accuracy"], 1e-9))},
+        "ratios": {f"{k}_minus_baseline": reports[k]["accuracy"] - base_reports[k]["accuracy"]
+                   for k in reports},
         "thresholds": {"productivity>=0.99": reports["productivity"]["accuracy"] >= 0.99,
                        "systematicity>=0.99": reports["systematicity"]["accuracy"] >= 0.99,
                        "length_extrapolation>=0.99": length_extrapolation >= 0.99,
