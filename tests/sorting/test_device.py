@@ -98,3 +98,14 @@ def test_training_and_evaluation_on_cuda():
     lists = random_lists(30, 8, torch.Generator().manual_seed(1))
     out = evaluate_length(agent, True, lists, device="cuda")
     assert out["correct"] == 30
+
+
+def test_progress_bar_counts_every_finished_job(tmp_path, capsys):
+    cfg = replace(StudyConfig.quick_config(), workers=1, seeds=(0,),
+                  variants=("modular_addressed",), train=TINY, factors=(2,), lists=5)
+    run_study(cfg, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    # 5 units to criterion + 5 extra trainings + 1 evaluation, all counted
+    assert "sorting study" in err and "11/11" in err
+    run_study(cfg, tmp_path, train=False, progress=False)
+    assert "sorting study" not in capsys.readouterr().err

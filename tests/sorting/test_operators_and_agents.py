@@ -10,7 +10,7 @@ import torch
 
 from brickwork.agent import Interface
 from brickwork.errors import AgentError
-from brickwork.modules import build, load_module, registered_kinds, save_module
+from brickwork.modules import build_kind, load_module, registered_kinds, save_module
 from brickwork.studies.sorting import (FIELDS, HandPairSwap, HandShift, HandShiftHead, HandSwap,
                                        SortingEnvironment, TeacherPolicy, TrainConfig, build_agent,
                                        evaluate_agent, handcoded_modules, new_modules, train_unit)
@@ -110,7 +110,7 @@ def test_sorting_kinds_keep_their_contract():
     kinds = {k: v for k, v in registered_kinds().items() if k.startswith("sorting.")}
     assert len(kinds) >= 13
     for name, info in kinds.items():
-        module = build(name, info.example_config)
+        module = build_kind(name, info.example_config)
         sizes = {"b": 3, "n": 5, **info.sizes}
         inputs = {}
         for port, t in module.inputs.items():

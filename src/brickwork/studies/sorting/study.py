@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from brickwork._version import __version__
 from brickwork.errors import TrainingError
@@ -164,9 +165,13 @@ class _Run:
     """The scheduler of one study run (main process)."""
 
     def __init__(self, cfg: StudyConfig, out: Path, pool: Pool, evaluate: bool,
-                 device: str = "cpu"):
+                 device: str = "cpu", progress: bool = False):
         self.cfg, self.out, self.pool, self.evaluate = cfg, out, pool, evaluate
         self.device = device
+        # one tick per finished job (training units, monolithic, evaluations); the total
+        # grows as jobs are submitted, tqdm's rate gives the ETA of the known ones
+        self.bar = tqdm(total=0, desc="sorting study", unit="job", disable=not progress,
+                        dynamic_ncols=True)
         self.pending: dict[cf.Future, tuple] = {}
         self.modules: dict[int, dict[str, dict]] = {}
         self.histories: dict[str, dict] = {}
@@ -175,18 +180,29 @@ class _Run:
         self.thesis, self.addressed = _units_for(cfg.variants)
 
     def submit(self, tag: tuple, fn: Any, **kw: Any) -> None:
+        self._grow()
         self.pending[self.pool.submit(fn, **kw)] = tag
+
+    def _grow(self, n: int = 1) -> None:
+        self.bar.total = (self.bar.total or 0) + n
+        self.bar.refresh()
+
+    def _tick(self, tag: tuple) -> None:
+        self.bar.set_postfix_str(" ".join(str(t) for t in tag[1:]) or tag[0], refresh=False)
+        self.bar.update(1)
 
     def phase_a(self, seed: int, units: list[str]) -> tuple[float, float]:
         """Train units to criterion with the pool to themselves: (wall, CPU) seconds."""
         if not units:
             return 0.0, 0.0
         t0 = time.perf_counter()
+        self._grow(len(units))
         futs = {u: self.pool.submit(train_unit, unit=u, seed=seed, cfg=self.cfg.train,
                                     device=self.device) for u in
                 sorted(units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0))}
         for u, f in futs.items():
             self._done_a(seed, u, f.result(), submit_extra=False)
+            self._tick(("A", seed, u))
         wall = time.perf_counter() - t0
         # CPU-time makespan of the same schedule (the machine may be shared): list
         # scheduling of the measured per-unit CPU seconds onto the workers, in order
@@ -263,6 +279,7 @@ class _Run:
                 except Exception as exc:
                     raise TrainingError(f"sorting study: job {tag} failed: {exc}") from exc
                 self.handle(tag, res)
+                self._tick(tag)
 
 
 def modules_from_bytes_all(states: dict[str, bytes], hidden: int) -> dict[str, Any]:
@@ -301,13 +318,15 @@ def _variant_summary(cfg: StudyConfig, variant: str, per_seed: dict[int, dict]) 
 
 
 def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
-              evaluate: bool = True, device: str = "cpu") -> dict[str, Any]:
+              evaluate: bool = True, device: str = "cpu", progress: bool = False
+              ) -> dict[str, Any]:
     """Run the study into ``out`` (modules, histories, plots, ``summary.json``).
 
     With ``train=False`` the modules are loaded from ``out/modules`` (a previous train run).
     ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …): where every worker trains and
     evaluates (modules are initialised and data drawn on the CPU with the same seeds, then
     moved there); it is recorded in the summary. Saved modules are on the CPU.
+    ``progress``: a tqdm bar on stderr, one tick per finished job, with an ETA.
     """
     check_device(device, "sorting study")
     out = Path(out)
@@ -324,7 +343,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
         # start the workers (imports) before anything is timed
         for f in [pool.submit(_warm) for _ in range(cfg.workers)]:
             f.result()
-        run = _Run(cfg, out, pool, evaluate, device)
+        run = _Run(cfg, out, pool, evaluate, device, progress)
         if train:
             s0 = cfg.seeds[0]
             modular_seconds, modular_cpu = run.phase_a(s0, run.thesis)
@@ -355,6 +374,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
                     if folder.exists():
                         run._eval(v, s, folder)
             run.drain()
+        run.bar.close()
     if evaluate:
         variants = {v: _variant_summary(cfg, v, run.evals[v]) for v in cfg.variants if v in run.evals}
         summary["variants"] = variants
