@@ -193,3 +193,11 @@ def test_episode_on_cuda_matches_cpu():
     ep = agent.run(rep.to("cuda"))
     assert ep.steps.device.type == "cuda"
     assert ep.representation["y"].cpu().flatten().tolist() == [v * (v + 1) / 2 for v in xs]
+
+
+def test_tensor_environment_keeps_its_state_on_its_device():
+    env = TensorEnvironment({"x": torch.zeros(2, 1)}, device="meta")
+    assert env.observe()["x"].device.type == "meta"
+    cpu = TensorEnvironment({"x": torch.zeros(2, 1)})
+    cpu.apply({"x": torch.ones(2, 1)})
+    assert cpu.observe()["x"].device.type == "cpu" and cpu.observe()["x"].sum().item() == 2.0

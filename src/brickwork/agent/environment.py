@@ -37,6 +37,10 @@ class Environment(abc.ABC):
 class TensorEnvironment(Environment):
     """An environment whose state simply is a set of tensors (a scratchpad).
 
+    Args:
+        state: name -> tensor, batched on axis 0 (copied).
+        device: where the state lives (default: where the given tensors are).
+
     Example:
         >>> import torch
         >>> env = TensorEnvironment({"x": torch.zeros(2, 3)})
@@ -45,13 +49,15 @@ class TensorEnvironment(Environment):
         6.0
     """
 
-    def __init__(self, state: Mapping[str, torch.Tensor]):
+    def __init__(self, state: Mapping[str, torch.Tensor], *,
+                 device: torch.device | str | None = None):
         if not state:
             raise AgentError("TensorEnvironment: give at least one tensor")
         sizes = {int(v.shape[0]) for v in state.values()}
         if len(sizes) != 1:
             raise AgentError(f"TensorEnvironment: tensors disagree on the batch size {sorted(sizes)}")
-        self._state = {k: v.clone() for k, v in state.items()}
+        self._state = {k: (v.clone() if device is None else v.to(device, copy=True))
+                       for k, v in state.items()}
         self._batch = sizes.pop()
 
     @property
@@ -64,4 +70,5 @@ class TensorEnvironment(Environment):
     def apply(self, fields: Mapping[str, torch.Tensor]) -> None:
         for k, v in fields.items():
             if k in self._state:
-                self._state[k] = v.detach().clone()
+                old = self._state[k]
+                self._state[k] = v.detach().to(old.device, copy=True)
