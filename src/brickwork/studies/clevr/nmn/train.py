@@ -589,7 +589,7 @@ def register_modules(model: NMN, registry: Registry, plan: dict[str, dict[str, A
             lineage["round"] = job.get("round", 2)
             lineage["upstream"] = {n: model.kinds.module(n).fingerprint() for n in job["context"]}
         registry.put(name, module, mode=entry["mode"], hyperparameters=hp, metrics=m,
-                     lineage=lineage, data_digest=data.digest, overwrite=True)
+                     lineage=lineage, data_digest=data.digest)
         names.append(name)
     return names
 
