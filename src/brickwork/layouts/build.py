@@ -199,6 +199,6 @@ def from_program(program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
     if not nodes:
         raise LayoutError(f"program '{name}' is empty")
     last = nodes[-1]
-    outs = {p: Source(last.id, p) for p in kinds.signature(last.module).outputs}
+    last_outputs = {p: Source(last.id, p) for p in kinds.signature(last.module).outputs}
     types = {k: v for k, v in externals.items() if v is not None}
-    return Layout(name, nodes, kinds, outs, types)
+    return Layout(name, nodes, kinds, last_outputs, types)

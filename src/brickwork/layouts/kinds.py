@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from brickwork.errors import LayoutError
@@ -133,7 +134,7 @@ class Rebuild:
         self.cls = type(template)
         self.config = template.config
         self.name = name
-        first = next(iter(template.parameters()), None)
+        first: torch.Tensor | None = next(iter(template.parameters()), None)
         if first is None:
             first = next(iter(template.buffers()), None)
         self.device = first.device if first is not None else None
@@ -145,7 +146,8 @@ class Rebuild:
         info = registered_kinds().get(self.module_kind)
         try:
             if info is not None and info.factory is self.cls:
-                return build_kind(self.module_kind, dict(self.config), device=self.device)
+                module: Module = build_kind(self.module_kind, dict(self.config), device=self.device)
+                return module
             if getattr(self.cls, "manual_config", False):
                 raise LayoutError(f"a {self.cls.__name__} records no constructor config")
             if self.device is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import final
+from typing import Any, final
 
 from brickwork.errors import LayoutError
 from brickwork.layouts.kinds import Kinds
@@ -74,7 +74,7 @@ class Layout:
             levels[n.id] = 1 + max((levels[s.node] for s in n.inputs.values() if s.node), default=0)
         self._levels = levels
         #: per node, in order: (node, level, [(port, source node or None, source port)])
-        self.plan_rows: tuple = tuple(
+        self.plan_rows: tuple[Any, ...] = tuple(
             (n, levels[n.id], tuple((p, s.node, s.port) for p, s in n.inputs.items()))
             for n in self._nodes)
         position = {n.id: k for k, n in enumerate(self._nodes)}
@@ -165,7 +165,7 @@ class Layout:
     def __repr__(self) -> str:
         return f"Layout('{self.name}', {len(self._nodes)} nodes, depth {self.depth()})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """A JSON description (nodes, sources, outputs) of the structure."""
         return {"name": self.name,
                 "nodes": [{"id": n.id, "module": n.module, "kind": n.kind, "arg": n.arg,

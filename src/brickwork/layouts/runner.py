@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -80,7 +81,7 @@ class Runner:
         self.kinds = kinds
         self.device = _as_device(device, "Runner(device=...)") if device is not None else None
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple, tuple[tuple[Layout, ...], Schedule]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[tuple[Layout, ...], Schedule]] = OrderedDict()
         self.last_schedule: Schedule | None = None
 
     def compile(self, layouts: Sequence[Layout], inputs: Sequence[str],
@@ -108,7 +109,7 @@ class Runner:
         sched = self.compile(layouts, list(inputs), names, device)
         self.last_schedule = sched
         check = checking_enabled()
-        values: dict[tuple, torch.Tensor] = {("ext", k): v for k, v in inputs.items()}
+        values: dict[tuple[Any, ...], torch.Tensor] = {("ext", k): v for k, v in inputs.items()}
         for idx, step in enumerate(sched.steps):
             args = {p: _gather(values, g) for p, g in step.gathers.items()}
             result = call_group(step.modules, step.counts, step.instance, args)
@@ -170,7 +171,7 @@ def _on_device(inputs: Mapping[str, torch.Tensor], device: torch.device | None
     return dict(inputs), next(iter(devices.values()), None)
 
 
-def _gather(values: Mapping[tuple, torch.Tensor], g: Gather) -> torch.Tensor:
+def _gather(values: Mapping[tuple[Any, ...], torch.Tensor], g: Gather) -> torch.Tensor:
     if len(g.sources) == 1:
         src = values[g.sources[0]]
         return src if g.index is None else src.index_select(0, g.index)

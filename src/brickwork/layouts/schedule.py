@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -20,7 +21,7 @@ from brickwork.layouts.layout import Layout
 from brickwork.modules import Module
 
 #: a source tensor: ("ext", input name) or ("slot", step index, port)
-SourceKey = tuple
+SourceKey = tuple[Any, ...]
 
 
 @dataclass
@@ -116,9 +117,9 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
                 waits[i][reader] -= 1
                 if waits[i][reader] == 0:
                     ready.setdefault(layouts[i].nodes[reader].kind, []).append((i, reader))
-        by_instance: dict[str, list[tuple[int, object, tuple]]] = {}
+        by_instance: dict[str, list[tuple[int, object, tuple[Any, ...]]]] = {}
         for member in members:
-            mod = member[1].module  # type: ignore[attr-defined]
+            mod = member[1].module
             bucket = by_instance.get(mod)
             if bucket is None:
                 by_instance[mod] = bucket = []
@@ -150,7 +151,7 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
                           [(s, nd.id) for s, nd, _ in ordered]))  # type: ignore[attr-defined]
     out_gathers: dict[str, Gather] = {}
     for name in outputs:
-        entries = []
+        entries: list[tuple[SourceKey, int]] = []
         for i, lay in enumerate(layouts):
             src = lay.outputs.get(name)
             if src is None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from brickwork.errors import LoadError
+from brickwork.modules.module import Module
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def register_kind(name: str, *, example_config: dict[str, Any] | None = None,
                             "(e.g. prefix it with your package: 'mypkg.find')")
         _KINDS[name] = KindInfo(name, factory, dict(example_config or {}), dict(sizes or {}),
                                 description or (factory.__doc__ or "").strip().split("\n")[0])
-        if isinstance(factory, type):
+        if isinstance(factory, type) and issubclass(factory, Module):
             factory.kind_name = name
         return factory
 

@@ -69,6 +69,11 @@ class Module(nn.Module):
     arguments are recorded as the module's ``config`` (JSON-serialisable) so it can be
     rebuilt from a saved folder.
 
+    Optional: a kind whose instances differ only in weights (``find[red]``,
+    ``find[blue]``) overrides the classmethod :meth:`forward_instances` to run them all
+    in one vectorised call inside the autobatched runner; ``additive = True`` marks a
+    merge whose output is the sum of its inputs.
+
     Example:
         >>> import torch
         >>> from brickwork.types import Features, SoftMask
@@ -225,8 +230,8 @@ class Module(nn.Module):
 
     # ----- many instances in one call (optional) -------------------------------------------
     @classmethod
-    def forward_instances(cls, modules: Sequence[Module], instance: torch.Tensor,
-                          **inputs: torch.Tensor) -> Any:
+    def forward_instances(cls, modules: Sequence[Any], instance: torch.Tensor, *args: Any,
+                          **inputs: Any) -> Any:
         """Run several instances of this kind on one batch, each row with its own weights.
 
         An optional, vectorised fast path for the autobatched
@@ -247,6 +252,9 @@ class Module(nn.Module):
         Args:
             modules: the instances, all of this class (``len >= 1``).
             instance: ``[n]`` long tensor: row ``i`` belongs to ``modules[instance[i]]``.
+            *args: input tensors in port order (an override names them like ``forward``:
+                ``forward_instances(cls, modules, instance, mask, features)``; the
+                runner passes them by name).
             **inputs: one ``[n, ...]`` tensor per input port.
 
         The default runs each instance on its own rows and scatters the results back.
@@ -273,6 +281,7 @@ class Module(nn.Module):
             >>> Scale.defines_forward_instances()
             True
         """
+        inputs.update(zip(modules[0].inputs, args))
         names = list(modules[0].outputs)
         results: dict[str, torch.Tensor] = {}
         n = instance.shape[0]
@@ -372,8 +381,7 @@ def module_device(module: nn.Module) -> torch.device:
         >>> module_device(torch.nn.Linear(2, 1)), module_device(torch.nn.ReLU())
         (device(type='cpu'), device(type='cpu'))
     """
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
+    first: torch.Tensor | None = next(iter(module.parameters()), None)
+    if first is None:
+        first = next(iter(module.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")

@@ -120,7 +120,8 @@ class ModelCard:
         return Signature.from_json(self.signature)
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return data
 
     def to_bytes(self) -> bytes:
         """Canonical bytes (what the index's card digest covers)."""

@@ -26,6 +26,7 @@ its blob. The index is rebuilt from ``cards/``, ``blobs/`` and ``aliases.json`` 
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import errno
 import fnmatch
@@ -288,11 +289,12 @@ def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
     (``imports``, ``brickwork.kinds`` entry points, ``brickwork.*``), compares the tensor
     shapes on the meta device first (no memory), then builds on ``device``."""
     try:
-        return bm.build_kind(card.kind, dict(card.config), module=card.module or None,
-                        imports=tuple(imports), device=device,
-                        expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
+        module: Module = bm.build_kind(
+            card.kind, dict(card.config), module=card.module or None, imports=tuple(imports),
+            device=device, expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
     except LoadError as exc:
         raise RegistryError(f"{where}: {exc}") from None
+    return module
 
 
 def _rebuild(card: ModelCard, state: Mapping[str, torch.Tensor], where: str, *,
@@ -839,7 +841,7 @@ class Registry:
                              "see `brickwork registry verify`"))
         return sorted(out, key=lambda e: (e.name, e.version))
 
-    def versions(self, name: str) -> list[Entry]:
+    def versions(self, name: str) -> builtins.list[Entry]:
         """Every version of ``name``, oldest first, with its aliases.
 
         Raises:
@@ -854,7 +856,7 @@ class Registry:
             raise RegistryError(self._unknown(name))
         return [self._entry(r, aliases) for r in rows]
 
-    def cards(self, pattern: str | None = None, *, all_versions: bool = False) -> list[ModelCard]:
+    def cards(self, pattern: str | None = None, *, all_versions: bool = False) -> builtins.list[ModelCard]:
         """The cards that pass their checks (see :meth:`list` for the damaged ones too)."""
         return [e.card for e in self.list(pattern, all_versions=all_versions)
                 if e.card is not None]
@@ -862,7 +864,7 @@ class Registry:
     def search(self, inputs: Mapping[str, NeuralType] | None = None,
                outputs: Mapping[str, NeuralType] | None = None, *,
                kind: str | None = None, pattern: str | None = None,
-               all_versions: bool = False) -> list[ModelCard]:
+               all_versions: bool = False) -> builtins.list[ModelCard]:
         """Entries whose module can stand where these ports are wanted (subtype-aware).
 
         A wanted input type must be able to feed the entry's input; the entry's output
@@ -899,13 +901,13 @@ class Registry:
         return cards
 
     # ----- integrity -----------------------------------------------------------------
-    def verify(self) -> list[Problem]:
+    def verify(self) -> builtins.list[Problem]:
         """Re-hash every card and blob; returns every problem found (empty when clean).
         Problems whose fix is :meth:`reindex` say so (``Problem.needs_reindex``)."""
         if self._damaged is not None:
             return [Problem("", str(self.index_path),
                             str(self._damaged).removeprefix(f"{self.index_path}: "))]
-        problems: list[Problem] = []
+        problems: builtins.list[Problem] = []
         with index.reading(self.index_path) as conn:
             rows = conn.execute("SELECT * FROM versions ORDER BY name, version").fetchall()
         used_blobs, indexed = set(), set()
@@ -974,7 +976,7 @@ class Registry:
                 log.warning("%s: damaged index moved aside (.damaged-%s)", self.index_path, stamp)
                 index.initialise(self.index_path)
                 self._damaged = None
-            problems: list[Problem] = []
+            problems: builtins.list[Problem] = []
             aliases, counters, state_problems = self._read_state()
             problems += state_problems
             with index.writing(self.index_path) as conn:
@@ -1017,11 +1019,11 @@ class Registry:
                  report.versions, report.names, report.aliases, len(problems))
         return report
 
-    def _collect_cards(self, problems: list[Problem]) -> list[tuple[ModelCard, str]]:
+    def _collect_cards(self, problems: builtins.list[Problem]) -> builtins.list[tuple[ModelCard, str]]:
         """Every card file that parses, as ``(card, digest of its bytes)``; first-format
         cards (``<name>.json``) are renamed to ``<name>@<N>.json``."""
         found: dict[tuple[str, int], tuple[ModelCard, str]] = {}
-        legacy: list[tuple[Path, ModelCard]] = []
+        legacy: builtins.list[tuple[Path, ModelCard]] = []
         for path in sorted(self._card_files()):
             stem_name, at, stem_version = path.stem.partition("@")
             try:

@@ -70,7 +70,8 @@ class CacheKey:
     content: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), sort_keys=True))
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self), sort_keys=True))
+        return data
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of the key."""
@@ -232,7 +233,7 @@ class IntermediateDataset:
         return CachedRows(self.folder, self._offsets, [s["file"] for s in self.manifest["shards"]])
 
 
-class CachedRows(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class CachedRows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """Row access to an intermediate dataset; each worker opens the shards itself.
 
     Only paths travel to DataLoader workers; file handles are opened lazily per process.
@@ -287,10 +288,10 @@ def join_on_ids(parts: Mapping[str, Samples]) -> Samples:
     """
     if not parts:
         raise DataError("join_on_ids: nothing to join")
-    common = None
+    common: set[int] | None = None
     for s in parts.values():
-        ids = set(s.ids.tolist())
-        common = ids if common is None else common & ids
+        seen = set(s.ids.tolist())
+        common = seen if common is None else common & seen
     ids = torch.tensor(sorted(common or ()), dtype=torch.int64)
     out = {}
     for prefix, s in parts.items():

@@ -67,7 +67,7 @@ def _nothing_configured(logger: logging.Logger) -> bool:
     while node is not None and node.name.startswith("brickwork"):
         if node.level != logging.NOTSET:
             return False
-        node = node.parent  # type: ignore[assignment]
+        node = node.parent
     return True
 
 

@@ -112,7 +112,8 @@ def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The checkpoint's JSON, or None when there is no checkpoint."""
     path = Path(folder) / META
     try:
-        return json.loads(path.read_text())
+        meta: dict[str, Any] = json.loads(path.read_text())
+        return meta
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -113,8 +113,9 @@ class EvaluationReport:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps({"outputs": self.outputs, "samples": self.samples,
-                                      **dict(self.extra)}))
+        data: dict[str, Any] = json.loads(json.dumps(
+            {"outputs": self.outputs, "samples": self.samples, **dict(self.extra)}))
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvaluationReport:

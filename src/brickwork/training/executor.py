@@ -422,7 +422,8 @@ def _ray_call(module: str, qualname: str, job: dict[str, Any]) -> dict[str, Any]
     fn = importlib.import_module(module)
     for part in qualname.split("."):
         fn = getattr(fn, part)
-    return fn(job)  # type: ignore[operator]
+    result: dict[str, Any] = fn(job)  # type: ignore[operator]
+    return result
 
 
 def make_executor(kind: str = "local", *, workers: int | None = None,

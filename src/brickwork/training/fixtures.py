@@ -63,7 +63,8 @@ class ToyEncoder(Module):
         self.net = nn.Sequential(nn.Linear(vocab, hidden), nn.ReLU(), nn.Linear(hidden, answers))
 
     def forward(self, question: torch.Tensor) -> torch.Tensor:
-        return self.net(question)
+        out: torch.Tensor = self.net(question)
+        return out
 
 
 @register_kind("toy_find", example_config={"channels": 4}, sizes={"b": 2, "h": 3, "w": 3})
@@ -103,7 +104,8 @@ class ToyDescribe(Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = mask.flatten(2)
         att = (w * features.flatten(2)).sum(-1) / (w.sum(-1) + 1e-6)
-        return self.net(att)
+        out: torch.Tensor = self.net(att)
+        return out
 
 
 @register_kind("toy_measure", example_config={"answers": 5}, sizes={"b": 2, "h": 3, "w": 3})
@@ -125,7 +127,8 @@ class ToyMeasure(Module):
         top = flat.topk(min(self.top, flat.shape[1]), dim=1).values
         if top.shape[1] < self.top:
             top = torch.nn.functional.pad(top, (0, self.top - top.shape[1]))
-        return self.net(torch.cat([flat.sum(1, keepdim=True), top], dim=1))
+        out: torch.Tensor = self.net(torch.cat([flat.sum(1, keepdim=True), top], dim=1))
+        return out
 
 
 def toy_answer_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -154,7 +154,11 @@ def run_search(name: str, objective: Objective, space: SearchSpace, *, trials: i
     t0 = time.perf_counter()
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune
               else optuna.pruners.NopPruner())
-    study = optuna.create_study(study_name=name, storage=store, direction=direction,
+    if direction not in ("maximize", "minimize"):
+        raise TrainingError(f"search {name!r}: direction {direction!r}; use 'maximize' or "
+                            "'minimize' (the score)")
+    study = optuna.create_study(study_name=name, storage=store,
+                                direction="maximize" if direction == "maximize" else "minimize",
                                 load_if_exists=True, pruner=pruner)
     # trials left RUNNING by a killed process are failed and redone
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -139,5 +139,6 @@ def resolve_callable(name: str, *, allowed_modules: Collection[str] | None = Non
         if not callable(obj):
             raise TrainingError(f"{prefix}{name!r} is a {type(obj).__name__}, not a function; "
                                 f"{hint}")
-        return obj
+        found: Callable[..., Any] = obj
+        return found
     raise TrainingError(f"{prefix}{name!r}: {last_error}; {hint}")

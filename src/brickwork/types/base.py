@@ -45,7 +45,8 @@ def random_like(fn: Any, x: torch.Tensor, generator: torch.Generator | None = No
         torch.Size([2, 3])
     """
     device = generator.device if generator is not None else x.device
-    return fn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+    out: torch.Tensor = fn(x.shape, generator=generator, dtype=x.dtype, device=device)
+    return out.to(x.device)
 
 
 class NeuralType(abc.ABC):
