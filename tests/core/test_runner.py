@@ -175,7 +175,7 @@ def test_autobatched_matches_per_sample_forward_and_backward(batch):
         assert torch.allclose(grads[name], ref_grads[name], atol=1e-5), name
     assert torch.allclose(feats.grad, ref_feat_grad, atol=1e-5)
     # grouping really happened: far fewer calls than node applications
-    assert runner.last_schedule.calls < sum(len(l) for l in layouts) / 3
+    assert runner.last_schedule.calls < sum(len(lay) for lay in layouts) / 3
 
 
 def test_same_module_twice_at_one_level_is_indexed_per_application(batch):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from brickwork.errors import TypeMismatch
 from brickwork.types import (
-    AxisBindings, Bool, Bounded, Count, Features, Heatmap, Logits, OneHot, Pointer, Probs,
+    AxisBindings, Bounded, Count, Features, Heatmap, Logits, OneHot, Pointer, Probs,
     SoftMask, known_types, parse_type, type_from_json,
 )
 

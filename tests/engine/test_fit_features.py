@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from brickwork.errors import DataError, TrainingError
-from brickwork.training.callbacks import Callback, EarlyStopping, LogMetrics, ProgressBar
+from brickwork.training.callbacks import Callback, EarlyStopping, ProgressBar
 from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
 from brickwork.training.fit import FitConfig, fit, read_metrics_jsonl, write_metrics_csv
 from brickwork.training.losses import resolve_callable

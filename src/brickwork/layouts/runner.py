@@ -88,7 +88,7 @@ class Runner:
                 outputs: Sequence[str], device: str | torch.device | None = None) -> Schedule:
         """The schedule of this batch on ``device`` (cached by layouts, names and device)."""
         dev = torch.device(device) if device is not None else None
-        key = (tuple(id(l) for l in layouts), tuple(sorted(inputs)), tuple(outputs), str(dev))
+        key = (tuple(id(lay) for lay in layouts), tuple(sorted(inputs)), tuple(outputs), str(dev))
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)

@@ -175,7 +175,7 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
                 for start in range(0, len(sel), batch_size):
                     part = sel[start:start + batch_size]
                     lays = [family[i] for i in idx[part].tolist()]
-                    need = sorted(set().union(*[set(l.inputs) for l in lays]))
+                    need = sorted(set().union(*[set(lay.inputs) for lay in lays]))
                     batch = {k: samples[k][part] for k in need}
                     if dev is not None:
                         batch = {k: v.to(dev) for k, v in batch.items()}
