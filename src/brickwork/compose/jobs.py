@@ -150,7 +150,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     val = Samples.load(job["val"])
     kind = loss_name(program.out_type)
     params = [p for p in program.parameters() if p.requires_grad]
-    result: dict[str, Any] = {"term": job["term"], "trained": bool(params), "epochs": 0}
+    result: dict[str, Any] = {"term": job["term"], "trained": bool(params), "epochs": 0,
+                              "parameters": int(sum(p.numel() for p in params))}
     if params:
         def loss_fn(model: Fn, batch: Any) -> torch.Tensor:
             return batch_loss(model(program_input(batch, model.in_type)), batch[TARGET], kind)

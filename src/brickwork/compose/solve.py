@@ -69,8 +69,11 @@ class SolveConfig:
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
         fit: FitConfig fields of the full training.
-        tolerance: candidates whose validation score is within this of the best count as
-            tied; the simplest of them wins (fewest new modules, then smallest).
+        tolerance, relative_tolerance: candidates whose validation score is within
+            ``tolerance`` of the best (accuracy), or within ``max(tolerance,
+            relative_tolerance * best RMSE)`` (value outputs), count as tied; the
+            simplest of them wins (fewest new modules, then fewest new parameters, then
+            smallest) — Occam's razor on near-equal validation scores.
         seed: seeds every new module and every fit.
     """
 
@@ -82,6 +85,7 @@ class SolveConfig:
     fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "batch_size": 32, "lr": 3e-3,
                                                           "keep_best": "val_score", "max_time": 60.0})
     tolerance: float = 0.01
+    relative_tolerance: float = 0.1
     seed: int = 0
 
 
@@ -309,8 +313,12 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
     # 3. selection on validation: the simplest of those within tolerance of the best
     done = [c for c in cands if c.final is not None]
     best = max(c.final for c in done)  # type: ignore[type-var]
-    tied = [c for c in done if c.final >= best - config.tolerance]  # type: ignore[operator]
-    winner = min(tied, key=lambda c: (c.holes, c.size, -(c.final or 0)))
+    margin = config.tolerance  # accuracy: absolute; RMSE (score = -RMSE): relative as well
+    if best < 0:
+        margin = max(margin, config.relative_tolerance * abs(best))
+    tied = [c for c in done if c.final >= best - margin]  # type: ignore[operator]
+    winner = min(tied, key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size,
+                                      -(c.final or 0)))
     if winner.holes == 0 and task.tests:  # score the reused program on the test sets
         winner.result = _map(None, [{**base, "term": winner.term, "tests": task.tests}], "test")[0]
     rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]

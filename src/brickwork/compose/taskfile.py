@@ -38,7 +38,8 @@ from brickwork.compose.solve import SolveConfig, Task
 from brickwork.compose.types import ListOf, parse_ctype
 from brickwork.errors import BrickworkError, DataError
 
-_SEARCH_KEYS = {"size_bound", "max_holes", "rank_limit", "rank_steps", "top_k", "fit", "tolerance"}
+_SEARCH_KEYS = {"size_bound", "max_holes", "rank_limit", "rank_steps", "top_k", "fit", "tolerance",
+                "relative_tolerance"}
 
 
 def _type(where: str, text: Any) -> Any:
