@@ -326,3 +326,26 @@ def run_study(cfg: StudyConfig, workdir: str | Path, *, executor: Any = None,
     atomic_write_json(workdir / "results.json", {"config": asdict(cfg), "version": __version__,
                                                  "summary": summary, "runs": runs})
     return summary
+
+
+def markdown_tables(summary: dict[str, Any]) -> str:
+    """The benchmark's tables (RMSE by data fraction; RMSE and per-element error by list
+    length at 100 %) as Markdown."""
+    who = ("composition", "standalone", "transfer", "lstm")
+    head = "| | " + " | ".join(who) + " |\n|---|" + "---|" * len(who) + "\n"
+
+    def cell(v: Any) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    out = ["Test RMSE on count/sum tasks (lists of 2–5), mean over tasks and seeds, by data "
+           "fraction:\n\n", head]
+    for f, row in sorted(summary["rmse_by_fraction"].items(), key=lambda kv: float(kv[0])):
+        out.append(f"| {100 * float(f):g} % | " + " | ".join(cell(row.get(w)) for w in who) + " |\n")
+    out.append("\nAt 100 % data, by list length (trained on 2–5): test RMSE / absolute error per "
+               "list element (median):\n\n")
+    out.append(head)
+    per = summary["per_element_error_by_length"]
+    for name, row in summary["rmse_by_length"].items():
+        out.append(f"| {name} | " + " | ".join(
+            f"{cell(row.get(w))} / {cell(per.get(w, {}).get(name))}" for w in who) + " |\n")
+    return "".join(out)
