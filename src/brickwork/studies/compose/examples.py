@@ -31,8 +31,8 @@ def write_example_tasks(folder: str | os.PathLike[str], *, digit: int = 3, n_lis
         root / "count-val.safetensors")
     count_samples(pools["test"], digit, n=max(20, n_lists // 3), lengths=(20, 20), seed=seed + 2).save(
         root / "count-test20.safetensors")
-    search = {"rank_limit": 12, "top_k": 3,
-              "fit": {"epochs": 6, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score"}}
+    search = {"rank_limit": 8, "top_k": 2,
+              "fit": {"epochs": 5, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score"}}
     atomic_write_json(root / f"recognise{digit}.json", {
         "name": f"recognise_{digit}", "input": "Features[b 1 8 8]", "output": "Bool[b 1]",
         "data": {"train": "recognise-train.safetensors", "val": "recognise-val.safetensors"},
