@@ -102,3 +102,25 @@ def test_symbol_sequence_type():
     soft = x * 0.8 + 0.01
     assert t.check(t.project(soft)) == "" and decode(t.project(soft)) == decode(x)
     assert torch.equal(t.project(x), x)
+
+
+def test_generator_controls_depth_and_string_length():
+    from brickwork.studies.pcfg import depth_of
+
+    ex = make_examples(100, seed=2, functions=(2, 7), max_depth=3, string_length=(4, 6))
+    progs = [parse_program(e.source) for e in ex]
+    assert max(depth_of(p) for p in progs) <= 3
+    assert {len(s) for p in progs for s in _strings(p)} <= {4, 5, 6}
+
+
+def _strings(p):
+    from brickwork.studies.pcfg import Str
+
+    return [p.symbols] if isinstance(p, Str) else [s for a in p.args for s in _strings(a)]
+
+
+def test_composer_refuses_a_function_without_module():
+    from brickwork.studies.pcfg import Composer, make_function_module
+
+    with pytest.raises(DataError, match="no trained module for reverse"):
+        Composer({"copy": make_function_module("copy")})([parse_program("reverse A1")])

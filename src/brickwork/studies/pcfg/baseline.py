@@ -46,7 +46,14 @@ def _sinusoid(n: int, d: int, device: torch.device) -> torch.Tensor:
 
 
 class Seq2SeqTransformer(nn.Module):
-    """A small Transformer encoder-decoder with sinusoidal positions (any length)."""
+    """A small Transformer encoder-decoder with sinusoidal positions (any length).
+
+    Example:
+        >>> import torch
+        >>> m = Seq2SeqTransformer(d_model=32, heads=2, layers=1, ff=64).eval()
+        >>> m(torch.tensor([tokenize("copy A1")]), torch.tensor([[BOS]])).shape[-1] == VOCAB_SIZE
+        True
+    """
 
     def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, ff: int = 256,
                  dropout: float = 0.1):
@@ -100,7 +107,8 @@ def _loss(model: Seq2SeqTransformer, batch: Any) -> torch.Tensor:
 
 
 def train_baseline(examples: Sequence[Example], *, seconds: float, seed: int = 0,
-                   threads: int = 1, max_tokens: int = 64, **model_config: Any) -> tuple[Seq2SeqTransformer, dict[str, Any]]:
+                   threads: int = 1, max_tokens: int = 64, lr: float = 1e-3,
+                   batch_size: int = 32, **model_config: Any) -> tuple[Seq2SeqTransformer, dict[str, Any]]:
     """Train the baseline on ``examples`` for at most ``seconds`` of wall time.
 
     Examples whose source or target exceeds ``max_tokens`` are left out of training (a
@@ -114,13 +122,13 @@ def train_baseline(examples: Sequence[Example], *, seconds: float, seed: int = 0
             and len(e.target.split()) <= max_tokens]
     data = baseline_samples(kept or list(examples))
     start = time.perf_counter()
-    result = fit(model, _loss, data, config=FitConfig(epochs=10 ** 6, batch_size=32, lr=5e-4,
-                                                      seed=seed, max_time=seconds,
-                                                      grad_clip=1.0))
+    config = FitConfig(epochs=10 ** 6, batch_size=batch_size, lr=lr, seed=seed,
+                       max_time=seconds, grad_clip=1.0)
+    result = fit(model, _loss, data, config=config)
     return model.eval(), {"seconds": time.perf_counter() - start, "steps": result.steps,
                           "epochs": result.epochs, "stop_reason": result.stop_reason,
                           "final_loss": result.history[-1]["train_loss"] if result.history else None,
-                          "examples": len(kept), "max_tokens": max_tokens,
+                          "examples": len(kept), "max_tokens": max_tokens, "lr": lr,
                           "config": dict(model_config)}
 
 

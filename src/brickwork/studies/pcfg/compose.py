@@ -23,11 +23,12 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from brickwork.errors import DataError
 from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner
 from brickwork.layouts.node import Source
-from brickwork.studies.pcfg.data import ARITY, Call, Program, Str
+from brickwork.studies.pcfg.data import ARITY, Program, Str, functions_of, program_text
 from brickwork.studies.pcfg.modules import _PointerFunction
-from brickwork.studies.pcfg.types import SymbolSeq, decode, encode
+from brickwork.studies.pcfg.types import decode, encode
 
 #: a batch holds at most this many rows × width positions (memory bound of one call)
 MAX_CELLS = 1 << 15
@@ -61,7 +62,8 @@ def program_layout(program: Program, kinds: Kinds, name: str = "program") -> Lay
         return b.add(p.function, **dict(zip(("x", "y"), srcs))).source()
 
     if isinstance(program, Str):
-        raise ValueError("a program applies at least one function")
+        raise DataError(f"program '{name}': a literal string alone; a program applies at "
+                        "least one function")
     b.output("out", build(program))
     return b.build(input_types=None)
 
@@ -110,7 +112,17 @@ class Composer:
         self.calls = 0
 
     def __call__(self, programs: Sequence[Program]) -> list[list[str]]:
-        """The output string of every program (same order)."""
+        """The output string of every program (same order).
+
+        Raises:
+            DataError: a program applies a function that has no module here.
+        """
+        for i, p in enumerate(programs):
+            missing = sorted(set(functions_of(p)) - set(self.modules))
+            if missing:
+                raise DataError(f"program {i + 1} ('{program_text(p)[:60]}'): no trained module "
+                                f"for {', '.join(missing)}; modules here: "
+                                f"{', '.join(sorted(self.modules))}")
         widths = [predicted_width(p, self.modules) for p in programs]
         order = sorted(range(len(programs)), key=lambda i: widths[i])
         results: list[list[str] | None] = [None] * len(programs)
@@ -141,8 +153,3 @@ class Composer:
             out = self.runner(layouts, inputs, ["out"])["out"]
         self.calls += len(self.runner.last_schedule.steps) if self.runner.last_schedule else 0
         return decode(out)
-
-
-def check_sequence(x: torch.Tensor) -> str:
-    """Why ``x`` is not a valid ``SymbolSeq`` value, or ``''``."""
-    return SymbolSeq("b w 46").check(x)

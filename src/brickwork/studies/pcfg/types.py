@@ -38,7 +38,14 @@ def _straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @final
 class SymbolSeq(NeuralType):
     """Padded symbol sequences (letter one-hot ‖ number one-hot per position; pads all
-    zero, at the end). The last axis has 46 entries."""
+    zero, at the end). The last axis has 46 entries.
+
+    Example:
+        >>> t = SymbolSeq("b w 46")
+        >>> x = encode([["Q13", "Y2"]], width=3)
+        >>> t.check(x), lengths(x).tolist(), decode(t.project(0.9 * x))
+        ('', [2], [['Q13', 'Y2']])
+    """
 
     kind = "SymbolSeq"
     codes = (0.0, 1.0)
