@@ -25,6 +25,7 @@ ATTRS = COLOURS + SHAPES
 H = W = 4
 CHANNELS = len(ATTRS) + 2  # one-hot colour and shape, two channels of pure noise
 ANSWERS = 2 + 6  # no, yes, count 0..5
+SINGLE = 0.5  # share of questions about one attribute (the rest: a colour AND a shape)
 
 
 @register_kind("shapes_find", example_config={"channels": CHANNELS}, sizes={"b": 2, "h": H, "w": W})
@@ -101,7 +102,11 @@ def shapes_data(n: int, seed: int) -> tuple[Samples, torch.Tensor]:
     feats = torch.cat([truth, torch.zeros(n, 2, H, W)], 1) + 0.25 * torch.randn(
         n, CHANNELS, H, W, generator=g)
     progs = programs()
-    layout = torch.randint(0, len(progs), (n,), generator=g)
+    single = [i for i, (_, finds) in enumerate(progs) if len(finds) == 1]
+    double = [i for i, (_, finds) in enumerate(progs) if len(finds) == 2]
+    pick = torch.rand(n, generator=g) < SINGLE  # a share of questions ask about one attribute
+    layout = torch.where(pick, torch.tensor(single)[torch.randint(0, len(single), (n,), generator=g)],
+                         torch.tensor(double)[torch.randint(0, len(double), (n,), generator=g)])
     answer = torch.empty(n, dtype=torch.long)
     for k, li in enumerate(layout.tolist()):
         reader, finds = progs[li]
@@ -177,3 +182,6 @@ def test_finds_train_independently_through_the_plan(tmp_path):
     (tmp_path / "figures.txt").write_text(repr(figures))
     assert min(cells.values()) >= 0.9, figures
     assert modular >= end_to_end - 0.05, figures
+    for f in finds:  # each find left its SGM plateau, in the first round or a later one
+        assert not res.modules[f]["sgm"]["plateau"], figures
+        assert res.modules[f]["sgm"]["sgm_loss"] < res.modules[f]["sgm"]["start_loss"]

@@ -76,7 +76,7 @@ _NOT_KEYED = ("workdir", "data", "storage", "progress", "tensorboard", "device",
 DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0,
                    "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1,
                    "starts": 1, "plateau": 0.85, "second_round": True, "summary": "auto",
-                   "top_k": 4}
+                   "top_k": 4, "sparsity": 0.0, "rounds": 3}
 #: what the surrogate hyperparameters mean (jobs in ``surrogate`` mode):
 #:
 #: - ``rank``, ``dropout``: the SGM head's inner rank and input dropout;
@@ -87,8 +87,13 @@ DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0
 #: - ``plateau``: a module whose best SGM validation loss stays above ``plateau`` × its
 #:   loss before training (the routes' answer prior) stayed on the SGM plateau;
 #: - ``second_round``: such a module trains again once its stage is done, with the
-#:   stage's modules that learned as context (``train_plan``).
-SURROGATE_HPARAMS = ("rank", "dropout", "starts", "plateau", "second_round", "summary", "top_k")
+#:   stage's modules that learned as context (``train_plan``); ``rounds``: the most
+#:   rounds in all (a round's learners are the next round's context);
+#: - ``sparsity``: weight of the mean absolute output added to the SGM loss (0: none).
+#:   Answers alone do not tell a mask from its complement (``count`` of the cells that are
+#:   *not* red tells the red count as well); a small weight prefers the mask that selects.
+SURROGATE_HPARAMS = ("rank", "dropout", "starts", "plateau", "second_round", "rounds", "summary",
+                     "top_k", "sparsity")
 
 
 @final
@@ -341,9 +346,10 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
     return model.to(device) if device is not None else model
 
 
-def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
+def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) -> tuple[Any, Any]:
     custom_loss = resolve_function(job.loss, "loss") if job.loss else None
     custom_metric = resolve_function(job.metric, "metric") if job.metric else None
+    sparsity = float(hp.get("sparsity", 0.0) or 0.0) if job.mode == "surrogate" else 0.0
     device = torch.device(job.device) if job.device else None
 
     def col(batch: Samples, name: str) -> torch.Tensor:
@@ -369,7 +375,8 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
             merged[rows] = v
         return merged
 
-    def forward(model: _Trainable, batch: Samples) -> tuple[torch.Tensor, Any]:
+    def forward(model: _Trainable, batch: Samples) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """(prediction, its declared type or None for a surrogate head, the module's output)"""
         module = model.module
         port = job.output or next(iter(module.outputs))
         out = module.call_ports(**{p: col(batch, c) for p, c in job.inputs.items()})[port]
@@ -377,22 +384,24 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any]) -> tuple[Any, Any]:
             ctx = col(batch, job.context) if job.context else None
             route = col(batch, "route") if "route" in set(batch) else \
                 torch.zeros(len(out), dtype=torch.int64, device=out.device)
-            return model.head(along_routes(model, out, batch), route, ctx), None
-        return out, module.outputs[port]
+            return model.head(along_routes(model, out, batch), route, ctx), None, out
+        return out, module.outputs[port], out
 
     def loss_fn(model: _Trainable, batch: Samples) -> torch.Tensor:
-        pred, t = forward(model, batch)
+        pred, t, out = forward(model, batch)
         target = col(batch, job.target)
         if custom_loss is not None:
             return custom_loss(pred, target)  # type: ignore[no-any-return]
         if t is None:
             if target.is_floating_point():
-                return torch.nn.functional.mse_loss(pred, target.reshape(pred.shape))
-            return torch.nn.functional.cross_entropy(pred, target)
+                loss = torch.nn.functional.mse_loss(pred, target.reshape(pred.shape))
+            else:
+                loss = torch.nn.functional.cross_entropy(pred, target)
+            return loss + sparsity * out.abs().mean() if penalties and sparsity else loss
         return type_loss(t, pred, target, hp.get("pos_weight"))
 
     def evaluate(model: _Trainable, data: Samples) -> dict[str, float]:
-        pred, t = forward(model, data)
+        pred, t, _ = forward(model, data)
         target = col(data, job.target)
         if custom_metric is not None:
             return {"val_score": float(custom_metric(pred, target))}
@@ -437,7 +446,7 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
 def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module,
              data: Samples) -> float:
     """The SGM's loss on ``data`` (eval mode, no gradient)."""
-    loss_fn, _ = _objective(job, hp)
+    loss_fn, _ = _objective(job, hp, penalties=False)
     was = model.training
     model.eval()
     with torch.no_grad():
@@ -472,7 +481,7 @@ def _surrogate_starts(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val
                                tensorboard=work / "tensorboard" if job.tensorboard and i == 0
                                else None,
                                metrics_path=work / "metrics.jsonl" if i == 0 else None)
-        loss = min(r["val_loss"] for r in res.history)
+        loss = sgm_loss(job, hp, model, val)  # the best epoch's weights (keep_best)
         tried.append({"seed": s, "start_loss": start_loss, "sgm_loss": loss})
         if best is None or loss < best[0]:
             best = (loss, model, res, start_loss)

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import glob
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -228,9 +229,11 @@ def load_run_modules(family: Sequence[Layout], kinds: Kinds, folder: str | Path)
         if not is_trainable(module):
             continue
         mdir = _module_dir(work, name)
-        second = work / "jobs" / (_safe(name) + ROUND2)
-        if (second / KEPT).is_file() and (second / "module" / "config.json").is_file():
-            mdir = second / "module"  # the second SGM round's weights were kept
+        for later in sorted(work.glob(f"jobs/{glob.escape(_safe(name))}-round*"), reverse=True,
+                            key=lambda p: int(p.name.rsplit("round", 1)[1] or 0)):
+            if (later / KEPT).is_file() and (later / "module" / "config.json").is_file():
+                mdir = later / "module"  # a later SGM round's weights were kept
+                break
         if not (mdir / "config.json").is_file():
             raise TrainingError(f"{work}: module {name!r} has no trained weights in the run "
                                 f"(expected {mdir.relative_to(work)}/); was the run finished, "
@@ -394,7 +397,11 @@ def check_run_folder(plan: TrainingPlan, family: Sequence[Layout], data: Samples
     return run_key
 
 
-ROUND2 = "-round2"
+def _round_folder(name: str, round_: int) -> str:
+    """The job folder of a module's SGM round (``find_red``, ``find_red-round2``, …)."""
+    return _safe(name) + (f"-round{round_}" if round_ > 1 else "")
+
+
 KEPT = "kept.json"
 
 
@@ -483,13 +490,13 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
         elif routes_file.is_file():
             routes = json.loads(routes_file.read_text())
     log.info("stage %d: table of %s %s (%d rows)%s", s_index, name,
-             "cache hit" if hit else "built", len(ds), " round 2" if round_ == 2 else "")
+             "cache hit" if hit else "built", len(ds), f" round {round_}" if round_ > 1 else "")
     hp = _hp(run, name)
     loss, metric = hp.pop("loss", None), hp.pop("metric", None)
     if mp.mode != "surrogate":
         hp = {k: v for k, v in hp.items() if k not in SURROGATE_HPARAMS}
     space = run.search.get(name) or run.search.get(mp.kind)
-    folder = _safe(name) + (ROUND2 if round_ == 2 else "")
+    folder = _round_folder(name, round_)
     job = ModuleJob(
         name=name, kind=module.kind, config=module.config,
         imports=(type(module).__module__,),
@@ -497,7 +504,8 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
         data=str(ds.folder.resolve()), inputs={p: f"in.{p}" for p in module.inputs},
         target="target", context=context, hparams=hp,
         search=space, trials=run.trials if space else 0,
-        seed=derive_seed(run.seed, name) if round_ == 1 else derive_seed(run.seed, name, "round2"),
+        seed=derive_seed(run.seed, name) if round_ == 1 else derive_seed(run.seed, name,
+                                                                           f"round{round_}"),
         workdir=str((work / "jobs" / folder).resolve()),
         progress=run.progress, data_digest=run.data_digest,
         tensorboard=run.tensorboard, device=run.device, upstream=upstream,
@@ -515,6 +523,50 @@ def _load_result(run: _Run, res: Mapping[str, Any], folder: str | None = None) -
     run.results[name] = {**res, "module_dir": str(mdir.relative_to(run.work))}
     if res.get("skipped"):
         log.info("job %s: finished before with the same key, reused", name)
+
+
+def _later_rounds(run: _Run, s_index: int, out: Sequence[Mapping[str, Any]], trained: set[str],
+                  ex: Executor, progress: bool) -> float:
+    """Run the SGM rounds after the first for the stage's modules that stayed on their
+    plateau; returns the seconds spent building tables."""
+    results = run.results
+    stuck = {r["name"] for r in out if (r.get("sgm") or {}).get("plateau")
+             and _hp(run, r["name"]).get("second_round", True)}
+    learned = {r["name"] for r in out if r["name"] not in stuck} | set(trained)
+    seen: dict[str, set[str]] = {n: set(trained) for n in stuck}
+    overhead = 0.0
+    round_ = 1
+    while stuck:
+        round_ += 1
+        todo = sorted(n for n in stuck if round_ <= int(_hp(run, n).get("rounds", 2))
+                      and (round_ == 2 or learned - seen[n] - {n}))
+        if not todo:
+            break
+        t0 = time.perf_counter()
+        jobs = [_module_job(run, n, s_index, learned, round_=round_) for n in todo]
+        overhead += time.perf_counter() - t0
+        for n in todo:
+            seen[n] = set(learned)
+        for res in ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}, round {round_}"):
+            name = res["name"]
+            before = results[name]
+            kept = res["sgm"]["ratio"] < before["sgm"]["ratio"]
+            history = [*before.get("rounds", [{"round": before.get("round", 1),
+                                               "sgm": before.get("sgm"),
+                                               "train_time": before.get("train_time", 0.0)}]),
+                       {"round": round_, "sgm": res.get("sgm"), "kept": kept,
+                        "train_time": res.get("train_time", 0.0)}]
+            spent = float(before.get("train_time", 0.0)) + float(res.get("train_time", 0.0))
+            if kept:
+                _load_result(run, res, folder=_round_folder(name, round_))
+                atomic_write_json(run.work / "jobs" / _round_folder(name, round_) / KEPT,
+                                  {"kept": True, "fingerprint": res["fingerprint"]})
+            results[name]["rounds"] = history
+            results[name]["train_time"] = spent
+            if not res["sgm"]["plateau"]:
+                stuck.discard(name)
+                learned.add(name)
+    return overhead
 
 
 def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data: Samples, *,
@@ -625,35 +677,12 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
             out = ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}") if jobs else []
             for res in out:
                 _load_result(ctx_run, res)
-            # second round: a module that stayed on its SGM plateau trains again, with the
-            # stage's modules that learned as context (their outputs merged into its own
-            # through the layout's ops), and keeps the weights that end further below
-            # their start
-            stuck = [r["name"] for r in out if (r.get("sgm") or {}).get("plateau")
-                     and _hp(ctx_run, r["name"]).get("second_round", True)]
-            if stuck:
-                learned = {r["name"] for r in out if r["name"] not in stuck} | trained
-                t_round = time.perf_counter()
-                again = [_module_job(ctx_run, n, s_index, learned, round_=2) for n in stuck]
-                overhead += time.perf_counter() - t_round
-                out2 = ex.map(run_job, again, progress=progress, desc=f"stage {s_index}, round 2")
-                for res in out2:
-                    first = results[res["name"]]
-                    kept = res["sgm"]["ratio"] < first["sgm"]["ratio"]
-                    if kept:
-                        _load_result(ctx_run, res, folder=_safe(res["name"]) + ROUND2)
-                        atomic_write_json(work / "jobs" / (_safe(res["name"]) + ROUND2) / KEPT,
-                                          {"kept": True, "fingerprint": res["fingerprint"]})
-                        results[res["name"]]["first_round"] = {
-                            k: first.get(k) for k in ("sgm", "metrics", "train_time")}
-                        results[res["name"]]["train_time"] += float(first.get("train_time", 0.0))
-                    else:
-                        first["second_round"] = {k: res.get(k) for k in ("sgm", "metrics",
-                                                                           "train_time")}
-                        first["train_time"] = float(first.get("train_time", 0.0)) + float(
-                            res.get("train_time", 0.0))
-                    results[res["name"]]["round"] = 2 if kept else 1
-                    results[res["name"]]["second_round_kept"] = kept
+            # later rounds: a module that stayed on its SGM plateau trains again from fresh
+            # weights, with the modules that learned as context (their outputs merged into
+            # its own through the layout's ops, on the rows that merge them), and keeps the
+            # weights that end further below their start; a round's learners are the next
+            # round's context, up to ``rounds`` rounds, while some stuck module gains context
+            overhead += _later_rounds(ctx_run, s_index, out, trained, ex, progress)
             if joint:
                 t_joint = time.perf_counter()
                 for group in dict.fromkeys(plan.modules[n].group or (n,) for n in joint):
