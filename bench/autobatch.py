@@ -24,17 +24,13 @@ import torch.nn.functional as F
 
 import brickwork
 from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner
-from brickwork.modules import And, Module, Or
+from brickwork.modules import And, Module, Or, stack_param
 from brickwork.types import Features, Logits, SoftMask
 
 C, H, W, HID, K = 32, 8, 12, 16, 28
 FEAT = Features("b c h w")
 MASK = SoftMask("b 1 h w")
 ANS = Logits("b k")
-
-
-def _stack(modules: list[Module], name: str, instance: torch.Tensor) -> torch.Tensor:
-    return torch.stack([getattr(m, name) for m in modules]).index_select(0, instance)
 
 
 class _Conv1x1Head(Module):
@@ -51,7 +47,7 @@ class _Conv1x1Head(Module):
         self.b2 = torch.nn.Parameter(torch.zeros(cout))
 
     @classmethod
-    def _apply(cls, x, w1, b1, w2, b2):
+    def _compute(cls, x, w1, b1, w2, b2):
         n, c, h, w = x.shape
         hid = torch.relu(torch.matmul(w1, x.reshape(n, c, h * w)) + b1.unsqueeze(-1))
         if cls.spatial:
@@ -60,12 +56,12 @@ class _Conv1x1Head(Module):
         return out.reshape(n, -1, h, w)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(x, self.w1, self.b1.unsqueeze(0), self.w2, self.b2.unsqueeze(0))
+        return self._compute(x, self.w1, self.b1.unsqueeze(0), self.w2, self.b2.unsqueeze(0))
 
     @classmethod
     def heads(cls, modules: list[Module], instance: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return cls._apply(x, _stack(modules, "w1", instance), _stack(modules, "b1", instance),
-                          _stack(modules, "w2", instance), _stack(modules, "b2", instance))
+        return cls._compute(x, stack_param(modules, "w1", instance), stack_param(modules, "b1", instance),
+                          stack_param(modules, "w2", instance), stack_param(modules, "b2", instance))
 
 
 class Scene(_Conv1x1Head):
@@ -131,9 +127,9 @@ class _Answer(Module):
     @classmethod
     def forward_instances(cls, modules, instance, mask, features):
         x = cls.pool(mask, features)
-        h = torch.relu(torch.einsum("nc,ndc->nd", x, _stack(modules, "w1", instance))
-                       + _stack(modules, "b1", instance))
-        return torch.einsum("nc,ndc->nd", h, _stack(modules, "w2", instance)) + _stack(
+        h = torch.relu(torch.einsum("nc,ndc->nd", x, stack_param(modules, "w1", instance))
+                       + stack_param(modules, "b1", instance))
+        return torch.einsum("nc,ndc->nd", h, stack_param(modules, "w2", instance)) + stack_param(
             modules, "b2", instance)
 
 
@@ -203,9 +199,14 @@ def ideal_layout(kinds: Kinds, layouts: list[Layout]) -> tuple[Layout, float]:
 
 def run_fwd_bwd(fn, batches) -> float:
     """Seconds to run every batch forward + backward once."""
+    cuda = batches[0][1].is_cuda
+    if cuda:
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for layouts, feats in batches:
         fn(layouts, {"features": feats})["answer"].square().mean().backward()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -227,6 +228,7 @@ def main() -> None:
     ap.add_argument("--layouts", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="where modules and features live (cpu, cuda, cuda:N)")
     args = ap.parse_args()
     if args.quick:
         args.layouts, args.repeats = 256, 3
@@ -234,16 +236,22 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     kinds = make_kinds()
+    device = torch.device(args.device)
     layouts = [random_layout(kinds, rng, rng.randint(2, 12), f"q{i}") for i in range(args.layouts)]
+    for lay in layouts:  # instantiate every module, then move the vocabulary once
+        for name in lay.module_names():
+            kinds.module(name)
+    kinds.to(device)
     runner = Runner(kinds, cache_size=0)
     result: dict = {"layouts": len(layouts), "repeats": args.repeats, "channels": C,
-                    "grid": [H, W], "torch_threads": 1, "brickwork": brickwork.__version__,
+                    "grid": [H, W], "torch_threads": 1, "device": str(device), "brickwork": brickwork.__version__,
                     "mean_nodes": statistics.mean(len(l) for l in layouts)}
     for bs in (64, 256):
         n_batches = max(1, min(len(layouts) // bs, 4))
-        batches = [(layouts[i * bs:(i + 1) * bs], torch.randn(bs, C, H, W)) for i in range(n_batches)]
+        batches = [(layouts[i * bs:(i + 1) * bs], torch.randn(bs, C, H, W).to(device)) for i in range(n_batches)]
         samples = bs * n_batches
         ideals = [ideal_layout(kinds, ls) for ls, _ in batches]
+        kinds.to(device)  # modules the ideal layouts added
         ideal = [([lay] * bs, f) for (lay, _), (_, f) in zip(ideals, batches)]
         mix = statistics.mean(factor for _, factor in ideals)
         med = interleaved_medians({"per_sample": (Runner.per_sample, batches[:1]),

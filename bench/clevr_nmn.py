@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,10 +28,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/clevr_nmn")
     ap.add_argument("--cache", default="runs/clevr-cache")
+    ap.add_argument("--device", default="cpu", help="where the models train and run (cpu, cuda, cuda:N)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     cfg = StudyConfig.quick(args.seed) if args.quick else StudyConfig.full(args.seed)
+    cfg = replace(cfg, device=args.device)
     out = Path(args.out) / ("quick" if args.quick else "full")
     summary = run_study(out, cfg, args.cache)
     result = {k: summary[k] for k in KEYS}

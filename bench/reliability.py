@@ -53,14 +53,18 @@ def fingerprints(run: Path) -> dict[str, str]:
     return {n: r["fingerprint"] for n, r in summary["modules"].items()}
 
 
+#: where the `brickwork train` runs of the resume scenarios train (--device)
+DEVICE = "cpu"
+
+
 def train_cmd(plan: Path, out: Path, resume: bool = False) -> list[str]:
     cmd = BRICKWORK + ["train", str(plan), "--out", str(out), "--no-register",
-           "--trials", "3", "--workers", "2"]
+           "--trials", "3", "--workers", "2", "--device", DEVICE]
     return cmd + (["--resume"] if resume else [])
 
 
 def resume_trials(root: Path, trials: int, seed: int) -> dict:
-    from brickwork.training.examples import example_plan_json, nmn_data
+    from brickwork.training.fixtures import example_plan_json, nmn_data
 
     spec = example_plan_json()
     spec["train"]["search"] = {"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
@@ -101,7 +105,7 @@ def resume_trials(root: Path, trials: int, seed: int) -> dict:
 WRITER = """
 import sys, torch
 from brickwork.registry import Registry
-from brickwork.training.examples import ToyClassifier
+from brickwork.training.fixtures import ToyClassifier
 reg = Registry(sys.argv[1]); p = int(sys.argv[2]); n = int(sys.argv[3]); errors = 0
 for i in range(n):
     torch.manual_seed(p * 1000 + i)
@@ -141,7 +145,7 @@ def corruption(root: Path) -> dict:
     import torch
 
     from brickwork.registry import Registry
-    from brickwork.training.examples import ToyClassifier
+    from brickwork.training.fixtures import ToyClassifier
 
     base = root / "reg-base"
     reg = Registry(base)
@@ -240,7 +244,7 @@ def resume_changes(root: Path) -> dict:
     """Resume after a change refuses and writes nothing; a copied run folder resumes."""
     from brickwork.modules import load_module
     from brickwork.registry import Registry
-    from brickwork.training.examples import example_plan_json, nmn_data
+    from brickwork.training.fixtures import example_plan_json, nmn_data
 
     spec = example_plan_json()
     spec["train"].pop("search", None)
@@ -254,7 +258,7 @@ def resume_changes(root: Path) -> dict:
 
     def train(*extra: str, out: Path = run) -> subprocess.CompletedProcess:
         return subprocess.run(BRICKWORK + ["train", str(plan), "--out", str(out), "--registry",
-                                           str(reg_path), "--workers", "2", *extra],
+                                           str(reg_path), "--workers", "2", "--device", DEVICE, *extra],
                               env=ENV, capture_output=True, text=True)
 
     first = train()
@@ -310,7 +314,7 @@ def resume_changes(root: Path) -> dict:
 RACE = r"""
 import json, sys, time, torch
 from brickwork.registry import Registry
-from brickwork.training.examples import ToyClassifier
+from brickwork.training.fixtures import ToyClassifier
 root, who, n, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 torch.manual_seed(0)  # every process holds identical weights
 module = ToyClassifier(dim=4, classes=2, hidden=4)
@@ -365,7 +369,7 @@ def index_lost(root: Path) -> dict:
     import torch
 
     from brickwork.registry import Registry
-    from brickwork.training.examples import ToyClassifier
+    from brickwork.training.fixtures import ToyClassifier
 
     path = root / "reg-index"
     reg = Registry(path)
@@ -412,7 +416,7 @@ HOSTILE = r"""
 import json, resource, sys, time
 from brickwork.errors import BrickworkError
 from brickwork.registry import Registry
-import brickwork.training.examples  # the kind
+import brickwork.training.fixtures  # the kind
 dst = Registry(sys.argv[2])
 dst.names()  # warm: every lazy import done before measuring
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -446,7 +450,7 @@ def untrusted_import(root: Path) -> dict:
     import torch
 
     from brickwork.registry import Registry
-    from brickwork.training.examples import ToyClassifier
+    from brickwork.training.fixtures import ToyClassifier
 
     src = Registry(root / "reg-src")
     torch.manual_seed(0)
@@ -505,12 +509,16 @@ def main() -> None:
     ap.add_argument("--race-iterations", type=int, default=None)
     ap.add_argument("--only", action="append", choices=SCENARIOS, default=None,
                     help="run only these scenarios (repeatable)")
+    ap.add_argument("--device", default="cpu", help="where the train runs train (cpu, cuda, cuda:N)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     root = Path(tempfile.mkdtemp(prefix="bw-reliability-"))
     trials = args.trials or 5
     race = args.race_iterations or (200 if args.quick else 1000)
     only = set(args.only or SCENARIOS)
-    out: dict = {"bench": "reliability", "quick": args.quick, "scenarios": sorted(only)}
+    out: dict = {"bench": "reliability", "quick": args.quick, "scenarios": sorted(only),
+                 "device": DEVICE}
     checks = []
     if "resume" in only:
         out["resume"] = resume_trials(root / "resume", trials, seed=1)

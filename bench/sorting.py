@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--monolithic-cap", type=float, default=900.0,
                         help="monolithic wall cap in seconds for the full run (quick: 60)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where modules train and run (cpu, cuda, cuda:N)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(cfg, workers=args.workers)
     out = args.out or ("runs/bench_sorting_quick" if args.quick else "runs/bench_sorting")
     t0 = time.perf_counter()
-    summary = run_study(cfg, out)
+    summary = run_study(cfg, out, device=args.device)
     keys = ("modular_seconds", "modular_reference", "modular_seconds_summed",
             "modular_addressed_seconds", "monolithic_seconds", "speedup", "speedup_summed",
             "speedup_addressed", "speedup_is_lower_bound", "modular_cpu_seconds",
