@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from brickwork.plan import load_plan_file, make_plan
     from brickwork.training import Samples
-    from brickwork.training.hpo import StudyResult, hpo_table, plot_hpo
+    from brickwork.training.hpo import SearchResult, hpo_table, plot_hpo
     from brickwork.training.trainer import check_run_folder, train_plan
 
     if args.ray_address and args.executor != "ray":
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, progress=True, tensorboard=args.tensorboard,
         config={"plan_file": str(spec.path), "plan_name": spec.name}, device=args.device,
         val_fraction=val_fraction)
-    studies = {n: StudyResult(**r["hpo"]) for n, r in result.modules.items() if r.get("hpo")}
+    studies = {n: SearchResult(**r["hpo"]) for n, r in result.modules.items() if r.get("hpo")}
     if studies:
         print(hpo_table(studies))
         plot_hpo(studies, out / "hpo.png")
