@@ -23,6 +23,8 @@ Format (every key but ``kinds``, ``layouts`` and ``data`` optional)::
                "module_targets": {}, "layout_column": "layout",
                "path": "data.safetensors"},               # relative to the plan file
       "cycles": "error",                                  # or "joint"
+      "codependent": "surrogate",                         # or "joint" (make_plan's policy)
+      "policy": {"find": "surrogate"},                    # per kind or module name
       "train": {"seed": 0, "workers": 2, "trials": 0, "val_fraction": 0.2,
                 "hparams": {"find": {"epochs": 5, "optimizer": "sgd", "momentum": 0.9,
                                      "scheduler": "cosine", "loss": "mypkg.losses:focal",
@@ -34,7 +36,10 @@ Format (every key but ``kinds``, ``layouts`` and ``data`` optional)::
 ``train.hparams`` is keyed by layout kind (``find``) or module name (``find[red]``, which
 wins); its values are :class:`~brickwork.training.FitConfig` fields (``epochs``,
 ``batch_size``, ``lr``, ``optimizer``, ``scheduler``, ``max_time``, ``keep_best``, ...),
-job settings (``patience``, ``pos_weight``, ``rank``, ``dropout``) and ``loss`` /
+job settings (``patience``, ``pos_weight``; for modules trained through a surrogate
+gradient module ``rank``, ``dropout``, ``starts``, ``plateau``, ``second_round``,
+``rounds``, ``summary``, ``top_k``, ``sparsity``: see
+:data:`brickwork.training.job.SURROGATE_HPARAMS`) and ``loss`` /
 ``metric``: importable names ``"pkg.mod:fn"`` (``loss(pred, target) -> tensor``,
 ``metric(pred, target) -> float``, higher is better). Every value is type-checked when
 the file loads: a wrong type is a :class:`~brickwork.errors.PlanError` naming the file,
@@ -85,6 +90,20 @@ class PlanFile:
     cycles: str = "error"
     train: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    codependent: str = "surrogate"
+    policy: Mapping[str, str] = field(default_factory=dict)
+
+    def plan_options(self) -> dict[str, Any]:
+        """The file's ``make_plan`` keywords: ``cycles``, ``codependent``, ``policy``.
+
+        Example:
+            >>> import tempfile
+            >>> from brickwork.training.fixtures import write_example_plan
+            >>> load_plan_file(write_example_plan(tempfile.mkdtemp(), samples=8)).plan_options()
+            {'cycles': 'error', 'codependent': 'surrogate', 'policy': {}}
+        """
+        return {"cycles": self.cycles, "codependent": self.codependent,
+                "policy": dict(self.policy)}
 
 
 _JSON_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
@@ -129,8 +148,10 @@ def _want(file: str, key: str, value: Any, kind: str) -> None:
 
 
 _OPTIONAL_NUMBERS = ("max_time", "grad_clip", "pos_weight")
-_INTS = {"epochs": 1, "batch_size": 1, "patience": 0, "rank": 1, "max_steps": 1}
-_NUMBERS = {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0, "dropout": 0.0}
+_INTS = {"epochs": 1, "batch_size": 1, "patience": 0, "rank": 1, "max_steps": 1, "starts": 1,
+         "rounds": 1, "top_k": 1}
+_NUMBERS = {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0, "dropout": 0.0, "plateau": 0.0,
+            "sparsity": 0.0}
 
 
 def _check_hparams(file: str, key: str, hp: Any) -> None:
@@ -153,6 +174,11 @@ def _check_hparams(file: str, key: str, hp: Any) -> None:
                 raise _bad(file, here, value, "a number > 0 or null")
         elif name in ("optimizer", "keep_best_mode"):
             _want(file, here, value, "str")
+        elif name == "summary":
+            if value not in ("auto", "flat", "pooled"):
+                raise _bad(file, here, value, "\"auto\", \"flat\" or \"pooled\"")
+        elif name == "second_round":
+            _want(file, here, value, "bool")
         elif name in ("scheduler", "keep_best"):
             if value is not None:
                 _want(file, here, value, "str")
@@ -252,6 +278,13 @@ def validate_plan_json(raw: Any, file: str) -> None:
         _want(file, "cycles", raw["cycles"], "str")
         if raw["cycles"] not in ("error", "joint"):
             raise _bad(file, "cycles", raw["cycles"], "\"error\" or \"joint\"")
+    if "codependent" in raw and raw["codependent"] not in ("surrogate", "joint"):
+        raise _bad(file, "codependent", raw["codependent"], "\"surrogate\" or \"joint\"")
+    if "policy" in raw:
+        _want(file, "policy", raw["policy"], "object")
+        for k, v in raw["policy"].items():
+            if v not in ("surrogate", "joint"):
+                raise _bad(file, f"policy.{k}", v, "\"surrogate\" or \"joint\"")
     train = raw.get("train")
     if train is None:
         return
@@ -388,4 +421,5 @@ def load_plan_file(path: str | os.PathLike[str]) -> PlanFile:
     dp = raw["data"].get("path")
     data_path = (path.parent / dp) if dp else None
     return PlanFile(path, str(raw.get("name", path.stem)), kinds, family, data, data_path,
-                    str(raw.get("cycles", "error")), dict(raw.get("train") or {}), raw)
+                    str(raw.get("cycles", "error")), dict(raw.get("train") or {}), raw,
+                    str(raw.get("codependent", "surrogate")), dict(raw.get("policy") or {}))
