@@ -4,8 +4,22 @@ Before each stage the tables its modules train on are recorded as intermediate
 datasets (the upstream modules are frozen and run once over the data, §4.3.2); each
 module is then a :class:`ModuleJob` run by the executor; trained weights are loaded
 back into the vocabulary, registered when a registry is given, and the next stage
-starts. Joint groups train together in this process, end-to-end over the layouts that
-use them. A run folder holds everything: ``run.json`` (the run key), ``data.safetensors``,
+starts.
+
+A module in ``surrogate`` mode trains through its own surrogate gradient module (§4.2.3)
+on a table of its applications (:func:`~brickwork.training.surrogate_table.surrogate_table`:
+the merge ops between its output and the reader kept, one head per route), with the
+job's search, ``starts`` fresh starts (the lowest SGM validation loss wins) and a
+plateau measure (best SGM loss over the loss before training, the routes' answer
+prior). A module that stays on its plateau trains again after its stage, from fresh
+weights, with the modules that learned as context (the NMN study's second round,
+generically: its mask ANDed with theirs through the layout's own op), and keeps the
+weights that end further below their start; the round's learners are the next round's
+context, up to ``rounds`` rounds.
+
+Joint groups train together in this process, end-to-end over the layouts that use
+them: the codependent (or cyclic) modules and the not yet trained modules between them
+and their targets, which ``make_plan`` puts in the group (they do not train again). A run folder holds everything: ``run.json`` (the run key), ``data.safetensors``,
 ``cache/``, ``jobs/<module>/``, ``metrics.csv``, ``summary.json``; every path recorded in
 it is relative to it. Run it again with ``resume=True`` after a crash: finished jobs whose
 key matches are skipped, unfinished ones continue from their checkpoints, intermediate
