@@ -17,14 +17,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import brickwork.studies.clevr.nmn.jobs as jobs_module
 import brickwork.studies.clevr.nmn.study as study_module
 from brickwork.errors import TrainingError
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn import NMN, FiLM, StudyConfig
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData, data_device, data_on
 from brickwork.studies.clevr.nmn.recorded import Recorded
-from brickwork.studies.clevr.nmn.study import check_device, study_jobs
-from brickwork.studies.clevr.nmn.train import accuracy, train_e2e, train_modular
+from brickwork.studies.clevr.nmn.end_to_end import train_e2e
+from brickwork.studies.clevr.nmn.evaluate import accuracy
+from brickwork.studies.clevr.nmn.jobs import check_device, study_jobs
+from brickwork.studies.clevr.nmn.modular import train_modular
 from brickwork.studies.clevr.nmn.vocab import K
 
 C = 8
@@ -117,13 +120,13 @@ def test_study_config_device_and_cpu_job_keys():
     assert StudyConfig().device == "cpu" and StudyConfig.quick().device == "cpu"
     cfg = StudyConfig.quick()
     jobs = study_jobs(Path("o"), cfg, "c")
-    keys = {j["name"]: study_module._job_key(j) for j in jobs}
+    keys = {j["name"]: jobs_module._job_key(j) for j in jobs}
     # the keys of CPU jobs are those of jobs saved before the device field existed
     legacy = [{**j, "cfg": {k: v for k, v in j["cfg"].items() if k != "device"}} for j in jobs]
-    assert {j["name"]: study_module._job_key(j) for j in legacy} == keys
+    assert {j["name"]: jobs_module._job_key(j) for j in legacy} == keys
     on_gpu = study_jobs(Path("o"), replace(cfg, device="cuda:0"), "c")
     assert all(j["cfg"]["device"] == "cuda:0" for j in on_gpu)
-    assert not set(keys.values()) & {study_module._job_key(j) for j in on_gpu}
+    assert not set(keys.values()) & {jobs_module._job_key(j) for j in on_gpu}
 
 
 @pytest.mark.parametrize("device, message", [

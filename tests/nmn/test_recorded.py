@@ -11,7 +11,8 @@ from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.recorded import record_finds
-from brickwork.studies.clevr.nmn.train import _forward, find_modules, freeze, recorded_finds
+from brickwork.studies.clevr.nmn.evaluate import _forward
+from brickwork.studies.clevr.nmn.modular import find_modules, freeze, recorded_finds
 from brickwork.studies.clevr.nmn.vocab import K
 
 C = 8

@@ -9,17 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import brickwork.studies.clevr.nmn.train as train_module
+import brickwork.studies.clevr.nmn.modular as train_module
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.layouts import NMN
-from brickwork.studies.clevr.nmn.train import (
-    _context_masks,
-    _find_rows,
-    find_modules,
-    train_modular,
-    train_sgm_module,
-)
+from brickwork.studies.clevr.nmn.modular import find_modules, train_modular
+from brickwork.studies.clevr.nmn.sgm import _context_masks, _find_rows, train_sgm_module
 from brickwork.studies.clevr.nmn.vocab import K
 
 C = 8

@@ -12,14 +12,10 @@ import pytest
 
 from brickwork.studies.clevr.nmn import StudyConfig
 from brickwork.errors import TrainingError
-from brickwork.studies.clevr.nmn.study import (
-    E2E_LR_RANGE,
-    VARIANTS,
-    run_study,
-    sgm_study_settings,
-    study_job,
-    study_jobs,
-)
+from brickwork.studies.clevr.nmn.jobs import E2E_LR_RANGE, study_job, study_jobs
+from brickwork.studies.clevr.nmn.sgm_study import sgm_study_settings
+from brickwork.studies.clevr.nmn.study import run_study
+from brickwork.studies.clevr.nmn.variants import VARIANTS
 
 TINY = replace(StudyConfig.quick(seed=1), train_scenes=60, val_scenes=16, test_scenes=16,
                questions_train=5, questions_eval=3, encoder_epochs=1, seconds_e2e=1.5,
@@ -78,7 +74,7 @@ def test_tiny_study_resumes_from_saved_jobs(study, caplog):
     root, first = study
     jobs = study_jobs(root / "out", TINY, root / "cache")
     assert {p.stem for p in (root / "out" / "jobs").glob("*.json")} == {j["name"] for j in jobs}
-    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.study")
+    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.jobs")
     again = run_study(root / "out", TINY, root / "cache")
     assert f"{len(jobs)} of {len(jobs)} jobs already done" in caplog.text
     assert again["accuracy"] == first["accuracy"]
@@ -86,7 +82,7 @@ def test_tiny_study_resumes_from_saved_jobs(study, caplog):
 
 
 def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, caplog):
-    import brickwork.studies.clevr.nmn.study as study_module
+    import brickwork.studies.clevr.nmn.jobs as study_module
 
     root, _ = study
     jobs = study_jobs(root / "out", TINY, root / "cache")
@@ -107,6 +103,6 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
     film = {n for n, k in before.items()
             if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k}
     assert film == {j["name"] for j in jobs if j.get("variant") == "film"}
-    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.study")
+    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.jobs")
     run_study(root / "out", TINY, root / "cache")
     assert f"{len(jobs) - len(film)} of {len(jobs)} jobs already done" in caplog.text

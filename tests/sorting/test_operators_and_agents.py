@@ -116,7 +116,7 @@ def test_sorting_kinds_keep_their_contract():
         for port, t in module.inputs.items():
             shape = [sizes[a] if isinstance(a, str) else a for a in t.axes]
             x = torch.rand(shape)
-            if t.kind in ("Probs", "OneHot", "Pointer"):
+            if t.is_distribution:
                 x = torch.nn.functional.one_hot(x.argmax(-1), shape[-1]).float()
             inputs[port] = x
         out = module.call_ports(**inputs)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from brickwork._version import __version__
 from brickwork.errors import TrainingError
 from brickwork.modules import atomic_write_json, load_module, save_module
+from brickwork.training import makespan
 from brickwork.studies.sorting.evaluation import eval_lengths, evaluate_agent, max_verified
 from brickwork.studies.sorting.monolithic import MonolithicConfig, train_monolithic
 from brickwork.studies.sorting.plots import plot_all
@@ -204,13 +205,10 @@ class _Run:
             self._done_a(seed, u, f.result(), submit_extra=False)
             self._tick(("A", seed, u))
         wall = time.perf_counter() - t0
-        # CPU-time makespan of the same schedule (the machine may be shared): list
-        # scheduling of the measured per-unit CPU seconds onto the workers, in order
-        loads = [0.0] * self.pool.workers
-        for u in futs:
-            i = loads.index(min(loads))
-            loads[i] += self.modules[seed][u]["criterion"]["cpu_seconds"]
-        return wall, max(loads)
+        # CPU-time makespan of the same schedule (the machine may be shared): the
+        # measured per-unit CPU seconds list-scheduled onto the workers in submit order
+        cpu = [self.modules[seed][u]["criterion"]["cpu_seconds"] for u in futs]
+        return wall, makespan(cpu, self.pool.workers, longest_first=False)
 
     def _done_a(self, seed: int, unit: str, res: dict, submit_extra: bool = True) -> None:
         self.modules.setdefault(seed, {})[unit] = {"criterion": res}

@@ -19,17 +19,16 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from brickwork.agent import Controller, ModuleOperator
 from brickwork.errors import TrainingError
-from brickwork.modules import Module
+from brickwork.modules import Module, state_bytes
 from brickwork.studies.sorting.data import (Transitions, add_noise, batch_representation,
                                             build_transitions, training_lists)
 from brickwork.studies.sorting.variants import (addressed_controller, addressed_operators,
@@ -136,14 +135,14 @@ def check_device(device: str, where: str) -> torch.device:
 # ----- losses and measures ------------------------------------------------------------------
 def port_loss(t: NeuralType, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for a port: categorical for distributions, binary for masks."""
-    if t.kind in ("Probs", "OneHot", "Pointer"):
+    if t.is_distribution:
         return -(target * torch.log(out.clamp(min=1e-8))).sum(-1).mean()
     return torch.nn.functional.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), target)
 
 
 def port_errors(t: NeuralType, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per sample: whether any code of the output is wrong (argmax, or > 0.5 for masks)."""
-    if t.kind in ("Probs", "OneHot", "Pointer"):
+    if t.is_distribution:
         wrong = out.argmax(-1) != target.argmax(-1)
     else:
         wrong = (out > 0.5) != (target > 0.5)
@@ -293,9 +292,7 @@ def _task(unit: str, modules: Mapping[str, Module], data: _Data, cfg: TrainConfi
 
 def states_to_bytes(modules: Mapping[str, Module]) -> dict[str, bytes]:
     """Module weights as safetensors bytes, by role (no pickle)."""
-    return {role: st_save({k: v.detach().cpu().contiguous().clone()
-                           for k, v in m.state_dict().items()})
-            for role, m in modules.items()}
+    return {role: state_bytes(m) for role, m in modules.items()}
 
 
 def modules_from_bytes(unit: str, states: Mapping[str, bytes], hidden: int) -> dict[str, Module]:

@@ -52,7 +52,7 @@ from brickwork.studies.clevr.data.executor import (
     is_well_posed,
 )
 from brickwork.studies.clevr.data.question import Question
-from brickwork.studies.clevr.data.questions import FAMILIES, generate_questions
+from brickwork.studies.clevr.data.question_generator import FAMILIES, generate_questions
 from brickwork.studies.clevr.data.generate import generate_dataset
 from brickwork.studies.clevr.data.io import (
     ClevrDataset,

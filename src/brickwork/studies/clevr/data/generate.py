@@ -24,8 +24,9 @@ from typing import Any, Final
 
 from brickwork._version import __version__
 from brickwork.errors import DataError
-from brickwork.studies.clevr.data.io import atomic_write_json, release_paths
-from brickwork.studies.clevr.data.questions import FAMILIES, generate_questions
+from brickwork.modules import atomic_write_json
+from brickwork.studies.clevr.data.io import release_paths
+from brickwork.studies.clevr.data.question_generator import FAMILIES, generate_questions
 from brickwork.studies.clevr.data.render import render_scene, save_png
 from brickwork.studies.clevr.data.scene import SceneConfig, generate_scene, image_filename
 
@@ -236,8 +237,8 @@ def generate_dataset(
         "families": list(FAMILIES),
         "depth": "longest chain of nodes from a scene node to the output, scene not counted",
     }
-    atomic_write_json(paths["scenes"], {"info": info, "scenes": scenes})
-    atomic_write_json(paths["questions"], {"info": info, "questions": questions})
+    atomic_write_json(paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False)
+    atomic_write_json(paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False)
     seconds = time.perf_counter() - t0
     logger.info("generated %d scenes, %d questions in %.1f s", len(scenes), len(questions), seconds)
     return {

@@ -24,8 +24,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, final
 import numpy as np
 
 from brickwork.errors import DataError
+from brickwork.modules import atomic_write_bytes, atomic_write_json
 from brickwork.studies.clevr.data.program import Program
 from brickwork.studies.clevr.data.question import Question
 from brickwork.studies.clevr.data.scene import Scene, image_filename
@@ -43,32 +42,6 @@ _QUESTION_KEYS = frozenset({
     "image_index", "image_filename", "question", "program", "answer",
     "question_family_index", "question_index", "split",
 })
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    return atomic_write_bytes(path, json.dumps(obj, indent=indent).encode("utf-8"))
 
 
 def read_json(path: str | Path) -> Any:
@@ -198,14 +171,14 @@ def load_questions(path: str | Path) -> list[Question]:
 def write_scenes(path: str | Path, scenes: Iterable[Scene], info: Mapping[str, Any]) -> Path:
     """Write a CLEVR scenes file atomically."""
     return atomic_write_json(path, {"info": dict(info),
-                                    "scenes": [s.to_clevr_json() for s in scenes]})
+                                    "scenes": [s.to_clevr_json() for s in scenes]}, indent=None, sort_keys=False)
 
 
 def write_questions(path: str | Path, questions: Iterable[Question],
                     info: Mapping[str, Any]) -> Path:
     """Write a CLEVR questions file atomically (release format)."""
     return atomic_write_json(path, {"info": dict(info),
-                                    "questions": [q.to_clevr_json() for q in questions]})
+                                    "questions": [q.to_clevr_json() for q in questions]}, indent=None, sort_keys=False)
 
 
 def release_paths(root: str | Path, split: str) -> dict[str, Path]:

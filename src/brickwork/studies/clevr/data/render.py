@@ -333,7 +333,7 @@ def contact_sheet(images: Sequence[np.ndarray], path: str | Path, *, columns: in
     """Tile images into one PNG (enlarged ``scale`` times), written atomically."""
     from PIL import ImageDraw
 
-    from brickwork.studies.clevr.data.io import atomic_write_bytes
+    from brickwork.modules import atomic_write_bytes
 
     if not images:
         raise ValueError("contact_sheet needs at least one image")

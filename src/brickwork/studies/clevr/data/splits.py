@@ -27,7 +27,8 @@ from typing import Any, final
 
 from brickwork._version import __version__
 from brickwork.errors import DataError
-from brickwork.studies.clevr.data.io import atomic_write_json, read_json
+from brickwork.modules import atomic_write_json
+from brickwork.studies.clevr.data.io import read_json
 from brickwork.studies.clevr.data.question import Question
 
 SPLITS = ("train", "val", "test")
@@ -75,7 +76,7 @@ class Splits:
 
     def save(self, path: str | Path) -> Path:
         """Write the splits JSON atomically."""
-        return atomic_write_json(path, self.to_json())
+        return atomic_write_json(path, self.to_json(), indent=None, sort_keys=False)
 
 
 def make_splits(

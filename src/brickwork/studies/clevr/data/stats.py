@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from brickwork.studies.clevr.data.question import Question
-from brickwork.studies.clevr.data.questions import FAMILIES
+from brickwork.studies.clevr.data.question_generator import FAMILIES
 
 
 def _hist(counter: Counter[Any], numeric: bool = False) -> dict[str, int]:

@@ -22,7 +22,8 @@ from torch import nn
 from brickwork.errors import LoadError
 from brickwork.modules import Module, register_kind
 from brickwork.studies.clevr.data import ATTRIBUTES
-from brickwork.studies.clevr.nmn.modules import attend, mask_type, stack_param
+from brickwork.modules import attend, stack_param
+from brickwork.studies.clevr.nmn.modules import mask_type
 from brickwork.studies.clevr.nmn.vocab import COUNT_INDEX, K, NO, OFF, YES, valid_answers
 from brickwork.types import Features, Logits
 

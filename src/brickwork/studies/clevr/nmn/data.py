@@ -22,16 +22,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, final
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from brickwork.errors import DataError
+from brickwork.modules import atomic_write_bytes, atomic_write_json
 from brickwork.studies.clevr.data import (
     ATTRIBUTES,
     ClevrDataset,
@@ -92,11 +93,8 @@ class StudyConfig:
     sgm_epochs: int = 4
     sgm_steps: int = 1500
     #: trials of each stage-1 module's search, and of the end-to-end model's learning-rate
-    #: search (the cost report counts both): 5. A trial leaves the SGM plateau about
-    #: 58 % of the time (the second full run's trials, ``find[small]`` aside); with 3
-    #: trials, 1–5 of the other 15 SGM-trained modules per run stayed on it (20 of 90).
-    #: 5 trials would leave ~1 % if trials were independent (docs/nmn-study.md
-    #: "Trials per module")
+    #: search (the cost report counts both): enough that few finds stay on the SGM
+    #: plateau (measured per run in docs/history/nmn-study-runs.md "Trials per module")
     sgm_hpo_trials: int = 5
     sgm_study_points: int = 8
     seconds_sgm_study: float = 60.0
@@ -104,9 +102,8 @@ class StudyConfig:
     workers: int = 2
     seed: int = 0
     #: Adam learning rate of every jointly trained stage (end-to-end, FiLM, the modular
-    #: downstream stage, the all-depth models, the SGM study's rest-of-model): 1e-3, the
-    #: best of the end-to-end typed model's search over 1e-3 / 3e-3 / 1e-2 (the first
-    #: full runs used 3e-3; docs/nmn-study.md "Learning rate")
+    #: downstream stage, the all-depth models, the SGM study's rest-of-model): the best
+    #: of the end-to-end typed model's search (docs/history/nmn-study-runs.md "Learning rate")
     lr: float = 1e-3
     device: str = "cpu"
 
@@ -220,9 +217,7 @@ def _extra_questions(path: Path, scenes: list[Scene], n: int, max_depth: int, se
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta))
 
 
 def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
@@ -283,7 +278,6 @@ def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
         for s in spec:
             tensors[f"find.{s}"] = _find_targets(scenes[s], object_cell_masks(scenes[s]))
         _save_tensors(feat_path, tensors, {"digest": digest})
-        from brickwork.modules import atomic_write_json
         atomic_write_json(root / "encoder.json", enc_acc)
     tok = Tokenizer.fit(q.question for q in questions["train"])
     sets: dict[str, QuestionSet] = {}

@@ -27,7 +27,7 @@ from torch import nn
 
 from brickwork.errors import DataError
 from brickwork.layouts import Kinds, Layout, Runner, from_program
-from brickwork.modules import And, Or
+from brickwork.modules import And, Or, module_device
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.answers import Compare, Measure, Query, QuestionEncoder
 from brickwork.studies.clevr.nmn.modules import Find, Relate, Same, Scene, Unique
@@ -96,20 +96,6 @@ def program_layout(program: Program, kinds: Kinds, name: str = "q") -> Layout:
                         externals={"features": Features(f"b {channels} h w")})
 
 
-def model_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (the CPU when it has none).
-
-    Example:
-        >>> model_device(torch.nn.Linear(2, 2))
-        device(type='cpu')
-    """
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 class LayoutCache:
     """One layout per distinct program (layouts are immutable and shared).
 
@@ -135,7 +121,7 @@ class LayoutCache:
             lay = program_layout(program, self.kinds, name=f"p{len(self._cache)}")
             self._cache[program] = lay
             if self.anchor is not None:
-                device = model_device(self.anchor)
+                device = module_device(self.anchor)
                 if device.type != "cpu":  # new modules are built on the CPU
                     self.kinds.to(device)
         return lay

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from brickwork.errors import LoadError
-from brickwork.modules import Module, register_kind
+from brickwork.modules import Module, attend, register_kind, stack_param
 from brickwork.types import Features, Heatmap, NeuralType, SoftMask
 
 INTERFACES = ("typed", "classic")
@@ -41,17 +41,6 @@ def mask_type(interface: str) -> NeuralType:
 def activate(interface: str, x: torch.Tensor) -> torch.Tensor:
     """Sigmoid for typed soft masks, ReLU for classic heatmaps."""
     return torch.sigmoid(x) if interface == "typed" else torch.relu(x)
-
-
-def stack_param(modules: Sequence[nn.Module], name: str, instance: torch.Tensor) -> torch.Tensor:
-    """Per-row weights: parameter ``name`` of each row's instance, stacked ``[n, ...]``."""
-    return torch.stack([getattr(m, name) for m in modules]).index_select(0, instance)
-
-
-def attend(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Mask-weighted mean of features: ``[b 1 h w] x [b c h w] -> [b c]``."""
-    w = mask.flatten(2)
-    return (w * features.flatten(2)).sum(-1) / (w.sum(-1) + 1e-4)
 
 
 def coords(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:

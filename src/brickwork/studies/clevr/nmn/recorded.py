@@ -28,10 +28,11 @@ import torch
 
 from brickwork.errors import DataError
 from brickwork.layouts import Kinds, Layout, Runner, from_program
-from brickwork.modules import Module
+from brickwork.layouts import module_argument
+from brickwork.modules import Module, module_device
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import StudyData
-from brickwork.studies.clevr.nmn.layouts import NMN, layout_program, merge_prior, model_device
+from brickwork.studies.clevr.nmn.layouts import NMN, layout_program, merge_prior
 from brickwork.studies.clevr.nmn.modules import mask_type
 from brickwork.training import CacheKey, IntermediateDataset, Samples
 from brickwork.types import Features, Heatmap, NeuralType, SoftMask
@@ -77,7 +78,7 @@ class Recorded(Module):
 
 
 def _recorded_name(module_name: str) -> str:
-    return "recorded[scene]" if module_name == "scene" else f"recorded[{module_name[5:-1]}]"
+    return "recorded[scene]" if module_name == "scene" else f"recorded[{module_argument(module_name)}]"
 
 
 def record_key(model: NMN, names: Sequence[str], data: StudyData, split: str) -> CacheKey:
@@ -122,7 +123,7 @@ class RecordedFinds:
     def __init__(self, model: NMN, names: Sequence[str],
                  datasets: dict[str, IntermediateDataset]):
         self.model, self.names = model, list(names)
-        device = model_device(model)
+        device = module_device(model)
         self.masks: dict[str, torch.Tensor] = {}
         self.digests: dict[str, str] = {}
         for split, ds in datasets.items():

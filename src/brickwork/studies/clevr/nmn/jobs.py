@@ -1,0 +1,276 @@
+"""The study as independent, resumable jobs: the list of jobs, one job run in a worker, and the keyed cache of their results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import brickwork
+from brickwork.errors import TrainingError
+from brickwork.modules import atomic_write_json
+from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, data_device, data_on, prepare_data
+from brickwork.studies.clevr.nmn.end_to_end import LR, train_e2e
+from brickwork.studies.clevr.nmn.evaluate import error_by_depth
+from brickwork.studies.clevr.nmn.layouts import NMN
+from brickwork.studies.clevr.nmn.modular import train_question_encoder
+from brickwork.studies.clevr.nmn.sgm_study import _sgm_point, sgm_study_settings
+from brickwork.studies.clevr.nmn.variants import TARGETS, VARIANTS, _run_variant
+
+log = logging.getLogger(__name__)
+
+
+#: the learning-rate range of the end-to-end model's search: one decade around the rate
+#: the earlier searches found best, so the search brackets it
+#: (docs/history/nmn-study-runs.md "Learning rate")
+E2E_LR_RANGE = (5e-4, 5e-3)
+
+
+def e2e_hpo_lrs(trials: int, default: float = LR) -> list[float]:
+    """Learning rates of the end-to-end model's search, one per trial, as many trials as
+    each stage-1 module's search has (thesis Fig. 4.9 counts the HPO of both sides):
+    log-spaced over :data:`E2E_LR_RANGE`, the one nearest ``default`` (the study's
+    ``lr``) replaced by it (that trial is the study seed's ``e2e_typed`` run).
+
+    Example:
+        >>> e2e_hpo_lrs(1, 3e-3), e2e_hpo_lrs(3, 3e-3), e2e_hpo_lrs(3, 1e-3)
+        ([0.003], [0.0005, 0.0016, 0.003], [0.0005, 0.001, 0.005])
+    """
+    if trials <= 1:
+        return [default]
+    lo, hi = E2E_LR_RANGE
+    grid = [float(f"{lo * (hi / lo) ** (k / (trials - 1)):.2g}") for k in range(trials)]
+    nearest = min(range(trials), key=lambda k: abs(math.log(grid[k] / default)))
+    grid[nearest] = default
+    return grid
+
+
+_DATA: dict[tuple[str, str, str], StudyData] = {}
+
+
+_PRIORS: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` parsed, or a :class:`TrainingError` saying why the study cannot use it.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r} is not a torch device "
+                            f"({exc}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but this torch has no "
+                            f"CUDA device (torch {torch.__version__}); use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but only "
+                            f"{torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but MPS is not "
+                            "available here; use device='cpu'")
+    return dev
+
+
+def _worker_data(cache: str, cfg: StudyConfig) -> StudyData:
+    """The study's data (prepared on the CPU once per process), on ``cfg.device``."""
+    base = (cache, json.dumps(cfg.data_json(), sort_keys=True))
+    if (*base, "cpu") not in _DATA:
+        _DATA[(*base, "cpu")] = prepare_data(cache, cfg)
+    key = (*base, str(torch.device(cfg.device)))
+    if key not in _DATA:
+        _DATA[key] = data_on(_DATA[(*base, "cpu")], cfg.device)
+    return _DATA[key]
+
+
+def _sgm_priors(data: StudyData, cfg: StudyConfig) -> dict[str, torch.Tensor]:
+    """The cached prior logits the SGM study's points share (question encoder trained
+    directly, as in the modular runs, with the study's seed)."""
+    key = (data.digest, cfg.seed, str(data_device(data)))
+    if key not in _PRIORS:
+        torch.manual_seed(cfg.seed)
+        model = NMN("typed", len(data.tokenizer), cfg.channels).to(data_device(data))
+        _PRIORS[key] = train_question_encoder(model, data, seed=cfg.seed)[0]
+    return _PRIORS[key]
+
+
+#: how JSON results spell non-finite floats: an infinity (a target never reached) is
+#: capped at ±1e9 seconds so summaries stay plain JSON numbers; NaN stays NaN
+_NON_FINITE = {"Infinity": 1e9, "-Infinity": -1e9, "NaN": math.nan}
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` as the JSON-compatible value a result file holds (tuples → lists, keys →
+    strings, numpy/tensor scalars → floats, infinities → ±1e9).
+
+    Example:
+        >>> _jsonable({1: (float("inf"), -float("inf"))})
+        {'1': [1000000000.0, -1000000000.0]}
+    """
+    return json.loads(json.dumps(obj, default=float), parse_constant=_NON_FINITE.__getitem__)
+
+
+def study_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job of the study in this process (an executor's job function).
+
+    ``job``: ``{"kind": "variant"|"all_depths"|"sgm_point", "cfg": StudyConfig JSON,
+    "cache": ..., "out": ..., "variant"/"interface"/"point": ..., "seed": ...}``;
+    returns a JSON-able result."""
+    torch.set_num_threads(1)
+    cfg = StudyConfig(**job["cfg"])
+    check_device(cfg.device)
+    data = _worker_data(job["cache"], cfg)
+    t0 = time.perf_counter()
+    if job["kind"] == "variant":
+        res = _run_variant(job["variant"], data, cfg, job["seed"], Path(job["out"]))
+        res.pop("_model", None)
+        res.pop("_priors", None)
+    elif job["kind"] == "all_depths":
+        model, _ = train_e2e(job["interface"], data, seconds=cfg.seconds_all_depths,
+                             seed=cfg.seed, train_set="train_all", channels=cfg.channels,
+                             lr=cfg.lr)
+        res = {"error_by_depth": error_by_depth(model, data, "test")}
+    elif job["kind"] == "sgm_point":
+        res = _sgm_point(data, cfg, _sgm_priors(data, cfg), job["point"])
+    elif job["kind"] == "e2e_trial":
+        _, info = train_e2e("typed", data, seconds=cfg.seconds_e2e, seed=cfg.seed,
+                            channels=cfg.channels, lr=job["lr"])
+        res = {"lr": job["lr"], "curve": info["curve"],
+               "samples_per_second": info["samples_per_second"]}
+    else:
+        raise TrainingError(f"study job {job.get('name')!r}: unknown kind {job['kind']!r}; "
+                            "expected 'variant', 'all_depths', 'sgm_point' or 'e2e_trial' "
+                            "(jobs come from study_jobs)")
+    res["job_seconds"] = time.perf_counter() - t0
+    return _jsonable(res)
+
+
+def _e2e_trials(cfg: StudyConfig) -> dict[str, float]:
+    """Job name -> learning rate of the end-to-end search's trials that run as their own
+    jobs (the trial at ``cfg.lr`` is the seed's ``e2e_typed`` run)."""
+    return {f"e2e_typed_lr{lr:.0e}-s{cfg.seed}": lr
+            for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr) if lr != cfg.lr}
+
+
+def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str, Any]]:
+    """Every independent job of the study, the longest (by budget) first.
+
+    Example:
+        >>> [j["name"] for j in study_jobs(Path("o"), StudyConfig.quick(), "c")][:3]
+        ['modular_classic-s0', 'modular_typed-s0', 'modular_typed_targets-s0']
+    """
+    base = {"cfg": cfg.to_json(), "cache": str(cache), "out": str(out)}
+    # budgets order the jobs (longest first); stage 1 runs ~600 SGM steps/s over ~17 finds
+    stage1 = max(1, cfg.sgm_hpo_trials) * cfg.sgm_steps * 17 / 600
+    budget = {"e2e_classic": cfg.seconds_e2e, "e2e_typed": cfg.seconds_e2e,
+              "modular_classic": cfg.seconds_downstream + 60 + stage1, "film": cfg.seconds_film,
+              "modular_typed": cfg.seconds_downstream + 60 + stage1}
+    jobs = [{**base, "kind": "variant", "variant": v, "seed": cfg.seed + k,
+             "name": f"{v}-s{cfg.seed + k}", "budget": budget[v]}
+            for k in range(cfg.seeds) for v in VARIANTS]
+    jobs += [{**base, "kind": "all_depths", "interface": itf, "name": f"e2e_{itf}_all_depths",
+              "budget": cfg.seconds_all_depths} for itf in ("typed", "classic")]
+    jobs.append({**base, "kind": "variant", "variant": TARGETS.name, "seed": cfg.seed,
+                 "name": f"{TARGETS.name}-s{cfg.seed}", "budget": cfg.seconds_downstream + 30})
+    # the end-to-end model's search (Fig. 4.9 counts it): the default trial is
+    # e2e_typed at the study's seed, the others run here
+    jobs += [{**base, "kind": "e2e_trial", "lr": lr, "name": name, "budget": cfg.seconds_e2e}
+             for name, lr in _e2e_trials(cfg).items()]
+    jobs += [{**base, "kind": "sgm_point", "point": k, "name": f"sgm_point-{k}",
+              # ~30 steps/s for 17 finds, for each start; ~25 s recording and evaluating
+              "budget": cfg.seconds_sgm_study + 25 + max(1, cfg.sgm_hpo_trials) * st / 30}
+             for k, (st, _, _) in enumerate(sgm_study_settings(cfg))]
+    return sorted(jobs, key=lambda j: -j["budget"])
+
+
+#: revision of the code behind each kind of job (``"variant:<name>"`` for one variant of
+#: the ``variant`` kind): bumped when a change alters those jobs' results, so a rerun
+#: recomputes them and keeps the others. Revision 1 is left out of the key, so results
+#: saved before revisions existed stay valid. What each revision changed:
+#: docs/history/nmn-study-runs.md "Job revisions".
+JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 3, "e2e_trial": 1,
+                 "variant:modular_typed": 4, "variant:modular_classic": 4}
+
+
+#: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
+#: jobs and the SGM study's points read: left out of every other job's key, so that
+#: changing the search (e.g. more trials) reruns those jobs only (the end-to-end
+#: search's trials are jobs of their own, keyed by their learning rate)
+_SGM_SEARCH_FIELDS = ("sgm_hpo_trials", "sgm_steps")
+
+
+_SGM_SEARCH_VARIANTS = ("modular_typed", "modular_classic")
+
+
+def job_revision(job: dict[str, Any]) -> int:
+    """The code revision of a study job (:data:`JOB_REVISIONS`).
+
+    Example:
+        >>> job_revision({"kind": "sgm_point"}), job_revision({"kind": "variant", "variant": "film"})
+        (3, 1)
+    """
+    specific = f"{job['kind']}:{job['variant']}" if "variant" in job else None
+    return JOB_REVISIONS.get(specific or "", JOB_REVISIONS.get(job["kind"], 1))
+
+
+def _job_key(job: dict[str, Any]) -> str:
+    import hashlib
+
+    payload = {k: v for k, v in job.items() if k not in ("out", "cache")}
+    if job_revision(job) > 1:
+        payload["revision"] = job_revision(job)
+    # how many workers ran it does not change a job's result, nor does a field it never reads
+    unread = {"workers"}
+    if job.get("variant") not in _SGM_SEARCH_VARIANTS and job["kind"] != "sgm_point":
+        unread.update(_SGM_SEARCH_FIELDS)
+    if payload["cfg"].get("device", "cpu") == "cpu":
+        unread.add("device")  # keys of CPU jobs stay those saved before devices existed
+    payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k not in unread}
+    payload["brickwork"] = brickwork.__version__
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_jobs(out: Path, jobs: list[dict[str, Any]], workers: int,
+             progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Run the jobs ``workers`` at a time; each result is kept in ``out/jobs/NAME.json``
+    (with a key of the job and the package version), and a rerun skips the jobs whose
+    result is there — an interrupted study resumes where it stopped."""
+    from brickwork.training import make_executor
+
+    folder = out / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        path = folder / f"{job['name']}.json"
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                saved = {}
+            if saved.get("key") == _job_key(job):
+                done[job["name"]] = saved["result"]
+                continue
+        todo.append(job)
+    if done:
+        log.info("resuming: %d of %d jobs already done under %s", len(done), len(jobs), folder)
+    if not todo:
+        return done
+    def save(i: int, res: dict[str, Any]) -> None:
+        job = todo[i]
+        atomic_write_json(folder / f"{job['name']}.json",
+                          {"key": _job_key(job), "job": job, "result": res}, indent=1)
+        done[job["name"]] = res
+        log.info("job %s done in %.0f s", job["name"], res.get("job_seconds", 0.0))
+
+    with make_executor("local", workers=min(workers, len(todo))) as ex:
+        ex.map(study_job, todo, progress=progress, desc="clevr study", on_result=save)
+    return done
