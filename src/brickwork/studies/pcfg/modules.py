@@ -56,8 +56,10 @@ class _PointerFunction(Module):
                                    nn.Linear(hidden, hidden), nn.ReLU(),
                                    nn.Linear(hidden, len(slots)))
         self.length = nn.Linear(a, 1)
-        nn.init.zeros_(self.length.weight)
-        nn.init.zeros_(self.length.bias)
+        # start as "the arguments laid end to end" (L_out = Σ L_a): an untrained module
+        # already writes every position it could read, so gradients reach the pointer
+        nn.init.ones_(self.length.weight)
+        nn.init.constant_(self.length.bias, LENGTH_CENTER * a)
 
     @property
     def slots(self) -> int:
@@ -142,6 +144,13 @@ class _PointerFunction(Module):
             out = torch.bmm(address, source)
         return out * row_ok.to(out.dtype), raw
 
+    def _read(self, args: list[torch.Tensor]) -> torch.Tensor:
+        """The port output: the hard read in eval mode; in training the soft read
+        projected onto ``SymbolSeq`` (straight-through), so it stays in its domain."""
+        if not self.training:
+            return self.core(args, hard=True)[0]
+        return SEQ.project(self.core(args, hard=False)[0])
+
 
 @register_kind("pcfg.unary", example_config={"function": "reverse"})
 class UnaryPointer(_PointerFunction):
@@ -164,7 +173,7 @@ class UnaryPointer(_PointerFunction):
         self._setup(feature_clip, max_shift, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.core([x], hard=not self.training)[0]
+        return self._read([x])
 
 
 @register_kind("pcfg.binary", example_config={"function": "append"})
@@ -188,7 +197,7 @@ class BinaryPointer(_PointerFunction):
         self._setup(feature_clip, max_shift, hidden)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.core([x, y], hard=not self.training)[0]
+        return self._read([x, y])
 
 
 def make_function_module(function: str, **config: int) -> _PointerFunction:
