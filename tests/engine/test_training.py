@@ -229,7 +229,7 @@ class _Inline:
 
 
 def test_train_registers_new_versions_with_unique_names(tmp_path):
-    from brickwork.training.trainer import registry_tag
+    from brickwork.registry import module_name_to_tag as registry_tag
 
     reg = Registry(tmp_path / "reg")
     _, first = _small_plan_run(tmp_path / "a", _Inline(), registry=reg)

@@ -37,6 +37,7 @@ from brickwork.layouts import Layout, Source
 from brickwork.modules import Module
 from brickwork.plan.data_spec import DataSpec
 from brickwork.plan.training_plan import IntermediatePlan, ModulePlan, TrainingPlan
+from brickwork.registry import module_name_to_tag
 
 log = logging.getLogger("brickwork.plan")
 
@@ -246,21 +247,8 @@ def _sccs(nodes: Sequence[str], edges: Mapping[str, set[str]]) -> list[list[str]
     return out
 
 
-def registry_tag(module_name: str) -> str:
-    """The tag a module registers under: its ``[arg]`` (``find[red]`` → ``red``), else its
-    whole name made tag-safe (``sum_a`` → ``sum_a``), so two modules of one kind never
-    share a registry name.
-
-    Example:
-        >>> registry_tag("filter_color[red]"), registry_tag("encoder"), registry_tag("f[a b]")
-        ('red', 'encoder', 'a-b')
-    """
-    if "[" in module_name and module_name.endswith("]"):
-        arg = module_name[module_name.index("[") + 1:-1]
-        fn = module_name[:module_name.index("[")]
-        safe = re.sub(r"[^A-Za-z0-9_-]+", "-", arg).strip("-_")
-        return safe or (re.sub(r"[^A-Za-z0-9_-]+", "-", fn).strip("-_") or "default")
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", module_name).strip("-_") or "default"
+#: the tag a module registers under (``find[red]`` → ``red``): the registry's one rule
+registry_tag = module_name_to_tag
 
 
 def _find_reusable(registry: Any, name: str, module: Module) -> str | None:

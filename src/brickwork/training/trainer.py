@@ -50,7 +50,7 @@ from brickwork.errors import DataError, TrainingError
 from brickwork.layouts import Kinds, Layout, Runner, Source
 from brickwork.modules import atomic_write_bytes, atomic_write_json, load_module, save_module
 from brickwork.plan import TrainingPlan
-from brickwork.plan.planner import registry_tag
+from brickwork.registry import module_name_to_tag
 from brickwork.training.cache import CacheKey, IntermediateDataset
 from brickwork.training.cost import CostReport
 from brickwork.training.end_to_end import train_end_to_end
@@ -179,7 +179,7 @@ def _register(registry: Any, name: str, module: Any, result: Mapping[str, Any], 
               lineage: Mapping[str, Any], data_digest: str) -> str:
     """Register ``module`` as a new version of ``kind.<tag>-<run tag>``; returns the
     reference with its version (``kind.tag@N``)."""
-    entry = f"{module.kind}.{registry_tag(name)}-{tag}"
+    entry = f"{module.kind}.{module_name_to_tag(name)}-{tag}"
     if any(p.device.type != "cpu" for p in module.parameters()):
         module = copy.deepcopy(module).to("cpu")
     card = registry.put(entry, module, mode=result.get("mode", ""),
