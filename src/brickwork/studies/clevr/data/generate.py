@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import re
 import time
 from collections.abc import Sequence
@@ -89,8 +88,10 @@ def _check_count(name: str, value: int, lo: int, hi: int) -> None:
                         f"[{lo}, {hi}]")
 
 
-def _work(job: tuple[list[int], dict[str, Any]]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    indices, cfg = job
+def _work(job: dict[str, Any]) -> dict[str, Any]:
+    """A worker's job: scenes ``job["indices"]`` of ``job["cfg"]``, their questions and
+    images → ``{"results": [(scene JSON, [question JSON, ...]), ...]}``."""
+    indices, cfg = job["indices"], job["cfg"]
     scene_cfg = SceneConfig(**cfg["scene_config"]) if cfg["scene_config"] else SceneConfig()
     out = []
     for i in indices:
@@ -102,7 +103,7 @@ def _work(job: tuple[list[int], dict[str, Any]]) -> list[tuple[dict[str, Any], l
             image = render_scene(scene, cfg["width"], cfg["height"], supersample=cfg["supersample"])
             save_png(image, Path(cfg["images"]) / scene.image_filename)
         out.append((scene.to_clevr_json(), [q.to_clevr_json() for q in qs]))
-    return out
+    return {"results": out}
 
 
 def generate_dataset(
@@ -192,28 +193,23 @@ def generate_dataset(
         raise DataError(f"generate_dataset: {exc}") from None
     if render:
         paths["images"].mkdir(parents=True, exist_ok=True)
-    jobs = [(list(range(a, min(a + chunk_size, n_scenes))), cfg)
+    jobs = [{"indices": list(range(a, min(a + chunk_size, n_scenes))), "cfg": cfg}
             for a in range(0, n_scenes, chunk_size)]
     scenes: list[dict[str, Any]] = []
     questions: list[dict[str, Any]] = []
-    bar = tqdm(total=n_scenes, disable=not progress, desc="clevr generate", unit="scene")
+    if processes > 1 and len(jobs) > 1:
+        from brickwork.training import make_executor  # torch: only where workers run
 
-    def collect(results: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
-        for scene_json, qs in results:
+        with make_executor("local", workers=min(processes, len(jobs))) as ex:
+            done = ex.map(_work, jobs, progress=progress, desc="clevr generate")
+    else:
+        done = [_work(job) for job in tqdm(jobs, disable=not progress, desc="clevr generate")]
+    for res in done:  # in scene order: question indices follow it
+        for scene_json, qs in res["results"]:
             scenes.append(scene_json)
             for q in qs:
                 q["question_index"] = len(questions)
                 questions.append(q)
-        bar.update(len(results))
-
-    if processes > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            for results in pool.imap(_work, jobs):
-                collect(results)
-    else:
-        for job in jobs:
-            collect(_work(job))
-    bar.close()
     if questions_per_scene > 0 and not questions:
         raise DataError(f"generate_dataset: no question could be generated for {n_scenes} scenes "
                         f"at depths {min_depth}..{max_depth} (families {', '.join(fams)}); "

@@ -23,10 +23,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -305,9 +304,14 @@ def object_masks(scene: Scene, width: int = 96, height: int = 64,
     return masks.reshape(n, rows, cols).astype(np.float32)
 
 
-def _render_one(args: tuple[Scene, int, int, int]) -> np.ndarray:
-    scene, width, height, supersample = args
-    return render_scene(scene, width, height, supersample=supersample)
+#: scenes per job when rendering on worker processes
+_RENDER_CHUNK = 32
+
+
+def _render_chunk(job: dict[str, Any]) -> dict[str, Any]:
+    """A worker's job: render ``job["scenes"]`` → ``{"images": [uint8 (h, w, 3), ...]}``."""
+    return {"images": [render_scene(s, job["width"], job["height"], supersample=job["supersample"])
+                       for s in job["scenes"]]}
 
 
 def render_batch(scenes: Sequence[Scene], width: int = 96, height: int = 64, *,
@@ -316,15 +320,21 @@ def render_batch(scenes: Sequence[Scene], width: int = 96, height: int = 64, *,
     from tqdm.auto import tqdm
 
     out = np.empty((len(scenes), height, width, 3), dtype=np.uint8)
-    jobs = [(s, width, height, supersample) for s in scenes]
     if processes > 1 and len(scenes) > 1:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            it = pool.imap(_render_one, jobs, chunksize=32)
-            for i, img in enumerate(tqdm(it, total=len(jobs), disable=not progress, desc="render")):
-                out[i] = img
+        from brickwork.training import make_executor
+
+        size = _RENDER_CHUNK
+        jobs = [{"scenes": list(scenes[a:a + size]), "width": width, "height": height,
+                 "supersample": supersample} for a in range(0, len(scenes), size)]
+
+        def put(i: int, res: dict[str, Any]) -> None:
+            out[i * size:i * size + len(res["images"])] = np.stack(res["images"])
+
+        with make_executor("local", workers=min(processes, len(jobs))) as ex:
+            ex.map(_render_chunk, jobs, progress=progress, desc="render", on_result=put)
     else:
-        for i, job in enumerate(tqdm(jobs, disable=not progress, desc="render")):
-            out[i] = _render_one(job)
+        for i, s in enumerate(tqdm(scenes, disable=not progress, desc="render")):
+            out[i] = render_scene(s, width, height, supersample=supersample)
     return out
 
 
