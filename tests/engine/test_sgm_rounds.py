@@ -109,3 +109,20 @@ def test_plateau_sends_a_module_to_a_second_round_and_resume_skips(tmp_path):
     assert again.modules["measure"]["skipped"]
     assert {f: again.modules[f]["sgm"] for f in ("find[a]", "find[b]")} == \
         {f: res.modules[f]["sgm"] for f in ("find[a]", "find[b]")}
+
+
+def test_joint_group_trains_its_downstream_reader_once(tmp_path):
+    """codependent='joint': the finds and the reader between them and the answer train
+    together (the reader is not left at its initial weights, nor trained again)."""
+    kinds, family = _family()
+    data = _data()
+    plan = make_plan(family, DataSpec({"features"}, {"answer"}), codependent="joint")
+    assert plan.groups == (("find[a]", "find[b]", "measure"),)
+    before = {n: [p.detach().clone() for p in kinds.module(n).parameters()]
+              for n in ("find[a]", "measure")}
+    res = train_plan(plan, family, kinds, data, workdir=tmp_path / "run", executor=Inline(),
+                     hparams={"find": {"epochs": 2}}, evaluate_at_end=False)
+    for n, params in before.items():
+        assert res.modules[n]["mode"] == "joint"
+        assert any(not torch.equal(a, b) for a, b in zip(params, kinds.module(n).parameters()))
+    assert len(plan.stages) == 1 and not (tmp_path / "run" / "jobs" / "measure" / "job.json").exists()
