@@ -97,12 +97,25 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
                        if j.get("variant") in ("modular_typed", "modular_classic")
                        or j["kind"] == "sgm_point"}
     assert len(set(wider) - set(before)) == 1
-    # a code revision of one variant reruns that variant's jobs only
-    bumped = {**study_module.JOB_REVISIONS, "variant:film": 99}
-    monkeypatch.setattr(study_module, "JOB_REVISIONS", bumped)
-    film = {n for n, k in before.items()
-            if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k}
-    assert film == {j["name"] for j in jobs if j.get("variant") == "film"}
+    # a change to the code a job runs reruns the jobs that run it, and only those
+    real = study_module._source
+
+    def edited(*names):
+        def source(module):
+            digest, deps = real(module)
+            return (digest[::-1] if module.rsplit(".", 1)[-1] in names else digest), deps
+        monkeypatch.setattr(study_module, "_source", source)
+        return {n for n, k in before.items()
+                if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k}
+
+    # modular training: the three modular variants and the SGM points (their finds)
+    assert edited("modular") == {j["name"] for j in jobs if j["kind"] == "sgm_point"
+                                 or j.get("variant", "").startswith("modular")}
+    # the whole-model loop: every job trains through it
+    assert edited("end_to_end") == set(before)
+    # the SGM correlation study: its points only
+    points = edited("sgm_study")
+    assert points == {j["name"] for j in jobs if j["kind"] == "sgm_point"}
     caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.jobs")
     run_study(root / "out", TINY, root / "cache")
-    assert f"{len(jobs) - len(film)} of {len(jobs)} jobs already done" in caplog.text
+    assert f"{len(jobs) - len(points)} of {len(jobs)} jobs already done" in caplog.text

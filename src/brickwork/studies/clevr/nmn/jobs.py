@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
+import importlib.util
 import json
 import logging
 import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ from brickwork.studies.clevr.nmn.evaluate import error_by_depth
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.modular import train_question_encoder
 from brickwork.studies.clevr.nmn.sgm_study import _sgm_point, sgm_study_settings
-from brickwork.studies.clevr.nmn.variants import TARGETS, VARIANTS, _run_variant
+from brickwork.studies.clevr.nmn.variants import TARGETS, VARIANTS, Variant, _run_variant
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +196,67 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
     return sorted(jobs, key=lambda j: -j["budget"])
 
 
-#: revision of the code behind each kind of job (``"variant:<name>"`` for one variant of
-#: the ``variant`` kind): bumped when a change alters those jobs' results, so a rerun
-#: recomputes them and keeps the others. Revision 1 is left out of the key, so results
-#: saved before revisions existed stay valid. What each revision changed:
-#: docs/history/nmn-study-runs.md "Job revisions".
-JOB_REVISIONS = {"variant": 1, "all_depths": 1, "sgm_point": 3, "e2e_trial": 1,
-                 "variant:modular_typed": 4, "variant:modular_classic": 4}
+_NMN = "brickwork.studies.clevr.nmn"
+#: the module whose code a job trains with, by job kind (a ``variant`` job by its
+#: :attr:`Variant.training`); a job's key holds the source digest of that module and of
+#: every module of ``brickwork.studies`` it imports, so a change to that code reruns the
+#: jobs that run it and keeps the others (no hand-bumped revisions)
+_TRAINS_WITH = {"e2e": f"{_NMN}.end_to_end", "film": f"{_NMN}.end_to_end",
+                "modular": f"{_NMN}.modular", "all_depths": f"{_NMN}.end_to_end",
+                "e2e_trial": f"{_NMN}.end_to_end", "sgm_point": f"{_NMN}.sgm_study"}
+
+
+@functools.lru_cache(maxsize=None)
+def _source(module: str) -> tuple[str, frozenset[str]]:
+    """SHA-256 of a module's source file, and the ``brickwork.studies`` modules it imports."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise TrainingError(f"study job key: module {module!r} has no source file; expected a "
+                            "module of brickwork.studies (see jobs._TRAINS_WITH)")
+    text = Path(spec.origin).read_bytes()
+    imports = set()
+    for node in ast.walk(ast.parse(text)):
+        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        imports.update(n for n in names if n.startswith("brickwork.studies."))
+    return hashlib.sha256(text).hexdigest(), frozenset(imports)
+
+
+def code_digests(modules: Iterable[str], *, imports: bool = True) -> dict[str, str]:
+    """Source digests of ``modules`` (and, with ``imports``, of every ``brickwork.studies``
+    module they import, transitively), by module name.
+
+    Example:
+        >>> d = code_digests([f"{_NMN}.cost"])
+        >>> f"{_NMN}.cost" in d, len(d[f"{_NMN}.cost"])
+        (True, 64)
+    """
+    todo, out = list(modules), {}
+    while todo:
+        m = todo.pop()
+        if m in out:
+            continue
+        out[m], deps = _source(m)
+        if imports:
+            todo += deps
+    return dict(sorted(out.items()))
+
+
+def job_code(job: dict[str, Any]) -> dict[str, str]:
+    """The code a study job runs, as source digests by module: the module it trains with
+    (:data:`_TRAINS_WITH`) and its imports, the evaluation, and for a ``variant`` job
+    the variant runner itself (without its imports: the other variants' training).
+
+    Example:
+        >>> sorted(job_code({"kind": "e2e_trial"}))[:2]
+        ['brickwork.studies.clevr.data', 'brickwork.studies.clevr.data.camera']
+    """
+    if job["kind"] == "variant":
+        entry = _TRAINS_WITH[Variant.named(job["variant"]).training]
+        own = [f"{_NMN}.variants", f"{_NMN}.report"]
+    else:
+        entry, own = _TRAINS_WITH[job["kind"]], []
+    return {**code_digests([entry, f"{_NMN}.evaluate"]), **code_digests(own, imports=False)}
 
 
 #: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
@@ -210,29 +269,17 @@ _SGM_SEARCH_FIELDS = ("sgm_hpo_trials", "sgm_steps")
 _SGM_SEARCH_VARIANTS = ("modular_typed", "modular_classic")
 
 
-def job_revision(job: dict[str, Any]) -> int:
-    """The code revision of a study job (:data:`JOB_REVISIONS`).
-
-    Example:
-        >>> job_revision({"kind": "sgm_point"}), job_revision({"kind": "variant", "variant": "film"})
-        (3, 1)
-    """
-    specific = f"{job['kind']}:{job['variant']}" if "variant" in job else None
-    return JOB_REVISIONS.get(specific or "", JOB_REVISIONS.get(job["kind"], 1))
-
-
 def _job_key(job: dict[str, Any]) -> str:
-    import hashlib
-
+    """A study job's key: its config (less the fields it never reads), the package
+    version and the digests of the code it runs (:func:`job_code`)."""
     payload = {k: v for k, v in job.items() if k not in ("out", "cache")}
-    if job_revision(job) > 1:
-        payload["revision"] = job_revision(job)
+    payload["code"] = job_code(job)
     # how many workers ran it does not change a job's result, nor does a field it never reads
     unread = {"workers"}
     if job.get("variant") not in _SGM_SEARCH_VARIANTS and job["kind"] != "sgm_point":
         unread.update(_SGM_SEARCH_FIELDS)
     if payload["cfg"].get("device", "cpu") == "cpu":
-        unread.add("device")  # keys of CPU jobs stay those saved before devices existed
+        unread.add("device")  # a CPU job's key does not depend on the field's presence
     payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k not in unread}
     payload["brickwork"] = brickwork.__version__
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
