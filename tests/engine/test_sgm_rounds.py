@@ -3,10 +3,13 @@ rounds with trained context, and honest resume (job keys cover the SGM settings)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
 import torch
 
+from brickwork.errors import TrainingError
 from brickwork.layouts import Kinds, LayoutBuilder
 from brickwork.modules import And
 from brickwork.plan import DataSpec, make_plan
@@ -78,8 +81,6 @@ def test_routes_keep_the_merge_and_truncate_without_context():
 def test_job_key_covers_routes_and_round():
     job = ModuleJob(name="find[a]", kind="toy_find", config={"channels": 4}, mode="surrogate",
                     data="t", inputs={"features": "in.features"}, target="target", workdir="w")
-    import dataclasses
-
     other = dataclasses.replace(job, round=2)
     routed = dataclasses.replace(job, routes=({"steps": [], "reader": "measure.mask"},))
     assert len({json.dumps(job_key(j), sort_keys=True) for j in (job, other, routed)}) == 3
@@ -126,3 +127,21 @@ def test_joint_group_trains_its_downstream_reader_once(tmp_path):
         assert res.modules[n]["mode"] == "joint"
         assert any(not torch.equal(a, b) for a, b in zip(params, kinds.module(n).parameters()))
     assert len(plan.stages) == 1 and not (tmp_path / "run" / "jobs" / "measure" / "job.json").exists()
+
+
+def test_answer_prior_column_is_added_to_the_head(tmp_path):
+    kinds, family = _family()
+    data = _data()
+    prior = torch.nn.functional.one_hot(data["answer"], 5).float() * 3.0  # a perfect prior
+    data = Samples({**dict(data), "prior": prior})
+    plan = make_plan(family, DataSpec({"features"}, {"answer"}))
+    res = train_plan(plan, family, kinds, data, workdir=tmp_path / "run", executor=Inline(),
+                     hparams={"find": {"epochs": 1, "prior": "prior", "second_round": False},
+                              "measure": {"epochs": 1}}, evaluate_at_end=False)
+    sgm = res.modules["find[a]"]["sgm"]
+    # with the head at zero the SGM predicts the prior: the loss of a 3-logit margin
+    assert abs(sgm["start_loss"] - float(torch.log(1 + 4 * torch.exp(torch.tensor(-3.0))))) < 1e-4
+    bad = make_plan(family, DataSpec({"features"}, {"answer"}))
+    with pytest.raises(TrainingError, match="'nope'"):
+        train_plan(bad, family, kinds, data, workdir=tmp_path / "run2", executor=Inline(),
+                   hparams={"find": {"prior": "nope"}}, evaluate_at_end=False)

@@ -38,7 +38,7 @@ wins); its values are :class:`~brickwork.training.FitConfig` fields (``epochs``,
 ``batch_size``, ``lr``, ``optimizer``, ``scheduler``, ``max_time``, ``keep_best``, ...),
 job settings (``patience``, ``pos_weight``; for modules trained through a surrogate
 gradient module ``rank``, ``dropout``, ``starts``, ``plateau``, ``second_round``,
-``rounds``, ``summary``, ``top_k``, ``sparsity``: see
+``rounds``, ``summary``, ``top_k``, ``sparsity``, ``prior``: see
 :data:`brickwork.training.job.SURROGATE_HPARAMS`) and ``loss`` /
 ``metric``: importable names ``"pkg.mod:fn"`` (``loss(pred, target) -> tensor``,
 ``metric(pred, target) -> float``, higher is better). Every value is type-checked when
@@ -179,6 +179,9 @@ def _check_hparams(file: str, key: str, hp: Any) -> None:
                 raise _bad(file, here, value, "\"auto\", \"flat\" or \"pooled\"")
         elif name == "second_round":
             _want(file, here, value, "bool")
+        elif name == "prior":
+            if value is not None:
+                _want(file, here, value, "str")
         elif name in ("scheduler", "keep_best"):
             if value is not None:
                 _want(file, here, value, "str")

@@ -76,7 +76,7 @@ _NOT_KEYED = ("workdir", "data", "storage", "progress", "tensorboard", "device",
 DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0,
                    "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1,
                    "starts": 1, "plateau": 0.85, "second_round": True, "summary": "auto",
-                   "top_k": 4, "sparsity": 0.0, "rounds": 3}
+                   "top_k": 4, "sparsity": 0.0, "rounds": 3, "prior": None}
 #: what the surrogate hyperparameters mean (jobs in ``surrogate`` mode):
 #:
 #: - ``rank``, ``dropout``: the SGM head's inner rank and input dropout;
@@ -89,11 +89,14 @@ DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0
 #: - ``second_round``: such a module trains again once its stage is done, with the
 #:   stage's modules that learned as context (``train_plan``); ``rounds``: the most
 #:   rounds in all (a round's learners are the next round's context);
+#: - ``prior``: a data column of answer-prior logits (e.g. a question encoder's, cached)
+#:   added to the head's output, as the thesis's NMN adds the prior to the evidence;
+#:   without one the head starts from each route's class frequencies;
 #: - ``sparsity``: weight of the mean absolute output added to the SGM loss (0: none).
 #:   Answers alone do not tell a mask from its complement (``count`` of the cells that are
 #:   *not* red tells the red count as well); a small weight prefers the mask that selects.
 SURROGATE_HPARAMS = ("rank", "dropout", "starts", "plateau", "second_round", "rounds", "summary",
-                     "top_k", "sparsity")
+                     "top_k", "sparsity", "prior")
 
 
 @final
@@ -336,7 +339,7 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
         head = RoutedSurrogateHead(width, out_features, routes, rank=int(hp["rank"]),
                                    dropout=float(hp["dropout"]), summary=summary, top_k=top_k,
                                    context_channels=ctx)
-        if not target.is_floating_point():
+        if not target.is_floating_point() and not hp.get("prior"):
             with torch.no_grad():
                 head.c.copy_(_answer_prior(job, train if train is not None else table, routes,
                                            out_features))
@@ -384,7 +387,10 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) ->
             ctx = col(batch, job.context) if job.context else None
             route = col(batch, "route") if "route" in set(batch) else \
                 torch.zeros(len(out), dtype=torch.int64, device=out.device)
-            return model.head(along_routes(model, out, batch), route, ctx), None, out
+            pred = model.head(along_routes(model, out, batch), route, ctx)
+            if hp.get("prior"):  # an answer prior (logits) from the data, added (§4.3)
+                pred = pred + col(batch, "prior")
+            return pred, None, out
         return out, module.outputs[port], out
 
     def loss_fn(model: _Trainable, batch: Samples) -> torch.Tensor:

@@ -466,6 +466,12 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
     kinds, work = run.kinds, run.work
     module = kinds.module(name)
     extra = {"target": _target_of(run, name), "split": _SPLIT}
+    prior = _hp(run, name).get("prior") if mp.mode == "surrogate" else None
+    if prior:
+        if prior not in set(run.tagged):
+            raise TrainingError(f"module {name!r}: hparams 'prior' names the column {prior!r}, "
+                                f"which the data does not have (columns: {sorted(run.tagged)})")
+        extra["prior"] = str(prior)
     context = None
     routes: list[dict[str, Any]] = []
     context_modules: list[str] = []
