@@ -28,7 +28,8 @@ from brickwork.training import makespan
 from brickwork.studies.sorting.evaluation import eval_lengths, evaluate_agent, max_verified
 from brickwork.studies.sorting.monolithic import MonolithicConfig, train_monolithic
 from brickwork.studies.sorting.plots import plot_all
-from brickwork.studies.sorting.training import (Pool, TrainConfig, check_device, modules_from_bytes,
+from brickwork.studies.sorting.pool import Pool
+from brickwork.studies.sorting.training import (TrainConfig, check_device, modules_from_bytes,
                                                 train_unit)
 from brickwork.studies.sorting.variants import (ADDRESSED_UNITS, THESIS_UNITS, VARIANTS, WHOLE_LIST,
                                                 build_agent, is_typed)

@@ -3,7 +3,8 @@ teacher traces, with input noise (the types' ``noise``: eq. 3.1/3.2), cross-entr
 Adam, until error ≤ 1 % and saturation ≤ 1 % (or the loss stalls or falls under 1e-6);
 then, for generalization runs, further training towards a stricter error.
 
-Units train in parallel processes, one torch thread each (:func:`train_units`).
+The study trains units in parallel processes, one torch thread each
+(:class:`~brickwork.studies.sorting.pool.Pool`).
 
 Example:
     >>> cfg = TrainConfig(max_length=3, train_lists=60, val_lists=20, max_seconds=5)
@@ -14,11 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
-import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -393,73 +392,5 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
             "states": states_to_bytes(modules), "met_criteria": reason in ("criteria", "loss_floor")}
 
 
-# ----- parallel execution ---------------------------------------------------------------------
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-    logging.getLogger("brickwork").setLevel(logging.WARNING)
-
-
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    return fn(**kwargs)
-
-
-class Pool:
-    """Local worker processes (spawn, one torch thread each); in-process with 1 worker.
-
-    Example:
-        >>> with Pool(1) as pool:
-        ...     pool.submit(dict, a=1).result()
-        {'a': 1}
-    """
-
-    def __init__(self, workers: int):
-        self.workers = max(1, int(workers))
-        self._ex: cf.Executor | None = None
-
-    def __enter__(self) -> Pool:
-        if self.workers > 1:
-            ctx = multiprocessing.get_context("spawn")
-            self._ex = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._ex is not None:
-            self._ex.shutdown(wait=True, cancel_futures=True)
-
-    def submit(self, fn: Callable[..., Any], **kwargs: Any) -> cf.Future:
-        if self._ex is not None:
-            return self._ex.submit(_call, fn, kwargs)
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(fn(**kwargs))
-        except BaseException as exc:  # surfaced by .result()
-            fut.set_exception(exc)
-        return fut
-
-
-#: longest-first order for the makespan
-UNIT_COST = {"thesis.controller": 100, "thesis.swap": 60, "rec.controller": 12,
-             "addr.controller": 10, "addr.swap": 4}
-
-
-def train_units(units: Iterable[str], seed: int, cfg: TrainConfig, pool: Pool, *,
-                phase: str = "criterion", previous: Mapping[str, dict] | None = None,
-                device: str = "cpu") -> tuple[dict[str, dict], float]:
-    """Train units in parallel (each on ``device``); returns results by unit and the wall
-    time of the batch."""
-    order = sorted(units, key=lambda u: -UNIT_COST.get(u, 1))
-    t0 = time.perf_counter()
-    futures = {}
-    for u in order:
-        kw: dict[str, Any] = {"unit": u, "seed": seed, "cfg": cfg, "phase": phase,
-                              "device": device}
-        if previous is not None:
-            kw["init_states"] = previous[u]["states"]
-            kw["prior_iterations"] = previous[u]["iterations"]
-        futures[u] = pool.submit(train_unit, **kw)
-    results = {u: f.result() for u, f in futures.items()}
-    return results, time.perf_counter() - t0
-
-
-__all__ = ["Pool", "TrainConfig", "check_device", "mean_abs_grad", "modules_from_bytes", "port_errors",
-           "port_loss", "states_to_bytes", "train_unit", "train_units", "unit_data"]
+__all__ = ["TrainConfig", "check_device", "mean_abs_grad", "modules_from_bytes", "port_errors",
+           "port_loss", "states_to_bytes", "train_unit", "unit_data"]
