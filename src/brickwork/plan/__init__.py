@@ -9,10 +9,18 @@ Example:
 
 from brickwork.plan.data_spec import DataSpec
 from brickwork.plan.training_plan import MODES, IntermediatePlan, ModulePlan, TrainingPlan
-from brickwork.plan.planner import is_trainable, make_plan, merge_is_codependent
+from brickwork.plan.planner import (
+    CODEPENDENT_POLICIES,
+    CodependentPolicy,
+    is_trainable,
+    make_plan,
+    merge_is_codependent,
+)
 from brickwork.plan.spec_file import PlanFile, load_plan_file
 
 __all__ = [
+    "CODEPENDENT_POLICIES",
+    "CodependentPolicy",
     "MODES",
     "DataSpec",
     "IntermediatePlan",
