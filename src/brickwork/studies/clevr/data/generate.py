@@ -158,24 +158,17 @@ def generate_dataset(
             generated at all (the JSON files are not written then, so no empty dataset
             looks valid).
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     check_split_name(split)
-    _check_count("n_scenes", n_scenes, 1, MAX_SCENES)
-    _check_count("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE)
-    _check_count("width", width, 1, MAX_IMAGE_SIDE)
-    _check_count("height", height, 1, MAX_IMAGE_SIDE)
-    _check_count("supersample", supersample, 1, MAX_SUPERSAMPLE)
-    _check_count("processes", processes, 1, 1024)
-    _check_count("chunk_size", chunk_size, 1, MAX_SCENES)
+    for name, value, lo, hi in (("n_scenes", n_scenes, 1, MAX_SCENES),
+                                ("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE),
+                                ("width", width, 1, MAX_IMAGE_SIDE), ("height", height, 1, MAX_IMAGE_SIDE),
+                                ("supersample", supersample, 1, MAX_SUPERSAMPLE),
+                                ("processes", processes, 1, 1024), ("chunk_size", chunk_size, 1, MAX_SCENES)):
+        _check_count(name, value, lo, hi)
     paths = release_paths(out_dir, split)
     if not overwrite:
-        old = split_files(out_dir, split)
-        if old:
-            raise DataError(f"{out_dir}: already holds split {split!r} ({len(old)} files, e.g. "
-                            f"{old[0]}); pass overwrite=True (CLI: --force) to replace it, or "
-                            "choose another folder or split")
+        _refuse_existing(out_dir, split)
     cfg_scene = scene_config or SceneConfig()
     fams = list(families) if families is not None else list(FAMILIES)
     cfg = {
@@ -197,14 +190,7 @@ def generate_dataset(
             for a in range(0, n_scenes, chunk_size)]
     scenes: list[dict[str, Any]] = []
     questions: list[dict[str, Any]] = []
-    if processes > 1 and len(jobs) > 1:
-        from brickwork.training import make_executor  # torch: only where workers run
-
-        with make_executor("local", workers=min(processes, len(jobs))) as ex:
-            done = ex.map(_work, jobs, progress=progress, desc="clevr generate")
-    else:
-        done = [_work(job) for job in tqdm(jobs, disable=not progress, desc="clevr generate")]
-    for res in done:  # in scene order: question indices follow it
+    for res in _run_jobs(jobs, processes, progress):  # in scene order: question indices follow it
         for scene_json, qs in res["results"]:
             scenes.append(scene_json)
             for q in qs:
@@ -217,7 +203,49 @@ def generate_dataset(
                         "questions files were not written")
     _remove_stale_images(paths["images"], split,
                          {image_filename(split, i) for i in range(n_scenes)} if render else set())
-    info = {
+    info = _info(split, seed, n_scenes, questions_per_scene, min_depth, max_depth, fams,
+                 width, height, supersample, cfg_scene)
+    atomic_write_json(paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False)
+    atomic_write_json(paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False)
+    seconds = time.perf_counter() - t0
+    logger.info("generated %d scenes, %d questions in %.1f s", len(scenes), len(questions), seconds)
+    return {
+        "root": str(Path(out_dir)),
+        "scenes_file": str(paths["scenes"]),
+        "questions_file": str(paths["questions"]),
+        "images_dir": str(paths["images"]) if render else None,
+        "scenes": len(scenes),
+        "questions": len(questions),
+        "seconds": seconds,
+    }
+
+
+def _refuse_existing(out_dir: str | Path, split: str) -> None:
+    old = split_files(out_dir, split)
+    if old:
+        raise DataError(f"{out_dir}: already holds split {split!r} ({len(old)} files, e.g. "
+                        f"{old[0]}); pass overwrite=True (CLI: --force) to replace it, or "
+                        "choose another folder or split")
+
+
+def _run_jobs(jobs: list[dict[str, Any]], processes: int, progress: bool) -> list[dict[str, Any]]:
+    """:func:`_work` over ``jobs``, on ``processes`` workers when there is more than one
+    job; results in the order of ``jobs``."""
+    from tqdm.auto import tqdm
+
+    if processes > 1 and len(jobs) > 1:
+        from brickwork.training import make_executor  # torch: only where workers run
+
+        with make_executor("local", workers=min(processes, len(jobs))) as ex:
+            return ex.map(_work, jobs, progress=progress, desc="clevr generate")
+    return [_work(job) for job in tqdm(jobs, disable=not progress, desc="clevr generate")]
+
+
+def _info(split: str, seed: int, n_scenes: int, questions_per_scene: int, min_depth: int,
+          max_depth: int, fams: list[str], width: int, height: int, supersample: int,
+          cfg_scene: SceneConfig) -> dict[str, Any]:
+    """The ``info`` block of the split's scenes and questions files."""
+    return {
         "split": split,
         "version": "1.0",
         "license": "Creative Commons Attribution (CC BY 4.0)",
@@ -232,19 +260,6 @@ def generate_dataset(
         },
         "families": list(FAMILIES),
         "depth": "longest chain of nodes from a scene node to the output, scene not counted",
-    }
-    atomic_write_json(paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False)
-    atomic_write_json(paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False)
-    seconds = time.perf_counter() - t0
-    logger.info("generated %d scenes, %d questions in %.1f s", len(scenes), len(questions), seconds)
-    return {
-        "root": str(Path(out_dir)),
-        "scenes_file": str(paths["scenes"]),
-        "questions_file": str(paths["questions"]),
-        "images_dir": str(paths["images"]) if render else None,
-        "scenes": len(scenes),
-        "questions": len(questions),
-        "seconds": seconds,
     }
 
 
