@@ -7,14 +7,13 @@ because ``relate`` feeds ``relate`` (and ``same``/``unique`` chain) in CLEVR pro
 The study then reads the plan as follows:
 
 - the question encoder is outside the layouts: *direct* (the answer is its target);
-- a module with decoupled input and indirect supervision (``scene``, ``find[*]``) is
-  trained through a **surrogate** gradient module (§4.2.3), answers only. ``make_plan``
-  also reports it as *codependent* (``And``/``Or`` merge finds non-additively) and so
-  puts it in the joint group; the study resolves that codependence the thesis's way,
-  with one SGM per find, and records the override in ``note``;
+- a module with decoupled input and indirect supervision (``scene``, ``find[*]``):
+  ``make_plan`` says *surrogate* (one SGM per module towards the answer, §4.2.3: its
+  default ``codependent="surrogate"`` policy for the finds that ``And``/``Or`` merge),
+  stage 1; the study takes that as it comes;
 - with executor targets (``supervision="targets"``) the finds (and ``scene``, on the
   union of the object masks) are supervised directly
-  (``DataSpec.module_targets``) and ``make_plan`` says *direct* itself;
+  (``DataSpec.module_targets``) and ``make_plan`` says *direct*;
 - every other module keeps ``make_plan``'s mode (*joint* group or *cached*) and stage;
   the study trains them after stage 1 from the cached prior with the finds frozen.
 
@@ -67,11 +66,11 @@ def study_plan(layouts: Sequence[Layout], supervision: str = "answers") -> dict[
              "codependent": mp.codependent, "engine_mode": mp.mode, "mode": mp.mode,
              "stage": mp.stage}
         if mp.decoupled and mp.kind in ("find", "scene"):
-            e["mode"] = "direct" if mp.direct else "surrogate"
-            e["stage"] = 1
-            if e["mode"] != mp.mode:
-                e["note"] = (f"make_plan: {mp.mode} (codependent And/Or merges); trained "
-                             f"through its own surrogate gradient module instead (§4.2.3)")
+            if mp.mode not in ("direct", "surrogate") or mp.stage != 1:
+                raise PlanError(f"study_plan: make_plan trains {name} as {mp.mode!r} in stage "
+                                f"{mp.stage}; the study trains finds and scene in stage 1, "
+                                "'surrogate' (answers) or 'direct' (targets); keep make_plan's "
+                                "default codependent='surrogate'")
         else:
             e["stage"] = max(2, mp.stage)
         out[name] = e
