@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one row per module, or per kind like Table 4.1")
     p.add_argument("--cycles", choices=["error", "joint"], default=None,
                    help="refuse dependency cycles (default) or train them jointly")
+    p.add_argument("--codependent", choices=["surrogate", "joint"], default=None,
+                   help="how modules whose outputs meet in a codependent op train: one "
+                   "surrogate gradient module each (the file's setting, else surrogate) "
+                   "or jointly")
     p.add_argument("--reuse", action="store_true",
                    help="reuse registry entries with a matching kind, tag and signature")
     p.add_argument("--registry", metavar="PATH", type=existing_dir, help="registry folder (default: "
@@ -45,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         from brickwork.registry import Registry
 
         registry = Registry(args.registry)
-    plan = make_plan(spec.family, spec.data, registry=registry, reuse=args.reuse,
-                     cycles=args.cycles or spec.cycles)
+    options = {**spec.plan_options(), "cycles": args.cycles or spec.cycles}
+    if args.codependent:
+        options["codependent"] = args.codependent
+    plan = make_plan(spec.family, spec.data, registry=registry, reuse=args.reuse, **options)
     print(plan.table(by=args.by))
     text = json.dumps(plan.to_json(), indent=2, sort_keys=True)
     if args.json_out == "-":

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
         registry = Registry(args.registry)
     plan = make_plan(spec.family, spec.data, registry=registry, reuse=args.reuse,
-                     cycles=spec.cycles)
+                     **spec.plan_options())
     # refuse a bad run folder or a changed resume before anything is written
     check_run_folder(plan, spec.family, data, out, seed=seed, hparams=opts.get("hparams"),
                      search=opts.get("search"), trials=trials, resume=args.resume,
