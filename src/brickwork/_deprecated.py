@@ -17,16 +17,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def deprecated_names(module: str, names: Mapping[str, tuple[str, Callable[[], Any]]], *,
-                     why: str = "") -> Callable[[str], Any]:
+def deprecated_names(
+    module: str, names: Mapping[str, tuple[str, Callable[[], Any]]], *, why: str = ""
+) -> Callable[[str], Any]:
     """A module-level ``__getattr__`` serving ``old -> (new name, getter)`` with a
     :class:`DeprecationWarning` naming the new name (and ``why``)."""
 
     def __getattr__(name: str) -> Any:
         if name in names:
             new, get = names[name]
-            warnings.warn(f"{module}.{name} is deprecated; use {new}" + (f" ({why})" if why else ""),
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"{module}.{name} is deprecated; use {new}" + (f" ({why})" if why else ""),
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return get()
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 

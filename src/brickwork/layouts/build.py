@@ -66,11 +66,17 @@ class LayoutBuilder:
         self._outputs[name] = source.source() if isinstance(source, NodeRef) else source
 
     def build(self, input_types: Mapping[str, NeuralType] | None = None) -> Layout:
-        return Layout(self.name, self._nodes.values(), self.kinds, self._outputs or None, input_types)
+        return Layout(
+            self.name, self._nodes.values(), self.kinds, self._outputs or None, input_types
+        )
 
 
-def chain(*modules: Module | str | tuple[str, Module], kinds: Kinds | None = None,
-          name: str = "chain", input_types: Mapping[str, NeuralType] | None = None) -> Layout:
+def chain(
+    *modules: Module | str | tuple[str, Module],
+    kinds: Kinds | None = None,
+    name: str = "chain",
+    input_types: Mapping[str, NeuralType] | None = None,
+) -> Layout:
     """A layout where each module's single unconnected input reads the previous output.
 
     Ports of the first module become external inputs (by port name). A later module with
@@ -121,14 +127,17 @@ def chain(*modules: Module | str | tuple[str, Module], kinds: Kinds | None = Non
                 raise LayoutError(
                     f"chain '{name}', node '{mname}#{i}': {len(open_ports)} unconnected input "
                     f"ports {open_ports}; a chain feeds exactly one port from the previous "
-                    "module. Use LayoutBuilder for graphs")
+                    "module. Use LayoutBuilder for graphs"
+                )
             inputs[open_ports[0]] = prev  # type: ignore[assignment]
         node_id = f"{mname}#{i}"
         nodes.append(Node(node_id, mname, kinds.kind_for(fn), arg, inputs))
         outs = list(sig.outputs)
         if len(outs) != 1 and i < len(names) - 1:
-            raise LayoutError(f"chain '{name}', node '{node_id}': {len(outs)} outputs {outs}; "
-                              "a chain passes on exactly one")
+            raise LayoutError(
+                f"chain '{name}', node '{node_id}': {len(outs)} outputs {outs}; "
+                "a chain passes on exactly one"
+            )
         prev = Source(node_id, outs[0])
     return Layout(name, nodes, kinds, None, input_types)
 
@@ -140,10 +149,13 @@ def program_function(node: Mapping[str, Any], index: int, name: str) -> str:
     return fn
 
 
-def from_program(program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
-                 kinds: Kinds, *,
-                 externals: Mapping[str, NeuralType] | None = None,
-                 name: str = "program") -> Layout:
+def from_program(
+    program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
+    kinds: Kinds,
+    *,
+    externals: Mapping[str, NeuralType] | None = None,
+    name: str = "program",
+) -> Layout:
     """Build a layout from a CLEVR-style program (a list of ``{function|type, inputs,
     value_inputs}`` dicts, each input an index of an earlier node), a tree (a dict whose
     ``inputs`` are subtrees) or an s-expression such as
@@ -172,14 +184,18 @@ def from_program(program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
         values = [str(v) for v in pnode.get("value_inputs", []) or []]
         module = f"{fn}[{','.join(values)}]" if values else fn
         if not kinds.knows(module):
-            raise LayoutError(f"program '{name}', node {i}: no module kind for function '{fn}' "
-                              f"(kind '{kinds.kind_for(fn)}'); known kinds: {kinds.kinds()}")
+            raise LayoutError(
+                f"program '{name}', node {i}: no module kind for function '{fn}' "
+                f"(kind '{kinds.kind_for(fn)}'); known kinds: {kinds.kinds()}"
+            )
         sig = kinds.signature(module)
         args = list(pnode.get("inputs", []) or [])
         for a in args:
             if not isinstance(a, int) or not 0 <= a < i:
-                raise LayoutError(f"program '{name}', node {i} ('{fn}'): input {a!r} must be the "
-                                  f"index of an earlier node (0..{i - 1})")
+                raise LayoutError(
+                    f"program '{name}', node {i} ('{fn}'): input {a!r} must be the "
+                    f"index of an earlier node (0..{i - 1})"
+                )
         inputs: dict[str, Source] = {}
         free = [p for p in sig.inputs if p not in externals]
         for p in sig.inputs:
@@ -189,13 +205,15 @@ def from_program(program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
             raise LayoutError(
                 f"program '{name}', node {i} ('{module}'): takes {len(free)} program inputs "
                 f"{free} but the program gives {len(args)} ({args}). Check the program or the "
-                "module's ports")
+                "module's ports"
+            )
         for port, a in zip(free, args):
             src_node = nodes[a]
             outs = list(kinds.signature(src_node.module).outputs)
             inputs[port] = Source(src_node.id, outs[0])
-        nodes.append(Node(f"{module}#{i}", module, kinds.kind_for(fn),
-                          ",".join(values) or None, inputs))
+        nodes.append(
+            Node(f"{module}#{i}", module, kinds.kind_for(fn), ",".join(values) or None, inputs)
+        )
     if not nodes:
         raise LayoutError(f"program '{name}' is empty")
     last = nodes[-1]

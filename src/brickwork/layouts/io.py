@@ -52,9 +52,13 @@ def save_kinds(kinds: Kinds, folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def load_kinds(folder: str | os.PathLike[str], into: Kinds | None = None, *,
-               map_location: str | torch.device | None = None,
-               imports: Sequence[str] = ()) -> Kinds:
+def load_kinds(
+    folder: str | os.PathLike[str],
+    into: Kinds | None = None,
+    *,
+    map_location: str | torch.device | None = None,
+    imports: Sequence[str] = (),
+) -> Kinds:
     """Load modules saved by :func:`save_kinds` into ``into`` (or a new ``Kinds``).
 
     Each saved name gets its own weights. A name that was not saved (``find[purple]``
@@ -84,14 +88,18 @@ def load_kinds(folder: str | os.PathLike[str], into: Kinds | None = None, *,
             raise TypeError(f"'modules' is a {type(index).__name__}, expected an object")
     except LoadError as exc:
         if not (folder / INDEX).exists():
-            raise LoadError(f"{folder / INDEX}: missing; was this folder written by save_kinds?") from None
+            raise LoadError(
+                f"{folder / INDEX}: missing; was this folder written by save_kinds?"
+            ) from None
         raise exc from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise LoadError(f"{folder / INDEX}: damaged ({exc})") from None
     kinds = into if into is not None else Kinds()
     for name, sub in index.items():
         if not isinstance(sub, str) or "/" in sub or "\\" in sub or sub.startswith("."):
-            raise LoadError(f"{folder / INDEX}: module '{name}' points outside the folder ({sub!r})")
+            raise LoadError(
+                f"{folder / INDEX}: module '{name}' points outside the folder ({sub!r})"
+            )
         kinds.add(name, load_module(folder / sub, map_location=map_location, imports=imports))
     return kinds
 
@@ -99,9 +107,16 @@ def load_kinds(folder: str | os.PathLike[str], into: Kinds | None = None, *,
 def layout_from_json(data: Mapping[str, Any], kinds: Kinds) -> Layout:
     """Rebuild a layout from :meth:`Layout.to_json` output (type-checked again)."""
     try:
-        nodes = [Node(n["id"], n["module"], n["kind"], n.get("arg"),
-                      {p: Source(s[0], s[1]) for p, s in n["inputs"].items()})
-                 for n in data["nodes"]]
+        nodes = [
+            Node(
+                n["id"],
+                n["module"],
+                n["kind"],
+                n.get("arg"),
+                {p: Source(s[0], s[1]) for p, s in n["inputs"].items()},
+            )
+            for n in data["nodes"]
+        ]
         outputs = {k: Source(s[0], s[1]) for k, s in data.get("outputs", {}).items()}
         return Layout(str(data.get("name", "layout")), nodes, kinds, outputs or None)
     except (KeyError, TypeError, IndexError) as exc:

@@ -31,8 +31,13 @@ class Kinds(nn.Module):
         True
     """
 
-    def __init__(self, factories: Mapping[str, Callable[..., Module]] | None = None, *,
-                 functions: Mapping[str, str] | None = None, **more: Callable[..., Module]):
+    def __init__(
+        self,
+        factories: Mapping[str, Callable[..., Module]] | None = None,
+        *,
+        functions: Mapping[str, str] | None = None,
+        **more: Callable[..., Module],
+    ):
         super().__init__()
         self._factories: dict[str, Callable[..., Module]] = {**(factories or {}), **more}
         self._functions = dict(functions or {})
@@ -69,12 +74,16 @@ class Kinds(nn.Module):
             (False, True)
         """
         if not isinstance(module, Module):
-            raise LayoutError(f"module '{module_name}': expected a brickwork Module, got "
-                              f"{type(module).__name__}; wrap it with brickwork.typed(...)")
+            raise LayoutError(
+                f"module '{module_name}': expected a brickwork Module, got "
+                f"{type(module).__name__}; wrap it with brickwork.typed(...)"
+            )
         existing = self._names.get(module_name)
         if existing is not None and self.instances[existing] is not module:
-            raise LayoutError(f"module name '{module_name}' already names another module; "
-                              "the same name means the same weights, pick another name")
+            raise LayoutError(
+                f"module name '{module_name}' already names another module; "
+                "the same name means the same weights, pick another name"
+            )
         key = existing or f"m{len(self._names)}"
         self.instances[key] = module
         self._names[module_name] = key
@@ -94,8 +103,10 @@ class Kinds(nn.Module):
         kind = self.kind_for(fn)
         factory = self._factories.get(kind)
         if factory is None:
-            raise LayoutError(f"no module kind '{kind}' for module '{module_name}'; known kinds: "
-                              f"{self.kinds()}. Add it: Kinds({kind}=factory)")
+            raise LayoutError(
+                f"no module kind '{kind}' for module '{module_name}'; known kinds: "
+                f"{self.kinds()}. Add it: Kinds({kind}=factory)"
+            )
         try:
             module = _call_factory(factory, arg)
         except LayoutError as exc:
@@ -103,8 +114,10 @@ class Kinds(nn.Module):
                 raise LayoutError(f"module '{module_name}': {exc}") from None
             raise
         if not isinstance(module, Module):
-            raise LayoutError(f"the factory of kind '{kind}' returned {type(module).__name__}, "
-                              "not a brickwork Module; wrap it with brickwork.typed(...)")
+            raise LayoutError(
+                f"the factory of kind '{kind}' returned {type(module).__name__}, "
+                "not a brickwork Module; wrap it with brickwork.typed(...)"
+            )
         return self.add(module_name, module)
 
     def signature(self, module_name: str) -> Signature:
@@ -160,7 +173,8 @@ class Rebuild:
                 f"'{self.name}', and a fresh {self.cls.__name__} cannot be rebuilt from its "
                 f"config {self.config!r} ({exc}). Give the kind a factory "
                 f"(Kinds({self.kind}=factory)) or add every name you use "
-                f"(kinds.add(name, module))") from None
+                f"(kinds.add(name, module))"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Rebuild({self.cls.__name__}, {self.config!r})"
@@ -168,9 +182,11 @@ class Rebuild:
 
 def _call_factory(factory: Callable[..., Module], arg: str | None) -> Module:
     try:
-        params = [p for p in inspect.signature(factory).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.default is p.empty]
+        params = [
+            p
+            for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
     except (TypeError, ValueError):
         params = []
     if arg is not None and params:

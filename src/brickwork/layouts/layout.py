@@ -12,6 +12,7 @@ from brickwork.layouts.node import Node, Source
 from brickwork.modules import Adapter, Signature
 from brickwork.types import AxisBindings, NeuralType
 
+
 def fix_hint(found: NeuralType, expected: NeuralType, consumer: str) -> str:
     """How to make ``found`` fit ``expected`` (for error messages)."""
     hint = Adapter.hint(found, expected)
@@ -19,8 +20,10 @@ def fix_hint(found: NeuralType, expected: NeuralType, consumer: str) -> str:
         return hint[0].upper() + hint[1:]
     if found.kind == expected.kind:
         return "Make the axes agree (same names, same fixed sizes) on both modules"
-    return (f"Change the producer's output to {expected.kind}, or give '{consumer}' an input "
-            f"of {found.kind}, or insert an adapter module between them")
+    return (
+        f"Change the producer's output to {expected.kind}, or give '{consumer}' an input "
+        f"of {found.kind}, or insert an adapter module between them"
+    )
 
 
 @final
@@ -49,16 +52,23 @@ class Layout:
         (['x', 'y'], ['out'])
     """
 
-    def __init__(self, name: str, nodes: Iterable[Node], kinds: Kinds,
-                 outputs: Mapping[str, Source] | None = None,
-                 input_types: Mapping[str, NeuralType] | None = None):
+    def __init__(
+        self,
+        name: str,
+        nodes: Iterable[Node],
+        kinds: Kinds,
+        outputs: Mapping[str, Source] | None = None,
+        input_types: Mapping[str, NeuralType] | None = None,
+    ):
         self.name = name
         self.kinds = kinds
         by_id: dict[str, Node] = {}
         for node in nodes:
             if node.id in by_id:
-                raise LayoutError(f"layout '{name}': two nodes are named '{node.id}'; node ids "
-                                  "must be unique (the same *module* name may repeat)")
+                raise LayoutError(
+                    f"layout '{name}': two nodes are named '{node.id}'; node ids "
+                    "must be unique (the same *module* name may repeat)"
+                )
             by_id[node.id] = node
         self._nodes = _toposort(name, by_id)
         self._by_id = by_id
@@ -76,7 +86,8 @@ class Layout:
         #: per node, in order: (node, level, [(port, source node or None, source port)])
         self.plan_rows: tuple[Any, ...] = tuple(
             (n, levels[n.id], tuple((p, s.node, s.port) for p, s in n.inputs.items()))
-            for n in self._nodes)
+            for n in self._nodes
+        )
         position = {n.id: k for k, n in enumerate(self._nodes)}
         waits = [0] * len(self._nodes)
         readers: list[list[int]] = [[] for _ in self._nodes]
@@ -112,8 +123,10 @@ class Layout:
         try:
             return self._by_id[node_id]
         except KeyError:
-            raise LayoutError(f"layout '{self.name}' has no node '{node_id}'; nodes: "
-                              f"{[n.id for n in self._nodes]}") from None
+            raise LayoutError(
+                f"layout '{self.name}' has no node '{node_id}'; nodes: "
+                f"{[n.id for n in self._nodes]}"
+            ) from None
 
     def signature_of(self, node_id: str) -> Signature:
         return self._signatures[self.node(node_id).module]
@@ -155,9 +168,13 @@ class Layout:
             keep.add(nid)
             stack.extend(s.node for s in self._by_id[nid].inputs.values() if s.node)
         outs = {p: Source(node_id, p) for p in self.signature_of(node_id).outputs}
-        return Layout(name or f"{self.name}[:{node_id}]",
-                      [n for n in self._nodes if n.id in keep], self.kinds, outs,
-                      {k: v for k, v in self._inputs.items()})
+        return Layout(
+            name or f"{self.name}[:{node_id}]",
+            [n for n in self._nodes if n.id in keep],
+            self.kinds,
+            outs,
+            {k: v for k, v in self._inputs.items()},
+        )
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -167,11 +184,20 @@ class Layout:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON description (nodes, sources, outputs) of the structure."""
-        return {"name": self.name,
-                "nodes": [{"id": n.id, "module": n.module, "kind": n.kind, "arg": n.arg,
-                           "inputs": {p: [s.node, s.port] for p, s in n.inputs.items()}}
-                          for n in self._nodes],
-                "outputs": {k: [s.node, s.port] for k, s in self._outputs.items()}}
+        return {
+            "name": self.name,
+            "nodes": [
+                {
+                    "id": n.id,
+                    "module": n.module,
+                    "kind": n.kind,
+                    "arg": n.arg,
+                    "inputs": {p: [s.node, s.port] for p, s in n.inputs.items()},
+                }
+                for n in self._nodes
+            ],
+            "outputs": {k: [s.node, s.port] for k, s in self._outputs.items()},
+        }
 
     # ----- checking -------------------------------------------------------------------
     def _check(self, declared: dict[str, NeuralType]) -> dict[str, NeuralType]:
@@ -184,7 +210,8 @@ class Layout:
                 raise LayoutError(
                     f"layout '{self.name}', node '{node.id}': module '{node.module}' has input "
                     f"ports {list(sig.inputs)}; missing {missing}, unknown {unknown}. "
-                    "Connect exactly the declared ports")
+                    "Connect exactly the declared ports"
+                )
             for port, src in node.inputs.items():
                 expected = sig.inputs[port]
                 if src.node is None:
@@ -192,13 +219,16 @@ class Layout:
                     origin = f"input '{src.port}'"
                 else:
                     if src.node not in self._by_id:
-                        raise LayoutError(f"layout '{self.name}', node '{node.id}', port '{port}': "
-                                          f"reads unknown node '{src.node}'")
+                        raise LayoutError(
+                            f"layout '{self.name}', node '{node.id}', port '{port}': "
+                            f"reads unknown node '{src.node}'"
+                        )
                     outs = self._signatures[self._by_id[src.node].module].outputs
                     if src.port not in outs:
                         raise LayoutError(
                             f"layout '{self.name}', node '{node.id}', port '{port}': node "
-                            f"'{src.node}' has no output '{src.port}'; its outputs are {list(outs)}")
+                            f"'{src.node}' has no output '{src.port}'; its outputs are {list(outs)}"
+                        )
                     found = outs[src.port]
                     origin = f"node '{src.node}'"
                 reason = found.feed_reason(expected, self.bindings)
@@ -206,16 +236,21 @@ class Layout:
                     raise LayoutError(
                         f"layout '{self.name}', node '{node.id}', port '{port}': got {found!r} "
                         f"from {origin}, expected {expected!r} ({reason}). "
-                        f"{fix_hint(found, expected, node.id)}")
+                        f"{fix_hint(found, expected, node.id)}"
+                    )
         return inputs
 
     def _resolve_outputs(self, outputs: Mapping[str, Source] | None) -> dict[str, Source]:
         if outputs is not None:
             for name, src in outputs.items():
-                if src.node is not None and (src.node not in self._by_id or src.port not in
-                                             self.signature_of(src.node).outputs):
-                    raise LayoutError(f"layout '{self.name}': output '{name}' reads {src!r}, "
-                                      "which no node produces")
+                if src.node is not None and (
+                    src.node not in self._by_id
+                    or src.port not in self.signature_of(src.node).outputs
+                ):
+                    raise LayoutError(
+                        f"layout '{self.name}': output '{name}' reads {src!r}, "
+                        "which no node produces"
+                    )
             return dict(outputs)
         used = {s.node for n in self._nodes for s in n.inputs.values() if s.node}
         sinks = [n for n in self._nodes if n.id not in used]
@@ -243,15 +278,19 @@ def _toposort(name: str, by_id: Mapping[str, Node]) -> tuple[Node, ...]:
             if state.get(nid) == 2:
                 continue
             if state.get(nid) == 1:
-                raise LayoutError(f"layout '{name}': cycle through node '{nid}'; a layout is a "
-                                  "DAG, so break the loop (an agent loop runs in brickwork.agent)")
+                raise LayoutError(
+                    f"layout '{name}': cycle through node '{nid}'; a layout is a "
+                    "DAG, so break the loop (an agent loop runs in brickwork.agent)"
+                )
             state[nid] = 1
             stack.append((nid, True))
             for src in by_id[nid].inputs.values():
                 if src.node is not None and src.node in by_id:
                     if state.get(src.node) == 1:
-                        raise LayoutError(f"layout '{name}': cycle through node '{src.node}'; a "
-                                          "layout is a DAG, so break the loop")
+                        raise LayoutError(
+                            f"layout '{name}': cycle through node '{src.node}'; a "
+                            "layout is a DAG, so break the loop"
+                        )
                     if not state.get(src.node):
                         stack.append((src.node, False))
     return tuple(order)

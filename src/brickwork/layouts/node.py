@@ -81,4 +81,6 @@ class Node:
         object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
 
     def __hash__(self) -> int:
-        return hash((self.id, self.module, tuple(sorted(self.inputs.items(), key=lambda kv: kv[0]))))
+        return hash(
+            (self.id, self.module, tuple(sorted(self.inputs.items(), key=lambda kv: kv[0])))
+        )

@@ -46,12 +46,16 @@ def flatten_program(program: Any, name: str = "program") -> list[dict[str, Any]]
         out = []
         for i, node in enumerate(program):
             if not isinstance(node, Mapping):
-                raise LayoutError(f"program '{name}', node {i}: expected a mapping with "
-                                  f"'function', 'inputs', 'value_inputs', got {type(node).__name__}")
+                raise LayoutError(
+                    f"program '{name}', node {i}: expected a mapping with "
+                    f"'function', 'inputs', 'value_inputs', got {type(node).__name__}"
+                )
             out.append(dict(node))
         return out
-    raise LayoutError(f"program '{name}': expected a list of nodes, a tree (a mapping) or an "
-                      f"s-expression string, got {type(program).__name__}")
+    raise LayoutError(
+        f"program '{name}': expected a list of nodes, a tree (a mapping) or an "
+        f"s-expression string, got {type(program).__name__}"
+    )
 
 
 def parse_sexpr(text: str, name: str = "program") -> dict[str, Any]:
@@ -83,8 +87,10 @@ def parse_sexpr(text: str, name: str = "program") -> dict[str, Any]:
         raise LayoutError(f"{where}: empty s-expression; write e.g. '(exist (find red))'")
     if tokens[0][0] == "word":
         if len(tokens) > 1:
-            raise LayoutError(f"{where}: s-expression: text after '{tokens[0][1]}' at character "
-                              f"{tokens[1][2]}; wrap a node with arguments in parentheses")
+            raise LayoutError(
+                f"{where}: s-expression: text after '{tokens[0][1]}' at character "
+                f"{tokens[1][2]}; wrap a node with arguments in parentheses"
+            )
         return {"function": tokens[0][1], "value_inputs": [], "inputs": []}
     stack: list[dict[str, Any]] = []
     root: dict[str, Any] | None = None
@@ -94,15 +100,20 @@ def parse_sexpr(text: str, name: str = "program") -> dict[str, Any]:
         if root is not None and kind == ")":
             raise LayoutError(f"{where}: s-expression: unmatched ')' at character {off}")
         if root is not None:
-            raise LayoutError(f"{where}: s-expression: text after the program's closing ')' at "
-                              f"character {off}; one program has one outer '( … )'")
+            raise LayoutError(
+                f"{where}: s-expression: text after the program's closing ')' at "
+                f"character {off}; one program has one outer '( … )'"
+            )
         if kind == "(":
             if i + 1 >= len(tokens) or tokens[i + 1][0] != "word":
-                raise LayoutError(f"{where}: s-expression: '(' at character {off} is not "
-                                  "followed by a function name")
+                raise LayoutError(
+                    f"{where}: s-expression: '(' at character {off} is not "
+                    "followed by a function name"
+                )
             if len(stack) >= MAX_DEPTH:
-                raise LayoutError(f"{where}: s-expression nested deeper than {MAX_DEPTH} at "
-                                  f"character {off}")
+                raise LayoutError(
+                    f"{where}: s-expression nested deeper than {MAX_DEPTH} at character {off}"
+                )
             node = {"function": tokens[i + 1][1], "value_inputs": [], "inputs": []}
             if stack:
                 stack[-1]["inputs"].append(node)
@@ -117,41 +128,51 @@ def parse_sexpr(text: str, name: str = "program") -> dict[str, Any]:
                 root = node
         else:
             if not stack:  # pragma: no cover - a word outside parens is caught above
-                raise LayoutError(f"{where}: s-expression: '{word}' at character {off} is "
-                                  "outside parentheses")
+                raise LayoutError(
+                    f"{where}: s-expression: '{word}' at character {off} is outside parentheses"
+                )
             stack[-1]["value_inputs"].append(word)
         i += 1
     if stack:
-        raise LayoutError(f"{where}: s-expression ends at character {len(text)} with "
-                          f"{len(stack)} '(' still open; add ')'")
+        raise LayoutError(
+            f"{where}: s-expression ends at character {len(text)} with "
+            f"{len(stack)} '(' still open; add ')'"
+        )
     assert root is not None
     return root
 
 
-def _flatten_tree(node: Any, name: str, path: str, out: list[dict[str, Any]],
-                  depth: int = 0) -> list[dict[str, Any]]:
+def _flatten_tree(
+    node: Any, name: str, path: str, out: list[dict[str, Any]], depth: int = 0
+) -> list[dict[str, Any]]:
     where = f"program '{name}', node {path or 'root'}"
     if depth > MAX_DEPTH:
         raise LayoutError(f"{where}: nested deeper than {MAX_DEPTH}")
     if not isinstance(node, Mapping):
-        raise LayoutError(f"{where}: expected a mapping with 'function', 'value_inputs', "
-                          f"'inputs' (subtrees), got {type(node).__name__}")
+        raise LayoutError(
+            f"{where}: expected a mapping with 'function', 'value_inputs', "
+            f"'inputs' (subtrees), got {type(node).__name__}"
+        )
     fn = node.get("function", node.get("type"))
     if not isinstance(fn, str) or not fn:
         raise LayoutError(f"{where}: no 'function' (or 'type') string")
     values = node.get("value_inputs", []) or []
     if not isinstance(values, Sequence) or isinstance(values, str):
-        raise LayoutError(f"{where} ('{fn}'): 'value_inputs' must be a list, got "
-                          f"{type(values).__name__}")
+        raise LayoutError(
+            f"{where} ('{fn}'): 'value_inputs' must be a list, got {type(values).__name__}"
+        )
     children = node.get("inputs", []) or []
     if not isinstance(children, Sequence) or isinstance(children, str):
-        raise LayoutError(f"{where} ('{fn}'): 'inputs' must be a list of subtrees, got "
-                          f"{type(children).__name__}")
+        raise LayoutError(
+            f"{where} ('{fn}'): 'inputs' must be a list of subtrees, got {type(children).__name__}"
+        )
     indices = []
     for k, child in enumerate(children):
         if isinstance(child, int) and not isinstance(child, bool):
-            raise LayoutError(f"{where} ('{fn}'): input {k} is an index ({child}); a tree's "
-                              "inputs are subtrees (use the flat list for indices)")
+            raise LayoutError(
+                f"{where} ('{fn}'): input {k} is an index ({child}); a tree's "
+                "inputs are subtrees (use the flat list for indices)"
+            )
         _flatten_tree(child, name, f"{path or 'root'}.inputs[{k}]", out, depth + 1)
         indices.append(len(out) - 1)
     flat = {k: v for k, v in node.items() if k != "inputs"}

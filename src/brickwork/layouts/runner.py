@@ -15,8 +15,12 @@ from brickwork.layouts.schedule import Gather, Schedule, Step, compile_schedule
 from brickwork.modules import Module, checking_enabled
 
 
-def call_group(modules: Sequence[Module], counts: Sequence[int], instance: torch.Tensor | None,
-               inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def call_group(
+    modules: Sequence[Module],
+    counts: Sequence[int],
+    instance: torch.Tensor | None,
+    inputs: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     """Run one group: rows ordered by instance, ``counts[k]`` rows for ``modules[k]``.
 
     A single instance is one call. A kind that overrides
@@ -34,7 +38,7 @@ def call_group(modules: Sequence[Module], counts: Sequence[int], instance: torch
     parts: list[dict[str, torch.Tensor]] = []
     start = 0
     for m, c in zip(modules, counts):
-        sl = {k: v[start:start + c] for k, v in inputs.items()}
+        sl = {k: v[start : start + c] for k, v in inputs.items()}
         parts.append(m.outputs_as_dict(m(**sl)))
         start += c
     return {p: torch.cat([d[p] for d in parts]) for p in parts[0]}
@@ -76,16 +80,24 @@ class Runner:
         True
     """
 
-    def __init__(self, kinds: Kinds, device: str | torch.device | None = None, *,
-                 cache_size: int = 32):
+    def __init__(
+        self, kinds: Kinds, device: str | torch.device | None = None, *, cache_size: int = 32
+    ):
         self.kinds = kinds
         self.device = _as_device(device, "Runner(device=...)") if device is not None else None
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[Any, ...], tuple[tuple[Layout, ...], Schedule]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[tuple[Layout, ...], Schedule]] = (
+            OrderedDict()
+        )
         self.last_schedule: Schedule | None = None
 
-    def compile(self, layouts: Sequence[Layout], inputs: Sequence[str],
-                outputs: Sequence[str], device: str | torch.device | None = None) -> Schedule:
+    def compile(
+        self,
+        layouts: Sequence[Layout],
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        device: str | torch.device | None = None,
+    ) -> Schedule:
         """The schedule of this batch on ``device`` (cached by layouts, names and device)."""
         dev = torch.device(device) if device is not None else None
         key = (tuple(id(lay) for lay in layouts), tuple(sorted(inputs)), tuple(outputs), str(dev))
@@ -100,8 +112,12 @@ class Runner:
                 self._cache.popitem(last=False)
         return sched
 
-    def __call__(self, layouts: Sequence[Layout], inputs: Mapping[str, torch.Tensor],
-                 outputs: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        layouts: Sequence[Layout],
+        inputs: Mapping[str, torch.Tensor],
+        outputs: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
         layouts = list(layouts)
         inputs, device = _on_device(inputs, self.device)
         _check_batch(layouts, inputs)
@@ -120,22 +136,28 @@ class Runner:
         return {name: _gather(values, g) for name, g in sched.outputs.items()}
 
     @staticmethod
-    def per_sample(layouts: Sequence[Layout], inputs: Mapping[str, torch.Tensor],
-                   outputs: Sequence[str] | None = None, *,
-                   device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+    def per_sample(
+        layouts: Sequence[Layout],
+        inputs: Mapping[str, torch.Tensor],
+        outputs: Sequence[str] | None = None,
+        *,
+        device: str | torch.device | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The reference: every sample alone, every node one call, then stacked.
 
         Runs on the inputs' device (or ``device``: inputs are moved there).
         """
         layouts = list(layouts)
-        inputs, _ = _on_device(inputs, _as_device(device, "per_sample(device=...)")
-                               if device is not None else None)
+        inputs, _ = _on_device(
+            inputs, _as_device(device, "per_sample(device=...)") if device is not None else None
+        )
         _check_batch(layouts, inputs)
         names = list(outputs) if outputs is not None else stack_names(layouts)
         results: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         for i, lay in enumerate(layouts):
             vals: dict[tuple[str | None, str], torch.Tensor] = {
-                (None, k): v[i:i + 1] for k, v in inputs.items()}
+                (None, k): v[i : i + 1] for k, v in inputs.items()
+            }
             for node in lay.nodes:
                 module = lay.kinds.module(node.module)
                 args = {p: vals[(s.node, s.port)] for p, s in node.inputs.items()}
@@ -151,12 +173,15 @@ def _as_device(device: str | torch.device, where: str) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise LayoutError(f"{where}: {device!r} is not a device ({exc}); use 'cpu', 'cuda', "
-                          "'cuda:N', 'mps' or 'meta'") from None
+        raise LayoutError(
+            f"{where}: {device!r} is not a device ({exc}); use 'cpu', 'cuda', "
+            "'cuda:N', 'mps' or 'meta'"
+        ) from None
 
 
-def _on_device(inputs: Mapping[str, torch.Tensor], device: torch.device | None
-               ) -> tuple[dict[str, torch.Tensor], torch.device | None]:
+def _on_device(
+    inputs: Mapping[str, torch.Tensor], device: torch.device | None
+) -> tuple[dict[str, torch.Tensor], torch.device | None]:
     """The inputs on one device (``device``, else theirs) and that device."""
     for k, v in inputs.items():
         if not isinstance(v, torch.Tensor):
@@ -166,8 +191,10 @@ def _on_device(inputs: Mapping[str, torch.Tensor], device: torch.device | None
     devices = {k: v.device for k, v in inputs.items()}
     if len(set(devices.values())) > 1:
         listing = ", ".join(f"'{k}' on {d}" for k, d in devices.items())
-        raise LayoutError(f"Runner: inputs on different devices ({listing}); move them to "
-                          "one device or pass Runner(kinds, device=...)")
+        raise LayoutError(
+            f"Runner: inputs on different devices ({listing}); move them to "
+            "one device or pass Runner(kinds, device=...)"
+        )
     return dict(inputs), next(iter(devices.values()), None)
 
 
@@ -183,13 +210,17 @@ def _check_batch(layouts: Sequence[Layout], inputs: Mapping[str, torch.Tensor]) 
         raise LayoutError("Runner: empty batch of layouts")
     for k, v in inputs.items():
         if v.shape[0] != len(layouts):
-            raise LayoutError(f"Runner: input '{k}' has {v.shape[0]} rows for {len(layouts)} "
-                              "layouts; row i of every input belongs to layout i")
+            raise LayoutError(
+                f"Runner: input '{k}' has {v.shape[0]} rows for {len(layouts)} "
+                "layouts; row i of every input belongs to layout i"
+            )
 
 
 def _check_outputs(step: Step, result: Mapping[str, torch.Tensor]) -> None:
     for p, t in step.modules[0].outputs.items():
         reason = t.check(result[p])
         if reason:
-            raise TypeMismatch(f"kind '{step.kind}' (level {step.level}), output port '{p}': "
-                               f"{reason}; expected {t!r}")
+            raise TypeMismatch(
+                f"kind '{step.kind}' (level {step.level}), output port '{p}': "
+                f"{reason}; expected {t!r}"
+            )

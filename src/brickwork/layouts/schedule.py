@@ -61,8 +61,11 @@ class Schedule:
         return len(self.steps)
 
 
-def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, int],
-                 device: torch.device | None = None) -> Gather:
+def _make_gather(
+    entries: list[tuple[SourceKey, int]],
+    sizes: dict[SourceKey, int],
+    device: torch.device | None = None,
+) -> Gather:
     order: dict[SourceKey, int] = {}
     for key, _ in entries:
         if key not in order:
@@ -78,9 +81,12 @@ def _make_gather(entries: list[tuple[SourceKey, int]], sizes: dict[SourceKey, in
     return Gather(keys, torch.tensor(flat, dtype=torch.long, device=device))
 
 
-def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
-                     outputs: Sequence[str],
-                     device: str | torch.device | None = None) -> Schedule:
+def compile_schedule(
+    layouts: Sequence[Layout],
+    batch_inputs: Sequence[str],
+    outputs: Sequence[str],
+    device: str | torch.device | None = None,
+) -> Schedule:
     """Compile ``layouts`` (row ``i`` of every external input belongs to layout ``i``).
 
     The index tensors are made on ``device`` (the inputs' device; ``None``: torch's
@@ -95,8 +101,10 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
     for i, lay in enumerate(layouts):
         if not given.issuperset(lay.inputs):
             name = sorted(set(lay.inputs) - given)[0]
-            raise LayoutError(f"layout '{lay.name}' reads input '{name}', which the batch "
-                              f"does not provide (given: {sorted(batch_inputs)})")
+            raise LayoutError(
+                f"layout '{lay.name}' reads input '{name}', which the batch "
+                f"does not provide (given: {sorted(batch_inputs)})"
+            )
         w = list(lay.waits)
         waits.append(w)
         for k, count in enumerate(w):
@@ -145,18 +153,32 @@ def compile_schedule(layouts: Sequence[Layout], batch_inputs: Sequence[str],
             sizes[("slot", step_idx, p)] = len(ordered)
         instance = None
         if len(modules) > 1:
-            instance = torch.tensor([k for k, c in enumerate(counts) for _ in range(c)],
-                                    dtype=torch.long, device=device)
-        steps.append(Step(kind, len(steps) + 1, modules, counts, instance, gathers, out_ports, len(ordered),
-                          [(s, nd.id) for s, nd, _ in ordered]))  # type: ignore[attr-defined]
+            instance = torch.tensor(
+                [k for k, c in enumerate(counts) for _ in range(c)], dtype=torch.long, device=device
+            )
+        steps.append(
+            Step(
+                kind,
+                len(steps) + 1,
+                modules,
+                counts,
+                instance,
+                gathers,
+                out_ports,
+                len(ordered),
+                [(s, nd.id) for s, nd, _ in ordered],
+            )
+        )  # type: ignore[attr-defined]
     out_gathers: dict[str, Gather] = {}
     for name in outputs:
         entries: list[tuple[SourceKey, int]] = []
         for i, lay in enumerate(layouts):
             src = lay.outputs.get(name)
             if src is None:
-                raise LayoutError(f"layout '{lay.name}' has no output '{name}' (its outputs: "
-                                  f"{list(lay.outputs)}); batch layouts with a common output")
+                raise LayoutError(
+                    f"layout '{lay.name}' has no output '{name}' (its outputs: "
+                    f"{list(lay.outputs)}); batch layouts with a common output"
+                )
             if src.node is None:
                 entries.append((("ext", src.port), i))
             else:

@@ -87,5 +87,8 @@ __all__ = [
 ]
 
 
-__getattr__ = deprecated_names(__name__, {"build": ("build_kind", lambda: build_kind)},
-                               why="it builds a registered kind from its config")
+__getattr__ = deprecated_names(
+    __name__,
+    {"build": ("build_kind", lambda: build_kind)},
+    why="it builds a registered kind from its config",
+)

@@ -43,12 +43,19 @@ def _bullets(mapping: Mapping[str, Any] | None) -> list[str]:
     return [f"- {k}: `{v}`" for k, v in sorted((mapping or {}).items())] or ["- (none)"]
 
 
-def model_card_markdown(*, name: str, kind: str, module_path: str, signature_text: str,
-                        metrics: Mapping[str, Any] | None = None,
-                        lineage: Mapping[str, Any] | None = None,
-                        hyperparameters: Mapping[str, Any] | None = None,
-                        license: str = "mit", tags: Iterable[str] = (),  # noqa: A002
-                        extra: Mapping[str, Any] | None = None) -> str:
+def model_card_markdown(
+    *,
+    name: str,
+    kind: str,
+    module_path: str,
+    signature_text: str,
+    metrics: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    license: str = "mit",
+    tags: Iterable[str] = (),  # noqa: A002
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """A Markdown model card with YAML front matter and a runnable "Use" snippet.
 
     Args:
@@ -73,8 +80,12 @@ def model_card_markdown(*, name: str, kind: str, module_path: str, signature_tex
             tag_list.append(str(t))
     front = ["---", "library_name: brickwork", f"license: {_scalar(license)}", "tags:"]
     front += [f"- {_scalar(t)}" for t in tag_list]
-    front += [f"model_name: {_scalar(name)}", f"kind: {_scalar(kind)}",
-              f"module: {_scalar(module_path)}", f"signature: {_scalar(signature_text)}"]
+    front += [
+        f"model_name: {_scalar(name)}",
+        f"kind: {_scalar(kind)}",
+        f"module: {_scalar(module_path)}",
+        f"signature: {_scalar(signature_text)}",
+    ]
     front += _block("metrics", metrics) + _block("lineage", lineage)
     front += _block("hyperparameters", hyperparameters)
     for k, v in sorted((extra or {}).items()):
@@ -84,24 +95,38 @@ def model_card_markdown(*, name: str, kind: str, module_path: str, signature_tex
             front.append(f"{_scalar(str(k))}: {_scalar(v)}")
     front.append("---")
     own = module_path == "brickwork" or module_path.startswith("brickwork.")
-    body = ["", f"# {name}", "",
-            f"A [brickwork](https://pypi.org/project/brickwork/) module of kind `{kind}`, "
-            f"defined in `{module_path}`.", "",
-            "## Signature", "", f"`{signature_text}`", "",
-            "## Use", "",
-            "In the folder that holds this file (or pass its path):", "",
-            "```python",
-            "from brickwork.modules import Module",
-            "",
-            'module = Module.from_pretrained(".")',
-            "print(module.signature)",
-            "```", ""]
+    body = [
+        "",
+        f"# {name}",
+        "",
+        f"A [brickwork](https://pypi.org/project/brickwork/) module of kind `{kind}`, "
+        f"defined in `{module_path}`.",
+        "",
+        "## Signature",
+        "",
+        f"`{signature_text}`",
+        "",
+        "## Use",
+        "",
+        "In the folder that holds this file (or pass its path):",
+        "",
+        "```python",
+        "from brickwork.modules import Module",
+        "",
+        'module = Module.from_pretrained(".")',
+        "print(module.signature)",
+        "```",
+        "",
+    ]
     if not own:
-        body += [f"The kind comes from `{module_path}`: install its package. If the package "
-                 "declares no `brickwork.kinds` entry point, name the module yourself: "
-                 f'`Module.from_pretrained(".", imports=["{module_path}"])` (Python) or '
-                 f"`--import {module_path}` (CLI). brickwork never imports a module just "
-                 "because a downloaded file names it.", ""]
+        body += [
+            f"The kind comes from `{module_path}`: install its package. If the package "
+            "declares no `brickwork.kinds` entry point, name the module yourself: "
+            f'`Module.from_pretrained(".", imports=["{module_path}"])` (Python) or '
+            f"`--import {module_path}` (CLI). brickwork never imports a module just "
+            "because a downloaded file names it.",
+            "",
+        ]
     body += ["## Metrics", ""] + _bullets(metrics) + [""]
     body += ["## Hyperparameters", ""] + _bullets(hyperparameters) + [""]
     body += ["## Lineage", ""] + _bullets(lineage) + [""]

@@ -70,9 +70,13 @@ def _identity(factory: Any) -> tuple[str, str]:
     return (str(getattr(factory, "__module__", "")), str(getattr(factory, "__qualname__", "")))
 
 
-def register_kind(name: str, *, example_config: dict[str, Any] | None = None,
-                  sizes: dict[str, int] | None = None,
-                  description: str = "") -> Callable[[Any], Any]:
+def register_kind(
+    name: str,
+    *,
+    example_config: dict[str, Any] | None = None,
+    sizes: dict[str, int] | None = None,
+    description: str = "",
+) -> Callable[[Any], Any]:
     """Class/function decorator registering a module kind under ``name``.
 
     Registering the same name twice with a different factory is refused, so two
@@ -93,11 +97,18 @@ def register_kind(name: str, *, example_config: dict[str, Any] | None = None,
         if old is not None and _identity(old.factory) != _identity(factory):
             om, oq = _identity(old.factory)
             nm, nq = _identity(factory)
-            raise LoadError(f"module kind {name!r} is already registered by {om}.{oq}; "
-                            f"{nm}.{nq} cannot take its name. Register it under another name "
-                            "(e.g. prefix it with your package: 'mypkg.find')")
-        _KINDS[name] = KindInfo(name, factory, dict(example_config or {}), dict(sizes or {}),
-                                description or (factory.__doc__ or "").strip().split("\n")[0])
+            raise LoadError(
+                f"module kind {name!r} is already registered by {om}.{oq}; "
+                f"{nm}.{nq} cannot take its name. Register it under another name "
+                "(e.g. prefix it with your package: 'mypkg.find')"
+            )
+        _KINDS[name] = KindInfo(
+            name,
+            factory,
+            dict(example_config or {}),
+            dict(sizes or {}),
+            description or (factory.__doc__ or "").strip().split("\n")[0],
+        )
         if isinstance(factory, type) and issubclass(factory, Module):
             factory.kind_name = name
         return factory
@@ -116,7 +127,8 @@ def kind_info(name: str) -> KindInfo:
         raise LoadError(
             f"unknown module kind {name!r}; known kinds: {sorted(_KINDS)}. Import the "
             "module that defines it (imports=['pkg.mod'] in Python, --import pkg.mod on the "
-            "CLI), or register it with @brickwork.modules.register_kind")
+            "CLI), or register it with @brickwork.modules.register_kind"
+        )
     return info
 
 
@@ -152,8 +164,12 @@ def entry_point_modules() -> set[str]:
         if _MODULE_PATH.match(path):
             found.add(path)
         else:
-            log.warning("entry point %r of group %r has a bad module path %r", ep.name,
-                        ENTRY_POINT_GROUP, ep.value)
+            log.warning(
+                "entry point %r of group %r has a bad module path %r",
+                ep.name,
+                ENTRY_POINT_GROUP,
+                ep.value,
+            )
     return found
 
 
@@ -202,11 +218,15 @@ def import_kinds(imports: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise LoadError(f"cannot import {name!r} (named in imports / --import): {exc}; "
-                            "install the package that provides it or fix the name") from None
+            raise LoadError(
+                f"cannot import {name!r} (named in imports / --import): {exc}; "
+                "install the package that provides it or fix the name"
+            ) from None
         except Exception as exc:
-            raise LoadError(f"importing {name!r} (named in imports / --import) failed: "
-                            f"{type(exc).__name__}: {exc}") from None
+            raise LoadError(
+                f"importing {name!r} (named in imports / --import) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _import_entry_points() -> None:
@@ -214,8 +234,12 @@ def _import_entry_points() -> None:
         try:
             importlib.import_module(path)
         except Exception as exc:
-            log.warning("entry point module %r of group %r failed to import: %s", path,
-                        ENTRY_POINT_GROUP, exc)
+            log.warning(
+                "entry point module %r of group %r failed to import: %s",
+                path,
+                ENTRY_POINT_GROUP,
+                exc,
+            )
 
 
 def resolve_kind(kind: str, module: str | None = None, imports: Sequence[str] = ()) -> KindInfo:
@@ -235,17 +259,23 @@ def resolve_kind(kind: str, module: str | None = None, imports: Sequence[str] = 
     info = _KINDS.get(kind)
     if info is not None:
         if module and info.module_path and module != info.module_path:
-            log.warning("kind %r is recorded as defined in %r but registered by %r",
-                        kind, module, info.module_path)
+            log.warning(
+                "kind %r is recorded as defined in %r but registered by %r",
+                kind,
+                module,
+                info.module_path,
+            )
         return info
     if module:
         if is_allowed_module(module, imports):
             try:
                 importlib.import_module(module)
             except Exception as exc:
-                raise LoadError(f"module kind {kind!r}: importing its module {module!r} failed "
-                                f"({type(exc).__name__}: {exc}); install the package that "
-                                "provides it") from None
+                raise LoadError(
+                    f"module kind {kind!r}: importing its module {module!r} failed "
+                    f"({type(exc).__name__}: {exc}); install the package that "
+                    "provides it"
+                ) from None
         else:
             _import_entry_points()
             if kind in _KINDS:
@@ -255,7 +285,8 @@ def resolve_kind(kind: str, module: str | None = None, imports: Sequence[str] = 
                 "not allowed to be imported (a module path read from a file is never "
                 f"imported on its own). If you trust it, pass --import {module} (CLI) or "
                 f"imports=[{module!r}] (Python), or declare it under the "
-                f"'{ENTRY_POINT_GROUP}' entry point of its package")
+                f"'{ENTRY_POINT_GROUP}' entry point of its package"
+            )
     if kind not in _KINDS:
         _import_entry_points()
     if kind not in _KINDS:
@@ -263,24 +294,32 @@ def resolve_kind(kind: str, module: str | None = None, imports: Sequence[str] = 
         raise LoadError(
             f"unknown module kind {kind!r}{where}; known kinds: {sorted(_KINDS)}. Pass "
             "--import pkg.mod (CLI) or imports=['pkg.mod'] (Python) naming the module that "
-            f"defines it, or declare it under the '{ENTRY_POINT_GROUP}' entry point")
+            f"defines it, or declare it under the '{ENTRY_POINT_GROUP}' entry point"
+        )
     return _KINDS[kind]
 
 
-def _shape_problems(kind: str, expect: Mapping[str, Sequence[int]],
-                    got: Mapping[str, Sequence[int]]) -> str:
+def _shape_problems(
+    kind: str, expect: Mapping[str, Sequence[int]], got: Mapping[str, Sequence[int]]
+) -> str:
     missing = sorted(set(got) - set(expect))
     unexpected = sorted(set(expect) - set(got))
-    mismatched = [f"{k}: weights {tuple(expect[k])}, config builds {tuple(got[k])}"
-                  for k in sorted(set(expect) & set(got)) if tuple(expect[k]) != tuple(got[k])]
+    mismatched = [
+        f"{k}: weights {tuple(expect[k])}, config builds {tuple(got[k])}"
+        for k in sorted(set(expect) & set(got))
+        if tuple(expect[k]) != tuple(got[k])
+    ]
     parts = []
     if missing:
         parts.append(f"missing from the weights {missing}")
     if unexpected:
         parts.append(f"unexpected in the weights {unexpected}")
     if mismatched:
-        parts.append("shape mismatch " + "; ".join(mismatched[:5])
-                     + (f" (+{len(mismatched) - 5} more)" if len(mismatched) > 5 else ""))
+        parts.append(
+            "shape mismatch "
+            + "; ".join(mismatched[:5])
+            + (f" (+{len(mismatched) - 5} more)" if len(mismatched) > 5 else "")
+        )
     return ", ".join(parts)
 
 
@@ -288,13 +327,20 @@ def _call(info: KindInfo, kind: str, config: Mapping[str, Any]) -> Any:
     try:
         return info.factory(**config)
     except TypeError as exc:
-        raise LoadError(f"module kind {kind!r} cannot be built from config {dict(config)!r}: "
-                        f"{exc}") from None
+        raise LoadError(
+            f"module kind {kind!r} cannot be built from config {dict(config)!r}: {exc}"
+        ) from None
 
 
-def build_kind(kind: str, config: dict[str, Any] | None = None, *, module: str | None = None,
-               imports: Sequence[str] = (), device: str | torch.device | None = None,
-               expect_shapes: Mapping[str, Sequence[int]] | None = None) -> Any:
+def build_kind(
+    kind: str,
+    config: dict[str, Any] | None = None,
+    *,
+    module: str | None = None,
+    imports: Sequence[str] = (),
+    device: str | torch.device | None = None,
+    expect_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Any:
     """Build a module of a registered kind from its config.
 
     Args:
@@ -327,28 +373,38 @@ def build_kind(kind: str, config: dict[str, Any] | None = None, *, module: str |
         except LoadError:
             raise
         except Exception as exc:  # a factory that cannot run on meta: check after building
-            log.warning("kind %r cannot be built on the meta device (%s: %s); its shapes are "
-                        "checked after building it for real", kind, type(exc).__name__, exc)
+            log.warning(
+                "kind %r cannot be built on the meta device (%s: %s); its shapes are "
+                "checked after building it for real",
+                kind,
+                type(exc).__name__,
+                exc,
+            )
             probe = real = _build_on(info, kind, config, device)
         state = probe.state_dict() if isinstance(probe, torch.nn.Module) else {}
         got = {k: tuple(v.shape) for k, v in state.items()}
         del probe, state
         problems = _shape_problems(kind, expect_shapes, got)
         if problems:
-            raise LoadError(f"module kind {kind!r} with config {config!r} does not fit the "
-                            f"weights: {problems}; the config or the weights were altered")
+            raise LoadError(
+                f"module kind {kind!r} with config {config!r} does not fit the "
+                f"weights: {problems}; the config or the weights were altered"
+            )
     return real if real is not None else _build_on(info, kind, config, device)
 
 
-def _build_on(info: KindInfo, kind: str, config: Mapping[str, Any],
-              device: str | torch.device | None) -> Any:
+def _build_on(
+    info: KindInfo, kind: str, config: Mapping[str, Any], device: str | torch.device | None
+) -> Any:
     if device is None:
         return _call(info, kind, config)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise LoadError(f"module kind {kind!r}: bad device {device!r} ({exc}); use 'cpu', "
-                        "'cuda', 'cuda:N', 'mps' or 'meta'") from None
+        raise LoadError(
+            f"module kind {kind!r}: bad device {device!r} ({exc}); use 'cpu', "
+            "'cuda', 'cuda:N', 'mps' or 'meta'"
+        ) from None
     with dev:
         module = _call(info, kind, config)
     if isinstance(module, torch.nn.Module):

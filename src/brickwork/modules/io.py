@@ -55,9 +55,24 @@ MAX_WEIGHTS_BYTES = 8 << 30
 MAX_CONFIG_BYTES = 16 << 20
 MAX_HEADER_BYTES = 100 << 20
 
-_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2,
-                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8,
-                "F64": 8, "C64": 8}
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
 
 _UMASK_LOCK = threading.Lock()
 
@@ -114,8 +129,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
-                      sort_keys: bool = True) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike[str], data: Any, *, indent: int | None = 2, sort_keys: bool = True
+) -> Path:
     """Write ``data`` as JSON (and a final newline) atomically; returns the path.
 
     Args:
@@ -204,16 +220,24 @@ def _open_regular(path: Path, max_bytes: int) -> tuple[int, int]:
     except OSError as exc:
         raise LoadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise LoadError(f"{path}: is {_describe(st.st_mode)}, expected a regular file; "
-                        "copy the real file into the folder")
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) \
+        raise LoadError(
+            f"{path}: is {_describe(st.st_mode)}, expected a regular file; "
+            "copy the real file into the folder"
+        )
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_NOFOLLOW", 0)
         | getattr(os, "O_CLOEXEC", 0)
+    )
     try:
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise LoadError(f"{path}: is a symbolic link, expected a regular file; copy the "
-                            "real file into the folder") from None
+            raise LoadError(
+                f"{path}: is a symbolic link, expected a regular file; copy the "
+                "real file into the folder"
+            ) from None
         raise LoadError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -221,8 +245,10 @@ def _open_regular(path: Path, max_bytes: int) -> tuple[int, int]:
         raise LoadError(f"{path}: is {_describe(st.st_mode)}, expected a regular file")
     if st.st_size > max_bytes:
         os.close(fd)
-        raise LoadError(f"{path}: {st.st_size} bytes, over the {max_bytes}-byte limit; "
-                        "raise max_bytes if you trust this file")
+        raise LoadError(
+            f"{path}: {st.st_size} bytes, over the {max_bytes}-byte limit; "
+            "raise max_bytes if you trust this file"
+        )
     return fd, st.st_size
 
 
@@ -263,9 +289,11 @@ def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes
 def _parse_header(prefix: bytes, file_size: int, path: Path) -> dict[str, tuple[int, ...]]:
     (n,) = struct.unpack("<Q", prefix[:8])
     try:
-        header = json.loads(prefix[8:8 + n])
+        header = json.loads(prefix[8 : 8 + n])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LoadError(f"{path}: not a valid safetensors file (header is not JSON: {exc})") from None
+        raise LoadError(
+            f"{path}: not a valid safetensors file (header is not JSON: {exc})"
+        ) from None
     if not isinstance(header, dict):
         raise LoadError(f"{path}: not a valid safetensors file (header is not a JSON object)")
     data_size = file_size - 8 - n
@@ -281,20 +309,28 @@ def _parse_header(prefix: bytes, file_size: int, path: Path) -> dict[str, tuple[
         if dtype not in _DTYPE_BYTES:
             raise LoadError(f"{where}: unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise LoadError(f"{where}: bad shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_size):
-            raise LoadError(f"{where}: data offsets {offsets!r} outside the "
-                            f"{data_size}-byte data section; the file is truncated or altered")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_size
+        ):
+            raise LoadError(
+                f"{where}: data offsets {offsets!r} outside the "
+                f"{data_size}-byte data section; the file is truncated or altered"
+            )
         numel = 1
         for d in shape:
             numel *= d
         if numel * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
-            raise LoadError(f"{where}: shape {shape} of {dtype} needs "
-                            f"{numel * _DTYPE_BYTES[dtype]} bytes, the offsets give "
-                            f"{offsets[1] - offsets[0]}; the file is altered")
+            raise LoadError(
+                f"{where}: shape {shape} of {dtype} needs "
+                f"{numel * _DTYPE_BYTES[dtype]} bytes, the offsets give "
+                f"{offsets[1] - offsets[0]}; the file is altered"
+            )
         shapes[str(name)] = tuple(shape)
         spans.append(tuple(offsets))
     spans.sort()
@@ -304,8 +340,9 @@ def _parse_header(prefix: bytes, file_size: int, path: Path) -> dict[str, tuple[
     return shapes
 
 
-def read_safetensors_header(path: str | os.PathLike[str], *,
-                            max_bytes: int = MAX_WEIGHTS_BYTES) -> dict[str, tuple[int, ...]]:
+def read_safetensors_header(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_WEIGHTS_BYTES
+) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from a safetensors file's header, without reading the data.
 
     Refuses a non-regular file (FIFO, device, symlink) and a file over ``max_bytes``
@@ -331,8 +368,10 @@ def read_safetensors_header(path: str | os.PathLike[str], *,
         head = _read_exact(fd, 8, path)
         (n,) = struct.unpack("<Q", head)
         if n > min(size - 8, MAX_HEADER_BYTES):
-            raise LoadError(f"{path}: not a valid safetensors file (header length {n} does "
-                            f"not fit the {size}-byte file), or it is truncated")
+            raise LoadError(
+                f"{path}: not a valid safetensors file (header length {n} does "
+                f"not fit the {size}-byte file), or it is truncated"
+            )
         return _parse_header(head + _read_exact(fd, n, path), size, path)
     finally:
         os.close(fd)
@@ -361,8 +400,10 @@ def save_module(module: Module, folder: str | os.PathLike[str]) -> Path:
     ``config.json`` records the module path that defines the kind (``"module"``).
     """
     if not isinstance(module, Module):
-        raise LoadError(f"save_module saves a brickwork Module, got {type(module).__name__}; "
-                        "wrap it with brickwork.typed(...)")
+        raise LoadError(
+            f"save_module saves a brickwork Module, got {type(module).__name__}; "
+            "wrap it with brickwork.typed(...)"
+        )
     folder = Path(folder)
     data = state_bytes(module)
     atomic_write_bytes(folder / WEIGHTS, data)
@@ -370,17 +411,29 @@ def save_module(module: Module, folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def save_pretrained(module: Module, folder: str | os.PathLike[str], *,
-                    name: str | None = None, metrics: dict[str, Any] | None = None,
-                    lineage: dict[str, Any] | None = None, license: str = "mit",  # noqa: A002
-                    tags: Sequence[str] = ()) -> Path:
+def save_pretrained(
+    module: Module,
+    folder: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+    license: str = "mit",  # noqa: A002
+    tags: Sequence[str] = (),
+) -> Path:
     """:func:`save_module` plus a ``README.md`` model card; returns the folder."""
     folder = save_module(module, folder)
-    readme = model_card_markdown(name=name or module.kind, kind=module.kind,
-                                 module_path=kind_module_path(module),
-                                 signature_text=str(module.signature), metrics=metrics,
-                                 lineage=lineage, hyperparameters=module.config,
-                                 license=license, tags=tags)
+    readme = model_card_markdown(
+        name=name or module.kind,
+        kind=module.kind,
+        module_path=kind_module_path(module),
+        signature_text=str(module.signature),
+        metrics=metrics,
+        lineage=lineage,
+        hyperparameters=module.config,
+        license=license,
+        tags=tags,
+    )
     atomic_write_bytes(folder / README, readme.encode())
     return folder
 
@@ -393,13 +446,16 @@ def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raw = read_regular_bytes(path, max_bytes=MAX_CONFIG_BYTES)
     except LoadError as exc:
         if not path.exists() and not path.is_symlink():
-            raise LoadError(f"{path}: missing; a saved module folder holds {CONFIG} and "
-                            f"{WEIGHTS}") from None
+            raise LoadError(
+                f"{path}: missing; a saved module folder holds {CONFIG} and {WEIGHTS}"
+            ) from None
         raise exc from None
     try:
         card = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LoadError(f"{path}: not valid JSON ({exc}); the file is damaged, save the module again") from None
+        raise LoadError(
+            f"{path}: not valid JSON ({exc}); the file is damaged, save the module again"
+        ) from None
     if not isinstance(card, dict):
         raise LoadError(f"{path}: expected a JSON object, found {type(card).__name__}")
     for key in ("kind", "config", "signature", "fingerprint", "weights_sha256"):
@@ -412,23 +468,31 @@ def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def load_weights_checked(path: Path, expected_sha256: str, *,
-                         max_bytes: int = MAX_WEIGHTS_BYTES) -> dict[str, torch.Tensor]:
+def load_weights_checked(
+    path: Path, expected_sha256: str, *, max_bytes: int = MAX_WEIGHTS_BYTES
+) -> dict[str, torch.Tensor]:
     """Read a safetensors file after checking its digest; never unpickles anything."""
     data = read_regular_bytes(path, max_bytes=max_bytes)
     digest = sha256_bytes(data)
     if digest != expected_sha256:
-        raise LoadError(f"{path}: weights digest {digest[:12]}… does not match the recorded "
-                        f"{str(expected_sha256)[:12]}…; the file is truncated or altered")
+        raise LoadError(
+            f"{path}: weights digest {digest[:12]}… does not match the recorded "
+            f"{str(expected_sha256)[:12]}…; the file is truncated or altered"
+        )
     try:
         return st_load(data)
     except Exception as exc:  # safetensors raises its own error types
         raise LoadError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
-def load_module(folder: str | os.PathLike[str], *, expect_signature: Signature | None = None,
-                map_location: str | torch.device | None = None, imports: Sequence[str] = (),
-                max_bytes: int = MAX_WEIGHTS_BYTES) -> Module:
+def load_module(
+    folder: str | os.PathLike[str],
+    *,
+    expect_signature: Signature | None = None,
+    map_location: str | torch.device | None = None,
+    imports: Sequence[str] = (),
+    max_bytes: int = MAX_WEIGHTS_BYTES,
+) -> Module:
     """Load a module saved by :func:`save_module`.
 
     The kind's defining module (``config.json``'s ``"module"``) is imported only when
@@ -450,28 +514,47 @@ def load_module(folder: str | os.PathLike[str], *, expect_signature: Signature |
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise LoadError(f"{folder}: not a folder; a saved module is a folder with {CONFIG} "
-                        f"and {WEIGHTS}")
+        raise LoadError(
+            f"{folder}: not a folder; a saved module is a folder with {CONFIG} and {WEIGHTS}"
+        )
     card = read_card(folder)
     shapes = read_safetensors_header(folder / WEIGHTS, max_bytes=max_bytes)
     on_meta = map_location is not None and torch.device(map_location).type == "meta"
     weights = folder / WEIGHTS
     return rebuild_module(
-        card["kind"], dict(card["config"]), module_path=card.get("module"),
-        signature=Signature.from_json(card["signature"]), fingerprint=str(card["fingerprint"]),
-        state=None if on_meta else (lambda: load_weights_checked(
-            weights, str(card["weights_sha256"]), max_bytes=max_bytes)),
-        shapes=shapes, expect_signature=expect_signature, imports=imports,
-        device=map_location, where=str(folder))
+        card["kind"],
+        dict(card["config"]),
+        module_path=card.get("module"),
+        signature=Signature.from_json(card["signature"]),
+        fingerprint=str(card["fingerprint"]),
+        state=None
+        if on_meta
+        else (
+            lambda: load_weights_checked(weights, str(card["weights_sha256"]), max_bytes=max_bytes)
+        ),
+        shapes=shapes,
+        expect_signature=expect_signature,
+        imports=imports,
+        device=map_location,
+        where=str(folder),
+    )
 
 
-def rebuild_module(kind: str, config: Mapping[str, Any], *, module_path: str | None,
-                   signature: Signature, fingerprint: str,
-                   state: Mapping[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]] | None,
-                   shapes: Mapping[str, tuple[int, ...]] | None = None,
-                   expect_signature: Signature | None = None, imports: Sequence[str] = (),
-                   device: str | torch.device | None = None, where: str,
-                   error: type[BrickworkError] = LoadError) -> Module:
+def rebuild_module(
+    kind: str,
+    config: Mapping[str, Any],
+    *,
+    module_path: str | None,
+    signature: Signature,
+    fingerprint: str,
+    state: Mapping[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]] | None,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    expect_signature: Signature | None = None,
+    imports: Sequence[str] = (),
+    device: str | torch.device | None = None,
+    where: str,
+    error: type[BrickworkError] = LoadError,
+) -> Module:
     """Rebuild a saved module from its kind, config and weights, and verify it.
 
     The one rebuild of brickwork (:func:`load_module` and the registry both use it).
@@ -513,15 +596,22 @@ def rebuild_module(kind: str, config: Mapping[str, Any], *, module_path: str | N
     if shapes is None and loaded is not None:
         shapes = {k: tuple(v.shape) for k, v in loaded.items()}
     try:
-        module = build_kind(kind, dict(config), module=module_path, imports=imports, device=device,
-                       expect_shapes=dict(shapes) if shapes is not None else None)
+        module = build_kind(
+            kind,
+            dict(config),
+            module=module_path,
+            imports=imports,
+            device=device,
+            expect_shapes=dict(shapes) if shapes is not None else None,
+        )
     except LoadError as exc:
         if error is LoadError:
             raise
         raise error(f"{where}: {exc}") from None
     if not isinstance(module, Module):
-        raise error(f"{where}: kind {kind!r} built a {type(module).__name__}, not a brickwork "
-                    "Module")
+        raise error(
+            f"{where}: kind {kind!r} built a {type(module).__name__}, not a brickwork Module"
+        )
     if module.signature != signature:
         raise error(f"{where}: signature mismatch: saved {signature}, rebuilt {module.signature}")
     if expect_signature is not None and module.signature != expect_signature:
@@ -535,6 +625,8 @@ def rebuild_module(kind: str, config: Mapping[str, Any], *, module_path: str | N
     except RuntimeError as exc:
         raise error(f"{where}: weights do not fit kind {kind!r}: {exc}") from None
     if module.fingerprint() != fingerprint:
-        raise error(f"{where}: fingerprint mismatch after loading; the card was edited or "
-                    "the kind's code changed")
+        raise error(
+            f"{where}: fingerprint mismatch after loading; the card was edited or "
+            "the kind's code changed"
+        )
     return module

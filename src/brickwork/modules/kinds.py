@@ -15,5 +15,9 @@ import warnings
 from brickwork.modules.factories import *  # noqa: F403
 from brickwork.modules.factories import build_kind as build  # noqa: F401
 
-warnings.warn("brickwork.modules.kinds is deprecated: import brickwork.modules (or "
-              "brickwork.modules.factories)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "brickwork.modules.kinds is deprecated: import brickwork.modules (or "
+    "brickwork.modules.factories)",
+    DeprecationWarning,
+    stacklevel=2,
+)

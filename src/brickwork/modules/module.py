@@ -25,8 +25,10 @@ def _jsonable(value: Any, where: str) -> Any:
     try:
         json.dumps(value, sort_keys=True)
     except TypeError:
-        raise PortError(f"{where}: config value {value!r} is not JSON-serialisable; modules are "
-                        "rebuilt from their config, so pass numbers, strings, lists or dicts") from None
+        raise PortError(
+            f"{where}: config value {value!r} is not JSON-serialisable; modules are "
+            "rebuilt from their config, so pass numbers, strings, lists or dicts"
+        ) from None
     return value
 
 
@@ -58,7 +60,8 @@ def check_forward_ports(owner: str, fn: Any, inputs: Mapping[str, NeuralType]) -
         raise PortError(
             f"{owner}: forward({', '.join(names)}) does not match the declared input ports "
             f"({', '.join(declared)}); missing parameters {missing}, undeclared {extra}. "
-            "Rename forward's parameters or the ports so they agree")
+            "Rename forward's parameters or the ports so they agree"
+        )
 
 
 class Module(nn.Module):
@@ -107,6 +110,7 @@ class Module(nn.Module):
             check_forward_ports(cls.__name__, cls.__dict__["forward"], cls.inputs)
         init = cls.__dict__.get("__init__")
         if init is not None and not cls.__dict__.get("manual_config", False):
+
             @functools.wraps(init)
             def wrapped(self: Module, *args: Any, **kw: Any) -> None:
                 outer = not getattr(self, "_bw_init_started", False)
@@ -122,9 +126,11 @@ class Module(nn.Module):
                             cfg.update(cfg.pop(name))
                         elif p.kind is p.VAR_POSITIONAL and name in cfg:
                             cfg.pop(name)
-                    self._bw_config = {k: _jsonable(v, f"{type(self).__name__}.{k}")
-                                       for k, v in cfg.items()}
+                    self._bw_config = {
+                        k: _jsonable(v, f"{type(self).__name__}.{k}") for k, v in cfg.items()
+                    }
                     self._check_instance_ports()
+
             cls.__init__ = wrapped  # type: ignore[method-assign]
 
     def __init__(self) -> None:
@@ -139,10 +145,13 @@ class Module(nn.Module):
             return
         inputs = self.__dict__["inputs"]
         if not isinstance(inputs, Mapping):
-            raise PortError(f"{type(self).__name__}: inputs set on the instance must map port "
-                            f"names to types, got {type(inputs).__name__}")
-        check_forward_ports(f"{type(self).__name__} (input ports set in __init__)",
-                            type(self).forward, inputs)
+            raise PortError(
+                f"{type(self).__name__}: inputs set on the instance must map port "
+                f"names to types, got {type(inputs).__name__}"
+            )
+        check_forward_ports(
+            f"{type(self).__name__} (input ports set in __init__)", type(self).forward, inputs
+        )
 
     # ----- identity ------------------------------------------------------------------
     @property
@@ -189,10 +198,14 @@ class Module(nn.Module):
         return save_pretrained(self, folder)
 
     @classmethod
-    def from_pretrained(cls, folder_or_registry_name: str | os.PathLike[str], *,
-                        registry: str | os.PathLike[str] | None = None,
-                        imports: Sequence[str] = (),
-                        map_location: str | torch.device | None = None) -> Module:
+    def from_pretrained(
+        cls,
+        folder_or_registry_name: str | os.PathLike[str],
+        *,
+        registry: str | os.PathLike[str] | None = None,
+        imports: Sequence[str] = (),
+        map_location: str | torch.device | None = None,
+    ) -> Module:
         """Load a module from a saved folder, or from a registry by name.
 
         An existing folder is loaded with :func:`brickwork.modules.load_module`; anything
@@ -217,21 +230,26 @@ class Module(nn.Module):
         if Path(ref).is_dir():
             module = load_module(ref, map_location=map_location, imports=imports)
         elif isinstance(ref, os.PathLike) or "/" in str(ref) or "\\" in str(ref):
-            raise LoadError(f"{ref}: no such folder; from_pretrained takes a folder written by "
-                            "save_pretrained / registry export, or a registry name 'kind.tag'")
+            raise LoadError(
+                f"{ref}: no such folder; from_pretrained takes a folder written by "
+                "save_pretrained / registry export, or a registry name 'kind.tag'"
+            )
         else:
             from brickwork.registry import Registry
 
             module = Registry(registry).load(str(ref), imports=imports, map_location=map_location)
         if not isinstance(module, cls):
-            raise LoadError(f"{ref}: holds a {type(module).__name__} (kind {module.kind!r}), "
-                            f"not a {cls.__name__}; call Module.from_pretrained to take any kind")
+            raise LoadError(
+                f"{ref}: holds a {type(module).__name__} (kind {module.kind!r}), "
+                f"not a {cls.__name__}; call Module.from_pretrained to take any kind"
+            )
         return module
 
     # ----- many instances in one call (optional) -------------------------------------------
     @classmethod
-    def forward_instances(cls, modules: Sequence[Any], instance: torch.Tensor, *args: Any,
-                          **inputs: Any) -> Any:
+    def forward_instances(
+        cls, modules: Sequence[Any], instance: torch.Tensor, *args: Any, **inputs: Any
+    ) -> Any:
         """Run several instances of this kind on one batch, each row with its own weights.
 
         An optional, vectorised fast path for the autobatched
@@ -318,17 +336,23 @@ class Module(nn.Module):
         if isinstance(result, Mapping):
             missing = [n for n in names if n not in result]
             if missing:
-                raise PortError(f"{self.kind}: forward returned {sorted(result)}, "
-                                f"missing output ports {missing}")
+                raise PortError(
+                    f"{self.kind}: forward returned {sorted(result)}, "
+                    f"missing output ports {missing}"
+                )
             return {n: result[n] for n in names}
         if isinstance(result, tuple):
             if len(result) != len(names):
-                raise PortError(f"{self.kind}: forward returned {len(result)} values for "
-                                f"{len(names)} output ports {names}")
+                raise PortError(
+                    f"{self.kind}: forward returned {len(result)} values for "
+                    f"{len(names)} output ports {names}"
+                )
             return dict(zip(names, result))
         if len(names) != 1:
-            raise PortError(f"{self.kind}: forward returned one tensor but the module "
-                            f"declares {len(names)} output ports {names}; return a dict")
+            raise PortError(
+                f"{self.kind}: forward returned one tensor but the module "
+                f"declares {len(names)} output ports {names}; return a dict"
+            )
         return {names[0]: result}
 
     def call_ports(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -346,16 +370,19 @@ class Module(nn.Module):
             if name in given:
                 reason = t.check(given[name], bindings)
                 if reason:
-                    raise TypeMismatch(f"module {self.kind}, input port '{name}': {reason}; "
-                                       f"expected {t!r}")
+                    raise TypeMismatch(
+                        f"module {self.kind}, input port '{name}': {reason}; expected {t!r}"
+                    )
         result = super().__call__(*args, **kwargs)
         for name, value in self.outputs_as_dict(result).items():
             t = self.outputs[name]
             reason = t.check(value, bindings)
             if reason:
-                raise TypeMismatch(f"module {self.kind}, output port '{name}': {reason}; "
-                                   f"expected {t!r}. Project outputs onto the type "
-                                   f"(t.project(x)) or fix the module's last layer")
+                raise TypeMismatch(
+                    f"module {self.kind}, output port '{name}': {reason}; "
+                    f"expected {t!r}. Project outputs onto the type "
+                    f"(t.project(x)) or fix the module's last layer"
+                )
         return result
 
 

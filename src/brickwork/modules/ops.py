@@ -50,8 +50,9 @@ class _Merge(Module):
     def __init__(self, mode: str, axes: str = "b 1 h w"):
         super().__init__()
         if mode not in self.modes:
-            raise PortError(f"{type(self).__name__}: unknown mode {mode!r}; "
-                            f"choose one of {sorted(self.modes)}")
+            raise PortError(
+                f"{type(self).__name__}: unknown mode {mode!r}; choose one of {sorted(self.modes)}"
+            )
         t = self.modes[mode](axes)
         self.mode = mode
         self.additive = mode in self.additive_modes
@@ -72,8 +73,9 @@ def _type_name(of: str | type[NeuralType]) -> str:
 
 
 @final
-@register_kind("And", example_config={"mode": "min", "axes": "b 1 h w"},
-               sizes={"b": 3, "h": 4, "w": 5})
+@register_kind(
+    "And", example_config={"mode": "min", "axes": "b 1 h w"}, sizes={"b": 3, "h": 4, "w": 5}
+)
 class And(_Merge):
     """Intersection of two attentions: ``min`` or ``soft_product`` for soft masks,
     ``product`` for heatmaps."""
@@ -100,16 +102,19 @@ class And(_Merge):
             return cls("product", axes)
         if name == "SoftMask":
             return cls("soft_product", axes)
-        raise PortError(f"And.product: of={name!r} is not supported; the product AND takes "
-                        "'Heatmap' (classic) or 'SoftMask' (typed, stays in (0, 1))")
+        raise PortError(
+            f"And.product: of={name!r} is not supported; the product AND takes "
+            "'Heatmap' (classic) or 'SoftMask' (typed, stays in (0, 1))"
+        )
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.minimum(a, b) if self.mode == "min" else a * b
 
 
 @final
-@register_kind("Or", example_config={"mode": "max", "axes": "b 1 h w"},
-               sizes={"b": 3, "h": 4, "w": 5})
+@register_kind(
+    "Or", example_config={"mode": "max", "axes": "b 1 h w"}, sizes={"b": 3, "h": 4, "w": 5}
+)
 class Or(_Merge):
     """Union of two attentions: ``max`` for soft masks, ``sum`` for heatmaps."""
 
@@ -147,15 +152,24 @@ class Sum(Module):
         return a + b
 
 
-_POOL_TYPES: dict[str, type[NeuralType]] = {"SoftMask": SoftMask, "Heatmap": Heatmap,
-                                             "Features": Features}
-_POOL_OPS = {"max": ("SoftMask", "Heatmap", "Features"), "mean": ("SoftMask", "Heatmap", "Features"),
-             "noisy_or": ("SoftMask",)}
+_POOL_TYPES: dict[str, type[NeuralType]] = {
+    "SoftMask": SoftMask,
+    "Heatmap": Heatmap,
+    "Features": Features,
+}
+_POOL_OPS = {
+    "max": ("SoftMask", "Heatmap", "Features"),
+    "mean": ("SoftMask", "Heatmap", "Features"),
+    "noisy_or": ("SoftMask",),
+}
 
 
 @final
-@register_kind("Pool", example_config={"op": "noisy_or", "axes": "b n h w", "over": "n"},
-               sizes={"b": 3, "n": 4, "h": 2, "w": 5})
+@register_kind(
+    "Pool",
+    example_config={"op": "noisy_or", "axes": "b n h w", "over": "n"},
+    sizes={"b": 3, "n": 4, "h": 2, "w": 5},
+)
 class Pool(Module):
     """Reduce one axis of a typed tensor: ``max``, ``noisy_or`` (``1 − Π(1 − m)``, the
     probability that at least one of independent events holds) or ``mean``.
@@ -183,12 +197,15 @@ class Pool(Module):
         if op not in _POOL_OPS:
             raise PortError(f"Pool: unknown op {op!r}; choose one of {sorted(_POOL_OPS)}")
         if of not in _POOL_OPS[op]:
-            raise PortError(f"Pool({op!r}): of={of!r} is not supported; {op} pools "
-                            f"{' or '.join(_POOL_OPS[op])}")
+            raise PortError(
+                f"Pool({op!r}): of={of!r} is not supported; {op} pools {' or '.join(_POOL_OPS[op])}"
+            )
         parsed = parse_axes(axes)
         if over not in parsed:
-            raise PortError(f"Pool: axis {over!r} is not one of the input axes "
-                            f"[{format_axes(parsed)}]; name the axis to reduce with over=...")
+            raise PortError(
+                f"Pool: axis {over!r} is not one of the input axes "
+                f"[{format_axes(parsed)}]; name the axis to reduce with over=..."
+            )
         if parsed.count(over) > 1:
             raise PortError(f"Pool: axis {over!r} appears twice in [{format_axes(parsed)}]")
         self.op, self.dim = op, parsed.index(over)
@@ -227,9 +244,11 @@ def attend(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         tensor([[1.9998, 3.9996]])
     """
     if mask.dim() != features.dim() or mask.dim() < 2:
-        raise TypeMismatch(f"attend: mask {tuple(mask.shape)} and features "
-                           f"{tuple(features.shape)} need the same number of dims (>= 2), "
-                           "e.g. [b 1 h w] and [b c h w]; unsqueeze the mask's channel axis")
+        raise TypeMismatch(
+            f"attend: mask {tuple(mask.shape)} and features "
+            f"{tuple(features.shape)} need the same number of dims (>= 2), "
+            "e.g. [b 1 h w] and [b c h w]; unsqueeze the mask's channel axis"
+        )
     w = mask.flatten(2)
     return (w * features.flatten(2)).sum(-1) / (w.sum(-1) + ATTEND_EPS)
 
@@ -255,12 +274,16 @@ class Attend(Module):
     def __init__(self, axes: str = "h w", of: str = "SoftMask"):
         super().__init__()
         if of not in ("SoftMask", "Heatmap"):
-            raise PortError(f"Attend: of={of!r} is not supported; an attention is a "
-                            "'SoftMask' (typed) or a 'Heatmap' (classic)")
+            raise PortError(
+                f"Attend: of={of!r} is not supported; an attention is a "
+                "'SoftMask' (typed) or a 'Heatmap' (classic)"
+            )
         spatial = format_axes(parse_axes(axes))
         mask_t = SoftMask if of == "SoftMask" else Heatmap
-        self.inputs = {"mask": mask_t(f"b 1 {spatial}"),  # type: ignore[misc]
-                       "features": Features(f"b c {spatial}")}
+        self.inputs = {
+            "mask": mask_t(f"b 1 {spatial}"),  # type: ignore[misc]
+            "features": Features(f"b c {spatial}"),
+        }
         self.outputs = {"out": Features("b c")}  # type: ignore[misc]
 
     def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -275,8 +298,10 @@ _ADAPTERS: dict[str, tuple[type[NeuralType], type[NeuralType]]] = {
     "squash": (Heatmap, SoftMask),
 }
 #: what else an error message suggests next to an adapter
-_ADAPTER_NOTES = {"squash": "use the classic ops (And.product / Or.sum) for heatmaps, or give "
-                            "the producer a SoftMask output"}
+_ADAPTER_NOTES = {
+    "squash": "use the classic ops (And.product / Or.sum) for heatmaps, or give "
+    "the producer a SoftMask output"
+}
 
 
 @final

@@ -41,20 +41,27 @@ class Signature:
         return isinstance(other, Signature) and self.digest_text() == other.digest_text()
 
     def to_json(self) -> dict[str, Any]:
-        return {"inputs": {k: v.to_json() for k, v in self.inputs.items()},
-                "outputs": {k: v.to_json() for k, v in self.outputs.items()}}
+        return {
+            "inputs": {k: v.to_json() for k, v in self.inputs.items()},
+            "outputs": {k: v.to_json() for k, v in self.outputs.items()},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Signature:
-        return cls({k: type_from_json(v) for k, v in data.get("inputs", {}).items()},
-                   {k: type_from_json(v) for k, v in data.get("outputs", {}).items()})
+        return cls(
+            {k: type_from_json(v) for k, v in data.get("inputs", {}).items()},
+            {k: type_from_json(v) for k, v in data.get("outputs", {}).items()},
+        )
 
     def digest_text(self) -> str:
         """Canonical JSON text (used in fingerprints)."""
         return json.dumps(self.to_json(), sort_keys=True)
 
-    def accepts(self, inputs: Mapping[str, NeuralType] | None = None,
-                outputs: Mapping[str, NeuralType] | None = None) -> bool:
+    def accepts(
+        self,
+        inputs: Mapping[str, NeuralType] | None = None,
+        outputs: Mapping[str, NeuralType] | None = None,
+    ) -> bool:
         """Whether a module with this signature can stand where these ports are wanted.
 
         A wanted input must be able to feed this module's input of the same name (or of
@@ -62,8 +69,10 @@ class Signature:
         must be able to feed the wanted output.
         """
         bindings = AxisBindings()
-        for wanted, mine, feeding_mine in ((inputs or {}, self.inputs, True),
-                                           (outputs or {}, self.outputs, False)):
+        for wanted, mine, feeding_mine in (
+            (inputs or {}, self.inputs, True),
+            (outputs or {}, self.outputs, False),
+        ):
             for name, t in wanted.items():
                 port = mine.get(name)
                 if port is None and len(wanted) == 1 and len(mine) == 1:

@@ -19,8 +19,14 @@ class Typed(Module):
 
     manual_config = True
 
-    def __init__(self, inner: nn.Module, inputs: Mapping[str, NeuralType],
-                 outputs: Mapping[str, NeuralType], kind: str = "", config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        inner: nn.Module,
+        inputs: Mapping[str, NeuralType],
+        outputs: Mapping[str, NeuralType],
+        kind: str = "",
+        config: dict[str, Any] | None = None,
+    ):
         super().__init__()
         if not outputs:
             raise PortError(f"typed({type(inner).__name__}): declare at least one output port")
@@ -39,9 +45,14 @@ class Typed(Module):
         return self.inner(*args, **kwargs)
 
 
-def typed(module: nn.Module, inputs: Mapping[str, NeuralType],
-          outputs: Mapping[str, NeuralType], *, kind: str = "",
-          config: dict[str, Any] | None = None) -> Typed:
+def typed(
+    module: nn.Module,
+    inputs: Mapping[str, NeuralType],
+    outputs: Mapping[str, NeuralType],
+    *,
+    kind: str = "",
+    config: dict[str, Any] | None = None,
+) -> Typed:
     """Wrap ``module`` with declared ports; its ``forward`` must take the input ports.
 
     To save and load the result, register a factory under ``kind`` that rebuilds the

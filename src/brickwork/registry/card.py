@@ -74,32 +74,53 @@ class ModelCard:
     def __post_init__(self) -> None:
         kind, _ = validate_name(self.name)
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise RegistryError(f"card {self.name!r}: version must be an integer >= 1, got "
-                                f"{self.version!r}")
+            raise RegistryError(
+                f"card {self.name!r}: version must be an integer >= 1, got {self.version!r}"
+            )
         if not isinstance(self.module, str):
-            raise RegistryError(f"card {self.name!r}: module must be a module path (text), got "
-                                f"{type(self.module).__name__}")
+            raise RegistryError(
+                f"card {self.name!r}: module must be a module path (text), got "
+                f"{type(self.module).__name__}"
+            )
         if not _is_digest(self.weights_sha256):
-            raise RegistryError(f"card {self.name!r}: weights_sha256 must be 64 hex digits, "
-                                f"got {self.weights_sha256!r}")
+            raise RegistryError(
+                f"card {self.name!r}: weights_sha256 must be 64 hex digits, "
+                f"got {self.weights_sha256!r}"
+            )
         if not isinstance(self.config, Mapping) or not isinstance(self.signature, Mapping):
             raise RegistryError(f"card {self.name!r}: config and signature must be JSON objects")
 
     @classmethod
-    def for_module(cls, name: str, module: Module, *, weights_sha256: str, mode: str = "direct",
-                   hyperparameters: Mapping[str, Any] | None = None,
-                   metrics: Mapping[str, Any] | None = None,
-                   lineage: Mapping[str, Any] | None = None, data_digest: str = "",
-                   module_path: str | None = None) -> ModelCard:
+    def for_module(
+        cls,
+        name: str,
+        module: Module,
+        *,
+        weights_sha256: str,
+        mode: str = "direct",
+        hyperparameters: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        data_digest: str = "",
+        module_path: str | None = None,
+    ) -> ModelCard:
         """The card of ``module`` about to be stored under ``name`` (version 1 until the
         registry numbers it)."""
-        return cls(name=name, kind=module.kind, config=module.config,
-                   signature=module.signature.to_json(), weights_sha256=weights_sha256,
-                   fingerprint=module.fingerprint(), mode=mode,
-                   hyperparameters=dict(hyperparameters or {}), metrics=dict(metrics or {}),
-                   lineage=dict(lineage or {}), data_digest=data_digest,
-                   created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   module=module_path if module_path is not None else kind_module_path(module))
+        return cls(
+            name=name,
+            kind=module.kind,
+            config=module.config,
+            signature=module.signature.to_json(),
+            weights_sha256=weights_sha256,
+            fingerprint=module.fingerprint(),
+            mode=mode,
+            hyperparameters=dict(hyperparameters or {}),
+            metrics=dict(metrics or {}),
+            lineage=dict(lineage or {}),
+            data_digest=data_digest,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            module=module_path if module_path is not None else kind_module_path(module),
+        )
 
     @property
     def ref(self) -> str:
@@ -134,11 +155,16 @@ class ModelCard:
             raise RegistryError(f"{where}: expected a JSON object, found {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
-        missing = sorted(k for k in ("name", "kind", "config", "signature", "weights_sha256",
-                                     "fingerprint") if k not in data)
+        missing = sorted(
+            k
+            for k in ("name", "kind", "config", "signature", "weights_sha256", "fingerprint")
+            if k not in data
+        )
         if unknown or missing:
-            raise RegistryError(f"{where}: unknown fields {unknown}, missing fields {missing}; "
-                                "the card was edited or written by another tool")
+            raise RegistryError(
+                f"{where}: unknown fields {unknown}, missing fields {missing}; "
+                "the card was edited or written by another tool"
+            )
         try:
             return cls(**dict(data))
         except TypeError as exc:
@@ -151,16 +177,27 @@ class ModelCard:
         (:func:`brickwork.modules.model_card_markdown`)."""
         from brickwork.modules import model_card_markdown
 
-        extra = {"registry_ref": self.ref, "version": self.version, "mode": self.mode,
-                 "data_digest": self.data_digest, "created": self.created,
-                 "brickwork_version": self.brickwork_version,
-                 "weights_sha256": self.weights_sha256, "fingerprint": self.fingerprint}
-        return model_card_markdown(name=self.name, kind=self.kind,
-                                   module_path=self.module or "brickwork",
-                                   signature_text=str(self.signature_obj),
-                                   metrics=dict(self.metrics), lineage=dict(self.lineage),
-                                   hyperparameters=dict(self.hyperparameters), tags=(self.kind,),
-                                   extra={k: v for k, v in extra.items() if v != ""})
+        extra = {
+            "registry_ref": self.ref,
+            "version": self.version,
+            "mode": self.mode,
+            "data_digest": self.data_digest,
+            "created": self.created,
+            "brickwork_version": self.brickwork_version,
+            "weights_sha256": self.weights_sha256,
+            "fingerprint": self.fingerprint,
+        }
+        return model_card_markdown(
+            name=self.name,
+            kind=self.kind,
+            module_path=self.module or "brickwork",
+            signature_text=str(self.signature_obj),
+            metrics=dict(self.metrics),
+            lineage=dict(self.lineage),
+            hyperparameters=dict(self.hyperparameters),
+            tags=(self.kind,),
+            extra={k: v for k, v in extra.items() if v != ""},
+        )
 
 
 def kind_module_path(module: Module) -> str:

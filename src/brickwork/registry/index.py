@@ -52,16 +52,29 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-COLUMNS = ("name", "version", "kind", "tag", "weights_sha256", "card_sha256", "fingerprint", "mode",
-           "signature_text", "signature_json", "created")
+COLUMNS = (
+    "name",
+    "version",
+    "kind",
+    "tag",
+    "weights_sha256",
+    "card_sha256",
+    "fingerprint",
+    "mode",
+    "signature_text",
+    "signature_json",
+    "created",
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise RegistryError(f"{path}: cannot open the registry index ({exc}); check the "
-                            "folder exists and is writable") from None
+        raise RegistryError(
+            f"{path}: cannot open the registry index ({exc}); check the "
+            "folder exists and is writable"
+        ) from None
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     return conn
@@ -80,12 +93,16 @@ def initialise(path: Path) -> None:
             return _initialise(path)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):
-                raise RegistryError(f"{path}: cannot set up the registry index ({exc}); check "
-                                    "that the folder is writable and the disk not full") from None
+                raise RegistryError(
+                    f"{path}: cannot set up the registry index ({exc}); check "
+                    "that the folder is writable and the disk not full"
+                ) from None
             if time.monotonic() + pause > deadline:
-                raise RegistryError(f"{path}: the registry index stayed locked for "
-                                    f"{BUSY_TIMEOUT_S:.0f} s while being set up; another "
-                                    "process holds it: retry once it is done") from None
+                raise RegistryError(
+                    f"{path}: the registry index stayed locked for "
+                    f"{BUSY_TIMEOUT_S:.0f} s while being set up; another "
+                    "process holds it: retry once it is done"
+                ) from None
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -97,8 +114,10 @@ def _initialise(path: Path) -> None:
         if str(mode).lower() != "wal":
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise RegistryError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the "
-                                "registry on a local file system")
+            raise RegistryError(
+                f"{path}: SQLite refused WAL mode (got {mode!r}); put the "
+                "registry on a local file system"
+            )
         with _transaction(conn):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -106,9 +125,11 @@ def _initialise(path: Path) -> None:
     except sqlite3.OperationalError:
         raise  # locked (retried), read-only, I/O: initialise says which
     except sqlite3.DatabaseError as exc:
-        raise RegistryError(f"{path}: the registry index is not a usable SQLite database "
-                            f"({exc}); run `brickwork registry reindex` (Registry.reindex()) to "
-                            "rebuild it from the cards and blobs") from None
+        raise RegistryError(
+            f"{path}: the registry index is not a usable SQLite database "
+            f"({exc}); run `brickwork registry reindex` (Registry.reindex()) to "
+            "rebuild it from the cards and blobs"
+        ) from None
     finally:
         conn.close()
 
@@ -132,8 +153,10 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except sqlite3.DatabaseError as exc:
-        raise RegistryError(f"{path}: index read failed ({exc}); if the index is damaged, "
-                            "run `brickwork registry reindex`") from None
+        raise RegistryError(
+            f"{path}: index read failed ({exc}); if the index is damaged, "
+            "run `brickwork registry reindex`"
+        ) from None
     finally:
         conn.close()
 
@@ -146,18 +169,23 @@ def writing(path: Path) -> Iterator[sqlite3.Connection]:
         with _transaction(conn):
             yield conn
     except sqlite3.OperationalError as exc:
-        raise RegistryError(f"{path}: index write failed ({exc}); another process held the "
-                            f"lock longer than {BUSY_TIMEOUT_S:.0f} s, the folder is not "
-                            "writable or the disk is full") from None
+        raise RegistryError(
+            f"{path}: index write failed ({exc}); another process held the "
+            f"lock longer than {BUSY_TIMEOUT_S:.0f} s, the folder is not "
+            "writable or the disk is full"
+        ) from None
     except sqlite3.DatabaseError as exc:
-        raise RegistryError(f"{path}: index write failed ({exc}); if the index is damaged, "
-                            "run `brickwork registry reindex`") from None
+        raise RegistryError(
+            f"{path}: index write failed ({exc}); if the index is damaged, "
+            "run `brickwork registry reindex`"
+        ) from None
     finally:
         conn.close()
 
 
 def has_table(conn: sqlite3.Connection, table: str) -> bool:
     """Whether the database holds ``table``."""
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                       (table,)).fetchone()
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
     return row is not None

@@ -42,7 +42,8 @@ def validate_name(name: object) -> tuple[str, str]:
         raise RegistryError(
             f"registry name {name!r} is invalid: expected 'kind.tag' where kind is letters, "
             "digits and '_' (starting with a letter or '_') and tag is letters, digits, '_', "
-            "'-' and single dots; no '/', '\\\\', '..' or spaces. Example: 'find.red-sgm-v1'")
+            "'-' and single dots; no '/', '\\\\', '..' or spaces. Example: 'find.red-sgm-v1'"
+        )
     return m.group(1), m.group(2)
 
 
@@ -80,10 +81,13 @@ def validate_alias(alias: object) -> str:
     if not isinstance(alias, str) or _ALIAS.match(alias) is None:
         raise RegistryError(
             f"alias {alias!r} is invalid: expected letters, digits, '_' and '-' starting with "
-            "a letter (at most 64 characters), e.g. 'production'; a version is written @3")
+            "a letter (at most 64 characters), e.g. 'production'; a version is written @3"
+        )
     if alias == LATEST:
-        raise RegistryError("alias 'latest' is implicit (always the newest version) and "
-                            "cannot be set; choose another alias name, e.g. 'production'")
+        raise RegistryError(
+            "alias 'latest' is implicit (always the newest version) and "
+            "cannot be set; choose another alias name, e.g. 'production'"
+        )
     return alias
 
 
@@ -117,5 +121,7 @@ def parse_ref(ref: object) -> tuple[str, int | str | None]:
     try:
         return name, validate_alias(selector)
     except RegistryError as exc:
-        raise RegistryError(f"registry reference {ref!r}: after '@' write a version number "
-                            f"(@3) or an alias (@production); {exc}") from None
+        raise RegistryError(
+            f"registry reference {ref!r}: after '@' write a version number "
+            f"(@3) or an alias (@production); {exc}"
+        ) from None

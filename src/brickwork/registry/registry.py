@@ -67,8 +67,10 @@ _REINDEX = "run `brickwork registry reindex` (Registry.reindex()) to rebuild it 
 
 def _parse_safetensors(data: bytes, where: str) -> dict[str, torch.Tensor]:
     if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or data[:2] == b"PK":
-        raise RegistryError(f"{where}: the weights are a pickle/zip payload, not safetensors; "
-                            "brickwork never unpickles. Convert the weights to safetensors")
+        raise RegistryError(
+            f"{where}: the weights are a pickle/zip payload, not safetensors; "
+            "brickwork never unpickles. Convert the weights to safetensors"
+        )
     try:
         return st_load(data)
     except Exception as exc:  # safetensors raises its own error types
@@ -107,7 +109,9 @@ class Problem:
     what: str
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.path}: {self.what}" if self.name else f"{self.path}: {self.what}"
+        return (
+            f"{self.name}: {self.path}: {self.what}" if self.name else f"{self.path}: {self.what}"
+        )
 
     @property
     def needs_reindex(self) -> bool:
@@ -152,14 +156,24 @@ class Entry:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (what ``registry list --json`` prints)."""
-        out: dict[str, Any] = {"name": self.name, "version": self.version, "ref": self.ref,
-                               "aliases": list(self.aliases), "ok": self.ok,
-                               "problem": self.problem, "mode": self.mode,
-                               "signature": self.signature_text}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "aliases": list(self.aliases),
+            "ok": self.ok,
+            "problem": self.problem,
+            "mode": self.mode,
+            "signature": self.signature_text,
+        }
         if self.card is not None:
-            out.update(kind=self.card.kind, module=self.card.module,
-                       created=self.card.created, metrics=dict(self.card.metrics),
-                       weights_sha256=self.card.weights_sha256)
+            out.update(
+                kind=self.card.kind,
+                module=self.card.module,
+                created=self.card.created,
+                metrics=dict(self.card.metrics),
+                weights_sha256=self.card.weights_sha256,
+            )
         return out
 
 
@@ -184,6 +198,7 @@ class ReindexReport:
 
 # ----- untrusted files ------------------------------------------------------------------
 
+
 def _open_regular(folder: Path, file: str, max_bytes: int) -> tuple[int, int]:
     """Open ``folder/file`` for reading only when it is a regular file inside ``folder``
     of at most ``max_bytes``; returns ``(fd, size)``. Never blocks (FIFOs, devices and
@@ -192,27 +207,39 @@ def _open_regular(folder: Path, file: str, max_bytes: int) -> tuple[int, int]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise RegistryError(f"{path}: missing; an exported folder holds config.json and "
-                            "model.safetensors") from None
+        raise RegistryError(
+            f"{path}: missing; an exported folder holds config.json and model.safetensors"
+        ) from None
     except OSError as exc:
         raise RegistryError(f"{path}: cannot be read ({exc.strerror})") from None
     if stat.S_ISLNK(st.st_mode):
         try:
             target = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:
-            raise RegistryError(f"{path}: a symbolic link that does not resolve ({exc}); an "
-                                "import folder must hold regular files") from None
+            raise RegistryError(
+                f"{path}: a symbolic link that does not resolve ({exc}); an "
+                "import folder must hold regular files"
+            ) from None
         base = folder.resolve()
         if base not in target.parents:
-            raise RegistryError(f"{path}: a symbolic link pointing out of the folder (to "
-                                f"{target}); refused: copy the real file into the folder")
+            raise RegistryError(
+                f"{path}: a symbolic link pointing out of the folder (to "
+                f"{target}); refused: copy the real file into the folder"
+            )
         path, st = target, os.stat(target)
     if not stat.S_ISREG(st.st_mode):
-        what = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if
-                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a directory" if
-                stat.S_ISDIR(st.st_mode) else "not a regular file")
-        raise RegistryError(f"{folder / file}: is {what}; an import folder must hold regular "
-                            "files only")
+        what = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "not a regular file"
+        )
+        raise RegistryError(
+            f"{folder / file}: is {what}; an import folder must hold regular files only"
+        )
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
@@ -224,9 +251,11 @@ def _open_regular(folder: Path, file: str, max_bytes: int) -> tuple[int, int]:
         raise RegistryError(f"{folder / file}: not a regular file; refused")
     if st.st_size > max_bytes:
         os.close(fd)
-        raise RegistryError(f"{folder / file}: {st.st_size} bytes, more than the {max_bytes} "
-                            "allowed; pass max_weights_bytes= (--max-weights-bytes) to allow "
-                            "larger weights")
+        raise RegistryError(
+            f"{folder / file}: {st.st_size} bytes, more than the {max_bytes} "
+            "allowed; pass max_weights_bytes= (--max-weights-bytes) to allow "
+            "larger weights"
+        )
     return fd, st.st_size
 
 
@@ -241,8 +270,9 @@ def _read_regular(folder: Path, file: str, max_bytes: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
-                raise RegistryError(f"{folder / file}: grew past {max_bytes} bytes while "
-                                    "being read; refused")
+                raise RegistryError(
+                    f"{folder / file}: grew past {max_bytes} bytes while being read; refused"
+                )
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -275,35 +305,62 @@ def _read_stored(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise RegistryError(f"{path}: {what} is missing; remove the version and register the "
-                            "module again") from None
+        raise RegistryError(
+            f"{path}: {what} is missing; remove the version and register the module again"
+        ) from None
     except OSError as exc:
         raise RegistryError(f"{path}: {what} cannot be read ({exc.strerror})") from None
 
 
 # ----- building -------------------------------------------------------------------------
 
-def _build(card: ModelCard, *, imports: Sequence[str], device: Any,
-           expect_shapes: Mapping[str, tuple[int, ...]] | None, where: str) -> Module:
+
+def _build(
+    card: ModelCard,
+    *,
+    imports: Sequence[str],
+    device: Any,
+    expect_shapes: Mapping[str, tuple[int, ...]] | None,
+    where: str,
+) -> Module:
     """Build the card's module: imports its kind's module within the allow-list
     (``imports``, ``brickwork.kinds`` entry points, ``brickwork.*``), compares the tensor
     shapes on the meta device first (no memory), then builds on ``device``."""
     try:
         module: Module = bm.build_kind(
-            card.kind, dict(card.config), module=card.module or None, imports=tuple(imports),
-            device=device, expect_shapes=dict(expect_shapes) if expect_shapes is not None else None)
+            card.kind,
+            dict(card.config),
+            module=card.module or None,
+            imports=tuple(imports),
+            device=device,
+            expect_shapes=dict(expect_shapes) if expect_shapes is not None else None,
+        )
     except LoadError as exc:
         raise RegistryError(f"{where}: {exc}") from None
     return module
 
 
-def _rebuild(card: ModelCard, state: Mapping[str, torch.Tensor], where: str, *,
-             imports: Sequence[str] = (), map_location: Any = None) -> Module:
+def _rebuild(
+    card: ModelCard,
+    state: Mapping[str, torch.Tensor],
+    where: str,
+    *,
+    imports: Sequence[str] = (),
+    map_location: Any = None,
+) -> Module:
     """The card's module with ``state`` loaded, verified (:func:`brickwork.modules.rebuild_module`)."""
-    return bm.rebuild_module(card.kind, card.config, module_path=card.module or None,
-                             signature=card.signature_obj, fingerprint=card.fingerprint,
-                             state=state, imports=imports, device=map_location, where=where,
-                             error=RegistryError)
+    return bm.rebuild_module(
+        card.kind,
+        card.config,
+        module_path=card.module or None,
+        signature=card.signature_obj,
+        fingerprint=card.fingerprint,
+        state=state,
+        imports=imports,
+        device=map_location,
+        where=where,
+        error=RegistryError,
+    )
 
 
 @final
@@ -338,14 +395,18 @@ class Registry:
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.root = Path(path).expanduser() if path is not None else default_registry_path()
         if self.root.exists() and not self.root.is_dir():
-            raise RegistryError(f"{self.root}: is a file, not a registry folder; pass "
-                                "--registry PATH (a folder) or set BRICKWORK_REGISTRY")
+            raise RegistryError(
+                f"{self.root}: is a file, not a registry folder; pass "
+                "--registry PATH (a folder) or set BRICKWORK_REGISTRY"
+            )
         try:
             (self.root / "blobs").mkdir(parents=True, exist_ok=True)
             (self.root / "cards").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RegistryError(f"{self.root}: cannot create the registry folder ({exc}); "
-                                "pass --registry PATH or set BRICKWORK_REGISTRY") from None
+            raise RegistryError(
+                f"{self.root}: cannot create the registry folder ({exc}); "
+                "pass --registry PATH or set BRICKWORK_REGISTRY"
+            ) from None
         self.index_path = self.root / "index.sqlite"
         self._damaged: RegistryError | None = None
         try:
@@ -407,9 +468,11 @@ class Registry:
                     raise
                 # the index cannot be locked for writing (read-only folder): report below
         if next(self._card_files(), None) is not None:
-            raise RegistryError(f"{self.index_path}: the index holds no entries but "
-                                f"{self.root / 'cards'} holds cards (the index was deleted, "
-                                f"replaced or damaged); {_REINDEX}")
+            raise RegistryError(
+                f"{self.index_path}: the index holds no entries but "
+                f"{self.root / 'cards'} holds cards (the index was deleted, "
+                f"replaced or damaged); {_REINDEX}"
+            )
 
     @contextmanager
     def _reading(self) -> Iterator[Any]:
@@ -454,52 +517,83 @@ class Registry:
                     old.unlink()
                 elif new.exists():  # an earlier migration died before its commit
                     card_sha = bm.sha256_bytes(new.read_bytes())
-                conn.execute("INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                             (name, 1, row["kind"], row["tag"], row["weights_sha256"], card_sha,
-                              row["fingerprint"], row["mode"], row["signature_text"],
-                              row["signature_json"], row["created"]))
+                conn.execute(
+                    "INSERT OR REPLACE INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        1,
+                        row["kind"],
+                        row["tag"],
+                        row["weights_sha256"],
+                        card_sha,
+                        row["fingerprint"],
+                        row["mode"],
+                        row["signature_text"],
+                        row["signature_json"],
+                        row["created"],
+                    ),
+                )
                 conn.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, 2))
             conn.execute("DROP TABLE entries")
-        log.info("%s: migrated %d entries of the first index format to versions", self.root,
-                 len(rows))
+        log.info(
+            "%s: migrated %d entries of the first index format to versions", self.root, len(rows)
+        )
 
     # ----- references ----------------------------------------------------------------
     def _unknown(self, name: str) -> str:
-        return (f"no registry entry {name!r} in {self.root}; `brickwork registry list` shows "
-                "the entries")
+        return (
+            f"no registry entry {name!r} in {self.root}; `brickwork registry list` shows "
+            "the entries"
+        )
 
     def _resolve(self, conn: Any, ref: str) -> Any:
         """The index row of ``ref`` (``kind.tag``, ``kind.tag@N``, ``kind.tag@alias``)."""
         name, selector = parse_ref(ref)
         if selector is None:
-            row = conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version DESC "
-                               "LIMIT 1", (name,)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+            ).fetchone()
             if row is None:
                 raise RegistryError(self._unknown(name))
             return row
         if isinstance(selector, int):
-            row = conn.execute("SELECT * FROM versions WHERE name = ? AND version = ?",
-                               (name, selector)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM versions WHERE name = ? AND version = ?", (name, selector)
+            ).fetchone()
             if row is None:
-                have = [r[0] for r in conn.execute(
-                    "SELECT version FROM versions WHERE name = ? ORDER BY version", (name,))]
+                have = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT version FROM versions WHERE name = ? ORDER BY version", (name,)
+                    )
+                ]
                 if not have:
                     raise RegistryError(self._unknown(name))
-                raise RegistryError(f"registry entry {name!r} has no version {selector}; its "
-                                    f"versions are {have} (`brickwork registry versions {name}`)")
+                raise RegistryError(
+                    f"registry entry {name!r} has no version {selector}; its "
+                    f"versions are {have} (`brickwork registry versions {name}`)"
+                )
             return row
-        hit = conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?",
-                           (name, selector)).fetchone()
+        hit = conn.execute(
+            "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, selector)
+        ).fetchone()
         if hit is None:
             if conn.execute("SELECT 1 FROM versions WHERE name = ?", (name,)).fetchone() is None:
                 raise RegistryError(self._unknown(name))
-            have = [r[0] for r in conn.execute(
-                "SELECT alias FROM aliases WHERE name = ? ORDER BY alias", (name,))]
-            raise RegistryError(f"registry entry {name!r} has no alias {selector!r} (aliases: "
-                                f"{['latest'] + have}); set it with `brickwork registry alias "
-                                f"{name}@N {selector}`")
-        return conn.execute("SELECT * FROM versions WHERE name = ? AND version = ?",
-                            (name, hit[0])).fetchone()
+            have = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT alias FROM aliases WHERE name = ? ORDER BY alias", (name,)
+                )
+            ]
+            raise RegistryError(
+                f"registry entry {name!r} has no alias {selector!r} (aliases: "
+                f"{['latest'] + have}); set it with `brickwork registry alias "
+                f"{name}@N {selector}`"
+            )
+        return conn.execute(
+            "SELECT * FROM versions WHERE name = ? AND version = ?", (name, hit[0])
+        ).fetchone()
 
     def resolve(self, ref: str) -> str:
         """The exact ``kind.tag@N`` that ``ref`` means now.
@@ -517,11 +611,19 @@ class Registry:
         return f"{row['name']}@{row['version']}"
 
     # ----- writing -------------------------------------------------------------------
-    def put(self, name: str, module: Module, *, mode: str = "direct",
-            hyperparameters: Mapping[str, Any] | None = None,
-            metrics: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
-            data_digest: str = "", module_path: str | None = None,
-            overwrite: bool | None = None) -> ModelCard:
+    def put(
+        self,
+        name: str,
+        module: Module,
+        *,
+        mode: str = "direct",
+        hyperparameters: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        data_digest: str = "",
+        module_path: str | None = None,
+        overwrite: bool | None = None,
+    ) -> ModelCard:
         """Store ``module`` as a new version of ``name`` (``kind.tag``); returns its card.
 
         Nothing is overwritten: a name that exists gets the next version (numbers are
@@ -543,16 +645,28 @@ class Registry:
         """
         validate_name(name)
         if overwrite is not None:
-            log.warning("Registry.put(overwrite=...) is deprecated and ignored: each put of "
-                        "%r adds a version; pass no overwrite argument", name)
+            log.warning(
+                "Registry.put(overwrite=...) is deprecated and ignored: each put of "
+                "%r adds a version; pass no overwrite argument",
+                name,
+            )
         if not isinstance(module, Module):
-            raise RegistryError(f"registry entry {name!r}: expected a brickwork Module, got "
-                                f"{type(module).__name__}; wrap it with brickwork.typed(...)")
+            raise RegistryError(
+                f"registry entry {name!r}: expected a brickwork Module, got "
+                f"{type(module).__name__}; wrap it with brickwork.typed(...)"
+            )
         data = bm.state_bytes(module)
-        card = ModelCard.for_module(name, module, weights_sha256=bm.sha256_bytes(data), mode=mode,
-                                    hyperparameters=hyperparameters, metrics=metrics,
-                                    lineage=lineage, data_digest=data_digest,
-                                    module_path=module_path)
+        card = ModelCard.for_module(
+            name,
+            module,
+            weights_sha256=bm.sha256_bytes(data),
+            mode=mode,
+            hyperparameters=hyperparameters,
+            metrics=metrics,
+            lineage=lineage,
+            data_digest=data_digest,
+            module_path=module_path,
+        )
         return self._store(card, data)
 
     def _blob_present(self, blob: Path, size: int) -> bool:
@@ -583,8 +697,9 @@ class Registry:
 
     def _store_locked(self, card: ModelCard, data: bytes, blob: Path) -> ModelCard:
         with self._writing() as conn, _os_errors("registering", self.root):
-            latest = conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version DESC "
-                                  "LIMIT 1", (card.name,)).fetchone()
+            latest = conn.execute(
+                "SELECT * FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1", (card.name,)
+            ).fetchone()
             if latest is not None and latest["weights_sha256"] == card.weights_sha256:
                 try:
                     previous = self._card_checked(latest)
@@ -593,14 +708,18 @@ class Registry:
                 if previous is not None and previous.same_content(card):
                     if not self._blob_present(blob, len(data)):  # re-checked under the lock
                         atomic_write_bytes(blob, data)
-                    log.info("%s: same weights and card as %s; not added again", card.name,
-                             previous.ref)
+                    log.info(
+                        "%s: same weights and card as %s; not added again", card.name, previous.ref
+                    )
                     return previous
             version = self._next_version(conn, card.name, latest)
             while self.card_path(card.name, version).exists():  # a card without a row
-                log.warning("%s: a card for version %d exists without an index row (an "
-                            "interrupted put or an out-of-date index); using the next version",
-                            card.name, version)
+                log.warning(
+                    "%s: a card for version %d exists without an index row (an "
+                    "interrupted put or an out-of-date index); using the next version",
+                    card.name,
+                    version,
+                )
                 version += 1
             card = dataclasses.replace(card, version=version)
             # the blob may have been deleted by a remove since the check above: the lock
@@ -610,11 +729,22 @@ class Registry:
             card_bytes = card.to_bytes()
             atomic_write_bytes(self.card_path(card.name, version), card_bytes)
             kind, tag = validate_name(card.name)
-            conn.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                         (card.name, version, kind, tag, card.weights_sha256,
-                          bm.sha256_bytes(card_bytes), card.fingerprint, card.mode,
-                          str(card.signature_obj), json.dumps(card.signature, sort_keys=True),
-                          card.created))
+            conn.execute(
+                "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    card.name,
+                    version,
+                    kind,
+                    tag,
+                    card.weights_sha256,
+                    bm.sha256_bytes(card_bytes),
+                    card.fingerprint,
+                    card.mode,
+                    str(card.signature_obj),
+                    json.dumps(card.signature, sort_keys=True),
+                    card.created,
+                ),
+            )
             conn.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (card.name, version + 1))
         return card
 
@@ -625,8 +755,9 @@ class Registry:
     def _drop_blob_if_unused(self, conn: Any, sha: str) -> None:
         """Delete a blob no version uses; called inside the write transaction, so a
         concurrent put of the same weights waits for the lock and then writes it again."""
-        used = conn.execute("SELECT COUNT(*) FROM versions WHERE weights_sha256 = ?",
-                            (sha,)).fetchone()[0]
+        used = conn.execute(
+            "SELECT COUNT(*) FROM versions WHERE weights_sha256 = ?", (sha,)
+        ).fetchone()[0]
         if not used:
             self.blob_path(sha).unlink(missing_ok=True)
 
@@ -634,12 +765,16 @@ class Registry:
         """aliases.json from the index (inside the write transaction)."""
         aliases: dict[str, dict[str, int]] = {}
         for name, alias, version in conn.execute(
-                "SELECT name, alias, version FROM aliases ORDER BY name, alias"):
+            "SELECT name, alias, version FROM aliases ORDER BY name, alias"
+        ):
             aliases.setdefault(name, {})[alias] = int(version)
-        counters = {n: int(v) for n, v in conn.execute(
-            "SELECT name, next_version FROM counters ORDER BY name")}
-        atomic_write_json(self.state_path, {"format": 1, "aliases": aliases,
-                                            "next_version": counters})
+        counters = {
+            n: int(v)
+            for n, v in conn.execute("SELECT name, next_version FROM counters ORDER BY name")
+        }
+        atomic_write_json(
+            self.state_path, {"format": 1, "aliases": aliases, "next_version": counters}
+        )
 
     def _read_state(self) -> tuple[dict[str, dict[str, int]], dict[str, int], list[Problem]]:
         path = self.state_path
@@ -652,8 +787,11 @@ class Registry:
         aliases, counters = data.get("aliases", {}), data.get("next_version", {})
         if not isinstance(aliases, dict) or not isinstance(counters, dict):
             return {}, {}, [Problem("", str(path), "not the expected JSON; aliases not restored")]
-        good_aliases = {n: {a: v for a, v in m.items() if isinstance(v, int)}
-                        for n, m in aliases.items() if isinstance(m, dict)}
+        good_aliases = {
+            n: {a: v for a, v in m.items() if isinstance(v, int)}
+            for n, m in aliases.items()
+            if isinstance(m, dict)
+        }
         return good_aliases, {n: v for n, v in counters.items() if isinstance(v, int)}, []
 
     def remove(self, ref: str) -> list[str]:
@@ -673,10 +811,12 @@ class Registry:
                 if not rows:
                     raise RegistryError(self._unknown(name))
             for row in rows:
-                conn.execute("DELETE FROM versions WHERE name = ? AND version = ?",
-                             (name, row["version"]))
-                conn.execute("DELETE FROM aliases WHERE name = ? AND version = ?",
-                             (name, row["version"]))
+                conn.execute(
+                    "DELETE FROM versions WHERE name = ? AND version = ?", (name, row["version"])
+                )
+                conn.execute(
+                    "DELETE FROM aliases WHERE name = ? AND version = ?", (name, row["version"])
+                )
                 self.card_path(name, row["version"]).unlink(missing_ok=True)
             for sha in {row["weights_sha256"] for row in rows}:
                 self._drop_blob_if_unused(conn, sha)
@@ -693,8 +833,10 @@ class Registry:
         with self._writing() as conn, _os_errors("setting an alias", self.root):
             row = self._resolve(conn, ref)
             card = self._card_checked(row)
-            conn.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
-                         (row["name"], alias, row["version"]))
+            conn.execute(
+                "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
+                (row["name"], alias, row["version"]),
+            )
             self._write_state(conn)
         return card
 
@@ -745,17 +887,21 @@ class Registry:
         path = self.card_path(name, version)
         raw = _read_stored(path, f"card of {name}@{version}")
         if bm.sha256_bytes(raw) != row["card_sha256"]:
-            raise RegistryError(f"{path}: card of {name}@{version} does not match the digest "
-                                "in the index; it was edited or damaged after registration. "
-                                "Remove and re-register the entry")
+            raise RegistryError(
+                f"{path}: card of {name}@{version} does not match the digest "
+                "in the index; it was edited or damaged after registration. "
+                "Remove and re-register the entry"
+            )
         try:
             card = ModelCard.from_json(json.loads(raw), where=str(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RegistryError(f"{path}: not valid JSON ({exc})") from None
         if (card.name, card.version, card.weights_sha256) != (name, version, row["weights_sha256"]):
-            raise RegistryError(f"{path}: card names {card.ref!r} / blob "
-                                f"{card.weights_sha256[:12]}…, the index says {name}@{version} "
-                                f"/ {row['weights_sha256'][:12]}…")
+            raise RegistryError(
+                f"{path}: card names {card.ref!r} / blob "
+                f"{card.weights_sha256[:12]}…, the index says {name}@{version} "
+                f"/ {row['weights_sha256'][:12]}…"
+            )
         return card
 
     def weights(self, ref: str) -> dict[str, torch.Tensor]:
@@ -763,16 +909,20 @@ class Registry:
         return self._weights_checked(self.card(ref))
 
     def _weights_checked(self, card: ModelCard) -> dict[str, torch.Tensor]:
-        return _parse_safetensors(self._blob_checked(card), str(self.blob_path(card.weights_sha256)))
+        return _parse_safetensors(
+            self._blob_checked(card), str(self.blob_path(card.weights_sha256))
+        )
 
     def _blob_checked(self, card: ModelCard) -> bytes:
         path = self.blob_path(card.weights_sha256)
         data = _read_stored(path, f"weights blob of {card.ref}")
         digest = bm.sha256_bytes(data)
         if digest != card.weights_sha256:
-            raise RegistryError(f"{path}: weights blob of {card.ref} has digest "
-                                f"{digest[:12]}…, expected {card.weights_sha256[:12]}…; it is "
-                                "truncated or altered. Remove the entry and register it again")
+            raise RegistryError(
+                f"{path}: weights blob of {card.ref} has digest "
+                f"{digest[:12]}…, expected {card.weights_sha256[:12]}…; it is "
+                "truncated or altered. Remove the entry and register it again"
+            )
         return data
 
     def load(self, ref: str, *, imports: Sequence[str] = (), map_location: Any = None) -> Module:
@@ -786,13 +936,19 @@ class Registry:
         """
         card = self.card(ref)
         state = self._weights_checked(card)
-        return _rebuild(card, state, where=f"registry entry {card.ref!r}", imports=imports,
-                        map_location=map_location)
+        return _rebuild(
+            card,
+            state,
+            where=f"registry entry {card.ref!r}",
+            imports=imports,
+            map_location=map_location,
+        )
 
     def _aliases_by_version(self, conn: Any) -> dict[tuple[str, int], list[str]]:
         out: dict[tuple[str, int], list[str]] = {}
         for name, alias, version in conn.execute(
-                "SELECT name, alias, version FROM aliases ORDER BY alias"):
+            "SELECT name, alias, version FROM aliases ORDER BY alias"
+        ):
             out.setdefault((name, int(version)), []).append(alias)
         for name, version in conn.execute("SELECT name, MAX(version) FROM versions GROUP BY name"):
             out.setdefault((name, int(version)), []).insert(0, "latest")
@@ -804,8 +960,15 @@ class Registry:
             card, problem = self._card_checked(row), ""
         except RegistryError as exc:
             card, problem = None, f"{exc}; see `brickwork registry verify`"
-        return Entry(row["name"], key[1], tuple(aliases.get(key, ())), card, problem,
-                     row["mode"], row["signature_text"])
+        return Entry(
+            row["name"],
+            key[1],
+            tuple(aliases.get(key, ())),
+            card,
+            problem,
+            row["mode"],
+            row["signature_text"],
+        )
 
     def list(self, pattern: str | None = None, *, all_versions: bool = False) -> list[Entry]:  # noqa: A003
         """Every entry (its latest version, or every version) whose name matches the glob
@@ -827,18 +990,29 @@ class Registry:
                 rows = conn.execute(
                     "SELECT v.* FROM versions v JOIN (SELECT name, MAX(version) AS version FROM "
                     "versions GROUP BY name) m ON v.name = m.name AND v.version = m.version "
-                    "ORDER BY v.name").fetchall()
+                    "ORDER BY v.name"
+                ).fetchall()
             known = {(r[0], int(r[1])) for r in conn.execute("SELECT name, version FROM versions")}
             aliases = self._aliases_by_version(conn)
-        out = [self._entry(r, aliases) for r in rows
-               if pattern is None or fnmatch.fnmatchcase(r["name"], pattern)]
+        out = [
+            self._entry(r, aliases)
+            for r in rows
+            if pattern is None or fnmatch.fnmatchcase(r["name"], pattern)
+        ]
         for path in sorted(self._card_files()):
             name, at, version = path.stem.partition("@")
             key = (name, int(version) if version.isdigit() else 0)
             if key in known or (pattern is not None and not fnmatch.fnmatchcase(name, pattern)):
                 continue
-            out.append(Entry(name, key[1], (), None, f"{path}: card without an index row; "
-                             "see `brickwork registry verify`"))
+            out.append(
+                Entry(
+                    name,
+                    key[1],
+                    (),
+                    None,
+                    f"{path}: card without an index row; see `brickwork registry verify`",
+                )
+            )
         return sorted(out, key=lambda e: (e.name, e.version))
 
     def versions(self, name: str) -> builtins.list[Entry]:
@@ -849,22 +1023,29 @@ class Registry:
         """
         validate_name(name)
         with self._reading() as conn:
-            rows = conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version",
-                                (name,)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM versions WHERE name = ? ORDER BY version", (name,)
+            ).fetchall()
             aliases = self._aliases_by_version(conn)
         if not rows:
             raise RegistryError(self._unknown(name))
         return [self._entry(r, aliases) for r in rows]
 
-    def cards(self, pattern: str | None = None, *, all_versions: bool = False) -> builtins.list[ModelCard]:
+    def cards(
+        self, pattern: str | None = None, *, all_versions: bool = False
+    ) -> builtins.list[ModelCard]:
         """The cards that pass their checks (see :meth:`list` for the damaged ones too)."""
-        return [e.card for e in self.list(pattern, all_versions=all_versions)
-                if e.card is not None]
+        return [e.card for e in self.list(pattern, all_versions=all_versions) if e.card is not None]
 
-    def search(self, inputs: Mapping[str, NeuralType] | None = None,
-               outputs: Mapping[str, NeuralType] | None = None, *,
-               kind: str | None = None, pattern: str | None = None,
-               all_versions: bool = False) -> builtins.list[ModelCard]:
+    def search(
+        self,
+        inputs: Mapping[str, NeuralType] | None = None,
+        outputs: Mapping[str, NeuralType] | None = None,
+        *,
+        kind: str | None = None,
+        pattern: str | None = None,
+        all_versions: bool = False,
+    ) -> builtins.list[ModelCard]:
         """Entries whose module can stand where these ports are wanted (subtype-aware).
 
         A wanted input type must be able to feed the entry's input; the entry's output
@@ -874,8 +1055,9 @@ class Registry:
         """
         found = []
         with self._reading() as conn:
-            rows = conn.execute("SELECT name, version, kind, signature_json FROM versions "
-                                "ORDER BY name, version").fetchall()
+            rows = conn.execute(
+                "SELECT name, version, kind, signature_json FROM versions ORDER BY name, version"
+            ).fetchall()
         latest: dict[str, int] = {}
         for row in rows:
             latest[row["name"]] = max(latest.get(row["name"], 0), int(row["version"]))
@@ -905,8 +1087,13 @@ class Registry:
         """Re-hash every card and blob; returns every problem found (empty when clean).
         Problems whose fix is :meth:`reindex` say so (``Problem.needs_reindex``)."""
         if self._damaged is not None:
-            return [Problem("", str(self.index_path),
-                            str(self._damaged).removeprefix(f"{self.index_path}: "))]
+            return [
+                Problem(
+                    "",
+                    str(self.index_path),
+                    str(self._damaged).removeprefix(f"{self.index_path}: "),
+                )
+            ]
         problems: builtins.list[Problem] = []
         with index.reading(self.index_path) as conn:
             rows = conn.execute("SELECT * FROM versions ORDER BY name, version").fetchall()
@@ -918,8 +1105,9 @@ class Registry:
             try:
                 self._blob_checked(self._card_checked(row))
             except BrickworkError as exc:
-                problems.append(Problem(ref, str(self.card_path(row["name"], row["version"])),
-                                        str(exc)))
+                problems.append(
+                    Problem(ref, str(self.card_path(row["name"], row["version"])), str(exc))
+                )
         cards = sorted(self._card_files())
         unindexed = [p for p in cards if p.stem not in indexed]
         restorable = []
@@ -927,19 +1115,29 @@ class Registry:
             try:
                 card = ModelCard.from_json(json.loads(path.read_bytes()), where=str(path))
             except (BrickworkError, OSError, ValueError) as exc:
-                problems.append(Problem("", str(path), f"damaged card without an index row "
-                                        f"({exc}); reindex cannot restore it: delete it or "
-                                        "restore it from a backup"))
+                problems.append(
+                    Problem(
+                        "",
+                        str(path),
+                        f"damaged card without an index row "
+                        f"({exc}); reindex cannot restore it: delete it or "
+                        "restore it from a backup",
+                    )
+                )
                 continue
             used_blobs.add(card.weights_sha256)
             restorable.append(path)
         if cards and not rows:
-            problems.append(Problem("", str(self.index_path),
-                                    f"the index holds no entries but {len(cards)} cards exist "
-                                    f"(index deleted or replaced); {_REINDEX}"))
+            problems.append(
+                Problem(
+                    "",
+                    str(self.index_path),
+                    f"the index holds no entries but {len(cards)} cards exist "
+                    f"(index deleted or replaced); {_REINDEX}",
+                )
+            )
         for path in restorable:
-            problems.append(Problem("", str(path), "card without an index row; "
-                                    f"{_REINDEX}"))
+            problems.append(Problem("", str(path), f"card without an index row; {_REINDEX}"))
         for path in sorted((self.root / "blobs").glob("*/*")):
             if path.name.endswith(".tmp"):
                 problems.append(Problem("", str(path), "unfinished temporary file"))
@@ -989,37 +1187,67 @@ class Registry:
                 top: dict[str, int] = {}
                 for card, card_sha in entries:
                     kind, tag = validate_name(card.name)
-                    conn.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                 (card.name, card.version, kind, tag, card.weights_sha256,
-                                  card_sha, card.fingerprint, card.mode, str(card.signature_obj),
-                                  json.dumps(card.signature, sort_keys=True), card.created))
+                    conn.execute(
+                        "INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            card.name,
+                            card.version,
+                            kind,
+                            tag,
+                            card.weights_sha256,
+                            card_sha,
+                            card.fingerprint,
+                            card.mode,
+                            str(card.signature_obj),
+                            json.dumps(card.signature, sort_keys=True),
+                            card.created,
+                        ),
+                    )
                     top[card.name] = max(top.get(card.name, 0), card.version)
                     try:
                         self._blob_checked(card)
                     except RegistryError as exc:
-                        problems.append(Problem(card.ref, str(self.blob_path(card.weights_sha256)),
-                                                str(exc)))
+                        problems.append(
+                            Problem(card.ref, str(self.blob_path(card.weights_sha256)), str(exc))
+                        )
                 for name in sorted(set(top) | set(counters)):
-                    conn.execute("INSERT INTO counters VALUES (?, ?)",
-                                 (name, max(top.get(name, 0) + 1, counters.get(name, 0))))
+                    conn.execute(
+                        "INSERT INTO counters VALUES (?, ?)",
+                        (name, max(top.get(name, 0) + 1, counters.get(name, 0))),
+                    )
                 have = {(c.name, c.version) for c, _ in entries}
                 restored = 0
                 for name, mapping in aliases.items():
                     for alias, version in mapping.items():
                         if (name, version) in have:
-                            conn.execute("INSERT INTO aliases VALUES (?, ?, ?)", (name, alias, version))
+                            conn.execute(
+                                "INSERT INTO aliases VALUES (?, ?, ?)", (name, alias, version)
+                            )
                             restored += 1
                         else:
-                            problems.append(Problem(name, str(self.state_path),
-                                                    f"alias {alias!r} points at version {version}, "
-                                                    "which has no card; alias dropped"))
+                            problems.append(
+                                Problem(
+                                    name,
+                                    str(self.state_path),
+                                    f"alias {alias!r} points at version {version}, "
+                                    "which has no card; alias dropped",
+                                )
+                            )
                 self._write_state(conn)
         report = ReindexReport(len(top), len(entries), restored, tuple(problems))
-        log.info("%s: reindexed %d versions of %d entries, %d aliases, %d problems", self.root,
-                 report.versions, report.names, report.aliases, len(problems))
+        log.info(
+            "%s: reindexed %d versions of %d entries, %d aliases, %d problems",
+            self.root,
+            report.versions,
+            report.names,
+            report.aliases,
+            len(problems),
+        )
         return report
 
-    def _collect_cards(self, problems: builtins.list[Problem]) -> builtins.list[tuple[ModelCard, str]]:
+    def _collect_cards(
+        self, problems: builtins.list[Problem]
+    ) -> builtins.list[tuple[ModelCard, str]]:
         """Every card file that parses, as ``(card, digest of its bytes)``; first-format
         cards (``<name>.json``) are renamed to ``<name>@<N>.json``."""
         found: dict[tuple[str, int], tuple[ModelCard, str]] = {}
@@ -1036,8 +1264,14 @@ class Registry:
                 legacy.append((path, card))
                 continue
             if card.name != stem_name or str(card.version) != stem_version:
-                problems.append(Problem("", str(path), f"card not restored: the file name says "
-                                        f"{path.stem}, the card says {card.ref}"))
+                problems.append(
+                    Problem(
+                        "",
+                        str(path),
+                        f"card not restored: the file name says "
+                        f"{path.stem}, the card says {card.ref}",
+                    )
+                )
                 continue
             found[(card.name, card.version)] = (card, bm.sha256_bytes(raw))
         for path, card in legacy:
@@ -1071,21 +1305,38 @@ class Registry:
             raise RegistryError(f"{folder}: is a file; export needs a folder (new or empty)")
         taken = [n for n in names if os.path.lexists(folder / n)]
         if taken:
-            raise RegistryError(f"{folder}: holds {taken} already; export into a new or empty "
-                                "folder (nothing is overwritten)")
+            raise RegistryError(
+                f"{folder}: holds {taken} already; export into a new or empty "
+                "folder (nothing is overwritten)"
+            )
         with _os_errors("exporting", folder):
             atomic_write_bytes(folder / "model.safetensors", data)
-            atomic_write_json(folder / "config.json", {
-                "kind": card.kind, "module": card.module, "config": dict(card.config),
-                "signature": dict(card.signature), "signature_text": str(card.signature_obj),
-                "fingerprint": card.fingerprint, "weights_sha256": card.weights_sha256,
-                "brickwork_version": card.brickwork_version, "registry_card": card.to_json()})
+            atomic_write_json(
+                folder / "config.json",
+                {
+                    "kind": card.kind,
+                    "module": card.module,
+                    "config": dict(card.config),
+                    "signature": dict(card.signature),
+                    "signature_text": str(card.signature_obj),
+                    "fingerprint": card.fingerprint,
+                    "weights_sha256": card.weights_sha256,
+                    "brickwork_version": card.brickwork_version,
+                    "registry_card": card.to_json(),
+                },
+            )
             atomic_write_bytes(folder / "README.md", card.readme().encode())
         return folder
 
-    def import_(self, folder: str | os.PathLike[str], name: str | None = None, *,
-                imports: Sequence[str] = (), max_weights_bytes: int = MAX_WEIGHTS_BYTES,
-                overwrite: bool | None = None) -> ModelCard:
+    def import_(
+        self,
+        folder: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        imports: Sequence[str] = (),
+        max_weights_bytes: int = MAX_WEIGHTS_BYTES,
+        overwrite: bool | None = None,
+    ) -> ModelCard:
         """Register an exported folder (as written by :meth:`export` or
         ``save_pretrained``) as a new version of ``name`` (default: the card's name, else
         ``<kind>.imported``).
@@ -1098,21 +1349,29 @@ class Registry:
         (``imports``) and fingerprints that do not match are refused.
         """
         if overwrite is not None:
-            log.warning("Registry.import_(overwrite=...) is deprecated and ignored: an "
-                        "import adds a version")
+            log.warning(
+                "Registry.import_(overwrite=...) is deprecated and ignored: an "
+                "import adds a version"
+            )
         folder = Path(folder)
         with _os_errors("importing", folder):
             return self._import(folder, name, imports=imports, max_weights_bytes=max_weights_bytes)
 
-    def _import(self, folder: Path, name: str | None, *, imports: Sequence[str],
-                max_weights_bytes: int) -> ModelCard:
+    def _import(
+        self, folder: Path, name: str | None, *, imports: Sequence[str], max_weights_bytes: int
+    ) -> ModelCard:
         if not folder.is_dir():
-            raise RegistryError(f"{folder}: not a folder; `registry import` takes the folder "
-                                "written by `registry export` / save_pretrained")
+            raise RegistryError(
+                f"{folder}: not a folder; `registry import` takes the folder "
+                "written by `registry export` / save_pretrained"
+            )
         if not os.path.lexists(folder / "model.safetensors"):
             pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-            hint = (f"; found {pickles}: pickled weights are refused, convert them to "
-                    "safetensors" if pickles else "")
+            hint = (
+                f"; found {pickles}: pickled weights are refused, convert them to safetensors"
+                if pickles
+                else ""
+            )
             raise RegistryError(f"{folder}: no model.safetensors{hint}")
         raw = _read_regular(folder, "config.json", MAX_CONFIG_BYTES)
         if os.path.lexists(folder / "README.md"):
@@ -1122,20 +1381,24 @@ class Registry:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RegistryError(f"{folder}/config.json: not valid JSON ({exc})") from None
         if not isinstance(meta, dict):
-            raise RegistryError(f"{folder}/config.json: expected a JSON object, found "
-                                f"{type(meta).__name__}")
+            raise RegistryError(
+                f"{folder}/config.json: expected a JSON object, found {type(meta).__name__}"
+            )
         shapes = _header_shapes(folder, "model.safetensors", max_weights_bytes)
         card = self._card_from_meta(folder, meta, name)
         # the config against the header, on the meta device: a hostile config (a huge
         # hidden size) is refused here, before any memory is allocated
-        ghost = _build(card, imports=imports, device="meta", expect_shapes=shapes,
-                       where=str(folder))
+        ghost = _build(
+            card, imports=imports, device="meta", expect_shapes=shapes, where=str(folder)
+        )
         del ghost
         data = _read_regular(folder, "model.safetensors", max_weights_bytes)
         sha = bm.sha256_bytes(data)
         if sha != meta.get("weights_sha256") or sha != card.weights_sha256:
-            raise RegistryError(f"{folder}/model.safetensors: digest {sha[:12]}… does not match "
-                                f"config.json's {str(meta.get('weights_sha256'))[:12]}…")
+            raise RegistryError(
+                f"{folder}/model.safetensors: digest {sha[:12]}… does not match "
+                f"config.json's {str(meta.get('weights_sha256'))[:12]}…"
+            )
         state = _parse_safetensors(data, f"{folder}/model.safetensors")
         _rebuild(card, state, where=str(folder), imports=imports)
         return self._store(card, data)
@@ -1153,11 +1416,16 @@ class Registry:
                     raise RegistryError(f"{folder}/config.json: field {key!r} is missing")
             if not isinstance(meta["kind"], str):
                 raise RegistryError(f"{folder}/config.json: 'kind' must be text")
-            card = ModelCard(name=name or f"{meta['kind']}.imported", kind=meta["kind"],
-                             config=meta["config"], signature=meta["signature"],
-                             weights_sha256=str(meta["weights_sha256"]),
-                             fingerprint=str(meta["fingerprint"]), mode="imported",
-                             module=module_path or "")
+            card = ModelCard(
+                name=name or f"{meta['kind']}.imported",
+                kind=meta["kind"],
+                config=meta["config"],
+                signature=meta["signature"],
+                weights_sha256=str(meta["weights_sha256"]),
+                fingerprint=str(meta["fingerprint"]),
+                mode="imported",
+                module=module_path or "",
+            )
         changes: dict[str, Any] = {}
         if name is not None and name != card.name:
             validate_name(name)

@@ -19,8 +19,14 @@ import torch
 from brickwork.errors import TypeMismatch
 from brickwork.types.axes import Axis, AxisBindings, format_axes, parse_axes
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16, "int64": torch.int64, "bool": torch.bool}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "bool": torch.bool,
+}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 _TYPE_CLASSES: dict[str, type[NeuralType]] = {}
 
@@ -130,8 +136,12 @@ class NeuralType(abc.ABC):
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable description; :func:`type_from_json` inverts it."""
-        return {"kind": self.kind, "axes": format_axes(self.axes),
-                "dtype": _DTYPE_NAMES[self.dtype], **self.params()}
+        return {
+            "kind": self.kind,
+            "axes": format_axes(self.axes),
+            "dtype": _DTYPE_NAMES[self.dtype],
+            **self.params(),
+        }
 
     def with_axes(self, axes: str | Sequence[Axis]) -> NeuralType:
         """The same type over other axes."""
@@ -155,15 +165,19 @@ class NeuralType(abc.ABC):
         if not isinstance(x, torch.Tensor):
             return f"expected a tensor, got {type(x).__name__}"
         if x.dim() != len(self.axes):
-            return (f"{x.dim()} dims {tuple(x.shape)}, expected {len(self.axes)} "
-                    f"[{format_axes(self.axes)}]")
+            return (
+                f"{x.dim()} dims {tuple(x.shape)}, expected {len(self.axes)} "
+                f"[{format_axes(self.axes)}]"
+            )
         b = bindings if bindings is not None else AxisBindings()
         for axis, size in zip(self.axes, x.shape):
             reason = b.bind(axis, int(size))
             if reason:
                 return f"shape {tuple(x.shape)} vs [{format_axes(self.axes)}]: {reason}"
         if x.dtype != self.dtype:
-            return f"dtype {_DTYPE_NAMES.get(x.dtype, x.dtype)}, expected {_DTYPE_NAMES[self.dtype]}"
+            return (
+                f"dtype {_DTYPE_NAMES.get(x.dtype, x.dtype)}, expected {_DTYPE_NAMES[self.dtype]}"
+            )
         if x.numel() == 0 or x.device.type == "meta":
             return ""  # no values to check (a meta tensor has a shape and a dtype only)
         if x.is_floating_point():
@@ -263,7 +277,9 @@ def parse_type(text: str) -> NeuralType:
     """
     text = text.strip()
     if "[" not in text or not text.endswith("]"):
-        raise TypeMismatch(f"cannot parse type {text!r}; write it as Kind[axes], e.g. SoftMask[b 1 h w]")
+        raise TypeMismatch(
+            f"cannot parse type {text!r}; write it as Kind[axes], e.g. SoftMask[b 1 h w]"
+        )
     kind, rest = text.split("[", 1)
     inner = rest[:-1]
     parts = [p.strip() for p in inner.split(",")]

@@ -59,9 +59,11 @@ def _one_hot_penalty(x: torch.Tensor) -> torch.Tensor:
     """Zero when values are in [0, 1] with exactly one above 0.5 per row."""
     top = x.max(dim=-1, keepdim=True)
     others = x.scatter(-1, top.indices, torch.zeros_like(top.values))
-    return ((torch.relu(-x) ** 2 + torch.relu(x - 1.0) ** 2).mean()
-            + (torch.relu(0.5 - top.values) ** 2).mean()
-            + (torch.relu(others - 0.5) ** 2).mean())
+    return (
+        (torch.relu(-x) ** 2 + torch.relu(x - 1.0) ** 2).mean()
+        + (torch.relu(0.5 - top.values) ** 2).mean()
+        + (torch.relu(others - 0.5) ** 2).mean()
+    )
 
 
 def _simplex_penalty(x: torch.Tensor) -> torch.Tensor:

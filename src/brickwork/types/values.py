@@ -53,8 +53,13 @@ class Bounded(NeuralType):
 
     kind = "Bounded"
 
-    def __init__(self, axes: str | Sequence[Axis] = "b", dtype: torch.dtype = torch.float32,
-                 low: float = 0.0, high: float = 1.0):
+    def __init__(
+        self,
+        axes: str | Sequence[Axis] = "b",
+        dtype: torch.dtype = torch.float32,
+        low: float = 0.0,
+        high: float = 1.0,
+    ):
         super().__init__(axes, dtype)
         if not float(low) < float(high):
             raise TypeMismatch(f"Bounded: low {low} must be below high {high}")
