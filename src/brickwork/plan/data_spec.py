@@ -33,12 +33,19 @@ class DataSpec:
     module_targets: Mapping[str, str] = field(default_factory=dict)
     layout_column: str = "layout"
 
-    def __init__(self, inputs: Iterable[str] = (), targets: Iterable[str] = (),
-                 module_targets: Mapping[str, str] | None = None, layout_column: str = "layout"):
+    def __init__(
+        self,
+        inputs: Iterable[str] = (),
+        targets: Iterable[str] = (),
+        module_targets: Mapping[str, str] | None = None,
+        layout_column: str = "layout",
+    ):
         for name, value in (("inputs", inputs), ("targets", targets)):
             if isinstance(value, str):
-                raise PlanError(f"DataSpec.{name}: expected a collection of names, got the string "
-                                f"{value!r}; write {{{value!r}}}")
+                raise PlanError(
+                    f"DataSpec.{name}: expected a collection of names, got the string "
+                    f"{value!r}; write {{{value!r}}}"
+                )
         object.__setattr__(self, "inputs", frozenset(inputs))
         object.__setattr__(self, "targets", frozenset(targets))
         object.__setattr__(self, "module_targets", dict(module_targets or {}))
@@ -51,13 +58,23 @@ class DataSpec:
         return output in self.targets
 
     def to_json(self) -> dict[str, Any]:
-        return {"inputs": sorted(self.inputs), "targets": sorted(self.targets),
-                "module_targets": dict(self.module_targets), "layout_column": self.layout_column}
+        return {
+            "inputs": sorted(self.inputs),
+            "targets": sorted(self.targets),
+            "module_targets": dict(self.module_targets),
+            "layout_column": self.layout_column,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DataSpec:
         if not isinstance(data, Mapping):
-            raise PlanError(f"data spec: expected an object with 'inputs' and 'targets', got "
-                            f"{type(data).__name__}")
-        return cls(data.get("inputs", ()), data.get("targets", ()),
-                   data.get("module_targets") or {}, data.get("layout_column", "layout"))
+            raise PlanError(
+                f"data spec: expected an object with 'inputs' and 'targets', got "
+                f"{type(data).__name__}"
+            )
+        return cls(
+            data.get("inputs", ()),
+            data.get("targets", ()),
+            data.get("module_targets") or {},
+            data.get("layout_column", "layout"),
+        )

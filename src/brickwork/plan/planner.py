@@ -96,13 +96,18 @@ class _Analysis:
     def _layout(self, lay: Layout) -> None:
         for ext, _t in lay.inputs.items():
             if not self.data.provides(ext):
-                readers = [f"node '{n.id}', port '{p}'" for n in lay.nodes
-                           for p, s in n.inputs.items() if s.node is None and s.port == ext]
+                readers = [
+                    f"node '{n.id}', port '{p}'"
+                    for n in lay.nodes
+                    for p, s in n.inputs.items()
+                    if s.node is None and s.port == ext
+                ]
                 raise PlanError(
                     f"layout '{lay.name}', {readers[0] if readers else 'an output'}: reads external "
                     f"input '{ext}', which the data does not provide (data inputs: "
                     f"{sorted(self.data.inputs)}). Add '{ext}' to the data spec's inputs, or feed "
-                    "the port from a module")
+                    "the port from a module"
+                )
         modules = {n.id: lay.kinds.module(n.module) for n in lay.nodes}
         trainable = {nid: is_trainable(m) for nid, m in modules.items()}
         by_id = {n.id: n for n in lay.nodes}
@@ -118,8 +123,11 @@ class _Analysis:
             elif trainable[src.node]:
                 out = frozenset({("module", by_id[src.node].module)})
             else:
-                out = frozenset().union(*[back(s) for s in by_id[src.node].inputs.values()]) \
-                    if by_id[src.node].inputs else frozenset()
+                out = (
+                    frozenset().union(*[back(s) for s in by_id[src.node].inputs.values()])
+                    if by_id[src.node].inputs
+                    else frozenset()
+                )
             memo_back[key] = out
             return out
 
@@ -147,19 +155,24 @@ class _Analysis:
             m = modules[node.id]
             if not trainable[node.id]:
                 if merge_is_codependent(m) and len(node.inputs) >= 2:
-                    per_port = [{name for tag, name in back(s) if tag == "module"}
-                                for s in node.inputs.values()]
+                    per_port = [
+                        {name for tag, name in back(s) if tag == "module"}
+                        for s in node.inputs.values()
+                    ]
                     everyone = set().union(*per_port)
                     if len(everyone) >= 2:
                         first = sorted(everyone)
                         for other in first[1:]:
-                            self.codep_pairs.append((first[0], other, f"layout '{lay.name}', node "
-                                                     f"'{node.id}'"))
+                            self.codep_pairs.append(
+                                (first[0], other, f"layout '{lay.name}', node '{node.id}'")
+                            )
                 continue
             name = node.module
             if name in self.modules and self.modules[name] is not m:
-                raise PlanError(f"module name '{name}' names two different instances across the "
-                                "family; build every layout with the same Kinds")
+                raise PlanError(
+                    f"module name '{name}' names two different instances across the "
+                    "family; build every layout with the same Kinds"
+                )
             self.modules[name] = m
             self.kind.setdefault(name, node.kind)
             self.uses[name] = self.uses.get(name, 0) + 1
@@ -170,8 +183,9 @@ class _Analysis:
                 if mods:
                     self.fed_ports.setdefault(name, set()).add(port)
                 for u in mods:
-                    self.dep_where.setdefault((u, name), f"layout '{lay.name}', node '{node.id}', "
-                                              f"port '{port}'")
+                    self.dep_where.setdefault(
+                        (u, name), f"layout '{lay.name}', node '{node.id}', port '{port}'"
+                    )
                     if u == name:
                         self.self_loops.setdefault(name, self.dep_where[(u, name)])
                 ups |= mods
@@ -254,28 +268,37 @@ registry_tag = module_name_to_tag
 def _find_reusable(registry: Any, name: str, module: Module) -> str | None:
     tag = registry_tag(name)
     try:
-        cards = registry.search(inputs=module.signature.inputs, outputs=module.signature.outputs,
-                                kind=module.kind)
+        cards = registry.search(
+            inputs=module.signature.inputs, outputs=module.signature.outputs, kind=module.kind
+        )
     except BrickworkError as exc:
         log.warning("registry search for %s failed: %s", name, exc)
         return None
-    fits = [c for c in cards if c.name.split(".", 1)[1] == tag
-            or c.name.split(".", 1)[1].startswith(tag + "-")]
+    fits = [
+        c
+        for c in cards
+        if c.name.split(".", 1)[1] == tag or c.name.split(".", 1)[1].startswith(tag + "-")
+    ]
     if not fits:
         return None
     best = sorted(fits, key=lambda c: (c.created, c.name, getattr(c, "version", 0)))[-1]
     return str(getattr(best, "ref", None) or best.name)  # pinned to the version found
 
 
-def _policy_of(name: str, kind: str, codependent: str,
-               policy: Mapping[str, str]) -> str:
+def _policy_of(name: str, kind: str, codependent: str, policy: Mapping[str, str]) -> str:
     return policy.get(name) or policy.get(kind) or codependent
 
 
-def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
-              reuse: bool = False, cycles: str = "error",
-              codependent: CodependentPolicy = "surrogate",
-              policy: Mapping[str, CodependentPolicy] | None = None) -> TrainingPlan:
+def make_plan(
+    family: Sequence[Layout],
+    data: DataSpec,
+    *,
+    registry: Any = None,
+    reuse: bool = False,
+    cycles: str = "error",
+    codependent: CodependentPolicy = "surrogate",
+    policy: Mapping[str, CodependentPolicy] | None = None,
+) -> TrainingPlan:
     """Classify every module of ``family`` and order their training.
 
     Args:
@@ -313,12 +336,15 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     if cycles not in ("error", "joint"):
         raise PlanError(f"cycles must be 'error' or 'joint', got {cycles!r}")
     policy = dict(policy or {})
-    for where, value in [("codependent", codependent)] + [(f"policy[{k!r}]", v)
-                                                           for k, v in policy.items()]:
+    for where, value in [("codependent", codependent)] + [
+        (f"policy[{k!r}]", v) for k, v in policy.items()
+    ]:
         if value not in CODEPENDENT_POLICIES:
-            raise PlanError(f"make_plan: {where} is {value!r}, expected one of "
-                            f"{list(CODEPENDENT_POLICIES)} ('surrogate': one SGM per module, "
-                            "'joint': train the codependent modules together)")
+            raise PlanError(
+                f"make_plan: {where} is {value!r}, expected one of "
+                f"{list(CODEPENDENT_POLICIES)} ('surrogate': one SGM per module, "
+                "'joint': train the codependent modules together)"
+            )
     family = list(family)
     if not family:
         raise PlanError("the layout family is empty; give at least one layout")
@@ -334,15 +360,19 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     names = sorted(an.modules)
     unknown = sorted(set(policy) - set(names) - set(an.kind.values()))
     if unknown:
-        raise PlanError(f"make_plan: policy names {unknown}, which are neither modules nor kinds "
-                        f"of the family (kinds: {sorted(set(an.kind.values()))})")
+        raise PlanError(
+            f"make_plan: policy names {unknown}, which are neither modules nor kinds "
+            f"of the family (kinds: {sorted(set(an.kind.values()))})"
+        )
     notes: list[str] = []
     own_target = {n: data.module_targets[n] for n in names if n in data.module_targets}
     for name in names:
         if not an.direct_targets[name] and not an.any_targets[name] and name not in own_target:
-            raise PlanError(f"module '{name}': its output never reaches a supervised output "
-                            f"(data targets: {sorted(data.targets)}); give the data a target "
-                            f"for it (module_targets={{'{name}': column}}) or remove it")
+            raise PlanError(
+                f"module '{name}': its output never reaches a supervised output "
+                f"(data targets: {sorted(data.targets)}); give the data a target "
+                f"for it (module_targets={{'{name}': column}}) or remove it"
+            )
     rule = {n: _policy_of(n, an.kind[n], codependent, policy) for n in names}
     # codependent groups
     uf = _UnionFind(names)
@@ -360,23 +390,30 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
     edges = {n: set(an.upstream[n]) for n in names}  # n depends on edges[n]
     for comp in _sccs(names, edges):
         if len(comp) > 1 or comp[0] in an.self_loops:
-            where = (an.self_loops.get(comp[0]) if len(comp) == 1
-                     else an.dep_where.get((comp[1], comp[0])) or an.dep_where.get((comp[0], comp[1])))
+            where = (
+                an.self_loops.get(comp[0])
+                if len(comp) == 1
+                else an.dep_where.get((comp[1], comp[0])) or an.dep_where.get((comp[0], comp[1]))
+            )
             if cycles == "error":
                 path = " -> ".join(comp + [comp[0]])
                 raise PlanError(
                     f"modules depend on each other in a cycle: {path} (e.g. at {where}); "
                     "independent training needs an order. Train the cycle jointly "
                     "(make_plan(..., cycles='joint'), `brickwork plan --cycles joint`), or give "
-                    "one of these modules its own targets (module_targets)")
+                    "one of these modules its own targets (module_targets)"
+                )
             for other in comp[1:]:
                 uf.union(comp[0], other)
             notes.append(f"dependency cycle {', '.join(comp)} trained jointly")
     groups: dict[str, list[str]] = {}
     for n in names:
         groups.setdefault(uf.find(n), []).append(n)
-    joint_units = {u for u, members in groups.items()
-                   if len(members) > 1 or any(m in an.self_loops for m in members)}
+    joint_units = {
+        u
+        for u, members in groups.items()
+        if len(members) > 1 or any(m in an.self_loops for m in members)
+    }
     # a joint group learns only if what lies between it and its targets learns with it:
     # it takes along every module downstream of it that has no target of its own
     downstream: dict[str, set[str]] = {n: set() for n in names}
@@ -394,17 +431,21 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
             taken.append(d)
             todo.extend(downstream[d])
         if taken:
-            notes.append(f"joint group {', '.join(groups[u])} trains with its downstream "
-                         f"module(s) {', '.join(sorted(taken))}")
+            notes.append(
+                f"joint group {', '.join(groups[u])} trains with its downstream "
+                f"module(s) {', '.join(sorted(taken))}"
+            )
     groups = {}
     for n in names:
         groups.setdefault(uf.find(n), []).append(n)
     unit_of = {n: uf.find(n) for n in names}
     joint_units = {unit_of[m] for u in joint_units for m in [u]}
     if sgm_codep:
-        notes.append(f"codependent, trained through one surrogate gradient module each: "
-                     f"{', '.join(sorted(sgm_codep - {m for u in joint_units for m in groups[u]}))}"
-                     " (codependent='surrogate')")
+        notes.append(
+            f"codependent, trained through one surrogate gradient module each: "
+            f"{', '.join(sorted(sgm_codep - {m for u in joint_units for m in groups[u]}))}"
+            " (codependent='surrogate')"
+        )
     # reuse
     reused: dict[str, str] = {}
     if reuse:
@@ -456,24 +497,51 @@ def make_plan(family: Sequence[Layout], data: DataSpec, *, registry: Any = None,
                 if a not in ancestors:
                     ancestors.add(a)
                     todo.extend(an.upstream[a])
-            intermediates.append(IntermediatePlan(reads, n, tuple(sorted(ancestors)),
-                                                  tuple(sorted(an.fed_ports.get(n, ()))),
-                                                  stage[u]))
+            intermediates.append(
+                IntermediatePlan(
+                    reads,
+                    n,
+                    tuple(sorted(ancestors)),
+                    tuple(sorted(an.fed_ports.get(n, ()))),
+                    stage[u],
+                )
+            )
         targets = an.direct_targets[n] if an.direct_targets[n] else an.any_targets[n]
         modules[n] = ModulePlan(
-            name=n, kind=an.kind[n], decoupled=decoupled, direct=direct,
-            codependent=n in codep, mode=mode, stage=stage[u],
+            name=n,
+            kind=an.kind[n],
+            decoupled=decoupled,
+            direct=direct,
+            codependent=n in codep,
+            mode=mode,
+            stage=stage[u],
             group=tuple(groups[u]) if u in joint_units else (),
-            upstream=tuple(sorted(an.upstream[n])), targets=tuple(sorted(targets)),
-            context=tuple(sorted(an.context.get(n, ()))), reads=reads,
-            registry_entry=reused.get(n), uses=an.uses[n], module_target=own_target.get(n),
-            policy=rule[n] if n in codep else "")
+            upstream=tuple(sorted(an.upstream[n])),
+            targets=tuple(sorted(targets)),
+            context=tuple(sorted(an.context.get(n, ()))),
+            reads=reads,
+            registry_entry=reused.get(n),
+            uses=an.uses[n],
+            module_target=own_target.get(n),
+            policy=rule[n] if n in codep else "",
+        )
     top = max((m.stage for m in modules.values()), default=0)
-    stages = [tuple(sorted(n for n, m in modules.items() if m.stage == s)) for s in range(1, top + 1)]
+    stages = [
+        tuple(sorted(n for n, m in modules.items() if m.stage == s)) for s in range(1, top + 1)
+    ]
     stages = [s for s in stages if s]
     if any(m.stage == 0 for m in modules.values()):
-        notes.append("reused from the registry: " + ", ".join(
-            f"{n} ← {m.registry_entry}" for n, m in modules.items() if m.mode == "reuse"))
-    return TrainingPlan(modules=modules, stages=stages, intermediates=tuple(intermediates),
-                        groups=tuple(tuple(groups[u]) for u in sorted(joint_units)),
-                        data=data.to_json(), notes=tuple(notes))
+        notes.append(
+            "reused from the registry: "
+            + ", ".join(
+                f"{n} ← {m.registry_entry}" for n, m in modules.items() if m.mode == "reuse"
+            )
+        )
+    return TrainingPlan(
+        modules=modules,
+        stages=stages,
+        intermediates=tuple(intermediates),
+        groups=tuple(tuple(groups[u]) for u in sorted(joint_units)),
+        data=data.to_json(),
+        notes=tuple(notes),
+    )

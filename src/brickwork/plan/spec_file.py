@@ -102,12 +102,18 @@ class PlanFile:
             >>> load_plan_file(write_example_plan(tempfile.mkdtemp(), samples=8)).plan_options()
             {'cycles': 'error', 'codependent': 'surrogate', 'policy': {}}
         """
-        return {"cycles": self.cycles, "codependent": self.codependent,
-                "policy": dict(self.policy)}
+        return {"cycles": self.cycles, "codependent": self.codependent, "policy": dict(self.policy)}
 
 
-_JSON_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-               type(None): "null", list: "an array", dict: "an object"}
+_JSON_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+    list: "an array",
+    dict: "an object",
+}
 
 
 def _found(value: Any) -> str:
@@ -134,24 +140,48 @@ def _want(file: str, key: str, value: Any, kind: str) -> None:
         "str-map": isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
     }[kind]
     if not ok:
-        expected = {"str": "a string", "int": "an integer", "number": "a number",
-                    "bool": "true or false", "object": "an object {...}",
-                    "array": "an array [...]", "str-list": "an array of strings",
-                    "str-map": "an object of strings"}[kind]
+        expected = {
+            "str": "a string",
+            "int": "an integer",
+            "number": "a number",
+            "bool": "true or false",
+            "object": "an object {...}",
+            "array": "an array [...]",
+            "str-list": "an array of strings",
+            "str-map": "an object of strings",
+        }[kind]
         if kind in ("str-list", "str-map") and isinstance(value, (list, dict)):
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
                 if not isinstance(v, str):
-                    raise _bad(file, f"{key}.{k}" if isinstance(value, dict) else f"{key}[{k}]",
-                               v, "a string")
+                    raise _bad(
+                        file,
+                        f"{key}.{k}" if isinstance(value, dict) else f"{key}[{k}]",
+                        v,
+                        "a string",
+                    )
         raise _bad(file, key, value, expected)
 
 
 _OPTIONAL_NUMBERS = ("max_time", "grad_clip", "pos_weight")
-_INTS = {"epochs": 1, "batch_size": 1, "patience": 0, "rank": 1, "max_steps": 1, "starts": 1,
-         "rounds": 1, "top_k": 1}
-_NUMBERS = {"lr": 0.0, "weight_decay": 0.0, "momentum": 0.0, "dropout": 0.0, "plateau": 0.0,
-            "sparsity": 0.0}
+_INTS = {
+    "epochs": 1,
+    "batch_size": 1,
+    "patience": 0,
+    "rank": 1,
+    "max_steps": 1,
+    "starts": 1,
+    "rounds": 1,
+    "top_k": 1,
+}
+_NUMBERS = {
+    "lr": 0.0,
+    "weight_decay": 0.0,
+    "momentum": 0.0,
+    "dropout": 0.0,
+    "plateau": 0.0,
+    "sparsity": 0.0,
+}
 
 
 def _check_hparams(file: str, key: str, hp: Any) -> None:
@@ -164,19 +194,28 @@ def _check_hparams(file: str, key: str, hp: Any) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < _INTS[name]:
                 raise _bad(file, here, value, f"an integer >= {_INTS[name]}")
         elif name in _NUMBERS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < _NUMBERS[name] \
-                    or (name == "lr" and value <= 0):
-                raise _bad(file, here, value, "a number > 0" if name == "lr"
-                           else f"a number >= {_NUMBERS[name]}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value < _NUMBERS[name]
+                or (name == "lr" and value <= 0)
+            ):
+                raise _bad(
+                    file,
+                    here,
+                    value,
+                    "a number > 0" if name == "lr" else f"a number >= {_NUMBERS[name]}",
+                )
         elif name in _OPTIONAL_NUMBERS:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or value <= 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+            ):
                 raise _bad(file, here, value, "a number > 0 or null")
         elif name in ("optimizer", "keep_best_mode"):
             _want(file, here, value, "str")
         elif name == "summary":
             if value not in ("auto", "flat", "pooled"):
-                raise _bad(file, here, value, "\"auto\", \"flat\" or \"pooled\"")
+                raise _bad(file, here, value, '"auto", "flat" or "pooled"')
         elif name == "second_round":
             _want(file, here, value, "bool")
         elif name == "prior":
@@ -238,8 +277,10 @@ def validate_plan_json(raw: Any, file: str) -> None:
         here = f"kinds.{name}"
         _want(file, here, entry, "object")
         if "kind" not in entry:
-            raise PlanError(f"{file}: {here}: key 'kind' is missing; write "
-                            "{\"kind\": \"registered_kind\", \"config\": {...}}")
+            raise PlanError(
+                f"{file}: {here}: key 'kind' is missing; write "
+                '{"kind": "registered_kind", "config": {...}}'
+            )
         _want(file, f"{here}.kind", entry["kind"], "str")
         if entry.get("config") is not None:
             _want(file, f"{here}.config", entry["config"], "object")
@@ -280,14 +321,14 @@ def validate_plan_json(raw: Any, file: str) -> None:
     if "cycles" in raw:
         _want(file, "cycles", raw["cycles"], "str")
         if raw["cycles"] not in ("error", "joint"):
-            raise _bad(file, "cycles", raw["cycles"], "\"error\" or \"joint\"")
+            raise _bad(file, "cycles", raw["cycles"], '"error" or "joint"')
     if "codependent" in raw and raw["codependent"] not in ("surrogate", "joint"):
-        raise _bad(file, "codependent", raw["codependent"], "\"surrogate\" or \"joint\"")
+        raise _bad(file, "codependent", raw["codependent"], '"surrogate" or "joint"')
     if "policy" in raw:
         _want(file, "policy", raw["policy"], "object")
         for k, v in raw["policy"].items():
             if v not in ("surrogate", "joint"):
-                raise _bad(file, f"policy.{k}", v, "\"surrogate\" or \"joint\"")
+                raise _bad(file, f"policy.{k}", v, '"surrogate" or "joint"')
     train = raw.get("train")
     if train is None:
         return
@@ -296,7 +337,9 @@ def validate_plan_json(raw: Any, file: str) -> None:
         if key in train:
             v = train[key]
             if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-                raise _bad(file, f"train.{key}", v, "an integer" + (f" >= {lo}" if lo is not None else ""))
+                raise _bad(
+                    file, f"train.{key}", v, "an integer" + (f" >= {lo}" if lo is not None else "")
+                )
     if "val_fraction" in train:
         v = train["val_fraction"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
@@ -323,15 +366,20 @@ def validate_plan_json(raw: Any, file: str) -> None:
                 raise PlanError(f"{file}: train.search.{name}: malformed ({exc})") from None
 
 
-def _check_names(file: str, train: Mapping[str, Any], kinds: Mapping[str, Any],
-                 family: list[Layout]) -> None:
-    known = set(kinds) | set().union(*[lay.module_names() for lay in family]) if family else set(kinds)
+def _check_names(
+    file: str, train: Mapping[str, Any], kinds: Mapping[str, Any], family: list[Layout]
+) -> None:
+    known = (
+        set(kinds) | set().union(*[lay.module_names() for lay in family]) if family else set(kinds)
+    )
     for section in ("hparams", "search"):
-        for name in (train.get(section) or {}):
+        for name in train.get(section) or {}:
             if name not in known:
-                raise PlanError(f"{file}: train.{section}.{name}: no layout kind or module is named "
-                                f"{name!r}; kinds: {sorted(kinds)} (or a module name such as "
-                                "'find[red]')")
+                raise PlanError(
+                    f"{file}: train.{section}.{name}: no layout kind or module is named "
+                    f"{name!r}; kinds: {sorted(kinds)} (or a module name such as "
+                    "'find[red]')"
+                )
 
 
 def _source(text: Any, where: str) -> Source:
@@ -349,13 +397,13 @@ def _kinds(spec: Mapping[str, Any], functions: Mapping[str, str], where: str) ->
     factories = {}
     for name, entry in spec.items():
         if not isinstance(entry, Mapping) or "kind" not in entry:
-            raise PlanError(f"{where}: kinds.{name} must be {{\"kind\": ..., \"config\": {{...}}}}")
+            raise PlanError(f'{where}: kinds.{name} must be {{"kind": ..., "config": {{...}}}}')
         kind, config = str(entry["kind"]), dict(entry.get("config") or {})
         try:
             build_kind(kind, config)
         except BrickworkError as exc:
             raise PlanError(f"{where}: kinds.{name}: {exc}") from None
-        factories[name] = (lambda k=kind, c=config: build_kind(k, c))
+        factories[name] = lambda k=kind, c=config: build_kind(k, c)
     return Kinds(factories, functions=functions)
 
 
@@ -364,20 +412,29 @@ def _layout(entry: Mapping[str, Any], i: int, kinds: Kinds, where: str) -> Layou
     here = f"{where}: layouts[{i}] ('{name}')"
     try:
         if "program" in entry:
-            externals = {k: (parse_type(v) if isinstance(v, str) else None)
-                         for k, v in (entry.get("externals") or {}).items()}
+            externals = {
+                k: (parse_type(v) if isinstance(v, str) else None)
+                for k, v in (entry.get("externals") or {}).items()
+            }
             return from_program(entry["program"], kinds, externals=externals, name=name)
         nodes = []
         for j, n in enumerate(entry.get("nodes") or []):
             module = str(n["module"])
             fn, arg = split_module_name(module)
-            inputs = {p: _source(s, f"{here}, node {j}, port '{p}'")
-                      for p, s in (n.get("inputs") or {}).items()}
-            nodes.append(Node(str(n.get("id", f"{module}#{j}")), module, kinds.kind_for(fn), arg, inputs))
+            inputs = {
+                p: _source(s, f"{here}, node {j}, port '{p}'")
+                for p, s in (n.get("inputs") or {}).items()
+            }
+            nodes.append(
+                Node(str(n.get("id", f"{module}#{j}")), module, kinds.kind_for(fn), arg, inputs)
+            )
         if not nodes:
             raise PlanError(f"{here}: give 'program' or a non-empty 'nodes' list")
-        outputs = ({k: _source(v, f"{here}, output '{k}'") for k, v in entry["outputs"].items()}
-                   if entry.get("outputs") else None)
+        outputs = (
+            {k: _source(v, f"{here}, output '{k}'") for k, v in entry["outputs"].items()}
+            if entry.get("outputs")
+            else None
+        )
         return Layout(name, nodes, kinds, outputs)
     except PlanError:
         raise
@@ -404,25 +461,40 @@ def load_plan_file(path: str | os.PathLike[str]) -> PlanFile:
     except PermissionError:
         raise PlanError(f"{path}: permission denied; the plan file is not readable") from None
     except UnicodeDecodeError as exc:
-        raise PlanError(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected "
-                        "a JSON plan file") from None
+        raise PlanError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); expected a JSON plan file"
+        ) from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(raw, dict):
-        raise PlanError(f"{path}: expected a JSON object with 'kinds', 'layouts' and 'data', "
-                        f"found {_found(raw)}")
+        raise PlanError(
+            f"{path}: expected a JSON object with 'kinds', 'layouts' and 'data', "
+            f"found {_found(raw)}"
+        )
     validate_plan_json(raw, str(path))
     for mod in raw.get("imports", []):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
-            raise PlanError(f"{path}: cannot import {mod!r} ({exc}); install it or fix 'imports'") from None
+            raise PlanError(
+                f"{path}: cannot import {mod!r} ({exc}); install it or fix 'imports'"
+            ) from None
     kinds = _kinds(raw["kinds"], raw.get("functions") or {}, str(path))
     family = [_layout(e, i, kinds, str(path)) for i, e in enumerate(raw["layouts"])]
     _check_names(str(path), raw.get("train") or {}, raw["kinds"], family)
     data = DataSpec.from_json(raw["data"])
     dp = raw["data"].get("path")
     data_path = (path.parent / dp) if dp else None
-    return PlanFile(path, str(raw.get("name", path.stem)), kinds, family, data, data_path,
-                    str(raw.get("cycles", "error")), dict(raw.get("train") or {}), raw,
-                    str(raw.get("codependent", "surrogate")), dict(raw.get("policy") or {}))
+    return PlanFile(
+        path,
+        str(raw.get("name", path.stem)),
+        kinds,
+        family,
+        data,
+        data_path,
+        str(raw.get("cycles", "error")),
+        dict(raw.get("train") or {}),
+        raw,
+        str(raw.get("codependent", "surrogate")),
+        dict(raw.get("policy") or {}),
+    )

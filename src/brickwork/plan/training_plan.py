@@ -118,15 +118,27 @@ class TrainingPlan:
         try:
             return self.modules[name]
         except KeyError:
-            raise PlanError(f"the plan has no module {name!r}; modules: {sorted(self.modules)}") from None
+            raise PlanError(
+                f"the plan has no module {name!r}; modules: {sorted(self.modules)}"
+            ) from None
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
         """Classification per kind (Table 4.1 lists kinds): flags over all its modules."""
         out: dict[str, dict[str, Any]] = {}
         for m in self.modules.values():
-            row = out.setdefault(m.kind, {"decoupled": False, "dependent": False, "direct": False,
-                                          "indirect": False, "codependent": False,
-                                          "modes": set(), "stages": set(), "modules": 0})
+            row = out.setdefault(
+                m.kind,
+                {
+                    "decoupled": False,
+                    "dependent": False,
+                    "direct": False,
+                    "indirect": False,
+                    "codependent": False,
+                    "modes": set(),
+                    "stages": set(),
+                    "modules": 0,
+                },
+            )
             row["decoupled"] |= m.decoupled
             row["dependent"] |= m.dependent
             row["direct"] |= m.direct
@@ -142,24 +154,34 @@ class TrainingPlan:
 
     def table(self, by: str = "module") -> str:
         """A text table like the thesis's Table 4.1 (``by="module"`` or ``"kind"``)."""
+
         def tick(flag: bool) -> str:
             return "✓" if flag else ""
 
-        header = (f"{'module' if by == 'module' else 'kind':<20} {'Decoupled':^9} {'Dependent':^9} "
-                  f"{'Direct':^6} {'Indirect':^8} {'Codep.':^6}  {'mode':<10} stage")
-        lines = [f"{'':<20} {'------ Input ------':^19} {'- Supervision -':^15}", header,
-                 "-" * len(header)]
+        header = (
+            f"{'module' if by == 'module' else 'kind':<20} {'Decoupled':^9} {'Dependent':^9} "
+            f"{'Direct':^6} {'Indirect':^8} {'Codep.':^6}  {'mode':<10} stage"
+        )
+        lines = [
+            f"{'':<20} {'------ Input ------':^19} {'- Supervision -':^15}",
+            header,
+            "-" * len(header),
+        ]
         if by == "kind":
             for kind, r in self.by_kind().items():
-                lines.append(f"{kind:<20} {tick(r['decoupled']):^9} {tick(r['dependent']):^9} "
-                             f"{tick(r['direct']):^6} {tick(r['indirect']):^8} "
-                             f"{tick(r['codependent']):^6}  {'/'.join(r['modes']):<10} "
-                             f"{','.join(map(str, r['stages']))}")
+                lines.append(
+                    f"{kind:<20} {tick(r['decoupled']):^9} {tick(r['dependent']):^9} "
+                    f"{tick(r['direct']):^6} {tick(r['indirect']):^8} "
+                    f"{tick(r['codependent']):^6}  {'/'.join(r['modes']):<10} "
+                    f"{','.join(map(str, r['stages']))}"
+                )
         else:
             for m in sorted(self.modules.values(), key=lambda m: (m.stage, m.name)):
-                lines.append(f"{m.name:<20} {tick(m.decoupled):^9} {tick(m.dependent):^9} "
-                             f"{tick(m.direct):^6} {tick(m.indirect):^8} {tick(m.codependent):^6}  "
-                             f"{m.mode:<10} {m.stage}")
+                lines.append(
+                    f"{m.name:<20} {tick(m.decoupled):^9} {tick(m.dependent):^9} "
+                    f"{tick(m.direct):^6} {tick(m.indirect):^8} {tick(m.codependent):^6}  "
+                    f"{m.mode:<10} {m.stage}"
+                )
         lines.append("")
         for i, stage in enumerate(self.stages, 1):
             before = [d.name for d in self.intermediates if d.before_stage == i]
@@ -175,9 +197,16 @@ class TrainingPlan:
         return self.table()
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps({
-            "modules": {k: asdict(v) for k, v in self.modules.items()},
-            "stages": [list(s) for s in self.stages],
-            "intermediates": [asdict(d) for d in self.intermediates],
-            "groups": [list(g) for g in self.groups],
-            "by_kind": self.by_kind(), "data": dict(self.data), "notes": list(self.notes)}))
+        return json.loads(
+            json.dumps(
+                {
+                    "modules": {k: asdict(v) for k, v in self.modules.items()},
+                    "stages": [list(s) for s in self.stages],
+                    "intermediates": [asdict(d) for d in self.intermediates],
+                    "groups": [list(g) for g in self.groups],
+                    "by_kind": self.by_kind(),
+                    "data": dict(self.data),
+                    "notes": list(self.notes),
+                }
+            )
+        )

@@ -101,6 +101,8 @@ __all__ = [
 ]
 
 
-__getattr__ = deprecated_names(__name__, {"run_study": ("run_search", lambda: run_search)},
-                               why="the studies' run_study is a whole experiment, this is a "
-                                   "hyperparameter search")
+__getattr__ = deprecated_names(
+    __name__,
+    {"run_study": ("run_search", lambda: run_search)},
+    why="the studies' run_study is a whole experiment, this is a hyperparameter search",
+)

@@ -101,22 +101,30 @@ class IntermediateDataset:
         try:
             manifest = json.loads(path.read_text())
         except FileNotFoundError:
-            raise DataError(f"{path}: missing; {self.folder} is not a finished intermediate "
-                            "dataset (an interrupted write?). Rebuild it") from None
+            raise DataError(
+                f"{path}: missing; {self.folder} is not a finished intermediate "
+                "dataset (an interrupted write?). Rebuild it"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: damaged manifest ({exc}); delete the folder and rebuild") from None
+            raise DataError(
+                f"{path}: damaged manifest ({exc}); delete the folder and rebuild"
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise DataError(f"{path}: not a {FORMAT} manifest")
         if manifest.get("key_digest") != self.folder.name:
-            raise DataError(f"{path}: manifest key {str(manifest.get('key_digest'))[:12]}… does "
-                            f"not match the folder name {self.folder.name[:12]}…")
+            raise DataError(
+                f"{path}: manifest key {str(manifest.get('key_digest'))[:12]}… does "
+                f"not match the folder name {self.folder.name[:12]}…"
+            )
         self.manifest: dict[str, Any] = manifest
         self._offsets = [0]
         for shard in manifest["shards"]:
             self._offsets.append(self._offsets[-1] + int(shard["n"]))
 
     def __repr__(self) -> str:
-        return f"IntermediateDataset({self.folder.name[:12]}…, n={len(self)}, columns={self.columns})"
+        return (
+            f"IntermediateDataset({self.folder.name[:12]}…, n={len(self)}, columns={self.columns})"
+        )
 
     def __len__(self) -> int:
         return int(self.manifest["n"])
@@ -147,8 +155,9 @@ class IntermediateDataset:
         return ds if ds.manifest.get("key") == key.to_json() else None
 
     @classmethod
-    def build(cls, root: str | os.PathLike[str], key: CacheKey,
-              chunks: Iterable[Samples]) -> IntermediateDataset:
+    def build(
+        cls, root: str | os.PathLike[str], key: CacheKey, chunks: Iterable[Samples]
+    ) -> IntermediateDataset:
         """Write ``chunks`` (one shard each) as the dataset of ``key``; atomic as a whole."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
@@ -157,13 +166,17 @@ class IntermediateDataset:
         try:
             shards, columns, n = [], None, 0
             for i, chunk in enumerate(chunks):
-                cols = {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape[1:])}
-                        for k, v in chunk.items()}
+                cols = {
+                    k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape[1:])}
+                    for k, v in chunk.items()
+                }
                 if columns is None:
                     columns = cols
                 elif cols != columns:
-                    raise DataError(f"intermediate dataset {digest[:12]}…: chunk {i} has columns "
-                                    f"{cols}, the first chunk had {columns}")
+                    raise DataError(
+                        f"intermediate dataset {digest[:12]}…: chunk {i} has columns "
+                        f"{cols}, the first chunk had {columns}"
+                    )
                 name = f"shard-{i:05d}.safetensors"
                 tensors = {k: v.detach().cpu().contiguous() for k, v in chunk.items()}
                 tensors[IDS] = chunk.ids.contiguous()
@@ -172,14 +185,23 @@ class IntermediateDataset:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                shards.append({"file": name, "n": len(chunk),
-                               "sha256": hashlib.sha256(data).hexdigest()})
+                shards.append(
+                    {"file": name, "n": len(chunk), "sha256": hashlib.sha256(data).hexdigest()}
+                )
                 n += len(chunk)
             if columns is None:
                 raise DataError(f"intermediate dataset {digest[:12]}…: the producer gave no data")
-            atomic_write_json(tmp / MANIFEST, {"format": FORMAT, "key": key.to_json(),
-                                               "key_digest": digest, "n": n, "columns": columns,
-                                               "shards": shards})
+            atomic_write_json(
+                tmp / MANIFEST,
+                {
+                    "format": FORMAT,
+                    "key": key.to_json(),
+                    "key_digest": digest,
+                    "n": n,
+                    "columns": columns,
+                    "shards": shards,
+                },
+            )
             final_dir = root / digest
             try:
                 os.rename(tmp, final_dir)
@@ -193,8 +215,9 @@ class IntermediateDataset:
         return cls(final_dir)
 
     @classmethod
-    def get_or_build(cls, root: str | os.PathLike[str], key: CacheKey,
-                     producer: Callable[[], Iterable[Samples]]) -> tuple[IntermediateDataset, bool]:
+    def get_or_build(
+        cls, root: str | os.PathLike[str], key: CacheKey, producer: Callable[[], Iterable[Samples]]
+    ) -> tuple[IntermediateDataset, bool]:
         """``(dataset, hit)``: the existing dataset for ``key``, or a new one from ``producer``."""
         found = cls.lookup(root, key)
         if found is not None:
@@ -216,8 +239,10 @@ class IntermediateDataset:
         info = self.manifest["shards"][i]
         path = self.folder / info["file"]
         if check and _file_sha(path) != info["sha256"]:
-            raise DataError(f"{path}: shard digest does not match the manifest; the file is "
-                            "damaged. Delete the folder and rebuild the intermediate dataset")
+            raise DataError(
+                f"{path}: shard digest does not match the manifest; the file is "
+                "damaged. Delete the folder and rebuild the intermediate dataset"
+            )
         tensors = {}
         with safe_open(str(path), framework="pt") as fh:
             for name in fh.keys():

@@ -83,8 +83,9 @@ def log_info(logger: logging.Logger, msg: str, *args: Any) -> None:
         >>> log_info(logging.getLogger("brickwork.doc"), "%d epochs", 3)
     """
     if _nothing_configured(logger):
-        _FALLBACK.handle(logger.makeRecord(logger.name, logging.INFO, "(brickwork)", 0, msg,
-                                           args, None))
+        _FALLBACK.handle(
+            logger.makeRecord(logger.name, logging.INFO, "(brickwork)", 0, msg, args, None)
+        )
     else:
         logger.info(msg, *args)
 
@@ -142,8 +143,15 @@ class EarlyStopping(Callback):
         True
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, mode: str = "min",
-                 min_delta: float = 0.0, *, restore_best: bool = False):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        *,
+        restore_best: bool = False,
+    ):
         if mode not in ("min", "max"):
             raise TrainingError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
@@ -165,9 +173,11 @@ class EarlyStopping(Callback):
         return self.bad_epochs >= self.patience
 
     def _better(self, value: float) -> bool:
-        return (self.best is None or
-                (value < self.best - self.min_delta if self.mode == "min"
-                 else value > self.best + self.min_delta))
+        return self.best is None or (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        )
 
     def on_epoch_end(self, state: FitState) -> None:
         value = state.history[-1].get(self.monitor)
@@ -176,19 +186,31 @@ class EarlyStopping(Callback):
         improved = self._better(float(value))
         if self.update(float(value)):
             state.stop = True
-            log_info(log, "early stopping at epoch %d (%s best %.4g at epoch %s)", state.epoch,
-                     self.monitor, self.best, self.best_epoch)
+            log_info(
+                log,
+                "early stopping at epoch %d (%s best %.4g at epoch %s)",
+                state.epoch,
+                self.monitor,
+                self.best,
+                self.best_epoch,
+            )
         if improved:
             self.best_epoch = state.epoch
             if self.restore_best:
-                self._best_weights = {k: v.detach().clone()
-                                      for k, v in state.model.state_dict().items()}
+                self._best_weights = {
+                    k: v.detach().clone() for k, v in state.model.state_dict().items()
+                }
 
     def on_fit_end(self, state: FitState) -> None:
         if self.restore_best and self._best_weights is not None:
             state.model.load_state_dict(self._best_weights)
-            log_info(log, "restored the weights of epoch %s (%s %.4g)", self.best_epoch,
-                     self.monitor, self.best)
+            log_info(
+                log,
+                "restored the weights of epoch %s (%s %.4g)",
+                self.best_epoch,
+                self.monitor,
+                self.best,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs, "best_epoch": self.best_epoch}
@@ -237,19 +259,27 @@ class LogMetrics(Callback):
 
     def on_step(self, state: FitState) -> None:
         if self.every_steps and state.step % self.every_steps == 0:
-            log_info(log, "%s step=%d loss=%.4g lr=%.3g", self.name, state.step, state.loss,
-                     state.lr)
+            log_info(
+                log, "%s step=%d loss=%.4g lr=%.3g", self.name, state.step, state.loss, state.lr
+            )
 
     def on_epoch_end(self, state: FitState) -> None:
         rec = state.history[-1]
-        text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in rec.items())
+        text = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+        )
         log_info(log, "%s %s", self.name, text)
 
     def on_fit_end(self, state: FitState) -> None:
         if state.stop_reason in ("max_time", "max_steps"):
-            log_info(log, "%s stopped by %s after %d steps (epoch %d)", self.name,
-                     state.stop_reason, state.step, state.epoch)
+            log_info(
+                log,
+                "%s stopped by %s after %d steps (epoch %d)",
+                self.name,
+                state.stop_reason,
+                state.step,
+                state.epoch,
+            )
 
 
 class TensorBoard(Callback):
@@ -259,9 +289,11 @@ class TensorBoard(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise TrainingError("TensorBoard logging needs the optional 'tensorboard' package; "
-                                "install it with `pip install brickwork[tensorboard]` or drop "
-                                "--tensorboard") from None
+            raise TrainingError(
+                "TensorBoard logging needs the optional 'tensorboard' package; "
+                "install it with `pip install brickwork[tensorboard]` or drop "
+                "--tensorboard"
+            ) from None
         self.writer = SummaryWriter(str(logdir))
 
     def on_epoch_end(self, state: FitState) -> None:
@@ -298,8 +330,14 @@ class ProgressBar(Callback):
     def on_fit_start(self, state: FitState) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=state.total_steps, initial=state.step, desc=self.desc,
-                        position=self.position, leave=False, unit="step")
+        self.bar = tqdm(
+            total=state.total_steps,
+            initial=state.step,
+            desc=self.desc,
+            position=self.position,
+            leave=False,
+            unit="step",
+        )
         self._postfix(state, {})
 
     def _postfix(self, state: FitState, extra: dict[str, str]) -> None:
@@ -321,8 +359,14 @@ class ProgressBar(Callback):
     def on_epoch_end(self, state: FitState) -> None:
         if self.bar is not None:
             rec = state.history[-1]
-            self._postfix(state, {k: f"{v:.3g}" for k, v in rec.items()
-                                  if isinstance(v, float) and k not in ("time", "lr")})
+            self._postfix(
+                state,
+                {
+                    k: f"{v:.3g}"
+                    for k, v in rec.items()
+                    if isinstance(v, float) and k not in ("time", "lr")
+                },
+            )
 
     def on_fit_end(self, state: FitState) -> None:
         if self.bar is not None:

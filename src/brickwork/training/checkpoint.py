@@ -39,7 +39,9 @@ from brickwork.modules import atomic_write_bytes, atomic_write_json, module_devi
 META = "checkpoint.json"
 
 
-def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_to_flat(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Flatten an optimizer's state dict into tensors + JSON (works for Adam, SGD, ...)."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -53,8 +55,9 @@ def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                        meta: dict[str, Any]) -> None:
+def optimizer_from_flat(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     """Inverse of :func:`optimizer_to_flat`."""
     state: dict[int, dict[str, Any]] = {}
     for name, t in tensors.items():
@@ -66,9 +69,14 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, meta: dict[str, Any], *,
-                    extra: Mapping[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    folder: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    meta: dict[str, Any],
+    *,
+    extra: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a checkpoint (model, optimizer, torch RNG state, ``meta``) atomically.
 
     Tensors are copied to the CPU first, so a model on any device can be saved. The
@@ -83,8 +91,9 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
             with ``load_checkpoint(..., extra=dict)``.
     """
     folder = Path(folder)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
-               for k, v in model.state_dict().items()}
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+    }
     opt_meta = None
     if optimizer is not None:
         opt_tensors, opt_meta = optimizer_to_flat(optimizer)
@@ -100,9 +109,15 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
     name = f"ckpt-{step:09d}.safetensors"
     atomic_write_bytes(folder / name, data)
     previous = read_meta(folder)
-    atomic_write_json(folder / META, {**meta, "tensors": name,
-                                      "tensors_sha256": hashlib.sha256(data).hexdigest(),
-                                      "optimizer": opt_meta})
+    atomic_write_json(
+        folder / META,
+        {
+            **meta,
+            "tensors": name,
+            "tensors_sha256": hashlib.sha256(data).hexdigest(),
+            "optimizer": opt_meta,
+        },
+    )
     if previous and previous.get("tensors") != name:
         (folder / str(previous["tensors"])).unlink(missing_ok=True)
     return folder / META
@@ -117,15 +132,21 @@ def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"{path}: damaged checkpoint metadata ({exc}); delete the folder "
-                            "to restart this job from scratch") from None
+        raise TrainingError(
+            f"{path}: damaged checkpoint metadata ({exc}); delete the folder "
+            "to restart this job from scratch"
+        ) from None
 
 
-def load_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, *,
-                    restore_rng: bool = True,
-                    map_location: str | torch.device | None = None,
-                    extra: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    folder: str | os.PathLike[str],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    restore_rng: bool = True,
+    map_location: str | torch.device | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """Restore a checkpoint into ``model`` (and ``optimizer``); returns its metadata.
 
     Args:
@@ -146,22 +167,27 @@ def load_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module,
     except FileNotFoundError:
         raise TrainingError(f"{path}: checkpoint tensors missing") from None
     if hashlib.sha256(data).hexdigest() != meta["tensors_sha256"]:
-        raise TrainingError(f"{path}: checkpoint digest mismatch (damaged file); delete "
-                            f"{folder} to restart the job")
+        raise TrainingError(
+            f"{path}: checkpoint digest mismatch (damaged file); delete {folder} to restart the job"
+        )
     tensors = st_load(data)
     device = torch.device(map_location) if map_location is not None else module_device(model)
-    model_state = {k[len("model."):]: v.to(device) for k, v in tensors.items()
-                   if k.startswith("model.")}
+    model_state = {
+        k[len("model.") :]: v.to(device) for k, v in tensors.items() if k.startswith("model.")
+    }
     try:
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
-        raise TrainingError(f"{path}: the checkpoint does not fit this model ({exc}); resume "
-                            "with the model it was written for or delete the checkpoint") from None
+        raise TrainingError(
+            f"{path}: the checkpoint does not fit this model ({exc}); resume "
+            "with the model it was written for or delete the checkpoint"
+        ) from None
     if optimizer is not None and meta.get("optimizer") is not None:
         optimizer_from_flat(optimizer, tensors, meta["optimizer"])
     if extra is not None:
-        extra.update({k[len("extra."):]: v.to(device) for k, v in tensors.items()
-                      if k.startswith("extra.")})
+        extra.update(
+            {k[len("extra.") :]: v.to(device) for k, v in tensors.items() if k.startswith("extra.")}
+        )
     if restore_rng and "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     if restore_rng and "rng.cuda" in tensors and device.type == "cuda":

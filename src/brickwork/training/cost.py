@@ -33,7 +33,7 @@ def makespan(times: Sequence[float], workers: int, *, longest_first: bool = True
         0.0
     """
     loads = [0.0] * max(1, workers)
-    for t in (sorted(times, reverse=True) if longest_first else times):
+    for t in sorted(times, reverse=True) if longest_first else times:
         i = loads.index(min(loads))
         loads[i] += t
     return max(loads)
@@ -51,9 +51,15 @@ class CostReport:
         overhead: seconds per stage spent outside training (intermediate datasets).
     """
 
-    def __init__(self, modules: Mapping[str, float], stages: Sequence[Sequence[str]], *,
-                 end_to_end: float | None = None, workers: int | None = None,
-                 overhead: Sequence[float] = ()):
+    def __init__(
+        self,
+        modules: Mapping[str, float],
+        stages: Sequence[Sequence[str]],
+        *,
+        end_to_end: float | None = None,
+        workers: int | None = None,
+        overhead: Sequence[float] = (),
+    ):
         self.modules = dict(modules)
         self.stages = [list(s) for s in stages]
         self.end_to_end = end_to_end
@@ -71,8 +77,9 @@ class CostReport:
         total = 0.0
         for stage, extra in zip(self.stages, self.overhead):
             times = [self.modules.get(m, 0.0) for m in stage]
-            total += (max(times, default=0.0) if self.workers is None
-                      else makespan(times, self.workers)) + extra
+            total += (
+                max(times, default=0.0) if self.workers is None else makespan(times, self.workers)
+            ) + extra
         return total
 
     @property
@@ -84,10 +91,17 @@ class CostReport:
         return self.critical_path / self.end_to_end if self.end_to_end else float("nan")
 
     def to_json(self) -> dict[str, Any]:
-        return {"modules": self.modules, "stages": self.stages, "overhead": self.overhead,
-                "sequential": self.sequential, "critical_path": self.critical_path,
-                "workers": self.workers, "end_to_end": self.end_to_end,
-                "ratio_sequential": self.ratio_sequential, "ratio_parallel": self.ratio_parallel}
+        return {
+            "modules": self.modules,
+            "stages": self.stages,
+            "overhead": self.overhead,
+            "sequential": self.sequential,
+            "critical_path": self.critical_path,
+            "workers": self.workers,
+            "end_to_end": self.end_to_end,
+            "ratio_sequential": self.ratio_sequential,
+            "ratio_parallel": self.ratio_parallel,
+        }
 
     def table(self) -> str:
         lines = [f"{'module':<24} {'seconds':>9}"]
@@ -96,8 +110,10 @@ class CostReport:
         lines.append(f"{'modular, critical path':<24} {self.critical_path:>9.2f}")
         if self.end_to_end is not None:
             lines.append(f"{'end-to-end':<24} {self.end_to_end:>9.2f}")
-            lines.append(f"ratios to end-to-end: sequential {self.ratio_sequential:.2f}, "
-                         f"parallel {self.ratio_parallel:.2f}")
+            lines.append(
+                f"ratios to end-to-end: sequential {self.ratio_sequential:.2f}, "
+                f"parallel {self.ratio_parallel:.2f}"
+            )
         return "\n".join(lines)
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
@@ -115,8 +131,13 @@ class CostReport:
             labels.append("end-to-end")
             values.append(self.end_to_end)
         fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(labels) + 1), 3.5))
-        ax.bar(range(len(values)), values, color=["tab:blue"] * len(self.modules) +
-               ["tab:orange", "tab:green"] + (["tab:red"] if self.end_to_end is not None else []))
+        ax.bar(
+            range(len(values)),
+            values,
+            color=["tab:blue"] * len(self.modules)
+            + ["tab:orange", "tab:green"]
+            + (["tab:red"] if self.end_to_end is not None else []),
+        )
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
         ax.set_ylabel("training seconds (incl. HPO)")
         fig.tight_layout()

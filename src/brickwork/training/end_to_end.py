@@ -26,13 +26,22 @@ from brickwork.training.losses import type_loss, type_score
 from brickwork.training.samples import Samples
 
 
-def family_loss(family: Sequence[Layout], kinds: Kinds, targets: Sequence[str],
-                layout_column: str = "layout", inputs: Sequence[str] | None = None,
-                device: str | torch.device | None = None):  # type: ignore[no-untyped-def]
+def family_loss(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    targets: Sequence[str],
+    layout_column: str = "layout",
+    inputs: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+):  # type: ignore[no-untyped-def]
     """``(loss_fn, evaluate)`` over a family: each sample runs its own layout (inputs and
     targets moved to ``device`` when given)."""
     runner = Runner(kinds)
-    names = list(inputs) if inputs is not None else sorted(set().union(*[set(l.inputs) for l in family]))
+    names = (
+        list(inputs)
+        if inputs is not None
+        else sorted(set().union(*[set(l.inputs) for l in family]))
+    )
     dev = torch.device(device) if device is not None else None
 
     def col(batch: Samples, name: str) -> torch.Tensor:
@@ -58,12 +67,21 @@ def family_loss(family: Sequence[Layout], kinds: Kinds, targets: Sequence[str],
     return loss_fn, evaluate
 
 
-def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
-                     targets: Sequence[str], val: Samples | None = None,
-                     config: FitConfig = FitConfig(), callbacks: Iterable[Callback] = (),
-                     trainable: Iterable[str] | None = None, layout_column: str = "layout",
-                     checkpoint_dir: str | None = None, resume: bool = False,
-                     device: str | torch.device | None = None) -> FitResult:
+def train_end_to_end(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    data: Samples,
+    *,
+    targets: Sequence[str],
+    val: Samples | None = None,
+    config: FitConfig = FitConfig(),
+    callbacks: Iterable[Callback] = (),
+    trainable: Iterable[str] | None = None,
+    layout_column: str = "layout",
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+) -> FitResult:
     """Train every module of ``family`` jointly on the layouts' supervised outputs.
 
     Args:
@@ -81,8 +99,10 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
             check_layout_column(part, len(family), layout_column, where=where)
     for lay in family:
         if lay.kinds is not kinds:
-            raise TrainingError(f"layout '{lay.name}' was built with another Kinds; build every "
-                                "layout of the family with the vocabulary passed here")
+            raise TrainingError(
+                f"layout '{lay.name}' was built with another Kinds; build every "
+                "layout of the family with the vocabulary passed here"
+            )
         for name in lay.module_names():
             kinds.module(name)
     params = None
@@ -94,7 +114,21 @@ def train_end_to_end(family: Sequence[Layout], kinds: Kinds, data: Samples, *,
     if device is not None:
         kinds.to(torch.device(device))
     loss_fn, evaluate = family_loss(family, kinds, targets, layout_column, device=device)
-    extra = {"device": device} if device is not None and "device" in inspect.signature(fit).parameters else {}
-    return fit(kinds, loss_fn, data, val=val, evaluate=evaluate, config=config,
-               callbacks=callbacks, parameters=params, checkpoint_dir=checkpoint_dir, resume=resume,
-               **extra)
+    extra = (
+        {"device": device}
+        if device is not None and "device" in inspect.signature(fit).parameters
+        else {}
+    )
+    return fit(
+        kinds,
+        loss_fn,
+        data,
+        val=val,
+        evaluate=evaluate,
+        config=config,
+        callbacks=callbacks,
+        parameters=params,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        **extra,
+    )

@@ -33,8 +33,13 @@ from brickwork.layouts import Kinds, Layout, Runner
 from brickwork.training.samples import Samples
 from brickwork.types import NeuralType
 
-def check_layout_column(data: Mapping[str, torch.Tensor], family_size: int,
-                        layout_column: str = "layout", where: str = "data") -> torch.Tensor:
+
+def check_layout_column(
+    data: Mapping[str, torch.Tensor],
+    family_size: int,
+    layout_column: str = "layout",
+    where: str = "data",
+) -> torch.Tensor:
     """The layout column as a 1-D int64 tensor, checked to index ``family_size`` layouts.
 
     Raises:
@@ -47,26 +52,36 @@ def check_layout_column(data: Mapping[str, torch.Tensor], family_size: int,
         brickwork.errors.DataError: data: column 'layout', row 1: layout index 2 is out of range; ...
     """
     if layout_column not in set(data):
-        raise DataError(f"{where}: column {layout_column!r} (each sample's layout index) is "
-                        f"missing; columns: {sorted(data)}")
+        raise DataError(
+            f"{where}: column {layout_column!r} (each sample's layout index) is "
+            f"missing; columns: {sorted(data)}"
+        )
     col = data[layout_column]
     if col.is_floating_point() or col.is_complex() or col.dtype == torch.bool:
-        raise DataError(f"{where}: column {layout_column!r} holds {col.dtype}; expected integer "
-                        f"layout indices 0..{family_size - 1}")
+        raise DataError(
+            f"{where}: column {layout_column!r} holds {col.dtype}; expected integer "
+            f"layout indices 0..{family_size - 1}"
+        )
     if col.dim() == 0 or col.numel() != col.shape[0]:
-        raise DataError(f"{where}: column {layout_column!r} has shape {list(col.shape)}; "
-                        "expected one layout index per sample")
+        raise DataError(
+            f"{where}: column {layout_column!r} has shape {list(col.shape)}; "
+            "expected one layout index per sample"
+        )
     col = col.reshape(-1)
     bad = torch.nonzero((col < 0) | (col >= family_size)).flatten()
     if len(bad):
         row = int(bad[0])
-        raise DataError(f"{where}: column {layout_column!r}, row {row}: layout index "
-                        f"{int(col[row])} is out of range; expected 0..{family_size - 1} (the "
-                        f"family has {family_size} layouts; {len(bad)} bad rows in all)")
+        raise DataError(
+            f"{where}: column {layout_column!r}, row {row}: layout index "
+            f"{int(col[row])} is out of range; expected 0..{family_size - 1} (the "
+            f"family has {family_size} layouts; {len(bad)} bad rows in all)"
+        )
     return col.to(torch.int64)
 
 
-def _per_row(t: NeuralType | None, pred: torch.Tensor, target: torch.Tensor) -> tuple[str, torch.Tensor]:
+def _per_row(
+    t: NeuralType | None, pred: torch.Tensor, target: torch.Tensor
+) -> tuple[str, torch.Tensor]:
     """``(metric, value per row)``: accuracy or squared error, averaged inside each row."""
     target = target.to(pred.device)
     n = pred.shape[0]
@@ -113,8 +128,9 @@ class EvaluationReport:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(json.dumps(
-            {"outputs": self.outputs, "samples": self.samples, **dict(self.extra)}))
+        data: dict[str, Any] = json.loads(
+            json.dumps({"outputs": self.outputs, "samples": self.samples, **dict(self.extra)})
+        )
         return data
 
     @classmethod
@@ -127,20 +143,28 @@ class EvaluationReport:
         lines = [f"{'output':<14} {'layout':<28} {'metric':<9} {'value':>8} {'samples':>8}"]
         lines.append("-" * len(lines[0]))
         for name, o in self.outputs.items():
-            lines.append(f"{name:<14} {'(all)':<28} {o['metric']:<9} {o['value']:>8.4f} "
-                         f"{o['count']:>8}")
+            lines.append(
+                f"{name:<14} {'(all)':<28} {o['metric']:<9} {o['value']:>8.4f} {o['count']:>8}"
+            )
             for lay, b in o["by_layout"].items():
-                lines.append(f"{'':<14} {lay[:28]:<28} {o['metric']:<9} {b['value']:>8.4f} "
-                             f"{b['count']:>8}")
+                lines.append(
+                    f"{'':<14} {lay[:28]:<28} {o['metric']:<9} {b['value']:>8.4f} {b['count']:>8}"
+                )
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.table()
 
 
-def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequence[str] | None,
-         device: str | torch.device | None, layout_column: str,
-         batch_size: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+def _run(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    samples: Samples,
+    outputs: Sequence[str] | None,
+    device: str | torch.device | None,
+    layout_column: str,
+    batch_size: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
     """Predictions per output, the sample rows each covers, and the layout column."""
     if not family:
         raise DataError("evaluate: the family is empty")
@@ -148,12 +172,17 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
         raise DataError(f"evaluate: batch_size must be >= 1, got {batch_size}")
     idx = check_layout_column(samples, len(family), layout_column)
     used = sorted(set(idx.tolist()))
-    names = list(outputs) if outputs is not None else sorted(
-        set().union(*[set(family[i].outputs) for i in used]) if used else set())
+    names = (
+        list(outputs)
+        if outputs is not None
+        else sorted(set().union(*[set(family[i].outputs) for i in used]) if used else set())
+    )
     for name in names:
         if not any(name in family[i].outputs for i in used):
-            raise DataError(f"evaluate: no layout used by the samples has an output {name!r}; "
-                            f"outputs: {sorted(set().union(*[set(family[i].outputs) for i in used]))}")
+            raise DataError(
+                f"evaluate: no layout used by the samples has an output {name!r}; "
+                f"outputs: {sorted(set().union(*[set(family[i].outputs) for i in used]))}"
+            )
     dev = torch.device(device) if device is not None else None
     if dev is not None:
         kinds.to(dev)
@@ -161,8 +190,9 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
     inputs = sorted(set().union(*[set(family[i].inputs) for i in used])) if used else []
     missing = [k for k in inputs if k not in set(samples)]
     if missing:
-        raise DataError(f"evaluate: the samples lack the layouts' inputs {missing}; columns: "
-                        f"{sorted(samples)}")
+        raise DataError(
+            f"evaluate: the samples lack the layouts' inputs {missing}; columns: {sorted(samples)}"
+        )
     preds: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     was_training = kinds.training
@@ -173,7 +203,7 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
                 have = torch.tensor([name in lay.outputs for lay in family])
                 sel = torch.nonzero(have[idx]).flatten()
                 for start in range(0, len(sel), batch_size):
-                    part = sel[start:start + batch_size]
+                    part = sel[start : start + batch_size]
                     lays = [family[i] for i in idx[part].tolist()]
                     need = sorted(set().union(*[set(lay.inputs) for lay in lays]))
                     batch = {k: samples[k][part] for k in need}
@@ -188,9 +218,16 @@ def _run(family: Sequence[Layout], kinds: Kinds, samples: Samples, outputs: Sequ
     return out, at, idx
 
 
-def predict(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
-            outputs: Sequence[str] | None = None, device: str | torch.device | None = None,
-            layout_column: str = "layout", batch_size: int = 256) -> dict[str, torch.Tensor]:
+def predict(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    samples: Samples,
+    *,
+    outputs: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    layout_column: str = "layout",
+    batch_size: int = 256,
+) -> dict[str, torch.Tensor]:
     """Run each sample's layout (``family[samples[layout_column][i]]``) and return the
     outputs, row ``i`` for sample ``i`` (on ``device``; default: where the modules are).
 
@@ -210,17 +247,33 @@ def predict(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
         if len(rows[name]) == len(samples):
             res = torch.empty_like(pred)
         else:
-            res = torch.full((len(samples), *pred.shape[1:]), float("nan"), dtype=pred.dtype,
-                             device=pred.device) if pred.is_floating_point() else \
-                torch.zeros((len(samples), *pred.shape[1:]), dtype=pred.dtype, device=pred.device)
+            res = (
+                torch.full(
+                    (len(samples), *pred.shape[1:]),
+                    float("nan"),
+                    dtype=pred.dtype,
+                    device=pred.device,
+                )
+                if pred.is_floating_point()
+                else torch.zeros(
+                    (len(samples), *pred.shape[1:]), dtype=pred.dtype, device=pred.device
+                )
+            )
         res[rows[name].to(pred.device)] = pred
         full[name] = res
     return full
 
 
-def evaluate(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
-             targets: Sequence[str] | None = None, device: str | torch.device | None = None,
-             layout_column: str = "layout", batch_size: int = 256) -> EvaluationReport:
+def evaluate(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    samples: Samples,
+    *,
+    targets: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    layout_column: str = "layout",
+    batch_size: int = 256,
+) -> EvaluationReport:
     """Score the family's outputs against the samples' target columns.
 
     Args:
@@ -243,12 +296,16 @@ def evaluate(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
         produced = set().union(*[set(family[i].outputs) for i in used]) if used else set()
         targets = sorted(t for t in produced if t in set(samples))
         if not targets:
-            raise DataError(f"evaluate: no layout output has a target column (outputs: "
-                            f"{sorted(produced)}, columns: {sorted(samples)}); pass targets=")
+            raise DataError(
+                f"evaluate: no layout output has a target column (outputs: "
+                f"{sorted(produced)}, columns: {sorted(samples)}); pass targets="
+            )
     missing = [t for t in targets if t not in set(samples)]
     if missing:
-        raise DataError(f"evaluate: target columns {missing} are not in the samples (columns: "
-                        f"{sorted(samples)})")
+        raise DataError(
+            f"evaluate: target columns {missing} are not in the samples (columns: "
+            f"{sorted(samples)})"
+        )
     out, rows, idx = _run(family, kinds, samples, targets, device, layout_column, batch_size)
     lay_names = _layout_names(family)
     report: dict[str, dict[str, Any]] = {}
@@ -264,6 +321,10 @@ def evaluate(family: Sequence[Layout], kinds: Kinds, samples: Samples, *,
         for i in sorted(set(li.tolist())):
             m = li == i
             by_layout[lay_names[i]] = {"value": float(per[m].mean()), "count": int(m.sum())}
-        report[name] = {"metric": metric, "value": float(per.mean()), "count": int(len(r)),
-                        "by_layout": by_layout}
+        report[name] = {
+            "metric": metric,
+            "value": float(per.mean()),
+            "count": int(len(r)),
+            "by_layout": by_layout,
+        }
     return EvaluationReport(report, len(samples))

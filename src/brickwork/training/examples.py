@@ -17,5 +17,8 @@ import warnings
 from brickwork.training.fixtures import *  # noqa: F403
 from brickwork.training.fixtures import __all__ as __all__
 
-warnings.warn("brickwork.training.examples is deprecated: import brickwork.training.fixtures",
-              DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "brickwork.training.examples is deprecated: import brickwork.training.fixtures",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -76,8 +76,9 @@ def _worker_init(owner: int | None = None, log_level: int | None = None) -> None
         _follow_log_level(log_level)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if owner is not None and os.name == "posix":  # os.kill(pid, 0) probes on POSIX only
-        threading.Thread(target=_exit_with, args=(owner,), daemon=True,
-                         name="brickwork-owner-watch").start()
+        threading.Thread(
+            target=_exit_with, args=(owner,), daemon=True, name="brickwork-owner-watch"
+        ).start()
 
 
 def _parent_log_level() -> int:
@@ -126,9 +127,15 @@ class Executor(abc.ABC):
     name: str = ""
 
     @abc.abstractmethod
-    def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs",
-            on_result: OnResult | None = None) -> list[dict[str, Any]]:
+    def map(
+        self,
+        fn: JobFn,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        progress: bool = False,
+        desc: str = "jobs",
+        on_result: OnResult | None = None,
+    ) -> list[dict[str, Any]]:
         """Run the jobs; raise :class:`TrainingError` naming the first job that failed.
 
         ``on_result(i, result)`` runs in this process as soon as job ``i`` ends (e.g. to
@@ -149,8 +156,10 @@ class Executor(abc.ABC):
         self.close()
 
 
-MAIN_GUARD_HINT = ("wrap the call in `if __name__ == '__main__':` (worker processes import the "
-                   "main module again, and an unguarded top level starts the run again in each)")
+MAIN_GUARD_HINT = (
+    "wrap the call in `if __name__ == '__main__':` (worker processes import the "
+    "main module again, and an unguarded top level starts the run again in each)"
+)
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|meta)$")
 
 
@@ -183,7 +192,11 @@ def _unguarded_main_call() -> str | None:
 
 
 def _is_main_test(test: ast.expr) -> bool:
-    if not isinstance(test, ast.Compare) or len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+    if (
+        not isinstance(test, ast.Compare)
+        or len(test.ops) != 1
+        or not isinstance(test.ops[0], ast.Eq)
+    ):
         return False
     sides = [test.left, test.comparators[0]]
     names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
@@ -202,8 +215,10 @@ def check_main_guard(start_method: str) -> None:
         return
     where = _unguarded_main_call()
     if where is not None:
-        raise TrainingError(f"{where}: a process pool is started at the top level of the main "
-                            f"script; {MAIN_GUARD_HINT}")
+        raise TrainingError(
+            f"{where}: a process pool is started at the top level of the main "
+            f"script; {MAIN_GUARD_HINT}"
+        )
 
 
 def check_devices(devices: Sequence[str]) -> list[str]:
@@ -244,8 +259,12 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, start_method: str = "forkserver",
-                 devices: Sequence[str] | None = None):
+    def __init__(
+        self,
+        workers: int | None = None,
+        start_method: str = "forkserver",
+        devices: Sequence[str] | None = None,
+    ):
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise TrainingError(f"workers must be >= 1, got {workers}")
         self._devices = check_devices(devices) if devices is not None else None
@@ -255,8 +274,12 @@ class LocalExecutor(Executor):
         ctx = mp.get_context(start_method)
         if start_method == "forkserver":
             ctx.set_forkserver_preload(["torch", "brickwork.training", "brickwork.training.job"])
-        self._pool = ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(os.getpid(), _parent_log_level()))
+        self._pool = ProcessPoolExecutor(
+            self._workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(os.getpid(), _parent_log_level()),
+        )
 
     @property
     def workers(self) -> int:
@@ -274,9 +297,15 @@ class LocalExecutor(Executor):
         so timings measure training only."""
         self.map(_warm, [{"i": i, "imports": list(imports)} for i in range(self._workers * 2)])
 
-    def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs",
-            on_result: OnResult | None = None) -> list[dict[str, Any]]:
+    def map(
+        self,
+        fn: JobFn,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        progress: bool = False,
+        desc: str = "jobs",
+        on_result: OnResult | None = None,
+    ) -> list[dict[str, Any]]:
         slots = self.devices
         free = list(range(self._workers))
         todo = list(range(len(jobs)))
@@ -311,8 +340,9 @@ class LocalExecutor(Executor):
                         for f in running:
                             f.cancel()
                         name = jobs[i].get("name", i)
-                        raise TrainingError(f"job {name!r} failed in a worker: {type(exc).__name__}: "
-                                            f"{exc}") from exc
+                        raise TrainingError(
+                            f"job {name!r} failed in a worker: {type(exc).__name__}: {exc}"
+                        ) from exc
                     if on_result is not None:
                         on_result(i, results[i])  # type: ignore[arg-type]
                     bar.update(1)
@@ -327,8 +357,10 @@ class LocalExecutor(Executor):
 
 
 def _broken() -> str:
-    return ("a worker process died abruptly (killed, out of memory, or the main script started "
-            f"the run again on import); if your script calls it at the top level, {MAIN_GUARD_HINT}")
+    return (
+        "a worker process died abruptly (killed, out of memory, or the main script started "
+        f"the run again on import); if your script calls it at the top level, {MAIN_GUARD_HINT}"
+    )
 
 
 @final
@@ -345,38 +377,52 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 gpus_per_task: float = 1.0):
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, gpus_per_task: float = 1.0
+    ):
         self._gpus = float(gpus_per_task)
         try:
             import ray
         except ImportError:
-            raise TrainingError("--executor ray needs the optional 'ray' package; install it with "
-                                "`pip install brickwork[ray]` or use --executor local") from None
+            raise TrainingError(
+                "--executor ray needs the optional 'ray' package; install it with "
+                "`pip install brickwork[ray]` or use --executor local"
+            ) from None
         self._ray = ray
         self._own = not ray.is_initialized()
         if self._own:
             env = {"OMP_NUM_THREADS": "1"}
             if os.environ.get("PYTHONPATH"):
                 env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
             if address is None:
                 kwargs["num_cpus"] = num_cpus
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:
-                raise TrainingError(f"cannot start or reach Ray (address={address!r}): {exc}. "
-                                    "Check --ray-address, or drop it to start a local instance") from None
+                raise TrainingError(
+                    f"cannot start or reach Ray (address={address!r}): {exc}. "
+                    "Check --ray-address, or drop it to start a local instance"
+                ) from None
         self._workers = int(ray.cluster_resources().get("CPU", 1))
 
     @property
     def workers(self) -> int:
         return self._workers
 
-    def map(self, fn: JobFn, jobs: Sequence[Mapping[str, Any]], *,
-            progress: bool = False, desc: str = "jobs",
-            on_result: OnResult | None = None) -> list[dict[str, Any]]:
+    def map(
+        self,
+        fn: JobFn,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        progress: bool = False,
+        desc: str = "jobs",
+        on_result: OnResult | None = None,
+    ) -> list[dict[str, Any]]:
         ray = self._ray
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
         refs = []
@@ -385,8 +431,9 @@ class RayExecutor(Executor):
             dev = str(job.get("device") or "")
             if dev.startswith("cuda"):
                 job["device"] = "cuda"  # Ray hides every GPU but the reserved one(s)
-                refs.append(remote.options(num_gpus=self._gpus).remote(
-                    fn.__module__, fn.__qualname__, job))
+                refs.append(
+                    remote.options(num_gpus=self._gpus).remote(fn.__module__, fn.__qualname__, job)
+                )
             else:
                 refs.append(remote.remote(fn.__module__, fn.__qualname__, job))
         index = {ref: i for i, ref in enumerate(refs)}
@@ -401,7 +448,9 @@ class RayExecutor(Executor):
                 except Exception as exc:
                     for ref in pending:
                         ray.cancel(ref)
-                    raise TrainingError(f"job {jobs[i].get('name', i)!r} failed on Ray: {exc}") from exc
+                    raise TrainingError(
+                        f"job {jobs[i].get('name', i)!r} failed on Ray: {exc}"
+                    ) from exc
                 if on_result is not None:
                     on_result(i, results[i])  # type: ignore[arg-type]
                 bar.update(1)
@@ -426,8 +475,13 @@ def _ray_call(module: str, qualname: str, job: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def make_executor(kind: str = "local", *, workers: int | None = None,
-                  address: str | None = None, devices: Sequence[str] | None = None) -> Executor:
+def make_executor(
+    kind: str = "local",
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    devices: Sequence[str] | None = None,
+) -> Executor:
     """``"local"`` or ``"ray"`` (``address`` only for Ray; ``devices`` only for local)."""
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise TrainingError(f"workers must be >= 1, got {workers}")

@@ -144,23 +144,32 @@ class FitConfig:
             raise _bad("seed", self.seed, "an integer")
         if self.max_steps is not None and (not _is_int(self.max_steps) or self.max_steps < 1):
             raise _bad("max_steps", self.max_steps, "None or an integer >= 1")
-        if self.grad_clip is not None and (not _is_number(self.grad_clip) or not self.grad_clip > 0):
+        if self.grad_clip is not None and (
+            not _is_number(self.grad_clip) or not self.grad_clip > 0
+        ):
             raise _bad("grad_clip", self.grad_clip, "None or a finite number > 0")
         if self.optimizer not in OPTIMIZERS:
             raise _bad("optimizer", self.optimizer, "one of " + ", ".join(map(repr, OPTIMIZERS)))
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise _bad("momentum", self.momentum, "a number in [0, 1)")
         if self.momentum and self.optimizer in ("adam", "adamw"):
-            raise _bad("momentum", self.momentum, f"0 with optimizer {self.optimizer!r} (Adam "
-                       "has its own betas); use optimizer 'sgd' or 'rmsprop' for momentum")
+            raise _bad(
+                "momentum",
+                self.momentum,
+                f"0 with optimizer {self.optimizer!r} (Adam "
+                "has its own betas); use optimizer 'sgd' or 'rmsprop' for momentum",
+            )
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise _bad("scheduler", self.scheduler,
-                       "None or one of " + ", ".join(map(repr, SCHEDULERS)))
+            raise _bad(
+                "scheduler", self.scheduler, "None or one of " + ", ".join(map(repr, SCHEDULERS))
+            )
         if self.scheduler_kwargs is not None:
             self._check_scheduler_kwargs()
         if self.max_time is not None and (not _is_number(self.max_time) or not self.max_time > 0):
             raise _bad("max_time", self.max_time, "None or a finite number of seconds > 0")
-        if self.keep_best is not None and (not isinstance(self.keep_best, str) or not self.keep_best):
+        if self.keep_best is not None and (
+            not isinstance(self.keep_best, str) or not self.keep_best
+        ):
             raise _bad("keep_best", self.keep_best, "None or a metric name such as 'val_loss'")
         if self.keep_best_mode not in _KEEP_MODES:
             raise _bad("keep_best_mode", self.keep_best_mode, "'min', 'max' or 'auto'")
@@ -177,20 +186,31 @@ class FitConfig:
         if not isinstance(kw, Mapping):
             raise _bad("scheduler_kwargs", kw, "None or a mapping of option names to values")
         if self.scheduler is None:
-            raise _bad("scheduler_kwargs", dict(kw), "None when scheduler is None (name a "
-                       "scheduler or drop the options)")
+            raise _bad(
+                "scheduler_kwargs",
+                dict(kw),
+                "None when scheduler is None (name a scheduler or drop the options)",
+            )
         allowed = SCHEDULER_KWARGS[self.scheduler]
         for k, v in kw.items():
             if k not in allowed:
-                raise _bad("scheduler_kwargs", dict(kw), f"options of {self.scheduler!r} among "
-                           f"{', '.join(map(repr, allowed))} (unknown option {k!r})")
+                raise _bad(
+                    "scheduler_kwargs",
+                    dict(kw),
+                    f"options of {self.scheduler!r} among "
+                    f"{', '.join(map(repr, allowed))} (unknown option {k!r})",
+                )
             if isinstance(v, str):
                 ok = k in ("monitor", "mode", "anneal_strategy")
             else:
                 ok = _is_number(v) and k not in ("monitor", "mode", "anneal_strategy")
             if not ok:
-                raise _bad("scheduler_kwargs", dict(kw), f"a {'name' if k in ('monitor', 'mode', 'anneal_strategy') else 'finite number'} "
-                           f"for option {k!r}")
+                raise _bad(
+                    "scheduler_kwargs",
+                    dict(kw),
+                    f"a {'name' if k in ('monitor', 'mode', 'anneal_strategy') else 'finite number'} "
+                    f"for option {k!r}",
+                )
         object.__setattr__(self, "scheduler_kwargs", dict(kw))
 
     @property
@@ -284,12 +304,25 @@ class FitState:
         extra = {f"best.{k}": v for k, v in (self._best_weights or {}).items()}
         for i, cb in enumerate(self.callbacks):
             extra.update({f"cb{i}.{k}": v for k, v in cb.tensor_state().items()})
-        save_checkpoint(folder, self.model, self.optimizer, {
-            "epoch": self.epoch, "step": self.step, "history": self.history,
-            "stop": self.stop, "stop_reason": self.stop_reason, "wall_time": self.elapsed(),
-            "config": self.config.to_json(), "best": self.best, "best_epoch": self.best_epoch,
-            "scheduler": _scheduler_state(self.scheduler),
-            "callbacks": [cb.state_dict() for cb in self.callbacks]}, extra=extra)
+        save_checkpoint(
+            folder,
+            self.model,
+            self.optimizer,
+            {
+                "epoch": self.epoch,
+                "step": self.step,
+                "history": self.history,
+                "stop": self.stop,
+                "stop_reason": self.stop_reason,
+                "wall_time": self.elapsed(),
+                "config": self.config.to_json(),
+                "best": self.best,
+                "best_epoch": self.best_epoch,
+                "scheduler": _scheduler_state(self.scheduler),
+                "callbacks": [cb.state_dict() for cb in self.callbacks],
+            },
+            extra=extra,
+        )
 
 
 @final
@@ -337,10 +370,14 @@ def _as_samples(raw: Any, where: str) -> Samples:
         try:
             return Samples(raw)
         except (BrickworkError, AttributeError, TypeError) as exc:
-            raise TrainingError(f"{where}: a batch must be a dict of tensors with one first "
-                                f"dimension, got keys {sorted(map(str, raw))} ({exc})") from None
-    raise TrainingError(f"{where}: a DataLoader must yield dict[str, Tensor] or Samples, got "
-                        f"{type(raw).__name__}; return a dict from the dataset's __getitem__")
+            raise TrainingError(
+                f"{where}: a batch must be a dict of tensors with one first "
+                f"dimension, got keys {sorted(map(str, raw))} ({exc})"
+            ) from None
+    raise TrainingError(
+        f"{where}: a DataLoader must yield dict[str, Tensor] or Samples, got "
+        f"{type(raw).__name__}; return a dict from the dataset's __getitem__"
+    )
 
 
 def _check_data(data: Any, name: str, device: torch.device) -> Samples | Iterable[Any]:
@@ -350,8 +387,10 @@ def _check_data(data: Any, name: str, device: torch.device) -> Samples | Iterabl
         return _as_samples(data, f"fit({name}=...)").to(device)
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes, torch.Tensor)):
         return data
-    raise TrainingError(f"fit({name}=...): expected Samples or a DataLoader yielding dicts of "
-                        f"tensors, got {type(data).__name__}")
+    raise TrainingError(
+        f"fit({name}=...): expected Samples or a DataLoader yielding dicts of "
+        f"tensors, got {type(data).__name__}"
+    )
 
 
 def _steps_per_epoch(data: Samples | Iterable[Any], batch_size: int) -> int | None:
@@ -363,8 +402,14 @@ def _steps_per_epoch(data: Samples | Iterable[Any], batch_size: int) -> int | No
         return None
 
 
-def _batches(data: Samples | Iterable[Any], batch_size: int, device: torch.device, *,
-             generator: torch.Generator | None, where: str) -> Iterable[Samples]:
+def _batches(
+    data: Samples | Iterable[Any],
+    batch_size: int,
+    device: torch.device,
+    *,
+    generator: torch.Generator | None,
+    where: str,
+) -> Iterable[Samples]:
     if isinstance(data, Samples):
         yield from data.batches(batch_size, shuffle=generator is not None, generator=generator)
         return
@@ -372,8 +417,13 @@ def _batches(data: Samples | Iterable[Any], batch_size: int, device: torch.devic
         yield _as_samples(raw, f"{where}, batch {i}").to(device)
 
 
-def _mean_loss(model: torch.nn.Module, loss_fn: LossFn, data: Samples | Iterable[Any],
-               batch_size: int, device: torch.device) -> float:
+def _mean_loss(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    data: Samples | Iterable[Any],
+    batch_size: int,
+    device: torch.device,
+) -> float:
     total, n = 0.0, 0
     with torch.no_grad():
         for batch in _batches(data, batch_size, device, generator=None, where="val"):
@@ -404,40 +454,62 @@ class _Schedule:
     last_step: int | None = None  # do not step past this many optimizer steps (onecycle)
 
 
-def _build_scheduler(config: FitConfig, optimizer: torch.optim.Optimizer, given: Any,
-                     total_steps: int | None, has_val: bool) -> _Schedule | None:
+def _build_scheduler(
+    config: FitConfig,
+    optimizer: torch.optim.Optimizer,
+    given: Any,
+    total_steps: int | None,
+    has_val: bool,
+) -> _Schedule | None:
     sched = torch.optim.lr_scheduler
     default_monitor = "val_loss" if has_val else "train_loss"
     if given is not None:
         if isinstance(given, sched.ReduceLROnPlateau):
             return _Schedule(given, "epoch", default_monitor)
         if not hasattr(given, "step"):
-            raise TrainingError(f"fit(scheduler=...): expected a torch LR scheduler, got "
-                                f"{type(given).__name__}")
+            raise TrainingError(
+                f"fit(scheduler=...): expected a torch LR scheduler, got {type(given).__name__}"
+            )
         return _Schedule(given, "step")
     if config.scheduler is None:
         return None
     kw = dict(config.scheduler_kwargs or {})
     name = config.scheduler
     if name in ("cosine", "onecycle") and total_steps is None:
-        raise TrainingError(f"FitConfig.scheduler: {name!r} needs the number of steps, which a "
-                            "DataLoader without a length does not give; set max_steps or use "
-                            "a loader with __len__")
+        raise TrainingError(
+            f"FitConfig.scheduler: {name!r} needs the number of steps, which a "
+            "DataLoader without a length does not give; set max_steps or use "
+            "a loader with __len__"
+        )
     if name == "cosine":
-        return _Schedule(sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps or 1),
-                                                 eta_min=float(kw.get("eta_min", 0.0))), "step")
+        return _Schedule(
+            sched.CosineAnnealingLR(
+                optimizer, T_max=max(1, total_steps or 1), eta_min=float(kw.get("eta_min", 0.0))
+            ),
+            "step",
+        )
     if name == "onecycle":
         kw.setdefault("max_lr", config.lr)
-        return _Schedule(sched.OneCycleLR(optimizer, total_steps=total_steps, **kw), "step",
-                         last_step=total_steps)
+        return _Schedule(
+            sched.OneCycleLR(optimizer, total_steps=total_steps, **kw),
+            "step",
+            last_step=total_steps,
+        )
     if name == "step":
-        return _Schedule(sched.StepLR(optimizer, step_size=int(kw.get("step_size",
-                                                                      max(1, config.epochs // 3))),
-                                      gamma=float(kw.get("gamma", 0.1))), "epoch")
+        return _Schedule(
+            sched.StepLR(
+                optimizer,
+                step_size=int(kw.get("step_size", max(1, config.epochs // 3))),
+                gamma=float(kw.get("gamma", 0.1)),
+            ),
+            "epoch",
+        )
     monitor = str(kw.pop("monitor", default_monitor))
     if monitor.startswith("val_") and not has_val:
-        raise TrainingError(f"FitConfig.scheduler_kwargs: 'plateau' monitors {monitor!r} but "
-                            "fit got no val data; pass val=... or monitor 'train_loss'")
+        raise TrainingError(
+            f"FitConfig.scheduler_kwargs: 'plateau' monitors {monitor!r} but "
+            "fit got no val data; pass val=... or monitor 'train_loss'"
+        )
     return _Schedule(sched.ReduceLROnPlateau(optimizer, **kw), "epoch", monitor)
 
 
@@ -466,8 +538,10 @@ def _json_value(v: Any) -> Any:
 
 
 def _metrics_line(record: Mapping[str, Any]) -> str:
-    return json.dumps({k: _json_value(v) for k, v in record.items()}, allow_nan=False,
-                      default=str) + "\n"
+    return (
+        json.dumps({k: _json_value(v) for k, v in record.items()}, allow_nan=False, default=str)
+        + "\n"
+    )
 
 
 def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -496,8 +570,9 @@ def read_metrics_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 _FIRST_COLUMNS = ("epoch", "step", "train_loss", "lr", "val_loss")
 
 
-def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[str],
-                      path: str | os.PathLike[str]) -> Path:
+def write_metrics_csv(
+    history: Sequence[Mapping[str, Any]] | str | os.PathLike[str], path: str | os.PathLike[str]
+) -> Path:
     """Write per-epoch metrics as CSV (atomically); returns ``path``.
 
     Args:
@@ -516,10 +591,12 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[s
         1,0.5,
         2,0.25,0.1
     """
-    records = (read_metrics_jsonl(history) if isinstance(history, (str, os.PathLike))
-               else list(history))
-    columns: dict[str, None] = dict.fromkeys(k for k in _FIRST_COLUMNS
-                                             if any(k in rec for rec in records))
+    records = (
+        read_metrics_jsonl(history) if isinstance(history, (str, os.PathLike)) else list(history)
+    )
+    columns: dict[str, None] = dict.fromkeys(
+        k for k in _FIRST_COLUMNS if any(k in rec for rec in records)
+    )
     for rec in records:
         columns.update(dict.fromkeys(k for k in rec if k != "time"))
     if any("time" in rec for rec in records):
@@ -540,17 +617,25 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]] | str | os.PathLike[s
 # --------------------------------------------------------------------------- fit
 
 
-def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
-        val: Data | None = None, evaluate: EvalFn | None = None,
-        config: FitConfig = FitConfig(), callbacks: Iterable[Callback] = (),
-        checkpoint_dir: str | Path | None = None, resume: bool = False,
-        parameters: Iterable[torch.nn.Parameter] | None = None,
-        on_step: Callable[[int, float], None] | None = None,
-        on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-        device: str | torch.device | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        scheduler: Any = None,
-        metrics_path: str | Path | None = None) -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    train: Data,
+    *,
+    val: Data | None = None,
+    evaluate: EvalFn | None = None,
+    config: FitConfig = FitConfig(),
+    callbacks: Iterable[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    metrics_path: str | Path | None = None,
+) -> FitResult:
     """Train ``model`` by minimising ``loss_fn(model, batch)`` over ``train``.
 
     Args:
@@ -607,17 +692,26 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
     if config.max_steps is not None:
         total = config.max_steps if total is None else min(total, config.max_steps)
     schedule = _build_scheduler(config, optimizer, scheduler, total, val is not None)
-    state = FitState(model, optimizer, config, callbacks, device=dev,
-                     scheduler=schedule.scheduler if schedule else None,
-                     steps_per_epoch=steps_per_epoch, total_steps=total)
+    state = FitState(
+        model,
+        optimizer,
+        config,
+        callbacks,
+        device=dev,
+        scheduler=schedule.scheduler if schedule else None,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+    )
     resumed_from = 0
     if resume and checkpoint_dir is not None and read_meta(checkpoint_dir) is not None:
         extra: dict[str, torch.Tensor] = {}
         meta = load_checkpoint(checkpoint_dir, model, optimizer, extra=extra)
         if not _same_config(meta.get("config"), config):
-            raise TrainingError(f"{checkpoint_dir}: the checkpoint was written with config "
-                                f"{meta.get('config')}, this run uses {config.to_json()}; "
-                                "resume with the same config or delete the checkpoint")
+            raise TrainingError(
+                f"{checkpoint_dir}: the checkpoint was written with config "
+                f"{meta.get('config')}, this run uses {config.to_json()}; "
+                "resume with the same config or delete the checkpoint"
+            )
         state.epoch, state.step = int(meta["epoch"]), int(meta["step"])
         state.history, state.stop = list(meta["history"]), bool(meta.get("stop"))
         state.stop_reason = meta.get("stop_reason")
@@ -626,13 +720,15 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
         best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
         state._best_weights = best or None
         if schedule is not None and meta.get("scheduler"):
-            schedule.scheduler.load_state_dict({**schedule.scheduler.state_dict(),
-                                                **meta["scheduler"]})
+            schedule.scheduler.load_state_dict(
+                {**schedule.scheduler.state_dict(), **meta["scheduler"]}
+            )
         for i, (cb, cb_state) in enumerate(zip(callbacks, meta.get("callbacks", []))):
             cb.load_state_dict(cb_state)
             prefix = f"cb{i}."
-            cb.load_tensor_state({k[len(prefix):]: v for k, v in extra.items()
-                                  if k.startswith(prefix)})
+            cb.load_tensor_state(
+                {k[len(prefix) :]: v for k, v in extra.items() if k.startswith(prefix)}
+            )
         resumed_from = state.epoch
     metrics_file: IO[str] | None = None
     if metrics_path is not None:
@@ -640,8 +736,19 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
         atomic_write_bytes(metrics_path, "".join(map(_metrics_line, state.history)).encode())
         metrics_file = open(metrics_path, "a", encoding="utf-8")  # noqa: SIM115
     try:
-        _loop(state, model, loss_fn, train, val, evaluate, schedule, params, on_step, on_epoch,
-              metrics_file)
+        _loop(
+            state,
+            model,
+            loss_fn,
+            train,
+            val,
+            evaluate,
+            schedule,
+            params,
+            on_step,
+            on_epoch,
+            metrics_file,
+        )
     finally:
         if metrics_file is not None:
             metrics_file.close()
@@ -652,17 +759,32 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: Data, *,
     for cb in callbacks:
         cb.on_fit_end(state)
     model.eval()
-    return FitResult(state.epoch, state.step, state.elapsed(), state.history,
-                     stopped_early=state.stop and state.epoch < config.epochs,
-                     resumed_from=resumed_from, best_epoch=state.best_epoch, best=state.best,
-                     stop_reason=state.stop_reason)
+    return FitResult(
+        state.epoch,
+        state.step,
+        state.elapsed(),
+        state.history,
+        stopped_early=state.stop and state.epoch < config.epochs,
+        resumed_from=resumed_from,
+        best_epoch=state.best_epoch,
+        best=state.best,
+        stop_reason=state.stop_reason,
+    )
 
 
-def _loop(state: FitState, model: torch.nn.Module, loss_fn: LossFn, train: Any, val: Any,
-          evaluate: EvalFn | None, schedule: _Schedule | None, params: list[torch.nn.Parameter],
-          on_step: Callable[[int, float], None] | None,
-          on_epoch: Callable[[int, dict[str, Any]], None] | None,
-          metrics_file: IO[str] | None) -> None:
+def _loop(
+    state: FitState,
+    model: torch.nn.Module,
+    loss_fn: LossFn,
+    train: Any,
+    val: Any,
+    evaluate: EvalFn | None,
+    schedule: _Schedule | None,
+    params: list[torch.nn.Parameter],
+    on_step: Callable[[int, float], None] | None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None,
+    metrics_file: IO[str] | None,
+) -> None:
     config, optimizer, dev = state.config, state.optimizer, state.device
     state._t0 = time.perf_counter()
     for cb in state.callbacks:
@@ -678,14 +800,18 @@ def _loop(state: FitState, model: torch.nn.Module, loss_fn: LossFn, train: Any, 
         for batch in _batches(train, config.batch_size, dev, generator=gen, where="train"):
             loss = loss_fn(model, batch)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise TrainingError(f"loss_fn must return a scalar tensor, got "
-                                    f"{type(loss).__name__}"
-                                    f"{list(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+                raise TrainingError(
+                    f"loss_fn must return a scalar tensor, got "
+                    f"{type(loss).__name__}"
+                    f"{list(loss.shape) if isinstance(loss, torch.Tensor) else ''}"
+                )
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise TrainingError(f"loss became {value} at epoch {state.epoch + 1}, step "
-                                    f"{state.step + 1}; lower the learning rate (now {state.lr}) "
-                                    "or check the inputs for NaNs")
+                raise TrainingError(
+                    f"loss became {value} at epoch {state.epoch + 1}, step "
+                    f"{state.step + 1}; lower the learning rate (now {state.lr}) "
+                    "or check the inputs for NaNs"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
@@ -694,8 +820,11 @@ def _loop(state: FitState, model: torch.nn.Module, loss_fn: LossFn, train: Any, 
             optimizer.step()
             state.step += 1
             state._loss = value
-            if schedule is not None and schedule.interval == "step" and \
-                    (schedule.last_step is None or state.step < schedule.last_step):
+            if (
+                schedule is not None
+                and schedule.interval == "step"
+                and (schedule.last_step is None or state.step < schedule.last_step)
+            ):
                 schedule.scheduler.step()
             total += value * len(batch)
             n += len(batch)
@@ -710,26 +839,39 @@ def _loop(state: FitState, model: torch.nn.Module, loss_fn: LossFn, train: Any, 
                 state.stop, state.stop_reason = True, "max_time"
                 break
         if n == 0:
-            raise TrainingError("fit: the training data gave no batch in epoch "
-                                f"{state.epoch + 1}; check that train is not empty")
+            raise TrainingError(
+                "fit: the training data gave no batch in epoch "
+                f"{state.epoch + 1}; check that train is not empty"
+            )
         state.epoch += 1
-        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
-                                  "train_loss": total / n, "lr": state.lr}
+        record: dict[str, Any] = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_loss": total / n,
+            "lr": state.lr,
+        }
         if val is not None:
             model.eval()
             record["val_loss"] = _mean_loss(model, loss_fn, val, config.batch_size, dev)
             if evaluate is not None:
-                data = val if isinstance(val, Samples) else Samples.concat(
-                    list(_batches(val, config.batch_size, dev, generator=None, where="val")))
+                data = (
+                    val
+                    if isinstance(val, Samples)
+                    else Samples.concat(
+                        list(_batches(val, config.batch_size, dev, generator=None, where="val"))
+                    )
+                )
                 with torch.no_grad():
                     record.update({k: float(v) for k, v in evaluate(model, data).items()})
         record["time"] = state.elapsed()
         if schedule is not None and schedule.interval == "epoch":
             if schedule.monitor is not None:
                 if schedule.monitor not in record:
-                    raise TrainingError(f"scheduler 'plateau' monitors {schedule.monitor!r}, "
-                                        f"which the epoch records lack; they have "
-                                        f"{sorted(record)}")
+                    raise TrainingError(
+                        f"scheduler 'plateau' monitors {schedule.monitor!r}, "
+                        f"which the epoch records lack; they have "
+                        f"{sorted(record)}"
+                    )
                 schedule.scheduler.step(record[schedule.monitor])
             else:
                 schedule.scheduler.step()
@@ -749,13 +891,16 @@ def _update_best(state: FitState, record: Mapping[str, Any]) -> None:
     if name is None:
         return
     if name not in record:
-        raise TrainingError(f"FitConfig.keep_best: metric {name!r} is not in the epoch records "
-                            f"(they have {sorted(record)}); pass val=... for 'val_*' metrics "
-                            "or name one of these")
+        raise TrainingError(
+            f"FitConfig.keep_best: metric {name!r} is not in the epoch records "
+            f"(they have {sorted(record)}); pass val=... for 'val_*' metrics "
+            "or name one of these"
+        )
     value = float(record[name])
     if math.isnan(value):
         return
-    if state.best is None or (value < state.best if state.config.best_mode == "min"
-                              else value > state.best):
+    if state.best is None or (
+        value < state.best if state.config.best_mode == "min" else value > state.best
+    ):
         state.best, state.best_epoch = value, state.epoch
         state._best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}

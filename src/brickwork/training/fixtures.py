@@ -29,7 +29,9 @@ from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
 from brickwork.training.samples import Samples
 
 
-@register_kind("toy_classifier", example_config={"dim": 4, "classes": 3}, sizes={"b": 2, "d": 4, "k": 3})
+@register_kind(
+    "toy_classifier", example_config={"dim": 4, "classes": 3}, sizes={"b": 2, "d": 4, "k": 3}
+)
 class ToyClassifier(Module):
     """An MLP from features ``[b d]`` to class probabilities ``[b k]``."""
 
@@ -87,7 +89,9 @@ class ToyFind(Module):
         return torch.sigmoid(z) if self.out == "softmask" else torch.relu(z)
 
 
-@register_kind("toy_describe", example_config={"channels": 4, "answers": 5}, sizes={"b": 2, "h": 3, "w": 3})
+@register_kind(
+    "toy_describe", example_config={"channels": 4, "answers": 5}, sizes={"b": 2, "h": 3, "w": 3}
+)
 class ToyDescribe(Module):
     """Describe: features and an attention to answer logits (attended average → MLP)."""
 
@@ -96,8 +100,10 @@ class ToyDescribe(Module):
     def __init__(self, channels: int = 4, answers: int = 5, hidden: int = 16):
         super().__init__()
         self._bw_config = {"channels": channels, "answers": answers, "hidden": hidden}
-        self.inputs = {"features": Features(f"b {channels} h w"),  # type: ignore[misc]
-                       "mask": Heatmap("b 1 h w")}
+        self.inputs = {
+            "features": Features(f"b {channels} h w"),  # type: ignore[misc]
+            "mask": Heatmap("b 1 h w"),
+        }
         self.outputs = {"answer": Logits(f"b {answers}")}  # type: ignore[misc]
         self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, answers))
 
@@ -152,14 +158,17 @@ def toy_answer_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float((pred.argmax(-1) == target).float().mean())
 
 
-def nmn_kinds(channels: int = 4, answers: int = 5, vocab: int = 6,
-              find_out: str = "softmask") -> Kinds:
+def nmn_kinds(
+    channels: int = 4, answers: int = 5, vocab: int = 6, find_out: str = "softmask"
+) -> Kinds:
     """The toy NMN vocabulary (every kind registered, so workers can rebuild them)."""
-    return Kinds(encoder=lambda: ToyEncoder(vocab=vocab, answers=answers),
-                 find=lambda: ToyFind(channels=channels, out=find_out),
-                 describe=lambda: ToyDescribe(channels=channels, answers=answers),
-                 measure=lambda: ToyMeasure(answers=answers),
-                 Sum=lambda: Sum(f"b {answers}"))
+    return Kinds(
+        encoder=lambda: ToyEncoder(vocab=vocab, answers=answers),
+        find=lambda: ToyFind(channels=channels, out=find_out),
+        describe=lambda: ToyDescribe(channels=channels, answers=answers),
+        measure=lambda: ToyMeasure(answers=answers),
+        Sum=lambda: Sum(f"b {answers}"),
+    )
 
 
 def nmn_layout(kinds: Kinds, root: str, find: str, name: str | None = None) -> Layout:
@@ -185,8 +194,17 @@ def nmn_family(kinds: Kinds, finds: tuple[str, ...] = ("0", "1")) -> list[Layout
     return family
 
 
-def nmn_data(n: int, family_size: int, *, channels: int = 4, answers: int = 5, vocab: int = 6,
-             h: int = 3, w: int = 3, seed: int = 0) -> Samples:
+def nmn_data(
+    n: int,
+    family_size: int,
+    *,
+    channels: int = 4,
+    answers: int = 5,
+    vocab: int = 6,
+    h: int = 3,
+    w: int = 3,
+    seed: int = 0,
+) -> Samples:
     """Synthetic samples for :func:`nmn_family`: ``features``, ``question``, ``layout``
     (index into the family) and ``answer``."""
     g = torch.Generator().manual_seed(seed)
@@ -196,7 +214,9 @@ def nmn_data(n: int, family_size: int, *, channels: int = 4, answers: int = 5, v
     find_ch = (layout // 2) % channels
     mask = (feats[torch.arange(n), find_ch] > 0).float()
     count = mask.flatten(1).sum(1).long().clamp(max=answers - 1)
-    att = (mask.unsqueeze(1) * feats).flatten(2).sum(-1) / (mask.flatten(1).sum(1, keepdim=True) + 1e-6)
+    att = (mask.unsqueeze(1) * feats).flatten(2).sum(-1) / (
+        mask.flatten(1).sum(1, keepdim=True) + 1e-6
+    )
     what = att.argmax(1) % answers
     answer = torch.where(layout % 2 == 0, what, count)
     return Samples({"features": feats, "question": question, "layout": layout, "answer": answer})
@@ -207,8 +227,9 @@ def example_sizes() -> dict[str, Any]:
     return {"channels": 4, "answers": 5, "vocab": 6}
 
 
-def example_plan_json(answers: int = 5, channels: int = 4, vocab: int = 6,
-                      data_path: str = "data.safetensors") -> dict[str, Any]:
+def example_plan_json(
+    answers: int = 5, channels: int = 4, vocab: int = 6, data_path: str = "data.safetensors"
+) -> dict[str, Any]:
     """The toy NMN family as a plan file (see :mod:`brickwork.plan.spec_file`)."""
     layouts = []
     for f in ("0", "1"):
@@ -216,23 +237,43 @@ def example_plan_json(answers: int = 5, channels: int = 4, vocab: int = 6,
             root_inputs = {"mask": "f.mask"}
             if root.startswith("describe"):
                 root_inputs["features"] = "@features"
-            layouts.append({"name": f"{root}({f})", "nodes": [
-                {"id": "f", "module": f"find[{f}]", "inputs": {"features": "@features"}},
-                {"id": "r", "module": root, "inputs": root_inputs},
-                {"id": "e", "module": "encoder", "inputs": {"question": "@question"}},
-                {"id": "s", "module": "Sum", "inputs": {"a": "e.answer", "b": "r.answer"}}],
-                "outputs": {"answer": "s.out"}})
+            layouts.append(
+                {
+                    "name": f"{root}({f})",
+                    "nodes": [
+                        {"id": "f", "module": f"find[{f}]", "inputs": {"features": "@features"}},
+                        {"id": "r", "module": root, "inputs": root_inputs},
+                        {"id": "e", "module": "encoder", "inputs": {"question": "@question"}},
+                        {"id": "s", "module": "Sum", "inputs": {"a": "e.answer", "b": "r.answer"}},
+                    ],
+                    "outputs": {"answer": "s.out"},
+                }
+            )
     return {
-        "name": "toy-nmn", "imports": ["brickwork.training.fixtures"],
-        "kinds": {"encoder": {"kind": "toy_encoder", "config": {"vocab": vocab, "answers": answers}},
-                  "find": {"kind": "toy_find", "config": {"channels": channels}},
-                  "describe": {"kind": "toy_describe", "config": {"channels": channels, "answers": answers}},
-                  "measure": {"kind": "toy_measure", "config": {"answers": answers}},
-                  "Sum": {"kind": "Sum", "config": {"axes": f"b {answers}"}}},
+        "name": "toy-nmn",
+        "imports": ["brickwork.training.fixtures"],
+        "kinds": {
+            "encoder": {"kind": "toy_encoder", "config": {"vocab": vocab, "answers": answers}},
+            "find": {"kind": "toy_find", "config": {"channels": channels}},
+            "describe": {
+                "kind": "toy_describe",
+                "config": {"channels": channels, "answers": answers},
+            },
+            "measure": {"kind": "toy_measure", "config": {"answers": answers}},
+            "Sum": {"kind": "Sum", "config": {"axes": f"b {answers}"}},
+        },
         "layouts": layouts,
         "data": {"inputs": ["features", "question"], "targets": ["answer"], "path": data_path},
-        "train": {"seed": 0, "workers": 2, "hparams": {"find": {"epochs": 3}, "encoder": {"epochs": 5},
-                                                       "describe": {"epochs": 5}, "measure": {"epochs": 5}}},
+        "train": {
+            "seed": 0,
+            "workers": 2,
+            "hparams": {
+                "find": {"epochs": 3},
+                "encoder": {"epochs": 5},
+                "describe": {"epochs": 5},
+                "measure": {"epochs": 5},
+            },
+        },
     }
 
 
@@ -243,7 +284,9 @@ def write_example_plan(folder: str, samples: int = 512, seed: int = 0) -> str:
 
     os.makedirs(folder, exist_ok=True)
     spec = example_plan_json()
-    nmn_data(samples, len(spec["layouts"]), seed=seed).save(os.path.join(folder, "data.safetensors"))
+    nmn_data(samples, len(spec["layouts"]), seed=seed).save(
+        os.path.join(folder, "data.safetensors")
+    )
     path = os.path.join(folder, "plan.json")
     with open(path, "w") as fh:
         json.dump(spec, fh, indent=2)

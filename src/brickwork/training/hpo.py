@@ -63,13 +63,16 @@ class SearchSpace:
             kind = spec.get("type")
             if kind in ("float", "int"):
                 if "low" not in spec or "high" not in spec or not spec["low"] <= spec["high"]:
-                    raise TrainingError(f"search space {name!r}: {kind} needs low <= high, got {dict(spec)}")
+                    raise TrainingError(
+                        f"search space {name!r}: {kind} needs low <= high, got {dict(spec)}"
+                    )
             elif kind == "categorical":
                 if not spec.get("choices"):
                     raise TrainingError(f"search space {name!r}: categorical needs 'choices'")
             else:
-                raise TrainingError(f"search space {name!r}: type must be float, int or "
-                                    f"categorical, got {kind!r}")
+                raise TrainingError(
+                    f"search space {name!r}: type must be float, int or categorical, got {kind!r}"
+                )
 
     def names(self) -> list[str]:
         return sorted(self.params)
@@ -80,9 +83,13 @@ class SearchSpace:
         for name in self.names():
             spec = self.params[name]
             if spec["type"] == "float":
-                out[name] = trial.suggest_float(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+                out[name] = trial.suggest_float(
+                    name, spec["low"], spec["high"], log=bool(spec.get("log"))
+                )
             elif spec["type"] == "int":
-                out[name] = trial.suggest_int(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+                out[name] = trial.suggest_int(
+                    name, spec["low"], spec["high"], log=bool(spec.get("log"))
+                )
             else:
                 out[name] = trial.suggest_categorical(name, list(spec["choices"]))
         return out
@@ -118,17 +125,29 @@ def make_storage(storage: str | os.PathLike[str]) -> Any:
 
     text = str(storage)
     if "://" in text:
-        return optuna.storages.RDBStorage(text, engine_kwargs={"connect_args": {"timeout": 60}}
-                                          if text.startswith("sqlite") else {})
+        return optuna.storages.RDBStorage(
+            text,
+            engine_kwargs={"connect_args": {"timeout": 60}} if text.startswith("sqlite") else {},
+        )
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     Path(text).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(text, lock_obj=JournalFileOpenLock(text)))
+    return optuna.storages.JournalStorage(
+        JournalFileBackend(text, lock_obj=JournalFileOpenLock(text))
+    )
 
 
-def run_search(name: str, objective: Objective, space: SearchSpace, *, trials: int, seed: int,
-               storage: str | os.PathLike[str], direction: str = "maximize",
-               prune: bool = True) -> SearchResult:
+def run_search(
+    name: str,
+    objective: Objective,
+    space: SearchSpace,
+    *,
+    trials: int,
+    seed: int,
+    storage: str | os.PathLike[str],
+    direction: str = "maximize",
+    prune: bool = True,
+) -> SearchResult:
     """Run (or resume) a hyperparameter search (an Optuna study) until it holds
     ``trials`` finished trials.
 
@@ -152,14 +171,22 @@ def run_search(name: str, objective: Objective, space: SearchSpace, *, trials: i
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = make_storage(storage)
     t0 = time.perf_counter()
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune
-              else optuna.pruners.NopPruner())
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if prune
+        else optuna.pruners.NopPruner()
+    )
     if direction not in ("maximize", "minimize"):
-        raise TrainingError(f"search {name!r}: direction {direction!r}; use 'maximize' or "
-                            "'minimize' (the score)")
-    study = optuna.create_study(study_name=name, storage=store,
-                                direction="maximize" if direction == "maximize" else "minimize",
-                                load_if_exists=True, pruner=pruner)
+        raise TrainingError(
+            f"search {name!r}: direction {direction!r}; use 'maximize' or 'minimize' (the score)"
+        )
+    study = optuna.create_study(
+        study_name=name,
+        storage=store,
+        direction="maximize" if direction == "maximize" else "minimize",
+        load_if_exists=True,
+        pruner=pruner,
+    )
     # trials left RUNNING by a killed process are failed and redone
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         store.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -201,21 +228,35 @@ def run_search(name: str, objective: Objective, space: SearchSpace, *, trials: i
             continue
         inter = t.intermediate_values
         last = inter[max(inter)] if inter else None
-        rows.append({"number": t.number, "index": t.user_attrs.get("index"),
-                     "params": dict(t.params), "state": t.state.name.lower(),
-                     "value": t.value if t.value is not None else last,
-                     "seed": t.user_attrs.get("seed"), "wall_time": t.user_attrs.get("wall_time", 0.0)})
+        rows.append(
+            {
+                "number": t.number,
+                "index": t.user_attrs.get("index"),
+                "params": dict(t.params),
+                "state": t.state.name.lower(),
+                "value": t.value if t.value is not None else last,
+                "seed": t.user_attrs.get("seed"),
+                "wall_time": t.user_attrs.get("wall_time", 0.0),
+            }
+        )
     complete = [r for r in rows if r["state"] == "complete"]
     if not complete:
-        raise TrainingError(f"study {name!r}: no trial completed ({len(rows)} pruned); raise "
-                            "the number of trials or disable pruning")
+        raise TrainingError(
+            f"study {name!r}: no trial completed ({len(rows)} pruned); raise "
+            "the number of trials or disable pruning"
+        )
     # ties go to the earliest trial in both directions
     if direction == "maximize":
         best = max(complete, key=lambda r: (r["value"], -r["index"]))
     else:
         best = min(complete, key=lambda r: (r["value"], r["index"]))
-    return SearchResult(name, dict(best["params"]), float(best["value"]), rows,
-                       sum(float(r["wall_time"] or 0.0) for r in rows) or time.perf_counter() - t0)
+    return SearchResult(
+        name,
+        dict(best["params"]),
+        float(best["value"]),
+        rows,
+        sum(float(r["wall_time"] or 0.0) for r in rows) or time.perf_counter() - t0,
+    )
 
 
 def hpo_table(results: Mapping[str, SearchResult]) -> str:
@@ -225,10 +266,14 @@ def hpo_table(results: Mapping[str, SearchResult]) -> str:
         vals = sorted(r["value"] for r in res.trials if r["state"] == "complete")
         med = vals[len(vals) // 2] if vals else float("nan")
         pruned = sum(r["state"] == "pruned" for r in res.trials)
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in sorted(res.best_params.items()))
-        lines.append(f"{name:<24} {len(res.trials):>6} {pruned:>6} {res.best_value:>9.4f} "
-                     f"{med:>9.4f}  {params}")
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in sorted(res.best_params.items())
+        )
+        lines.append(
+            f"{name:<24} {len(res.trials):>6} {pruned:>6} {res.best_value:>9.4f} "
+            f"{med:>9.4f}  {params}"
+        )
     return "\n".join(lines)
 
 
@@ -247,8 +292,13 @@ def plot_hpo(results: Mapping[str, SearchResult], path: str | os.PathLike[str]) 
             if r["value"] is None:
                 continue
             marker = "o" if r["state"] == "complete" else "x"
-            ax.scatter(i + (hash(r["number"]) % 7 - 3) * 0.03, r["value"], marker=marker,
-                       color="tab:blue" if marker == "o" else "tab:gray", s=18)
+            ax.scatter(
+                i + (hash(r["number"]) % 7 - 3) * 0.03,
+                r["value"],
+                marker=marker,
+                color="tab:blue" if marker == "o" else "tab:gray",
+                s=18,
+            )
     ax.set_xticks(range(len(results)), list(results), rotation=30, ha="right")
     ax.set_ylabel("validation score")
     ax.set_title("score of every trial per module (x: pruned)")
@@ -257,6 +307,10 @@ def plot_hpo(results: Mapping[str, SearchResult], path: str | os.PathLike[str]) 
 
 
 __getattr__ = deprecated_names(
-    __name__, {"run_study": ("run_search", lambda: run_search),
-               "StudyResult": ("SearchResult", lambda: SearchResult)},
-    why="the studies' run_study is a whole experiment, this is a hyperparameter search")
+    __name__,
+    {
+        "run_study": ("run_search", lambda: run_search),
+        "StudyResult": ("SearchResult", lambda: SearchResult),
+    },
+    why="the studies' run_study is a whole experiment, this is a hyperparameter search",
+)

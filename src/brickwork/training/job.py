@@ -69,14 +69,41 @@ from brickwork.training.surrogate import RoutedSurrogateHead
 log = logging.getLogger("brickwork.training")
 
 MODES = ("direct", "cached", "surrogate")
-_FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "max_steps", "grad_clip", "optimizer",
-             "momentum", "scheduler", "scheduler_kwargs", "max_time", "keep_best", "keep_best_mode")
+_FIT_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "max_steps",
+    "grad_clip",
+    "optimizer",
+    "momentum",
+    "scheduler",
+    "scheduler_kwargs",
+    "max_time",
+    "keep_best",
+    "keep_best_mode",
+)
 #: job fields that say where or how visibly a job runs, not what it trains: left out of its key
 _NOT_KEYED = ("workdir", "data", "storage", "progress", "tensorboard", "device", "imports")
-DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0.0,
-                   "patience": 5, "pos_weight": None, "rank": 8, "dropout": 0.1,
-                   "starts": 1, "plateau": 0.85, "second_round": True, "summary": "auto",
-                   "top_k": 4, "sparsity": 0.0, "rounds": 3, "prior": None}
+DEFAULT_HPARAMS = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "patience": 5,
+    "pos_weight": None,
+    "rank": 8,
+    "dropout": 0.1,
+    "starts": 1,
+    "plateau": 0.85,
+    "second_round": True,
+    "summary": "auto",
+    "top_k": 4,
+    "sparsity": 0.0,
+    "rounds": 3,
+    "prior": None,
+}
 #: what the surrogate hyperparameters mean (jobs in ``surrogate`` mode):
 #:
 #: - ``rank``, ``dropout``: the SGM head's inner rank and input dropout;
@@ -95,8 +122,18 @@ DEFAULT_HPARAMS = {"epochs": 10, "batch_size": 64, "lr": 3e-3, "weight_decay": 0
 #: - ``sparsity``: weight of the mean absolute output added to the SGM loss (0: none).
 #:   Answers alone do not tell a mask from its complement (``count`` of the cells that are
 #:   *not* red tells the red count as well); a small weight prefers the mask that selects.
-SURROGATE_HPARAMS = ("rank", "dropout", "starts", "plateau", "second_round", "rounds", "summary",
-                     "top_k", "sparsity", "prior")
+SURROGATE_HPARAMS = (
+    "rank",
+    "dropout",
+    "starts",
+    "plateau",
+    "second_round",
+    "rounds",
+    "summary",
+    "top_k",
+    "sparsity",
+    "prior",
+)
 
 
 @final
@@ -268,7 +305,9 @@ def key_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out.extend(key_changes(a, b, path + "."))
         elif a != b:
-            out.append(f"{path.replace('_', ' ') if not prefix else path}: {_short(a)} -> {_short(b)}")
+            out.append(
+                f"{path.replace('_', ' ') if not prefix else path}: {_short(a)} -> {_short(b)}"
+            )
     return out
 
 
@@ -294,8 +333,12 @@ class _Trainable(torch.nn.Module):
     """The module plus, in surrogate mode, its head and the ops of its routes (one set
     of parameters to fit; the ops have none)."""
 
-    def __init__(self, module: torch.nn.Module, head: torch.nn.Module | None,
-                 ops: Sequence[Sequence[torch.nn.Module]] = ()):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        head: torch.nn.Module | None,
+        ops: Sequence[Sequence[torch.nn.Module]] = (),
+    ):
         super().__init__()
         self.module = module
         self.head = head
@@ -306,16 +349,17 @@ def _answer_prior(job: ModuleJob, table: Samples, routes: int, classes: int) -> 
     """Per route, the log class frequencies of the target (add-one smoothed): what the
     SGM predicts before it reads the module's output."""
     target = table[job.target].reshape(-1).long()
-    route = table["route"].reshape(-1).long() if "route" in set(table) else \
-        torch.zeros_like(target)
+    route = table["route"].reshape(-1).long() if "route" in set(table) else torch.zeros_like(target)
     counts = torch.ones(routes, classes)
-    counts.index_put_((route.cpu(), target.cpu().clamp(0, classes - 1)),
-                      torch.ones(len(target)), accumulate=True)
+    counts.index_put_(
+        (route.cpu(), target.cpu().clamp(0, classes - 1)), torch.ones(len(target)), accumulate=True
+    )
     return (counts / counts.sum(1, keepdim=True)).log()
 
 
-def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
-           train: Samples | None = None) -> _Trainable:
+def _build(
+    job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int, train: Samples | None = None
+) -> _Trainable:
     seed_everything(seed)
     module = build_kind(job.kind, dict(job.config))
     device = torch.device(job.device) if job.device else None
@@ -336,15 +380,25 @@ def _build(job: ModuleJob, hp: Mapping[str, Any], table: Samples, seed: int,
         from brickwork.training.surrogate import surrogate_features
 
         width = int(surrogate_features(probe.float(), summary, top_k)[0].numel())
-        head = RoutedSurrogateHead(width, out_features, routes, rank=int(hp["rank"]),
-                                   dropout=float(hp["dropout"]), summary=summary, top_k=top_k,
-                                   context_channels=ctx)
+        head = RoutedSurrogateHead(
+            width,
+            out_features,
+            routes,
+            rank=int(hp["rank"]),
+            dropout=float(hp["dropout"]),
+            summary=summary,
+            top_k=top_k,
+            context_channels=ctx,
+        )
         if not target.is_floating_point() and not hp.get("prior"):
             with torch.no_grad():
-                head.c.copy_(_answer_prior(job, train if train is not None else table, routes,
-                                           out_features))
-        ops = [[build_kind(s["kind"], dict(s["config"])) for s in r.get("steps", ())]
-               for r in job.routes]
+                head.c.copy_(
+                    _answer_prior(job, train if train is not None else table, routes, out_features)
+                )
+        ops = [
+            [build_kind(s["kind"], dict(s["config"])) for s in r.get("steps", ())]
+            for r in job.routes
+        ]
     model = _Trainable(module, head, ops)
     return model.to(device) if device is not None else model
 
@@ -385,8 +439,11 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) ->
         out = module.call_ports(**{p: col(batch, c) for p, c in job.inputs.items()})[port]
         if model.head is not None:
             ctx = col(batch, job.context) if job.context else None
-            route = col(batch, "route") if "route" in set(batch) else \
-                torch.zeros(len(out), dtype=torch.int64, device=out.device)
+            route = (
+                col(batch, "route")
+                if "route" in set(batch)
+                else torch.zeros(len(out), dtype=torch.int64, device=out.device)
+            )
             pred = model.head(along_routes(model, out, batch), route, ctx)
             if hp.get("prior"):  # an answer prior (logits) from the data, added (§4.3)
                 pred = pred + col(batch, "prior")
@@ -423,10 +480,20 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) ->
     return loss_fn, evaluate
 
 
-def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Samples, table: Samples,
-              seed: int, *, report: Any = None, ckpt: Path | None = None,
-              progress: bool = False, tensorboard: Path | None = None,
-              metrics_path: Path | None = None) -> tuple[_Trainable, FitResult]:
+def _fit_once(
+    job: ModuleJob,
+    hp: Mapping[str, Any],
+    train: Samples,
+    val: Samples,
+    table: Samples,
+    seed: int,
+    *,
+    report: Any = None,
+    ckpt: Path | None = None,
+    progress: bool = False,
+    tensorboard: Path | None = None,
+    metrics_path: Path | None = None,
+) -> tuple[_Trainable, FitResult]:
     model = _build(job, hp, table, seed, train)
     loss_fn, evaluate = _objective(job, hp)
     known = {f.name for f in dataclasses.fields(FitConfig)}
@@ -443,14 +510,24 @@ def _fit_once(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Sample
     if tensorboard is not None:
         callbacks.append(TensorBoard(tensorboard))
     on_epoch = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
-    result = fit(model, loss_fn, train, val=val, evaluate=evaluate, config=cfg,
-                 callbacks=callbacks, checkpoint_dir=ckpt, resume=ckpt is not None,
-                 on_epoch=on_epoch, device=job.device, metrics_path=metrics_path)
+    result = fit(
+        model,
+        loss_fn,
+        train,
+        val=val,
+        evaluate=evaluate,
+        config=cfg,
+        callbacks=callbacks,
+        checkpoint_dir=ckpt,
+        resume=ckpt is not None,
+        on_epoch=on_epoch,
+        device=job.device,
+        metrics_path=metrics_path,
+    )
     return model, result
 
 
-def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module,
-             data: Samples) -> float:
+def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module, data: Samples) -> float:
     """The SGM's loss on ``data`` (eval mode, no gradient)."""
     loss_fn, _ = _objective(job, hp, penalties=False)
     was = model.training
@@ -465,9 +542,15 @@ def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module,
     return total / max(n, 1)
 
 
-def _surrogate_starts(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val: Samples,
-                      table: Samples, seed: int, work: Path
-                      ) -> tuple[_Trainable, FitResult, dict[str, Any]]:
+def _surrogate_starts(
+    job: ModuleJob,
+    hp: Mapping[str, Any],
+    train: Samples,
+    val: Samples,
+    table: Samples,
+    seed: int,
+    work: Path,
+) -> tuple[_Trainable, FitResult, dict[str, Any]]:
     """``hp["starts"]`` fits from fresh initial weights; the one with the lowest SGM
     validation loss wins. Returns it with the plateau measure: ``start_loss`` (the SGM
     before training: the routes' answer prior, since the head starts adding nothing),
@@ -481,12 +564,18 @@ def _surrogate_starts(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val
     for i in range(starts):
         s = seed if i == 0 else derive_seed(seed, "start", i)
         start_loss = sgm_loss(job, hp, _build(job, hp, table, s, train), val)
-        model, res = _fit_once(job, hp, train, val, table, s,
-                               ckpt=work / "checkpoint" / f"start-{i}",
-                               progress=job.progress and i == 0,
-                               tensorboard=work / "tensorboard" if job.tensorboard and i == 0
-                               else None,
-                               metrics_path=work / "metrics.jsonl" if i == 0 else None)
+        model, res = _fit_once(
+            job,
+            hp,
+            train,
+            val,
+            table,
+            s,
+            ckpt=work / "checkpoint" / f"start-{i}",
+            progress=job.progress and i == 0,
+            tensorboard=work / "tensorboard" if job.tensorboard and i == 0 else None,
+            metrics_path=work / "metrics.jsonl" if i == 0 else None,
+        )
         loss = sgm_loss(job, hp, model, val)  # the best epoch's weights (keep_best)
         tried.append({"seed": s, "start_loss": start_loss, "sgm_loss": loss})
         if best is None or loss < best[0]:
@@ -494,13 +583,30 @@ def _surrogate_starts(job: ModuleJob, hp: Mapping[str, Any], train: Samples, val
     assert best is not None
     loss, model, res, start_loss = best
     ratio = loss / start_loss if start_loss > 0 else 1.0
-    return model, res, {"start_loss": start_loss, "sgm_loss": loss, "ratio": ratio,
-                        "plateau": ratio > float(hp.get("plateau", 0.85)), "starts": tried,
-                        "rows": len(train) + len(val), "routes": max(1, len(job.routes))}
+    return (
+        model,
+        res,
+        {
+            "start_loss": start_loss,
+            "sgm_loss": loss,
+            "ratio": ratio,
+            "plateau": ratio > float(hp.get("plateau", 0.85)),
+            "starts": tried,
+            "rows": len(train) + len(val),
+            "routes": max(1, len(job.routes)),
+        },
+    )
 
 
-_JOB_FILES = ("result.json", "hpo.journal", "module", "checkpoint", "surrogate_head.safetensors",
-              "metrics.jsonl", "tensorboard")
+_JOB_FILES = (
+    "result.json",
+    "hpo.journal",
+    "module",
+    "checkpoint",
+    "surrogate_head.safetensors",
+    "metrics.jsonl",
+    "tensorboard",
+)
 
 
 def _clear(work: Path) -> None:
@@ -526,22 +632,37 @@ def _check_folder(job: ModuleJob, work: Path, key: Mapping[str, Any]) -> dict[st
     stored = _stored_key(work)
     if stored is not None and stored != key:
         changes = key_changes(stored, key)
-        log.warning("job %s: %s holds a job trained with other settings (%s); training again "
-                    "from scratch", job.name, work, "; ".join(changes[:6]) or "key changed")
+        log.warning(
+            "job %s: %s holds a job trained with other settings (%s); training again from scratch",
+            job.name,
+            work,
+            "; ".join(changes[:6]) or "key changed",
+        )
         _clear(work)
         return None
     done = work / "result.json"
-    if stored is None and any((work / n).exists() for n in _JOB_FILES if n != "result.json") \
-            and not done.exists():
-        log.warning("job %s: %s holds an unfinished job without its key (job.json); it cannot "
-                    "be verified, starting it afresh", job.name, work)
+    if (
+        stored is None
+        and any((work / n).exists() for n in _JOB_FILES if n != "result.json")
+        and not done.exists()
+    ):
+        log.warning(
+            "job %s: %s holds an unfinished job without its key (job.json); it cannot "
+            "be verified, starting it afresh",
+            job.name,
+            work,
+        )
         _clear(work)
         return None
     if not done.exists():
         return None
     if stored is None:
-        log.warning("job %s: %s holds a result without its key (job.json); it cannot be "
-                    "verified, training again", job.name, work)
+        log.warning(
+            "job %s: %s holds a result without its key (job.json); it cannot be "
+            "verified, training again",
+            job.name,
+            work,
+        )
         _clear(work)
         return None
     try:
@@ -552,8 +673,11 @@ def _check_folder(job: ModuleJob, work: Path, key: Mapping[str, Any]) -> dict[st
         _clear(work)
         return None
     if result.get("fingerprint") != module.fingerprint():
-        log.warning("job %s: the weights in %s are not the ones its result.json describes; "
-                    "training again", job.name, work / "module")
+        log.warning(
+            "job %s: the weights in %s are not the ones its result.json describes; training again",
+            job.name,
+            work / "module",
+        )
         _clear(work)
         return None
     return {**result, "module_dir": "module", "skipped": True}
@@ -579,8 +703,10 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         if stored is not None:
             return stored
     elif work.exists():
-        raise TrainingError(f"job {job.name!r}: {work} is a file, expected a job folder; "
-                            "remove it or choose another run folder")
+        raise TrainingError(
+            f"job {job.name!r}: {work} is a file, expected a job folder; "
+            "remove it or choose another run folder"
+        )
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_json(work / "job.json", {"key": key, "key_digest": key_digest(key)})
     done = work / "result.json"
@@ -588,16 +714,21 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     table = load_table(job.data)
     if job.split_column:
         if job.split_column not in set(table):
-            raise TrainingError(f"job {job.name!r}: split column {job.split_column!r} is not in "
-                                f"the table {job.data} (columns: {sorted(table)})")
+            raise TrainingError(
+                f"job {job.name!r}: split column {job.split_column!r} is not in "
+                f"the table {job.data} (columns: {sorted(table)})"
+            )
         flags = table[job.split_column].reshape(len(table))
         train = table.select(torch.nonzero(flags == 0).flatten())
         val = table.select(torch.nonzero(flags != 0).flatten())
         if len(train) == 0 or len(val) == 0:
-            train, val = table.split(1.0 - job.val_fraction,
-                                     seed=derive_seed(job.seed, job.name, "split"))
+            train, val = table.split(
+                1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split")
+            )
     else:
-        train, val = table.split(1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split"))
+        train, val = table.split(
+            1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split")
+        )
     hp: dict[str, Any] = {**DEFAULT_HPARAMS, **dict(job.hparams)}
     study_json = None
     hpo_time = 0.0
@@ -610,9 +741,14 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
                 return -min(r["val_loss"] for r in res.history)
             return max(r["val_score"] for r in res.history)
 
-        study = run_search(f"{job.name}", objective, space, trials=job.trials,
-                          seed=derive_seed(job.seed, job.name, "hpo"),
-                          storage=job.storage or str(work / "hpo.journal"))
+        study = run_search(
+            f"{job.name}",
+            objective,
+            space,
+            trials=job.trials,
+            seed=derive_seed(job.seed, job.name, "hpo"),
+            storage=job.storage or str(work / "hpo.journal"),
+        )
         hp.update(study.best_params)
         study_json = study.to_json()
         hpo_time = study.wall_time
@@ -621,10 +757,18 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     if job.mode == "surrogate":
         model, res, sgm = _surrogate_starts(job, hp, train, val, table, final_seed, work)
     else:
-        model, res = _fit_once(job, hp, train, val, table, final_seed, ckpt=work / "checkpoint",
-                               progress=job.progress,
-                               tensorboard=work / "tensorboard" if job.tensorboard else None,
-                               metrics_path=work / "metrics.jsonl")
+        model, res = _fit_once(
+            job,
+            hp,
+            train,
+            val,
+            table,
+            final_seed,
+            ckpt=work / "checkpoint",
+            progress=job.progress,
+            tensorboard=work / "tensorboard" if job.tensorboard else None,
+            metrics_path=work / "metrics.jsonl",
+        )
     model = model.to("cpu")
     module = model.module
     save_module(module, work / "module")  # type: ignore[arg-type]
@@ -632,18 +776,33 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         state = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
         atomic_write_bytes(work / "surrogate_head.safetensors", st_save(state))
     result = {
-        "name": job.name, "kind": job.kind, "mode": job.mode, "module_dir": "module",
+        "name": job.name,
+        "kind": job.kind,
+        "mode": job.mode,
+        "module_dir": "module",
         "fingerprint": module.fingerprint(),  # type: ignore[operator]
         "hyperparameters": {k: v for k, v in hp.items() if v is not None},
-        "metrics": {**{k: v for k, v in res.final.items() if isinstance(v, (int, float))},
-                    "val_score": max(r["val_score"] for r in res.history)},
-        "epochs": res.epochs, "steps": res.steps, "fit_time": res.wall_time,
-        "hpo_time": hpo_time, "train_time": res.wall_time + hpo_time,
-        "wall_time": time.perf_counter() - t0, "resumed": res.resumed_from > 0,
-        "hpo": study_json, "seed": job.seed, "data_digest": job.data_digest,
-        "upstream": dict(job.upstream), "device": job.device or "cpu",
-        "brickwork_version": __version__, "key_digest": key_digest(key), "skipped": False,
-        "sgm": sgm, "round": job.round,
+        "metrics": {
+            **{k: v for k, v in res.final.items() if isinstance(v, (int, float))},
+            "val_score": max(r["val_score"] for r in res.history),
+        },
+        "epochs": res.epochs,
+        "steps": res.steps,
+        "fit_time": res.wall_time,
+        "hpo_time": hpo_time,
+        "train_time": res.wall_time + hpo_time,
+        "wall_time": time.perf_counter() - t0,
+        "resumed": res.resumed_from > 0,
+        "hpo": study_json,
+        "seed": job.seed,
+        "data_digest": job.data_digest,
+        "upstream": dict(job.upstream),
+        "device": job.device or "cpu",
+        "brickwork_version": __version__,
+        "key_digest": key_digest(key),
+        "skipped": False,
+        "sgm": sgm,
+        "round": job.round,
     }
     atomic_write_json(done, result)
     return result

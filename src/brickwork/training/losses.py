@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from brickwork.errors import TrainingError
 from brickwork.types import NeuralType
 
-def type_loss(t: NeuralType, pred: torch.Tensor, target: torch.Tensor,
-              pos_weight: float | None = None) -> torch.Tensor:
+
+def type_loss(
+    t: NeuralType, pred: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None
+) -> torch.Tensor:
     """The natural loss for a prediction of type ``t`` against ``target``.
 
     Chosen by the type's declared family: distributions (``t.is_distribution``):
@@ -36,8 +38,11 @@ def type_loss(t: NeuralType, pred: torch.Tensor, target: torch.Tensor,
     squared error.
     """
     if t.is_categorical:
-        logp = (torch.log(pred.clamp_min(1e-8)) if t.is_distribution
-                else torch.log_softmax(pred, dim=-1))
+        logp = (
+            torch.log(pred.clamp_min(1e-8))
+            if t.is_distribution
+            else torch.log_softmax(pred, dim=-1)
+        )
         if not target.is_floating_point():
             return F.nll_loss(logp.reshape(-1, logp.shape[-1]), target.reshape(-1))
         return -(target * logp).sum(-1).mean()
@@ -65,8 +70,9 @@ def type_score(t: NeuralType, pred: torch.Tensor, target: torch.Tensor) -> float
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def resolve_callable(name: str, *, allowed_modules: Collection[str] | None = None,
-                     where: str = "") -> Callable[..., Any]:
+def resolve_callable(
+    name: str, *, allowed_modules: Collection[str] | None = None, where: str = ""
+) -> Callable[..., Any]:
     """The function an importable name points to: ``"pkg.mod:fn"`` or ``"pkg.mod.fn"``.
 
     This is how plan files name custom losses and metrics. ``"pkg.mod:Obj.attr"`` reaches
@@ -95,16 +101,21 @@ def resolve_callable(name: str, *, allowed_modules: Collection[str] | None = Non
     prefix = f"{where}: " if where else ""
     hint = "expected an importable function such as 'mypkg.losses:my_loss'"
     if not isinstance(name, str):
-        raise TrainingError(f"{prefix}{name!r} is not a function name (got "
-                            f"{type(name).__name__}); {hint}")
+        raise TrainingError(
+            f"{prefix}{name!r} is not a function name (got {type(name).__name__}); {hint}"
+        )
     text = name.strip()
     if ":" in text:
         mod_name, _, attr = text.partition(":")
         candidates = [(mod_name, attr)]
     else:
         parts = text.split(".")
-        candidates = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
-    if not candidates or not all(_DOTTED.fullmatch(m) and _DOTTED.fullmatch(a) for m, a in candidates):
+        candidates = [
+            (".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)
+        ]
+    if not candidates or not all(
+        _DOTTED.fullmatch(m) and _DOTTED.fullmatch(a) for m, a in candidates
+    ):
         raise TrainingError(f"{prefix}{name!r} is not an importable name; {hint}")
 
     def allowed(module: str) -> bool:
@@ -115,30 +126,40 @@ def resolve_callable(name: str, *, allowed_modules: Collection[str] | None = Non
     last_error = ""
     for mod_name, attr in candidates:
         if not allowed(mod_name):
-            raise TrainingError(f"{prefix}{name!r}: module {mod_name!r} is not in the allowed "
-                                f"imports {sorted(allowed_modules or ())}; add it (e.g. "
-                                f"--import {mod_name} / imports=[{mod_name!r}])")
+            raise TrainingError(
+                f"{prefix}{name!r}: module {mod_name!r} is not in the allowed "
+                f"imports {sorted(allowed_modules or ())}; add it (e.g. "
+                f"--import {mod_name} / imports=[{mod_name!r}])"
+            )
         try:
             obj: Any = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and mod_name != exc.name and \
-                    not mod_name.startswith(exc.name + "."):
-                raise TrainingError(f"{prefix}{name!r}: importing {mod_name!r} failed: {exc}; "
-                                    "install the missing package") from None
+            if (
+                exc.name is not None
+                and mod_name != exc.name
+                and not mod_name.startswith(exc.name + ".")
+            ):
+                raise TrainingError(
+                    f"{prefix}{name!r}: importing {mod_name!r} failed: {exc}; "
+                    "install the missing package"
+                ) from None
             last_error = f"no module named {mod_name!r}"
             continue
         except Exception as exc:
-            raise TrainingError(f"{prefix}{name!r}: importing {mod_name!r} failed: "
-                                f"{type(exc).__name__}: {exc}") from None
+            raise TrainingError(
+                f"{prefix}{name!r}: importing {mod_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
         for i, part in enumerate(attr.split(".")):
             if not hasattr(obj, part):
                 where_attr = ".".join([mod_name, *attr.split(".")[:i]])
-                raise TrainingError(f"{prefix}{name!r}: module {where_attr!r} has no attribute "
-                                    f"{part!r}; {hint}") from None
+                raise TrainingError(
+                    f"{prefix}{name!r}: module {where_attr!r} has no attribute {part!r}; {hint}"
+                ) from None
             obj = getattr(obj, part)
         if not callable(obj):
-            raise TrainingError(f"{prefix}{name!r} is a {type(obj).__name__}, not a function; "
-                                f"{hint}")
+            raise TrainingError(
+                f"{prefix}{name!r} is a {type(obj).__name__}, not a function; {hint}"
+            )
         found: Callable[..., Any] = obj
         return found
     raise TrainingError(f"{prefix}{name!r}: {last_error}; {hint}")

@@ -38,8 +38,9 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
         if a.type != "cuda":
             return True
         current = torch.cuda.current_device() if torch.cuda.is_available() else 0
-        return (a.index if a.index is not None else current) == \
-            (b.index if b.index is not None else current)
+        return (a.index if a.index is not None else current) == (
+            b.index if b.index is not None else current
+        )
     return a.index == b.index
 
 
@@ -50,8 +51,11 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         if t.numel():
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool
-                     else t.to(torch.uint8).numpy().tobytes())
+            h.update(
+                t.view(torch.uint8).numpy().tobytes()
+                if t.dtype != torch.bool
+                else t.to(torch.uint8).numpy().tobytes()
+            )
     return h.hexdigest()
 
 
@@ -91,7 +95,9 @@ class Samples(Mapping[str, torch.Tensor]):
         try:
             return self._data[key]
         except KeyError:
-            raise DataError(f"Samples: no column {key!r}; columns are {sorted(self._data)}") from None
+            raise DataError(
+                f"Samples: no column {key!r}; columns are {sorted(self._data)}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -105,22 +111,25 @@ class Samples(Mapping[str, torch.Tensor]):
 
     def select(self, index: torch.Tensor) -> Samples:
         """The samples at ``index`` (a LongTensor of positions)."""
-        return Samples({k: v[index.to(v.device)] for k, v in self._data.items()},
-                       self.ids[index.to(self.ids.device)])
+        return Samples(
+            {k: v[index.to(v.device)] for k, v in self._data.items()},
+            self.ids[index.to(self.ids.device)],
+        )
 
     def columns(self, names: Mapping[str, str]) -> dict[str, torch.Tensor]:
         """``{new_name: self[old_name]}`` for a renaming map."""
         return {new: self[old] for new, old in names.items()}
 
-    def batches(self, batch_size: int, *, shuffle: bool = True,
-                generator: torch.Generator | None = None) -> Iterator[Samples]:
+    def batches(
+        self, batch_size: int, *, shuffle: bool = True, generator: torch.Generator | None = None
+    ) -> Iterator[Samples]:
         """Mini-batches (a permutation drawn from ``generator`` when shuffling)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         if len(self._data) and self.device.type != "cpu":
             order = order.to(self.device)
         for start in range(0, n, batch_size):
-            yield self.select(order[start:start + batch_size])
+            yield self.select(order[start : start + batch_size])
 
     def to(self, device: str | torch.device, *, non_blocking: bool = False) -> Samples:
         """The same samples with every column (and the ids) on ``device``.
@@ -133,19 +142,23 @@ class Samples(Mapping[str, torch.Tensor]):
             (True, 'meta')
         """
         dev = torch.device(device)
-        if all(_same_device(v.device, dev) for v in self._data.values()) and \
-                _same_device(self.ids.device, dev):
+        if all(_same_device(v.device, dev) for v in self._data.values()) and _same_device(
+            self.ids.device, dev
+        ):
             return self
-        return Samples({k: v.to(dev, non_blocking=non_blocking) for k, v in self._data.items()},
-                       self.ids.to(dev, non_blocking=non_blocking))
+        return Samples(
+            {k: v.to(dev, non_blocking=non_blocking) for k, v in self._data.items()},
+            self.ids.to(dev, non_blocking=non_blocking),
+        )
 
     @property
     def device(self) -> torch.device:
         """The device of the first column."""
         return next(iter(self._data.values())).device
 
-    def split(self, fraction: float, seed: int = 0, *,
-              groups: str | None = None) -> tuple[Samples, Samples]:
+    def split(
+        self, fraction: float, seed: int = 0, *, groups: str | None = None
+    ) -> tuple[Samples, Samples]:
         """A seeded random split into ``(first, rest)`` with ``fraction`` in the first.
 
         Args:
@@ -167,8 +180,11 @@ class Samples(Mapping[str, torch.Tensor]):
             >>> sorted(set(a["q"].tolist()) & set(b["q"].tolist())), len(a), len(b)
             ([], 4, 4)
         """
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-                or not 0.0 <= float(fraction) <= 1.0:
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not 0.0 <= float(fraction) <= 1.0
+        ):
             raise DataError(f"Samples.split: fraction must be a number in [0, 1], got {fraction!r}")
         g = torch.Generator().manual_seed(int(seed))
         if groups is None:
@@ -176,8 +192,9 @@ class Samples(Mapping[str, torch.Tensor]):
             k = int(round(len(self) * fraction))
             return self.select(order[:k]), self.select(order[k:])
         if groups != IDS and groups not in self._data:
-            raise DataError(f"Samples.split: no column {groups!r} to group by; columns are "
-                            f"{sorted(self._data)}")
+            raise DataError(
+                f"Samples.split: no column {groups!r} to group by; columns are {sorted(self._data)}"
+            )
         column = self[groups].detach()
         if column.dim() == 0:
             raise DataError(f"Samples.split: group column {groups!r} is a scalar")
@@ -185,9 +202,11 @@ class Samples(Mapping[str, torch.Tensor]):
         _, inverse = torch.unique(flat, dim=0, return_inverse=True)
         n_groups = int(inverse.max()) + 1 if len(self) else 0
         if n_groups < 2:
-            raise DataError(f"Samples.split: column {groups!r} holds {n_groups} group(s); a split "
-                            "by group needs at least 2 (group by a column with more distinct "
-                            "values, or split rows with groups=None)")
+            raise DataError(
+                f"Samples.split: column {groups!r} holds {n_groups} group(s); a split "
+                "by group needs at least 2 (group by a column with more distinct "
+                "values, or split rows with groups=None)"
+            )
         k = int(round(n_groups * float(fraction)))
         if 0.0 < fraction < 1.0:
             k = min(max(k, 1), n_groups - 1)
@@ -202,7 +221,9 @@ class Samples(Mapping[str, torch.Tensor]):
         return tensors_digest({**self._data, IDS: self.ids})
 
     def to_bytes(self) -> bytes:
-        return st_save({k: v.detach().cpu().contiguous() for k, v in {**self._data, IDS: self.ids}.items()})
+        return st_save(
+            {k: v.detach().cpu().contiguous() for k, v in {**self._data, IDS: self.ids}.items()}
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to one safetensors file (atomically)."""
@@ -228,5 +249,6 @@ class Samples(Mapping[str, torch.Tensor]):
         if not parts:
             raise DataError("Samples.concat: nothing to concatenate")
         keys = list(parts[0])
-        return cls({k: torch.cat([p[k] for p in parts]) for k in keys},
-                   torch.cat([p.ids for p in parts]))
+        return cls(
+            {k: torch.cat([p[k] for p in parts]) for k in keys}, torch.cat([p.ids for p in parts])
+        )

@@ -18,5 +18,12 @@ from brickwork.training.surrogate import (
     pearson,
 )
 
-__all__ = ["EnsembleHead", "RelativeImprovement", "SurrogateSpec", "ensemble_variance",
-           "mc_dropout_variance", "pareto_front", "pearson"]
+__all__ = [
+    "EnsembleHead",
+    "RelativeImprovement",
+    "SurrogateSpec",
+    "ensemble_variance",
+    "mc_dropout_variance",
+    "pareto_front",
+    "pearson",
+]

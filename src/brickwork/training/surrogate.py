@@ -53,12 +53,20 @@ class SurrogateHead(nn.Module):
         context_channels: channels of an optional context tensor attended by the output.
     """
 
-    def __init__(self, in_features: int, out_features: int, rank: int = 8,
-                 dropout: float = 0.1, context_channels: int = 0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int = 8,
+        dropout: float = 0.1,
+        context_channels: int = 0,
+    ):
         super().__init__()
         if rank < 1 or in_features < 1 or out_features < 1:
-            raise TrainingError(f"SurrogateHead: sizes must be >= 1, got in={in_features}, "
-                                f"out={out_features}, rank={rank}")
+            raise TrainingError(
+                f"SurrogateHead: sizes must be >= 1, got in={in_features}, "
+                f"out={out_features}, rank={rank}"
+            )
         total = in_features + context_channels
         self.context_channels = context_channels
         self.drop = nn.Dropout(dropout)
@@ -72,6 +80,7 @@ class SurrogateHead(nn.Module):
                 raise TrainingError("SurrogateHead was built with a context input; pass context=")
             x = torch.cat([x, attend(output, context)], dim=1)
         return self.b(self.a(self.drop(x)))
+
 
 def surrogate_features(value: torch.Tensor, summary: str = "auto", top_k: int = 4) -> torch.Tensor:
     """What a surrogate head reads of a module's output ``[b ...]``, as ``[b n]``.
@@ -89,13 +98,16 @@ def surrogate_features(value: torch.Tensor, summary: str = "auto", top_k: int = 
         torch.Size([2, 5])
     """
     if summary not in ("auto", "flat", "pooled"):
-        raise TrainingError(f"surrogate_features: summary {summary!r} is not one of "
-                            "'auto', 'flat', 'pooled'")
+        raise TrainingError(
+            f"surrogate_features: summary {summary!r} is not one of 'auto', 'flat', 'pooled'"
+        )
     if summary == "flat" or (summary == "auto" and value.dim() < 3):
         return value.flatten(1)
     if value.dim() < 3:
-        raise TrainingError(f"surrogate_features: 'pooled' needs an output [b c ...] with "
-                            f"spatial axes, got shape {tuple(value.shape)}; use 'flat'")
+        raise TrainingError(
+            f"surrogate_features: 'pooled' needs an output [b c ...] with "
+            f"spatial axes, got shape {tuple(value.shape)}; use 'flat'"
+        )
     cells = value.flatten(2)
     k = min(top_k, cells.shape[-1])
     top = cells.topk(k, dim=-1).values
@@ -132,13 +144,23 @@ class RoutedSurrogateHead(nn.Module):
         (torch.Size([4, 3]), True)
     """
 
-    def __init__(self, in_features: int, out_features: int, routes: int = 1, rank: int = 8,
-                 dropout: float = 0.1, summary: str = "auto", top_k: int = 4,
-                 context_channels: int = 0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        routes: int = 1,
+        rank: int = 8,
+        dropout: float = 0.1,
+        summary: str = "auto",
+        top_k: int = 4,
+        context_channels: int = 0,
+    ):
         super().__init__()
         if min(in_features, out_features, routes, rank) < 1:
-            raise TrainingError(f"RoutedSurrogateHead: sizes must be >= 1, got in={in_features}, "
-                                f"out={out_features}, routes={routes}, rank={rank}")
+            raise TrainingError(
+                f"RoutedSurrogateHead: sizes must be >= 1, got in={in_features}, "
+                f"out={out_features}, routes={routes}, rank={rank}"
+            )
         self.summary, self.top_k, self.context_channels = summary, top_k, context_channels
         self.drop = nn.Dropout(dropout)
         self.a = nn.Linear(in_features + context_channels, rank, bias=False)
@@ -149,13 +171,15 @@ class RoutedSurrogateHead(nn.Module):
         x = surrogate_features(value, self.summary, self.top_k)
         if self.context_channels:
             if context is None:
-                raise TrainingError("RoutedSurrogateHead was built with a context input; "
-                                    "pass context=")
+                raise TrainingError(
+                    "RoutedSurrogateHead was built with a context input; pass context="
+                )
             x = torch.cat([x, attend(value, context)], dim=1)
         return x
 
-    def forward(self, value: torch.Tensor, route: torch.Tensor,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, value: torch.Tensor, route: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.a(self.drop(self.features(value, context)))
         route = route.reshape(-1).long()
         return torch.einsum("bor,br->bo", self.b[route], h) + self.c[route]
@@ -184,15 +208,21 @@ class SurrogateSpec:
 
     def __post_init__(self) -> None:
         if self.rank >= min(self.in_features + self.context_channels, self.out_features) + 64:
-            raise TrainingError(f"SurrogateSpec: rank {self.rank} is not low for sizes "
-                                f"{self.in_features}->{self.out_features}; choose L << min(N, M)")
+            raise TrainingError(
+                f"SurrogateSpec: rank {self.rank} is not low for sizes "
+                f"{self.in_features}->{self.out_features}; choose L << min(N, M)"
+            )
         if self.ensemble < 1:
             raise TrainingError(f"SurrogateSpec: ensemble must be >= 1, got {self.ensemble}")
 
     def build(self) -> nn.Module:
         """One head, or an :class:`EnsembleHead` when ``ensemble > 1``."""
-        heads = [SurrogateHead(self.in_features, self.out_features, self.rank, self.dropout,
-                               self.context_channels) for _ in range(self.ensemble)]
+        heads = [
+            SurrogateHead(
+                self.in_features, self.out_features, self.rank, self.dropout, self.context_channels
+            )
+            for _ in range(self.ensemble)
+        ]
         return heads[0] if self.ensemble == 1 else EnsembleHead(heads)
 
     def to_json(self) -> dict[str, Any]:
@@ -224,8 +254,9 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, -1)
 
 
-def mc_dropout_variance(head: nn.Module, output: torch.Tensor, context: torch.Tensor | None = None,
-                        samples: int = 16) -> float:
+def mc_dropout_variance(
+    head: nn.Module, output: torch.Tensor, context: torch.Tensor | None = None, samples: int = 16
+) -> float:
     """Mean predictive variance of the head's softmax under MC dropout."""
     was = head.training
     head.train()
@@ -235,8 +266,9 @@ def mc_dropout_variance(head: nn.Module, output: torch.Tensor, context: torch.Te
     return float(draws.var(0).sum(-1).mean())
 
 
-def ensemble_variance(head: EnsembleHead, output: torch.Tensor,
-                      context: torch.Tensor | None = None) -> float:
+def ensemble_variance(
+    head: EnsembleHead, output: torch.Tensor, context: torch.Tensor | None = None
+) -> float:
     """Mean predictive variance of the softmax across an ensemble's members."""
     if not isinstance(head, EnsembleHead):
         raise TrainingError("ensemble_variance needs an EnsembleHead (SurrogateSpec(ensemble>1))")
@@ -286,8 +318,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     (surrogate loss, predictive variance), sorted by the first."""
     front = []
     for i, (a, b) in enumerate(points):
-        dominated = any((c <= a and d <= b) and (c < a or d < b)
-                        for j, (c, d) in enumerate(points) if j != i)
+        dominated = any(
+            (c <= a and d <= b) and (c < a or d < b) for j, (c, d) in enumerate(points) if j != i
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
@@ -300,10 +333,20 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return float("nan"), float("nan")
     from scipy.stats import pearsonr
+
     r, p = pearsonr(list(x), list(y))
     return float(r), float(p)
 
 
-__all__ = ["EnsembleHead", "RelativeImprovement", "RoutedSurrogateHead", "SurrogateHead",
-           "SurrogateSpec", "ensemble_variance", "mc_dropout_variance", "pareto_front",
-           "pearson", "surrogate_features"]
+__all__ = [
+    "EnsembleHead",
+    "RelativeImprovement",
+    "RoutedSurrogateHead",
+    "SurrogateHead",
+    "SurrogateSpec",
+    "ensemble_variance",
+    "mc_dropout_variance",
+    "pareto_front",
+    "pearson",
+    "surrogate_features",
+]

@@ -65,8 +65,9 @@ def _trainable(module: torch.nn.Module) -> bool:
 def _only_output(module: Any, where: str) -> str:
     outs = list(module.outputs)
     if len(outs) != 1:
-        raise TrainingError(f"{where}: a surrogate route passes ops with one output; this one "
-                            f"has {outs}")
+        raise TrainingError(
+            f"{where}: a surrogate route passes ops with one output; this one has {outs}"
+        )
     return outs[0]
 
 
@@ -96,17 +97,23 @@ def route_of(lay: Layout, node_id: str) -> tuple[list[dict[str, Any]], str]:
         dmod = lay.kinds.module(dnode.module)
         if _trainable(dmod):
             return steps, f"{dnode.module}.{port}"
-        steps.append({"node": dst, "module": dnode.module, "kind": dmod.kind,
-                      "config": dict(dmod.config), "port": port,
-                      "others": {p: s for p, s in dnode.inputs.items() if p != port}})
+        steps.append(
+            {
+                "node": dst,
+                "module": dnode.module,
+                "kind": dmod.kind,
+                "config": dict(dmod.config),
+                "port": port,
+                "others": {p: s for p, s in dnode.inputs.items() if p != port},
+            }
+        )
         cur = (dst, _only_output(dmod, f"layout '{lay.name}', node '{dst}'"))
 
 
 def _modules_behind(lay: Layout, src: Source) -> set[str]:
     if src.node is None:
         return set()
-    return {n.module for n in lay.slice(src.node).nodes
-            if _trainable(lay.kinds.module(n.module))}
+    return {n.module for n in lay.slice(src.node).nodes if _trainable(lay.kinds.module(n.module))}
 
 
 def _value_layout(lay: Layout, src: Source) -> Layout:
@@ -116,17 +123,38 @@ def _value_layout(lay: Layout, src: Source) -> Layout:
 
 def route_key(steps: Sequence[Mapping[str, Any]], reader: str) -> dict[str, Any]:
     """A route as JSON, the same for every layout that routes the same way."""
-    return json.loads(json.dumps({
-        "steps": [{"kind": s["kind"], "config": s["config"], "port": s["port"],
-                   "others": sorted(s["others"])} for s in steps],
-        "reader": reader}, sort_keys=True, default=str))
+    return json.loads(
+        json.dumps(
+            {
+                "steps": [
+                    {
+                        "kind": s["kind"],
+                        "config": s["config"],
+                        "port": s["port"],
+                        "others": sorted(s["others"]),
+                    }
+                    for s in steps
+                ],
+                "reader": reader,
+            },
+            sort_keys=True,
+            default=str,
+        )
+    )
 
 
-def surrogate_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Samples,
-                    columns: Mapping[str, str], *, trained: Collection[str] = (),
-                    layout_column: str = "layout", min_rows: int = MIN_ROWS,
-                    device: str | torch.device | None = None
-                    ) -> tuple[Samples, list[dict[str, Any]]]:
+def surrogate_table(
+    name: str,
+    family: Sequence[Layout],
+    kinds: Kinds,
+    data: Samples,
+    columns: Mapping[str, str],
+    *,
+    trained: Collection[str] = (),
+    layout_column: str = "layout",
+    min_rows: int = MIN_ROWS,
+    device: str | torch.device | None = None,
+) -> tuple[Samples, list[dict[str, Any]]]:
     """Rows for training ``name`` through its SGM, and the routes they take.
 
     Columns: ``in.<port>`` (what feeds the module, as in ``module_table``), the
@@ -142,8 +170,9 @@ def surrogate_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sam
     """
     from brickwork.training.trainer import module_table
 
-    base = Samples.concat(module_table(name, family, kinds, data, columns,
-                                       layout_column=layout_column, device=device))
+    base = Samples.concat(
+        module_table(name, family, kinds, data, columns, layout_column=layout_column, device=device)
+    )
     module = kinds.module(name)
     trained = set(trained)
     apps: list[tuple[int, int, str]] = []
@@ -152,8 +181,11 @@ def surrogate_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sam
             if node.module == name:
                 apps.append((row, li, node.id))
     with torch.no_grad():
-        out_shape = tuple(module.call_ports(**{p: base[f"in.{p}"][:1] for p in module.inputs})[
-            _only_output(module, f"module {name!r}")].shape[1:])
+        out_shape = tuple(
+            module.call_ports(**{p: base[f"in.{p}"][:1] for p in module.inputs})[
+                _only_output(module, f"module {name!r}")
+            ].shape[1:]
+        )
     plans: dict[tuple[int, str], tuple[list[dict[str, Any]], str]] = {}
     full: list[bool] = []
     cut: list[int] = []
@@ -197,7 +229,8 @@ def surrogate_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sam
                             f"module {name!r}: layout '{family[li].name}', node '{s['node']}', "
                             f"port '{port}' merges a value of shape {tuple(value.shape)} into "
                             f"one of shape {out_shape}; a surrogate route keeps merges of one "
-                            "shape only")
+                            "shape only"
+                        )
                     ctx.setdefault(col, torch.zeros((len(keep), *out_shape)))[j] = value
                 else:
                     pending.setdefault((li, src.node, src.port), []).append((j, row, col))
@@ -213,7 +246,8 @@ def surrogate_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sam
                 raise TrainingError(
                     f"module {name!r}: layout '{family[li].name}' merges the output of node "
                     f"'{node_id}' (shape {tuple(values.shape[1:])}) into one of shape "
-                    f"{out_shape}; a surrogate route keeps merges of one shape only")
+                    f"{out_shape}; a surrogate route keeps merges of one shape only"
+                )
             for (j, _row, col), v in zip(todo, values):
                 ctx.setdefault(col, torch.zeros((len(keep), *out_shape)))[j] = v
     table = base.select(torch.tensor(keep, dtype=torch.int64))

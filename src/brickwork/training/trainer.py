@@ -92,8 +92,13 @@ class PlanResult:
     @property
     def cost(self) -> CostReport:
         c = self.summary["cost"]
-        return CostReport(c["modules"], c["stages"], end_to_end=c["end_to_end"],
-                          workers=c["workers"], overhead=c["overhead"])
+        return CostReport(
+            c["modules"],
+            c["stages"],
+            end_to_end=c["end_to_end"],
+            workers=c["workers"],
+            overhead=c["overhead"],
+        )
 
     def cost_table(self) -> str:
         return self.cost.table()
@@ -110,10 +115,17 @@ def _slice_value(lay: Layout, src: Source) -> Layout:
     return Layout(sl.name, sl.nodes, sl.kinds, {"value": src}, dict(sl.inputs))
 
 
-def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Samples,
-                 columns: Mapping[str, str], *, layout_column: str = "layout",
-                 data_inputs: Sequence[str] = (),
-                 device: str | torch.device | None = None) -> list[Samples]:
+def module_table(
+    name: str,
+    family: Sequence[Layout],
+    kinds: Kinds,
+    data: Samples,
+    columns: Mapping[str, str],
+    *,
+    layout_column: str = "layout",
+    data_inputs: Sequence[str] = (),
+    device: str | torch.device | None = None,
+) -> list[Samples]:
     """Rows for training ``name``: one per application in the data's layouts.
 
     Each input port's column holds what feeds it: a data column for external inputs,
@@ -128,21 +140,24 @@ def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sample
             if node.module == name:
                 apps.append((row, li, node.id))
     if not apps:
-        raise TrainingError(f"module {name!r} is used by no sample of the data; check the "
-                            f"'{layout_column}' column")
+        raise TrainingError(
+            f"module {name!r} is used by no sample of the data; check the '{layout_column}' column"
+        )
     runner = Runner(kinds)
     slices: dict[tuple[int, str, str], Layout] = {}
     shards: list[Samples] = []
     with torch.no_grad():
         for start in range(0, len(apps), SHARD_ROWS):
-            part = apps[start:start + SHARD_ROWS]
+            part = apps[start : start + SHARD_ROWS]
             rows = torch.tensor([a[0] for a in part])
             cols: dict[str, torch.Tensor] = {}
             first = family[part[0][1]].node(part[0][2])
             for port in first.inputs:
                 srcs = [family[li].node(nid).inputs[port] for _, li, nid in part]
                 if all(s.node is None for s in srcs):
-                    cols[f"in.{port}"] = torch.stack([data[s.port][r] for s, (r, _, _) in zip(srcs, part)])
+                    cols[f"in.{port}"] = torch.stack(
+                        [data[s.port][r] for s, (r, _, _) in zip(srcs, part)]
+                    )
                     continue
                 values: list[torch.Tensor | None] = [None] * len(part)
                 groups: dict[bool, list[int]] = {True: [], False: []}
@@ -175,16 +190,29 @@ def module_table(name: str, family: Sequence[Layout], kinds: Kinds, data: Sample
     return shards
 
 
-def _register(registry: Any, name: str, module: Any, result: Mapping[str, Any], tag: str,
-              lineage: Mapping[str, Any], data_digest: str) -> str:
+def _register(
+    registry: Any,
+    name: str,
+    module: Any,
+    result: Mapping[str, Any],
+    tag: str,
+    lineage: Mapping[str, Any],
+    data_digest: str,
+) -> str:
     """Register ``module`` as a new version of ``kind.<tag>-<run tag>``; returns the
     reference with its version (``kind.tag@N``)."""
     entry = f"{module.kind}.{module_name_to_tag(name)}-{tag}"
     if any(p.device.type != "cpu" for p in module.parameters()):
         module = copy.deepcopy(module).to("cpu")
-    card = registry.put(entry, module, mode=result.get("mode", ""),
-                        hyperparameters=result.get("hyperparameters", {}),
-                        metrics=result.get("metrics", {}), lineage=lineage, data_digest=data_digest)
+    card = registry.put(
+        entry,
+        module,
+        mode=result.get("mode", ""),
+        hyperparameters=result.get("hyperparameters", {}),
+        metrics=result.get("metrics", {}),
+        lineage=lineage,
+        data_digest=data_digest,
+    )
     version = getattr(card, "version", None)
     return str(getattr(card, "ref", None) or (f"{entry}@{version}" if version else entry))
 
@@ -243,28 +271,41 @@ def load_run_modules(family: Sequence[Layout], kinds: Kinds, folder: str | Path)
         if not is_trainable(module):
             continue
         mdir = _module_dir(work, name)
-        for later in sorted(work.glob(f"jobs/{glob.escape(_safe(name))}-round*"), reverse=True,
-                            key=lambda p: int(p.name.rsplit("round", 1)[1] or 0)):
+        for later in sorted(
+            work.glob(f"jobs/{glob.escape(_safe(name))}-round*"),
+            reverse=True,
+            key=lambda p: int(p.name.rsplit("round", 1)[1] or 0),
+        ):
             if (later / KEPT).is_file() and (later / "module" / "config.json").is_file():
                 mdir = later / "module"  # a later SGM round's weights were kept
                 break
         if not (mdir / "config.json").is_file():
-            raise TrainingError(f"{work}: module {name!r} has no trained weights in the run "
-                                f"(expected {mdir.relative_to(work)}/); was the run finished, "
-                                "and with this plan?")
+            raise TrainingError(
+                f"{work}: module {name!r} has no trained weights in the run "
+                f"(expected {mdir.relative_to(work)}/); was the run finished, "
+                "and with this plan?"
+            )
         trained = load_module(mdir)
         if trained.kind != module.kind:
-            raise TrainingError(f"{mdir}: holds a module of kind {trained.kind!r}, the plan's "
-                                f"{name!r} is {module.kind!r}; evaluate with the plan the run "
-                                "was trained with")
+            raise TrainingError(
+                f"{mdir}: holds a module of kind {trained.kind!r}, the plan's "
+                f"{name!r} is {module.kind!r}; evaluate with the plan the run "
+                "was trained with"
+            )
         module.load_state_dict(trained.state_dict())
         loaded.append(name)
     return loaded
 
 
-def evaluate_run(family: Sequence[Layout], kinds: Kinds, folder: str | Path, *,
-                 split: str = "val", device: str | None = None,
-                 batch_size: int = 256) -> EvaluationReport:
+def evaluate_run(
+    family: Sequence[Layout],
+    kinds: Kinds,
+    folder: str | Path,
+    *,
+    split: str = "val",
+    device: str | None = None,
+    batch_size: int = 256,
+) -> EvaluationReport:
     """Score a finished run: load its modules into ``kinds`` and evaluate ``family`` on the
     run's own data copy, on the split ``train_plan`` used (``"val"``: the held-out
     samples, ``"train"``, or ``"all"``).
@@ -280,23 +321,35 @@ def evaluate_run(family: Sequence[Layout], kinds: Kinds, folder: str | Path, *,
     data_path = work / str(run.get("data", "data.safetensors"))
     data = Samples.load(data_path)
     if data.digest() != run["key"]["data_digest"]:
-        raise TrainingError(f"{data_path}: its digest differs from the one in {work / RUN_FILE}; "
-                            "the run folder was altered")
+        raise TrainingError(
+            f"{data_path}: its digest differs from the one in {work / RUN_FILE}; "
+            "the run folder was altered"
+        )
     info = run["split"]
     flags = run_split(len(data), int(info["seed"]), float(info["val_fraction"]))
     if tensors_digest({"split": flags}) != info["digest"]:
-        raise TrainingError(f"{work / RUN_FILE}: the recorded split cannot be reproduced "
-                            "(its digest differs); the run folder was altered")
+        raise TrainingError(
+            f"{work / RUN_FILE}: the recorded split cannot be reproduced "
+            "(its digest differs); the run folder was altered"
+        )
     load_run_modules(family, kinds, work)
     if split == "all":
         rows = torch.arange(len(data))
     else:
         rows = torch.nonzero(flags == (1 if split == "val" else 0)).flatten()
         if len(rows) == 0:
-            raise DataError(f"{work}: the {split!r} split is empty (val_fraction "
-                            f"{info['val_fraction']}); use --split all")
-    report = evaluate(family, kinds, data.select(rows), device=device,
-                      layout_column=str(run.get("layout_column", "layout")), batch_size=batch_size)
+            raise DataError(
+                f"{work}: the {split!r} split is empty (val_fraction "
+                f"{info['val_fraction']}); use --split all"
+            )
+    report = evaluate(
+        family,
+        kinds,
+        data.select(rows),
+        device=device,
+        layout_column=str(run.get("layout_column", "layout")),
+        batch_size=batch_size,
+    )
     return EvaluationReport(report.outputs, report.samples, {"split": split, "run": str(work)})
 
 
@@ -310,21 +363,27 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise TrainingError(f"{path}: not found; {folder} is not a brickwork run folder (run "
-                            "`brickwork train PLAN --out FOLDER` first)") from None
+        raise TrainingError(
+            f"{path}: not found; {folder} is not a brickwork run folder (run "
+            "`brickwork train PLAN --out FOLDER` first)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise TrainingError(f"{path}: unreadable run file ({exc})") from None
     if not isinstance(data, dict) or "key" not in data:
-        raise TrainingError(f"{path}: not a run file (no 'key'); expected the run.json that "
-                            "`brickwork train` writes")
+        raise TrainingError(
+            f"{path}: not a run file (no 'key'); expected the run.json that "
+            "`brickwork train` writes"
+        )
     return data
 
 
 def _refuse_changed(work: Path, stored: Mapping[str, Any], key: Mapping[str, Any]) -> None:
     changes = key_changes(stored, key)
-    raise TrainingError(f"cannot resume {work}: it was trained with other settings ("
-                        f"{'; '.join(changes)}); use --out NEW_FOLDER (out=... in Python), or "
-                        f"delete {work} to start fresh")
+    raise TrainingError(
+        f"cannot resume {work}: it was trained with other settings ("
+        f"{'; '.join(changes)}); use --out NEW_FOLDER (out=... in Python), or "
+        f"delete {work} to start fresh"
+    )
 
 
 def _module_dir(work: Path, name: str) -> Path:
@@ -364,11 +423,19 @@ def export_run_metrics(work: Path, names: Sequence[str]) -> Path | None:
     return out
 
 
-def check_run_folder(plan: TrainingPlan, family: Sequence[Layout], data: Samples,
-                     workdir: str | Path, *, seed: int = 0,
-                     hparams: Mapping[str, Any] | None = None,
-                     search: Mapping[str, Any] | None = None, trials: int = 0,
-                     resume: bool = False, val_fraction: float = 0.2) -> dict[str, Any]:
+def check_run_folder(
+    plan: TrainingPlan,
+    family: Sequence[Layout],
+    data: Samples,
+    workdir: str | Path,
+    *,
+    seed: int = 0,
+    hparams: Mapping[str, Any] | None = None,
+    search: Mapping[str, Any] | None = None,
+    trials: int = 0,
+    resume: bool = False,
+    val_fraction: float = 0.2,
+) -> dict[str, Any]:
     """Check, writing nothing, that :func:`train_plan` may use ``workdir``; returns the run
     key (what ``run.json`` records).
 
@@ -382,32 +449,50 @@ def check_run_folder(plan: TrainingPlan, family: Sequence[Layout], data: Samples
     layout_column = plan.data.get("layout_column", "layout")
     check_layout_column(data, len(family), layout_column)
     if work.exists() and not work.is_dir():
-        raise TrainingError(f"{work} is a file; the run folder must be a directory (choose "
-                            "another --out)")
+        raise TrainingError(
+            f"{work} is a file; the run folder must be a directory (choose another --out)"
+        )
     if not 0.0 <= val_fraction < 1.0:
         raise TrainingError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
         raise TrainingError(f"trials must be an integer >= 0, got {trials!r}")
     hparams, search = dict(hparams or {}), dict(search or {})
     flags = run_split(len(data), derive_seed(seed, "run-split"), val_fraction)
-    split = {"by": "sample", "val_fraction": val_fraction, "seed": derive_seed(seed, "run-split"),
-             "val_rows": int(flags.sum()), "digest": tensors_digest({"split": flags})}
-    run_key = _canonical({"seed": seed, "data_digest": data.digest(), "hparams": hparams,
-                          "search": search if trials else {}, "trials": trials,
-                          "plan_digest": plan_digest(plan, family), "split": split,
-                          "layout_column": layout_column})
+    split = {
+        "by": "sample",
+        "val_fraction": val_fraction,
+        "seed": derive_seed(seed, "run-split"),
+        "val_rows": int(flags.sum()),
+        "digest": tensors_digest({"split": flags}),
+    }
+    run_key = _canonical(
+        {
+            "seed": seed,
+            "data_digest": data.digest(),
+            "hparams": hparams,
+            "search": search if trials else {},
+            "trials": trials,
+            "plan_digest": plan_digest(plan, family),
+            "split": split,
+            "layout_column": layout_column,
+        }
+    )
     if work.exists() and any(work.iterdir()):
         if not resume:
-            raise TrainingError(f"{work} already holds a run; pass resume=True (--resume) to "
-                                "continue it, or choose another folder")
+            raise TrainingError(
+                f"{work} already holds a run; pass resume=True (--resume) to "
+                "continue it, or choose another folder"
+            )
         if (work / RUN_FILE).exists():
             stored = read_run(work)
             if stored["key"] != run_key:
                 _refuse_changed(work, stored["key"], run_key)
         elif (work / "summary.json").exists() or (work / "jobs").exists():
-            raise TrainingError(f"cannot resume {work}: it has no {RUN_FILE} (written by an older "
-                                f"brickwork), so what it was trained with cannot be checked; "
-                                f"use --out NEW_FOLDER, or delete {work} to start fresh")
+            raise TrainingError(
+                f"cannot resume {work}: it has no {RUN_FILE} (written by an older "
+                f"brickwork), so what it was trained with cannot be checked; "
+                f"use --out NEW_FOLDER, or delete {work} to start fresh"
+            )
     return run_key
 
 
@@ -459,8 +544,9 @@ def _target_of(run: _Run, name: str) -> str:
     return mp.targets[0]
 
 
-def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
-                round_: int = 1) -> dict[str, Any]:
+def _module_job(
+    run: _Run, name: str, s_index: int, trained: set[str], round_: int = 1
+) -> dict[str, Any]:
     """Build (or find in the cache) the table of one module and describe its job."""
     mp = run.plan.modules[name]
     kinds, work = run.kinds, run.work
@@ -469,8 +555,10 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
     prior = _hp(run, name).get("prior") if mp.mode == "surrogate" else None
     if prior:
         if prior not in set(run.tagged):
-            raise TrainingError(f"module {name!r}: hparams 'prior' names the column {prior!r}, "
-                                f"which the data does not have (columns: {sorted(run.tagged)})")
+            raise TrainingError(
+                f"module {name!r}: hparams 'prior' names the column {prior!r}, "
+                f"which the data does not have (columns: {sorted(run.tagged)})"
+            )
         extra["prior"] = str(prior)
     context = None
     routes: list[dict[str, Any]] = []
@@ -483,22 +571,45 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
         behind = {n.module for lay in run.family if name in lay.module_names() for n in lay.nodes}
         context_modules = sorted((behind & trained) - {name} - set(mp.upstream))
     upstream = {u: kinds.module(u).fingerprint() for u in [*mp.upstream, *context_modules]}
-    producers = {u: {"kind": kinds.module(u).kind, "config": kinds.module(u).config}
-                 for u in upstream}
-    key = CacheKey(upstream=upstream, producers=producers, data_digest=run.data_digest,
-                   dtype="float32", content={"consumer": name, "columns": extra,
-                                             "split": run.split_digest, "round": round_,
-                                             "surrogate": mp.mode == "surrogate",
-                                             "family": [l.to_json() for l in run.family
-                                                        if name in l.module_names()]})
+    producers = {
+        u: {"kind": kinds.module(u).kind, "config": kinds.module(u).config} for u in upstream
+    }
+    key = CacheKey(
+        upstream=upstream,
+        producers=producers,
+        data_digest=run.data_digest,
+        dtype="float32",
+        content={
+            "consumer": name,
+            "columns": extra,
+            "split": run.split_digest,
+            "round": round_,
+            "surrogate": mp.mode == "surrogate",
+            "family": [l.to_json() for l in run.family if name in l.module_names()],
+        },
+    )
 
     def build_table() -> list[Samples]:
         if mp.mode != "surrogate":
-            return module_table(name, run.family, kinds, run.tagged, extra,
-                                layout_column=run.layout_column, device=run.dev)
-        table, found = surrogate_table(name, run.family, kinds, run.tagged, extra,
-                                       trained=set(upstream), layout_column=run.layout_column,
-                                       device=run.dev)
+            return module_table(
+                name,
+                run.family,
+                kinds,
+                run.tagged,
+                extra,
+                layout_column=run.layout_column,
+                device=run.dev,
+            )
+        table, found = surrogate_table(
+            name,
+            run.family,
+            kinds,
+            run.tagged,
+            extra,
+            trained=set(upstream),
+            layout_column=run.layout_column,
+            device=run.dev,
+        )
         routes.extend(found)
         return [table]
 
@@ -509,8 +620,14 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
             atomic_write_json(routes_file, routes)
         elif routes_file.is_file():
             routes = json.loads(routes_file.read_text())
-    log.info("stage %d: table of %s %s (%d rows)%s", s_index, name,
-             "cache hit" if hit else "built", len(ds), f" round {round_}" if round_ > 1 else "")
+    log.info(
+        "stage %d: table of %s %s (%d rows)%s",
+        s_index,
+        name,
+        "cache hit" if hit else "built",
+        len(ds),
+        f" round {round_}" if round_ > 1 else "",
+    )
     hp = _hp(run, name)
     loss, metric = hp.pop("loss", None), hp.pop("metric", None)
     if mp.mode != "surrogate":
@@ -518,19 +635,35 @@ def _module_job(run: _Run, name: str, s_index: int, trained: set[str],
     space = run.search.get(name) or run.search.get(mp.kind)
     folder = _round_folder(name, round_)
     job = ModuleJob(
-        name=name, kind=module.kind, config=module.config,
+        name=name,
+        kind=module.kind,
+        config=module.config,
         imports=(type(module).__module__,),
         mode=mp.mode,
-        data=str(ds.folder.resolve()), inputs={p: f"in.{p}" for p in module.inputs},
-        target="target", context=context, hparams=hp,
-        search=space, trials=run.trials if space else 0,
-        seed=derive_seed(run.seed, name) if round_ == 1 else derive_seed(run.seed, name,
-                                                                           f"round{round_}"),
+        data=str(ds.folder.resolve()),
+        inputs={p: f"in.{p}" for p in module.inputs},
+        target="target",
+        context=context,
+        hparams=hp,
+        search=space,
+        trials=run.trials if space else 0,
+        seed=derive_seed(run.seed, name)
+        if round_ == 1
+        else derive_seed(run.seed, name, f"round{round_}"),
         workdir=str((work / "jobs" / folder).resolve()),
-        progress=run.progress, data_digest=run.data_digest,
-        tensorboard=run.tensorboard, device=run.device, upstream=upstream,
-        table_digest=ds.key_digest, split_column="split", val_fraction=run.val_fraction,
-        loss=loss, metric=metric, routes=tuple(routes), round=round_)
+        progress=run.progress,
+        data_digest=run.data_digest,
+        tensorboard=run.tensorboard,
+        device=run.device,
+        upstream=upstream,
+        table_digest=ds.key_digest,
+        split_column="split",
+        val_fraction=run.val_fraction,
+        loss=loss,
+        metric=metric,
+        routes=tuple(routes),
+        round=round_,
+    )
     return job.to_json()
 
 
@@ -545,21 +678,34 @@ def _load_result(run: _Run, res: Mapping[str, Any], folder: str | None = None) -
         log.info("job %s: finished before with the same key, reused", name)
 
 
-def _later_rounds(run: _Run, s_index: int, out: Sequence[Mapping[str, Any]], trained: set[str],
-                  ex: Executor, progress: bool) -> float:
+def _later_rounds(
+    run: _Run,
+    s_index: int,
+    out: Sequence[Mapping[str, Any]],
+    trained: set[str],
+    ex: Executor,
+    progress: bool,
+) -> float:
     """Run the SGM rounds after the first for the stage's modules that stayed on their
     plateau; returns the seconds spent building tables."""
     results = run.results
-    stuck = {r["name"] for r in out if (r.get("sgm") or {}).get("plateau")
-             and _hp(run, r["name"]).get("second_round", True)}
+    stuck = {
+        r["name"]
+        for r in out
+        if (r.get("sgm") or {}).get("plateau") and _hp(run, r["name"]).get("second_round", True)
+    }
     learned = {r["name"] for r in out if r["name"] not in stuck} | set(trained)
     seen: dict[str, set[str]] = {n: set(trained) for n in stuck}
     overhead = 0.0
     round_ = 1
     while stuck:
         round_ += 1
-        todo = sorted(n for n in stuck if round_ <= int(_hp(run, n).get("rounds", 2))
-                      and (round_ == 2 or learned - seen[n] - {n}))
+        todo = sorted(
+            n
+            for n in stuck
+            if round_ <= int(_hp(run, n).get("rounds", 2))
+            and (round_ == 2 or learned - seen[n] - {n})
+        )
         if not todo:
             break
         t0 = time.perf_counter()
@@ -567,20 +713,37 @@ def _later_rounds(run: _Run, s_index: int, out: Sequence[Mapping[str, Any]], tra
         overhead += time.perf_counter() - t0
         for n in todo:
             seen[n] = set(learned)
-        for res in ex.map(run_job, jobs, progress=progress, desc=f"stage {s_index}, round {round_}"):
+        for res in ex.map(
+            run_job, jobs, progress=progress, desc=f"stage {s_index}, round {round_}"
+        ):
             name = res["name"]
             before = results[name]
             kept = res["sgm"]["ratio"] < before["sgm"]["ratio"]
-            history = [*before.get("rounds", [{"round": before.get("round", 1),
-                                               "sgm": before.get("sgm"),
-                                               "train_time": before.get("train_time", 0.0)}]),
-                       {"round": round_, "sgm": res.get("sgm"), "kept": kept,
-                        "train_time": res.get("train_time", 0.0)}]
+            history = [
+                *before.get(
+                    "rounds",
+                    [
+                        {
+                            "round": before.get("round", 1),
+                            "sgm": before.get("sgm"),
+                            "train_time": before.get("train_time", 0.0),
+                        }
+                    ],
+                ),
+                {
+                    "round": round_,
+                    "sgm": res.get("sgm"),
+                    "kept": kept,
+                    "train_time": res.get("train_time", 0.0),
+                },
+            ]
             spent = float(before.get("train_time", 0.0)) + float(res.get("train_time", 0.0))
             if kept:
                 _load_result(run, res, folder=_round_folder(name, round_))
-                atomic_write_json(run.work / "jobs" / _round_folder(name, round_) / KEPT,
-                                  {"kept": True, "fingerprint": res["fingerprint"]})
+                atomic_write_json(
+                    run.work / "jobs" / _round_folder(name, round_) / KEPT,
+                    {"kept": True, "fingerprint": res["fingerprint"]},
+                )
             results[name]["rounds"] = history
             results[name]["train_time"] = spent
             if not res["sgm"]["plateau"]:
@@ -589,15 +752,31 @@ def _later_rounds(run: _Run, s_index: int, out: Sequence[Mapping[str, Any]], tra
     return overhead
 
 
-def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data: Samples, *,
-               workdir: str | Path, executor: str | Executor = "local", workers: int = 2,
-               ray_address: str | None = None, registry: Any = None, register_tag: str = "v1",
-               seed: int = 0, hparams: Mapping[str, Mapping[str, Any]] | None = None,
-               search: Mapping[str, Mapping[str, Any]] | None = None, trials: int = 0,
-               resume: bool = False, progress: bool = False, tensorboard: bool = False,
-               end_to_end_time: float | None = None,
-               config: Mapping[str, Any] | None = None, device: str | None = None,
-               val_fraction: float = 0.2, evaluate_at_end: bool = True) -> PlanResult:
+def train_plan(
+    plan: TrainingPlan,
+    family: Sequence[Layout],
+    kinds: Kinds,
+    data: Samples,
+    *,
+    workdir: str | Path,
+    executor: str | Executor = "local",
+    workers: int = 2,
+    ray_address: str | None = None,
+    registry: Any = None,
+    register_tag: str = "v1",
+    seed: int = 0,
+    hparams: Mapping[str, Mapping[str, Any]] | None = None,
+    search: Mapping[str, Mapping[str, Any]] | None = None,
+    trials: int = 0,
+    resume: bool = False,
+    progress: bool = False,
+    tensorboard: bool = False,
+    end_to_end_time: float | None = None,
+    config: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    val_fraction: float = 0.2,
+    evaluate_at_end: bool = True,
+) -> PlanResult:
     """Train every module of ``plan`` and write ``workdir/summary.json``.
 
     The run folder gets ``run.json`` (the run key: seed, data digest, hyperparameters,
@@ -641,9 +820,18 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
     work = Path(workdir)
     layout_column = plan.data.get("layout_column", "layout")
     hparams, search = dict(hparams or {}), dict(search or {})
-    run_key = check_run_folder(plan, family, data, work, seed=seed, hparams=hparams,
-                               search=search, trials=trials, resume=resume,
-                               val_fraction=val_fraction)
+    run_key = check_run_folder(
+        plan,
+        family,
+        data,
+        work,
+        seed=seed,
+        hparams=hparams,
+        search=search,
+        trials=trials,
+        resume=resume,
+        val_fraction=val_fraction,
+    )
     data_digest = run_key["data_digest"]
     split = dict(run_key["split"])
     flags = run_split(len(data), int(split["seed"]), val_fraction)
@@ -651,23 +839,50 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
     data_path = work / "data.safetensors"
     if not data_path.exists():
         data.save(data_path)
-    atomic_write_json(work / RUN_FILE, {"key": run_key, "key_digest": _digest(run_key),
-                                        "data": "data.safetensors", "split": split,
-                                        "layout_column": layout_column,
-                                        "brickwork_version": __version__, "device": device or "cpu"})
+    atomic_write_json(
+        work / RUN_FILE,
+        {
+            "key": run_key,
+            "key_digest": _digest(run_key),
+            "data": "data.safetensors",
+            "split": split,
+            "layout_column": layout_column,
+            "brickwork_version": __version__,
+            "device": device or "cpu",
+        },
+    )
     tagged = Samples({**dict(data), _SPLIT: flags}, data.ids)
     train_rows = torch.nonzero(flags == 0).flatten()
     own_executor = isinstance(executor, str)
-    ex = make_executor(executor, workers=workers, address=ray_address) if isinstance(executor, str) else executor
+    ex = (
+        make_executor(executor, workers=workers, address=ray_address)
+        if isinstance(executor, str)
+        else executor
+    )
     dev = torch.device(device) if device else None
     if dev is not None:
         kinds.to(dev)
     results: dict[str, Any] = {}
-    ctx_run = _Run(plan=plan, family=family, kinds=kinds, tagged=tagged, work=work,
-                   layout_column=layout_column, dev=dev, device=device, hparams=hparams,
-                   search=search, trials=trials, seed=seed, progress=progress and ex.workers == 1,
-                   tensorboard=tensorboard, val_fraction=val_fraction, data_digest=data_digest,
-                   split_digest=split["digest"], results=results)
+    ctx_run = _Run(
+        plan=plan,
+        family=family,
+        kinds=kinds,
+        tagged=tagged,
+        work=work,
+        layout_column=layout_column,
+        dev=dev,
+        device=device,
+        hparams=hparams,
+        search=search,
+        trials=trials,
+        seed=seed,
+        progress=progress and ex.workers == 1,
+        tensorboard=tensorboard,
+        val_fraction=val_fraction,
+        data_digest=data_digest,
+        split_digest=split["digest"],
+        results=results,
+    )
     stage_overhead: list[float] = []
     stage_times: list[float] = []
     registered: dict[str, str] = {}
@@ -675,13 +890,19 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
         for name, mp in plan.modules.items():
             if mp.mode == "reuse":
                 if registry is None:
-                    raise TrainingError(f"module {name!r} is planned for reuse of "
-                                        f"{mp.registry_entry!r} but no registry was given")
+                    raise TrainingError(
+                        f"module {name!r} is planned for reuse of "
+                        f"{mp.registry_entry!r} but no registry was given"
+                    )
                 kinds.module(name).load_state_dict(registry.load(mp.registry_entry).state_dict())
                 save_module(kinds.module(name), _module_dir(work, name))
-                results[name] = {"name": name, "mode": "reuse", "registry_entry": mp.registry_entry,
-                                 "train_time": 0.0,
-                                 "module_dir": str(_module_dir(work, name).relative_to(work))}
+                results[name] = {
+                    "name": name,
+                    "mode": "reuse",
+                    "registry_entry": mp.registry_entry,
+                    "train_time": 0.0,
+                    "module_dir": str(_module_dir(work, name).relative_to(work)),
+                }
         for s_index, stage in enumerate(plan.stages, 1):
             t_stage = time.perf_counter()
             jobs: list[dict[str, Any]] = []
@@ -706,55 +927,99 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
             if joint:
                 t_joint = time.perf_counter()
                 for group in dict.fromkeys(plan.modules[n].group or (n,) for n in joint):
-                    _train_joint(plan, list(group), family, kinds, tagged.select(train_rows),
-                                 hparams, seed, layout_column)
+                    _train_joint(
+                        plan,
+                        list(group),
+                        family,
+                        kinds,
+                        tagged.select(train_rows),
+                        hparams,
+                        seed,
+                        layout_column,
+                    )
                 for name in joint:
                     module = kinds.module(name)
                     save_module(module, _module_dir(work, name))  # weights saved on the CPU
-                    results[name] = {"name": name, "mode": "joint",
-                                     "train_time": (time.perf_counter() - t_joint) / len(joint),
-                                     "fingerprint": module.fingerprint(), "seed": seed,
-                                     "data_digest": data_digest,
-                                     "module_dir": str(_module_dir(work, name).relative_to(work))}
+                    results[name] = {
+                        "name": name,
+                        "mode": "joint",
+                        "train_time": (time.perf_counter() - t_joint) / len(joint),
+                        "fingerprint": module.fingerprint(),
+                        "seed": seed,
+                        "data_digest": data_digest,
+                        "module_dir": str(_module_dir(work, name).relative_to(work)),
+                    }
             if registry is not None:
                 for name in stage:
                     mp = plan.modules[name]
-                    lineage = {"upstream": {u: kinds.module(u).fingerprint() for u in mp.upstream},
-                               "intermediate_dataset": mp.reads or ""}
-                    registered[name] = _register(registry, name, kinds.module(name), results[name],
-                                                 register_tag, lineage,
-                                                 results[name].get("data_digest", data_digest))
+                    lineage = {
+                        "upstream": {u: kinds.module(u).fingerprint() for u in mp.upstream},
+                        "intermediate_dataset": mp.reads or "",
+                    }
+                    registered[name] = _register(
+                        registry,
+                        name,
+                        kinds.module(name),
+                        results[name],
+                        register_tag,
+                        lineage,
+                        results[name].get("data_digest", data_digest),
+                    )
             stage_overhead.append(overhead)
             stage_times.append(time.perf_counter() - t_stage)
     finally:
         if own_executor:
             ex.close()
-    per_module = {n: float(r.get("train_time", 0.0)) for n, r in results.items()
-                  if plan.modules[n].mode != "reuse"}
-    cost = CostReport(per_module, [list(s) for s in plan.stages], end_to_end=end_to_end_time,
-                      workers=ex.workers, overhead=stage_overhead)
+    per_module = {
+        n: float(r.get("train_time", 0.0))
+        for n, r in results.items()
+        if plan.modules[n].mode != "reuse"
+    }
+    cost = CostReport(
+        per_module,
+        [list(s) for s in plan.stages],
+        end_to_end=end_to_end_time,
+        workers=ex.workers,
+        overhead=stage_overhead,
+    )
     csv_path = export_run_metrics(work, list(results))
     evaluation = None
     if evaluate_at_end:
         held = torch.nonzero(flags == 1).flatten()
         which, rows = ("val", held) if len(held) else ("all", torch.arange(len(data)))
         try:
-            report = evaluate(family, kinds, data.select(rows), device=dev,
-                              layout_column=layout_column)
+            report = evaluate(
+                family, kinds, data.select(rows), device=dev, layout_column=layout_column
+            )
             evaluation = {"split": which, **report.to_json()}
         except DataError as exc:
             log.warning("the assembled family could not be evaluated: %s", exc)
             evaluation = {"split": which, "error": str(exc)}
     summary = {
-        "brickwork_version": __version__, "seed": seed, "data_digest": data_digest,
-        "config": {**dict(config or {}), "executor": getattr(ex, "name", str(executor)),
-                   "workers": ex.workers, "trials": trials, "hparams": hparams,
-                   "search": search, "register_tag": register_tag, "device": device or "cpu",
-                   "val_fraction": val_fraction},
-        "run": RUN_FILE, "data": "data.safetensors",
-        "plan": plan.to_json(), "modules": results, "registered": registered,
-        "wall_time": {"total": time.perf_counter() - t_start, "stages": stage_times,
-                      "intermediate_datasets": stage_overhead},
+        "brickwork_version": __version__,
+        "seed": seed,
+        "data_digest": data_digest,
+        "config": {
+            **dict(config or {}),
+            "executor": getattr(ex, "name", str(executor)),
+            "workers": ex.workers,
+            "trials": trials,
+            "hparams": hparams,
+            "search": search,
+            "register_tag": register_tag,
+            "device": device or "cpu",
+            "val_fraction": val_fraction,
+        },
+        "run": RUN_FILE,
+        "data": "data.safetensors",
+        "plan": plan.to_json(),
+        "modules": results,
+        "registered": registered,
+        "wall_time": {
+            "total": time.perf_counter() - t_start,
+            "stages": stage_times,
+            "intermediate_datasets": stage_overhead,
+        },
         "metrics": {n: r.get("metrics", {}) for n, r in results.items()},
         "metrics_csv": "metrics.csv" if csv_path else None,
         "evaluation": evaluation,
@@ -764,9 +1029,16 @@ def train_plan(plan: TrainingPlan, family: Sequence[Layout], kinds: Kinds, data:
     return PlanResult(summary)
 
 
-def _train_joint(plan: TrainingPlan, names: Sequence[str], family: Sequence[Layout], kinds: Kinds,
-                 data: Samples, hparams: Mapping[str, Mapping[str, Any]], seed: int,
-                 layout_column: str) -> None:
+def _train_joint(
+    plan: TrainingPlan,
+    names: Sequence[str],
+    family: Sequence[Layout],
+    kinds: Kinds,
+    data: Samples,
+    hparams: Mapping[str, Mapping[str, Any]],
+    seed: int,
+    layout_column: str,
+) -> None:
     """Train a joint group end-to-end over the layouts that use it, towards their
     supervised outputs. The group holds, besides the codependent (or cyclic) modules,
     every not yet trained module between them and those outputs (``make_plan`` puts them
@@ -779,9 +1051,20 @@ def _train_joint(plan: TrainingPlan, names: Sequence[str], family: Sequence[Layo
     targets = sorted({t for n in names for t in plan.modules[n].targets})
     kind = plan.modules[names[0]].kind
     hp = {**DEFAULT_HPARAMS, **hparams.get(kind, {}), **hparams.get(names[0], {})}
-    cfg = FitConfig(epochs=int(hp["epochs"]), batch_size=int(hp["batch_size"]), lr=float(hp["lr"]),
-                    seed=derive_seed(seed, "joint", *names))
+    cfg = FitConfig(
+        epochs=int(hp["epochs"]),
+        batch_size=int(hp["batch_size"]),
+        lr=float(hp["lr"]),
+        seed=derive_seed(seed, "joint", *names),
+    )
     device = next((p.device for p in kinds.parameters()), None)
-    train_end_to_end(family, kinds, data.select(keep), targets=targets, config=cfg,
-                     trainable=list(names), layout_column=layout_column,
-                     device=device if device is not None and device.type != "cpu" else None)
+    train_end_to_end(
+        family,
+        kinds,
+        data.select(keep),
+        targets=targets,
+        config=cfg,
+        trainable=list(names),
+        layout_column=layout_column,
+        device=device if device is not None and device.type != "cpu" else None,
+    )
