@@ -38,8 +38,15 @@ class SubInterface:
         {'p': 'q'}
     """
 
-    def __init__(self, types: Mapping[str, NeuralType], *, reads: Mapping[str, str],
-                 writes: Mapping[str, str], enter: Sequence[Operator] = (), typed: bool = True):
+    def __init__(
+        self,
+        types: Mapping[str, NeuralType],
+        *,
+        reads: Mapping[str, str],
+        writes: Mapping[str, str],
+        enter: Sequence[Operator] = (),
+        typed: bool = True,
+    ):
         self.types = dict(types)
         self.reads = dict(reads)
         self.writes = dict(writes)
@@ -47,8 +54,10 @@ class SubInterface:
         self.typed = bool(typed)
         missing = [f for f in self.types if f not in self.reads]
         if missing:
-            raise AgentError(f"sub-interface: sub fields {missing} are not read from the parent; "
-                             "every sub field needs a starting value")
+            raise AgentError(
+                f"sub-interface: sub fields {missing} are not read from the parent; "
+                "every sub field needs a starting value"
+            )
         unknown = [f for f in list(self.reads) + list(self.writes) if f not in self.types]
         if unknown:
             raise AgentError(f"sub-interface: {unknown} are not sub fields {sorted(self.types)}")
@@ -58,20 +67,28 @@ class SubInterface:
     def check(self, parent: Mapping[str, NeuralType], where: str) -> None:
         for sub, par in self.reads.items():
             if par not in parent:
-                raise AgentError(f"{where}: sub field '{sub}' reads parent field '{par}', which "
-                                 f"does not exist; parent fields: {sorted(parent)}")
+                raise AgentError(
+                    f"{where}: sub field '{sub}' reads parent field '{par}', which "
+                    f"does not exist; parent fields: {sorted(parent)}"
+                )
             reason = fit_reason(parent[par], self.types[sub])
             if reason:
-                raise AgentError(f"{where}: parent field '{par}' {parent[par]!r} cannot start sub "
-                                 f"field '{sub}' {self.types[sub]!r} ({reason})")
+                raise AgentError(
+                    f"{where}: parent field '{par}' {parent[par]!r} cannot start sub "
+                    f"field '{sub}' {self.types[sub]!r} ({reason})"
+                )
         for sub, par in self.writes.items():
             if par not in parent:
-                raise AgentError(f"{where}: sub field '{sub}' writes parent field '{par}', which "
-                                 f"does not exist; parent fields: {sorted(parent)}")
+                raise AgentError(
+                    f"{where}: sub field '{sub}' writes parent field '{par}', which "
+                    f"does not exist; parent fields: {sorted(parent)}"
+                )
             reason = fit_reason(self.types[sub], parent[par], relaxed=True)
             if reason:
-                raise AgentError(f"{where}: sub field '{sub}' {self.types[sub]!r} cannot be "
-                                 f"written to parent field '{par}' {parent[par]!r} ({reason})")
+                raise AgentError(
+                    f"{where}: sub field '{sub}' {self.types[sub]!r} cannot be "
+                    f"written to parent field '{par}' {parent[par]!r} ({reason})"
+                )
 
     def open(self, parent: Representation) -> Representation:
         """The sub representation for the parent's rows."""
@@ -98,15 +115,18 @@ class _SubCall(Operator):
 
     def _agent(self) -> Agent:
         if self.agent is None:
-            raise AgentError(f"operator '{self.name}': not bound to an agent; a Recurse "
-                             "operator is bound by the Agent that lists it")
+            raise AgentError(
+                f"operator '{self.name}': not bound to an agent; a Recurse "
+                "operator is bound by the Agent that lists it"
+            )
         return self.agent
 
     def check(self, types: Mapping[str, NeuralType]) -> None:
         self.sub.check(types, f"operator '{self.name}'")
 
-    def apply(self, rep: Representation, budget: torch.Tensor,
-              depth: int = 0) -> tuple[Representation, torch.Tensor]:
+    def apply(
+        self, rep: Representation, budget: torch.Tensor, depth: int = 0
+    ) -> tuple[Representation, torch.Tensor]:
         agent = self._agent()
         child = self.sub.open(rep)
         child, steps, _ = agent._episode(child, budget, depth, typed=self.sub.typed)
@@ -114,8 +134,9 @@ class _SubCall(Operator):
 
     def __call__(self, rep: Representation) -> Representation:
         agent = self._agent()
-        budget = torch.full((rep.batch_size,), agent.step_limit, dtype=torch.long,
-                            device=rep.device)
+        budget = torch.full(
+            (rep.batch_size,), agent.step_limit, dtype=torch.long, device=rep.device
+        )
         return self.apply(rep, budget)[0]
 
 
@@ -157,13 +178,17 @@ class Recurse(_SubCall):
 
 def _check_sub_types(agent: Agent, sub: SubInterface, name: str) -> None:
     if set(sub.types) != set(agent.types):
-        raise AgentError(f"operator '{name}': the sub-interface provides fields "
-                         f"{sorted(sub.types)}, agent '{agent.name}' works on {sorted(agent.types)}")
+        raise AgentError(
+            f"operator '{name}': the sub-interface provides fields "
+            f"{sorted(sub.types)}, agent '{agent.name}' works on {sorted(agent.types)}"
+        )
     for k, t in agent.types.items():
         reason = fit_reason(sub.types[k], t)
         if reason:
-            raise AgentError(f"operator '{name}': sub field '{k}' {sub.types[k]!r} does not fit "
-                             f"agent '{agent.name}' field {t!r} ({reason})")
+            raise AgentError(
+                f"operator '{name}': sub field '{k}' {sub.types[k]!r} does not fit "
+                f"agent '{agent.name}' field {t!r} ({reason})"
+            )
 
 
 @final
@@ -220,8 +245,16 @@ class Agent(Operator):
 
     deferred = True
 
-    def __init__(self, name: str, types: Mapping[str, NeuralType], operators: Sequence[Operator],
-                 controller: Controller, *, step_limit: int = 10_000, max_depth: int = 256):
+    def __init__(
+        self,
+        name: str,
+        types: Mapping[str, NeuralType],
+        operators: Sequence[Operator],
+        controller: Controller,
+        *,
+        step_limit: int = 10_000,
+        max_depth: int = 256,
+    ):
         self.name = name
         self.types = dict(types)
         self.operators = list(operators)
@@ -232,16 +265,22 @@ class Agent(Operator):
             raise AgentError(f"agent '{name}': step_limit {step_limit} must be positive")
         names = [op.name for op in self.operators]
         if names != list(controller.choices):
-            raise AgentError(f"agent '{name}': operators {names} do not match the controller's "
-                             f"choices {controller.choices}; list one operator per choice, in order")
+            raise AgentError(
+                f"agent '{name}': operators {names} do not match the controller's "
+                f"choices {controller.choices}; list one operator per choice, in order"
+            )
         if not any(isinstance(op, EOP) for op in self.operators):
-            raise AgentError(f"agent '{name}': no EOP operator among {names}; an episode could "
-                             "never end. Add brickwork.agent.EOP()")
+            raise AgentError(
+                f"agent '{name}': no EOP operator among {names}; an episode could "
+                "never end. Add brickwork.agent.EOP()"
+            )
         for op in self.operators:
             if isinstance(op, Recurse):
                 if op.agent is not None and op.agent is not self:
-                    raise AgentError(f"agent '{name}': Recurse operator '{op.name}' is already "
-                                     f"bound to agent '{op.agent.name}'; create one per agent")
+                    raise AgentError(
+                        f"agent '{name}': Recurse operator '{op.name}' is already "
+                        f"bound to agent '{op.agent.name}'; create one per agent"
+                    )
                 _check_sub_types(self, op.sub, op.name)
                 op.agent = self
             op.check(self.types)
@@ -254,15 +293,20 @@ class Agent(Operator):
     def check(self, types: Mapping[str, NeuralType]) -> None:
         for k, t in self.types.items():
             if k not in types:
-                raise AgentError(f"agent '{self.name}' used as an operator needs field '{k}'; "
-                                 f"the caller has {sorted(types)}. Use Call with a SubInterface")
+                raise AgentError(
+                    f"agent '{self.name}' used as an operator needs field '{k}'; "
+                    f"the caller has {sorted(types)}. Use Call with a SubInterface"
+                )
             reason = fit_reason(types[k], t)
             if reason:
-                raise AgentError(f"agent '{self.name}' used as an operator: field '{k}' is "
-                                 f"{types[k]!r} in the caller, expected {t!r} ({reason})")
+                raise AgentError(
+                    f"agent '{self.name}' used as an operator: field '{k}' is "
+                    f"{types[k]!r} in the caller, expected {t!r} ({reason})"
+                )
 
-    def apply(self, rep: Representation, budget: torch.Tensor,
-              depth: int = 0) -> tuple[Representation, torch.Tensor]:
+    def apply(
+        self, rep: Representation, budget: torch.Tensor, depth: int = 0
+    ) -> tuple[Representation, torch.Tensor]:
         own = Representation(self.types, {k: rep[k] for k in self.types})
         out, steps, _ = self._episode(own, budget, depth, typed=True)
         return rep.replace(**out.values), steps
@@ -273,9 +317,14 @@ class Agent(Operator):
         return episode.representation
 
     # ----- episodes -------------------------------------------------------------------
-    def run(self, source: Interface | Representation, *,
-            step_limit: int | torch.Tensor | None = None, typed: bool = True,
-            on_limit: str = "flag") -> Episode:
+    def run(
+        self,
+        source: Interface | Representation,
+        *,
+        step_limit: int | torch.Tensor | None = None,
+        typed: bool = True,
+        on_limit: str = "flag",
+    ) -> Episode:
         """Run a batched episode.
 
         Args:
@@ -294,8 +343,10 @@ class Agent(Operator):
         interface = source if isinstance(source, Interface) else None
         rep = interface.representation if interface is not None else source
         if not isinstance(rep, Representation):
-            raise AgentError(f"agent '{self.name}': run() takes an Interface or a "
-                             f"Representation, got {type(source).__name__}")
+            raise AgentError(
+                f"agent '{self.name}': run() takes an Interface or a "
+                f"Representation, got {type(source).__name__}"
+            )
         missing = [k for k in self.types if k not in rep]
         if missing:
             raise AgentError(f"agent '{self.name}': the representation lacks fields {missing}")
@@ -304,12 +355,16 @@ class Agent(Operator):
             typed = interface.typed
         limit = step_limit if step_limit is not None else self.step_limit
         device = own.device
-        budget = (limit.to(device=device, dtype=torch.long, copy=True)
-                  if isinstance(limit, torch.Tensor)
-                  else torch.full((own.batch_size,), int(limit), dtype=torch.long, device=device))
+        budget = (
+            limit.to(device=device, dtype=torch.long, copy=True)
+            if isinstance(limit, torch.Tensor)
+            else torch.full((own.batch_size,), int(limit), dtype=torch.long, device=device)
+        )
         if budget.shape != (own.batch_size,):
-            raise AgentError(f"agent '{self.name}': step_limit has shape {tuple(budget.shape)}, "
-                             f"expected one per row ({own.batch_size})")
+            raise AgentError(
+                f"agent '{self.name}': step_limit has shape {tuple(budget.shape)}, "
+                f"expected one per row ({own.batch_size})"
+            )
         final, steps, done = self._episode(own, budget, 0, typed=typed, interface=interface)
         if interface is not None:
             final = interface.commit(final)
@@ -318,12 +373,20 @@ class Agent(Operator):
             episode.raise_if_unterminated()
         return episode
 
-    def _episode(self, rep: Representation, budget: torch.Tensor, depth: int, *, typed: bool,
-                 interface: Interface | None = None
-                 ) -> tuple[Representation, torch.Tensor, torch.Tensor]:
+    def _episode(
+        self,
+        rep: Representation,
+        budget: torch.Tensor,
+        depth: int,
+        *,
+        typed: bool,
+        interface: Interface | None = None,
+    ) -> tuple[Representation, torch.Tensor, torch.Tensor]:
         if depth > self.max_depth:
-            raise AgentError(f"agent '{self.name}': sub-agent calls nested {depth} deep, beyond "
-                             f"max_depth {self.max_depth}; raise max_depth or check the recursion")
+            raise AgentError(
+                f"agent '{self.name}': sub-agent calls nested {depth} deep, beyond "
+                f"max_depth {self.max_depth}; raise max_depth or check the recursion"
+            )
         n = rep.batch_size
         if typed:
             rep = rep.project()
@@ -339,10 +402,15 @@ class Agent(Operator):
                 rows = running.nonzero().flatten()
                 whole = rows.numel() == n
                 sub = rep if whole else rep.take(rows)
-                sub_state = state if whole else {k: v.index_select(0, rows) for k, v in state.items()}
+                sub_state = (
+                    state if whole else {k: v.index_select(0, rows) for k, v in state.items()}
+                )
                 selection, new_state = self.controller.decide(sub, sub_state)
-                state = new_state if whole else {k: state[k].index_copy(0, rows, new_state[k])
-                                                 for k in state}
+                state = (
+                    new_state
+                    if whole
+                    else {k: state[k].index_copy(0, rows, new_state[k]) for k in state}
+                )
                 choice = selection.argmax(-1)
                 steps[rows] += 1
                 changed, touched = sub, set()
@@ -376,8 +444,9 @@ class Agent(Operator):
                 break
             for k in parked[waiting].unique().tolist():
                 rows = (waiting & (parked == k)).nonzero().flatten()
-                part, used = self.operators[k].apply(rep.take(rows), budget[rows] - steps[rows],
-                                                     depth + 1)
+                part, used = self.operators[k].apply(
+                    rep.take(rows), budget[rows] - steps[rows], depth + 1
+                )
                 if typed:
                     part = part.project()
                 rep = rep.put(rows, part)

@@ -61,19 +61,31 @@ class Controller(nn.Module):
         'grow'
     """
 
-    def __init__(self, digestor: Module, policy: Module, *,
-                 reads: Mapping[str, Selection | str], choices: Sequence[str]):
+    def __init__(
+        self,
+        digestor: Module,
+        policy: Module,
+        *,
+        reads: Mapping[str, Selection | str],
+        choices: Sequence[str],
+    ):
         super().__init__()
         for role, m in (("digestor", digestor), ("policy", policy)):
             if not isinstance(m, Module):
-                raise AgentError(f"controller {role}: expected a brickwork Module, got "
-                                 f"{type(m).__name__}; wrap it with brickwork.modules.typed(...)")
+                raise AgentError(
+                    f"controller {role}: expected a brickwork Module, got "
+                    f"{type(m).__name__}; wrap it with brickwork.modules.typed(...)"
+                )
         if len(digestor.outputs) != 1:
-            raise AgentError(f"controller digestor {digestor.kind}: declares outputs "
-                             f"{list(digestor.outputs)}; a digestor has exactly one (the embedding)")
+            raise AgentError(
+                f"controller digestor {digestor.kind}: declares outputs "
+                f"{list(digestor.outputs)}; a digestor has exactly one (the embedding)"
+            )
         if EMBEDDING not in policy.inputs or SELECTION not in policy.outputs:
-            raise AgentError(f"controller policy {policy.kind}: ports {policy.signature}; a "
-                             f"policy takes '{EMBEDDING}' and returns '{SELECTION}'")
+            raise AgentError(
+                f"controller policy {policy.kind}: ports {policy.signature}; a "
+                f"policy takes '{EMBEDDING}' and returns '{SELECTION}'"
+            )
         if len(set(choices)) != len(choices) or not choices:
             raise AgentError(f"controller: choices {list(choices)} must be distinct and non-empty")
         self.digestor = digestor
@@ -82,25 +94,34 @@ class Controller(nn.Module):
         missing = [p for p in digestor.inputs if p not in self.reads]
         extra = [p for p in self.reads if p not in digestor.inputs]
         if missing or extra:
-            raise AgentError(f"controller digestor {digestor.kind}: input ports "
-                             f"{list(digestor.inputs)}; reads cover {list(self.reads)} "
-                             f"(missing {missing}, unknown {extra})")
+            raise AgentError(
+                f"controller digestor {digestor.kind}: input ports "
+                f"{list(digestor.inputs)}; reads cover {list(self.reads)} "
+                f"(missing {missing}, unknown {extra})"
+            )
         self.choices = list(choices)
         self.state_ports = [p for p in policy.inputs if p in policy.outputs and p != SELECTION]
-        extra_in = [p for p in policy.inputs
-                    if p not in (EMBEDDING, PREVIOUS) and p not in self.state_ports]
+        extra_in = [
+            p for p in policy.inputs if p not in (EMBEDDING, PREVIOUS) and p not in self.state_ports
+        ]
         if extra_in:
-            raise AgentError(f"controller policy {policy.kind}: input ports {extra_in} are "
-                             f"neither '{EMBEDDING}', '{PREVIOUS}' nor recurrent state (ports that "
-                             "are also outputs)")
+            raise AgentError(
+                f"controller policy {policy.kind}: input ports {extra_in} are "
+                f"neither '{EMBEDDING}', '{PREVIOUS}' nor recurrent state (ports that "
+                "are also outputs)"
+            )
         if self.state_ports and not hasattr(policy, "initial_state"):
-            raise AgentError(f"controller policy {policy.kind}: has recurrent state "
-                             f"{self.state_ports} but no initial_state(batch) method")
+            raise AgentError(
+                f"controller policy {policy.kind}: has recurrent state "
+                f"{self.state_ports} but no initial_state(batch) method"
+            )
         emb_out = next(iter(digestor.outputs.values()))
         reason = fit_reason(emb_out, policy.inputs[EMBEDDING])
         if reason:
-            raise AgentError(f"controller: digestor output {emb_out!r} cannot feed the policy's "
-                             f"'{EMBEDDING}' port {policy.inputs[EMBEDDING]!r} ({reason})")
+            raise AgentError(
+                f"controller: digestor output {emb_out!r} cannot feed the policy's "
+                f"'{EMBEDDING}' port {policy.inputs[EMBEDDING]!r} ({reason})"
+            )
 
     @property
     def uses_previous(self) -> bool:
@@ -109,13 +130,18 @@ class Controller(nn.Module):
 
     def check(self, types: Mapping[str, NeuralType]) -> None:
         """Raise :class:`AgentError` when the digestor's reads do not fit these fields."""
-        check_reads(self.reads, self.digestor.inputs, types,
-                    f"controller digestor {self.digestor.kind}",
-                    "select a field of the expected type or change the digestor's port",
-                    AxisBindings())
+        check_reads(
+            self.reads,
+            self.digestor.inputs,
+            types,
+            f"controller digestor {self.digestor.kind}",
+            "select a field of the expected type or change the digestor's port",
+            AxisBindings(),
+        )
 
-    def initial_state(self, batch: int, device: torch.device | str | None = None
-                      ) -> dict[str, torch.Tensor]:
+    def initial_state(
+        self, batch: int, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """The policy's state at the start of an episode (and the start code).
 
         Args:
@@ -134,8 +160,7 @@ class Controller(nn.Module):
             state[PREVIOUS] = prev
         if self.state_ports:
             init_fn = self.policy.initial_state  # type: ignore[operator]
-            init = (init_fn(batch, device=device) if _takes_device(init_fn)
-                    else init_fn(batch))
+            init = init_fn(batch, device=device) if _takes_device(init_fn) else init_fn(batch)
             state.update({k: init[k].to(device) for k in self.state_ports})
         return state
 
@@ -144,8 +169,9 @@ class Controller(nn.Module):
         inputs = {port: sel.read(rep) for port, sel in self.reads.items()}
         return next(iter(self.digestor.call_ports(**inputs).values()))
 
-    def decide(self, rep: Representation, state: Mapping[str, torch.Tensor]
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def decide(
+        self, rep: Representation, state: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One step: the selection over ``choices`` and the policy's next state.
 
         The next state's ``previous`` is the argmax of the selection; training code that
@@ -153,8 +179,9 @@ class Controller(nn.Module):
         """
         return self.policy_step(self.embed(rep), state)
 
-    def policy_step(self, embedding: torch.Tensor, state: Mapping[str, torch.Tensor]
-                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def policy_step(
+        self, embedding: torch.Tensor, state: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The policy alone, on a precomputed embedding."""
         kwargs = {EMBEDDING: embedding}
         kwargs.update({k: state[k] for k in self.state_ports})
@@ -171,8 +198,9 @@ class Controller(nn.Module):
         """The one-hot ``previous`` code for the given choice indices."""
         return torch.nn.functional.one_hot(choice.long(), len(self.choices) + 1).float()
 
-    def forward(self, rep: Representation, state: Mapping[str, torch.Tensor]
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, rep: Representation, state: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.decide(rep, state)
 
 
@@ -190,8 +218,9 @@ def _takes_device(fn: object) -> bool:
         params = inspect.signature(fn).parameters  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-    return "device" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                     for p in params.values())
+    return "device" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
 
 
 def previous_type(choices: int) -> OneHot:

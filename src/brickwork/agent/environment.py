@@ -49,15 +49,19 @@ class TensorEnvironment(Environment):
         6.0
     """
 
-    def __init__(self, state: Mapping[str, torch.Tensor], *,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self, state: Mapping[str, torch.Tensor], *, device: torch.device | str | None = None
+    ):
         if not state:
             raise AgentError("TensorEnvironment: give at least one tensor")
         sizes = {int(v.shape[0]) for v in state.values()}
         if len(sizes) != 1:
-            raise AgentError(f"TensorEnvironment: tensors disagree on the batch size {sorted(sizes)}")
-        self._state = {k: (v.clone() if device is None else v.to(device, copy=True))
-                       for k, v in state.items()}
+            raise AgentError(
+                f"TensorEnvironment: tensors disagree on the batch size {sorted(sizes)}"
+            )
+        self._state = {
+            k: (v.clone() if device is None else v.to(device, copy=True)) for k, v in state.items()
+        }
         self._batch = sizes.pop()
 
     @property

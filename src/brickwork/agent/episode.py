@@ -60,4 +60,5 @@ class Episode:
         raise AgentError(
             f"agent '{self.agent}': {len(rows)} of {len(self.terminated)} episodes did not "
             f"select EOP within the step limit {limits[0] if len(limits) == 1 else limits} "
-            f"(rows {shown}). Raise step_limit, or check the controller: it never chose EOP")
+            f"(rows {shown}). Raise step_limit, or check the controller: it never chose EOP"
+        )

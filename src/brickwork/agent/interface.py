@@ -36,10 +36,13 @@ class Interface:
         tensor([[0., 1.]])
     """
 
-    def __init__(self, environment: Environment, types: Mapping[str, NeuralType], *,
-                 typed: bool = True):
+    def __init__(
+        self, environment: Environment, types: Mapping[str, NeuralType], *, typed: bool = True
+    ):
         if not isinstance(environment, Environment):
-            raise AgentError(f"Interface: expected an Environment, got {type(environment).__name__}")
+            raise AgentError(
+                f"Interface: expected an Environment, got {type(environment).__name__}"
+            )
         self.environment = environment
         self.types = dict(types)
         self.typed = bool(typed)
@@ -56,8 +59,10 @@ class Interface:
         try:
             rep = Representation(self.types, {k: observed[k] for k in self.types})
         except KeyError as exc:
-            raise AgentError(f"Interface: the environment does not observe field {exc}; it "
-                             f"observes {sorted(observed)}") from None
+            raise AgentError(
+                f"Interface: the environment does not observe field {exc}; it "
+                f"observes {sorted(observed)}"
+            ) from None
         self._rep = rep.project() if self.typed else rep
         return self._rep
 

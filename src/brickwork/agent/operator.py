@@ -34,8 +34,9 @@ class Operator(abc.ABC):
     def check(self, types: Mapping[str, NeuralType]) -> None:
         """Raise :class:`AgentError` when the operator does not fit these field types."""
 
-    def apply(self, rep: Representation, budget: torch.Tensor,
-              depth: int = 0) -> tuple[Representation, torch.Tensor]:
+    def apply(
+        self, rep: Representation, budget: torch.Tensor, depth: int = 0
+    ) -> tuple[Representation, torch.Tensor]:
         """Apply within a per-row step ``budget``; returns the result and steps used.
 
         A primitive operator uses no steps of its own (the caller counts the one step
@@ -69,19 +70,28 @@ class ModuleOperator(Operator):
         tensor([[0.5000, 0.5000]])
     """
 
-    def __init__(self, name: str, functional: Module, *,
-                 inputs: Mapping[str, Selection | str],
-                 outputs: Mapping[str, Selection | str]):
+    def __init__(
+        self,
+        name: str,
+        functional: Module,
+        *,
+        inputs: Mapping[str, Selection | str],
+        outputs: Mapping[str, Selection | str],
+    ):
         if not isinstance(functional, Module):
-            raise AgentError(f"operator '{name}': the functional submodule must be a brickwork "
-                             f"Module, got {type(functional).__name__}; wrap it with "
-                             "brickwork.modules.typed(...)")
+            raise AgentError(
+                f"operator '{name}': the functional submodule must be a brickwork "
+                f"Module, got {type(functional).__name__}; wrap it with "
+                "brickwork.modules.typed(...)"
+            )
         self.name = name
         self.functional = functional
         self.inputs = {k: Field(v) if isinstance(v, str) else v for k, v in inputs.items()}
         self.outputs = {k: Field(v) if isinstance(v, str) else v for k, v in outputs.items()}
-        for side, given, declared in (("input", self.inputs, functional.inputs),
-                                      ("output", self.outputs, functional.outputs)):
+        for side, given, declared in (
+            ("input", self.inputs, functional.inputs),
+            ("output", self.outputs, functional.outputs),
+        ):
             missing = [p for p in declared if p not in given]
             extra = [p for p in given if p not in declared]
             if missing or extra:
@@ -89,16 +99,23 @@ class ModuleOperator(Operator):
                     f"operator '{name}': functional {functional.kind} has {side} ports "
                     f"{list(declared)}; the selective {side} covers {list(given)} "
                     f"(missing {missing}, unknown {extra}). Select exactly one part of the "
-                    f"representation per {side} port")
+                    f"representation per {side} port"
+                )
 
     def __repr__(self) -> str:
         return f"ModuleOperator({self.name!r}, {self.functional.kind})"
 
     def check(self, types: Mapping[str, NeuralType]) -> None:
         bindings = AxisBindings()
-        check_reads(self.inputs, self.functional.inputs, types, f"operator '{self.name}'",
-                    "select a field of the expected type, change the representation's field "
-                    "type, or give the functional a port that accepts it", bindings)
+        check_reads(
+            self.inputs,
+            self.functional.inputs,
+            types,
+            f"operator '{self.name}'",
+            "select a field of the expected type, change the representation's field "
+            "type, or give the functional a port that accepts it",
+            bindings,
+        )
         for port, sel in self.outputs.items():
             where = f"operator '{self.name}', output port '{port}'"
             expected = sel.write_type(types, where)
@@ -108,7 +125,8 @@ class ModuleOperator(Operator):
                 raise AgentError(
                     f"{where} writes {sel!r}: found {found!r}, expected {expected!r} ({reason}). "
                     "Fix: end the functional with an activation into the field's domain "
-                    "(sigmoid, softmax) or insert a brickwork.modules.Adapter")
+                    "(sigmoid, softmax) or insert a brickwork.modules.Adapter"
+                )
 
     def gather(self, rep: Representation) -> dict[str, torch.Tensor]:
         """The selective input: the functional's inputs by port."""

@@ -37,22 +37,29 @@ class Representation:
         missing = [k for k in types if k not in values]
         extra = [k for k in values if k not in types]
         if missing or extra:
-            raise AgentError(f"representation: fields {sorted(types)} declared, values given for "
-                             f"{sorted(values)}; missing {missing}, undeclared {extra}")
+            raise AgentError(
+                f"representation: fields {sorted(types)} declared, values given for "
+                f"{sorted(values)}; missing {missing}, undeclared {extra}"
+            )
         batch = None
         for name, t in types.items():
             x = values[name]
             if not isinstance(x, torch.Tensor):
-                raise AgentError(f"representation field '{name}': expected a tensor, got "
-                                 f"{type(x).__name__}")
+                raise AgentError(
+                    f"representation field '{name}': expected a tensor, got {type(x).__name__}"
+                )
             if x.dim() != len(t.axes):
-                raise AgentError(f"representation field '{name}': {x.dim()} dims "
-                                 f"{tuple(x.shape)}, expected {len(t.axes)} for {t!r}")
+                raise AgentError(
+                    f"representation field '{name}': {x.dim()} dims "
+                    f"{tuple(x.shape)}, expected {len(t.axes)} for {t!r}"
+                )
             if batch is None:
                 batch = int(x.shape[0])
             elif int(x.shape[0]) != batch:
-                raise AgentError(f"representation field '{name}': batch size {x.shape[0]}, "
-                                 f"other fields have {batch}; every field is batched on axis 0")
+                raise AgentError(
+                    f"representation field '{name}': batch size {x.shape[0]}, "
+                    f"other fields have {batch}; every field is batched on axis 0"
+                )
         self._types = dict(types)
         self._values = {k: values[k] for k in types}
         self._batch = int(batch or 0)
@@ -83,8 +90,10 @@ class Representation:
         devices = {v.device for v in self._values.values()}
         if len(devices) > 1:
             where = ", ".join(f"'{k}' on {v.device}" for k, v in self._values.items())
-            raise AgentError(f"representation: fields live on different devices ({where}); "
-                             "move them to one device with Representation.to(device)")
+            raise AgentError(
+                f"representation: fields live on different devices ({where}); "
+                "move them to one device with Representation.to(device)"
+            )
         return devices.pop() if devices else torch.device("cpu")
 
     def to(self, device: torch.device | str) -> Representation:
@@ -103,8 +112,9 @@ class Representation:
         try:
             return self._values[name]
         except KeyError:
-            raise AgentError(f"representation has no field '{name}'; fields: "
-                             f"{sorted(self._values)}") from None
+            raise AgentError(
+                f"representation has no field '{name}'; fields: {sorted(self._values)}"
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
@@ -121,8 +131,10 @@ class Representation:
         """A copy with some fields' tensors replaced."""
         unknown = [k for k in values if k not in self._types]
         if unknown:
-            raise AgentError(f"representation: cannot write unknown fields {unknown}; fields: "
-                             f"{sorted(self._types)}")
+            raise AgentError(
+                f"representation: cannot write unknown fields {unknown}; fields: "
+                f"{sorted(self._types)}"
+            )
         new = dict(self._values)
         new.update(values)
         return Representation(self._types, new)
@@ -131,8 +143,10 @@ class Representation:
         """Fields through their types' hard constraints (the typed interface); all
         fields, or only ``fields``."""
         names = set(self._types) if fields is None else set(fields)
-        return Representation(self._types, {k: self._types[k].project(v) if k in names else v
-                                            for k, v in self._values.items()})
+        return Representation(
+            self._types,
+            {k: self._types[k].project(v) if k in names else v for k, v in self._values.items()},
+        )
 
     def changed_fields(self, other: Representation) -> list[str]:
         """Fields whose tensor is not the very same object in ``other``."""
@@ -149,16 +163,20 @@ class Representation:
 
     def take(self, rows: torch.Tensor) -> Representation:
         """The sub-batch of the given rows (a 1-D index tensor)."""
-        return Representation(self._types, {k: v.index_select(0, rows)
-                                            for k, v in self._values.items()})
+        return Representation(
+            self._types, {k: v.index_select(0, rows) for k, v in self._values.items()}
+        )
 
-    def put(self, rows: torch.Tensor, part: Representation,
-            fields: Iterable[str] | None = None) -> Representation:
+    def put(
+        self, rows: torch.Tensor, part: Representation, fields: Iterable[str] | None = None
+    ) -> Representation:
         """A copy whose ``rows`` are replaced by ``part``'s rows (same fields; only
         ``fields`` when given)."""
         if set(part._types) != set(self._types):
-            raise AgentError(f"representation.put: fields {sorted(part._types)} do not match "
-                             f"{sorted(self._types)}")
+            raise AgentError(
+                f"representation.put: fields {sorted(part._types)} do not match "
+                f"{sorted(self._types)}"
+            )
         names = set(self._types) if fields is None else set(fields)
         new = {}
         for k, v in self._values.items():

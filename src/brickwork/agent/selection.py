@@ -37,8 +37,9 @@ from brickwork.errors import AgentError
 from brickwork.types import AxisBindings, NeuralType
 
 
-def fit_reason(src: NeuralType, dst: NeuralType, bindings: AxisBindings | None = None,
-               *, relaxed: bool = False) -> str:
+def fit_reason(
+    src: NeuralType, dst: NeuralType, bindings: AxisBindings | None = None, *, relaxed: bool = False
+) -> str:
     """Why a value of type ``src`` cannot go where ``dst`` is expected, or ``''``.
 
     Besides the types' own ``can_feed`` rules, a value whose domain lies inside
@@ -67,23 +68,30 @@ def fit_reason(src: NeuralType, dst: NeuralType, bindings: AxisBindings | None =
 
 def _field_type(types: Mapping[str, NeuralType], name: str, where: str) -> NeuralType:
     if name not in types:
-        raise AgentError(f"{where}: the representation has no field '{name}'; fields: "
-                         f"{sorted(types)}. Add the field or select another one")
+        raise AgentError(
+            f"{where}: the representation has no field '{name}'; fields: "
+            f"{sorted(types)}. Add the field or select another one"
+        )
     return types[name]
 
 
-def _address(types: Mapping[str, NeuralType], field: str, pointer: str,
-             where: str) -> tuple[NeuralType, int]:
+def _address(
+    types: Mapping[str, NeuralType], field: str, pointer: str, where: str
+) -> tuple[NeuralType, int]:
     """The type read at ``pointer`` from ``field`` and the addressed axis's index."""
     ft = _field_type(types, field, where)
     pt = _field_type(types, pointer, where)
     if pt.kind not in ("Pointer", "OneHot"):
-        raise AgentError(f"{where}: field '{pointer}' is a {pt!r}; an address must be a "
-                         "Pointer (a one-hot over positions)")
+        raise AgentError(
+            f"{where}: field '{pointer}' is a {pt!r}; an address must be a "
+            "Pointer (a one-hot over positions)"
+        )
     axis = pt.axes[-1]
     if axis not in ft.axes or ft.axes[0] != pt.axes[0]:
-        raise AgentError(f"{where}: pointer '{pointer}' {pt!r} addresses axis '{axis}', which "
-                         f"field '{field}' {ft!r} does not have (or batch axes differ)")
+        raise AgentError(
+            f"{where}: pointer '{pointer}' {pt!r} addresses axis '{axis}', which "
+            f"field '{field}' {ft!r} does not have (or batch axes differ)"
+        )
     index = ft.axes.index(axis)
     if index == 0:
         raise AgentError(f"{where}: cannot address the batch axis of field '{field}'")
@@ -249,11 +257,12 @@ class Shifted(Selection):
             if t.kind != "Pointer":
                 raise AgentError(f"{where}: Shifted moves pointers; field '{name}' is {t!r}")
         from brickwork.types import Probs
+
         return Probs([types[self.field].axes[0], len(self.shifts)])
 
     def write(self, rep: Representation, value: torch.Tensor) -> dict[str, torch.Tensor]:
         p = rep[self.source]
-        out = sum(value[:, i:i + 1].to(p.dtype) * shift(p, d) for i, d in enumerate(self.shifts))
+        out = sum(value[:, i : i + 1].to(p.dtype) * shift(p, d) for i, d in enumerate(self.shifts))
         return {self.field: out}
 
     def target(self, before: Representation, after: Representation) -> torch.Tensor:
@@ -262,9 +271,14 @@ class Shifted(Selection):
         return torch.nn.functional.one_hot(scores.argmax(-1), len(self.shifts)).to(p.dtype)
 
 
-def check_reads(reads: Mapping[str, Selection], ports: Mapping[str, NeuralType],
-                types: Mapping[str, NeuralType], owner: str, fix: str,
-                bindings: AxisBindings) -> None:
+def check_reads(
+    reads: Mapping[str, Selection],
+    ports: Mapping[str, NeuralType],
+    types: Mapping[str, NeuralType],
+    owner: str,
+    fix: str,
+    bindings: AxisBindings,
+) -> None:
     """Raise :class:`AgentError` at the first selective read whose field type does not
     fit its input port (``owner`` names the reader, ``fix`` says how to mend it)."""
     for port, sel in reads.items():
@@ -273,8 +287,10 @@ def check_reads(reads: Mapping[str, Selection], ports: Mapping[str, NeuralType],
         expected = ports[port]
         reason = fit_reason(found, expected, bindings)
         if reason:
-            raise AgentError(f"{where} reads {sel!r}: found {found!r}, expected {expected!r} "
-                             f"({reason}). Fix: {fix}")
+            raise AgentError(
+                f"{where} reads {sel!r}: found {found!r}, expected {expected!r} "
+                f"({reason}). Fix: {fix}"
+            )
 
 
 __all__ = ["At", "Field", "Selection", "Shifted", "fit_reason", "shift"]

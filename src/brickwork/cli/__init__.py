@@ -34,7 +34,17 @@ from brickwork.errors import BrickworkError
 logger = logging.getLogger(__name__)
 
 # module names under brickwork.cli, each with register(subparsers)
-_SUBCOMMANDS = ["demo", "sorting", "clevr", "plan", "train", "evaluate", "registry", "pcfg", "compose"]
+_SUBCOMMANDS = [
+    "demo",
+    "sorting",
+    "clevr",
+    "plan",
+    "train",
+    "evaluate",
+    "registry",
+    "pcfg",
+    "compose",
+]
 
 # exit codes
 EXIT_USAGE = 2
@@ -43,7 +53,9 @@ EXIT_SIGPIPE = 141
 EXIT_INTERRUPTED = 130
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentParser, str | None]]:
+def _subparsers(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[argparse.ArgumentParser, str | None]]:
     """Every direct subcommand parser of ``parser`` with its one-line help."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

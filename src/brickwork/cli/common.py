@@ -118,8 +118,11 @@ class HelpFormatter(argparse.HelpFormatter):
             wrapped = []
             for item in items:
                 hang = "  " if item.startswith(("- ", "* ")) else ""
-                wrapped.append(textwrap.fill(item, width, initial_indent=indent,
-                                             subsequent_indent=indent + hang))
+                wrapped.append(
+                    textwrap.fill(
+                        item, width, initial_indent=indent, subsequent_indent=indent + hang
+                    )
+                )
             out.append("\n".join(wrapped))
         return "\n\n".join(out)
 
@@ -136,9 +139,14 @@ class HelpFormatter(argparse.HelpFormatter):
 
 def _shows_default(action: argparse.Action) -> bool:
     default = action.default
-    return not (not action.option_strings or default is None or default is False
-                or default is argparse.SUPPRESS or default == []
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction)))
+    return not (
+        not action.option_strings
+        or default is None
+        or default is False
+        or default is argparse.SUPPRESS
+        or default == []
+        or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+    )
 
 
 def tidy_parser(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
@@ -147,8 +155,11 @@ def tidy_parser(parser: argparse.ArgumentParser, help_text: str | None = None) -
     A parser without a description gets ``help_text`` (its one-line subcommand help);
     an option without help text but with a default gets ``default: X`` as its help.
     """
-    if parser.formatter_class in (argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter,
-                                  argparse.ArgumentDefaultsHelpFormatter):
+    if parser.formatter_class in (
+        argparse.HelpFormatter,
+        argparse.RawDescriptionHelpFormatter,
+        argparse.ArgumentDefaultsHelpFormatter,
+    ):
         parser.formatter_class = HelpFormatter
     parser.description = strip_rst(parser.description or help_text)
     parser.epilog = strip_rst(parser.epilog)
@@ -171,6 +182,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- common flags
 
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, depth: int = 0) -> None:
     """Add ``--debug``, ``-v/--verbose`` and ``--import MODULE`` to ``parser``.
 
@@ -190,17 +202,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, depth: int = 0) -> 
         names = {d: f"_sub{depth}_{d}" for d in COMMON_DESTS}
         defaults = {d: argparse.SUPPRESS for d in COMMON_DESTS}
     if "--debug" not in taken:
-        group.add_argument("--debug", action="store_true", dest=names["debug"],
-                           default=defaults["debug"], help="show tracebacks and debug logs")
+        group.add_argument(
+            "--debug",
+            action="store_true",
+            dest=names["debug"],
+            default=defaults["debug"],
+            help="show tracebacks and debug logs",
+        )
     if "--verbose" not in taken:
         flags = ["--verbose"] if "-v" in taken else ["-v", "--verbose"]
-        group.add_argument(*flags, action="store_true", dest=names["verbose"],
-                           default=defaults["verbose"], help="show info logs")
+        group.add_argument(
+            *flags,
+            action="store_true",
+            dest=names["verbose"],
+            default=defaults["verbose"],
+            help="show info logs",
+        )
     if "--import" not in taken:
-        group.add_argument("--import", action="append", dest=names["imports"],
-                           metavar="MODULE", default=defaults["imports"],
-                           help="import this Python module first so that the module kinds it "
-                                "defines are known (repeatable)")
+        group.add_argument(
+            "--import",
+            action="append",
+            dest=names["imports"],
+            metavar="MODULE",
+            default=defaults["imports"],
+            help="import this Python module first so that the module kinds it "
+            "defines are known (repeatable)",
+        )
 
 
 def merge_common(args: argparse.Namespace) -> argparse.Namespace:
@@ -263,31 +290,36 @@ def check_device(text: str, *, flag: str = "--device") -> str:
     value = str(text).strip().lower()
     if not _DEVICE.match(value):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a device; use cpu, cuda, cuda:N (N = GPU index) or mps")
+            f"{text!r} is not a device; use cpu, cuda, cuda:N (N = GPU index) or mps"
+        )
     if value.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise argparse.ArgumentTypeError(
                 f"{value}: CUDA is not available here (torch.cuda.is_available() is False); "
-                f"use {flag} cpu, or install a CUDA build of PyTorch on a machine with a GPU")
+                f"use {flag} cpu, or install a CUDA build of PyTorch on a machine with a GPU"
+            )
         if ":" in value:
             index, count = int(value.split(":")[1]), torch.cuda.device_count()
             if index >= count:
                 raise argparse.ArgumentTypeError(
                     f"{value}: this machine has {count} CUDA device(s) (cuda:0 to "
-                    f"cuda:{count - 1}); choose one of those")
+                    f"cuda:{count - 1}); choose one of those"
+                )
     elif value == "mps":
         import torch
 
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise argparse.ArgumentTypeError(
-                f"mps: Apple MPS is not available here; use {flag} cpu")
+                f"mps: Apple MPS is not available here; use {flag} cpu"
+            )
     return value
 
 
-def device_arg(parser: argparse.ArgumentParser | Any, *, default: str = "cpu",
-               help: str | None = None) -> argparse.Action:
+def device_arg(
+    parser: argparse.ArgumentParser | Any, *, default: str = "cpu", help: str | None = None
+) -> argparse.Action:
     """Add a validated ``--device`` option (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``meta``).
 
     Asking for CUDA on a machine without it is a one-line error naming the flag.
@@ -299,16 +331,22 @@ def device_arg(parser: argparse.ArgumentParser | Any, *, default: str = "cpu",
         >>> p.parse_args([]).device
         'cpu'
     """
+
     def device(text: str) -> str:
         return check_device(text)
 
     device.__name__ = "device"
     return parser.add_argument(
-        "--device", type=device, default=default, metavar="DEVICE",
-        help=help or "where modules run: cpu, cuda, cuda:N or mps")
+        "--device",
+        type=device,
+        default=default,
+        metavar="DEVICE",
+        help=help or "where modules run: cpu, cuda, cuda:N or mps",
+    )
 
 
 # ----------------------------------------------------------------------------- numbers
+
 
 def bounded_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in ``[lo, hi]`` (either bound may be None).
@@ -321,6 +359,7 @@ def bounded_int(lo: int | None = None, hi: int | None = None) -> Callable[[str],
         ...
         argparse.ArgumentTypeError: 11 is too large: the maximum is 10
     """
+
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
@@ -337,14 +376,20 @@ def bounded_int(lo: int | None = None, hi: int | None = None) -> Callable[[str],
     return parse
 
 
-def bounded_float(lo: float | None = None, hi: float | None = None, *,
-                  lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+def bounded_float(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Callable[[str], float]:
     """An argparse type: a finite float in ``[lo, hi]`` (``lo_open``/``hi_open``: strict).
 
     Example:
         >>> bounded_float(0, 1, lo_open=True)("0.5")
         0.5
     """
+
     def parse(text: str) -> float:
         try:
             value = float(str(text).strip())
@@ -354,10 +399,12 @@ def bounded_float(lo: float | None = None, hi: float | None = None, *,
             raise argparse.ArgumentTypeError(f"{text!r}: a finite number is needed")
         if lo is not None and (value < lo or (lo_open and value == lo)):
             raise argparse.ArgumentTypeError(
-                f"{value:g} is too small: expected {'more than' if lo_open else 'at least'} {lo:g}")
+                f"{value:g} is too small: expected {'more than' if lo_open else 'at least'} {lo:g}"
+            )
         if hi is not None and (value > hi or (hi_open and value == hi)):
             raise argparse.ArgumentTypeError(
-                f"{value:g} is too large: expected {'less than' if hi_open else 'at most'} {hi:g}")
+                f"{value:g} is too large: expected {'less than' if hi_open else 'at most'} {hi:g}"
+            )
         return value
 
     parse.__name__ = "float"
@@ -397,11 +444,13 @@ def safe_name(text: str) -> str:
     if not _NAME.match(str(text)) or len(text) > 100:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a usable name: use only letters, digits, '_' and '-' "
-            "(at most 100 characters), e.g. train or val_ood")
+            "(at most 100 characters), e.g. train or val_ood"
+        )
     return str(text)
 
 
 # ----------------------------------------------------------------------------- paths
+
 
 def existing_file(text: str) -> str:
     """An argparse type: a readable regular file (a folder or FIFO is refused).
@@ -418,8 +467,9 @@ def existing_file(text: str) -> str:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder, expected a file")
     if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text} is not a regular file (a FIFO or device?); "
-                                         "expected a file")
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a regular file (a FIFO or device?); expected a file"
+        )
     if not os.access(path, os.R_OK):
         raise argparse.ArgumentTypeError(f"{text}: permission denied; the file is not readable")
     return str(text)
@@ -472,8 +522,10 @@ def check_writable_dir(text: str | os.PathLike[str], *, flag: str = "--out") -> 
     if not base.is_dir():
         raise UsageError(f"{who}: {base} is a file, so no folder can be made under it; {other}")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"{who}: permission denied ({base} is not writable); "
-                         f"choose a writable {flag or 'folder'}")
+        raise UsageError(
+            f"{who}: permission denied ({base} is not writable); "
+            f"choose a writable {flag or 'folder'}"
+        )
     return str(text)
 
 
@@ -492,18 +544,22 @@ def check_writable_file(text: str | os.PathLike[str], *, flag: str = "--json") -
     path = Path(text)
     who = f"{flag} {text}" if flag else str(text)
     if path.is_dir():
-        raise UsageError(f"{who}: is a folder, expected a file path; e.g. "
-                         f"{(flag + ' ') if flag else ''}{path / 'out.json'}")
+        raise UsageError(
+            f"{who}: is a folder, expected a file path; e.g. "
+            f"{(flag + ' ') if flag else ''}{path / 'out.json'}"
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{who}: permission denied; the file is not writable")
     parent = path.parent
     base = _nearest_existing(parent)
     if not base.is_dir():
-        raise UsageError(f"{who}: {base} is a file, so the file cannot be written under it; "
-                         "choose another path")
+        raise UsageError(
+            f"{who}: {base} is a file, so the file cannot be written under it; choose another path"
+        )
     if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"{who}: permission denied ({base} is not writable); choose a "
-                         "writable path")
+        raise UsageError(
+            f"{who}: permission denied ({base} is not writable); choose a writable path"
+        )
     return str(text)
 
 
@@ -526,6 +582,7 @@ writable_out_file.__doc__ = """An argparse type: a file path that can be written
 
 # ----------------------------------------------------------------------------- extras
 
+
 def require_tensorboard(flag: str = "--tensorboard") -> None:
     """Refuse ``flag`` when TensorBoard is not installed (call before making any folder).
 
@@ -533,12 +590,15 @@ def require_tensorboard(flag: str = "--tensorboard") -> None:
         UsageError: the ``tensorboard`` package is missing; the message says how to install.
     """
     if importlib.util.find_spec("tensorboard") is None:
-        raise UsageError(f"{flag} needs TensorBoard, which is not installed: "
-                         "pip install 'brickwork[tensorboard]' (or pip install tensorboard), "
-                         f"or drop {flag}")
+        raise UsageError(
+            f"{flag} needs TensorBoard, which is not installed: "
+            "pip install 'brickwork[tensorboard]' (or pip install tensorboard), "
+            f"or drop {flag}"
+        )
 
 
 # ----------------------------------------------------------------------------- progress
+
 
 class heartbeat:  # noqa: N801 - used like a function: ``with heartbeat(...):``
     """Print one line every ``interval`` seconds to stderr while a long call runs.
@@ -551,8 +611,9 @@ class heartbeat:  # noqa: N801 - used like a function: ``with heartbeat(...):``
         ...     pass
     """
 
-    def __init__(self, desc: str, interval: float = 30.0,
-                 count: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, desc: str, interval: float = 30.0, count: Callable[[], str] | None = None
+    ) -> None:
         import threading
 
         self.desc, self.interval, self.count = desc, interval, count
@@ -573,8 +634,11 @@ class heartbeat:  # noqa: N801 - used like a function: ``with heartbeat(...):``
                 except OSError:
                     extra = ""
             try:
-                print(f"{self.desc}: running for {minutes}m{seconds:02d}s{extra}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{self.desc}: running for {minutes}m{seconds:02d}s{extra}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             except (OSError, ValueError):
                 return
 
@@ -588,6 +652,7 @@ class heartbeat:  # noqa: N801 - used like a function: ``with heartbeat(...):``
 
 
 # ----------------------------------------------------------------------------- errors
+
 
 def _input_files(args: argparse.Namespace | None) -> list[str]:
     """The string arguments that name existing files: where a bad file came from."""
@@ -625,18 +690,24 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
         other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
         code = exc.errno
         if code == errno.ENOSPC or code == errno.EDQUOT:
-            return (f"disk full while writing {where}{other}; free some space or choose "
-                    "another --out on a disk with room")
+            return (
+                f"disk full while writing {where}{other}; free some space or choose "
+                "another --out on a disk with room"
+            )
         if isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
-            return (f"permission denied: {where}{other}; choose a writable --out (or fix the "
-                    "file's permissions)")
+            return (
+                f"permission denied: {where}{other}; choose a writable --out (or fix the "
+                "file's permissions)"
+            )
         if code == errno.EROFS:
             return f"read-only file system: {where}; choose a writable --out"
         if isinstance(exc, IsADirectoryError):
             return f"{where} is a folder, expected a file; pass a file path"
         if isinstance(exc, NotADirectoryError):
-            return (f"{where}: a file is in the way where a folder is expected; pass a folder "
-                    "path (or remove the file)")
+            return (
+                f"{where}: a file is in the way where a folder is expected; pass a folder "
+                "path (or remove the file)"
+            )
         if isinstance(exc, FileNotFoundError):
             return f"no such file or folder: {where}{other}; check the path"
         if isinstance(exc, FileExistsError):
@@ -650,22 +721,32 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
         reason = exc.strerror or str(exc) or type(exc).__name__
         return f"{reason}: {where}{other}"
     if isinstance(exc, json.JSONDecodeError):
-        return (f"invalid JSON{_in_files(args)}: {exc.msg} at line {exc.lineno} column "
-                f"{exc.colno}; fix the file (it must be valid JSON)")
+        return (
+            f"invalid JSON{_in_files(args)}: {exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}; fix the file (it must be valid JSON)"
+        )
     if isinstance(exc, UnicodeDecodeError):
-        return (f"not UTF-8 text{_in_files(args)}: {exc.reason} at byte {exc.start}; pass a "
-                "UTF-8 text/JSON file (is this a binary file?)")
+        return (
+            f"not UTF-8 text{_in_files(args)}: {exc.reason} at byte {exc.start}; pass a "
+            "UTF-8 text/JSON file (is this a binary file?)"
+        )
     if isinstance(exc, KeyError):
         key = exc.args[0] if exc.args else "?"
-        return (f"missing or unknown key {key!r}{_in_files(args)}; check the file's fields and "
-                "the names given on the command line")
+        return (
+            f"missing or unknown key {key!r}{_in_files(args)}; check the file's fields and "
+            "the names given on the command line"
+        )
     if isinstance(exc, (ValueError, TypeError)):
-        return (f"{type(exc).__name__}{_in_files(args)}: {exc}; check the arguments and the "
-                "input file's values")
+        return (
+            f"{type(exc).__name__}{_in_files(args)}: {exc}; check the arguments and the "
+            "input file's values"
+        )
     if isinstance(exc, MemoryError):
         return "out of memory; choose smaller sizes (or a smaller input)"
-    return (f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for the "
-            "traceback and report it")
+    return (
+        f"internal error: {type(exc).__name__}: {exc}; rerun with --debug for the "
+        "traceback and report it"
+    )
 
 
 __all__ = [

@@ -57,8 +57,9 @@ def _data(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[
     return feats + 0.1 * torch.randn(feats.shape, generator=g), answers, channel.tolist()
 
 
-def run_core_demo(out: Path, seed: int = 0, steps: int = 300, *, device: str = "cpu",
-                  progress: bool = False) -> dict[str, Any]:
+def run_core_demo(
+    out: Path, seed: int = 0, steps: int = 300, *, device: str = "cpu", progress: bool = False
+) -> dict[str, Any]:
     """Train and check the demo; writes ``summary.json`` under ``out``.
 
     Data are drawn on the CPU (the same for every device) and moved to ``device``, where
@@ -70,9 +71,18 @@ def run_core_demo(out: Path, seed: int = 0, steps: int = 300, *, device: str = "
     g = torch.Generator().manual_seed(seed)
     kinds = Kinds(find=Find, exist=Exist)
     ext = {"features": Features("b c h w")}
-    layouts = [from_program([{"function": "find", "inputs": [], "value_inputs": [str(c)]},
-                             {"function": "exist", "inputs": [0]}], kinds, externals=ext,
-                            name=f"exist(find[{c}])") for c in range(3)]
+    layouts = [
+        from_program(
+            [
+                {"function": "find", "inputs": [], "value_inputs": [str(c)]},
+                {"function": "exist", "inputs": [0]},
+            ],
+            kinds,
+            externals=ext,
+            name=f"exist(find[{c}])",
+        )
+        for c in range(3)
+    ]
     runner = Runner(kinds)
     for c in range(3):  # instantiate every finder so the optimiser sees them all
         kinds.module(f"find[{c}]")
@@ -94,10 +104,17 @@ def run_core_demo(out: Path, seed: int = 0, steps: int = 300, *, device: str = "
         with torch.no_grad():
             pred = runner([layouts[c] for c in chans], {"features": feats})["answer"]
     acc = float(((pred > 0.5).float() == answers).float().mean())
-    summary = {"task": "exist(find[c]) on synthetic 4x4 grids", "seed": seed, "steps": steps,
-               "test_accuracy": acc, "train_seconds": time.perf_counter() - t0, "device": str(device),
-               "modules": sorted(kinds.names()), "brickwork_version": __version__,
-               "layouts": [str(l) for l in layouts]}
+    summary = {
+        "task": "exist(find[c]) on synthetic 4x4 grids",
+        "seed": seed,
+        "steps": steps,
+        "test_accuracy": acc,
+        "train_seconds": time.perf_counter() - t0,
+        "device": str(device),
+        "modules": sorted(kinds.names()),
+        "brickwork_version": __version__,
+        "layouts": [str(l) for l in layouts],
+    }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -15,14 +15,22 @@ from brickwork.cli.common import bounded_int, check_writable_dir, device_arg, wr
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="run the main job on embedded defaults",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "demo", help="run the main job on embedded defaults", description=__doc__
+    )
     p.add_argument("--out", default="runs/demo", type=writable_out_dir, help="output folder")
     p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0)
-    p.add_argument("--workers", type=bounded_int(1, 256), default=2,
-                   help="parallel processes of the sorting study")
-    p.add_argument("--core", action="store_true",
-                   help="run the small typed-layout demo instead of the sorting study")
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, 256),
+        default=2,
+        help="parallel processes of the sorting study",
+    )
+    p.add_argument(
+        "--core",
+        action="store_true",
+        help="run the small typed-layout demo instead of the sorting study",
+    )
     device_arg(p, help="where modules train and run: cpu, cuda, cuda:N or mps")
     p.set_defaults(func=run)
 
@@ -40,8 +48,16 @@ def run(args: argparse.Namespace) -> int:
         return 0 if summary["test_accuracy"] > 0.9 else 1
     from brickwork.cli import sorting
 
-    ns = argparse.Namespace(quick=True, seed=args.seed, out=str(out), json=None,
-                            workers=getattr(args, "workers", 2), monolithic_cap=None,
-                            variants=None, action_name="compare", device=device)
+    ns = argparse.Namespace(
+        quick=True,
+        seed=args.seed,
+        out=str(out),
+        json=None,
+        workers=getattr(args, "workers", 2),
+        monolithic_cap=None,
+        variants=None,
+        action_name="compare",
+        device=device,
+    )
     print("brickwork demo: list-sorting study, quick mode (a few minutes on 2 cores)")
     return sorting.run(ns)

@@ -14,13 +14,23 @@ from brickwork.cli.common import device_arg, existing_dir, existing_file, positi
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="score a trained run's assembled family",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "evaluate", help="score a trained run's assembled family", description=__doc__
+    )
     p.add_argument("plan", type=existing_file, help="the plan file the run was trained with")
-    p.add_argument("--run", required=True, type=existing_dir, metavar="DIR",
-                   help="run folder written by `brickwork train`")
-    p.add_argument("--split", choices=["train", "val", "all"], default="val",
-                   help="which samples to score (the run's own split)")
+    p.add_argument(
+        "--run",
+        required=True,
+        type=existing_dir,
+        metavar="DIR",
+        help="run folder written by `brickwork train`",
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "all"],
+        default="val",
+        help="which samples to score (the run's own split)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
     p.add_argument("--batch-size", type=positive_int, default=256, help="samples per runner call")
     device_arg(p)
@@ -38,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable_file(args.json)
     spec = load_plan_file(args.plan)
-    report = evaluate_run(spec.family, spec.kinds, Path(args.run), split=args.split,
-                          device=args.device, batch_size=args.batch_size)
+    report = evaluate_run(
+        spec.family,
+        spec.kinds,
+        Path(args.run),
+        split=args.split,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
     print(f"{spec.name}: {report.samples} {args.split} samples of {args.run}")
     print(report.table())
     if args.json:

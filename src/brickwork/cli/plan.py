@@ -22,23 +22,48 @@ _json_out.__name__ = "path"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plan", help="derive the training plan of a layout family",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "plan", help="derive the training plan of a layout family", description=__doc__
+    )
     p.add_argument("file", type=existing_file, help="plan file (JSON: kinds, layouts, data)")
-    p.add_argument("--json", dest="json_out", metavar="PATH", type=_json_out,
-                   help="also write the plan as JSON here ('-' prints it)")
-    p.add_argument("--by", choices=["module", "kind"], default="module",
-                   help="one row per module, or per kind like Table 4.1")
-    p.add_argument("--cycles", choices=["error", "joint"], default=None,
-                   help="refuse dependency cycles (default) or train them jointly")
-    p.add_argument("--codependent", choices=["surrogate", "joint"], default=None,
-                   help="how modules whose outputs meet in a codependent op train: one "
-                   "surrogate gradient module each (the file's setting, else surrogate) "
-                   "or jointly")
-    p.add_argument("--reuse", action="store_true",
-                   help="reuse registry entries with a matching kind, tag and signature")
-    p.add_argument("--registry", metavar="PATH", type=existing_dir, help="registry folder (default: "
-                   "$BRICKWORK_REGISTRY or the user data dir)")
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        metavar="PATH",
+        type=_json_out,
+        help="also write the plan as JSON here ('-' prints it)",
+    )
+    p.add_argument(
+        "--by",
+        choices=["module", "kind"],
+        default="module",
+        help="one row per module, or per kind like Table 4.1",
+    )
+    p.add_argument(
+        "--cycles",
+        choices=["error", "joint"],
+        default=None,
+        help="refuse dependency cycles (default) or train them jointly",
+    )
+    p.add_argument(
+        "--codependent",
+        choices=["surrogate", "joint"],
+        default=None,
+        help="how modules whose outputs meet in a codependent op train: one "
+        "surrogate gradient module each (the file's setting, else surrogate) "
+        "or jointly",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse registry entries with a matching kind, tag and signature",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="PATH",
+        type=existing_dir,
+        help="registry folder (default: $BRICKWORK_REGISTRY or the user data dir)",
+    )
     p.set_defaults(func=run)
 
 

@@ -21,8 +21,12 @@ from brickwork.errors import RegistryError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("registry", help="inspect and manage trained modules",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "registry",
+        help="inspect and manage trained modules",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--registry", metavar="PATH", help="registry folder")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("list", help="every entry (latest versions; damaged ones flagged)")
@@ -56,10 +60,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("import", help="register an exported folder (as a new version)")
     s.add_argument("folder")
     s.add_argument("--name", help="register under this name (default: the card's)")
-    s.add_argument("--max-weights-bytes", type=int, default=None, metavar="N",
-                   help="largest model.safetensors accepted (default 4 GiB)")
+    s.add_argument(
+        "--max-weights-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest model.safetensors accepted (default 4 GiB)",
+    )
     for action in sub.choices.values():
-        action.add_argument("--registry", dest="registry_sub", metavar="PATH", help="registry folder")
+        action.add_argument(
+            "--registry", dest="registry_sub", metavar="PATH", help="registry folder"
+        )
     # --import MODULE (repeatable, args.imports) is added to every parser by brickwork.cli
     p.set_defaults(func=run)
 
@@ -71,8 +82,9 @@ def _ports(items: list[str], flag: str) -> dict:
     for item in items:
         name, sep, text = item.partition(":")
         if not sep or not name.strip():
-            raise RegistryError(f"{flag} {item!r}: write PORT:TYPE, e.g. "
-                                "\"features:Features[b c h w]\"")
+            raise RegistryError(
+                f'{flag} {item!r}: write PORT:TYPE, e.g. "features:Features[b c h w]"'
+            )
         try:
             out[name.strip()] = parse_type(text.strip())
         except Exception as exc:
@@ -96,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     imports = _imports(args)
     action = args.action
     if action in ("list", "versions"):
-        entries = (reg.list(args.pattern, all_versions=args.all_versions) if action == "list"
-                   else reg.versions(args.name))
+        entries = (
+            reg.list(args.pattern, all_versions=args.all_versions)
+            if action == "list"
+            else reg.versions(args.name)
+        )
         damaged = [e for e in entries if not e.ok]
         if args.json:
             _print_json([e.to_json() for e in entries])
@@ -112,15 +127,22 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     print(f"{e.ref:<40} DAMAGED: {e.problem}")
         if damaged:
-            print(f"{len(damaged)} damaged entries; run `brickwork registry verify` "
-                  "(and `brickwork registry reindex` for cards without an index row)",
-                  file=sys.stderr)
+            print(
+                f"{len(damaged)} damaged entries; run `brickwork registry verify` "
+                "(and `brickwork registry reindex` for cards without an index row)",
+                file=sys.stderr,
+            )
             return 1
     elif action == "show":
         _print_json(reg.card(args.name).to_json())
     elif action == "search":
-        found = reg.search(_ports(args.inputs, "--in"), _ports(args.outputs, "--out"),
-                           kind=args.kind, pattern=args.pattern, all_versions=args.all_versions)
+        found = reg.search(
+            _ports(args.inputs, "--in"),
+            _ports(args.outputs, "--out"),
+            kind=args.kind,
+            pattern=args.pattern,
+            all_versions=args.all_versions,
+        )
         if args.json:
             _print_json([c.to_json() for c in found])
         else:
@@ -147,8 +169,10 @@ def run(args: argparse.Namespace) -> int:
         report = reg.reindex()
         for p in report.problems:
             print(p)
-        print(f"reindexed {report.names} entries ({report.versions} versions, "
-              f"{report.aliases} aliases), {len(report.problems)} problems")
+        print(
+            f"reindexed {report.names} entries ({report.versions} versions, "
+            f"{report.aliases} aliases), {len(report.problems)} problems"
+        )
         return 1 if report.problems else 0
     elif action == "remove":
         removed = reg.remove(args.name)
@@ -157,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         folder = reg.export(args.name, args.folder)
         print(f"exported {reg.resolve(args.name)} to {folder}")
     elif action == "import":
-        kwargs = {} if args.max_weights_bytes is None else {"max_weights_bytes": args.max_weights_bytes}
+        kwargs = (
+            {} if args.max_weights_bytes is None else {"max_weights_bytes": args.max_weights_bytes}
+        )
         if args.max_weights_bytes is not None and args.max_weights_bytes < 1:
             raise RegistryError(f"--max-weights-bytes {args.max_weights_bytes}: must be >= 1")
         card = reg.import_(args.folder, args.name, imports=imports, **kwargs)
