@@ -18,8 +18,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu.py"
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA report")
 def test_quick_run_without_cuda_reports_cuda_false_and_exits_0():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True,
-                          text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last["cuda"] is False

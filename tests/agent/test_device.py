@@ -18,16 +18,38 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from brickwork.agent import (EOP, Agent, Controller, Interface, ModuleOperator, Recurse,
-                             Representation, SubInterface, TensorEnvironment)
+from brickwork.agent import (
+    EOP,
+    Agent,
+    Controller,
+    Interface,
+    ModuleOperator,
+    Recurse,
+    Representation,
+    SubInterface,
+    TensorEnvironment,
+)
 from brickwork.errors import AgentError
 from brickwork.modules import Adapter, Module, typed
 from brickwork.types import Count, Features, OneHot, Probs, SoftMask
 
 SRC = str(Path(__file__).resolve().parents[2] / "src" / "brickwork")
-FACTORIES = {torch.zeros, torch.ones, torch.full, torch.empty, torch.arange, torch.eye,
-             torch.tensor, torch.rand, torch.randn, torch.randint, torch.linspace,
-             torch.as_tensor, torch.randperm, torch.from_numpy}
+FACTORIES = {
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.empty,
+    torch.arange,
+    torch.eye,
+    torch.tensor,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.linspace,
+    torch.as_tensor,
+    torch.randperm,
+    torch.from_numpy,
+}
 HOST = {torch.Tensor.cpu, torch.Tensor.numpy}
 
 
@@ -93,25 +115,40 @@ class _TrianglePolicy(Module):
 
 def _triangular_agent():
     types = {"x": X, "y": X}
-    add = ModuleOperator("add", typed(_Add(), {"x": X, "y": X}, {"out": X}),
-                         inputs={"x": "x", "y": "y"}, outputs={"out": "y"})
-    dec = ModuleOperator("dec", typed(_Fn(lambda x: x - 1), {"x": X}, {"y": X}),
-                         inputs={"x": "x"}, outputs={"y": "x"})
+    add = ModuleOperator(
+        "add",
+        typed(_Add(), {"x": X, "y": X}, {"out": X}),
+        inputs={"x": "x", "y": "y"},
+        outputs={"out": "y"},
+    )
+    dec = ModuleOperator(
+        "dec",
+        typed(_Fn(lambda x: x - 1), {"x": X}, {"y": X}),
+        inputs={"x": "x"},
+        outputs={"y": "x"},
+    )
     sub = SubInterface(types, reads={"x": "x", "y": "y"}, enter=[dec], writes={"y": "y"})
     policy = _TrianglePolicy()
-    ctl = Controller(typed(_Concat(), {"x": X}, {"e": Features("b 1")}), policy,
-                     reads={"x": "x"}, choices=["add", "again", "EOP"])
+    ctl = Controller(
+        typed(_Concat(), {"x": X}, {"e": Features("b 1")}),
+        policy,
+        reads={"x": "x"},
+        choices=["add", "again", "EOP"],
+    )
     return Agent("triangle", types, [add, Recurse("again", sub), EOP()], ctl)
 
 
 def test_the_recorder_sees_an_implicit_cpu_tensor():
     # the check itself can fail: a factory call without device= in brickwork code is seen
-    fake = compile("torch.zeros(2)\nx = torch.ones(1, device='cpu').cpu()", SRC + "/fake.py", "exec")
+    fake = compile(
+        "torch.zeros(2)\nx = torch.ones(1, device='cpu').cpu()", SRC + "/fake.py", "exec"
+    )
     with ImplicitCPU() as mode:
         torch.zeros(2)  # test code: not brickwork's, not recorded
         exec(fake, {"torch": torch})
     assert mode.calls == [f"zeros at {SRC}/fake.py:1", f"cpu at {SRC}/fake.py:2"]
     from brickwork.agent import selection
+
     with ImplicitCPU() as mode:
         selection.shift(torch.tensor([[1.0, 0.0]]), 5)  # zeros_like: follows its input
     assert mode.calls == []
@@ -120,8 +157,9 @@ def test_the_recorder_sees_an_implicit_cpu_tensor():
 def test_episode_makes_no_tensor_implicitly_on_the_cpu():
     agent = _triangular_agent()
     xs = [0, 1, 3, 5]
-    env = TensorEnvironment({"x": torch.tensor([[float(v)] for v in xs]),
-                             "y": torch.zeros(len(xs), 1)})
+    env = TensorEnvironment(
+        {"x": torch.tensor([[float(v)] for v in xs]), "y": torch.zeros(len(xs), 1)}
+    )
     ui = Interface(env, agent.types)
     start = ui.representation
     with ImplicitCPU() as mode:
@@ -156,28 +194,40 @@ def test_controller_state_follows_the_device_argument_or_the_policy():
         def forward(self, embedding, h):
             return torch.ones(embedding.shape[0], 2) / 2, h
 
-    old = Controller(typed(_Concat(), {"x": X}, {"e": Features("b 1")}), OldStyle(),
-                     reads={"x": "x"}, choices=["a", "EOP"])
+    old = Controller(
+        typed(_Concat(), {"x": X}, {"e": Features("b 1")}),
+        OldStyle(),
+        reads={"x": "x"},
+        choices=["a", "EOP"],
+    )
     assert old.initial_state(2, device="meta")["h"].device.type == "meta"
 
 
 def test_representation_device_and_to():
-    rep = Representation({"x": X, "m": SoftMask("b n")},
-                         {"x": torch.zeros(2, 1), "m": torch.ones(2, 3)})
+    rep = Representation(
+        {"x": X, "m": SoftMask("b n")}, {"x": torch.zeros(2, 1), "m": torch.ones(2, 3)}
+    )
     assert rep.device == torch.device("cpu")
     meta = rep.to("meta")
     assert meta.device.type == "meta" and meta["m"].shape == (2, 3)
-    mixed = Representation({"x": X, "m": SoftMask("b n")},
-                           {"x": torch.zeros(2, 1), "m": torch.ones(2, 3, device="meta")})
-    with pytest.raises(AgentError, match=r"different devices \('x' on cpu, 'm' on meta\); "
-                                         r"move them to one device with Representation.to"):
+    mixed = Representation(
+        {"x": X, "m": SoftMask("b n")},
+        {"x": torch.zeros(2, 1), "m": torch.ones(2, 3, device="meta")},
+    )
+    with pytest.raises(
+        AgentError,
+        match=r"different devices \('x' on cpu, 'm' on meta\); "
+        r"move them to one device with Representation.to",
+    ):
         mixed.device
 
 
 def test_selective_input_update_and_projection_stay_on_the_meta_device():
     op = ModuleOperator("squash", Adapter("sigmoid", "b n"), inputs={"x": "s"}, outputs={"y": "m"})
-    rep = Representation({"s": Features("b n"), "m": SoftMask("b n")},
-                         {"s": torch.ones(4, 3, device="meta"), "m": torch.ones(4, 3, device="meta")})
+    rep = Representation(
+        {"s": Features("b n"), "m": SoftMask("b n")},
+        {"s": torch.ones(4, 3, device="meta"), "m": torch.ones(4, 3, device="meta")},
+    )
     assert op.gather(rep)["x"].device.type == "meta"
     out = op.scatter(rep, {"y": torch.zeros(4, 3, device="meta")})
     assert out["m"].device.type == "meta" and out.project().device.type == "meta"
@@ -188,8 +238,9 @@ def test_episode_on_cuda_matches_cpu():
     agent = _triangular_agent()
     agent.controller.to("cuda")
     xs = [0, 2, 4]
-    rep = Representation(agent.types, {"x": torch.tensor([[float(v)] for v in xs]),
-                                       "y": torch.zeros(len(xs), 1)})
+    rep = Representation(
+        agent.types, {"x": torch.tensor([[float(v)] for v in xs]), "y": torch.zeros(len(xs), 1)}
+    )
     ep = agent.run(rep.to("cuda"))
     assert ep.steps.device.type == "cuda"
     assert ep.representation["y"].cpu().flatten().tolist() == [v * (v + 1) / 2 for v in xs]

@@ -20,8 +20,9 @@ def test_help_and_version(capsys):
 
 
 def test_python_dash_m_runs_the_cli():
-    res = subprocess.run([sys.executable, "-m", "brickwork", "--help"], capture_output=True,
-                         text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "brickwork", "--help"], capture_output=True, text=True, check=True
+    )
     assert "usage: brickwork" in res.stdout
 
 

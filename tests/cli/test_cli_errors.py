@@ -52,11 +52,25 @@ def expect_error(argv: list[str], capsys: pytest.CaptureFixture[str], *words: st
 
 # ----------------------------------------------------------------------------- common flags
 
+
 def test_common_flags_after_the_subcommand_and_before_it() -> None:
     parser = build_parser()
-    args = merge_common(parser.parse_args(
-        ["--import", "a.kinds", "registry", "--import", "b.kinds", "list", "-v",
-         "--import", "c.kinds", "--debug"]))
+    args = merge_common(
+        parser.parse_args(
+            [
+                "--import",
+                "a.kinds",
+                "registry",
+                "--import",
+                "b.kinds",
+                "list",
+                "-v",
+                "--import",
+                "c.kinds",
+                "--debug",
+            ]
+        )
+    )
     assert args.imports == ["a.kinds", "b.kinds", "c.kinds"]
     assert args.debug and args.verbose
     args = merge_common(parser.parse_args(["clevr", "stats", __file__, "--debug"]))
@@ -69,8 +83,12 @@ def test_common_flags_after_the_subcommand_and_before_it() -> None:
 def test_import_of_a_missing_module_is_one_line(capsys, tmp_path) -> None:
     plan = tmp_path / "p.json"
     plan.write_text("{}")
-    expect_error(["plan", str(plan), "--import", "no_such_pkg_h5.kinds"], capsys,
-                 "no_such_pkg_h5.kinds", "--import")
+    expect_error(
+        ["plan", str(plan), "--import", "no_such_pkg_h5.kinds"],
+        capsys,
+        "no_such_pkg_h5.kinds",
+        "--import",
+    )
 
 
 def test_debug_after_the_subcommand_shows_the_traceback(monkeypatch, tmp_path) -> None:
@@ -88,22 +106,39 @@ def test_debug_after_the_subcommand_shows_the_traceback(monkeypatch, tmp_path) -
 
 # ----------------------------------------------------------------------------- top-level handler
 
-@pytest.mark.parametrize("exc, words", [
-    (OSError(errno.ENOSPC, "No space left on device", "/d/out.json"),
-     ["disk full while writing /d/out.json"]),
-    (PermissionError(errno.EACCES, "Permission denied", "/ro/run"),
-     ["permission denied: /ro/run", "choose a writable --out"]),
-    (IsADirectoryError(errno.EISDIR, "Is a directory", "/d/plan"),
-     ["/d/plan is a folder, expected a file"]),
-    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/d/file/x"),
-     ["/d/file/x", "a file is in the way where a folder is expected"]),
-    (FileNotFoundError(errno.ENOENT, "No such file", "/d/nope"), ["no such file or folder: /d/nope"]),
-    (json.JSONDecodeError("Expecting value", "{,", 1), ["invalid JSON", "line 1 column 2"]),
-    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
-     ["not UTF-8 text", "byte 0"]),
-    (KeyError("layouts"), ["missing or unknown key 'layouts'"]),
-    (TypeError("expected int, got str"), ["TypeError", "expected int, got str"]),
-])
+
+@pytest.mark.parametrize(
+    "exc, words",
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/d/out.json"),
+            ["disk full while writing /d/out.json"],
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/run"),
+            ["permission denied: /ro/run", "choose a writable --out"],
+        ),
+        (
+            IsADirectoryError(errno.EISDIR, "Is a directory", "/d/plan"),
+            ["/d/plan is a folder, expected a file"],
+        ),
+        (
+            NotADirectoryError(errno.ENOTDIR, "Not a directory", "/d/file/x"),
+            ["/d/file/x", "a file is in the way where a folder is expected"],
+        ),
+        (
+            FileNotFoundError(errno.ENOENT, "No such file", "/d/nope"),
+            ["no such file or folder: /d/nope"],
+        ),
+        (json.JSONDecodeError("Expecting value", "{,", 1), ["invalid JSON", "line 1 column 2"]),
+        (
+            UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+            ["not UTF-8 text", "byte 0"],
+        ),
+        (KeyError("layouts"), ["missing or unknown key 'layouts'"]),
+        (TypeError("expected int, got str"), ["TypeError", "expected int, got str"]),
+    ],
+)
 def test_errors_become_one_line(exc, words, monkeypatch, tmp_path, capsys) -> None:
     import brickwork.cli.plan as plan_cli
 
@@ -172,9 +207,25 @@ def test_closed_output_pipe_exits_quietly(tmp_path) -> None:
     assert rc in (0, 141) and "Traceback" not in err and "Exception ignored" not in err, err
     rc, err = _closed_pipe(_cli("registry", "list", "--registry", str(tmp_path / "reg")))
     assert rc == 141 and err == "", err
-    rc, err = _closed_pipe(_cli("clevr", "generate", "--scenes", "2", "--no-images", "--processes",
-                                "1", "--out", str(tmp_path / "ds")))
-    assert rc == 141 and "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err, err
+    rc, err = _closed_pipe(
+        _cli(
+            "clevr",
+            "generate",
+            "--scenes",
+            "2",
+            "--no-images",
+            "--processes",
+            "1",
+            "--out",
+            str(tmp_path / "ds"),
+        )
+    )
+    assert (
+        rc == 141
+        and "Traceback" not in err
+        and "Exception ignored" not in err
+        and "BrokenPipe" not in err
+    ), err
 
 
 def test_real_process_prints_no_traceback(tmp_path) -> None:
@@ -185,9 +236,14 @@ def test_real_process_prints_no_traceback(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- --device
 
+
 def test_device_argument_is_validated(capsys, tmp_path) -> None:
-    expect_error(["sorting", "train", "--device", "gpu0", "--out", str(tmp_path / "s")], capsys,
-                 "argument --device", "cpu, cuda, cuda:N")
+    expect_error(
+        ["sorting", "train", "--device", "gpu0", "--out", str(tmp_path / "s")],
+        capsys,
+        "argument --device",
+        "cpu, cuda, cuda:N",
+    )
     assert not (tmp_path / "s").exists()
     assert check_device(" CPU ") == "cpu"
 
@@ -195,36 +251,54 @@ def test_device_argument_is_validated(capsys, tmp_path) -> None:
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_one_line(capsys, tmp_path) -> None:
     for argv in (["sorting", "evaluate"], ["clevr", "study"], ["demo"]):
-        expect_error([*argv, "--device", "cuda", "--out", str(tmp_path / "x")], capsys,
-                     "argument --device", "CUDA is not available", "--device cpu")
+        expect_error(
+            [*argv, "--device", "cuda", "--out", str(tmp_path / "x")],
+            capsys,
+            "argument --device",
+            "CUDA is not available",
+            "--device cpu",
+        )
     assert not (tmp_path / "x").exists()
 
 
 # ----------------------------------------------------------------------------- clevr generate
 
+
 def _gen(tmp_path: Path, *extra: str) -> list[str]:
-    return ["clevr", "generate", "--scenes", "3", "--out", str(tmp_path / "ds"),
-            "--processes", "1", *extra]
+    return [
+        "clevr",
+        "generate",
+        "--scenes",
+        "3",
+        "--out",
+        str(tmp_path / "ds"),
+        "--processes",
+        "1",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--questions-per-scene", "-1"], ["--questions-per-scene", "too small", "1 or more"]),
-    (["--questions-per-scene", "0"], ["--questions-per-scene", "too small"]),
-    (["--questions-per-scene", "100000"], ["--questions-per-scene", "maximum is 1000"]),
-    (["--max-depth", "10000"], ["--max-depth", "reachable maximum is 60"]),
-    (["--max-depth", "0"], ["--max-depth", "too small"]),
-    (["--min-depth", "-3"], ["--min-depth", "too small"]),
-    (["--min-depth", "8", "--max-depth", "5"], ["--min-depth 8 is larger than --max-depth 5"]),
-    (["--split", "../../x"], ["--split", "'../../x' is not a usable name", "letters, digits"]),
-    (["--split", "a/b"], ["--split", "not a usable name"]),
-    (["--processes", "-2"], ["--processes", "too small"]),
-    (["--width", "100000"], ["--width", "maximum is 4096"]),
-    (["--supersample", "0"], ["--supersample", "too small"]),
-    (["--seed", "x"], ["--seed", "'x' is not a whole number"]),
-    (["--families", "exist,nope"], ["--families", "unknown ['nope']", "choose from"]),
-    (["--condition", "/no/such.json"], ["--condition", "does not exist"]),
-    (["--cogent", "A", "--condition", __file__], ["--cogent and --condition"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--questions-per-scene", "-1"], ["--questions-per-scene", "too small", "1 or more"]),
+        (["--questions-per-scene", "0"], ["--questions-per-scene", "too small"]),
+        (["--questions-per-scene", "100000"], ["--questions-per-scene", "maximum is 1000"]),
+        (["--max-depth", "10000"], ["--max-depth", "reachable maximum is 60"]),
+        (["--max-depth", "0"], ["--max-depth", "too small"]),
+        (["--min-depth", "-3"], ["--min-depth", "too small"]),
+        (["--min-depth", "8", "--max-depth", "5"], ["--min-depth 8 is larger than --max-depth 5"]),
+        (["--split", "../../x"], ["--split", "'../../x' is not a usable name", "letters, digits"]),
+        (["--split", "a/b"], ["--split", "not a usable name"]),
+        (["--processes", "-2"], ["--processes", "too small"]),
+        (["--width", "100000"], ["--width", "maximum is 4096"]),
+        (["--supersample", "0"], ["--supersample", "too small"]),
+        (["--seed", "x"], ["--seed", "'x' is not a whole number"]),
+        (["--families", "exist,nope"], ["--families", "unknown ['nope']", "choose from"]),
+        (["--condition", "/no/such.json"], ["--condition", "does not exist"]),
+        (["--cogent", "A", "--condition", __file__], ["--cogent and --condition"]),
+    ],
+)
 def test_generate_refuses_bad_numbers_and_names(extra, words, tmp_path, capsys) -> None:
     expect_error(_gen(tmp_path, *extra), capsys, *words)
     assert not (tmp_path / "ds").exists(), "something was written before the check"
@@ -240,10 +314,18 @@ def test_generate_scenes_zero_and_huge(tmp_path, capsys) -> None:
 def test_generate_out_under_a_file_is_refused(tmp_path, capsys) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    expect_error(["clevr", "generate", "--scenes", "2", "--out", str(blocker / "ds")], capsys,
-                 "--out", "is a file, so no folder can be made under it")
-    expect_error(["clevr", "generate", "--scenes", "2", "--out", str(blocker)], capsys,
-                 "--out", "is a file, expected a folder")
+    expect_error(
+        ["clevr", "generate", "--scenes", "2", "--out", str(blocker / "ds")],
+        capsys,
+        "--out",
+        "is a file, so no folder can be made under it",
+    )
+    expect_error(
+        ["clevr", "generate", "--scenes", "2", "--out", str(blocker)],
+        capsys,
+        "--out",
+        "is a file, expected a folder",
+    )
 
 
 def test_generate_unwritable_out_is_refused(tmp_path, capsys, monkeypatch) -> None:
@@ -263,25 +345,68 @@ def test_check_writable_dir_refuses_a_read_only_parent(tmp_path, monkeypatch) ->
 
 
 def test_generate_into_an_old_dataset_needs_force_and_drops_stale_images(tmp_path, capsys) -> None:
-    common = ["--width", "12", "--height", "8", "--supersample", "1", "--max-depth", "3",
-              "--questions-per-scene", "2"]
+    common = [
+        "--width",
+        "12",
+        "--height",
+        "8",
+        "--supersample",
+        "1",
+        "--max-depth",
+        "3",
+        "--questions-per-scene",
+        "2",
+    ]
     images = tmp_path / "ds" / "images" / "train"
     assert run_cli(_gen(tmp_path, *common), capsys)[0] == 0
     assert sorted(p.name for p in images.iterdir()) == [
-        "CLEVR_train_000000.png", "CLEVR_train_000001.png", "CLEVR_train_000002.png"]
+        "CLEVR_train_000000.png",
+        "CLEVR_train_000001.png",
+        "CLEVR_train_000002.png",
+    ]
     before = (tmp_path / "ds" / "questions" / "CLEVR_train_questions.json").read_bytes()
-    small = ["clevr", "generate", "--scenes", "2", "--out", str(tmp_path / "ds"),
-             "--processes", "1", "--seed", "5", *common]
+    small = [
+        "clevr",
+        "generate",
+        "--scenes",
+        "2",
+        "--out",
+        str(tmp_path / "ds"),
+        "--processes",
+        "1",
+        "--seed",
+        "5",
+        *common,
+    ]
     expect_error(small, capsys, "already holds split 'train'", "--force")
     assert (tmp_path / "ds" / "questions" / "CLEVR_train_questions.json").read_bytes() == before
     assert run_cli([*small, "--force"], capsys)[0] == 0
     assert sorted(p.name for p in images.iterdir()) == [
-        "CLEVR_train_000000.png", "CLEVR_train_000001.png"]
+        "CLEVR_train_000000.png",
+        "CLEVR_train_000001.png",
+    ]
     assert run_cli([*small, "--force", "--no-images"], capsys)[0] == 0
     assert list(images.iterdir()) == []
     # another split in the same folder is not "old"
-    assert run_cli(["clevr", "generate", "--scenes", "1", "--out", str(tmp_path / "ds"),
-                    "--split", "val", "--processes", "1", *common], capsys)[0] == 0
+    assert (
+        run_cli(
+            [
+                "clevr",
+                "generate",
+                "--scenes",
+                "1",
+                "--out",
+                str(tmp_path / "ds"),
+                "--split",
+                "val",
+                "--processes",
+                "1",
+                *common,
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
 
 
 def test_generate_dataset_library_checks(tmp_path, monkeypatch) -> None:
@@ -316,26 +441,57 @@ def test_generate_questions_refuses_unreachable_depths() -> None:
 
 # ----------------------------------------------------------------------------- other clevr commands
 
+
 def test_clevr_paths_are_checked(tmp_path, capsys) -> None:
-    expect_error(["clevr", "render", str(tmp_path), "--out", str(tmp_path / "r")], capsys,
-                 "is a folder, expected a file")
-    expect_error(["clevr", "execute", "--scenes", str(tmp_path / "none.json"), "--questions",
-                  __file__], capsys, "--scenes", "does not exist")
-    expect_error(["clevr", "execute", "--scenes", __file__, "--questions", __file__, "--json",
-                  str(tmp_path)], capsys, "--json", "is a folder, expected a file path")
+    expect_error(
+        ["clevr", "render", str(tmp_path), "--out", str(tmp_path / "r")],
+        capsys,
+        "is a folder, expected a file",
+    )
+    expect_error(
+        ["clevr", "execute", "--scenes", str(tmp_path / "none.json"), "--questions", __file__],
+        capsys,
+        "--scenes",
+        "does not exist",
+    )
+    expect_error(
+        [
+            "clevr",
+            "execute",
+            "--scenes",
+            __file__,
+            "--questions",
+            __file__,
+            "--json",
+            str(tmp_path),
+        ],
+        capsys,
+        "--json",
+        "is a folder, expected a file path",
+    )
     expect_error(["clevr", "stats", str(tmp_path / "none")], capsys, "does not exist")
     expect_error(["clevr", "stats", str(tmp_path), "--split", "../x"], capsys, "--split")
     expect_error(["clevr", "stats", str(tmp_path)], capsys, "no questions file for split 'train'")
-    expect_error(["clevr", "render", __file__, "--out", str(tmp_path / "r"), "--limit", "0"],
-                 capsys, "--limit", "too small")
-    expect_error(["clevr", "render", __file__, "--out", str(tmp_path / "r"), "--sheet", "-1"],
-                 capsys, "--sheet", "too small")
+    expect_error(
+        ["clevr", "render", __file__, "--out", str(tmp_path / "r"), "--limit", "0"],
+        capsys,
+        "--limit",
+        "too small",
+    )
+    expect_error(
+        ["clevr", "render", __file__, "--out", str(tmp_path / "r"), "--sheet", "-1"],
+        capsys,
+        "--sheet",
+        "too small",
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_clevr_study_arguments(tmp_path, capsys) -> None:
     out = str(tmp_path / "study")
-    expect_error(["clevr", "study", "--out", out, "--workers", "-2"], capsys, "--workers", "too small")
+    expect_error(
+        ["clevr", "study", "--out", out, "--workers", "-2"], capsys, "--workers", "too small"
+    )
     expect_error(["clevr", "study", "--out", out, "--workers", "0"], capsys, "--workers")
     expect_error(["clevr", "study", "--out", out, "--lr", "5"], capsys, "--lr 5.0", "(0, 1)")
     expect_error(["clevr", "study", "--out", out, "--lr", "nan"], capsys, "--lr", "finite")
@@ -345,18 +501,24 @@ def test_clevr_study_arguments(tmp_path, capsys) -> None:
 
 # ----------------------------------------------------------------------------- sorting / demo / plan
 
-@pytest.mark.parametrize("argv, words", [
-    (["sorting", "train", "--workers", "-2"], ["--workers", "too small"]),
-    (["sorting", "compare", "--workers", "0"], ["--workers", "too small"]),
-    (["sorting", "train", "--workers", "100000"], ["--workers", "maximum is 256"]),
-    (["sorting", "train", "--monolithic-cap", "-5"], ["--monolithic-cap", "too small"]),
-    (["sorting", "train", "--monolithic-cap", "inf"], ["--monolithic-cap", "finite"]),
-    (["sorting", "compare", "--variants", "modular_typed,bogus"],
-     ["--variants", "unknown variant(s) ['bogus']", "choose from"]),
-    (["sorting", "train", "--seed", "-4"], ["--seed", "too small"]),
-    (["demo", "--workers", "-1"], ["--workers"]),
-    (["demo", "--seed", "abc"], ["--seed", "not a whole number"]),
-])
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["sorting", "train", "--workers", "-2"], ["--workers", "too small"]),
+        (["sorting", "compare", "--workers", "0"], ["--workers", "too small"]),
+        (["sorting", "train", "--workers", "100000"], ["--workers", "maximum is 256"]),
+        (["sorting", "train", "--monolithic-cap", "-5"], ["--monolithic-cap", "too small"]),
+        (["sorting", "train", "--monolithic-cap", "inf"], ["--monolithic-cap", "finite"]),
+        (
+            ["sorting", "compare", "--variants", "modular_typed,bogus"],
+            ["--variants", "unknown variant(s) ['bogus']", "choose from"],
+        ),
+        (["sorting", "train", "--seed", "-4"], ["--seed", "too small"]),
+        (["demo", "--workers", "-1"], ["--workers"]),
+        (["demo", "--seed", "abc"], ["--seed", "not a whole number"]),
+    ],
+)
 def test_sorting_and_demo_numbers(argv, words, tmp_path, capsys) -> None:
     expect_error([*argv, "--out", str(tmp_path / "o")], capsys, *words)
     assert not (tmp_path / "o").exists()
@@ -364,14 +526,22 @@ def test_sorting_and_demo_numbers(argv, words, tmp_path, capsys) -> None:
 
 def test_sorting_evaluate_without_a_train_run_writes_nothing(tmp_path, capsys) -> None:
     out = tmp_path / "never"
-    expect_error(["sorting", "evaluate", "--quick", "--out", str(out)], capsys,
-                 "no trained study there", "brickwork sorting train --out")
+    expect_error(
+        ["sorting", "evaluate", "--quick", "--out", str(out)],
+        capsys,
+        "no trained study there",
+        "brickwork sorting train --out",
+    )
     assert not out.exists()
 
 
 def test_sorting_json_must_be_a_file(tmp_path, capsys) -> None:
-    expect_error(["sorting", "compare", "--json", str(tmp_path), "--out", str(tmp_path / "o")],
-                 capsys, "--json", "is a folder")
+    expect_error(
+        ["sorting", "compare", "--json", str(tmp_path), "--out", str(tmp_path / "o")],
+        capsys,
+        "--json",
+        "is a folder",
+    )
 
 
 def test_plan_paths(tmp_path, capsys) -> None:
@@ -390,6 +560,7 @@ def test_plan_paths(tmp_path, capsys) -> None:
 
 
 # ----------------------------------------------------------------------------- help and extras
+
 
 def _all_parsers(parser: argparse.ArgumentParser, prefix: str = "brickwork"):
     yield prefix, parser
@@ -415,10 +586,14 @@ def test_help_has_no_rst_markup_and_shows_defaults() -> None:
 
 
 def test_strip_rst() -> None:
-    assert strip_rst(":func:`~brickwork.training.fit` and :mod:`brickwork.plan`") == \
-        "fit and brickwork.plan"
-    assert strip_rst("run ``brickwork train`` or `brickwork plan`") == \
-        "run brickwork train or brickwork plan"
+    assert (
+        strip_rst(":func:`~brickwork.training.fit` and :mod:`brickwork.plan`")
+        == "fit and brickwork.plan"
+    )
+    assert (
+        strip_rst("run ``brickwork train`` or `brickwork plan`")
+        == "run brickwork train or brickwork plan"
+    )
     assert strip_rst("Example::\n\n    x") == "Example:\n\n    x"
 
 
@@ -431,22 +606,31 @@ def test_require_tensorboard_names_the_extra(monkeypatch) -> None:
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(UsageError, match=r"--tensorboard needs TensorBoard.*brickwork\[tensorboard\]"):
+    with pytest.raises(
+        UsageError, match=r"--tensorboard needs TensorBoard.*brickwork\[tensorboard\]"
+    ):
         require_tensorboard()
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorboard") is not None,
-                    reason="tensorboard is installed")
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorboard") is not None,
+    reason="tensorboard is installed",
+)
 def test_train_tensorboard_without_the_extra_writes_nothing(tmp_path, capsys) -> None:
     plan = tmp_path / "p.json"
     plan.write_text("{}")
     out = tmp_path / "run"
-    expect_error(["train", str(plan), "--tensorboard", "--out", str(out)], capsys,
-                 "--tensorboard needs TensorBoard", "pip install")
+    expect_error(
+        ["train", str(plan), "--tensorboard", "--out", str(out)],
+        capsys,
+        "--tensorboard needs TensorBoard",
+        "pip install",
+    )
     assert not out.exists()
 
 
 # ----------------------------------------------------------------------------- --device wiring
+
 
 def test_sorting_device_and_workers_reach_the_study(tmp_path, capsys, monkeypatch) -> None:
     import brickwork.studies.sorting as sorting
@@ -461,8 +645,20 @@ def test_sorting_device_and_workers_reach_the_study(tmp_path, capsys, monkeypatc
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "train.json").write_text("{}")
     for action in ("train", "evaluate", "compare"):
-        rc, out, _ = run_cli(["sorting", action, "--quick", "--out", str(tmp_path / "o"),
-                              "--device", "meta", "--workers", "3"], capsys)
+        rc, out, _ = run_cli(
+            [
+                "sorting",
+                action,
+                "--quick",
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "meta",
+                "--workers",
+                "3",
+            ],
+            capsys,
+        )
         assert rc == 0 and seen["device"] == "meta" and seen["cfg"].workers == 3
         assert seen["train"] == (action != "evaluate") and seen["evaluate"] == (action != "train")
     rc, _, _ = run_cli(["demo", "--out", str(tmp_path / "d"), "--device", "meta"], capsys)
@@ -481,8 +677,17 @@ def test_clevr_study_device_reaches_the_config(tmp_path, capsys, monkeypatch) ->
         raise DataError("stopped by the test")
 
     monkeypatch.setattr(nmn, "run_study", fake_run_study)
-    argv = ["clevr", "study", "--quick", "--out", str(tmp_path / "s"), "--device", "meta",
-            "--workers", "3"]
+    argv = [
+        "clevr",
+        "study",
+        "--quick",
+        "--out",
+        str(tmp_path / "s"),
+        "--device",
+        "meta",
+        "--workers",
+        "3",
+    ]
     if "device" in {f.name for f in fields(nmn.StudyConfig)}:
         expect_error(argv, capsys, "stopped by the test")
         assert seen["cfg"].device == "meta" and seen["cfg"].workers == 3 and seen["progress"]

@@ -148,14 +148,16 @@ def test_forward_instances_matches_per_sample(name):
         x = {p: v.clone().requires_grad_(v.is_floating_point()) for p, v in base.items()}
         out = fn(layouts, x)
         g = torch.Generator().manual_seed(4)
-        loss = sum((v.float() * torch.randn(v.shape, generator=g)).sum()
-                   for _, v in sorted(out.items()) if v.is_floating_point())
+        loss = sum(
+            (v.float() * torch.randn(v.shape, generator=g)).sum()
+            for _, v in sorted(out.items())
+            if v.is_floating_point()
+        )
         grads = {}
         if isinstance(loss, torch.Tensor) and loss.requires_grad:
             loss.backward()
             grads = {n: p.grad.clone() for n, p in kinds.named_parameters() if p.grad is not None}
-            grads.update({f"input {p}": v.grad.clone() for p, v in x.items()
-                          if v.grad is not None})
+            grads.update({f"input {p}": v.grad.clone() for p, v in x.items() if v.grad is not None})
         return {k: v.detach() for k, v in out.items()}, grads
 
     runner = Runner(kinds)
@@ -245,8 +247,12 @@ def test_fingerprints_stable_across_processes(tmp_path):
         "    ('.cli' in i.name or i.name.endswith('__main__')) or importlib.import_module(i.name)\n"
         "print(json.dumps({f: bm.load_module(f).fingerprint() for f in json.loads(sys.argv[1])}))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, json.dumps(list(folders))],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(folders))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(res.stdout.strip().splitlines()[-1]) == folders
 
 
@@ -264,7 +270,9 @@ def test_accepts_a_surrogate_head(name):
     if value.dim() == 1:
         value = value.unsqueeze(1)
     head = SurrogateHead(in_features=value[0].numel(), out_features=3, rank=2)
-    loss = torch.nn.functional.cross_entropy(head(value), torch.zeros(value.shape[0], dtype=torch.long))
+    loss = torch.nn.functional.cross_entropy(
+        head(value), torch.zeros(value.shape[0], dtype=torch.long)
+    )
     loss.backward()
     params = [p for p in module.parameters() if p.requires_grad]
     assert head.a.weight.grad is not None

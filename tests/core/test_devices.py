@@ -86,7 +86,9 @@ def test_runner_device_moves_inputs_and_keys_the_cache_by_device():
 
 def test_mixed_devices_and_bad_device_are_refused():
     kinds, batch = family()
-    with pytest.raises(LayoutError, match=r"inputs on different devices \('x' on cpu, 'y' on meta\)"):
+    with pytest.raises(
+        LayoutError, match=r"inputs on different devices \('x' on cpu, 'y' on meta\)"
+    ):
         Runner(kinds)(batch, {"x": torch.rand(4, 5), "y": torch.rand(4, 5, device="meta")})
     with pytest.raises(LayoutError, match=r"Runner\(device=\.\.\.\): 'gpu7' is not a device"):
         Runner(kinds, device="gpu7")
@@ -97,14 +99,18 @@ def test_load_kinds_map_location(tmp_path):
     Runner(kinds)(batch, {"x": torch.rand(4, 5), "y": torch.rand(4, 5)})
     back = load_kinds(save_kinds(kinds, tmp_path / "k"), map_location="meta")
     assert sorted(back.names()) == sorted(kinds.names())
-    out = Runner(back)(batch, {"x": torch.rand(4, 5, device="meta"),
-                              "y": torch.rand(4, 5, device="meta")})
+    out = Runner(back)(
+        batch, {"x": torch.rand(4, 5, device="meta"), "y": torch.rand(4, 5, device="meta")}
+    )
     assert out["out"].device.type == "meta"
 
 
 def test_type_noise_follows_the_input_device():
-    for t, x in ((SoftMask("b n"), torch.rand(2, 3)), (Features("b n"), torch.rand(2, 3)),
-                 (Bounded("b n", low=0.0, high=1.0), torch.rand(2, 3))):
+    for t, x in (
+        (SoftMask("b n"), torch.rand(2, 3)),
+        (Features("b n"), torch.rand(2, 3)),
+        (Bounded("b n", low=0.0, high=1.0), torch.rand(2, 3)),
+    ):
         with CpuTensorRecorder() as rec:
             y = t.noise(x.to("meta"))
         assert y.device.type == "meta" and rec.cpu == [], (t, rec.cpu)

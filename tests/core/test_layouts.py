@@ -48,8 +48,13 @@ class Describe(bm.Module):
 
 
 def kinds() -> Kinds:
-    return Kinds(find=Find, relate=ClassicRelate, describe=Describe,
-                 intersect=lambda: bm.And.min("b 1 h w"), functions={"filter_color": "find"})
+    return Kinds(
+        find=Find,
+        relate=ClassicRelate,
+        describe=Describe,
+        intersect=lambda: bm.And.min("b 1 h w"),
+        functions={"filter_color": "find"},
+    )
 
 
 def test_mismatch_fails_at_build_time_with_node_port_found_expected_and_fix():
@@ -62,8 +67,10 @@ def test_mismatch_fails_at_build_time_with_node_port_found_expected_and_fix():
     with pytest.raises(LayoutError) as err:
         b.build()
     msg = str(err.value)
-    assert msg.startswith("layout 'q17', node 'intersect#2', port 'b': got Heatmap['b 1 h w'] "
-                          "from node 'relate[left]#1', expected SoftMask['b 1 h w']")
+    assert msg.startswith(
+        "layout 'q17', node 'intersect#2', port 'b': got Heatmap['b 1 h w'] "
+        "from node 'relate[left]#1', expected SoftMask['b 1 h w']"
+    )
     assert "And.product" in msg and "Adapter('squash')" in msg
 
 
@@ -76,9 +83,11 @@ def test_build_fails_before_any_module_runs():
             return super().forward(features)
 
     k = Kinds(find=Spy, relate=ClassicRelate, intersect=lambda: bm.And.min("b 1 h w"))
-    prog = [{"function": "find", "inputs": [], "value_inputs": ["red"]},
-            {"function": "relate", "inputs": [0], "value_inputs": ["left"]},
-            {"function": "intersect", "inputs": [0, 1]}]
+    prog = [
+        {"function": "find", "inputs": [], "value_inputs": ["red"]},
+        {"function": "relate", "inputs": [0], "value_inputs": ["left"]},
+        {"function": "intersect", "inputs": [0, 1]},
+    ]
     with pytest.raises(LayoutError, match="port 'b': got Heatmap"):
         from_program(prog, k, externals={"features": Features("b c h w")}, name="p")
     assert calls == []
@@ -99,17 +108,24 @@ def test_axis_mismatch_is_reported():
 
 def test_from_program_structure_sharing_and_depth():
     k = kinds()
-    prog = [{"function": "filter_color", "inputs": [], "value_inputs": ["red"]},
-            {"type": "relate", "inputs": [0], "value_inputs": ["left"]},
-            {"function": "filter_color", "inputs": [], "value_inputs": ["red"]},
-            {"function": "intersect", "inputs": [1, 2]},
-            {"function": "describe", "inputs": [3]}]
+    prog = [
+        {"function": "filter_color", "inputs": [], "value_inputs": ["red"]},
+        {"type": "relate", "inputs": [0], "value_inputs": ["left"]},
+        {"function": "filter_color", "inputs": [], "value_inputs": ["red"]},
+        {"function": "intersect", "inputs": [1, 2]},
+        {"function": "describe", "inputs": [3]},
+    ]
     with pytest.raises(LayoutError, match="port 'a': got Heatmap"):
         from_program(prog, k, externals={"features": Features("b c h w")}, name="p")
-    k2 = Kinds(find=Find, relate=lambda: bm.typed(torch.nn.Identity(), {"input": SoftMask("b 1 h w")},
-                                                 {"mask": SoftMask("b 1 h w")}),
-               describe=Describe, intersect=lambda: bm.And.min("b 1 h w"),
-               functions={"filter_color": "find"})
+    k2 = Kinds(
+        find=Find,
+        relate=lambda: bm.typed(
+            torch.nn.Identity(), {"input": SoftMask("b 1 h w")}, {"mask": SoftMask("b 1 h w")}
+        ),
+        describe=Describe,
+        intersect=lambda: bm.And.min("b 1 h w"),
+        functions={"filter_color": "find"},
+    )
     prog[1] = {"type": "relate", "inputs": [0], "value_inputs": ["left"]}
     lay = from_program(prog, k2, externals={"features": Features("b c h w")}, name="p")
     assert [n.module for n in lay.nodes].count("filter_color[red]") == 2
@@ -129,20 +145,38 @@ def test_program_errors_are_precise():
     with pytest.raises(LayoutError, match="no module kind for function 'teleport'"):
         from_program([{"function": "teleport", "inputs": []}], k, externals=ext)
     with pytest.raises(LayoutError, match=r"input 3 must be the index of an earlier node"):
-        from_program([{"function": "find", "inputs": [], "value_inputs": ["red"]},
-                      {"function": "describe", "inputs": [3]}], k, externals=ext)
+        from_program(
+            [
+                {"function": "find", "inputs": [], "value_inputs": ["red"]},
+                {"function": "describe", "inputs": [3]},
+            ],
+            k,
+            externals=ext,
+        )
 
 
 def test_cycles_duplicates_and_unknown_sources_are_refused():
     k = Kinds(a=lambda: bm.Adapter("log", "b k"))
     with pytest.raises(LayoutError, match="cycle"):
-        Layout("c", [Node("x", "a", "a", None, {"x": Source("y", "y")}),
-                     Node("y", "a", "a", None, {"x": Source("x", "y")})], k)
+        Layout(
+            "c",
+            [
+                Node("x", "a", "a", None, {"x": Source("y", "y")}),
+                Node("y", "a", "a", None, {"x": Source("x", "y")}),
+            ],
+            k,
+        )
     with pytest.raises(LayoutError, match="two nodes are named 'x'"):
         Layout("d", [Node("x", "a", "a", None, {"x": Source(None, "p")})] * 2, k)
     with pytest.raises(LayoutError, match="has no output 'nope'"):
-        Layout("e", [Node("x", "a", "a", None, {"x": Source(None, "p")}),
-                     Node("y", "a", "a", None, {"x": Source("x", "nope")})], k)
+        Layout(
+            "e",
+            [
+                Node("x", "a", "a", None, {"x": Source(None, "p")}),
+                Node("y", "a", "a", None, {"x": Source("x", "nope")}),
+            ],
+            k,
+        )
 
 
 def test_layout_is_immutable_and_serialises():
@@ -150,5 +184,6 @@ def test_layout_is_immutable_and_serialises():
     with pytest.raises(TypeError):
         lay.nodes[0].inputs["x"] = Source(None, "z")  # type: ignore[index]
     from brickwork.layouts import layout_from_json
+
     again = layout_from_json(lay.to_json(), lay.kinds)
     assert again.to_json() == lay.to_json()

@@ -23,8 +23,12 @@ class Find(bm.Module):
 
 
 def test_ports_must_match_forward_at_class_creation():
-    with pytest.raises(PortError, match=r"forward\(x\) does not match the declared input ports "
-                                        r"\(features\); missing parameters \['features'\]"):
+    with pytest.raises(
+        PortError,
+        match=r"forward\(x\) does not match the declared input ports "
+        r"\(features\); missing parameters \['features'\]",
+    ):
+
         class Bad(bm.Module):  # noqa: F841
             inputs = {"features": Features("b c")}
             outputs = {"y": Features("b c")}
@@ -147,6 +151,7 @@ def test_fingerprint_handles_scalar_buffers_and_port_order_does_not_matter(tmp_p
     bm.register_kind("test.normed")(Normed)
     bm.save_module(m, tmp_path / "n")
     assert bm.load_module(tmp_path / "n").fingerprint() == m.fingerprint()
-    swapped = bm.Signature({"features": Features("b c h w"), "mask": SoftMask("b 1 h w")},
-                           m.signature.outputs)
+    swapped = bm.Signature(
+        {"features": Features("b c h w"), "mask": SoftMask("b 1 h w")}, m.signature.outputs
+    )
     assert swapped == m.signature

@@ -20,13 +20,20 @@ from safetensors.torch import save_file
 import brickwork.modules as bm
 from brickwork.errors import LoadError
 
-pytest.importorskip("brickwork_toykinds", reason="install tests/fixtures/brickwork_toykinds (make venv)")
+pytest.importorskip(
+    "brickwork_toykinds", reason="install tests/fixtures/brickwork_toykinds (make venv)"
+)
 
 
 def run_py(code: str, cwd: Path | None = None, timeout: float = 120) -> str:
     """Run ``code`` in a fresh interpreter; return its stdout (fail with its stderr)."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -93,7 +100,8 @@ def test_disallowed_module_is_never_imported(tmp_path, monkeypatch):
     pkg = tmp_path / "site"
     pkg.mkdir()
     marker = tmp_path / "imported.txt"
-    (pkg / "bw_evil_kinds.py").write_text(textwrap.dedent(f"""
+    (pkg / "bw_evil_kinds.py").write_text(
+        textwrap.dedent(f"""
         import pathlib, torch
         pathlib.Path({str(marker)!r}).write_text("imported")
         from brickwork.modules import Module, register_kind
@@ -104,7 +112,8 @@ def test_disallowed_module_is_never_imported(tmp_path, monkeypatch):
             outputs = {{"y": Features("b c")}}
             def forward(self, x):
                 return x
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(pkg))
     folder = tmp_path / "m"
     bm.save_module(bm.Adapter("relu", "b n"), folder)
@@ -198,7 +207,9 @@ def test_fifo_is_refused_at_once(saved, tmp_path, which):
     (bad / which).unlink()
     os.mkfifo(bad / which)
     t = time.perf_counter()
-    with pytest.raises(LoadError, match=rf"{which}: is a FIFO \(named pipe\), expected a regular file"):
+    with pytest.raises(
+        LoadError, match=rf"{which}: is a FIFO \(named pipe\), expected a regular file"
+    ):
         bm.load_module(bad)
     assert time.perf_counter() - t < 1.0
 
@@ -227,6 +238,7 @@ def test_size_cap_and_bad_headers(tmp_path):
     assert bm.read_safetensors_header(p, max_bytes=1 << 20) == {"a": (4, 5), "b": (3,)}
     with pytest.raises(LoadError, match="over the 10-byte limit"):
         bm.read_safetensors_header(p, max_bytes=10)
+
     def write(header: dict, data: bytes) -> None:
         raw = json.dumps(header).encode()
         p.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
@@ -252,8 +264,11 @@ def test_build_checks_shapes_on_meta_and_builds_on_device():
     m = bm.build_kind("tk_find", {"channels": 4, "hidden": 8}, expect_shapes=want, device="meta")
     assert all(p.is_meta for p in m.parameters())
     with pytest.raises(LoadError) as err:
-        bm.build_kind("tk_find", {"channels": 4, "hidden": 200_000_000},
-                 expect_shapes={**want, "extra.weight": (1,)})
+        bm.build_kind(
+            "tk_find",
+            {"channels": 4, "hidden": 200_000_000},
+            expect_shapes={**want, "extra.weight": (1,)},
+        )
     msg = str(err.value)
     assert "unexpected in the weights ['extra.weight']" in msg and "inner.bias" in msg
 
@@ -261,11 +276,15 @@ def test_build_checks_shapes_on_meta_and_builds_on_device():
 def test_register_kind_refuses_a_same_named_class_of_another_module():
     from brickwork_toykinds.kinds import ToyExist
 
-    Impostor = type("ToyExist", (bm.Module,), {"__module__": "other_pkg.kinds",
-                                                "__qualname__": "ToyExist"})
-    with pytest.raises(LoadError, match=r"'tk_exist' is already registered by "
-                                        r"brickwork_toykinds\.kinds\.ToyExist; "
-                                        r"other_pkg\.kinds\.ToyExist cannot take its name"):
+    Impostor = type(
+        "ToyExist", (bm.Module,), {"__module__": "other_pkg.kinds", "__qualname__": "ToyExist"}
+    )
+    with pytest.raises(
+        LoadError,
+        match=r"'tk_exist' is already registered by "
+        r"brickwork_toykinds\.kinds\.ToyExist; "
+        r"other_pkg\.kinds\.ToyExist cannot take its name",
+    ):
         bm.register_kind("tk_exist")(Impostor)
     assert bm.kind_info("tk_exist").factory is ToyExist
     bm.register_kind("tk_exist")(ToyExist)  # the same class again (a reload) is fine
@@ -296,12 +315,15 @@ def test_from_pretrained_by_registry_name_in_a_fresh_interpreter(saved, tmp_path
         from brickwork.registry import Registry
         Registry({str(reg)!r}).put("tk_find.red", Module.from_pretrained({str(folder)!r}))
     """)
-    out = run_py(f"""
+    out = run_py(
+        f"""
         import sys, torch
         from safetensors.torch import load_file
         from brickwork.modules import Module
         m = Module.from_pretrained("tk_find.red", registry={str(reg)!r})
         io = load_file({str(io)!r})
         print(torch.equal(m(io["x"]), io["y"]))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert out.split() == ["True"]

@@ -24,9 +24,9 @@ class _Head(Module):
 
     def __init__(self, cin: int):
         super().__init__()
-        self.w1 = torch.nn.Parameter(torch.randn(HID, cin) / cin ** 0.5)
+        self.w1 = torch.nn.Parameter(torch.randn(HID, cin) / cin**0.5)
         self.b1 = torch.nn.Parameter(torch.randn(HID) * 0.1)
-        self.w2 = torch.nn.Parameter(torch.randn(1, HID) / HID ** 0.5)
+        self.w2 = torch.nn.Parameter(torch.randn(1, HID) / HID**0.5)
         self.b2 = torch.nn.Parameter(torch.randn(1) * 0.1)
 
     @staticmethod
@@ -103,8 +103,9 @@ class Query(Module):
     @classmethod
     def forward_instances(cls, modules, instance, mask, features):
         x = cls.pool(mask, features)
-        return (torch.einsum("nc,ndc->nd", x, stack_param(modules, "w", instance))
-                + stack_param(modules, "b", instance))
+        return torch.einsum("nc,ndc->nd", x, stack_param(modules, "w", instance)) + stack_param(
+            modules, "b", instance
+        )
 
 
 COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
@@ -113,8 +114,14 @@ QUERIES = ["color", "shape", "size", "material", "count", "exist"]
 
 
 def make_kinds() -> Kinds:
-    return Kinds(scene=Scene, filter=Filter, relate=Relate, query=Query,
-                 And=lambda: And.min("b 1 h w"), Or=lambda: Or.max("b 1 h w"))
+    return Kinds(
+        scene=Scene,
+        filter=Filter,
+        relate=Relate,
+        query=Query,
+        And=lambda: And.min("b 1 h w"),
+        Or=lambda: Or.max("b 1 h w"),
+    )
 
 
 def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> Layout:
@@ -130,13 +137,13 @@ def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> La
             left, right = expr(d - 1), expr(rng.randint(1, d - 1))
             return b.add(rng.choice(["And", "Or"]), a=left, b=right).source()
         if r < 0.5:
-            return b.add(f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats).source()
+            return b.add(
+                f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats
+            ).source()
         return b.add(f"filter[{rng.choice(COLORS)}]", mask=expr(d - 1), features=feats).source()
 
     b.output("answer", b.add(f"query[{rng.choice(QUERIES)}]", mask=expr(depth - 1), features=feats))
     return b.build()
-
-
 
 
 @pytest.fixture(scope="module")
@@ -204,5 +211,7 @@ def test_schedule_cache_and_batch_errors(batch):
     assert runner.last_schedule is first
     with pytest.raises(LayoutError, match="has 3 rows for 24 layouts"):
         runner(layouts, {"features": feats[:3]})
-    with pytest.raises(LayoutError, match="reads input 'features', which the batch does not provide"):
+    with pytest.raises(
+        LayoutError, match="reads input 'features', which the batch does not provide"
+    ):
         runner(layouts, {"image": feats})

@@ -15,7 +15,9 @@ from brickwork.layouts import Kinds, load_kinds, save_kinds
 from brickwork.types import Features, SoftMask
 
 
-@bm.register_kind("test.find", example_config={"channels": 3}, sizes={"b": 2, "c": 3, "h": 4, "w": 5})
+@bm.register_kind(
+    "test.find", example_config={"channels": 3}, sizes={"b": 2, "c": 3, "h": 4, "w": 5}
+)
 class FindForTest(bm.Module):
     """A 1x1-conv finder used by the save/load tests."""
 
@@ -108,7 +110,8 @@ def test_kinds_folder_round_trip(tmp_path):
     back = load_kinds(tmp_path / "family")
     assert sorted(back.names()) == ["And", "find[blue]", "find[red]"]
     assert back.module("find[red]").fingerprint() == kinds.module("find[red]").fingerprint()
-    shutil.rmtree(tmp_path / "family" / next(p.name for p in (tmp_path / "family").iterdir()
-                                             if p.is_dir()))
+    shutil.rmtree(
+        tmp_path / "family" / next(p.name for p in (tmp_path / "family").iterdir() if p.is_dir())
+    )
     with pytest.raises(LoadError):
         load_kinds(tmp_path / "family")

@@ -12,8 +12,9 @@ from brickwork.layouts import Kinds, load_kinds, save_kinds
 from brickwork.types import Features, SoftMask
 
 
-@bm.register_kind("test.sharp_find", example_config={"channels": 3},
-                  sizes={"b": 2, "c": 3, "h": 4, "w": 5})
+@bm.register_kind(
+    "test.sharp_find", example_config={"channels": 3}, sizes={"b": 2, "c": 3, "h": 4, "w": 5}
+)
 class Find(bm.Module):
     """A finder whose unseen instances are rebuilt from its kind and config."""
 
@@ -85,8 +86,9 @@ def test_unrebuildable_module_gives_a_clear_error():
     with pytest.raises(LayoutError) as err:
         kinds.module("head[b]")
     msg = str(err.value)
-    assert msg.startswith("module 'head[b]': kind 'head' has no factory, only the instance "
-                          "added as 'head[a]'")
+    assert msg.startswith(
+        "module 'head[b]': kind 'head' has no factory, only the instance added as 'head[a]'"
+    )
     assert "Kinds(head=factory)" in msg and "kinds.add(name, module)" in msg
 
 
@@ -114,7 +116,8 @@ def test_instance_ports_are_checked_against_forward_at_construction():
     assert str(err.value) == (
         "PortFromArg (input ports set in __init__): forward(x) does not match the declared "
         "input ports (feats); missing parameters ['feats'], undeclared ['x']. Rename "
-        "forward's parameters or the ports so they agree")
+        "forward's parameters or the ports so they agree"
+    )
 
 
 # ----- SoftMask product AND and pooling ----------------------------------------------------
@@ -133,8 +136,10 @@ def test_soft_product_and():
     assert merge_modes()["And"]["soft_product"] is True
 
 
-@pytest.mark.parametrize("op,want", [("max", [0.9, 0.5]), ("mean", [0.5, 0.125]),
-                                     ("noisy_or", [1 - 0.9 * 0.1 * 0.5 * 0.5, 0.5])])
+@pytest.mark.parametrize(
+    "op,want",
+    [("max", [0.9, 0.5]), ("mean", [0.5, 0.125]), ("noisy_or", [1 - 0.9 * 0.1 * 0.5 * 0.5, 0.5])],
+)
 def test_pool_ops(op, want):
     x = torch.tensor([[0.1, 0.9, 0.5, 0.5], [0.5, 0.0, 0.0, 0.0]])
     pool = bm.Pool(op, "b n", over="n")
@@ -163,8 +168,12 @@ def test_pool_errors_and_registration(tmp_path):
     assert bm.Pool("mean", "b n c", over="n", of="Features").outputs["out"] == Features("b c")
     assert "Pool" in bm.registered_kinds()
     back = bm.load_module(bm.save_module(bm.Pool("noisy_or", "b n", over="n"), tmp_path / "p"))
-    assert back.op == "noisy_or" and back.config == {"op": "noisy_or", "axes": "b n",
-                                                     "over": "n", "of": "SoftMask"}
+    assert back.op == "noisy_or" and back.config == {
+        "op": "noisy_or",
+        "axes": "b n",
+        "over": "n",
+        "of": "SoftMask",
+    }
 
 
 # ----- nested programs --------------------------------------------------------------------
@@ -173,8 +182,11 @@ from brickwork.modules import Adapter  # noqa: E402
 
 
 def clevr_kinds() -> Kinds:
-    return Kinds(find=lambda arg: Find(channels=3), intersect=lambda: bm.And.min("b 1 h w"),
-                 exist=lambda: Pool1())
+    return Kinds(
+        find=lambda arg: Find(channels=3),
+        intersect=lambda: bm.And.min("b 1 h w"),
+        exist=lambda: Pool1(),
+    )
 
 
 class Pool1(bm.Module):
@@ -185,13 +197,24 @@ class Pool1(bm.Module):
         return mask.flatten(1).amax(1)
 
 
-FLAT = [{"function": "find", "value_inputs": ["red"], "inputs": []},
-        {"function": "find", "value_inputs": ["cube"], "inputs": []},
-        {"function": "intersect", "value_inputs": [], "inputs": [0, 1]},
-        {"function": "exist", "value_inputs": [], "inputs": [2]}]
-TREE = {"function": "exist", "inputs": [
-    {"function": "intersect", "inputs": [{"function": "find", "value_inputs": ["red"]},
-                                         {"function": "find", "value_inputs": ["cube"]}]}]}
+FLAT = [
+    {"function": "find", "value_inputs": ["red"], "inputs": []},
+    {"function": "find", "value_inputs": ["cube"], "inputs": []},
+    {"function": "intersect", "value_inputs": [], "inputs": [0, 1]},
+    {"function": "exist", "value_inputs": [], "inputs": [2]},
+]
+TREE = {
+    "function": "exist",
+    "inputs": [
+        {
+            "function": "intersect",
+            "inputs": [
+                {"function": "find", "value_inputs": ["red"]},
+                {"function": "find", "value_inputs": ["cube"]},
+            ],
+        }
+    ],
+}
 
 
 def test_tree_and_sexpr_give_the_flat_lists_layout():
@@ -199,24 +222,33 @@ def test_tree_and_sexpr_give_the_flat_lists_layout():
     ext = {"features": Features("b 3 h w")}
     flat = from_program(FLAT, kinds, externals=ext, name="q")
     tree = from_program(TREE, kinds, externals=ext, name="q")
-    sexp = from_program("(exist (intersect (find red) (find cube)))", kinds, externals=ext, name="q")
+    sexp = from_program(
+        "(exist (intersect (find red) (find cube)))", kinds, externals=ext, name="q"
+    )
     assert flat.to_json() == tree.to_json() == sexp.to_json()
     assert [n.module for n in sexp.nodes] == ["find[red]", "find[cube]", "intersect", "exist"]
 
 
-@pytest.mark.parametrize("program,message", [
-    ("(exist (find red)", r"ends at character 17 with 1 '\(' still open"),
-    ("(exist (find red)))", r"unmatched '\)' at character 18"),
-    ("(exist (()))", r"'\(' at character 7 is not followed by a function name"),
-    ("(exist (find red)) (find x)", r"text after the program's closing '\)' at character 19"),
-    ("", "empty s-expression"),
-    ({"function": "exist", "inputs": [{"value_inputs": ["red"]}]},
-     r"node root.inputs\[0\]: no 'function'"),
-    ({"function": "exist", "inputs": [{"function": "find", "inputs": [0]}]},
-     r"node root.inputs\[0\] \('find'\): input 0 is an index"),
-    ({"function": "exist", "inputs": "find"}, r"'inputs' must be a list of subtrees"),
-    (42, "expected a list of nodes, a tree"),
-])
+@pytest.mark.parametrize(
+    "program,message",
+    [
+        ("(exist (find red)", r"ends at character 17 with 1 '\(' still open"),
+        ("(exist (find red)))", r"unmatched '\)' at character 18"),
+        ("(exist (()))", r"'\(' at character 7 is not followed by a function name"),
+        ("(exist (find red)) (find x)", r"text after the program's closing '\)' at character 19"),
+        ("", "empty s-expression"),
+        (
+            {"function": "exist", "inputs": [{"value_inputs": ["red"]}]},
+            r"node root.inputs\[0\]: no 'function'",
+        ),
+        (
+            {"function": "exist", "inputs": [{"function": "find", "inputs": [0]}]},
+            r"node root.inputs\[0\] \('find'\): input 0 is an index",
+        ),
+        ({"function": "exist", "inputs": "find"}, r"'inputs' must be a list of subtrees"),
+        (42, "expected a list of nodes, a tree"),
+    ],
+)
 def test_malformed_programs_name_the_position(program, message):
     with pytest.raises(LayoutError, match=message):
         from_program(program, clevr_kinds(), externals={"features": Features("b 3 h w")})

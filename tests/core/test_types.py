@@ -9,15 +9,29 @@ from hypothesis import strategies as st
 
 from brickwork.errors import TypeMismatch
 from brickwork.types import (
-    AxisBindings, Bounded, Count, Features, Heatmap, Logits, OneHot, Pointer, Probs,
-    SoftMask, known_types, parse_type, type_from_json,
+    AxisBindings,
+    Bounded,
+    Count,
+    Features,
+    Heatmap,
+    Logits,
+    OneHot,
+    Pointer,
+    Probs,
+    SoftMask,
+    known_types,
+    parse_type,
+    type_from_json,
 )
 
 #: constructor arguments beyond the axes, for the types that take some
 EXTRA = {"Bounded": {"low": -2, "high": 3}}
 #: every type the library defines (other packages may register more: tested where defined)
-ALL = [cls("b n", **EXTRA.get(kind, {})) for kind, cls in sorted(known_types().items())
-       if cls.__module__.startswith("brickwork.types.")]
+ALL = [
+    cls("b n", **EXTRA.get(kind, {}))
+    for kind, cls in sorted(known_types().items())
+    if cls.__module__.startswith("brickwork.types.")
+]
 
 VALID = {
     "SoftMask": torch.tensor([[0.0, 0.3, 1.0]]),
@@ -37,7 +51,10 @@ INVALID = {
     "Probs": (torch.tensor([[0.9, 0.8, 0.0]]), "rows sum to 1.7, expected 1 ± 0.0001"),
     "Logits": (torch.tensor([[float("inf"), 0.0, 1.0]]), "infinite values"),
     "OneHot": (torch.tensor([[0.9, 0.6, 0.0]]), "2 positions above 0.5, a one-hot has exactly one"),
-    "Pointer": (torch.tensor([[0.9, 0.6, 0.0]]), "2 positions above 0.5, a pointer has exactly one"),
+    "Pointer": (
+        torch.tensor([[0.9, 0.6, 0.0]]),
+        "2 positions above 0.5, a pointer has exactly one",
+    ),
     "Bounded": (torch.tensor([[0.0, 3.5, 0.0]]), "max 3.5 is above 3"),
     "Features": (torch.tensor([[float("nan"), 0.0, 0.0]]), "1 NaN value"),
     "Count": (torch.tensor([[-1.0, 0.0, 0.0]]), "min -1 is below 0"),
@@ -48,8 +65,18 @@ INVALID = {
 def test_every_library_type_is_covered():
     """A new type in brickwork.types must bring its valid and invalid examples here."""
     kinds = {t.kind for t in ALL}
-    assert kinds >= {"SoftMask", "Heatmap", "Probs", "Logits", "OneHot", "Pointer", "Bounded",
-                     "Features", "Count", "Bool"}
+    assert kinds >= {
+        "SoftMask",
+        "Heatmap",
+        "Probs",
+        "Logits",
+        "OneHot",
+        "Pointer",
+        "Bounded",
+        "Features",
+        "Count",
+        "Bool",
+    }
     assert kinds == set(VALID) == set(INVALID)
 
 
@@ -109,13 +136,16 @@ def test_project_lands_in_domain_and_passes_gradient(t):
 
 
 def test_project_specifics():
-    assert torch.equal(OneHot("b k").project(torch.tensor([[0.2, 0.7, 0.1]])),
-                       torch.tensor([[0.0, 1.0, 0.0]]))
-    assert torch.allclose(Probs("b k").project(torch.tensor([[-1.0, 1.0, 3.0]])),
-                          torch.tensor([[0.0, 0.25, 0.75]]))
+    assert torch.equal(
+        OneHot("b k").project(torch.tensor([[0.2, 0.7, 0.1]])), torch.tensor([[0.0, 1.0, 0.0]])
+    )
+    assert torch.allclose(
+        Probs("b k").project(torch.tensor([[-1.0, 1.0, 3.0]])), torch.tensor([[0.0, 0.25, 0.75]])
+    )
     assert torch.allclose(Probs("b k").project(torch.zeros(1, 4)), torch.full((1, 4), 0.25))
-    assert torch.equal(SoftMask("b").project(torch.tensor([-1.0, 0.5, 2.0])),
-                       torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.equal(
+        SoftMask("b").project(torch.tensor([-1.0, 0.5, 2.0])), torch.tensor([0.0, 0.5, 1.0])
+    )
 
 
 @pytest.mark.parametrize("t", ALL, ids=lambda t: t.kind)
@@ -184,7 +214,10 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinit
 matrices = st.integers(1, 5).flatmap(
     lambda rows: st.integers(1, 6).flatmap(
         lambda cols: st.lists(finite, min_size=rows * cols, max_size=rows * cols).map(
-            lambda v: torch.tensor(v, dtype=torch.float32).reshape(rows, cols))))
+            lambda v: torch.tensor(v, dtype=torch.float32).reshape(rows, cols)
+        )
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)

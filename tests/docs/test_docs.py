@@ -29,15 +29,21 @@ _BLOCK = re.compile(r"```(console|python)\n(.*?)```", re.S)
 @pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
 def test_doctests_in_docs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = doctest.testfile(str(page), module_relative=False,
-                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testfile(
+        str(page),
+        module_relative=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
     assert result.failed == 0, f"{page.name}: {result.failed} of {result.attempted} examples failed"
 
 
 def _runnable_blocks(page: Path) -> list[tuple[str, str]]:
     """(kind, text) of every console block and every python block without ``>>>``."""
-    return [(kind, text) for kind, text in _BLOCK.findall(page.read_text())
-            if kind == "console" or ">>>" not in text]
+    return [
+        (kind, text)
+        for kind, text in _BLOCK.findall(page.read_text())
+        if kind == "console" or ">>>" not in text
+    ]
 
 
 RUNNABLE = [p for p in DOCS if _runnable_blocks(p)]
@@ -51,22 +57,31 @@ def _run_console(block: str, page: Path, cwd: Path, env: dict[str, str]) -> None
         must_fail = command.endswith("# fails")
         command = command.removesuffix("# fails").strip()
         if command.startswith("python "):
-            command = f"{shlex.quote(sys.executable)} {command[len('python '):]}"
-        proc = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=600)
+            command = f"{shlex.quote(sys.executable)} {command[len('python ') :]}"
+        proc = subprocess.run(
+            command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        )
         where = f"{page.name}: `{command}`"
         assert "Traceback" not in proc.stderr, f"{where} printed a traceback:\n{proc.stderr}"
         if must_fail:
             assert proc.returncode != 0, f"{where} should fail but exited 0"
         else:
-            assert proc.returncode == 0, (f"{where} exited {proc.returncode}\n"
-                                          f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}")
+            assert proc.returncode == 0, (
+                f"{where} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
+            )
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
-def test_runnable_blocks_in_docs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "BRICKWORK_REGISTRY": str(tmp_path / "default-registry"), "PYTHONUNBUFFERED": "1"}
+def test_runnable_blocks_in_docs(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "BRICKWORK_REGISTRY": str(tmp_path / "default-registry"),
+        "PYTHONUNBUFFERED": "1",
+    }
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BRICKWORK_REGISTRY", env["BRICKWORK_REGISTRY"])
     scope: dict[str, object] = {"__name__": "__main__"}

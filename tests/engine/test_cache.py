@@ -16,9 +16,13 @@ from brickwork.training.fixtures import ToyFind
 
 
 def _key(find, data):
-    return CacheKey(upstream={"find[0]": find.fingerprint()},
-                    producers={"find[0]": {"kind": find.kind, "config": find.config}},
-                    data_digest=data.digest(), dtype="float32", content={"port": "mask"})
+    return CacheKey(
+        upstream={"find[0]": find.fingerprint()},
+        producers={"find[0]": {"kind": find.kind, "config": find.config}},
+        data_digest=data.digest(),
+        dtype="float32",
+        content={"port": "mask"},
+    )
 
 
 def _producer(find, data, calls):
@@ -27,6 +31,7 @@ def _producer(find, data, calls):
         with torch.no_grad():
             yield Samples({"mask": find(data["features"][:8])}, data.ids[:8])
             yield Samples({"mask": find(data["features"][8:])}, data.ids[8:])
+
     return produce
 
 
@@ -41,9 +46,13 @@ def setup():
 def test_hit_on_identical_inputs(tmp_path, setup):
     find, data = setup
     calls = []
-    ds, hit = IntermediateDataset.get_or_build(tmp_path, _key(find, data), _producer(find, data, calls))
+    ds, hit = IntermediateDataset.get_or_build(
+        tmp_path, _key(find, data), _producer(find, data, calls)
+    )
     assert not hit and len(ds) == 20 and ds.num_shards == 2
-    ds2, hit2 = IntermediateDataset.get_or_build(tmp_path, _key(find, data), _producer(find, data, calls))
+    ds2, hit2 = IntermediateDataset.get_or_build(
+        tmp_path, _key(find, data), _producer(find, data, calls)
+    )
     assert hit2 and len(calls) == 1 and ds2.folder == ds.folder
     loaded = ds2.load()
     assert torch.equal(loaded.ids, data.ids)
@@ -58,12 +67,17 @@ def test_miss_after_any_upstream_weight_change(tmp_path, setup):
     for name, p in find.named_parameters():
         with torch.no_grad():
             p.view(-1)[0] += 1e-6
-        _, hit = IntermediateDataset.get_or_build(tmp_path, _key(find, data), _producer(find, data, calls))
+        _, hit = IntermediateDataset.get_or_build(
+            tmp_path, _key(find, data), _producer(find, data, calls)
+        )
         assert not hit, f"changing {name} must be a miss"
     assert len(calls) == 1 + len(list(find.parameters()))
     # other declared inputs also change the key
     k = _key(find, data)
-    assert CacheKey(k.upstream, k.producers, k.data_digest, "float16", k.content).digest() != k.digest()
+    assert (
+        CacheKey(k.upstream, k.producers, k.data_digest, "float16", k.content).digest()
+        != k.digest()
+    )
     changed = Samples({"features": data["features"] + 1})
     assert _key(find, changed).digest() != k.digest()
 
@@ -103,8 +117,12 @@ IntermediateDataset.build(sys.argv[1], CacheKey(data_digest="kill"), chunks())
 
 def test_kill_9_during_write_leaves_no_readable_cache(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().strip() == "writing"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -129,8 +147,9 @@ def test_concurrent_readers_open_files_themselves(tmp_path, setup):
     find, data = setup
     ds, _ = IntermediateDataset.get_or_build(tmp_path, _key(find, data), _producer(find, data, []))
     rows = ds.torch_dataset()
-    loader = torch.utils.data.DataLoader(rows, batch_size=5, num_workers=2,
-                                         multiprocessing_context="spawn")
+    loader = torch.utils.data.DataLoader(
+        rows, batch_size=5, num_workers=2, multiprocessing_context="spawn"
+    )
     ids = torch.cat([b["ids"] for b in loader])
     assert sorted(ids.tolist()) == list(range(20))
 

@@ -22,8 +22,9 @@ def test_evaluate_matches_a_manual_runner_pass():
     report = evaluate(family, kinds, data, batch_size=16)
     lays = [family[i] for i in data["layout"].tolist()]
     with torch.no_grad():
-        out = Runner(kinds)(lays, {"features": data["features"], "question": data["question"]},
-                            outputs=["answer"])["answer"]
+        out = Runner(kinds)(
+            lays, {"features": data["features"], "question": data["question"]}, outputs=["answer"]
+        )["answer"]
     hit = (out.argmax(-1) == data["answer"]).float()
     a = report.outputs["answer"]
     assert a["metric"] == "accuracy" and a["count"] == 100
@@ -44,8 +45,9 @@ def test_predict_keeps_sample_order():
     data = nmn_data(40, len(family), seed=1)
     pred = predict(family, kinds, data, batch_size=7)["answer"]
     lays = [family[i] for i in data["layout"].tolist()]
-    ref = Runner.per_sample(lays, {"features": data["features"], "question": data["question"]},
-                            outputs=["answer"])["answer"]
+    ref = Runner.per_sample(
+        lays, {"features": data["features"], "question": data["question"]}, outputs=["answer"]
+    )["answer"]
     assert torch.allclose(pred, ref.detach(), atol=1e-5)
 
 
@@ -68,8 +70,11 @@ def test_layout_column_out_of_range_is_refused(bad, row, tmp_path):
     layout = data["layout"].clone()
     layout[row] = bad
     broken = type(data)({**dict(data), "layout": layout}, data.ids)
-    with pytest.raises(DataError, match=rf"row {row}: layout index {bad} is out of range; "
-                                        r"expected 0\.\.3"):
+    with pytest.raises(
+        DataError,
+        match=rf"row {row}: layout index {bad} is out of range; "
+        r"expected 0\.\.3",
+    ):
         evaluate(family, kinds, broken)
     plan = make_plan(family, DataSpec({"features", "question"}, {"answer"}))
     with pytest.raises(DataError, match=rf"row {row}"):
@@ -122,8 +127,15 @@ def test_evaluate_run_and_cli_errors(tmp_path, capsys):
     data = Samples.load(tmp_path / "p" / "data.safetensors")
     plan = make_plan(family, DataSpec({"features", "question"}, {"answer"}))
     run = tmp_path / "run"
-    res = train_plan(plan, family, kinds, data, workdir=run, executor=_Inline(),
-                     hparams={k: {"epochs": 1} for k in ("encoder", "find", "describe", "measure")})
+    res = train_plan(
+        plan,
+        family,
+        kinds,
+        data,
+        workdir=run,
+        executor=_Inline(),
+        hparams={k: {"epochs": 1} for k in ("encoder", "find", "describe", "measure")},
+    )
     fresh = nmn_kinds()
     val = evaluate_run(nmn_family(fresh), fresh, run)
     assert val.to_json()["outputs"] == res.summary["evaluation"]["outputs"]

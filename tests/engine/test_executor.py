@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-JOBS = '''
+JOBS = """
 import os, time
 
 def sleepy(job):
@@ -21,9 +21,9 @@ def sleepy(job):
     os.replace(job["pidfile"] + ".tmp", job["pidfile"])
     time.sleep(120)
     return {}
-'''
+"""
 
-OWNER = '''
+OWNER = """
 import sys
 sys.path.insert(0, {folder!r})
 from brickwork.training.executor import LocalExecutor
@@ -32,7 +32,7 @@ from jobs_for_owner_test import sleepy
 if __name__ == "__main__":
     with LocalExecutor(workers=1) as ex:
         ex.map(sleepy, [{{"pidfile": {pidfile!r}}}])
-'''
+"""
 
 
 def _running(pid: int) -> bool:
@@ -75,6 +75,7 @@ def test_workers_end_when_their_owner_is_killed(tmp_path):
 
 # ---------------------------------------------------------------- devices, workers, guard
 
+
 def _slot(job):
     import time
 
@@ -96,12 +97,15 @@ def test_local_executor_gives_each_job_its_slot_device():
         assert all(a[1] <= b[0] + 0.01 for a, b in zip(spans, spans[1:]))
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"workers": 0}, "workers must be >= 1, got 0"),
-    ({"workers": -2}, "workers must be >= 1, got -2"),
-    ({"devices": ["gpu7"]}, "device 'gpu7' is not one of cpu, cuda, cuda:N"),
-    ({"devices": []}, "give at least one device"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"workers": 0}, "workers must be >= 1, got 0"),
+        ({"workers": -2}, "workers must be >= 1, got -2"),
+        ({"devices": ["gpu7"]}, "device 'gpu7' is not one of cpu, cuda, cuda:N"),
+        ({"devices": []}, "give at least one device"),
+    ],
+)
 def test_local_executor_refuses_bad_arguments(kw, message):
     from brickwork.errors import TrainingError
     from brickwork.training.executor import LocalExecutor, make_executor
@@ -113,13 +117,13 @@ def test_local_executor_refuses_bad_arguments(kw, message):
             make_executor("local", workers=kw["workers"])
 
 
-UNGUARDED = '''
+UNGUARDED = """
 from brickwork.training.executor import LocalExecutor, _echo
 with LocalExecutor(2) as ex:
     print(ex.map(_echo, [{"x": 1}]))
-'''
+"""
 
-GUARDED = '''
+GUARDED = """
 from brickwork.training.executor import LocalExecutor, _echo
 
 def main():
@@ -128,7 +132,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_missing_main_guard_is_one_line(tmp_path):
@@ -156,7 +160,9 @@ def test_a_dead_worker_is_one_error_with_the_hint():
     from brickwork.training.executor import LocalExecutor
 
     with LocalExecutor(1) as ex:
-        with pytest.raises(TrainingError, match=r"job 'x': a worker process died abruptly.*__main__"):
+        with pytest.raises(
+            TrainingError, match=r"job 'x': a worker process died abruptly.*__main__"
+        ):
             ex.map(_die, [{"name": "x"}])
 
 
@@ -180,10 +186,14 @@ def test_ray_executor_asks_for_a_gpu_for_cuda_jobs(monkeypatch):
             return len(calls) - 1
 
     fake = types.SimpleNamespace(
-        is_initialized=lambda: True, cluster_resources=lambda: {"CPU": 2},
-        remote=lambda **kw: (lambda fn: Remote()),
+        is_initialized=lambda: True,
+        cluster_resources=lambda: {"CPU": 2},
+        remote=lambda **kw: lambda fn: Remote(),
         wait=lambda pending, num_returns: (pending[:1], pending[1:]),
-        get=lambda ref: {"ref": ref}, cancel=lambda ref: None, shutdown=lambda: None)
+        get=lambda ref: {"ref": ref},
+        cancel=lambda ref: None,
+        shutdown=lambda: None,
+    )
     monkeypatch.setitem(sys.modules, "ray", fake)
     ex = exmod.RayExecutor()
     out = ex.map(exmod._echo, [{"device": "cuda:1"}, {"device": "cpu"}, {}])

@@ -53,21 +53,24 @@ class Snapshots(Callback):
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("epochs", 0, "an integer >= 1"),
-    ("batch_size", 2.5, "an integer >= 1"),
-    ("lr", -1.0, "a finite number > 0"),
-    ("lr", float("nan"), "a finite number > 0"),
-    ("weight_decay", -0.1, ">= 0"),
-    ("max_steps", 0, "None or an integer >= 1"),
-    ("grad_clip", 0.0, "None or a finite number > 0"),
-    ("optimizer", "lbfgs", "one of 'adam', 'adamw', 'sgd', 'rmsprop'"),
-    ("momentum", 1.5, "a number in [0, 1)"),
-    ("scheduler", "linear", "None or one of 'cosine', 'step', 'plateau', 'onecycle'"),
-    ("max_time", -5, "None or a finite number of seconds > 0"),
-    ("keep_best", "", "None or a metric name"),
-    ("keep_best_mode", "biggest", "'min', 'max' or 'auto'"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("epochs", 0, "an integer >= 1"),
+        ("batch_size", 2.5, "an integer >= 1"),
+        ("lr", -1.0, "a finite number > 0"),
+        ("lr", float("nan"), "a finite number > 0"),
+        ("weight_decay", -0.1, ">= 0"),
+        ("max_steps", 0, "None or an integer >= 1"),
+        ("grad_clip", 0.0, "None or a finite number > 0"),
+        ("optimizer", "lbfgs", "one of 'adam', 'adamw', 'sgd', 'rmsprop'"),
+        ("momentum", 1.5, "a number in [0, 1)"),
+        ("scheduler", "linear", "None or one of 'cosine', 'step', 'plateau', 'onecycle'"),
+        ("max_time", -5, "None or a finite number of seconds > 0"),
+        ("keep_best", "", "None or a metric name"),
+        ("keep_best_mode", "biggest", "'min', 'max' or 'auto'"),
+    ],
+)
 def test_bad_config_names_field_value_and_expectation(field, value, expected):
     with pytest.raises(TrainingError) as err:
         FitConfig(**{field: value})
@@ -76,8 +79,11 @@ def test_bad_config_names_field_value_and_expectation(field, value, expected):
 
 
 def test_config_cross_field_checks():
-    with pytest.raises(TrainingError, match=r"FitConfig.momentum: got 0.9, expected 0 with "
-                                            r"optimizer 'adam'"):
+    with pytest.raises(
+        TrainingError,
+        match=r"FitConfig.momentum: got 0.9, expected 0 with "
+        r"optimizer 'adam'",
+    ):
         FitConfig(momentum=0.9)
     with pytest.raises(TrainingError, match="scheduler_kwargs.*unknown option 'T_max'"):
         FitConfig(scheduler="cosine", scheduler_kwargs={"T_max": 3})
@@ -85,8 +91,14 @@ def test_config_cross_field_checks():
         FitConfig(scheduler_kwargs={"gamma": 0.5})
     with pytest.raises(TrainingError, match="scheduler_kwargs.*finite number for option 'gamma'"):
         FitConfig(scheduler="step", scheduler_kwargs={"gamma": "half"})
-    cfg = FitConfig(scheduler="step", scheduler_kwargs={"gamma": 0.5}, optimizer="sgd",
-                    momentum=0.9, max_time=3.0, keep_best="val_loss")
+    cfg = FitConfig(
+        scheduler="step",
+        scheduler_kwargs={"gamma": 0.5},
+        optimizer="sgd",
+        momentum=0.9,
+        max_time=3.0,
+        keep_best="val_loss",
+    )
     assert json.loads(json.dumps(cfg.to_json()))["scheduler_kwargs"] == {"gamma": 0.5}
     assert cfg.best_mode == "min" and FitConfig(keep_best="val_score").best_mode == "max"
 
@@ -94,8 +106,15 @@ def test_config_cross_field_checks():
 # --------------------------------------------------------------------------- optimizers, schedules
 
 
-@pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                      ("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("sgd", torch.optim.SGD),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
 def test_optimizer_names_build_the_right_class(name, cls):
     seen = []
 
@@ -104,9 +123,13 @@ def test_optimizer_names_build_the_right_class(name, cls):
             seen.append(state.optimizer)
 
     momentum = 0.5 if name in ("sgd", "rmsprop") else 0.0
-    res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=1, optimizer=name,
-                                                            momentum=momentum, lr=0.01),
-              callbacks=[Spy()])
+    res = fit(
+        _model(),
+        _loss,
+        _problem(),
+        config=FitConfig(epochs=1, optimizer=name, momentum=momentum, lr=0.01),
+        callbacks=[Spy()],
+    )
     assert type(seen[0]) is cls and res.steps == 2
     if momentum:
         assert seen[0].param_groups[0]["momentum"] == 0.5
@@ -116,8 +139,14 @@ def test_optimizer_object_overrides_the_name():
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.123, momentum=0.9)
     lrs = []
-    fit(model, _loss, _problem(), config=FitConfig(epochs=1, optimizer="adam"), optimizer=opt,
-        on_step=lambda step, loss: lrs.append(opt.param_groups[0]["lr"]))
+    fit(
+        model,
+        _loss,
+        _problem(),
+        config=FitConfig(epochs=1, optimizer="adam"),
+        optimizer=opt,
+        on_step=lambda step, loss: lrs.append(opt.param_groups[0]["lr"]),
+    )
     assert lrs == [0.123, 0.123] and opt.state  # the given optimizer did the steps
 
 
@@ -128,8 +157,9 @@ def test_cosine_schedule_goes_from_lr_to_eta_min():
         def on_step(self, state):
             lrs.append(state.lr)
 
-    cfg = FitConfig(epochs=4, batch_size=32, lr=0.1, scheduler="cosine",
-                    scheduler_kwargs={"eta_min": 0.001})
+    cfg = FitConfig(
+        epochs=4, batch_size=32, lr=0.1, scheduler="cosine", scheduler_kwargs={"eta_min": 0.001}
+    )
     res = fit(_model(), _loss, _problem(), config=cfg, callbacks=[LR()])
     assert res.steps == 12 and len(lrs) == 12
     # step k+1 uses the cosine value at k of 12 planned steps
@@ -140,23 +170,38 @@ def test_cosine_schedule_goes_from_lr_to_eta_min():
 
 
 def test_step_schedule_changes_lr_per_epoch_and_onecycle_peaks_at_lr():
-    cfg = FitConfig(epochs=5, lr=0.1, scheduler="step",
-                    scheduler_kwargs={"step_size": 2, "gamma": 0.5})
+    cfg = FitConfig(
+        epochs=5, lr=0.1, scheduler="step", scheduler_kwargs={"step_size": 2, "gamma": 0.5}
+    )
     res = fit(_model(), _loss, _problem(), config=cfg)
     assert [r["lr"] for r in res.history] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     lrs = []
-    fit(_model(), _loss, _problem(), config=FitConfig(epochs=5, batch_size=16, lr=0.2,
-                                                      scheduler="onecycle", optimizer="sgd"),
-        on_step=lambda s, loss: lrs.append(None))
+    fit(
+        _model(),
+        _loss,
+        _problem(),
+        config=FitConfig(epochs=5, batch_size=16, lr=0.2, scheduler="onecycle", optimizer="sgd"),
+        on_step=lambda s, loss: lrs.append(None),
+    )
     assert len(lrs) == 30  # onecycle over exactly the planned steps, no error at the end
 
 
 def test_plateau_schedule_needs_its_monitor():
     with pytest.raises(TrainingError, match="monitors 'val_loss' but fit got no val data"):
-        fit(_model(), _loss, _problem(), config=FitConfig(
-            epochs=1, scheduler="plateau", scheduler_kwargs={"monitor": "val_loss"}))
-    cfg = FitConfig(epochs=4, lr=1e-6, scheduler="plateau",
-                    scheduler_kwargs={"patience": 0, "factor": 0.5, "threshold": 0.5})
+        fit(
+            _model(),
+            _loss,
+            _problem(),
+            config=FitConfig(
+                epochs=1, scheduler="plateau", scheduler_kwargs={"monitor": "val_loss"}
+            ),
+        )
+    cfg = FitConfig(
+        epochs=4,
+        lr=1e-6,
+        scheduler="plateau",
+        scheduler_kwargs={"patience": 0, "factor": 0.5, "threshold": 0.5},
+    )
     res = fit(_model(), _loss, _problem(), val=_problem(), config=cfg)
     assert [r["lr"] for r in res.history] == pytest.approx([1e-6, 1e-6, 5e-7, 2.5e-7])
 
@@ -166,8 +211,9 @@ def test_grad_clip_bounds_the_gradient_norm():
 
     class Norm(Callback):
         def on_step(self, state):
-            norms.append(float(torch.sqrt(sum((p.grad ** 2).sum()
-                                              for p in state.model.parameters()))))
+            norms.append(
+                float(torch.sqrt(sum((p.grad**2).sum() for p in state.model.parameters())))
+            )
 
     data = Samples({"x": torch.randn(32, 3) * 100, "y": torch.randn(32, 1) * 100})
     fit(_model(), _loss, data, config=FitConfig(epochs=2, grad_clip=0.5), callbacks=[Norm()])
@@ -186,9 +232,13 @@ def test_max_time_stops_within_budget_plus_one_step_and_records_the_epoch(tmp_pa
         return _loss(m, b)
 
     budget = 0.4
-    res = fit(_model(), slow, _problem(), config=FitConfig(epochs=1000, batch_size=8,
-                                                           max_time=budget),
-              metrics_path=tmp_path / "m.jsonl")
+    res = fit(
+        _model(),
+        slow,
+        _problem(),
+        config=FitConfig(epochs=1000, batch_size=8, max_time=budget),
+        metrics_path=tmp_path / "m.jsonl",
+    )
     assert res.stop_reason == "max_time" and res.stopped_early
     assert budget <= res.wall_time <= budget + 0.05 + 0.25  # one step of slack + overhead
     assert res.epochs == len(res.history) == 1 and res.steps < 12
@@ -205,25 +255,38 @@ def test_keep_best_restores_the_weights_of_the_best_epoch():
     snaps = Snapshots()
     data = _problem()
     val = Samples({"x": data["x"], "y": -data["y"]})  # val gets worse as train improves
-    res = fit(_model(), _loss, data, val=val, config=FitConfig(epochs=6, lr=0.05, batch_size=16,
-                                                               keep_best="val_loss"),
-              callbacks=[snaps])
+    res = fit(
+        _model(),
+        _loss,
+        data,
+        val=val,
+        config=FitConfig(epochs=6, lr=0.05, batch_size=16, keep_best="val_loss"),
+        callbacks=[snaps],
+    )
     losses = [r["val_loss"] for r in res.history]
     best = min(range(6), key=losses.__getitem__) + 1
     assert res.best_epoch == best and res.best == losses[best - 1]
     assert best != 6  # the test would prove nothing if the last epoch were the best
     model = _model()
-    fit(model, _loss, data, val=val, config=FitConfig(epochs=6, lr=0.05, batch_size=16,
-                                                      keep_best="val_loss"))
+    fit(
+        model,
+        _loss,
+        data,
+        val=val,
+        config=FitConfig(epochs=6, lr=0.05, batch_size=16, keep_best="val_loss"),
+    )
     for k, v in model.state_dict().items():
         assert torch.equal(v, snaps.at[best][k])
     assert not all(torch.equal(v, snaps.at[6][k]) for k, v in model.state_dict().items())
 
 
 def test_keep_best_unknown_metric_is_named():
-    with pytest.raises(TrainingError, match=r"FitConfig.keep_best: metric 'val_score' is not in "
-                                            r"the epoch records \(they have \['epoch', 'lr', "
-                                            r"'step', 'time', 'train_loss'\]\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"FitConfig.keep_best: metric 'val_score' is not in "
+        r"the epoch records \(they have \['epoch', 'lr', "
+        r"'step', 'time', 'train_loss'\]\)",
+    ):
         fit(_model(), _loss, _problem(), config=FitConfig(epochs=1, keep_best="val_score"))
 
 
@@ -240,8 +303,9 @@ def test_keep_best_survives_a_resume(tmp_path):
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), _loss, data, val=val, config=cfg, checkpoint_dir=tmp_path,
-            callbacks=[Crash()])
+        fit(
+            _model(), _loss, data, val=val, config=cfg, checkpoint_dir=tmp_path, callbacks=[Crash()]
+        )
     resumed = _model()
     res = fit(resumed, _loss, data, val=val, config=cfg, checkpoint_dir=tmp_path, resume=True)
     assert res.resumed_from == 3 and res.best_epoch == ref_res.best_epoch
@@ -255,8 +319,14 @@ def test_early_stopping_restore_best():
     val = Samples({"x": data["x"], "y": -data["y"]})
     stop = EarlyStopping("val_loss", patience=2, restore_best=True)
     model = _model()
-    res = fit(model, _loss, data, val=val, config=FitConfig(epochs=50, lr=0.05, batch_size=16),
-              callbacks=[snaps, stop])
+    res = fit(
+        model,
+        _loss,
+        data,
+        val=val,
+        config=FitConfig(epochs=50, lr=0.05, batch_size=16),
+        callbacks=[snaps, stop],
+    )
     assert res.stop_reason == "callback" and stop.best_epoch == res.epochs - 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, snaps.at[stop.best_epoch][k])
@@ -272,10 +342,15 @@ def test_on_step_is_called_once_per_step_and_on_epoch_per_epoch():
         def on_step(self, state):
             cb_steps.append((state.step, state.loss, state.lr))
 
-    res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=3, batch_size=32, lr=0.01),
-              on_step=lambda step, loss: steps.append((step, loss)),
-              on_epoch=lambda epoch, rec: epochs.append((epoch, rec["train_loss"])),
-              callbacks=[Steps()])
+    res = fit(
+        _model(),
+        _loss,
+        _problem(),
+        config=FitConfig(epochs=3, batch_size=32, lr=0.01),
+        on_step=lambda step, loss: steps.append((step, loss)),
+        on_epoch=lambda epoch, rec: epochs.append((epoch, rec["train_loss"])),
+        callbacks=[Steps()],
+    )
     assert [s for s, _ in steps] == list(range(1, 10)) and res.steps == 9
     assert all(isinstance(v, float) and math.isfinite(v) for _, v in steps)
     assert [(s, loss) for s, loss, _ in cb_steps] == steps and cb_steps[0][2] == 0.01
@@ -295,13 +370,23 @@ def test_progress_bar_counts_steps_and_ends_full_under_a_budget():
             super().on_fit_start(state)
             bars.append((self.bar.total, self.bar.n))
 
-    fit(_model(), _loss, _problem(), config=FitConfig(epochs=100, batch_size=32, max_steps=7),
-        callbacks=[Probe()])
+    fit(
+        _model(),
+        _loss,
+        _problem(),
+        config=FitConfig(epochs=100, batch_size=32, max_steps=7),
+        callbacks=[Probe()],
+    )
     assert bars == [(7, 0), (7, 7)]
     bars.clear()
-    fit(_model(), _loss, _problem(), val=_problem(),
+    fit(
+        _model(),
+        _loss,
+        _problem(),
+        val=_problem(),
         config=FitConfig(epochs=100, batch_size=32),
-        callbacks=[Probe(), EarlyStopping("val_loss", patience=1, min_delta=10.0)])
+        callbacks=[Probe(), EarlyStopping("val_loss", patience=1, min_delta=10.0)],
+    )
     assert bars == [(300, 0), (6, 6)]  # stopped at epoch 2 of 100: the bar ends at 6/6
 
 
@@ -346,8 +431,11 @@ def test_loader_gives_the_same_weights_as_samples_in_the_same_order():
 
 def test_loader_of_bad_batches_is_refused_with_the_batch_named():
     loader = torch.utils.data.DataLoader(list(range(10)), batch_size=5)
-    with pytest.raises(TrainingError, match=r"train, batch 0: a DataLoader must yield "
-                                            r"dict\[str, Tensor\] or Samples, got Tensor"):
+    with pytest.raises(
+        TrainingError,
+        match=r"train, batch 0: a DataLoader must yield "
+        r"dict\[str, Tensor\] or Samples, got Tensor",
+    ):
         fit(_model(), _loss, loader, config=FitConfig(epochs=1))
 
 
@@ -394,13 +482,19 @@ def test_fit_moves_the_model_and_every_batch_to_the_device(as_loader):
     seen = {}
 
     def loss(m, b):
-        seen.update(model=next(m.parameters()).device.type, x=b["x"].device.type,
-                    ids=b.ids.device.type)
+        seen.update(
+            model=next(m.parameters()).device.type, x=b["x"].device.type, ids=b.ids.device.type
+        )
         raise _Seen
 
     data = _problem(8)
-    train = torch.utils.data.DataLoader([{"x": data["x"][i], "y": data["y"][i]} for i in range(8)],
-                                        batch_size=4) if as_loader else data
+    train = (
+        torch.utils.data.DataLoader(
+            [{"x": data["x"][i], "y": data["y"][i]} for i in range(8)], batch_size=4
+        )
+        if as_loader
+        else data
+    )
     model = _model()
     with pytest.raises(_Seen):
         fit(model, loss, train, config=FitConfig(epochs=1), device="meta")
@@ -420,11 +514,27 @@ def test_metrics_jsonl_has_one_line_per_epoch_and_matches_a_resume(tmp_path):
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), _loss, _problem(), val=_problem(), config=cfg, checkpoint_dir=tmp_path / "ck",
-            callbacks=[Crash()], metrics_path=path)
+        fit(
+            _model(),
+            _loss,
+            _problem(),
+            val=_problem(),
+            config=cfg,
+            checkpoint_dir=tmp_path / "ck",
+            callbacks=[Crash()],
+            metrics_path=path,
+        )
     assert [r["epoch"] for r in read_metrics_jsonl(path)] == [1, 2, 3]  # epoch 3 not checkpointed
-    res = fit(_model(), _loss, _problem(), val=_problem(), config=cfg,
-              checkpoint_dir=tmp_path / "ck", resume=True, metrics_path=path)
+    res = fit(
+        _model(),
+        _loss,
+        _problem(),
+        val=_problem(),
+        config=cfg,
+        checkpoint_dir=tmp_path / "ck",
+        resume=True,
+        metrics_path=path,
+    )
     lines = path.read_text().splitlines()
     assert len(lines) == 4 == res.epochs
     assert [json.loads(line) for line in lines] == json.loads(json.dumps(res.history))
@@ -470,8 +580,7 @@ def test_log_metrics_is_seen_without_logging_configured():
 def test_checkpoint_loads_onto_the_models_device(tmp_path):
     model = _model()
     opt = torch.optim.Adam(model.parameters())
-    save_checkpoint(tmp_path, model, opt, {"epoch": 1, "step": 1},
-                    extra={"best.w": torch.ones(2)})
+    save_checkpoint(tmp_path, model, opt, {"epoch": 1, "step": 1}, extra={"best.w": torch.ones(2)})
     with pytest.raises(TrainingError, match="the checkpoint does not fit this model"):
         load_checkpoint(tmp_path, torch.nn.Linear(2, 2), restore_rng=False)
     extra = {}
@@ -488,8 +597,11 @@ def test_resolve_callable_forms_and_errors():
     assert resolve_callable("torch.nn.functional:mse_loss") is F.mse_loss
     assert resolve_callable("torch.nn.functional.mse_loss") is F.mse_loss
     assert resolve_callable("brickwork.training.losses:type_loss").__name__ == "type_loss"
-    with pytest.raises(TrainingError, match=r"plan.json: 'nopkg_xyz.mod:f': no module named "
-                                            r"'nopkg_xyz.mod'"):
+    with pytest.raises(
+        TrainingError,
+        match=r"plan.json: 'nopkg_xyz.mod:f': no module named "
+        r"'nopkg_xyz.mod'",
+    ):
         resolve_callable("nopkg_xyz.mod:f", where="plan.json")
     with pytest.raises(TrainingError, match="module 'torch.nn.functional' has no attribute 'nope'"):
         resolve_callable("torch.nn.functional:nope")
@@ -497,6 +609,9 @@ def test_resolve_callable_forms_and_errors():
         resolve_callable("../evil.py")
     with pytest.raises(TrainingError, match="is a float, not a function"):
         resolve_callable("math:pi")
-    with pytest.raises(TrainingError, match=r"module 'math' is not in the allowed imports "
-                                            r"\['mypkg'\]; add it"):
+    with pytest.raises(
+        TrainingError,
+        match=r"module 'math' is not in the allowed imports "
+        r"\['mypkg'\]; add it",
+    ):
         resolve_callable("math:sqrt", allowed_modules=["mypkg"])

@@ -37,14 +37,20 @@ def test_table_4_1_nmn_classification():
     }
     for kind, (dec, dep, direct, indirect) in expected.items():
         row = table[kind]
-        assert (row["decoupled"], row["dependent"], row["direct"], row["indirect"]) == \
-            (dec, dep, direct, indirect), kind
+        assert (row["decoupled"], row["dependent"], row["direct"], row["indirect"]) == (
+            dec,
+            dep,
+            direct,
+            indirect,
+        ), kind
         assert not row["codependent"]
     assert table["find"]["modes"] == ["surrogate"]
     assert table["encoder"]["modes"] == ["direct"]
     assert table["describe"]["modes"] == ["cached"] and table["measure"]["modes"] == ["cached"]
-    assert [set(s) for s in plan.stages] == [{"encoder", "find[0]", "find[1]"},
-                                             {"describe[what]", "measure[count]"}]
+    assert [set(s) for s in plan.stages] == [
+        {"encoder", "find[0]", "find[1]"},
+        {"describe[what]", "measure[count]"},
+    ]
     assert {d.consumer for d in plan.intermediates} == {"describe[what]", "measure[count]"}
     assert all(d.before_stage == 2 for d in plan.intermediates)
     assert "find" in plan.table(by="kind") and "Decoupled" in plan.table()
@@ -52,8 +58,11 @@ def test_table_4_1_nmn_classification():
 
 
 def _merge_family(op, find_out="heatmap"):
-    kinds = Kinds(find=lambda: ToyFind(channels=4, out=find_out),
-                  measure=lambda: ToyMeasure(answers=5), merge=op)
+    kinds = Kinds(
+        find=lambda: ToyFind(channels=4, out=find_out),
+        measure=lambda: ToyMeasure(answers=5),
+        merge=op,
+    )
     b = LayoutBuilder(kinds, name="q")
     f = b.input("features")
     m1, m2 = b.add("find[a]", features=f), b.add("find[b]", features=f)
@@ -87,16 +96,29 @@ def test_codependent_default_is_one_sgm_per_module():
     assert plan.groups == ()
     for f in ("find[a]", "find[b]"):
         m = plan.module(f)
-        assert (m.mode, m.codependent, m.policy, m.stage, m.targets) == \
-            ("surrogate", True, "surrogate", 1, ("answer",))
+        assert (m.mode, m.codependent, m.policy, m.stage, m.targets) == (
+            "surrogate",
+            True,
+            "surrogate",
+            1,
+            ("answer",),
+        )
     assert plan.module("measure").mode == "cached" and plan.module("measure").stage == 2
     assert "one surrogate gradient module each: find[a], find[b]" in plan.table()
     # per kind / per module policies; a name wins over its kind
-    mixed = make_plan(_merge_family(lambda: And.min(), "softmask"), data,
-                      codependent="joint", policy={"find": "surrogate"})
+    mixed = make_plan(
+        _merge_family(lambda: And.min(), "softmask"),
+        data,
+        codependent="joint",
+        policy={"find": "surrogate"},
+    )
     assert mixed.groups == () and mixed.module("find[a]").mode == "surrogate"
-    half = make_plan(_merge_family(lambda: And.min(), "softmask"), data,
-                     codependent="joint", policy={"find[b]": "surrogate"})
+    half = make_plan(
+        _merge_family(lambda: And.min(), "softmask"),
+        data,
+        codependent="joint",
+        policy={"find[b]": "surrogate"},
+    )
     assert half.groups == () and half.module("find[a]").mode == "surrogate"
     with pytest.raises(PlanError, match="expected one of"):
         make_plan(_merge_family(lambda: And.min(), "softmask"), data, codependent="jointly")
@@ -105,17 +127,20 @@ def test_codependent_default_is_one_sgm_per_module():
 
 
 def test_module_targets_are_never_joined():
-    data = DataSpec({"features"}, {"answer"}, module_targets={"find[a]": "mask_a",
-                                                              "find[b]": "mask_b"})
+    data = DataSpec(
+        {"features"}, {"answer"}, module_targets={"find[a]": "mask_a", "find[b]": "mask_b"}
+    )
     plan = make_plan(_merge_family(lambda: And.min(), "softmask"), data, codependent="joint")
     assert plan.groups == ()
     for f, col in (("find[a]", "mask_a"), ("find[b]", "mask_b")):
         m = plan.module(f)
         assert (m.mode, m.direct, m.module_target, m.codependent) == ("direct", True, col, True)
     assert not any(t.startswith("<") for m in plan.modules.values() for t in m.targets)
-    one = make_plan(_merge_family(lambda: And.min(), "softmask"),
-                    DataSpec({"features"}, {"answer"}, module_targets={"find[a]": "mask_a"}),
-                    codependent="joint")
+    one = make_plan(
+        _merge_family(lambda: And.min(), "softmask"),
+        DataSpec({"features"}, {"answer"}, module_targets={"find[a]": "mask_a"}),
+        codependent="joint",
+    )
     assert one.module("find[a]").mode == "direct" and one.module("find[b]").mode == "surrogate"
 
 
@@ -132,8 +157,11 @@ class Relate(Module):
 
 
 def _relate_family(orders):
-    kinds = Kinds(find=lambda: ToyFind(channels=4, out="heatmap"), relate=Relate,
-                  measure=lambda: ToyMeasure(answers=5))
+    kinds = Kinds(
+        find=lambda: ToyFind(channels=4, out="heatmap"),
+        relate=Relate,
+        measure=lambda: ToyMeasure(answers=5),
+    )
     family = []
     for i, order in enumerate(orders):
         b = LayoutBuilder(kinds, name=f"q{i}")
@@ -213,32 +241,98 @@ def test_plan_file_and_node_cycle(tmp_path):
         load_plan_file(path)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update(name=3), r"name: expected a string, found an integer 3"),
-    (lambda s: s.update(imports="brickwork"), r"imports: expected an array of strings, found a string"),
-    (lambda s: s["kinds"].update(find=["toy_find"]), r"kinds\.find: expected an object \{\.\.\.\}, found an array"),
-    (lambda s: s["kinds"]["find"].update(config=4), r"kinds\.find\.config: expected an object"),
-    (lambda s: s["layouts"][1].update(nodes={"id": "f"}), r"layouts\[1\]\.nodes: expected an array"),
-    (lambda s: s["layouts"][0]["nodes"][1].update(module=7), r"layouts\[0\]\.nodes\[1\]\.module: expected a string, found an integer 7"),
-    (lambda s: s["layouts"][0]["nodes"][0].update(inputs={"features": 1}), r"layouts\[0\]\.nodes\[0\]\.inputs\.features: expected a string, found an integer 1"),
-    (lambda s: s["data"].update(targets="answer"), r"data\.targets: expected an array of strings, found a string \"answer\""),
-    (lambda s: s["data"].update(path=["d"]), r"data\.path: expected a string, found an array"),
-    (lambda s: s.update(cycles="sometimes"), r"cycles: expected \"error\" or \"joint\", found a string"),
-    (lambda s: s.update(codependent="both"), r"codependent: expected \"surrogate\" or \"joint\""),
-    (lambda s: s.update(policy={"find": "alone"}), r"policy\.find: expected \"surrogate\" or \"joint\""),
-    (lambda s: s["train"]["hparams"]["find"].update(starts=0), r"train\.hparams\.find\.starts: expected an integer >= 1"),
-    (lambda s: s["train"]["hparams"]["find"].update(summary="mean"), r"train\.hparams\.find\.summary: expected \"auto\""),
-    (lambda s: s["train"].update(workers="2"), r"train\.workers: expected an integer >= 1, found a string \"2\""),
-    (lambda s: s["train"].update(workers=0), r"train\.workers: expected an integer >= 1, found an integer 0"),
-    (lambda s: s["train"].update(seed=1.5), r"train\.seed: expected an integer, found a number 1\.5"),
-    (lambda s: s["train"].update(val_fraction=1), r"train\.val_fraction: expected a number in \[0, 1\)"),
-    (lambda s: s["train"]["hparams"]["find"].update(epochs="5"), r"train\.hparams\.find\.epochs: expected an integer >= 1, found a string \"5\""),
-    (lambda s: s["train"]["hparams"]["find"].update(lr=-1), r"train\.hparams\.find\.lr: expected a number > 0"),
-    (lambda s: s["train"]["hparams"]["find"].update(optimizer="lbfgs"), r"train\.hparams\.find: FitConfig\.optimizer: got 'lbfgs'"),
-    (lambda s: s["train"]["hparams"]["find"].update(loss="nosuchpkg.losses:focal"), r"train\.hparams\.find\.loss: .*nosuchpkg"),
-    (lambda s: s["train"]["hparams"].update(fnd={"epochs": 1}), r"train\.hparams\.fnd: no layout kind or module is named 'fnd'"),
-    (lambda s: s["train"].update(search={"find": {"lr": {"type": "float", "low": 1}}}), r"train\.search\.find: search space 'lr'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.update(name=3), r"name: expected a string, found an integer 3"),
+        (
+            lambda s: s.update(imports="brickwork"),
+            r"imports: expected an array of strings, found a string",
+        ),
+        (
+            lambda s: s["kinds"].update(find=["toy_find"]),
+            r"kinds\.find: expected an object \{\.\.\.\}, found an array",
+        ),
+        (lambda s: s["kinds"]["find"].update(config=4), r"kinds\.find\.config: expected an object"),
+        (
+            lambda s: s["layouts"][1].update(nodes={"id": "f"}),
+            r"layouts\[1\]\.nodes: expected an array",
+        ),
+        (
+            lambda s: s["layouts"][0]["nodes"][1].update(module=7),
+            r"layouts\[0\]\.nodes\[1\]\.module: expected a string, found an integer 7",
+        ),
+        (
+            lambda s: s["layouts"][0]["nodes"][0].update(inputs={"features": 1}),
+            r"layouts\[0\]\.nodes\[0\]\.inputs\.features: expected a string, found an integer 1",
+        ),
+        (
+            lambda s: s["data"].update(targets="answer"),
+            r"data\.targets: expected an array of strings, found a string \"answer\"",
+        ),
+        (lambda s: s["data"].update(path=["d"]), r"data\.path: expected a string, found an array"),
+        (
+            lambda s: s.update(cycles="sometimes"),
+            r"cycles: expected \"error\" or \"joint\", found a string",
+        ),
+        (
+            lambda s: s.update(codependent="both"),
+            r"codependent: expected \"surrogate\" or \"joint\"",
+        ),
+        (
+            lambda s: s.update(policy={"find": "alone"}),
+            r"policy\.find: expected \"surrogate\" or \"joint\"",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(starts=0),
+            r"train\.hparams\.find\.starts: expected an integer >= 1",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(summary="mean"),
+            r"train\.hparams\.find\.summary: expected \"auto\"",
+        ),
+        (
+            lambda s: s["train"].update(workers="2"),
+            r"train\.workers: expected an integer >= 1, found a string \"2\"",
+        ),
+        (
+            lambda s: s["train"].update(workers=0),
+            r"train\.workers: expected an integer >= 1, found an integer 0",
+        ),
+        (
+            lambda s: s["train"].update(seed=1.5),
+            r"train\.seed: expected an integer, found a number 1\.5",
+        ),
+        (
+            lambda s: s["train"].update(val_fraction=1),
+            r"train\.val_fraction: expected a number in \[0, 1\)",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(epochs="5"),
+            r"train\.hparams\.find\.epochs: expected an integer >= 1, found a string \"5\"",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(lr=-1),
+            r"train\.hparams\.find\.lr: expected a number > 0",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(optimizer="lbfgs"),
+            r"train\.hparams\.find: FitConfig\.optimizer: got 'lbfgs'",
+        ),
+        (
+            lambda s: s["train"]["hparams"]["find"].update(loss="nosuchpkg.losses:focal"),
+            r"train\.hparams\.find\.loss: .*nosuchpkg",
+        ),
+        (
+            lambda s: s["train"]["hparams"].update(fnd={"epochs": 1}),
+            r"train\.hparams\.fnd: no layout kind or module is named 'fnd'",
+        ),
+        (
+            lambda s: s["train"].update(search={"find": {"lr": {"type": "float", "low": 1}}}),
+            r"train\.search\.find: search space 'lr'",
+        ),
+    ],
+)
 def test_plan_file_types_are_checked_with_key_paths(tmp_path, edit, message):
     spec = example_plan_json()
     edit(spec)
@@ -263,11 +357,21 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
 
     spec = example_plan_json()
     spec["train"]["hparams"] = {
-        "encoder": {"epochs": 2, "optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine",
-                    "lr": 0.05},
-        "find": {"epochs": 1}, "describe": {"epochs": 1},
-        "measure": {"epochs": 1, "loss": "brickwork.training.fixtures:toy_answer_loss",
-                    "metric": "brickwork.training.fixtures:toy_answer_accuracy"}}
+        "encoder": {
+            "epochs": 2,
+            "optimizer": "sgd",
+            "momentum": 0.9,
+            "scheduler": "cosine",
+            "lr": 0.05,
+        },
+        "find": {"epochs": 1},
+        "describe": {"epochs": 1},
+        "measure": {
+            "epochs": 1,
+            "loss": "brickwork.training.fixtures:toy_answer_loss",
+            "metric": "brickwork.training.fixtures:toy_answer_accuracy",
+        },
+    }
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(spec))
     loaded = load_plan_file(path)
@@ -284,8 +388,15 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
         def map(self, fn, jobs, **kw):
             return [fn(dict(j)) for j in jobs]
 
-    res = train_plan(plan, loaded.family, loaded.kinds, data, workdir=tmp_path / "run",
-                     executor=Inline(), hparams=loaded.train["hparams"])
+    res = train_plan(
+        plan,
+        loaded.family,
+        loaded.kinds,
+        data,
+        workdir=tmp_path / "run",
+        executor=Inline(),
+        hparams=loaded.train["hparams"],
+    )
     enc = res.modules["encoder"]["hyperparameters"]
     assert enc["optimizer"] == "sgd" and enc["scheduler"] == "cosine"
     job = json.loads((tmp_path / "run" / "jobs" / "measure_count" / "job.json").read_text())

@@ -18,8 +18,15 @@ from brickwork.types import Features, Heatmap, SoftMask
 def reg(tmp_path):
     r = Registry(tmp_path / "reg")
     torch.manual_seed(0)
-    r.put("toy_find.red-v1", ToyFind(channels=4), mode="surrogate", metrics={"iou": 0.9},
-          hyperparameters={"lr": 0.003}, lineage={"upstream": {}}, data_digest="ab" * 32)
+    r.put(
+        "toy_find.red-v1",
+        ToyFind(channels=4),
+        mode="surrogate",
+        metrics={"iou": 0.9},
+        hyperparameters={"lr": 0.003},
+        lineage={"upstream": {}},
+        data_digest="ab" * 32,
+    )
     r.put("toy_find.heat-v1", ToyFind(channels=4, out="heatmap"))
     r.put("toy_classifier.a-v1", ToyClassifier(dim=4, classes=3))
     return r
@@ -39,8 +46,9 @@ def test_roundtrip_and_card(reg):
 
 
 def test_search_by_signature_with_subtypes(reg):
-    found = reg.search(inputs={"features": Features("b 4 h w")},
-                       outputs={"mask": SoftMask("b 1 h w")})
+    found = reg.search(
+        inputs={"features": Features("b 4 h w")}, outputs={"mask": SoftMask("b 1 h w")}
+    )
     assert [c.name for c in found] == ["toy_find.red-v1"]
     # a SoftMask output can stand where a Heatmap is wanted (subtype), not the reverse
     found = reg.search(outputs={"mask": Heatmap("b 1 h w")})
@@ -74,7 +82,11 @@ def test_remove_drops_unused_blob(reg):
 
 def test_export_import(reg, tmp_path):
     folder = reg.export("toy_find.red-v1", tmp_path / "exp")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     assert "toy_find.red-v1" in (folder / "README.md").read_text()
     assert load_module(folder).fingerprint() == reg.card("toy_find.red-v1").fingerprint
     other = Registry(tmp_path / "other")
@@ -90,8 +102,9 @@ def test_export_import(reg, tmp_path):
         other.import_(folder, "toy_find.bad-v1")
 
 
-@pytest.mark.parametrize("bad", ["../x.y", "a/b.c", "noseparator", "x.", ".x.y", "x..y",
-                                 "x.a b", "x.a\\b", "x.a\x00", 3])
+@pytest.mark.parametrize(
+    "bad", ["../x.y", "a/b.c", "noseparator", "x.", ".x.y", "x..y", "x.a b", "x.a\\b", "x.a\x00", 3]
+)
 def test_name_validation(bad):
     with pytest.raises(RegistryError, match="invalid|must be a string"):
         validate_name(bad)

@@ -45,23 +45,29 @@ def test_exported_folder_is_portable(exported):
 def test_fifo_config_is_refused_at_once(exported, tmp_path):
     (exported / "config.json").unlink()
     os.mkfifo(exported / "config.json")
-    _refused_quickly(lambda: Registry(tmp_path / "dst").import_(exported),
-                     r"config.json: is a FIFO; an import folder must hold regular files")
+    _refused_quickly(
+        lambda: Registry(tmp_path / "dst").import_(exported),
+        r"config.json: is a FIFO; an import folder must hold regular files",
+    )
 
 
 def test_symlink_to_dev_zero_is_refused_at_once(exported, tmp_path):
     (exported / "model.safetensors").unlink()
     os.symlink("/dev/zero", exported / "model.safetensors")
-    _refused_quickly(lambda: Registry(tmp_path / "dst").import_(exported),
-                     r"model.safetensors: a symbolic link pointing out of the folder \(to /dev/zero\)")
+    _refused_quickly(
+        lambda: Registry(tmp_path / "dst").import_(exported),
+        r"model.safetensors: a symbolic link pointing out of the folder \(to /dev/zero\)",
+    )
 
 
 def test_symlink_out_of_the_folder_is_refused(exported, tmp_path):
     outside = tmp_path / "outside.json"
     (exported / "config.json").rename(outside)
     os.symlink(outside, exported / "config.json")
-    _refused_quickly(lambda: Registry(tmp_path / "dst").import_(exported),
-                     "config.json: a symbolic link pointing out of the folder")
+    _refused_quickly(
+        lambda: Registry(tmp_path / "dst").import_(exported),
+        "config.json: a symbolic link pointing out of the folder",
+    )
 
 
 def test_symlink_inside_the_folder_is_followed(exported, tmp_path):
@@ -72,9 +78,11 @@ def test_symlink_inside_the_folder_is_followed(exported, tmp_path):
 
 def test_size_caps(exported, tmp_path):
     dst = Registry(tmp_path / "dst")
-    _refused_quickly(lambda: dst.import_(exported, max_weights_bytes=100),
-                     r"model.safetensors: \d+ bytes, more than the 100 allowed; pass "
-                     r"max_weights_bytes=")
+    _refused_quickly(
+        lambda: dst.import_(exported, max_weights_bytes=100),
+        r"model.safetensors: \d+ bytes, more than the 100 allowed; pass "
+        r"max_weights_bytes=",
+    )
     (exported / "config.json").write_bytes(b" " * ((1 << 20) + 1))
     _refused_quickly(lambda: dst.import_(exported), r"config.json: 1048577 bytes, more than")
 
@@ -84,15 +92,17 @@ def test_hostile_config_is_refused_before_building(exported, tmp_path):
     meta["config"]["hidden"] = meta["registry_card"]["config"]["hidden"] = 200_000_000
     (exported / "config.json").write_text(json.dumps(meta))
     # 200M x 4 floats would be 3.2 GB: the shapes are compared on the meta device first
-    _refused_quickly(lambda: Registry(tmp_path / "dst").import_(exported),
-                     r"does not fit the weights")
+    _refused_quickly(
+        lambda: Registry(tmp_path / "dst").import_(exported), r"does not fit the weights"
+    )
 
 
 def test_directory_in_place_of_a_file(exported, tmp_path):
     (exported / "config.json").unlink()
     (exported / "config.json").mkdir()
-    _refused_quickly(lambda: Registry(tmp_path / "dst").import_(exported),
-                     "config.json: is a directory")
+    _refused_quickly(
+        lambda: Registry(tmp_path / "dst").import_(exported), "config.json: is a directory"
+    )
     with pytest.raises(RegistryError, match="not a folder"):
         Registry(tmp_path / "dst").import_(exported / "model.safetensors")
 
@@ -109,8 +119,11 @@ def test_kind_module_outside_the_allow_list_is_not_imported(exported, tmp_path):
     for where in (meta, meta["registry_card"]):
         where["kind"], where["module"] = "evil_kind", "antigravity"
     (exported / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(RegistryError, match=r"unknown module kind 'evil_kind': it is defined in "
-                                            r"module 'antigravity', which is not allowed.*--import"):
+    with pytest.raises(
+        RegistryError,
+        match=r"unknown module kind 'evil_kind': it is defined in "
+        r"module 'antigravity', which is not allowed.*--import",
+    ):
         Registry(tmp_path / "dst").import_(exported)
     assert "antigravity" not in sys.modules
 
@@ -139,8 +152,16 @@ torch.save(x, sys.argv[4])
 """
     paths = [str(tmp_path / p) for p in ("reg", "exp", "y.pt", "x.pt")]
     subprocess.run([sys.executable, "-c", script, *paths], check=True)
-    cli = [sys.executable, "-m", "brickwork", "registry", "--registry", str(tmp_path / "reg2"),
-           "import", paths[1]]
+    cli = [
+        sys.executable,
+        "-m",
+        "brickwork",
+        "registry",
+        "--registry",
+        str(tmp_path / "reg2"),
+        "import",
+        paths[1],
+    ]
     r = subprocess.run(cli, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "imported tk_find.a@1" in r.stdout
@@ -152,8 +173,11 @@ y = m(torch.load(sys.argv[2], weights_only=True))
 assert torch.equal(y, torch.load(sys.argv[3], weights_only=True)), "outputs differ"
 print("{FIXTURE}" in sys.modules)
 """
-    r = subprocess.run([sys.executable, "-c", load, str(tmp_path / "reg2"), paths[3], paths[2]],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "reg2"), paths[3], paths[2]],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
 
 
@@ -187,10 +211,16 @@ def test_put_racing_remove_of_identical_weights_never_loses_a_blob(tmp_path):
     root = tmp_path / "race"
     Registry(root)
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(root), who, "100", str(start)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-             for who in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(root), who, "100", str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        for who in ("a", "b")
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=240)

@@ -80,8 +80,11 @@ def test_aliases_move_only_explicitly(reg):
     reg.alias("toy_find.red@2", "production")
     assert reg.resolve("toy_find.red@production") == "toy_find.red@2"
     assert [e.aliases for e in reg.versions("toy_find.red")] == [(), ("production",), ("latest",)]
-    with pytest.raises(RegistryError, match=r"has no alias 'staging' \(aliases: \['latest', "
-                                            r"'production'\]\); set it with"):
+    with pytest.raises(
+        RegistryError,
+        match=r"has no alias 'staging' \(aliases: \['latest', "
+        r"'production'\]\); set it with",
+    ):
         reg.load("toy_find.red@staging")
     with pytest.raises(RegistryError, match="'latest' is implicit"):
         reg.alias("toy_find.red@1", "latest")
@@ -92,12 +95,15 @@ def test_aliases_move_only_explicitly(reg):
     assert state["aliases"] == {} and state["next_version"]["toy_find.red"] == 4
 
 
-@pytest.mark.parametrize("ref,message", [
-    ("toy_find.red@0", "versions start at 1"),
-    ("toy_find.red@-1", "after '@' write a version number"),
-    ("toy_find.red@a b", "after '@' write a version number"),
-    ("../x.y@1", "is invalid"),
-])
+@pytest.mark.parametrize(
+    "ref,message",
+    [
+        ("toy_find.red@0", "versions start at 1"),
+        ("toy_find.red@-1", "after '@' write a version number"),
+        ("toy_find.red@a b", "after '@' write a version number"),
+        ("../x.y@1", "is invalid"),
+    ],
+)
 def test_bad_references(reg, ref, message):
     with pytest.raises(RegistryError, match=message):
         reg.card(ref)
@@ -110,10 +116,14 @@ def test_parse_ref():
 def test_list_and_search_take_globs(reg):
     assert [e.ref for e in reg.list("toy_find.*")] == ["toy_find.blue@1", "toy_find.red@2"]
     assert [e.ref for e in reg.list("toy_find.r?d", all_versions=True)] == [
-        "toy_find.red@1", "toy_find.red@2"]
+        "toy_find.red@1",
+        "toy_find.red@2",
+    ]
     assert [c.ref for c in reg.search(pattern="*.red")] == ["toy_find.red@2"]
     assert [c.ref for c in reg.search(pattern="*.red", all_versions=True)] == [
-        "toy_find.red@1", "toy_find.red@2"]
+        "toy_find.red@1",
+        "toy_find.red@2",
+    ]
     assert reg.list("nothing.*") == []
 
 
@@ -135,10 +145,17 @@ def test_lost_index_refuses_then_reindex_restores_everything(reg):
         if os.path.exists(f"{reg.index_path}{suffix}"):
             os.remove(f"{reg.index_path}{suffix}")
     fresh = Registry(reg.root)
-    for action in (fresh.list, fresh.names, lambda: fresh.load("toy_find.red"),
-                   lambda: fresh.put("toy_find.red", _find(7))):
-        with pytest.raises(RegistryError, match=r"index holds no entries but .* holds cards .*"
-                                                r"run `brickwork registry reindex`"):
+    for action in (
+        fresh.list,
+        fresh.names,
+        lambda: fresh.load("toy_find.red"),
+        lambda: fresh.put("toy_find.red", _find(7)),
+    ):
+        with pytest.raises(
+            RegistryError,
+            match=r"index holds no entries but .* holds cards .*"
+            r"run `brickwork registry reindex`",
+        ):
             action()
     problems = fresh.verify()
     assert problems and all(p.needs_reindex for p in problems)
@@ -174,18 +191,32 @@ def test_first_format_registry_is_migrated_on_open(tmp_path):
     old_card = {k: v for k, v in card.to_json().items() if k not in ("version", "module")}
     raw = (json.dumps(old_card, indent=2, sort_keys=True) + "\n").encode()
     import hashlib
+
     new.card_path("toy_find.red-v1", 1).unlink()
     (root / "cards" / "toy_find.red-v1.json").write_bytes(raw)
     conn = sqlite3.connect(root / "index.sqlite")
-    conn.executescript("DROP TABLE versions; DROP TABLE counters; DROP TABLE aliases; "
-                       "CREATE TABLE entries (name TEXT PRIMARY KEY, kind TEXT NOT NULL, tag "
-                       "TEXT NOT NULL, weights_sha256 TEXT NOT NULL, card_sha256 TEXT NOT NULL, "
-                       "fingerprint TEXT NOT NULL, mode TEXT NOT NULL, signature_text TEXT NOT "
-                       "NULL, signature_json TEXT NOT NULL, created TEXT NOT NULL);")
-    conn.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
-                 ("toy_find.red-v1", "toy_find", "red-v1", card.weights_sha256,
-                  hashlib.sha256(raw).hexdigest(), card.fingerprint, "direct",
-                  str(card.signature_obj), json.dumps(card.signature, sort_keys=True), card.created))
+    conn.executescript(
+        "DROP TABLE versions; DROP TABLE counters; DROP TABLE aliases; "
+        "CREATE TABLE entries (name TEXT PRIMARY KEY, kind TEXT NOT NULL, tag "
+        "TEXT NOT NULL, weights_sha256 TEXT NOT NULL, card_sha256 TEXT NOT NULL, "
+        "fingerprint TEXT NOT NULL, mode TEXT NOT NULL, signature_text TEXT NOT "
+        "NULL, signature_json TEXT NOT NULL, created TEXT NOT NULL);"
+    )
+    conn.execute(
+        "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            "toy_find.red-v1",
+            "toy_find",
+            "red-v1",
+            card.weights_sha256,
+            hashlib.sha256(raw).hexdigest(),
+            card.fingerprint,
+            "direct",
+            str(card.signature_obj),
+            json.dumps(card.signature, sort_keys=True),
+            card.created,
+        ),
+    )
     conn.commit()
     conn.close()
     old = Registry(root)
@@ -208,6 +239,7 @@ def test_unwritable_export_folder_is_a_registry_error(reg, tmp_path):
 
 # ----- CLI ---------------------------------------------------------------------------
 
+
 def _cli(capsys, *argv):
     rc = main(list(argv))
     out = capsys.readouterr()
@@ -221,12 +253,15 @@ def test_cli_versions_alias_json_and_globs(reg, capsys):
     rc, out, _ = _cli(capsys, "registry", *r, "alias", "toy_find.red@1", "production")
     assert rc == 0 and "toy_find.red@production -> toy_find.red@1" in out
     rc, out, _ = _cli(capsys, "registry", *r, "versions", "toy_find.red", "--json")
-    assert [(e["version"], e["aliases"]) for e in json.loads(out)] == [(1, ["production"]),
-                                                                        (2, ["latest"])]
+    assert [(e["version"], e["aliases"]) for e in json.loads(out)] == [
+        (1, ["production"]),
+        (2, ["latest"]),
+    ]
     rc, out, _ = _cli(capsys, "registry", *r, "show", "toy_find.red@production")
     assert json.loads(out)["version"] == 1
-    rc, out, _ = _cli(capsys, "registry", *r, "search", "*.red", "--json",
-                      "--out", "mask:SoftMask[b 1 h w]")
+    rc, out, _ = _cli(
+        capsys, "registry", *r, "search", "*.red", "--json", "--out", "mask:SoftMask[b 1 h w]"
+    )
     assert [c["name"] for c in json.loads(out)] == ["toy_find.red"]
 
 

@@ -40,8 +40,18 @@ def _run(work, *, seed=0, data=None, hparams=HP, resume=False, **kw):
     family = nmn_family(kinds)
     data = data if data is not None else nmn_data(192, len(family))
     plan = make_plan(family, DataSpec({"features", "question"}, {"answer"}))
-    res = train_plan(plan, family, kinds, data, workdir=work, executor=Inline(), seed=seed,
-                     hparams=hparams, resume=resume, **kw)
+    res = train_plan(
+        plan,
+        family,
+        kinds,
+        data,
+        workdir=work,
+        executor=Inline(),
+        seed=seed,
+        hparams=hparams,
+        resume=resume,
+        **kw,
+    )
     return kinds, res
 
 
@@ -52,11 +62,14 @@ def trained(tmp_path_factory):
     return work, kinds, res
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"seed": 1}, r"seed: 0 -> 1"),
-    ({"data": nmn_data(192, 4, seed=5)}, r"data digest: [0-9a-f]{8}… -> [0-9a-f]{8}…"),
-    ({"hparams": {**HP, "find": {"epochs": 3}}}, r"hparams\.find\.epochs: 2 -> 3"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"seed": 1}, r"seed: 0 -> 1"),
+        ({"data": nmn_data(192, 4, seed=5)}, r"data digest: [0-9a-f]{8}… -> [0-9a-f]{8}…"),
+        ({"hparams": {**HP, "find": {"epochs": 3}}}, r"hparams\.find\.epochs: 2 -> 3"),
+    ],
+)
 def test_changed_run_is_refused_and_nothing_written(trained, change, expected):
     work, _, _ = trained
     before = {p: p.read_bytes() for p in (work / "summary.json", work / "run.json")}
@@ -84,13 +97,19 @@ def test_run_folder_paths_are_relative(trained):
     work, _, _ = trained
     s = json.loads((work / "summary.json").read_text())
     for name, r in s["modules"].items():
-        assert not r["module_dir"].startswith("/") and (work / r["module_dir"] / "config.json").is_file()
+        assert (
+            not r["module_dir"].startswith("/")
+            and (work / r["module_dir"] / "config.json").is_file()
+        )
     for res in work.glob("jobs/*/result.json"):
         assert json.loads(res.read_text())["module_dir"] == "module"
     assert str(work) not in (work / "run.json").read_text()
     assert (work / "metrics.csv").read_text().startswith("module,epoch,")
     assert all((p.parent / "metrics.jsonl").is_file() for p in work.glob("jobs/*/result.json"))
-    assert s["evaluation"]["split"] == "val" and s["evaluation"]["outputs"]["answer"]["metric"] == "accuracy"
+    assert (
+        s["evaluation"]["split"] == "val"
+        and s["evaluation"]["outputs"]["answer"]["metric"] == "accuracy"
+    )
 
 
 def test_copied_run_folder_resumes_from_the_copy(tmp_path, caplog):
@@ -129,10 +148,19 @@ def test_copied_run_folder_resumes_from_the_copy(tmp_path, caplog):
 def _job(tmp_path, **kw):
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     Samples({"x": x, "y": (x[:, 0] > 0).long()}).save(tmp_path / "d.safetensors")
-    base = dict(name="cls", kind="toy_classifier", config={"dim": 4, "classes": 2},
-                imports=("brickwork.training.examples",), mode="direct",
-                data=str(tmp_path / "d.safetensors"), inputs={"x": "x"}, target="y",
-                hparams={"epochs": 2}, seed=0, workdir=str(tmp_path / "job"))
+    base = dict(
+        name="cls",
+        kind="toy_classifier",
+        config={"dim": 4, "classes": 2},
+        imports=("brickwork.training.examples",),
+        mode="direct",
+        data=str(tmp_path / "d.safetensors"),
+        inputs={"x": "x"},
+        target="y",
+        hparams={"epochs": 2},
+        seed=0,
+        workdir=str(tmp_path / "job"),
+    )
     return ModuleJob(**{**base, **kw})
 
 
@@ -148,8 +176,9 @@ def test_job_with_a_changed_key_trains_again(tmp_path, caplog):
     assert "other settings" in caplog.text and "upstream" in caplog.text
     # moving the job folder keeps it valid (paths inside are relative)
     shutil.move(tmp_path / "job", tmp_path / "moved")
-    moved = run_job(_job(tmp_path, upstream={"find[0]": "f" * 64},
-                         workdir=str(tmp_path / "moved")).to_json())
+    moved = run_job(
+        _job(tmp_path, upstream={"find[0]": "f" * 64}, workdir=str(tmp_path / "moved")).to_json()
+    )
     assert moved["skipped"] and moved["module_dir"] == "module"
 
 
@@ -175,7 +204,8 @@ def test_cli_resume_with_another_seed_is_one_line(tmp_path, capsys):
     assert report["split"] == "val" and report["outputs"]["answer"]["count"] == report["samples"]
     s = json.loads(summary)
     assert s["evaluation"]["outputs"]["answer"]["value"] == pytest.approx(
-        report["outputs"]["answer"]["value"])
+        report["outputs"]["answer"]["value"]
+    )
 
 
 def test_unverifiable_leftovers_are_not_continued(tmp_path, caplog):

@@ -59,8 +59,14 @@ def test_resume_gives_identical_weights(tmp_path):
     for a, b in zip(ref.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(TrainingError, match="config"):
-        fit(_model(), _loss, _problem(), config=FitConfig(epochs=6, seed=3),
-            checkpoint_dir=tmp_path, resume=True)
+        fit(
+            _model(),
+            _loss,
+            _problem(),
+            config=FitConfig(epochs=6, seed=3),
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 def test_checkpoint_is_safetensors_and_json_only(tmp_path):
@@ -73,21 +79,33 @@ def test_checkpoint_is_safetensors_and_json_only(tmp_path):
     assert names[0].endswith(".json") and names[1].endswith(".safetensors") and len(names) == 2
     opt2 = torch.optim.Adam(_model().parameters())
     load_checkpoint(tmp_path, _model(), opt2)
-    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_early_stopping_and_nan(tmp_path):
     data = _problem()
-    res = fit(_model(), _loss, data, val=data, config=FitConfig(epochs=200, lr=1e-9),
-              callbacks=[EarlyStopping("val_loss", patience=2, min_delta=1.0)])
+    res = fit(
+        _model(),
+        _loss,
+        data,
+        val=data,
+        config=FitConfig(epochs=200, lr=1e-9),
+        callbacks=[EarlyStopping("val_loss", patience=2, min_delta=1.0)],
+    )
     assert res.stopped_early and res.epochs == 3
     with pytest.raises(TrainingError, match="lower the learning rate"):
         fit(_model(), lambda m, b: _loss(m, b) * float("nan"), data, config=FitConfig(epochs=1))
 
 
 def test_hpo_seeds_and_resume_are_deterministic(tmp_path):
-    space = SearchSpace({"a": {"type": "float", "low": 0.0, "high": 1.0},
-                         "k": {"type": "categorical", "choices": [1, 2, 3]}})
+    space = SearchSpace(
+        {
+            "a": {"type": "float", "low": 0.0, "high": 1.0},
+            "k": {"type": "categorical", "choices": [1, 2, 3]},
+        }
+    )
     seeds = []
 
     def objective(params, seed, report):
@@ -103,14 +121,20 @@ def test_hpo_seeds_and_resume_are_deterministic(tmp_path):
     assert [t["params"] for t in full.trials] == [t["params"] for t in rest.trials]
     assert full.best_params == rest.best_params
     assert len(set(seeds)) == 6  # per-trial seeds differ, and repeat per index
-    url = run_search("m", objective, space, trials=2, seed=7,
-                    storage=f"sqlite:///{tmp_path / 'rdb.sqlite'}")
+    url = run_search(
+        "m", objective, space, trials=2, seed=7, storage=f"sqlite:///{tmp_path / 'rdb.sqlite'}"
+    )
     assert len(url.trials) == 2
 
 
 def test_cost_report():
-    c = CostReport({"a": 1.0, "b": 2.0, "c": 4.0}, [["a", "b"], ["c"]], end_to_end=10.0,
-                   workers=1, overhead=[0.5, 0.0])
+    c = CostReport(
+        {"a": 1.0, "b": 2.0, "c": 4.0},
+        [["a", "b"], ["c"]],
+        end_to_end=10.0,
+        workers=1,
+        overhead=[0.5, 0.0],
+    )
     assert c.sequential == 7.5 and c.critical_path == 7.5
     assert CostReport(c.modules, c.stages, workers=2).critical_path == 6.0
     assert "end-to-end" in c.table()
@@ -122,21 +146,48 @@ def _small_plan_run(tmp_path, executor, **kw):
     data = nmn_data(256, len(family))
     plan = make_plan(family, DataSpec({"features", "question"}, {"answer"}))
     hp = {k: {"epochs": 2} for k in ("encoder", "find", "describe", "measure")}
-    return kinds, train_plan(plan, family, kinds, data, workdir=tmp_path / "run",
-                             executor=executor, workers=2, hparams=hp, **kw)
+    return kinds, train_plan(
+        plan,
+        family,
+        kinds,
+        data,
+        workdir=tmp_path / "run",
+        executor=executor,
+        workers=2,
+        hparams=hp,
+        **kw,
+    )
 
 
 def test_train_plan_local_registers_and_summarises(tmp_path):
     reg = Registry(tmp_path / "reg")
     with LocalExecutor(2) as ex:
         kinds, result = _small_plan_run(
-            tmp_path, ex, registry=reg, trials=2,
+            tmp_path,
+            ex,
+            registry=reg,
+            trials=2,
             search={"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
-            end_to_end_time=10.0)
+            end_to_end_time=10.0,
+        )
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
-    for key in ("brickwork_version", "seed", "data_digest", "config", "wall_time", "metrics", "cost"):
+    for key in (
+        "brickwork_version",
+        "seed",
+        "data_digest",
+        "config",
+        "wall_time",
+        "metrics",
+        "cost",
+    ):
         assert key in s
-    assert set(s["registered"]) == {"encoder", "find[0]", "find[1]", "describe[what]", "measure[count]"}
+    assert set(s["registered"]) == {
+        "encoder",
+        "find[0]",
+        "find[1]",
+        "describe[what]",
+        "measure[count]",
+    }
     assert s["modules"]["find[0]"]["mode"] == "surrogate"
     assert len(s["modules"]["encoder"]["hpo"]["trials"]) == 2
     assert reg.verify() == [] and len(reg) == 5
@@ -147,8 +198,12 @@ def test_train_plan_local_registers_and_summarises(tmp_path):
     # re-running with resume (same settings) skips every finished job and hits the caches
     with LocalExecutor(2) as ex:
         _, again = _small_plan_run(
-            tmp_path, ex, resume=True, trials=2,
-            search={"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}})
+            tmp_path,
+            ex,
+            resume=True,
+            trials=2,
+            search={"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
+        )
     assert all(r.get("skipped") for r in again.modules.values())
     # ... and resuming with other settings is refused, naming what changed
     with pytest.raises(TrainingError, match=r"trials: 2 -> 0.*--out NEW_FOLDER"):
@@ -175,13 +230,32 @@ def test_cli_plan_train_registry(tmp_path, capsys):
     assert cli(["plan", plan, "--by", "kind", "--json", str(tmp_path / "plan.json")]) == 0
     out = capsys.readouterr().out
     assert "find" in out and "surrogate" in out and "stage 2" in out
-    assert json.loads((tmp_path / "plan.json").read_text())["modules"]["encoder"]["mode"] == "direct"
+    assert (
+        json.loads((tmp_path / "plan.json").read_text())["modules"]["encoder"]["mode"] == "direct"
+    )
     reg = str(tmp_path / "reg")
     assert cli(["train", plan, "--out", str(tmp_path / "run"), "--registry", reg]) == 0
-    assert cli(["registry", "--registry", reg, "search", "--in", "features:Features[b 4 h w]",
-                "--out", "mask:SoftMask[b 1 h w]"]) == 0
+    assert (
+        cli(
+            [
+                "registry",
+                "--registry",
+                reg,
+                "search",
+                "--in",
+                "features:Features[b 4 h w]",
+                "--out",
+                "mask:SoftMask[b 1 h w]",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "toy_find.0-v1" in out and "toy_find.1-v1" in out and "toy_describe" not in out.split("toy_find.1-v1")[-1]
+    assert (
+        "toy_find.0-v1" in out
+        and "toy_find.1-v1" in out
+        and "toy_describe" not in out.split("toy_find.1-v1")[-1]
+    )
     assert cli(["registry", "--registry", reg, "verify"]) == 0
     assert cli(["registry", "--registry", reg, "export", "toy_find.0-v1", str(tmp_path / "e")]) == 0
     assert cli(["registry", "--registry", reg, "remove", "toy_find.0-v1"]) == 0
@@ -200,16 +274,18 @@ def test_tensorboard_is_optional(tmp_path):
         with pytest.raises(TrainingError, match="tensorboard"):
             TensorBoard(tmp_path)
         return
-    res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=1),
-              callbacks=[TensorBoard(tmp_path)])
+    res = fit(
+        _model(), _loss, _problem(), config=FitConfig(epochs=1), callbacks=[TensorBoard(tmp_path)]
+    )
     assert res.epochs == 1 and any(tmp_path.iterdir())
 
 
 def test_cost_report_plot_is_a_png(tmp_path):
     from brickwork.training import CostReport
 
-    report = CostReport({"find": 2.0, "describe": 1.0}, [["find"], ["describe"]],
-                        end_to_end=4.0, workers=2)
+    report = CostReport(
+        {"find": 2.0, "describe": 1.0}, [["find"], ["describe"]], end_to_end=4.0, workers=2
+    )
     path = report.plot(tmp_path / "cost.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp"))
@@ -292,7 +368,10 @@ def test_train_cli_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
     bad = _plan_file(tmp_path / "t", workers="2")
     assert cli(["train", bad, "--out", str(out), "--no-register"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and 'train.workers: expected an integer >= 1, found a string "2"' in err
+    assert (
+        err.count("\n") == 0
+        and 'train.workers: expected an integer >= 1, found a string "2"' in err
+    )
     # a layout column out of range: the row and the valid range, before any training
     from brickwork.training import Samples
 
@@ -310,8 +389,16 @@ def test_train_cli_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys):
 def test_device_is_where_a_job_runs_not_what_it_is():
     from brickwork.training.job import ModuleJob, job_key
 
-    job = ModuleJob(name="s", kind="Sum", config={"axes": "b 2"}, mode="direct", data="d",
-                    inputs={}, target="y", workdir="w")
+    job = ModuleJob(
+        name="s",
+        kind="Sum",
+        config={"axes": "b 2"},
+        mode="direct",
+        data="d",
+        inputs={},
+        target="y",
+        workdir="w",
+    )
     moved = ModuleJob.from_json({**job.to_json(), "device": "cuda:1"})
     assert moved.device == "cuda:1" and job_key(moved) == job_key(job)
 
@@ -322,8 +409,14 @@ def test_end_to_end_and_evaluate_take_a_device():
     kinds = nmn_kinds()
     family = nmn_family(kinds)
     data = nmn_data(64, len(family))
-    res = train_end_to_end(family, kinds, data, targets=["answer"],
-                           config=FitConfig(epochs=1, batch_size=32), device="cpu")
+    res = train_end_to_end(
+        family,
+        kinds,
+        data,
+        targets=["answer"],
+        config=FitConfig(epochs=1, batch_size=32),
+        device="cpu",
+    )
     assert res.steps == 2
     assert evaluate(family, kinds, data, device="cpu").outputs["answer"]["count"] == 64
 
@@ -345,4 +438,5 @@ def test_train_plan_on_cuda(tmp_path):
     fresh = nmn_kinds()
     rep = evaluate_run(nmn_family(fresh), fresh, tmp_path / "run", device="cuda")
     assert rep.outputs["answer"]["value"] == pytest.approx(
-        result.summary["evaluation"]["outputs"]["answer"]["value"], abs=1e-6)
+        result.summary["evaluation"]["outputs"]["answer"]["value"], abs=1e-6
+    )

@@ -40,18 +40,32 @@ def _write_plan(folder: Path) -> Path:
     layout = torch.randint(0, 2, (n,), generator=g)
     channel = features[torch.arange(n), layout]  # red reads channel 0, blue channel 1
     answer = (channel.flatten(1).amax(1) > 1.5).float()
-    Samples({"features": features, "layout": layout, "answer": answer}).save(folder / "data.safetensors")
+    Samples({"features": features, "layout": layout, "answer": answer}).save(
+        folder / "data.safetensors"
+    )
     spec = {
         "name": "portable",
-        "kinds": {"find": {"kind": "tk_find", "config": {"channels": 4, "hidden": 8}},
-                  "exist": {"kind": "tk_exist", "config": {}}},
+        "kinds": {
+            "find": {"kind": "tk_find", "config": {"channels": 4, "hidden": 8}},
+            "exist": {"kind": "tk_exist", "config": {}},
+        },
         "layouts": [
-            {"name": f"exist-{c}", "program": [
-                {"function": "find", "inputs": [], "value_inputs": [c]},
-                {"function": "exist", "inputs": [0]}],
-             "externals": {"features": "Features[b 4 h w]"}} for c in ("red", "blue")],
+            {
+                "name": f"exist-{c}",
+                "program": [
+                    {"function": "find", "inputs": [], "value_inputs": [c]},
+                    {"function": "exist", "inputs": [0]},
+                ],
+                "externals": {"features": "Features[b 4 h w]"},
+            }
+            for c in ("red", "blue")
+        ],
         "data": {"inputs": ["features"], "targets": ["answer"], "path": "data.safetensors"},
-        "train": {"seed": 0, "workers": 1, "hparams": {"find": {"epochs": 2}, "exist": {"epochs": 2}}},
+        "train": {
+            "seed": 0,
+            "workers": 1,
+            "hparams": {"find": {"epochs": 2}, "exist": {"epochs": 2}},
+        },
     }
     path = folder / "plan.json"
     path.write_text(json.dumps(spec, indent=2))
@@ -87,8 +101,9 @@ def test_train_export_import_load_is_bit_identical(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "hub" / "find-red" / "config.json").read_text())
     assert config["module"] == "brickwork_toykinds.kinds"
     _run([*BRICKWORK, "registry", "import", "hub/find-red", "--registry", "reg2"], tmp_path)
-    listing = json.loads(_run([*BRICKWORK, "registry", "list", "--json", "--registry", "reg2"],
-                              tmp_path).stdout)
+    listing = json.loads(
+        _run([*BRICKWORK, "registry", "list", "--json", "--registry", "reg2"], tmp_path).stdout
+    )
     assert name in json.dumps(listing)
 
     script = tmp_path / "outputs.py"
@@ -98,5 +113,7 @@ def test_train_export_import_load_is_bit_identical(tmp_path: Path) -> None:
     _run([*py, name, "b.safetensors", "reg2"], tmp_path)
     _run([*py, "hub/find-red", "c.safetensors"], tmp_path)
     assert origin.stdout.strip() == "brickwork_toykinds.kinds"
-    a, b, c = ((tmp_path / f).read_bytes() for f in ("a.safetensors", "b.safetensors", "c.safetensors"))
+    a, b, c = (
+        (tmp_path / f).read_bytes() for f in ("a.safetensors", "b.safetensors", "c.safetensors")
+    )
     assert a == b == c

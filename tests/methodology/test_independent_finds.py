@@ -100,13 +100,17 @@ def shapes_data(n: int, seed: int) -> tuple[Samples, torch.Tensor]:
         truth[:, i] = (occupied & (colour == i)).float()
         truth[:, 3 + i] = (occupied & (shape == i)).float()
     feats = torch.cat([truth, torch.zeros(n, 2, H, W)], 1) + 0.25 * torch.randn(
-        n, CHANNELS, H, W, generator=g)
+        n, CHANNELS, H, W, generator=g
+    )
     progs = programs()
     single = [i for i, (_, finds) in enumerate(progs) if len(finds) == 1]
     double = [i for i, (_, finds) in enumerate(progs) if len(finds) == 2]
     pick = torch.rand(n, generator=g) < SINGLE  # a share of questions ask about one attribute
-    layout = torch.where(pick, torch.tensor(single)[torch.randint(0, len(single), (n,), generator=g)],
-                         torch.tensor(double)[torch.randint(0, len(double), (n,), generator=g)])
+    layout = torch.where(
+        pick,
+        torch.tensor(single)[torch.randint(0, len(single), (n,), generator=g)],
+        torch.tensor(double)[torch.randint(0, len(double), (n,), generator=g)],
+    )
     answer = torch.empty(n, dtype=torch.long)
     for k, li in enumerate(layout.tolist()):
         reader, finds = progs[li]
@@ -145,8 +149,15 @@ def cell_accuracy(kinds: Kinds, attr: str, data: Samples, truth: torch.Tensor) -
     return float(((mask > 0.5).float() == truth[:, ATTRS.index(attr)]).float().mean())
 
 
-SGM_HPARAMS = {"epochs": 60, "lr": 0.01, "batch_size": 32, "patience": 12, "rank": 4,
-               "dropout": 0.0, "starts": 2}
+SGM_HPARAMS = {
+    "epochs": 60,
+    "lr": 0.01,
+    "batch_size": 32,
+    "patience": 12,
+    "rank": 4,
+    "dropout": 0.0,
+    "starts": 2,
+}
 HEAD_HPARAMS = {"epochs": 40, "lr": 0.01, "batch_size": 64, "patience": 8}
 
 
@@ -164,21 +175,38 @@ def test_finds_train_independently_through_the_plan(tmp_path):
     assert {plan.module(f).mode for f in finds} == {"surrogate"}
     assert all(plan.module(f).codependent and plan.module(f).stage == 1 for f in finds)
     assert {plan.module(m).mode for m in ("measure[exist]", "measure[count]")} == {"cached"}
-    res = train_plan(plan, family, kinds, train, workdir=tmp_path / "run", executor=Inline(),
-                     hparams={"find": SGM_HPARAMS, "measure": HEAD_HPARAMS}, seed=0)
+    res = train_plan(
+        plan,
+        family,
+        kinds,
+        train,
+        workdir=tmp_path / "run",
+        executor=Inline(),
+        hparams={"find": SGM_HPARAMS, "measure": HEAD_HPARAMS},
+        seed=0,
+    )
     cells = {a: cell_accuracy(kinds, a, test, truth) for a in ATTRS}
     modular = answer_accuracy(family, kinds, test)
 
     e2e_kinds = shapes_kinds()
     e2e_family = shapes_family(e2e_kinds)
     torch.manual_seed(0)
-    train_end_to_end(e2e_family, e2e_kinds, train, targets=["answer"],
-                     config=FitConfig(epochs=40, lr=0.01, batch_size=64, seed=0))
+    train_end_to_end(
+        e2e_family,
+        e2e_kinds,
+        train,
+        targets=["answer"],
+        config=FitConfig(epochs=40, lr=0.01, batch_size=64, seed=0),
+    )
     end_to_end = answer_accuracy(e2e_family, e2e_kinds, test)
     seconds = time.perf_counter() - t0
-    figures = {"cells": cells, "modular": modular, "end_to_end": end_to_end,
-               "seconds": seconds,
-               "sgm": {f: res.modules[f].get("sgm") for f in finds}}
+    figures = {
+        "cells": cells,
+        "modular": modular,
+        "end_to_end": end_to_end,
+        "seconds": seconds,
+        "sgm": {f: res.modules[f].get("sgm") for f in finds},
+    }
     (tmp_path / "figures.txt").write_text(repr(figures))
     assert min(cells.values()) >= 0.9, figures
     assert modular >= end_to_end - 0.05, figures
