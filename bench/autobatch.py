@@ -41,9 +41,9 @@ class _Conv1x1Head(Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.w1 = torch.nn.Parameter(torch.randn(HID, cin) / cin ** 0.5)
+        self.w1 = torch.nn.Parameter(torch.randn(HID, cin) / cin**0.5)
         self.b1 = torch.nn.Parameter(torch.zeros(HID))
-        self.w2 = torch.nn.Parameter(torch.randn(cout, HID) / HID ** 0.5)
+        self.w2 = torch.nn.Parameter(torch.randn(cout, HID) / HID**0.5)
         self.b2 = torch.nn.Parameter(torch.zeros(cout))
 
     @classmethod
@@ -60,8 +60,13 @@ class _Conv1x1Head(Module):
 
     @classmethod
     def heads(cls, modules: list[Module], instance: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return cls._compute(x, stack_param(modules, "w1", instance), stack_param(modules, "b1", instance),
-                          stack_param(modules, "w2", instance), stack_param(modules, "b2", instance))
+        return cls._compute(
+            x,
+            stack_param(modules, "w1", instance),
+            stack_param(modules, "b1", instance),
+            stack_param(modules, "w2", instance),
+            stack_param(modules, "b2", instance),
+        )
 
 
 class Scene(_Conv1x1Head):
@@ -113,7 +118,7 @@ class _Answer(Module):
         super().__init__()
         self.w1 = torch.nn.Parameter(torch.randn(HID, C + 1) / (C + 1) ** 0.5)
         self.b1 = torch.nn.Parameter(torch.zeros(HID))
-        self.w2 = torch.nn.Parameter(torch.randn(K, HID) / HID ** 0.5)
+        self.w2 = torch.nn.Parameter(torch.randn(K, HID) / HID**0.5)
         self.b2 = torch.nn.Parameter(torch.zeros(K))
 
     @staticmethod
@@ -127,10 +132,13 @@ class _Answer(Module):
     @classmethod
     def forward_instances(cls, modules, instance, mask, features):
         x = cls.pool(mask, features)
-        h = torch.relu(torch.einsum("nc,ndc->nd", x, stack_param(modules, "w1", instance))
-                       + stack_param(modules, "b1", instance))
+        h = torch.relu(
+            torch.einsum("nc,ndc->nd", x, stack_param(modules, "w1", instance))
+            + stack_param(modules, "b1", instance)
+        )
         return torch.einsum("nc,ndc->nd", h, stack_param(modules, "w2", instance)) + stack_param(
-            modules, "b2", instance)
+            modules, "b2", instance
+        )
 
 
 class Query(_Answer):
@@ -138,15 +146,36 @@ class Query(_Answer):
     outputs = {"answer": ANS}
 
 
-COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow",
-          "cube", "sphere", "cylinder", "small", "large", "rubber", "metal"]
+COLORS = [
+    "gray",
+    "red",
+    "blue",
+    "green",
+    "brown",
+    "purple",
+    "cyan",
+    "yellow",
+    "cube",
+    "sphere",
+    "cylinder",
+    "small",
+    "large",
+    "rubber",
+    "metal",
+]
 RELATIONS = ["left", "right", "front", "behind"]
 QUERIES = ["color", "shape", "size", "material", "count", "exist"]
 
 
 def make_kinds() -> Kinds:
-    return Kinds(scene=Scene, filter=Filter, relate=Relate, query=Query,
-                 And=lambda: And.min("b 1 h w"), Or=lambda: Or.max("b 1 h w"))
+    return Kinds(
+        scene=Scene,
+        filter=Filter,
+        relate=Relate,
+        query=Query,
+        And=lambda: And.min("b 1 h w"),
+        Or=lambda: Or.max("b 1 h w"),
+    )
 
 
 def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> Layout:
@@ -163,7 +192,9 @@ def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> La
             right = expr(rng.randint(1, d - 1))
             return b.add(rng.choice(["And", "Or"]), a=left, b=right).source()
         if r < 0.5:
-            return b.add(f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats).source()
+            return b.add(
+                f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats
+            ).source()
         return b.add(f"filter[{rng.choice(COLORS)}]", mask=expr(d - 1), features=feats).source()
 
     top = b.add(f"query[{rng.choice(QUERIES)}]", mask=expr(depth - 1), features=feats)
@@ -185,7 +216,7 @@ def ideal_layout(kinds: Kinds, layouts: list[Layout]) -> tuple[Layout, float]:
     x = b.add("scene", features=feats).source()
     extra_scenes = max(0, round(counts.get("scene", 1)) - 1)
     merges = round(counts.get("And", 0) + counts.get("Or", 0))
-    body = (["filter"] * round(counts.get("filter", 0)) + ["relate"] * round(counts.get("relate", 0)))
+    body = ["filter"] * round(counts.get("filter", 0)) + ["relate"] * round(counts.get("relate", 0))
     for i, kind in enumerate(body):
         arg = COLORS[i % len(COLORS)] if kind == "filter" else RELATIONS[i % len(RELATIONS)]
         x = b.add(f"{kind}[{arg}]", mask=x, features=feats).source()
@@ -228,7 +259,9 @@ def main() -> None:
     ap.add_argument("--layouts", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu", help="where modules and features live (cpu, cuda, cuda:N)")
+    ap.add_argument(
+        "--device", default="cpu", help="where modules and features live (cpu, cuda, cuda:N)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.layouts, args.repeats = 256, 3
@@ -243,20 +276,35 @@ def main() -> None:
             kinds.module(name)
     kinds.to(device)
     runner = Runner(kinds, cache_size=0)
-    result: dict = {"layouts": len(layouts), "repeats": args.repeats, "channels": C,
-                    "grid": [H, W], "torch_threads": 1, "device": str(device), "brickwork": brickwork.__version__,
-                    "mean_nodes": statistics.mean(len(l) for l in layouts)}
+    result: dict = {
+        "layouts": len(layouts),
+        "repeats": args.repeats,
+        "channels": C,
+        "grid": [H, W],
+        "torch_threads": 1,
+        "device": str(device),
+        "brickwork": brickwork.__version__,
+        "mean_nodes": statistics.mean(len(l) for l in layouts),
+    }
     for bs in (64, 256):
         n_batches = max(1, min(len(layouts) // bs, 4))
-        batches = [(layouts[i * bs:(i + 1) * bs], torch.randn(bs, C, H, W).to(device)) for i in range(n_batches)]
+        batches = [
+            (layouts[i * bs : (i + 1) * bs], torch.randn(bs, C, H, W).to(device))
+            for i in range(n_batches)
+        ]
         samples = bs * n_batches
         ideals = [ideal_layout(kinds, ls) for ls, _ in batches]
         kinds.to(device)  # modules the ideal layouts added
         ideal = [([lay] * bs, f) for (lay, _), (_, f) in zip(ideals, batches)]
         mix = statistics.mean(factor for _, factor in ideals)
-        med = interleaved_medians({"per_sample": (Runner.per_sample, batches[:1]),
-                                   "auto": (runner, batches), "ideal": (runner, ideal)},
-                                  args.repeats)
+        med = interleaved_medians(
+            {
+                "per_sample": (Runner.per_sample, batches[:1]),
+                "auto": (runner, batches),
+                "ideal": (runner, ideal),
+            },
+            args.repeats,
+        )
         t_ref, t_auto, t_ideal = med["per_sample"] * n_batches, med["auto"], med["ideal"]
         runner(batches[0][0], {"features": batches[0][1]})
         result[f"per_sample_{bs}"] = samples / t_ref

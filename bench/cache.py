@@ -70,12 +70,21 @@ def main() -> None:
     per_epoch_slow = slow.wall_time / slow.epochs
     per_epoch_fast = fast.wall_time / fast.epochs
     hit_again = IntermediateDataset.get_or_build(root, key, produce)[1]
-    out = {"bench": "cache", "samples": n, "epochs": epochs,
-           "epoch_seconds_recompute": per_epoch_slow, "epoch_seconds_cached": per_epoch_fast,
-           "speedup": per_epoch_slow / per_epoch_fast, "build_seconds": build_seconds,
-           "second_lookup_hit": hit_again, "first_lookup_hit": hit,
-           "same_final_loss": abs(slow.final["train_loss"] - fast.final["train_loss"]) < 1e-4,
-           "target": 5.0, "quick": args.quick, "device": str(device)}
+    out = {
+        "bench": "cache",
+        "samples": n,
+        "epochs": epochs,
+        "epoch_seconds_recompute": per_epoch_slow,
+        "epoch_seconds_cached": per_epoch_fast,
+        "speedup": per_epoch_slow / per_epoch_fast,
+        "build_seconds": build_seconds,
+        "second_lookup_hit": hit_again,
+        "first_lookup_hit": hit,
+        "same_final_loss": abs(slow.final["train_loss"] - fast.final["train_loss"]) < 1e-4,
+        "target": 5.0,
+        "quick": args.quick,
+        "device": str(device),
+    }
     print(json.dumps(out))
 
 

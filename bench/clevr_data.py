@@ -38,8 +38,9 @@ def main() -> None:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="clevr-bench-"))
     try:
         t0 = time.perf_counter()
-        summary = generate_dataset(out, n, args.questions_per_scene, args.max_depth, seed=0,
-                                   processes=args.processes)
+        summary = generate_dataset(
+            out, n, args.questions_per_scene, args.max_depth, seed=0, processes=args.processes
+        )
         seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -17,9 +17,22 @@ import torch
 
 from brickwork.studies.clevr.nmn import StudyConfig, run_study
 
-KEYS = ("accuracy", "error_by_depth", "seen_error", "unseen_error", "sgm_pearson_r", "sgm_p_value",
-        "cost_ratio_sequential", "cost_ratio_parallel", "train_samples_per_second",
-        "supervision_targets", "acceptance", "wall_seconds", "data_digest", "brickwork")
+KEYS = (
+    "accuracy",
+    "error_by_depth",
+    "seen_error",
+    "unseen_error",
+    "sgm_pearson_r",
+    "sgm_p_value",
+    "cost_ratio_sequential",
+    "cost_ratio_parallel",
+    "train_samples_per_second",
+    "supervision_targets",
+    "acceptance",
+    "wall_seconds",
+    "data_digest",
+    "brickwork",
+)
 
 
 def main() -> None:
@@ -28,7 +41,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/clevr_nmn")
     ap.add_argument("--cache", default="runs/clevr-cache")
-    ap.add_argument("--device", default="cpu", help="where the models train and run (cpu, cuda, cuda:N)")
+    ap.add_argument(
+        "--device", default="cpu", help="where the models train and run (cpu, cuda, cuda:N)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)

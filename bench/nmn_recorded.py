@@ -45,15 +45,34 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     reader, info = recorded_finds(model, finds, data, ["train"], tmp)
                 rec_seconds.append(info["seconds"])
-            res = train_loop(model, data, "train", seconds, seed=rep, priors=priors,
-                             eval_every=1e9, recorded=reader)
+            res = train_loop(
+                model,
+                data,
+                "train",
+                seconds,
+                seed=rep,
+                priors=priors,
+                eval_every=1e9,
+                recorded=reader,
+            )
             out[mode].append(res["samples_per_second"])
-            print(f"rep {rep} {mode}: {res['samples_per_second']:.0f} samples/s "
-                  f"({res['steps']} steps)", flush=True)
+            print(
+                f"rep {rep} {mode}: {res['samples_per_second']:.0f} samples/s "
+                f"({res['steps']} steps)",
+                flush=True,
+            )
     a, b = statistics.median(out["recompute"]), statistics.median(out["recorded"])
-    print(json.dumps({"recompute_samples_per_second": out["recompute"],
-                      "recorded_samples_per_second": out["recorded"],
-                      "ratio_of_medians": b / a, "record_seconds": rec_seconds, "seconds_per_run": seconds}))
+    print(
+        json.dumps(
+            {
+                "recompute_samples_per_second": out["recompute"],
+                "recorded_samples_per_second": out["recorded"],
+                "ratio_of_medians": b / a,
+                "record_seconds": rec_seconds,
+                "seconds_per_run": seconds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

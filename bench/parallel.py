@@ -31,12 +31,22 @@ def make_jobs(root: str, tag: str, epochs: int, n: int, device: str = "cpu") -> 
         path = os.path.join(root, f"data{m}.safetensors")
         if not os.path.exists(path):
             Samples({"x": x, "y": y}).save(path)
-        jobs.append(ModuleJob(
-            name=f"m{m}", kind="toy_classifier",
-            config={"dim": 32, "classes": 2, "hidden": 64, "layers": 2},
-            imports=("brickwork.training.fixtures",), mode="direct", data=path, device=device,
-            inputs={"x": "x"}, target="y", seed=m, workdir=os.path.join(root, tag, f"m{m}"),
-            hparams={"epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": 10**6}).to_json())
+        jobs.append(
+            ModuleJob(
+                name=f"m{m}",
+                kind="toy_classifier",
+                config={"dim": 32, "classes": 2, "hidden": 64, "layers": 2},
+                imports=("brickwork.training.fixtures",),
+                mode="direct",
+                data=path,
+                device=device,
+                inputs={"x": "x"},
+                target="y",
+                seed=m,
+                workdir=os.path.join(root, tag, f"m{m}"),
+                hparams={"epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": 10**6},
+            ).to_json()
+        )
     return jobs
 
 
@@ -67,15 +77,23 @@ def main() -> None:
         t2s.append(e)
         busy2.append(b)
     ratios = [a / b for a, b in zip(t1s, t2s)]
-    out = {"bench": "parallel", "modules": 4, "cpu_count": os.cpu_count(),
-           "load_average_1min": os.getloadavg()[0],
-           "seconds_1_worker": t1s, "seconds_2_workers": t2s, "speedups": ratios,
-           # jobs alive at once (~2 means both workers ran concurrently); per-job slowdown
-           # from 1 to 2 workers shows CPU contention (other processes on the machine)
-           "concurrency_2_workers": statistics.median(b / e for b, e in zip(busy2, t2s)),
-           "per_job_slowdown_2_vs_1": statistics.median(b2 / b1 for b1, b2 in zip(busy1, busy2)),
-           "speedup": statistics.median(ratios), "target": 1.7, "quick": args.quick,
-           "device": args.device}
+    out = {
+        "bench": "parallel",
+        "modules": 4,
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "seconds_1_worker": t1s,
+        "seconds_2_workers": t2s,
+        "speedups": ratios,
+        # jobs alive at once (~2 means both workers ran concurrently); per-job slowdown
+        # from 1 to 2 workers shows CPU contention (other processes on the machine)
+        "concurrency_2_workers": statistics.median(b / e for b, e in zip(busy2, t2s)),
+        "per_job_slowdown_2_vs_1": statistics.median(b2 / b1 for b1, b2 in zip(busy1, busy2)),
+        "speedup": statistics.median(ratios),
+        "target": 1.7,
+        "quick": args.quick,
+        "device": args.device,
+    }
     print(json.dumps(out))
 
 

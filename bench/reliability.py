@@ -58,8 +58,19 @@ DEVICE = "cpu"
 
 
 def train_cmd(plan: Path, out: Path, resume: bool = False) -> list[str]:
-    cmd = BRICKWORK + ["train", str(plan), "--out", str(out), "--no-register",
-           "--trials", "3", "--workers", "2", "--device", DEVICE]
+    cmd = BRICKWORK + [
+        "train",
+        str(plan),
+        "--out",
+        str(out),
+        "--no-register",
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--device",
+        DEVICE,
+    ]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -67,8 +78,12 @@ def resume_trials(root: Path, trials: int, seed: int) -> dict:
     from brickwork.training.fixtures import example_plan_json, nmn_data
 
     spec = example_plan_json()
-    spec["train"]["search"] = {"encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
-    spec["train"]["hparams"] = {k: {"epochs": 6} for k in ("find", "encoder", "describe", "measure")}
+    spec["train"]["search"] = {
+        "encoder": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+    }
+    spec["train"]["hparams"] = {
+        k: {"epochs": 6} for k in ("find", "encoder", "describe", "measure")
+    }
     folder = root / "plan"
     folder.mkdir(parents=True)
     nmn_data(2048, len(spec["layouts"]), seed=0).save(folder / "data.safetensors")
@@ -85,21 +100,40 @@ def resume_trials(root: Path, trials: int, seed: int) -> dict:
         out = root / f"trial{k}"
         k += 1
         delay = rng.uniform(0.1, 0.6) * ref_time
-        proc = subprocess.Popen(train_cmd(plan, out), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            train_cmd(plan, out),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(delay)
         killed = proc.poll() is None
         if killed:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        r = subprocess.run(train_cmd(plan, out, resume=True), env=ENV, capture_output=True, text=True)
+        r = subprocess.run(
+            train_cmd(plan, out, resume=True), env=ENV, capture_output=True, text=True
+        )
         ok = r.returncode == 0 and fingerprints(out) == ref
-        rows.append({"kill_after_s": round(delay, 2), "killed": killed, "resumed_rc": r.returncode,
-                     "identical": ok, "error": "" if r.returncode == 0 else r.stderr[-400:]})
+        rows.append(
+            {
+                "kill_after_s": round(delay, 2),
+                "killed": killed,
+                "resumed_rc": r.returncode,
+                "identical": ok,
+                "error": "" if r.returncode == 0 else r.stderr[-400:],
+            }
+        )
     killed = [r for r in rows if r["killed"]]
-    return {"trials": len(killed), "identical": sum(r["identical"] for r in killed),
-            "attempts": len(rows), "all_attempts_identical": all(r["identical"] for r in rows), "reference_seconds": ref_time,
-            "runs": rows}
+    return {
+        "trials": len(killed),
+        "identical": sum(r["identical"] for r in killed),
+        "attempts": len(rows),
+        "all_attempts_identical": all(r["identical"] for r in rows),
+        "reference_seconds": ref_time,
+        "runs": rows,
+    }
 
 
 WRITER = """
@@ -124,18 +158,31 @@ def registry_writers(root: Path, procs: int, per: int) -> dict:
     path = root / "reg-concurrent"
     Registry(path)
     t = time.perf_counter()
-    ps = [subprocess.Popen([PY, "-c", WRITER, str(path), str(p), str(per)], env=ENV,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for p in range(procs)]
+    ps = [
+        subprocess.Popen(
+            [PY, "-c", WRITER, str(path), str(p), str(per)],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(procs)
+    ]
     errors = 0
     for p in ps:
         out, err = p.communicate()
         errors += int(out.strip() or 0) if p.returncode == 0 else per
     reg = Registry(path)
     problems = reg.verify()
-    return {"processes": procs, "entries_each": per, "present": len(reg),
-            "expected": procs * per, "verify_problems": len(problems), "errors": errors,
-            "seconds": time.perf_counter() - t}
+    return {
+        "processes": procs,
+        "entries_each": per,
+        "present": len(reg),
+        "expected": procs * per,
+        "verify_problems": len(problems),
+        "errors": errors,
+        "seconds": time.perf_counter() - t,
+    }
 
 
 MALICIOUS_PICKLE = b"\x80\x04cos\nsystem\n(S'echo pwned'\ntR."
@@ -204,12 +251,15 @@ def corruption(root: Path) -> dict:
     reg.export(card.name, exp)
     (exp / "model.safetensors").write_bytes(MALICIOUS_PICKLE)
     import hashlib
+
     meta = json.loads((exp / "config.json").read_text())
     meta["weights_sha256"] = hashlib.sha256(MALICIOUS_PICKLE).hexdigest()
     meta["registry_card"]["weights_sha256"] = meta["weights_sha256"]
     (exp / "config.json").write_text(json.dumps(meta))
     target = Registry(root / "reg-import")
-    refused("import: pickle with a matching digest", lambda: target.import_(exp, "toy_classifier.evil"))
+    refused(
+        "import: pickle with a matching digest", lambda: target.import_(exp, "toy_classifier.evil")
+    )
     exp2 = root / "export-bin"
     exp2.mkdir()
     (exp2 / "pytorch_model.bin").write_bytes(b"PK\x03\x04" + MALICIOUS_PICKLE)
@@ -222,22 +272,36 @@ def corruption(root: Path) -> dict:
     (exp3 / "config.json").write_text(json.dumps(meta))
     refused("import: path traversal in the card's name", lambda: target.import_(exp3))
     m = ToyClassifier(dim=4, classes=2)
-    for bad in ("../evil.v1", "toy/../../x.y", "toy_classifier./etc/passwd", "..\\x.y",
-                "toy_classifier..", ".hidden.x", "toy_classifier.a/b", "toy_classifier.a\x00b"):
+    for bad in (
+        "../evil.v1",
+        "toy/../../x.y",
+        "toy_classifier./etc/passwd",
+        "..\\x.y",
+        "toy_classifier..",
+        ".hidden.x",
+        "toy_classifier.a/b",
+        "toy_classifier.a\x00b",
+    ):
         refused(f"name {bad!r}", lambda bad=bad: target.put(bad, m))
     refused("load '../index.sqlite'", lambda: reg.load("../index.sqlite"))
     escaped = [p for p in root.rglob("*") if "outside" in p.name or p.name == "evil.v1.json"]
-    return {"cases": len(cases), "refused": sum(ok for _, ok, _ in cases),
-            "files_outside_registry": len(escaped),
-            "details": [{"case": c, "refused": ok, "message": m} for c, ok, m in cases]}
+    return {
+        "cases": len(cases),
+        "refused": sum(ok for _, ok, _ in cases),
+        "files_outside_registry": len(escaped),
+        "details": [{"case": c, "refused": ok, "message": m} for c, ok, m in cases],
+    }
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (what "unchanged" means)."""
     import hashlib
 
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def resume_changes(root: Path) -> dict:
@@ -248,7 +312,9 @@ def resume_changes(root: Path) -> dict:
 
     spec = example_plan_json()
     spec["train"].pop("search", None)
-    spec["train"]["hparams"] = {k: {"epochs": 2} for k in ("find", "encoder", "describe", "measure")}
+    spec["train"]["hparams"] = {
+        k: {"epochs": 2} for k in ("find", "encoder", "describe", "measure")
+    }
     folder = root / "plan"
     folder.mkdir(parents=True)
     data_path, plan = folder / "data.safetensors", folder / "plan.json"
@@ -257,9 +323,25 @@ def resume_changes(root: Path) -> dict:
     run, reg_path = root / "run", root / "reg"
 
     def train(*extra: str, out: Path = run) -> subprocess.CompletedProcess:
-        return subprocess.run(BRICKWORK + ["train", str(plan), "--out", str(out), "--registry",
-                                           str(reg_path), "--workers", "2", "--device", DEVICE, *extra],
-                              env=ENV, capture_output=True, text=True)
+        return subprocess.run(
+            BRICKWORK
+            + [
+                "train",
+                str(plan),
+                "--out",
+                str(out),
+                "--registry",
+                str(reg_path),
+                "--workers",
+                "2",
+                "--device",
+                DEVICE,
+                *extra,
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
 
     first = train()
     if first.returncode != 0:
@@ -275,19 +357,37 @@ def resume_changes(root: Path) -> dict:
         if restore:
             restore()
         errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-        ok = (r.returncode == 2 and len(errors) == 1 and _tree_digest(run) == before_run
-              and _tree_digest(reg_path) == before_reg)
-        cases.append({"change": label, "rc": r.returncode, "refused_and_unchanged": ok,
-                      "message": (errors[0] if errors else r.stderr[-300:])[:300]})
+        ok = (
+            r.returncode == 2
+            and len(errors) == 1
+            and _tree_digest(run) == before_run
+            and _tree_digest(reg_path) == before_reg
+        )
+        cases.append(
+            {
+                "change": label,
+                "rc": r.returncode,
+                "refused_and_unchanged": ok,
+                "message": (errors[0] if errors else r.stderr[-300:])[:300],
+            }
+        )
 
     change("seed", ["--seed", "1"])
-    change("data", [], lambda: nmn_data(512, len(spec["layouts"]), seed=1).save(data_path),
-           lambda: data_path.write_bytes(original_data))
+    change(
+        "data",
+        [],
+        lambda: nmn_data(512, len(spec["layouts"]), seed=1).save(data_path),
+        lambda: data_path.write_bytes(original_data),
+    )
     hp = json.loads(plan.read_text())
     hp["train"]["hparams"]["find"]["epochs"] = 3
     original_plan = plan.read_text()
-    change("hparams", [], lambda: plan.write_text(json.dumps(hp)),
-           lambda: plan.write_text(original_plan))
+    change(
+        "hparams",
+        [],
+        lambda: plan.write_text(json.dumps(hp)),
+        lambda: plan.write_text(original_plan),
+    )
     # a copied run folder, the original gone: resumes from the copy, registers its weights
     copy = root / "run-copy"
     shutil.copytree(run, copy)
@@ -302,12 +402,20 @@ def resume_changes(root: Path) -> dict:
             module_dir = copy / summary["modules"][name]["module_dir"]
             own += reg.card(ref).fingerprint == load_module(module_dir).fingerprint()
         # files of the copy that still name the original run folder
-        copied.update(registered=len(summary["registered"]), own_weights=own,
-                      files_naming_original=sum(f'{run}"' in p.read_text() or f"{run}/" in
-                                                p.read_text() for p in copy.rglob("*.json")))
+        copied.update(
+            registered=len(summary["registered"]),
+            own_weights=own,
+            files_naming_original=sum(
+                f'{run}"' in p.read_text() or f"{run}/" in p.read_text()
+                for p in copy.rglob("*.json")
+            ),
+        )
     failures = sum(not c["refused_and_unchanged"] for c in cases)
-    failures += int(copied["rc"] != 0 or copied.get("own_weights") != copied.get("registered")
-                    or copied.get("files_naming_original", 1) != 0)
+    failures += int(
+        copied["rc"] != 0
+        or copied.get("own_weights") != copied.get("registered")
+        or copied.get("files_naming_original", 1) != 0
+    )
     return {"changes": cases, "copied_run": copied, "failures": failures}
 
 
@@ -344,9 +452,16 @@ def put_remove_race(root: Path, iterations: int) -> dict:
     path = root / "reg-race"
     Registry(path)
     start = time.time() + 3.0
-    procs = [subprocess.Popen([PY, "-c", RACE, str(path), who, str(iterations), str(start)],
-                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for who in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [PY, "-c", RACE, str(path), who, str(iterations), str(start)],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("a", "b")
+    ]
     lost = errors = 0
     seconds = []
     for p in procs:
@@ -359,10 +474,17 @@ def put_remove_race(root: Path, iterations: int) -> dict:
         seconds.append(row["seconds"])
     reg = Registry(path)
     left = len(list((path / "blobs").glob("*/*.safetensors")))
-    return {"processes": 2, "iterations_each": iterations, "lost_blobs": lost, "errors": errors,
-            "entries_left": len(reg), "blobs_left": left, "verify_problems": len(reg.verify()),
-            "seconds": max(seconds or [0.0]),
-            "failures": lost + errors + len(reg) + left}
+    return {
+        "processes": 2,
+        "iterations_each": iterations,
+        "lost_blobs": lost,
+        "errors": errors,
+        "entries_left": len(reg),
+        "blobs_left": left,
+        "verify_problems": len(reg.verify()),
+        "seconds": max(seconds or [0.0]),
+        "failures": lost + errors + len(reg) + left,
+    }
 
 
 def index_lost(root: Path) -> dict:
@@ -376,15 +498,18 @@ def index_lost(root: Path) -> dict:
     for i in range(12):
         for v in range(1 + i % 3):
             torch.manual_seed(100 * i + v)
-            reg.put(f"toy_classifier.e{i}", ToyClassifier(dim=4, classes=2, hidden=4),
-                    metrics={"v": v})
+            reg.put(
+                f"toy_classifier.e{i}", ToyClassifier(dim=4, classes=2, hidden=4), metrics={"v": v}
+            )
         if i % 4 == 0:
             reg.alias(f"toy_classifier.e{i}@1", "production")
     reg.remove("toy_classifier.e5@2")
 
     def state(r: Registry) -> list:
-        return [(e.ref, e.aliases, e.card.to_json() if e.card else None)
-                for e in r.list(all_versions=True)]
+        return [
+            (e.ref, e.aliases, e.card.to_json() if e.card else None)
+            for e in r.list(all_versions=True)
+        ]
 
     before = state(reg)
     rows = []
@@ -399,16 +524,31 @@ def index_lost(root: Path) -> dict:
         t = time.perf_counter()
         ri = subprocess.run(cli + ["reindex"], env=ENV, capture_output=True, text=True)
         after = state(Registry(path))
-        rows.append({
-            "index": how,
-            "list_refused": ls.returncode != 0 and "reindex" in ls.stderr
-                            and "(no entries" not in ls.stdout,
-            "verify_says_reindex": vf.returncode == 1 and "registry reindex" in vf.stdout,
-            "reindex_rc": ri.returncode, "reindex_seconds": time.perf_counter() - t,
-            "versions_before": len(before), "versions_after": len(after),
-            "identical": after == before, "verify_after": len(Registry(path).verify())})
-    failures = sum(not (r["list_refused"] and r["verify_says_reindex"] and r["reindex_rc"] == 0
-                        and r["identical"] and r["verify_after"] == 0) for r in rows)
+        rows.append(
+            {
+                "index": how,
+                "list_refused": ls.returncode != 0
+                and "reindex" in ls.stderr
+                and "(no entries" not in ls.stdout,
+                "verify_says_reindex": vf.returncode == 1 and "registry reindex" in vf.stdout,
+                "reindex_rc": ri.returncode,
+                "reindex_seconds": time.perf_counter() - t,
+                "versions_before": len(before),
+                "versions_after": len(after),
+                "identical": after == before,
+                "verify_after": len(Registry(path).verify()),
+            }
+        )
+    failures = sum(
+        not (
+            r["list_refused"]
+            and r["verify_says_reindex"]
+            and r["reindex_rc"] == 0
+            and r["identical"]
+            and r["verify_after"] == 0
+        )
+        for r in rows
+    )
     return {"cases": rows, "aliases": sum(len(a) for _, a, _ in before) - 12, "failures": failures}
 
 
@@ -461,8 +601,13 @@ def untrusted_import(root: Path) -> dict:
         folder = src.export("toy_classifier.good", root / f"import-{label}")
         prepare(folder)
         try:
-            r = subprocess.run([PY, "-c", script, str(folder), str(root / f"reg-{label}")],
-                               env=ENV, capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [PY, "-c", script, str(folder), str(root / f"reg-{label}")],
+                env=ENV,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             row = json.loads(r.stdout.strip().splitlines()[-1])
         except subprocess.TimeoutExpired:
             row = {"refused": False, "message": "hung (killed after 60 s)", "seconds": 60.0}
@@ -477,12 +622,14 @@ def untrusted_import(root: Path) -> dict:
         def prepare(folder: Path) -> None:
             (folder / name).unlink()
             os.mkfifo(folder / name)
+
         return prepare
 
     def link(name: str, target: str):
         def prepare(folder: Path) -> None:
             (folder / name).unlink()
             os.symlink(target, folder / name)
+
         return prepare
 
     def hostile(folder: Path) -> None:
@@ -498,8 +645,15 @@ def untrusted_import(root: Path) -> dict:
     return {"cases": cases, "failures": sum(not c["ok"] for c in cases)}
 
 
-SCENARIOS = ("resume", "registry_writers", "corruption", "resume_changes", "put_remove_race",
-             "index_lost", "untrusted_import")
+SCENARIOS = (
+    "resume",
+    "registry_writers",
+    "corruption",
+    "resume_changes",
+    "put_remove_race",
+    "index_lost",
+    "untrusted_import",
+)
 
 
 def main() -> None:
@@ -507,9 +661,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="200 race iterations")
     ap.add_argument("--trials", type=int, default=None)
     ap.add_argument("--race-iterations", type=int, default=None)
-    ap.add_argument("--only", action="append", choices=SCENARIOS, default=None,
-                    help="run only these scenarios (repeatable)")
-    ap.add_argument("--device", default="cpu", help="where the train runs train (cpu, cuda, cuda:N)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        default=None,
+        help="run only these scenarios (repeatable)",
+    )
+    ap.add_argument(
+        "--device", default="cpu", help="where the train runs train (cpu, cuda, cuda:N)"
+    )
     args = ap.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -517,18 +678,26 @@ def main() -> None:
     trials = args.trials or 5
     race = args.race_iterations or (200 if args.quick else 1000)
     only = set(args.only or SCENARIOS)
-    out: dict = {"bench": "reliability", "quick": args.quick, "scenarios": sorted(only),
-                 "device": DEVICE}
+    out: dict = {
+        "bench": "reliability",
+        "quick": args.quick,
+        "scenarios": sorted(only),
+        "device": DEVICE,
+    }
     checks = []
     if "resume" in only:
         out["resume"] = resume_trials(root / "resume", trials, seed=1)
-        checks.append(out["resume"]["identical"] == out["resume"]["trials"] >= 5
-                      and out["resume"]["all_attempts_identical"])
+        checks.append(
+            out["resume"]["identical"] == out["resume"]["trials"] >= 5
+            and out["resume"]["all_attempts_identical"]
+        )
     if "registry_writers" in only:
         out["registry_writers"] = registry_writers(root, 8, 50)
-        checks.append(out["registry_writers"]["present"] == 400
-                      and out["registry_writers"]["verify_problems"] == 0
-                      and out["registry_writers"]["errors"] == 0)
+        checks.append(
+            out["registry_writers"]["present"] == 400
+            and out["registry_writers"]["verify_problems"] == 0
+            and out["registry_writers"]["errors"] == 0
+        )
     if "corruption" in only:
         out["corruption"] = corruption(root / "corrupt")
         checks.append(out["corruption"]["refused"] == out["corruption"]["cases"])
