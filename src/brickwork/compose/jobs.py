@@ -185,8 +185,8 @@ def _holes(program: Fn) -> list[Hole]:
 
     def walk(m: torch.nn.Module) -> None:
         for child in m.children():
-            if isinstance(child, Hole):
-                if id(child) not in seen:
+            if isinstance(child, Hole):  # a new module (registry ones are Holes too, frozen)
+                if id(child) not in seen and any(p.requires_grad for p in child.parameters()):
                     seen.add(id(child))
                     out.append(child)
             else:

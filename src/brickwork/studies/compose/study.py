@@ -110,26 +110,27 @@ def _write_data(folder: Path, kind: str, digit: int | None, pools: dict[str, Any
     return str(train.save(folder / "train.st")), str(val.save(folder / "val.st")), tests
 
 
+def _leaves(term: Any) -> list[Any]:
+    if term[0] in ("compose", "map", "fold", "conv"):
+        return [x for t in term[1:] for x in _leaves(t)]
+    return [term]
+
+
 def program_correct(term: Any, kind: str, right_refs: list[str]) -> bool:
-    """Whether a count/sum winner is ``fold(add) ∘ map(cast ∘ recogniser)`` (structure, not
-    names): the recogniser (``as_count``) or classifier (``expect``) is the registry's
-    module for that digit when the registry holds one, else a new image module."""
+    """Whether a count/sum winner is ``fold(step) ∘ map(f)`` (structure, not names) where
+    ``f`` reads each image through the registry's recogniser or classifier for the task
+    (one of ``right_refs``) when the registry holds one, else through a new image module;
+    ``step`` is the library's ``add`` or a learned step."""
     try:
         op, first, second = term
-        if op != "compose" or first[0] != "map" or second != ["fold", ["lib", "add"]]:
+        if op != "compose" or first[0] != "map" or second[0] != "fold":
             return False
-        inner = first[1]
-        if inner[0] != "compose":
-            return False
-        cast = ["lib", "as_count"] if kind == "count" else ["lib", "expect10"]
-        if inner[2] != cast:
-            return False
-        f = inner[1]
     except (ValueError, TypeError, IndexError):
         return False
+    leaves = _leaves(first[1])
     if right_refs:
-        return f[0] == "reg" and f[1] in right_refs
-    return f[0] == "hole" and '"axes": "b 1 8 8"' in f[1]
+        return any(x[0] == "reg" and x[1] in right_refs for x in leaves)
+    return any(x[0] == "hole" and '"b 1 8 8"' in x[1] for x in leaves)
 
 
 def run_sequence(name: str, seed: int, cfg: StudyConfig, workdir: Path, executor: Any,
@@ -158,7 +159,8 @@ def run_sequence(name: str, seed: int, cfg: StudyConfig, workdir: Path, executor
             train, val, tests = _write_data(folder / "data" / tag, kind, digit, pools, cfg, seed, fraction)
             task = _task(kind, digit, tname)
             task.train, task.val, task.tests = train, val, tests
-            right = list(roles.get(role, []))
+            right = list(roles.get(role, [])) + (list(roles.get("classify", []))
+                                                  if kind == "count" else [])
             final = fraction == 1.0
             sol = solve(task, registry, workdir=folder / "runs" / tag, executor=executor,
                         config=search, register=final, progress=say)
