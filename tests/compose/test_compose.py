@@ -164,3 +164,22 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys, digits_files):
     assert main(["compose", path, "--registry", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Probs['b 10']" in err[0] and "closest registry signatures" in err[0]
+
+
+def test_only_new_modules_are_saved_and_registry_modules_stay_frozen(digits_files, tmp_path):
+    from brickwork.compose import run_candidate
+    from brickwork.compose.program import hole_term
+
+    reg = Registry(tmp_path / "reg")
+    torch.manual_seed(0)
+    ref = reg.put("recognise_3.new0", make_hole(IMG, Bool("b 1"))).ref
+    before = reg.card(ref).fingerprint
+    step = hole_term({"state": Count("b 1"), "item": Bool("b 1")}, Count("b 1"))
+    term = ["compose", ["map", ["reg", ref]], ["fold", step]]
+    out = run_candidate({"term": term, "registry": str(reg.root), "train": digits_files["c_train"],
+                         "val": digits_files["c_val"], "fit": {"epochs": 1, "batch_size": 32},
+                         "out": str(tmp_path / "cand")})
+    assert len(out["saved"]) == 1 and out["trained"]
+    from brickwork.modules import load_module
+    assert load_module(out["saved"][0]).arch == "step"
+    assert reg.load(ref).fingerprint() == before
