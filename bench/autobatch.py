@@ -5,7 +5,8 @@ with per-argument instances (``filter[red]`` …), then measures forward+backwar
 samples/s at batch 64 and 256. The *ideal* case runs the same module applications
 as one static layout shared by the whole batch (each node one call with shared
 weights): its layout applies each kind as often per sample as the batch does on
-average, and its time is rescaled by the small rounding difference in applications. Prints one JSON object on its last line.
+average, and its time is rescaled by the small rounding difference in applications.
+Prints one JSON object on its last line.
 
     python bench/autobatch.py            # full: 1,000 layouts, 5 repeats
     python bench/autobatch.py --quick    # smoke run
@@ -284,7 +285,7 @@ def main() -> None:
         "torch_threads": 1,
         "device": str(device),
         "brickwork": brickwork.__version__,
-        "mean_nodes": statistics.mean(len(l) for l in layouts),
+        "mean_nodes": statistics.mean(len(lay) for lay in layouts),
     }
     for bs in (64, 256):
         n_batches = max(1, min(len(layouts) // bs, 4))

@@ -144,7 +144,11 @@ reg = Registry(sys.argv[1]); p = int(sys.argv[2]); n = int(sys.argv[3]); errors 
 for i in range(n):
     torch.manual_seed(p * 1000 + i)
     try:
-        reg.put(f"toy_classifier.w{p}-{i}", ToyClassifier(dim=4, classes=2, hidden=4), metrics={"i": i})
+        reg.put(
+            f"toy_classifier.w{p}-{i}",
+            ToyClassifier(dim=4, classes=2, hidden=4),
+            metrics={"i": i},
+        )
     except Exception as exc:
         errors += 1
         print("ERR", type(exc).__name__, exc, file=sys.stderr)
@@ -582,7 +586,8 @@ try:
     refused, message = False, "accepted"
 except BrickworkError as exc:
     refused, message = True, str(exc)
-print(json.dumps({"refused": refused, "message": message[:300], "seconds": time.perf_counter() - t}))
+seconds = time.perf_counter() - t
+print(json.dumps({"refused": refused, "message": message[:300], "seconds": seconds}))
 """
 
 

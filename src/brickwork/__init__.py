@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from brickwork import layouts, modules, types
 from brickwork._version import __version__
 from brickwork.errors import (
     AgentError,
@@ -29,11 +30,8 @@ from brickwork.errors import (
     TrainingError,
     TypeMismatch,
 )
-from brickwork import types
-from brickwork import modules
-from brickwork.modules import Module, checking, load_module, register_kind, save_module, typed
-from brickwork import layouts
 from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner, chain, from_program
+from brickwork.modules import Module, checking, load_module, register_kind, save_module, typed
 
 _LAZY = {
     "plan": ("brickwork.plan", None),

@@ -219,7 +219,7 @@ def test_representation_device_and_to():
         match=r"different devices \('x' on cpu, 'm' on meta\); "
         r"move them to one device with Representation.to",
     ):
-        mixed.device
+        _ = mixed.device
 
 
 def test_selective_input_update_and_projection_stay_on_the_meta_device():

@@ -499,7 +499,7 @@ def test_clevr_study_arguments(tmp_path, capsys) -> None:
     assert not (tmp_path / "study").exists()
 
 
-# ----------------------------------------------------------------------------- sorting / demo / plan
+# ------------------------------------------------------------------------- sorting / demo / plan
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import torch
 import brickwork
 import brickwork.modules as bm
 
-
 #: deprecated alias modules (they only warn and re-export)
 _ALIASES = {"brickwork.modules.kinds", "brickwork.training.examples"}
 

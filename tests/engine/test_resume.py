@@ -96,7 +96,7 @@ def test_unchanged_resume_skips_every_job(trained):
 def test_run_folder_paths_are_relative(trained):
     work, _, _ = trained
     s = json.loads((work / "summary.json").read_text())
-    for name, r in s["modules"].items():
+    for r in s["modules"].values():
         assert (
             not r["module_dir"].startswith("/")
             and (work / r["module_dir"] / "config.json").is_file()

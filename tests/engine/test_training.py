@@ -9,16 +9,15 @@ import torch
 
 from brickwork.cli import main as cli
 from brickwork.errors import TrainingError
-from brickwork.plan import make_plan
+from brickwork.plan import DataSpec, make_plan
 from brickwork.registry import Registry
 from brickwork.training import Callback, EarlyStopping, FitConfig, Samples, fit
 from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
 from brickwork.training.cost import CostReport
 from brickwork.training.executor import LocalExecutor
-from brickwork.training.hpo import SearchSpace, run_search
 from brickwork.training.fixtures import nmn_data, nmn_family, nmn_kinds, write_example_plan
+from brickwork.training.hpo import SearchSpace, run_search
 from brickwork.training.trainer import train_plan
-from brickwork.plan import DataSpec
 
 
 def _problem():

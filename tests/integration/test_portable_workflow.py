@@ -81,7 +81,8 @@ registry = sys.argv[3] if len(sys.argv) > 3 else None
 assert "brickwork_toykinds" not in sys.modules
 module = Module.from_pretrained(ref, registry=registry)
 x = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(7))
-save_file({"mask": module(x).contiguous(), "fp": torch.tensor(list(module.fingerprint().encode()))}, out)
+fp = torch.tensor(list(module.fingerprint().encode()))
+save_file({"mask": module(x).contiguous(), "fp": fp}, out)
 print(type(module).__module__)
 """
 

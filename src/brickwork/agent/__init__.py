@@ -13,14 +13,14 @@ Example:
     tensor([[0., 0., 1.]])
 """
 
-from brickwork.agent.representation import Representation
-from brickwork.agent.environment import Environment, TensorEnvironment
-from brickwork.agent.interface import Interface
-from brickwork.agent.selection import At, Field, Selection, Shifted, fit_reason, shift
-from brickwork.agent.operator import EOP, ModuleOperator, Operator
-from brickwork.agent.controller import EMBEDDING, PREVIOUS, SELECTION, Controller, previous_type
-from brickwork.agent.episode import Episode
 from brickwork.agent.agent import Agent, Call, Recurse, SubInterface
+from brickwork.agent.controller import EMBEDDING, PREVIOUS, SELECTION, Controller, previous_type
+from brickwork.agent.environment import Environment, TensorEnvironment
+from brickwork.agent.episode import Episode
+from brickwork.agent.interface import Interface
+from brickwork.agent.operator import EOP, ModuleOperator, Operator
+from brickwork.agent.representation import Representation
+from brickwork.agent.selection import At, Field, Selection, Shifted, fit_reason, shift
 
 __all__ = [
     "EMBEDDING",

@@ -31,7 +31,7 @@ class Operator(abc.ABC):
     def __call__(self, rep: Representation) -> Representation:
         """Apply the operator to every row of ``rep``."""
 
-    def check(self, types: Mapping[str, NeuralType]) -> None:
+    def check(self, types: Mapping[str, NeuralType]) -> None:  # noqa: B027 (optional hook)
         """Raise :class:`AgentError` when the operator does not fit these field types."""
 
     def apply(

@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Mapping, Sequence
 from typing import final
 
@@ -104,8 +103,12 @@ def _weights(p: torch.Tensor, x: torch.Tensor, index: int) -> torch.Tensor:
     return p.reshape(shape).to(x.dtype)
 
 
-class Selection(abc.ABC):
-    """Abstract: one selective read and/or write of the representation."""
+class Selection:
+    """Base of one selective read and/or write of the representation.
+
+    Every method refuses by default (a subclass implements the ones it supports), so
+    nothing is abstract and the class needs no ``abc.ABC``.
+    """
 
     def read_type(self, types: Mapping[str, NeuralType], where: str) -> NeuralType:
         raise AgentError(f"{where}: {self!r} cannot be read from")

@@ -363,11 +363,13 @@ def _run_execute(args: argparse.Namespace) -> int:
     )
     if report["ill_posed"]:
         print(
-            f"  ill-posed on their scene: {len(report['ill_posed'])} (first: {report['ill_posed'][:10]})"
+            f"  ill-posed on their scene: {len(report['ill_posed'])} "
+            f"(first: {report['ill_posed'][:10]})"
         )
     for ex in report["examples"][:10]:
         print(
-            f"  question {ex['question']}: file says {ex['expected']!r}, executor says {ex['executor']!r}"
+            f"  question {ex['question']}: file says {ex['expected']!r}, "
+            f"executor says {ex['executor']!r}"
         )
     if args.json:
         atomic_write_json(args.json, report, indent=1)

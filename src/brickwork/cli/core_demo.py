@@ -113,7 +113,7 @@ def run_core_demo(
         "device": str(device),
         "modules": sorted(kinds.names()),
         "brickwork_version": __version__,
-        "layouts": [str(l) for l in layouts],
+        "layouts": [str(lay) for lay in layouts],
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "summary.json", summary)

@@ -7,14 +7,14 @@ Example:
     2
 """
 
-from brickwork.layouts.node import Node, Source, module_argument, split_module_name
+from brickwork.layouts.build import LayoutBuilder, NodeRef, chain, from_program
+from brickwork.layouts.io import layout_from_json, load_kinds, save_kinds
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.layout import Layout, fix_hint
+from brickwork.layouts.node import Node, Source, module_argument, split_module_name
 from brickwork.layouts.program import flatten_program, parse_sexpr
-from brickwork.layouts.build import LayoutBuilder, NodeRef, chain, from_program
-from brickwork.layouts.schedule import Schedule, compile_schedule
 from brickwork.layouts.runner import Runner, call_group
-from brickwork.layouts.io import layout_from_json, load_kinds, save_kinds
+from brickwork.layouts.schedule import Schedule, compile_schedule
 
 __all__ = [
     "Kinds",

@@ -67,7 +67,8 @@ def parse_sexpr(text: str, name: str = "program") -> dict[str, Any]:
         >>> parse_sexpr("(find red")
         Traceback (most recent call last):
         ...
-        brickwork.errors.LayoutError: program 'program': s-expression ends at character 9 with 1 '(' still open; add ')'
+        brickwork.errors.LayoutError: program 'program': s-expression ends at character 9
+        with 1 '(' still open; add ')'
     """
     tokens: list[tuple[str, str, int]] = []  # (kind, text, offset)
     pos = 0

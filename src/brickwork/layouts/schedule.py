@@ -2,10 +2,11 @@
 
 Agenda scheduling: among the nodes of all layouts whose inputs are ready, the kind
 with the most ready applications runs next, all of them in one call (nodes of one
-kind at different depths share a call). Rows are ordered by instance (``filter_color[red]`` rows, then ``[blue]`` rows …) so a kind with
-per-instance weights sees contiguous slices or an instance index tensor. Inputs are
-gathered and outputs stored with index tensors computed here, once per batch, so the
-run loop does Python work per group, never per node.
+kind at different depths share a call). Rows are ordered by instance
+(``filter_color[red]`` rows, then ``[blue]`` rows …) so a kind with per-instance
+weights sees contiguous slices or an instance index tensor. Inputs are gathered and
+outputs stored with index tensors computed here, once per batch, so the run loop does
+Python work per group, never per node.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Example:
 """
 
 from brickwork._deprecated import deprecated_names
+from brickwork.modules.card import model_card_markdown
 from brickwork.modules.checking import checking, checking_enabled
-from brickwork.modules.signature import Signature
 from brickwork.modules.factories import (
     ENTRY_POINT_GROUP,
     KindInfo,
@@ -20,10 +20,6 @@ from brickwork.modules.factories import (
     register_kind,
     registered_kinds,
 )
-from brickwork.modules.module import Module, module_device, stack_param
-from brickwork.modules.typed import Typed, typed
-from brickwork.modules.ops import ATTEND_EPS, Adapter, And, Attend, Or, Pool, Sum, attend
-from brickwork.modules.card import model_card_markdown
 from brickwork.modules.io import (
     MAX_CONFIG_BYTES,
     MAX_WEIGHTS_BYTES,
@@ -41,6 +37,10 @@ from brickwork.modules.io import (
     sha256_bytes,
     state_bytes,
 )
+from brickwork.modules.module import Module, module_device, stack_param
+from brickwork.modules.ops import ATTEND_EPS, Adapter, And, Attend, Or, Pool, Sum, attend
+from brickwork.modules.signature import Signature
+from brickwork.modules.typed import Typed, typed
 
 __all__ = [
     "ATTEND_EPS",

@@ -69,8 +69,12 @@ def model_card_markdown(
         extra: more front-matter fields (JSON values), e.g. ``{"version": 3}``.
 
     Example:
-        >>> card = model_card_markdown(name="And", kind="And", module_path="brickwork.modules.ops",
-        ...                            signature_text="(a: SoftMask['b n']) -> (out: SoftMask['b n'])")
+        >>> card = model_card_markdown(
+        ...     name="And",
+        ...     kind="And",
+        ...     module_path="brickwork.modules.ops",
+        ...     signature_text="(a: SoftMask['b n']) -> (out: SoftMask['b n'])",
+        ... )
         >>> card.count("---")
         2
     """

@@ -208,7 +208,9 @@ def import_kinds(imports: Sequence[str]) -> None:
         >>> import_kinds(["no_such_pkg_xyz.kinds"])
         Traceback (most recent call last):
         ...
-        brickwork.errors.LoadError: cannot import 'no_such_pkg_xyz.kinds' (named in imports / --import): No module named 'no_such_pkg_xyz'; install the package that provides it or fix the name
+        brickwork.errors.LoadError: cannot import 'no_such_pkg_xyz.kinds' (named in imports /
+        --import): No module named 'no_such_pkg_xyz'; install the package that provides it or
+        fix the name
     """
     if isinstance(imports, str):
         imports = [imports]

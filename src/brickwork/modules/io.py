@@ -273,7 +273,8 @@ def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes
         >>> read_regular_bytes("/dev/zero", max_bytes=10)
         Traceback (most recent call last):
         ...
-        brickwork.errors.LoadError: /dev/zero: is a device, expected a regular file; copy the real file into the folder
+        brickwork.errors.LoadError: /dev/zero: is a device, expected a regular file;
+        copy the real file into the folder
     """
     path = Path(path)
     fd, size = _open_regular(path, max_bytes)

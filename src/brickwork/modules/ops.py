@@ -331,8 +331,10 @@ class Adapter(Module):
 
         Example:
             >>> from brickwork.types import Logits, SoftMask
-            >>> Adapter.between(Logits("b n"), SoftMask("b n")), Adapter.between(SoftMask("b n"), Logits("b n"))
-            ('sigmoid', None)
+            >>> Adapter.between(Logits("b n"), SoftMask("b n"))
+            'sigmoid'
+            >>> Adapter.between(SoftMask("b n"), Logits("b n")) is None
+            True
         """
         for fn, (src, dst) in _ADAPTERS.items():
             if isinstance(found, src) and isinstance(expected, dst):

@@ -8,7 +8,6 @@ Example:
 """
 
 from brickwork.plan.data_spec import DataSpec
-from brickwork.plan.training_plan import MODES, IntermediatePlan, ModulePlan, TrainingPlan
 from brickwork.plan.planner import (
     CODEPENDENT_POLICIES,
     CodependentPolicy,
@@ -17,6 +16,7 @@ from brickwork.plan.planner import (
     merge_is_codependent,
 )
 from brickwork.plan.spec_file import PlanFile, load_plan_file
+from brickwork.plan.training_plan import MODES, IntermediatePlan, ModulePlan, TrainingPlan
 
 __all__ = [
     "CODEPENDENT_POLICIES",

@@ -28,7 +28,6 @@ provides, or a module whose output never reaches any target is refused with a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -103,8 +102,8 @@ class _Analysis:
                     if s.node is None and s.port == ext
                 ]
                 raise PlanError(
-                    f"layout '{lay.name}', {readers[0] if readers else 'an output'}: reads external "
-                    f"input '{ext}', which the data does not provide (data inputs: "
+                    f"layout '{lay.name}', {readers[0] if readers else 'an output'}: "
+                    f"reads external input '{ext}', which the data does not provide (data inputs: "
                     f"{sorted(self.data.inputs)}). Add '{ext}' to the data spec's inputs, or feed "
                     "the port from a module"
                 )

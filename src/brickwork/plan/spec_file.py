@@ -29,7 +29,8 @@ Format (every key but ``kinds``, ``layouts`` and ``data`` optional)::
                 "hparams": {"find": {"epochs": 5, "optimizer": "sgd", "momentum": 0.9,
                                      "scheduler": "cosine", "loss": "mypkg.losses:focal",
                                      "metric": "mypkg.metrics:iou"}},
-                "search": {"find": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": true}}},
+                "search": {"find": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2,
+                                           "log": true}}},
                 "register_tag": "v1"}
     }
 
@@ -262,7 +263,8 @@ def validate_plan_json(raw: Any, file: str) -> None:
         >>> validate_plan_json({"kinds": {}, "layouts": [], "data": {"inputs": "x"}}, "p.json")
         Traceback (most recent call last):
         ...
-        brickwork.errors.PlanError: p.json: data.inputs: expected an array of strings, found a string "x"
+        brickwork.errors.PlanError: p.json: data.inputs: expected an array of strings,
+        found a string "x"
     """
     _want(file, "(top level)", raw, "object")
     for key in ("kinds", "layouts", "data"):

@@ -12,9 +12,9 @@ Example:
     'And.min-v1@2'
 """
 
-from brickwork.registry.names import module_name_to_tag, parse_ref, validate_alias, validate_name
-from brickwork.registry.location import ENV_VAR, default_registry_path
 from brickwork.registry.card import ModelCard
+from brickwork.registry.location import ENV_VAR, default_registry_path
+from brickwork.registry.names import module_name_to_tag, parse_ref, validate_alias, validate_name
 from brickwork.registry.registry import (
     MAX_CONFIG_BYTES,
     MAX_README_BYTES,

@@ -348,7 +348,10 @@ def _rebuild(
     imports: Sequence[str] = (),
     map_location: Any = None,
 ) -> Module:
-    """The card's module with ``state`` loaded, verified (:func:`brickwork.modules.rebuild_module`)."""
+    """The card's module with ``state`` loaded and verified.
+
+    See :func:`brickwork.modules.rebuild_module`.
+    """
     return bm.rebuild_module(
         card.kind,
         card.config,

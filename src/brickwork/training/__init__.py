@@ -8,11 +8,7 @@ Example:
 """
 
 from brickwork._deprecated import deprecated_names
-from brickwork.training.seeding import derive_seed, seed_everything
-from brickwork.training.samples import Samples, tensors_digest
-from brickwork.training.cache import CacheKey, CachedRows, IntermediateDataset, join_on_ids
-from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
-from brickwork.training.losses import resolve_callable, type_loss, type_score
+from brickwork.training.cache import CachedRows, CacheKey, IntermediateDataset, join_on_ids
 from brickwork.training.callbacks import (
     Callback,
     Checkpointer,
@@ -21,6 +17,11 @@ from brickwork.training.callbacks import (
     ProgressBar,
     TensorBoard,
 )
+from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
+from brickwork.training.cost import CostReport, makespan
+from brickwork.training.end_to_end import train_end_to_end
+from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate, predict
+from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
 from brickwork.training.fit import (
     FitConfig,
     FitResult,
@@ -29,13 +30,12 @@ from brickwork.training.fit import (
     read_metrics_jsonl,
     write_metrics_csv,
 )
-from brickwork.training.surrogate import SurrogateHead
-from brickwork.training.end_to_end import train_end_to_end
-from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate, predict
-from brickwork.training.job import ModuleJob, job_key, run_job
-from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
 from brickwork.training.hpo import SearchResult, SearchSpace, hpo_table, plot_hpo, run_search
-from brickwork.training.cost import CostReport, makespan
+from brickwork.training.job import ModuleJob, job_key, run_job
+from brickwork.training.losses import resolve_callable, type_loss, type_score
+from brickwork.training.samples import Samples, tensors_digest
+from brickwork.training.seeding import derive_seed, seed_everything
+from brickwork.training.surrogate import SurrogateHead
 from brickwork.training.trainer import (
     PlanResult,
     check_run_folder,

@@ -40,7 +40,7 @@ def family_loss(
     names = (
         list(inputs)
         if inputs is not None
-        else sorted(set().union(*[set(l.inputs) for l in family]))
+        else sorted(set().union(*[set(lay.inputs) for lay in family]))
     )
     dev = torch.device(device) if device is not None else None
 

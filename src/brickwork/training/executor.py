@@ -146,7 +146,7 @@ class Executor(abc.ABC):
     def workers(self) -> int:
         """How many jobs run at once."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: executors without workers keep it)
         """Release the workers."""
 
     def __enter__(self) -> Executor:

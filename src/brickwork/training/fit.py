@@ -61,6 +61,8 @@ SCHEDULER_KWARGS: dict[str, tuple[str, ...]] = {
     "onecycle": ("max_lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy"),
 }
 _KEEP_MODES = ("auto", "min", "max")
+#: scheduler options whose value is a name; every other option is a finite number
+_NAME_OPTIONS = ("monitor", "mode", "anneal_strategy")
 
 
 def _is_int(v: Any) -> bool:
@@ -113,7 +115,8 @@ class FitConfig:
         >>> FitConfig(optimizer="lbfgs")
         Traceback (most recent call last):
         ...
-        brickwork.errors.TrainingError: FitConfig.optimizer: got 'lbfgs', expected one of 'adam', 'adamw', 'sgd', 'rmsprop'
+        brickwork.errors.TrainingError: FitConfig.optimizer: got 'lbfgs',
+        expected one of 'adam', 'adamw', 'sgd', 'rmsprop'
     """
 
     epochs: int = 10
@@ -201,15 +204,14 @@ class FitConfig:
                     f"{', '.join(map(repr, allowed))} (unknown option {k!r})",
                 )
             if isinstance(v, str):
-                ok = k in ("monitor", "mode", "anneal_strategy")
+                ok = k in _NAME_OPTIONS
             else:
-                ok = _is_number(v) and k not in ("monitor", "mode", "anneal_strategy")
+                ok = _is_number(v) and k not in _NAME_OPTIONS
             if not ok:
                 raise _bad(
                     "scheduler_kwargs",
                     dict(kw),
-                    f"a {'name' if k in ('monitor', 'mode', 'anneal_strategy') else 'finite number'} "
-                    f"for option {k!r}",
+                    f"a {'name' if k in _NAME_OPTIONS else 'finite number'} for option {k!r}",
                 )
         object.__setattr__(self, "scheduler_kwargs", dict(kw))
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from brickwork.layouts import Kinds, Layout, LayoutBuilder
 from brickwork.modules import Module, Sum, register_kind
-from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
 from brickwork.training.samples import Samples
+from brickwork.types import Features, Heatmap, Logits, Probs, SoftMask
 
 
 @register_kind(

@@ -287,7 +287,7 @@ def plot_hpo(results: Mapping[str, SearchResult], path: str | os.PathLike[str]) 
     from brickwork.modules import atomic_write_figure
 
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(results) + 2), 3.5))
-    for i, (name, res) in enumerate(results.items()):
+    for i, res in enumerate(results.values()):
         for r in res.trials:
             if r["value"] is None:
                 continue

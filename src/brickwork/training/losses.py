@@ -96,7 +96,8 @@ def resolve_callable(
         >>> resolve_callable("math:nope")
         Traceback (most recent call last):
         ...
-        brickwork.errors.TrainingError: 'math:nope': module 'math' has no attribute 'nope'; expected an importable function such as 'mypkg.losses:my_loss'
+        brickwork.errors.TrainingError: 'math:nope': module 'math' has no attribute 'nope';
+        expected an importable function such as 'mypkg.losses:my_loss'
     """
     prefix = f"{where}: " if where else ""
     hint = "expected an importable function such as 'mypkg.losses:my_loss'"

@@ -19,7 +19,8 @@ context, up to ``rounds`` rounds.
 
 Joint groups train together in this process, end-to-end over the layouts that use
 them: the codependent (or cyclic) modules and the not yet trained modules between them
-and their targets, which ``make_plan`` puts in the group (they do not train again). A run folder holds everything: ``run.json`` (the run key), ``data.safetensors``,
+and their targets, which ``make_plan`` puts in the group (they do not train again).
+A run folder holds everything: ``run.json`` (the run key), ``data.safetensors``,
 ``cache/``, ``jobs/<module>/``, ``metrics.csv``, ``summary.json``; every path recorded in
 it is relative to it. Run it again with ``resume=True`` after a crash: finished jobs whose
 key matches are skipped, unfinished ones continue from their checkpoints, intermediate
@@ -31,11 +32,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import glob
 import hashlib
 import io
 import json
 import logging
-import glob
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -173,7 +174,7 @@ def module_table(
                         if key not in slices:
                             slices[key] = _slice_value(family[li], srcs[j])  # type: ignore[index]
                         lays.append(slices[key])  # type: ignore[index]
-                    need = sorted(set().union(*[set(l.inputs) for l in lays]))
+                    need = sorted(set().union(*[set(lay.inputs) for lay in lays]))
                     sub_rows = rows[torch.tensor(groups[False])]
                     feed = {k: data[k][sub_rows] for k in need}
                     if device is not None:
@@ -585,7 +586,7 @@ def _module_job(
             "split": run.split_digest,
             "round": round_,
             "surrogate": mp.mode == "surrogate",
-            "family": [l.to_json() for l in run.family if name in l.module_names()],
+            "family": [lay.to_json() for lay in run.family if name in lay.module_names()],
         },
     )
 

@@ -11,8 +11,8 @@ Example:
 
 from brickwork.types.axes import AxisBindings, format_axes, parse_axes
 from brickwork.types.base import NeuralType, known_types, parse_type, type_from_json
-from brickwork.types.masks import Bool, Heatmap, SoftMask
 from brickwork.types.distributions import Logits, OneHot, Pointer, Probs
+from brickwork.types.masks import Bool, Heatmap, SoftMask
 from brickwork.types.values import Bounded, Count, Features
 
 __all__ = [
