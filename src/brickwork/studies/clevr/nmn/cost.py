@@ -56,7 +56,12 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
     kept one's, counted until it reaches the target. Other readings beside it:
     ``modular_hpo_only`` (every modular trial against the single default end-to-end
     run), ``per_trial`` (one trial per job on both sides) and ``vs_e2e_classic`` (the
-    classic end-to-end run, the baseline of Table 4.2)."""
+    classic end-to-end run, the baseline of Table 4.2).
+
+    Every second here is a process CPU second of training (one torch thread per
+    process): the curves' time axes, the stage-1 jobs and the end-to-end budgets alike,
+    so a busy machine slows both sides' wall clocks without bending the ratio; the
+    study records the load beside it (``summary["machine"]``)."""
     stage1 = mod["stage1_seconds"]
     jobs = mod.get("jobs", [])
     trials = [max(1, (j.get("hpo") or {}).get("trials", 1)) for j in jobs]

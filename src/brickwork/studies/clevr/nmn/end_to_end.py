@@ -35,6 +35,11 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
                recorded: RecordedFinds | None = None) -> dict[str, Any]:
     """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts.
 
+    Seconds are this process's CPU seconds spent in training steps (validation not
+    counted): with one torch thread per process they match wall seconds on a quiet
+    machine, and a busy one does not shrink the budget or stretch the curve's time axis,
+    so the cost report compares like with like (:mod:`~brickwork.studies.clevr.nmn.cost`).
+
     With ``recorded`` (and cached ``priors``), training batches read the frozen find/scene
     outputs from their intermediate dataset instead of running those modules; the
     validation curve still runs the whole model."""
@@ -48,7 +53,7 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
     curve: list[tuple[float, float]] = []
     trained, t_train, next_eval, steps = 0, 0.0, eval_every, 0
     for idx in _batches(len(qs), BATCH, gen):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         if recorded is not None and tr_prior is not None:
             logp = recorded.forward(qs.split, [qs.questions[i].program for i in idx.tolist()],
                                     qs.image[idx], feats[qs.image[idx]], tr_prior[idx])
@@ -59,7 +64,7 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
         loss.backward()
         nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        t_train += time.perf_counter() - t0
+        t_train += time.process_time() - t0
         trained += len(idx)
         steps += 1
         if t_train >= next_eval or t_train >= seconds:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,11 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
         start = float(loss(trainee, val))
         trainee.train()
     selector = _SelectBest(trainee, patience=patience)
+    cpu = time.process_time()
     res = fit(trainee, loss, train, val=val, config=FitConfig(
         epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
         callbacks=[selector])
+    cpu = time.process_time() - cpu
     selector.restore()
     tracker = selector.tracker
     with torch.no_grad():
@@ -251,7 +254,7 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
                                   samples=8)
     out = {"module": module_name, "sgm_loss": tracker.best, "start_loss": start,
            "variance": var, "best_epoch": tracker.best_index + 1, "steps": res.steps,
-           "seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
+           "seconds": cpu, "wall_seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
            "lr": lr, "relative_improvement": tracker.history, "rows": len(tr)}
     if context:
         out["context"] = sorted(context)
@@ -311,6 +314,7 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
         return float(job["sgm_loss"])
 
     title = f"sgm-{module_name}" + ("-context" if context else "")
+    cpu = time.process_time()
     study = run_search(title, objective, SGM_SPACE, trials=trials, seed=seed,
                       storage=storage, direction="minimize", prune=False)
     if "state" in best:
@@ -327,6 +331,6 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
     job["hpo"] = {"trials": len(study.trials), "best_params": study.best_params,
                   "best_value": study.best_value,
                   "scores": [t.get("value") for t in study.trials],
-                  "seconds": study.wall_time}
-    job["seconds"] = study.wall_time
+                  "seconds": time.process_time() - cpu, "wall_seconds": study.wall_time}
+    job["seconds"] = job["hpo"]["seconds"]
     return job
