@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import final
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast, final
 
 import torch
 from torch import nn
@@ -159,7 +159,8 @@ class Controller(nn.Module):
             prev[:, -1] = 1.0
             state[PREVIOUS] = prev
         if self.state_ports:
-            init_fn = self.policy.initial_state  # type: ignore[operator]
+            # a policy with state ports declares initial_state(batch[, device=])
+            init_fn = cast(Callable[..., Mapping[str, torch.Tensor]], self.policy.initial_state)
             init = init_fn(batch, device=device) if _takes_device(init_fn) else init_fn(batch)
             state.update({k: init[k].to(device) for k in self.state_ports})
         return state
@@ -208,8 +209,8 @@ def _module_device(module: nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (the CPU when it has none)."""
     for t in module.parameters():
         return t.device
-    for t in module.buffers():
-        return t.device
+    for b in module.buffers():
+        return b.device
     return torch.device("cpu")
 
 

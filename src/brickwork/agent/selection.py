@@ -265,7 +265,8 @@ class Shifted(Selection):
 
     def write(self, rep: Representation, value: torch.Tensor) -> dict[str, torch.Tensor]:
         p = rep[self.source]
-        out = sum(value[:, i : i + 1].to(p.dtype) * shift(p, d) for i, d in enumerate(self.shifts))
+        terms = (value[:, i : i + 1].to(p.dtype) * shift(p, d) for i, d in enumerate(self.shifts))
+        out = sum(terms, torch.zeros_like(p))
         return {self.field: out}
 
     def target(self, before: Representation, after: Representation) -> torch.Tensor:

@@ -31,6 +31,7 @@ class Find(Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(channels, 1, 1)
         with torch.no_grad():  # start from "nothing is marked": no dead or inverted finder
+            assert self.conv.bias is not None  # Conv2d builds one by default
             self.conv.weight.zero_()
             self.conv.bias.fill_(-3.0)
 

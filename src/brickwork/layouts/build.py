@@ -153,7 +153,7 @@ def from_program(
     program: Sequence[Mapping[str, Any]] | Mapping[str, Any] | str,
     kinds: Kinds,
     *,
-    externals: Mapping[str, NeuralType] | None = None,
+    externals: Mapping[str, NeuralType | None] | None = None,
     name: str = "program",
 ) -> Layout:
     """Build a layout from a CLEVR-style program (a list of ``{function|type, inputs,

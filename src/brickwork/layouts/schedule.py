@@ -19,6 +19,7 @@ import torch
 
 from brickwork.errors import LayoutError
 from brickwork.layouts.layout import Layout
+from brickwork.layouts.node import Node
 from brickwork.modules import Module
 
 #: a source tensor: ("ext", input name) or ("slot", step index, port)
@@ -126,7 +127,7 @@ def compile_schedule(
                 waits[i][reader] -= 1
                 if waits[i][reader] == 0:
                     ready.setdefault(layouts[i].nodes[reader].kind, []).append((i, reader))
-        by_instance: dict[str, list[tuple[int, object, tuple[Any, ...]]]] = {}
+        by_instance: dict[str, list[tuple[int, Node, tuple[Any, ...]]]] = {}
         for member in members:
             mod = member[1].module
             bucket = by_instance.get(mod)
@@ -149,7 +150,7 @@ def compile_schedule(
         gathers = {p: _make_gather(e, sizes, device) for p, e in port_entries.items()}
         out_ports = list(modules[0].outputs)
         for row, (sample, node, _ins) in enumerate(ordered):
-            where[(sample, node.id)] = (step_idx, row)  # type: ignore[attr-defined]
+            where[(sample, node.id)] = (step_idx, row)
         for p in out_ports:
             sizes[("slot", step_idx, p)] = len(ordered)
         instance = None
@@ -169,7 +170,7 @@ def compile_schedule(
                 len(ordered),
                 [(s, nd.id) for s, nd, _ in ordered],
             )
-        )  # type: ignore[attr-defined]
+        )
     out_gathers: dict[str, Gather] = {}
     for name in outputs:
         entries: list[tuple[SourceKey, int]] = []

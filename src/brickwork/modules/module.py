@@ -94,8 +94,10 @@ class Module(nn.Module):
         {'channels': 4}
     """
 
-    inputs: ClassVar[Mapping[str, NeuralType]] = {}
-    outputs: ClassVar[Mapping[str, NeuralType]] = {}
+    #: port types, declared on the class; a kind whose ports depend on its config
+    #: (``Typed``, ``Sum``, ``Attend`` …) sets them per instance in ``__init__``
+    inputs: Mapping[str, NeuralType] = {}
+    outputs: Mapping[str, NeuralType] = {}
     kind_name: ClassVar[str] = ""
     #: set True in a subclass that records ``_bw_config`` itself
     manual_config: ClassVar[bool] = False

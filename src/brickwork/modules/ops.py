@@ -56,8 +56,8 @@ class _Merge(Module):
         t = self.modes[mode](axes)
         self.mode = mode
         self.additive = mode in self.additive_modes
-        self.inputs = {"a": t, "b": t}  # type: ignore[misc]
-        self.outputs = {"out": t}  # type: ignore[misc]
+        self.inputs = {"a": t, "b": t}
+        self.outputs = {"out": t}
 
     @property
     def codependent(self) -> bool:
@@ -145,8 +145,8 @@ class Sum(Module):
 
     def __init__(self, axes: str = "b k"):
         super().__init__()
-        self.inputs = {"a": Logits(axes), "b": Logits(axes)}  # type: ignore[misc]
-        self.outputs = {"out": Logits(axes)}  # type: ignore[misc]
+        self.inputs = {"a": Logits(axes), "b": Logits(axes)}
+        self.outputs = {"out": Logits(axes)}
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
@@ -211,8 +211,8 @@ class Pool(Module):
         self.op, self.dim = op, parsed.index(over)
         t = _POOL_TYPES[of]
         rest = tuple(a for a in parsed if a != over)
-        self.inputs = {"x": t(axes)}  # type: ignore[misc]
-        self.outputs = {"out": t(rest)}  # type: ignore[misc]
+        self.inputs = {"x": t(axes)}
+        self.outputs = {"out": t(rest)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.op == "max":
@@ -281,10 +281,10 @@ class Attend(Module):
         spatial = format_axes(parse_axes(axes))
         mask_t = SoftMask if of == "SoftMask" else Heatmap
         self.inputs = {
-            "mask": mask_t(f"b 1 {spatial}"),  # type: ignore[misc]
+            "mask": mask_t(f"b 1 {spatial}"),
             "features": Features(f"b c {spatial}"),
         }
-        self.outputs = {"out": Features("b c")}  # type: ignore[misc]
+        self.outputs = {"out": Features("b c")}
 
     def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return attend(mask, features)
@@ -322,8 +322,8 @@ class Adapter(Module):
             raise PortError(f"Adapter: unknown function {fn!r}; choose one of {sorted(_ADAPTERS)}")
         src, dst = _ADAPTERS[fn]
         self.fn = fn
-        self.inputs = {"x": src(axes)}  # type: ignore[misc]
-        self.outputs = {"y": dst(axes)}  # type: ignore[misc]
+        self.inputs = {"x": src(axes)}
+        self.outputs = {"y": dst(axes)}
 
     @staticmethod
     def between(found: NeuralType, expected: NeuralType) -> str | None:

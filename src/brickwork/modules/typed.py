@@ -32,8 +32,8 @@ class Typed(Module):
             raise PortError(f"typed({type(inner).__name__}): declare at least one output port")
         check_forward_ports(f"typed({type(inner).__name__})", inner.forward, inputs)
         self.inner = inner
-        self.inputs = dict(inputs)  # type: ignore[misc]
-        self.outputs = dict(outputs)  # type: ignore[misc]
+        self.inputs = dict(inputs)
+        self.outputs = dict(outputs)
         self._kind = kind or f"typed:{type(inner).__name__}"
         self._bw_config = dict(config or {})
 

@@ -389,7 +389,7 @@ def make_plan(
     edges = {n: set(an.upstream[n]) for n in names}  # n depends on edges[n]
     for comp in _sccs(names, edges):
         if len(comp) > 1 or comp[0] in an.self_loops:
-            where = (
+            cycle_at = (
                 an.self_loops.get(comp[0])
                 if len(comp) == 1
                 else an.dep_where.get((comp[1], comp[0])) or an.dep_where.get((comp[0], comp[1]))
@@ -397,7 +397,7 @@ def make_plan(
             if cycles == "error":
                 path = " -> ".join(comp + [comp[0]])
                 raise PlanError(
-                    f"modules depend on each other in a cycle: {path} (e.g. at {where}); "
+                    f"modules depend on each other in a cycle: {path} (e.g. at {cycle_at}); "
                     "independent training needs an order. Train the cycle jointly "
                     "(make_plan(..., cycles='joint'), `brickwork plan --cycles joint`), or give "
                     "one of these modules its own targets (module_targets)"

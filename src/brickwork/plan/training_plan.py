@@ -197,7 +197,7 @@ class TrainingPlan:
         return self.table()
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(
+        result: dict[str, Any] = json.loads(
             json.dumps(
                 {
                     "modules": {k: asdict(v) for k, v in self.modules.items()},
@@ -210,3 +210,4 @@ class TrainingPlan:
                 }
             )
         )
+        return result

@@ -34,6 +34,8 @@ import torch
 from brickwork.errors import TrainingError
 
 if TYPE_CHECKING:
+    from tqdm import tqdm as Tqdm
+
     from brickwork.training.fit import FitState
 
 log = logging.getLogger("brickwork.training")
@@ -324,7 +326,8 @@ class ProgressBar(Callback):
     """
 
     def __init__(self, desc: str = "steps", position: int | None = None):
-        self.desc, self.position, self.bar = desc, position, None
+        self.desc, self.position = desc, position
+        self.bar: Tqdm[Any] | None = None
         self._last_post = 0.0
 
     def on_fit_start(self, state: FitState) -> None:

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -21,7 +20,7 @@ from brickwork.errors import TrainingError
 from brickwork.layouts import Kinds, Layout, Runner
 from brickwork.training.callbacks import Callback
 from brickwork.training.evaluate import check_layout_column
-from brickwork.training.fit import FitConfig, FitResult, fit
+from brickwork.training.fit import EvalFn, FitConfig, FitResult, LossFn, fit
 from brickwork.training.losses import type_loss, type_score
 from brickwork.training.samples import Samples
 
@@ -33,7 +32,7 @@ def family_loss(
     layout_column: str = "layout",
     inputs: Sequence[str] | None = None,
     device: str | torch.device | None = None,
-):  # type: ignore[no-untyped-def]
+) -> tuple[LossFn, EvalFn]:
     """``(loss_fn, evaluate)`` over a family: each sample runs its own layout (inputs and
     targets moved to ``device`` when given)."""
     runner = Runner(kinds)
@@ -114,11 +113,6 @@ def train_end_to_end(
     if device is not None:
         kinds.to(torch.device(device))
     loss_fn, evaluate = family_loss(family, kinds, targets, layout_column, device=device)
-    extra = (
-        {"device": device}
-        if device is not None and "device" in inspect.signature(fit).parameters
-        else {}
-    )
     return fit(
         kinds,
         loss_fn,
@@ -130,5 +124,5 @@ def train_end_to_end(
         parameters=params,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        **extra,
+        device=device,
     )

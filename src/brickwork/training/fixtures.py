@@ -40,8 +40,8 @@ class ToyClassifier(Module):
     def __init__(self, dim: int = 4, classes: int = 3, hidden: int = 32, layers: int = 1):
         super().__init__()
         self._bw_config = {"dim": dim, "classes": classes, "hidden": hidden, "layers": layers}
-        self.inputs = {"x": Features(f"b {dim}")}  # type: ignore[misc]
-        self.outputs = {"probs": Probs(f"b {classes}")}  # type: ignore[misc]
+        self.inputs = {"x": Features(f"b {dim}")}
+        self.outputs = {"probs": Probs(f"b {classes}")}
         parts: list[nn.Module] = [nn.Linear(dim, hidden), nn.ReLU()]
         for _ in range(layers - 1):
             parts += [nn.Linear(hidden, hidden), nn.ReLU()]
@@ -60,8 +60,8 @@ class ToyEncoder(Module):
     def __init__(self, vocab: int = 6, answers: int = 5, hidden: int = 16):
         super().__init__()
         self._bw_config = {"vocab": vocab, "answers": answers, "hidden": hidden}
-        self.inputs = {"question": Features(f"b {vocab}")}  # type: ignore[misc]
-        self.outputs = {"answer": Logits(f"b {answers}")}  # type: ignore[misc]
+        self.inputs = {"question": Features(f"b {vocab}")}
+        self.outputs = {"answer": Logits(f"b {answers}")}
         self.net = nn.Sequential(nn.Linear(vocab, hidden), nn.ReLU(), nn.Linear(hidden, answers))
 
     def forward(self, question: torch.Tensor) -> torch.Tensor:
@@ -79,9 +79,9 @@ class ToyFind(Module):
         super().__init__()
         self._bw_config = {"channels": channels, "out": out, "hidden": hidden}
         self.out = out
-        self.inputs = {"features": Features(f"b {channels} h w")}  # type: ignore[misc]
+        self.inputs = {"features": Features(f"b {channels} h w")}
         t = SoftMask("b 1 h w") if out == "softmask" else Heatmap("b 1 h w")
-        self.outputs = {"mask": t}  # type: ignore[misc]
+        self.outputs = {"mask": t}
         self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -101,10 +101,10 @@ class ToyDescribe(Module):
         super().__init__()
         self._bw_config = {"channels": channels, "answers": answers, "hidden": hidden}
         self.inputs = {
-            "features": Features(f"b {channels} h w"),  # type: ignore[misc]
+            "features": Features(f"b {channels} h w"),
             "mask": Heatmap("b 1 h w"),
         }
-        self.outputs = {"answer": Logits(f"b {answers}")}  # type: ignore[misc]
+        self.outputs = {"answer": Logits(f"b {answers}")}
         self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, answers))
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -124,8 +124,8 @@ class ToyMeasure(Module):
         super().__init__()
         self._bw_config = {"answers": answers, "hidden": hidden, "top": top}
         self.top = top
-        self.inputs = {"mask": Heatmap("b 1 h w")}  # type: ignore[misc]
-        self.outputs = {"answer": Logits(f"b {answers}")}  # type: ignore[misc]
+        self.inputs = {"mask": Heatmap("b 1 h w")}
+        self.outputs = {"answer": Logits(f"b {answers}")}
         self.net = nn.Sequential(nn.Linear(1 + top, hidden), nn.ReLU(), nn.Linear(hidden, answers))
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:

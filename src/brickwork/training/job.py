@@ -50,6 +50,7 @@ from safetensors.torch import save as st_save
 from brickwork._version import __version__
 from brickwork.errors import TrainingError
 from brickwork.modules import (
+    Module,
     atomic_write_bytes,
     atomic_write_json,
     build_kind,
@@ -219,7 +220,8 @@ class ModuleJob:
             raise TrainingError(f"job {self.name!r}: mode {self.mode!r} is not one of {MODES}")
 
     def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        result: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return result
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModuleJob:
@@ -271,7 +273,8 @@ def job_key(job: ModuleJob) -> dict[str, Any]:
     if not (job.trials and job.search):
         key["search"], key["trials"] = None, 0
     key["code"] = code_revision(job.kind)
-    return json.loads(json.dumps(key, sort_keys=True, default=str))
+    result: dict[str, Any] = json.loads(json.dumps(key, sort_keys=True, default=str))
+    return result
 
 
 def key_digest(key: Mapping[str, Any]) -> str:
@@ -333,16 +336,21 @@ class _Trainable(torch.nn.Module):
     """The module plus, in surrogate mode, its head and the ops of its routes (one set
     of parameters to fit; the ops have none)."""
 
+    module: Module
+    head: torch.nn.Module | None
+
     def __init__(
         self,
-        module: torch.nn.Module,
+        module: Module,
         head: torch.nn.Module | None,
-        ops: Sequence[Sequence[torch.nn.Module]] = (),
+        ops: Sequence[Sequence[Module]] = (),
     ):
         super().__init__()
         self.module = module
         self.head = head
         self.ops = torch.nn.ModuleList(torch.nn.ModuleList(r) for r in ops)
+        #: the same ops per route, typed (``self.ops`` registers them for ``.to``)
+        self.route_ops: list[list[Module]] = [list(r) for r in ops]
 
 
 def _answer_prior(job: ModuleJob, table: Samples, routes: int, classes: int) -> torch.Tensor:
@@ -364,7 +372,7 @@ def _build(
     module = build_kind(job.kind, dict(job.config))
     device = torch.device(job.device) if job.device else None
     head = None
-    ops: list[list[torch.nn.Module]] = []
+    ops: list[list[Module]] = []
     if job.mode == "surrogate":
         out_port = job.output or next(iter(module.outputs))
         with torch.no_grad():
@@ -415,11 +423,11 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) ->
 
     def along_routes(model: _Trainable, out: torch.Tensor, batch: Samples) -> torch.Tensor:
         """The output passed through the ops of each row's route, context from the table."""
-        if not any(len(r) for r in model.ops):
+        if not any(len(r) for r in model.route_ops):
             return out
         route = col(batch, "route").reshape(-1)
         merged = out.clone()
-        for r, ops in enumerate(model.ops):
+        for r, ops in enumerate(model.route_ops):
             if not len(ops):
                 continue
             rows = torch.nonzero(route == r).flatten()
@@ -536,7 +544,7 @@ def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module, data
         total, n = 0.0, 0
         for start in range(0, len(data), 1024):
             part = data.select(torch.arange(start, min(start + 1024, len(data))))
-            total += float(loss_fn(model, part)) * len(part)  # type: ignore[arg-type]
+            total += float(loss_fn(model, part)) * len(part)
             n += len(part)
     model.train(was)
     return total / max(n, 1)
@@ -738,8 +746,8 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         def objective(params: dict[str, Any], seed: int, report: Any) -> float:
             _, res = _fit_once(job, {**hp, **params}, train, val, table, seed, report=report)
             if job.mode == "surrogate":  # the SGM's validation loss, negated (higher is better)
-                return -min(r["val_loss"] for r in res.history)
-            return max(r["val_score"] for r in res.history)
+                return -float(min(r["val_loss"] for r in res.history))
+            return float(max(r["val_score"] for r in res.history))
 
         study = run_search(
             f"{job.name}",
@@ -771,7 +779,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         )
     model = model.to("cpu")
     module = model.module
-    save_module(module, work / "module")  # type: ignore[arg-type]
+    save_module(module, work / "module")
     if model.head is not None:
         state = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
         atomic_write_bytes(work / "surrogate_head.safetensors", st_save(state))
@@ -780,7 +788,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         "kind": job.kind,
         "mode": job.mode,
         "module_dir": "module",
-        "fingerprint": module.fingerprint(),  # type: ignore[operator]
+        "fingerprint": module.fingerprint(),
         "hyperparameters": {k: v for k, v in hp.items() if v is not None},
         "metrics": {
             **{k: v for k, v in res.final.items() if isinstance(v, (int, float))},

@@ -79,7 +79,8 @@ class SurrogateHead(nn.Module):
             if context is None:
                 raise TrainingError("SurrogateHead was built with a context input; pass context=")
             x = torch.cat([x, attend(output, context)], dim=1)
-        return self.b(self.a(self.drop(x)))
+        out: torch.Tensor = self.b(self.a(self.drop(x)))
+        return out
 
 
 def surrogate_features(value: torch.Tensor, summary: str = "auto", top_k: int = 4) -> torch.Tensor:

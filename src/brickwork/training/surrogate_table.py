@@ -63,7 +63,7 @@ def _trainable(module: torch.nn.Module) -> bool:
 
 
 def _only_output(module: Any, where: str) -> str:
-    outs = list(module.outputs)
+    outs: list[str] = list(module.outputs)
     if len(outs) != 1:
         raise TrainingError(
             f"{where}: a surrogate route passes ops with one output; this one has {outs}"
@@ -123,7 +123,7 @@ def _value_layout(lay: Layout, src: Source) -> Layout:
 
 def route_key(steps: Sequence[Mapping[str, Any]], reader: str) -> dict[str, Any]:
     """A route as JSON, the same for every layout that routes the same way."""
-    return json.loads(
+    result: dict[str, Any] = json.loads(
         json.dumps(
             {
                 "steps": [
@@ -141,6 +141,7 @@ def route_key(steps: Sequence[Mapping[str, Any]], reader: str) -> dict[str, Any]
             default=str,
         )
     )
+    return result
 
 
 def surrogate_table(

@@ -170,10 +170,12 @@ def module_table(
                     lays = []
                     for j in groups[False]:
                         _, li, _ = part[j]
-                        key = (li, srcs[j].node, srcs[j].port)  # type: ignore[assignment]
+                        src = srcs[j]
+                        assert src.node is not None  # groups[False]: fed by a node
+                        key = (li, src.node, src.port)
                         if key not in slices:
-                            slices[key] = _slice_value(family[li], srcs[j])  # type: ignore[index]
-                        lays.append(slices[key])  # type: ignore[index]
+                            slices[key] = _slice_value(family[li], src)
+                        lays.append(slices[key])
                     need = sorted(set().union(*[set(lay.inputs) for lay in lays]))
                     sub_rows = rows[torch.tensor(groups[False])]
                     feed = {k: data[k][sub_rows] for k in need}
@@ -466,7 +468,7 @@ def check_run_folder(
         "val_rows": int(flags.sum()),
         "digest": tensors_digest({"split": flags}),
     }
-    run_key = _canonical(
+    run_key: dict[str, Any] = _canonical(
         {
             "seed": seed,
             "data_digest": data.digest(),
