@@ -32,7 +32,7 @@ def family_loss(
     layout_column: str = "layout",
     inputs: Sequence[str] | None = None,
     device: str | torch.device | None = None,
-) -> tuple[LossFn, EvalFn]:
+) -> tuple[LossFn[torch.nn.Module], EvalFn[torch.nn.Module]]:
     """``(loss_fn, evaluate)`` over a family: each sample runs its own layout (inputs and
     targets moved to ``device`` when given)."""
     runner = Runner(kinds)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, final
+from typing import IO, Any, TypeVar, final
 
 import torch
 
@@ -46,8 +46,10 @@ from brickwork.training.checkpoint import load_checkpoint, read_meta, save_check
 from brickwork.training.samples import Samples
 from brickwork.training.seeding import derive_seed, seed_everything
 
-LossFn = Callable[[torch.nn.Module, Samples], torch.Tensor]
-EvalFn = Callable[[torch.nn.Module, Samples], Mapping[str, float]]
+#: the type of the trained model, as ``loss_fn`` and ``evaluate`` receive it
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+LossFn = Callable[[ModelT, Samples], torch.Tensor]
+EvalFn = Callable[[ModelT, Samples], Mapping[str, float]]
 #: what ``train`` / ``val`` may be: samples, or a ``DataLoader`` (any iterable) of batches
 Data = Samples | Iterable[Mapping[str, torch.Tensor] | Samples]
 
@@ -420,8 +422,8 @@ def _batches(
 
 
 def _mean_loss(
-    model: torch.nn.Module,
-    loss_fn: LossFn,
+    model: ModelT,
+    loss_fn: LossFn[ModelT],
     data: Samples | Iterable[Any],
     batch_size: int,
     device: torch.device,
@@ -620,12 +622,12 @@ def write_metrics_csv(
 
 
 def fit(
-    model: torch.nn.Module,
-    loss_fn: LossFn,
+    model: ModelT,
+    loss_fn: LossFn[ModelT],
     train: Data,
     *,
     val: Data | None = None,
-    evaluate: EvalFn | None = None,
+    evaluate: EvalFn[ModelT] | None = None,
     config: FitConfig = FitConfig(),
     callbacks: Iterable[Callback] = (),
     checkpoint_dir: str | Path | None = None,
@@ -776,11 +778,11 @@ def fit(
 
 def _loop(
     state: FitState,
-    model: torch.nn.Module,
-    loss_fn: LossFn,
+    model: ModelT,
+    loss_fn: LossFn[ModelT],
     train: Any,
     val: Any,
-    evaluate: EvalFn | None,
+    evaluate: EvalFn[ModelT] | None,
     schedule: _Schedule | None,
     params: list[torch.nn.Parameter],
     on_step: Callable[[int, float], None] | None,
