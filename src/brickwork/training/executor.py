@@ -44,7 +44,9 @@ from brickwork.errors import TrainingError
 
 log = logging.getLogger("brickwork.training")
 
-JobFn = Callable[[Mapping[str, Any]], dict[str, Any]]
+#: runs one job; it receives a ``dict`` copy of the job (with ``device`` set when the
+#: executor assigns devices)
+JobFn = Callable[[dict[str, Any]], dict[str, Any]]
 #: called in the parent as each job finishes: ``on_result(job_index, result)``
 OnResult = Callable[[int, dict[str, Any]], None]
 
