@@ -74,7 +74,7 @@ _input_path.__name__ = "path"
 # ----------------------------------------------------------------------------- generate
 
 
-def _register_generate(group: argparse._SubParsersAction) -> None:
+def _register_generate(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = group.add_parser(
         "generate",
         help="generate scenes, images and questions (release layout)",
@@ -221,7 +221,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- render
 
 
-def _register_render(group: argparse._SubParsersAction) -> None:
+def _register_render(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = group.add_parser("render", help="render a CLEVR-format scenes file and a contact sheet")
     p.add_argument("scenes", type=existing_file, help="scenes JSON (ours or the CLEVR release's)")
     p.add_argument(
@@ -288,7 +288,7 @@ def _run_render(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- execute
 
 
-def _register_execute(group: argparse._SubParsersAction) -> None:
+def _register_execute(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = group.add_parser(
         "execute", help="answer every question with the executor; report agreement"
     )
@@ -380,7 +380,7 @@ def _run_execute(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- stats
 
 
-def _register_stats(group: argparse._SubParsersAction) -> None:
+def _register_stats(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = group.add_parser("stats", help="depth and answer histograms of a dataset, with a plot")
     p.add_argument(
         "dir", type=_input_path, help="dataset folder (release layout) or a questions JSON"
@@ -427,7 +427,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_study(group: argparse._SubParsersAction) -> None:
+def _register_study(group: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = group.add_parser("study", help="the NMN study (thesis ch. 4): JSON summary and PNG reports")
     p.add_argument(
         "--out", required=True, type=writable_out_dir, help="folder for summary.json and the PNGs"
@@ -511,7 +511,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
 
 # subcommands of `brickwork clevr`; add one by writing a _register_<name> and listing it
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_generate,
     _register_render,
     _register_execute,
@@ -520,10 +520,15 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``brickwork clevr`` and its subcommands."""
     p = subparsers.add_parser("clevr", help="CLEVR-format data: generate, render, execute, stats")
     group = p.add_subparsers(dest="clevr_command", metavar="SUBCOMMAND")
     for add in _COMMANDS:
         add(group)
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+    def show_help(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 0
+
+    p.set_defaults(func=show_help)

@@ -14,7 +14,7 @@ from pathlib import Path
 from brickwork.cli.common import bounded_int, check_writable_dir, device_arg, writable_out_dir
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo", help="run the main job on embedded defaults", description=__doc__
     )

@@ -13,7 +13,7 @@ import argparse
 from brickwork.cli.common import device_arg, existing_dir, existing_file, positive_int
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a trained run's assembled family", description=__doc__
     )

@@ -21,7 +21,7 @@ def _json_out(text: str) -> str:
 _json_out.__name__ = "path"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "plan", help="derive the training plan of a layout family", description=__doc__
     )

@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brickwork.errors import RegistryError
 
+if TYPE_CHECKING:
+    from brickwork.types import NeuralType
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "registry",
         help="inspect and manage trained modules",
@@ -75,10 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _ports(items: list[str], flag: str) -> dict:
+def _ports(items: list[str], flag: str) -> dict[str, NeuralType]:
     from brickwork.types import parse_type
 
-    out = {}
+    out: dict[str, NeuralType] = {}
     for item in items:
         name, sep, text = item.partition(":")
         if not sep or not name.strip():

@@ -67,7 +67,7 @@ def add_study_arguments(q: argparse.ArgumentParser) -> None:
     device_arg(q, help="where the workers train and evaluate: cpu, cuda, cuda:N or mps")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "sorting", help="the list-sorting study (thesis ch. 3)", description=__doc__
     )

@@ -25,7 +25,7 @@ from brickwork.cli.common import (
 from brickwork.errors import DataError, TrainingError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("train", help="train a plan file's modules", description=__doc__)
     p.add_argument("plan", type=existing_file, help="plan file (see `brickwork plan`)")
     p.add_argument("--out", help="run folder (default: runs/<plan name>)")
