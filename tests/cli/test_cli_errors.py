@@ -429,7 +429,7 @@ def test_generate_dataset_library_checks(tmp_path, monkeypatch) -> None:
 
 def test_generate_questions_refuses_unreachable_depths() -> None:
     from brickwork.studies.clevr.data import generate_questions, generate_scene
-    from brickwork.studies.clevr.data.questions import MAX_DEPTH
+    from brickwork.studies.clevr.data.question_generator import MAX_DEPTH
 
     scene = generate_scene(0, seed=0)
     with pytest.raises(ValueError, match=f"reachable maximum is {MAX_DEPTH}"):

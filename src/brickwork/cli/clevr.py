@@ -34,7 +34,7 @@ from brickwork.studies.clevr.data.generate import (
     MAX_SCENES,
     MAX_SUPERSAMPLE,
 )
-from brickwork.studies.clevr.data.questions import FAMILIES, MAX_DEPTH
+from brickwork.studies.clevr.data.question_generator import FAMILIES, MAX_DEPTH
 
 _MAX_PROCESSES = 256
 _side = bounded_int(8, MAX_IMAGE_SIDE)
@@ -352,7 +352,7 @@ def check_agreement(scenes_path: str | Path, questions_path: str | Path) -> dict
 
 
 def _run_execute(args: argparse.Namespace) -> int:
-    from brickwork.studies.clevr.data.io import atomic_write_json
+    from brickwork.modules import atomic_write_json
 
     t0 = time.perf_counter()
     report = check_agreement(args.scenes, args.questions)
@@ -397,7 +397,8 @@ def _register_stats(group: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run_stats(args: argparse.Namespace) -> int:
     from brickwork.studies.clevr.data import dataset_stats, load_questions, plot_stats
-    from brickwork.studies.clevr.data.io import atomic_write_json, release_paths
+    from brickwork.modules import atomic_write_json
+    from brickwork.studies.clevr.data.io import release_paths
 
     target = Path(args.dir)
     if target.is_dir():
