@@ -75,10 +75,10 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> StudyConfig:
-        return cls(sequences=("cs1", "summing"), seeds=(0,), n_train_lists=300, n_val_lists=100,
-                   n_test_lists=100, n_long_lists=30, search={"rank_limit": 10, "top_k": 3},
-                   fit={"epochs": 6, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score",
-                        "max_time": 15.0})
+        return cls(sequences=("cs1", "summing"), seeds=(0,), n_train_lists=400, n_val_lists=150,
+                   n_test_lists=150, n_long_lists=40, search={"rank_limit": 12, "top_k": 3},
+                   fit={"epochs": 8, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score",
+                        "max_time": 20.0})
 
 
 def _task(kind: str, digit: int | None, name: str) -> Task:
