@@ -17,8 +17,8 @@ import tempfile
 import torch
 
 from brickwork.studies.clevr.nmn.data import StudyConfig, prepare_data
-from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.end_to_end import train_loop
+from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.modular import find_modules, freeze, recorded_finds
 from brickwork.studies.clevr.nmn.vocab import K
 

@@ -396,8 +396,8 @@ def _register_stats(group: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from brickwork.studies.clevr.data import dataset_stats, load_questions, plot_stats
     from brickwork.modules import atomic_write_json
+    from brickwork.studies.clevr.data import dataset_stats, load_questions, plot_stats
     from brickwork.studies.clevr.data.io import release_paths
 
     target = Path(args.dir)
