@@ -615,3 +615,14 @@ def test_resolve_callable_forms_and_errors():
         r"\['mypkg'\]; add it",
     ):
         resolve_callable("math:sqrt", allowed_modules=["mypkg"])
+
+
+def test_samples_membership_answers_without_raising():
+    """``"col" in samples`` is a question, not a lookup: a missing column is False."""
+    import torch
+
+    from brickwork.training import Samples
+
+    data = Samples({"x": torch.zeros(3)})
+    assert "x" in data and "ids" in data
+    assert "y" not in data and 3 not in data

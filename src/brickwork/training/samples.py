@@ -102,6 +102,10 @@ class Samples(Mapping[str, torch.Tensor]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` names a column (``ids`` included); never raises."""
+        return key == IDS or key in self._data
+
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
