@@ -9,8 +9,8 @@ import torch
 
 from brickwork.cli import main
 from brickwork.compose import (
-    ListOf,
     LibraryOp,
+    ListOf,
     Padded,
     Solution,
     SolveConfig,
@@ -40,8 +40,13 @@ IMG = Features("b 1 8 8")
 
 def test_map_fold_count_variable_lengths_with_mask():
     count = compose(map_l(leaf(LibraryOp("as_count"))), fold_l(leaf(LibraryOp("add"))))
-    p = Padded.from_list([torch.tensor([[1.0], [0.0], [1.0], [1.0]]), torch.tensor([[1.0]]),
-                          torch.tensor([[0.0], [1.0]])])
+    p = Padded.from_list(
+        [
+            torch.tensor([[1.0], [0.0], [1.0], [1.0]]),
+            torch.tensor([[1.0]]),
+            torch.tensor([[0.0], [1.0]]),
+        ]
+    )
     assert count(p).squeeze(1).tolist() == [3.0, 1.0, 1.0]
     # padded positions never count, whatever they hold
     garbage = Padded(p.values + (~p.mask).float().unsqueeze(-1) * 5, p.mask)
@@ -77,13 +82,18 @@ def test_holes_follow_port_types_and_stay_in_domain():
 
 
 def test_typed_search_finds_the_counting_program_and_counts_fewer_than_shape_only():
-    fns = functions(standard_library()) + [Function(("reg", "recog.a@1"), (IMG,), Bool("b 1")),
-                                           Function(("reg", "recog.b@1"), (IMG,), Bool("b 1"))]
+    fns = functions(standard_library()) + [
+        Function(("reg", "recog.a@1"), (IMG,), Bool("b 1")),
+        Function(("reg", "recog.b@1"), (IMG,), Bool("b 1")),
+    ]
     task = Task("c", ListOf(IMG), Count("b 1"))
     space = Space.build(task.input, task.output, fns, "typed")
     terms = space.programs(7, max_holes=0)
-    want = ["compose", ["map", ["compose", ["reg", "recog.a@1"], ["lib", "as_count"]]],
-            ["fold", ["lib", "add"]]]
+    want = [
+        "compose",
+        ["map", ["compose", ["reg", "recog.a@1"], ["lib", "as_count"]]],
+        ["fold", ["lib", "add"]],
+    ]
     assert want in terms
     assert program_correct(want, "count", ["recog.a@1"])
     assert not program_correct(want, "count", ["recog.b@1"])
@@ -102,27 +112,48 @@ def digits_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
     pools = digit_pools(0)
     files = {}
-    for name, s in {"r_train": recognise_samples(pools["train"], 3, seed=0, fraction=0.5),
-                    "r_val": recognise_samples(pools["val"], 3, seed=1),
-                    "c_train": count_samples(pools["train"], 3, n=120, lengths=(2, 5), seed=0),
-                    "c_val": count_samples(pools["val"], 3, n=80, lengths=(2, 5), seed=1),
-                    "c_long": count_samples(pools["test"], 3, n=40, lengths=(30, 30), seed=2)}.items():
+    for name, s in {
+        "r_train": recognise_samples(pools["train"], 3, seed=0, fraction=0.5),
+        "r_val": recognise_samples(pools["val"], 3, seed=1),
+        "c_train": count_samples(pools["train"], 3, n=120, lengths=(2, 5), seed=0),
+        "c_val": count_samples(pools["val"], 3, n=80, lengths=(2, 5), seed=1),
+        "c_long": count_samples(pools["test"], 3, n=40, lengths=(30, 30), seed=2),
+    }.items():
         files[name] = str(s.save(root / f"{name}.safetensors"))
     return files
 
 
 def test_solve_reuses_the_registered_recogniser_and_never_forgets(digits_files, tmp_path):
     reg = Registry(tmp_path / "reg")
-    cfg = SolveConfig(rank_limit=2, top_k=2, rank_steps=10,
-                      fit={"epochs": 4, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score"})
-    first = solve(Task("recognise_3", IMG, Bool("b 1"), digits_files["r_train"], digits_files["r_val"]),
-                  reg, workdir=tmp_path / "w1", config=cfg)
+    cfg = SolveConfig(
+        rank_limit=2,
+        top_k=2,
+        rank_steps=10,
+        fit={"epochs": 4, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score"},
+    )
+    first = solve(
+        Task("recognise_3", IMG, Bool("b 1"), digits_files["r_train"], digits_files["r_val"]),
+        reg,
+        workdir=tmp_path / "w1",
+        config=cfg,
+    )
     assert first.registered == ["recognise_3.new0@1"]
     card = reg.card("recognise_3.new0@1")
     assert card.lineage["task"] == "recognise_3" and len(card.data_digest) == 64
     before = reg.card("recognise_3.new0").fingerprint
-    second = solve(Task("count_3", ListOf(IMG), Count("b 1"), digits_files["c_train"], digits_files["c_val"],
-                        {"long": digits_files["c_long"]}), reg, workdir=tmp_path / "w2", config=cfg)
+    second = solve(
+        Task(
+            "count_3",
+            ListOf(IMG),
+            Count("b 1"),
+            digits_files["c_train"],
+            digits_files["c_val"],
+            {"long": digits_files["c_long"]},
+        ),
+        reg,
+        workdir=tmp_path / "w2",
+        config=cfg,
+    )
     assert isinstance(second, Solution)
     assert program_correct(second.winner.term, "count", ["recognise_3.new0@1"]), second.table()
     assert reg.card("recognise_3.new0").fingerprint == before  # frozen: nothing retrained
@@ -132,9 +163,14 @@ def test_solve_reuses_the_registered_recogniser_and_never_forgets(digits_files, 
 
 def test_no_candidate_names_the_type_and_closest_signatures(digits_files, tmp_path):
     reg = Registry(tmp_path / "reg")
-    with pytest.raises(PlanError, match=r"no program .* produces Probs\['b 10'\] from Bool\['b 1'\]"):
-        solve(Task("t", Bool("b 1"), Probs("b 10"), digits_files["r_train"], digits_files["r_val"]),
-              reg, workdir=tmp_path / "w")
+    with pytest.raises(
+        PlanError, match=r"no program .* produces Probs\['b 10'\] from Bool\['b 1'\]"
+    ):
+        solve(
+            Task("t", Bool("b 1"), Probs("b 10"), digits_files["r_train"], digits_files["r_val"]),
+            reg,
+            workdir=tmp_path / "w",
+        )
 
 
 def test_parse_ctype():
@@ -142,8 +178,12 @@ def test_parse_ctype():
 
 
 def _task_file(folder, **over):
-    data = {"name": "t", "input": "Features[b 1 8 8]", "output": "Bool[b 1]",
-            "data": {"train": "train.st", "val": "val.st"}}
+    data = {
+        "name": "t",
+        "input": "Features[b 1 8 8]",
+        "output": "Bool[b 1]",
+        "data": {"train": "train.st", "val": "val.st"},
+    }
     data.update(over)
     path = folder / "task.json"
     path.write_text(json.dumps(data))
@@ -151,17 +191,26 @@ def _task_file(folder, **over):
 
 
 def test_cli_bad_inputs_are_one_line(tmp_path, capsys, digits_files):
-    assert main(["compose", _task_file(tmp_path, output="Nope[b 1]"), "--registry", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            ["compose", _task_file(tmp_path, output="Nope[b 1]"), "--registry", str(tmp_path / "r")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown type kind 'Nope'" in err[0]
     assert main(["compose", _task_file(tmp_path), "--registry", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
     import shutil
+
     shutil.copy(digits_files["r_train"], tmp_path / "train.st")
     shutil.copy(digits_files["r_val"], tmp_path / "val.st")
     path = _task_file(tmp_path, input="Bool[b 1]", output="Probs[b 10]")
-    assert main(["compose", path, "--registry", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["compose", path, "--registry", str(tmp_path / "r"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Probs['b 10']" in err[0] and "closest registry signatures" in err[0]
 
@@ -176,10 +225,18 @@ def test_only_new_modules_are_saved_and_registry_modules_stay_frozen(digits_file
     before = reg.card(ref).fingerprint
     step = hole_term({"state": Count("b 1"), "item": Bool("b 1")}, Count("b 1"))
     term = ["compose", ["map", ["reg", ref]], ["fold", step]]
-    out = run_candidate({"term": term, "registry": str(reg.root), "train": digits_files["c_train"],
-                         "val": digits_files["c_val"], "fit": {"epochs": 1, "batch_size": 32},
-                         "out": str(tmp_path / "cand")})
+    out = run_candidate(
+        {
+            "term": term,
+            "registry": str(reg.root),
+            "train": digits_files["c_train"],
+            "val": digits_files["c_val"],
+            "fit": {"epochs": 1, "batch_size": 32},
+            "out": str(tmp_path / "cand"),
+        }
+    )
     assert len(out["saved"]) == 1 and out["trained"]
     from brickwork.modules import load_module
+
     assert load_module(out["saved"][0]).arch == "step"
     assert reg.load(ref).fingerprint() == before

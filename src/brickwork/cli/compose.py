@@ -20,13 +20,24 @@ from brickwork.errors import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compose", help="solve a task (or a sequence) by composing "
-                              "registry modules", description=__doc__)
-    p.add_argument("target", nargs="+", metavar="TASK.json | sequence SEQ.json",
-                   help="a task file, or the word 'sequence' and a sequence file")
-    p.add_argument("--registry", metavar="PATH", help="registry to search and register into "
-                   "(default: $BRICKWORK_REGISTRY or the user data dir); an empty one works: "
-                   "every module is then new")
+    p = subparsers.add_parser(
+        "compose",
+        help="solve a task (or a sequence) by composing registry modules",
+        description=__doc__,
+    )
+    p.add_argument(
+        "target",
+        nargs="+",
+        metavar="TASK.json | sequence SEQ.json",
+        help="a task file, or the word 'sequence' and a sequence file",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="PATH",
+        help="registry to search and register into "
+        "(default: $BRICKWORK_REGISTRY or the user data dir); an empty one works: "
+        "every module is then new",
+    )
     p.add_argument("--out", help="run folder (default: runs/compose-<task or sequence name>)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel training workers")
     p.add_argument("--no-register", action="store_true", help="do not register the new modules")
@@ -45,15 +56,19 @@ def run(args: argparse.Namespace) -> int:
     target = list(args.target)
     if target[0] == "sequence":
         if len(target) != 2:
-            raise DataError("compose sequence: expected one sequence file, e.g. "
-                            "`brickwork compose sequence seq.json --registry reg`")
+            raise DataError(
+                "compose sequence: expected one sequence file, e.g. "
+                "`brickwork compose sequence seq.json --registry reg`"
+            )
         path = Path(target[1])
         out = Path(args.out or f"runs/compose-{path.stem}")
         tasks = load_sequence_file(path, out / "data")
     else:
         if len(target) != 1:
-            raise DataError(f"compose: expected one task file, got {target}; for a sequence "
-                            "write `brickwork compose sequence SEQ.json`")
+            raise DataError(
+                f"compose: expected one task file, got {target}; for a sequence "
+                "write `brickwork compose sequence SEQ.json`"
+            )
         path = Path(target[0])
         out = Path(args.out or f"runs/compose-{path.stem}")
         tasks = [load_task_file(path, out / "data")]
@@ -61,8 +76,15 @@ def run(args: argparse.Namespace) -> int:
     solutions = []
     with LocalExecutor(workers=args.workers) as executor:
         for task, config in tasks:
-            sol = solve(task, registry, workdir=out / task.name, executor=executor, config=config,
-                        register=not args.no_register, progress=lambda text: print(text, flush=True))
+            sol = solve(
+                task,
+                registry,
+                workdir=out / task.name,
+                executor=executor,
+                config=config,
+                register=not args.no_register,
+                progress=lambda text: print(text, flush=True),
+            )
             print(sol.table())
             tests = (sol.winner.result or {}).get("tests") or {}
             for name, metrics in tests.items():
@@ -72,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, solutions if len(solutions) > 1 else solutions[0])
     print(f"run folder: {out}")
-    print(json.dumps({"solved": [s["task"] for s in solutions],
-                      "winners": [s["winner"] for s in solutions]}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {"solved": [s["task"] for s in solutions], "winners": [s["winner"] for s in solutions]},
+            ensure_ascii=False,
+        )
+    )
     return 0

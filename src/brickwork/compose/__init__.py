@@ -14,9 +14,9 @@ Example:
     [[3.0], [1.0]]
 """
 
-from brickwork.compose.types import ListOf, Padded, abstract, ctype_from_json, is_decision, parse_ctype
-from brickwork.compose.library import LibraryOp, standard_library
 from brickwork.compose.holes import Hole, hole_arch, make_hole
+from brickwork.compose.jobs import run_candidate, score
+from brickwork.compose.library import LibraryOp, standard_library
 from brickwork.compose.program import (
     Compose,
     Conv,
@@ -33,7 +33,6 @@ from brickwork.compose.program import (
     term_str,
 )
 from brickwork.compose.search import Function, Space, functions
-from brickwork.compose.jobs import run_candidate, score
 from brickwork.compose.solve import (
     Candidate,
     Solution,
@@ -45,13 +44,55 @@ from brickwork.compose.solve import (
     spearman,
     standalone_term,
 )
-from brickwork.compose.taskfile import load_task_file, load_sequence_file
+from brickwork.compose.taskfile import load_sequence_file, load_task_file
+from brickwork.compose.types import (
+    ListOf,
+    Padded,
+    abstract,
+    ctype_from_json,
+    is_decision,
+    parse_ctype,
+)
 
 __all__ = [
-    "Candidate", "Compose", "Conv", "Fn", "Fold", "Function", "Hole", "Leaf", "LibraryOp",
-    "ListOf", "Map", "Padded", "Solution", "SolveConfig", "Space", "Task", "abstract",
-    "build_program", "compose", "conv_l", "count_space", "ctype_from_json", "fold_l",
-    "functions", "hole_arch", "is_decision", "leaf", "load_sequence_file", "load_task_file",
-    "make_hole", "map_l", "parse_ctype", "registry_functions", "run_candidate", "score", "solve",
-    "spearman", "standalone_term", "standard_library", "term_str",
+    "Candidate",
+    "Compose",
+    "Conv",
+    "Fn",
+    "Fold",
+    "Function",
+    "Hole",
+    "Leaf",
+    "LibraryOp",
+    "ListOf",
+    "Map",
+    "Padded",
+    "Solution",
+    "SolveConfig",
+    "Space",
+    "Task",
+    "abstract",
+    "build_program",
+    "compose",
+    "conv_l",
+    "count_space",
+    "ctype_from_json",
+    "fold_l",
+    "functions",
+    "hole_arch",
+    "is_decision",
+    "leaf",
+    "load_sequence_file",
+    "load_task_file",
+    "make_hole",
+    "map_l",
+    "parse_ctype",
+    "registry_functions",
+    "run_candidate",
+    "score",
+    "solve",
+    "spearman",
+    "standalone_term",
+    "standard_library",
+    "term_str",
 ]

@@ -26,7 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from brickwork.compose.types import CType, ListOf, ctype_from_json, is_image, is_vector, type_to_json
+from brickwork.compose.types import (
+    CType,
+    ListOf,
+    ctype_from_json,
+    is_image,
+    is_vector,
+    type_to_json,
+)
 from brickwork.errors import PortError
 from brickwork.modules import Module, register_kind
 from brickwork.types import Bool, NeuralType
@@ -66,8 +73,14 @@ def _encoder(t: NeuralType, hidden: int) -> tuple[nn.Module, int]:
     if is_image(t):
         c, h, w = (int(a) for a in t.axes[1:])
         enc = nn.Sequential(
-            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+            nn.Conv2d(c, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
         return enc, 32 * (h // 4) * (w // 4)
     return nn.Sequential(nn.Flatten(), nn.Linear(_size(t), hidden), nn.ReLU()), hidden
 
@@ -99,11 +112,18 @@ def hole_arch(inputs: dict[str, CType], output: CType) -> str | None:
     return None
 
 
-@register_kind("compose.hole",
-               example_config={"arch": "mlp", "inputs": {"x": {"kind": "Features", "axes": "b 4"}},
-                               "output": {"kind": "Bool", "axes": "b 1"}, "hidden": 8},
-               sizes={"b": 3}, description="a new module of brickwork.compose (CNN, MLP, RNN "
-                                           "or fold step, chosen from its port types)")
+@register_kind(
+    "compose.hole",
+    example_config={
+        "arch": "mlp",
+        "inputs": {"x": {"kind": "Features", "axes": "b 4"}},
+        "output": {"kind": "Bool", "axes": "b 1"},
+        "hidden": 8,
+    },
+    sizes={"b": 3},
+    description="a new module of brickwork.compose (CNN, MLP, RNN "
+    "or fold step, chosen from its port types)",
+)
 class Hole(Module):
     """A new trainable module; build it with :func:`make_hole`.
 
@@ -123,30 +143,37 @@ class Hole(Module):
         out = ctype_from_json(output)
         found = hole_arch(ins, out)
         if found != arch:
-            raise PortError(f"compose.hole: ports {ins} -> {out!r} take arch {found!r}, not "
-                            f"{arch!r}")
+            raise PortError(
+                f"compose.hole: ports {ins} -> {out!r} take arch {found!r}, not {arch!r}"
+            )
         self.arch, self.hidden = arch, int(hidden)
         self.in_types, self.out_type = ins, out
+        assert not isinstance(out, ListOf)  # hole_arch gives no arch for a list output
         if arch == "rnn":
             (lt,) = ins.values()
+            assert isinstance(lt, ListOf)  # hole_arch: an rnn reads a list
             item = lt.item
-            self.inputs = {"items": item.with_axes(lt.padded_axes), "mask": Bool("b n")}  # type: ignore[misc]
+            self.inputs = {"items": item.with_axes(lt.padded_axes), "mask": Bool("b n")}
             self.enc, width = _encoder(item, hidden)
             self.rnn = nn.LSTM(width, hidden, batch_first=True)
             self.out = nn.Linear(hidden, _size(out))
         elif arch == "step":
-            self.inputs = {"state": ins["state"], "item": ins["item"]}  # type: ignore[misc]
-            width = _size(ins["state"]) + _size(ins["item"])
-            self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                     nn.ReLU())
+            state, item = ins["state"], ins["item"]
+            assert not isinstance(state, ListOf) and not isinstance(item, ListOf)  # hole_arch
+            self.inputs = {"state": state, "item": item}
+            width = _size(state) + _size(item)
+            self.net = nn.Sequential(
+                nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+            )
             self.out = nn.Linear(hidden, _size(out))
         else:
             (t,) = ins.values()
-            self.inputs = {"x": t}  # type: ignore[misc]
+            assert not isinstance(t, ListOf)  # hole_arch: a cnn or mlp reads one tensor
+            self.inputs = {"x": t}
             self.enc, width = _encoder(t, hidden)
             self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU())
             self.out = nn.Linear(hidden, _size(out))
-        self.outputs = {"y": out}  # type: ignore[misc]
+        self.outputs = {"y": out}
         self.head = _Head(out)
 
     def forward(self, **ports: torch.Tensor) -> torch.Tensor:
@@ -178,8 +205,11 @@ def make_hole(inputs: CType | dict[str, CType], output: CType, *, hidden: int = 
     arch = hole_arch(ins, output)
     if arch is None:
         shown = ", ".join(f"{k}: {v!r}" for k, v in ins.items())
-        raise PortError(f"no hole architecture for ({shown}) -> {output!r}; holes produce one "
-                        "vector type (e.g. Bool[b 1], Probs[b 10], Count[b 1]) from an image, a "
-                        "vector, a list of them, or a (state, item) pair")
-    return Hole(arch, {k: type_to_json(v) for k, v in ins.items()}, type_to_json(output),
-                hidden=hidden)
+        raise PortError(
+            f"no hole architecture for ({shown}) -> {output!r}; holes produce one "
+            "vector type (e.g. Bool[b 1], Probs[b 10], Count[b 1]) from an image, a "
+            "vector, a list of them, or a (state, item) pair"
+        )
+    return Hole(
+        arch, {k: type_to_json(v) for k, v in ins.items()}, type_to_json(output), hidden=hidden
+    )

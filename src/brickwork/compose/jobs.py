@@ -80,7 +80,7 @@ def score(program: Fn, data: Any, batch_size: int = 256) -> dict[str, float]:
         acc = float((out.argmax(-1) == y.reshape(-1).long()).float().mean())
         return {"score": acc, "acc": acc}
     err = (out - y.float()).reshape(len(y), -1).abs().mean(1)
-    rmse = float(torch.sqrt((err ** 2).mean()))
+    rmse = float(torch.sqrt((err**2).mean()))
     res = {"score": -rmse, "rmse": rmse, "mae": float(err.mean())}
     if lens:
         res["mae_per_element"] = float((err / torch.cat(lens).clamp(min=1)).mean())
@@ -117,7 +117,9 @@ def _resolve_leaf(job: dict[str, Any], registry: Any) -> Any:
 def _arch(ins: dict[str, Any], out: str) -> str:
     from brickwork.compose.holes import hole_arch
 
-    arch = hole_arch({k: ctype_from_json(v) for k, v in ins.items()}, ctype_from_json(json.loads(out)))
+    arch = hole_arch(
+        {k: ctype_from_json(v) for k, v in ins.items()}, ctype_from_json(json.loads(out))
+    )
     if arch is None:
         raise DataError(f"compose job: no hole architecture for {ins} -> {out}")
     return arch
@@ -150,9 +152,14 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     val = Samples.load(job["val"])
     kind = loss_name(program.out_type)
     params = [p for p in program.parameters() if p.requires_grad]
-    result: dict[str, Any] = {"term": job["term"], "trained": bool(params), "epochs": 0,
-                              "parameters": int(sum(p.numel() for p in params))}
+    result: dict[str, Any] = {
+        "term": job["term"],
+        "trained": bool(params),
+        "epochs": 0,
+        "parameters": int(sum(p.numel() for p in params)),
+    }
     if params:
+
         def loss_fn(model: Fn, batch: Any) -> torch.Tensor:
             return batch_loss(model(program_input(batch, model.in_type)), batch[TARGET], kind)
 
@@ -161,14 +168,23 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
 
         config = FitConfig(**{"seed": int(job.get("seed", 0)), **job.get("fit", {})})
         with torch.random.fork_rng():
-            fitted = fit(program, loss_fn, train, val=val, evaluate=evaluate, config=config,
-                         parameters=params, device=job.get("device") or "cpu")
+            fitted = fit(
+                program,
+                loss_fn,
+                train,
+                val=val,
+                evaluate=evaluate,
+                config=config,
+                parameters=params,
+                device=job.get("device") or "cpu",
+            )
         result["epochs"] = fitted.epochs
         result["steps"] = fitted.steps
     program = program.to("cpu")
     result["val"] = score(program, val)
-    result["tests"] = {name: score(program, Samples.load(path))
-                       for name, path in (job.get("tests") or {}).items()}
+    result["tests"] = {
+        name: score(program, Samples.load(path)) for name, path in (job.get("tests") or {}).items()
+    }
     if job.get("out") and params:
         folder = Path(job["out"])
         saved = []

@@ -36,8 +36,12 @@ _OPS: dict[str, Any] = {
 STEP_OPS = ("add", "max", "or", "and")
 
 
-@register_kind("compose.op", example_config={"op": "add"}, sizes={"b": 3},
-               description="a parameter-free library function of brickwork.compose")
+@register_kind(
+    "compose.op",
+    example_config={"op": "add"},
+    sizes={"b": 3},
+    description="a parameter-free library function of brickwork.compose",
+)
 class LibraryOp(Module):
     """A parameter-free library function (see the module docstring for the list).
 
@@ -48,14 +52,16 @@ class LibraryOp(Module):
         k: the number of classes of ``expect``'s input.
     """
 
+    _values: torch.Tensor  # a buffer: 0 .. k-1
+
     def __init__(self, op: str, k: int = 10):
         super().__init__()
         if op not in _OPS:
             raise PortError(f"compose.op: unknown op {op!r}; choose one of {sorted(_OPS)}")
         self.op, self.k = op, int(k)
         ins, out = _OPS[op](self.k)
-        self.inputs = ins  # type: ignore[misc]
-        self.outputs = {"y": out}  # type: ignore[misc]
+        self.inputs = ins
+        self.outputs = {"y": out}
         self.register_buffer("_values", torch.arange(self.k, dtype=torch.float32), persistent=False)
 
     @property

@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -67,9 +67,11 @@ class Leaf(Fn):
     def __init__(self, module: Module, label: str | None = None, term: Any = None):
         super().__init__()
         if len(module.outputs) != 1:
-            raise LayoutError(f"leaf {label or module.kind!r}: a function needs one output port, "
-                              f"{module.kind} has {list(module.outputs)}; wrap it in a module "
-                              "that returns one")
+            raise LayoutError(
+                f"leaf {label or module.kind!r}: a function needs one output port, "
+                f"{module.kind} has {list(module.outputs)}; wrap it in a module "
+                "that returns one"
+            )
         self.module = module
         if isinstance(module, LibraryOp):
             self.label = label or module.name
@@ -81,7 +83,7 @@ class Leaf(Fn):
         ins = dict(module.inputs)
         if getattr(module, "arch", None) == "rnn":
             self.ports: tuple[str, ...] = ("items",)
-            self.in_type = module.in_types["x"]  # type: ignore[union-attr]
+            self.in_type = cast(Any, module).in_types["x"]  # a Hole's port types
             self.step = False
         elif len(ins) == 1:
             self.ports = (next(iter(ins)),)
@@ -96,8 +98,10 @@ class Leaf(Fn):
             self.state_type = ins[names[0]]
             self.step = True
         else:
-            raise LayoutError(f"leaf {self.label!r}: a function takes one input port (or two for "
-                              f"a fold step), {module.kind} has {list(ins)}")
+            raise LayoutError(
+                f"leaf {self.label!r}: a function takes one input port (or two for "
+                f"a fold step), {module.kind} has {list(ins)}"
+            )
 
     def term(self) -> Any:
         return self._term
@@ -132,9 +136,11 @@ class Compose(Fn):
         _need_function(first, "compose")
         _need_function(second, "compose")
         if not feeds(first.out_type, second.in_type):
-            raise LayoutError(f"compose: '{first}' produces {first.out_type!r} but '{second}' "
-                              f"expects {second.in_type!r}; insert a function between them (e.g. "
-                              "map_l(as_count) to turn Bool items into Count) or pick another module")
+            raise LayoutError(
+                f"compose: '{first}' produces {first.out_type!r} but '{second}' "
+                f"expects {second.in_type!r}; insert a function between them (e.g. "
+                "map_l(as_count) to turn Bool items into Count) or pick another module"
+            )
         self.first, self.second = first, second
         self.in_type, self.out_type = first.in_type, second.out_type
 
@@ -177,11 +183,15 @@ class Fold(Fn):
     def __init__(self, step: Fn, init: torch.Tensor | None = None):
         super().__init__()
         if not isinstance(step, Leaf) or not step.step:
-            raise LayoutError(f"fold_l: the step '{step}' must take (state, item) and return a "
-                              "state; use a two-port module such as library 'add' or a step hole")
+            raise LayoutError(
+                f"fold_l: the step '{step}' must take (state, item) and return a "
+                "state; use a two-port module such as library 'add' or a step hole"
+            )
         if not feeds(step.out_type, step.state_type):
-            raise LayoutError(f"fold_l: the step '{step}' returns {step.out_type!r} but its state "
-                              f"port expects {step.state_type!r}")
+            raise LayoutError(
+                f"fold_l: the step '{step}' returns {step.out_type!r} but its state "
+                f"port expects {step.state_type!r}"
+            )
         self.step_fn = step
         self.init = init
         self.in_type, self.out_type = ListOf(step.in_type), step.out_type
@@ -193,8 +203,11 @@ class Fold(Fn):
         _need_padded(x, "fold_l")
         b, n = x.mask.shape
         assert isinstance(self.out_type, NeuralType)
-        state = (self.init.expand(b, *self.init.shape[1:]).to(x.values.device)
-                 if self.init is not None else initial_state(self.out_type, b, x.values.device))
+        state = (
+            self.init.expand(b, *self.init.shape[1:]).to(x.values.device)
+            if self.init is not None
+            else initial_state(self.out_type, b, x.values.device)
+        )
         for t in range(n):
             new = self.step_fn(x.values[:, t], state=state)
             keep = x.mask[:, t].reshape(b, *([1] * (new.dim() - 1)))
@@ -223,7 +236,9 @@ class Conv(Fn):
         r = self.width // 2
         vals = nn.functional.pad(x.values, [0, 0] * (x.values.dim() - 2) + [r, r])
         mask = nn.functional.pad(x.mask, [r, r])
-        idx = torch.arange(n, device=x.mask.device)[:, None] + torch.arange(self.width, device=x.mask.device)
+        idx = torch.arange(n, device=x.mask.device)[:, None] + torch.arange(
+            self.width, device=x.mask.device
+        )
         win_vals = vals[:, idx]  # [b, n, w, ...]
         win_mask = mask[:, idx] & x.mask[:, :, None]
         # left-align every window so the padding is at the end (what list functions expect)
@@ -271,11 +286,14 @@ def conv_l(f: Fn, width: int = 3) -> Conv:
 
 def _need_function(f: Any, where: str) -> None:
     if not isinstance(f, Fn):
-        raise LayoutError(f"{where}: expected a program function (leaf(module), map_l(...), ...), "
-                          f"got {type(f).__name__}")
+        raise LayoutError(
+            f"{where}: expected a program function (leaf(module), map_l(...), ...), "
+            f"got {type(f).__name__}"
+        )
     if isinstance(f, Leaf) and f.step:
-        raise LayoutError(f"{where}: '{f}' is a fold step (state, item) -> state; use it "
-                          "inside fold_l")
+        raise LayoutError(
+            f"{where}: '{f}' is a fold step (state, item) -> state; use it inside fold_l"
+        )
 
 
 def _need_padded(x: Any, where: str) -> None:
@@ -334,8 +352,11 @@ def term_size(term: Any) -> int:
 
 def hole_term(inputs: dict[str, CType], output: CType) -> list[str]:
     """The term of a hole with these ports."""
-    return ["hole", json.dumps({k: type_to_json(v) for k, v in inputs.items()}, sort_keys=True),
-            json.dumps(type_to_json(output), sort_keys=True)]
+    return [
+        "hole",
+        json.dumps({k: type_to_json(v) for k, v in inputs.items()}, sort_keys=True),
+        json.dumps(type_to_json(output), sort_keys=True),
+    ]
 
 
 def build_program(term: Any, resolve: Any) -> Fn:

@@ -21,14 +21,15 @@ Example:
     >>> from brickwork.types import Bool, Count
     >>> space = Space.build(ListOf(Bool("b 1")), Count("b 1"), functions(standard_library()))
     >>> [term_str(t) for t in space.programs(5, max_holes=0)]
-    ['as_count ∘ fold(or)', 'as_count ∘ fold(and)', 'fold(add) ∘ map(as_count)', 'fold(max) ∘ map(as_count)']
+    ['as_count ∘ fold(or)', 'as_count ∘ fold(and)', 'fold(add) ∘ map(as_count)',
+     'fold(max) ∘ map(as_count)']
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from brickwork.compose.holes import hole_arch
@@ -60,8 +61,11 @@ def module_function(term: tuple[str, str], module_or_signature: Any) -> Function
     """The :class:`Function` of a module (or a :class:`Signature`), or None when it is not
     a function (one output, one input, or a (state, item) step whose state has the
     output's type)."""
-    sig = module_or_signature.signature if isinstance(module_or_signature, Module) \
+    sig = (
+        module_or_signature.signature
+        if isinstance(module_or_signature, Module)
         else module_or_signature
+    )
     if len(sig.outputs) != 1:
         return None
     out = next(iter(sig.outputs.values()))
@@ -102,7 +106,9 @@ class Space:
     concrete: dict[TypeKey, CType] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, goal_in: CType, goal_out: CType, fns: list[Function], mode: str = "typed") -> Space:
+    def build(
+        cls, goal_in: CType, goal_out: CType, fns: list[Function], mode: str = "typed"
+    ) -> Space:
         """The space for ``goal_in → goal_out`` over ``fns`` under abstraction ``mode``."""
         space = cls(abstract(goal_in, mode), abstract(goal_out, mode), mode)
         types: list[CType] = [goal_in, goal_out]
@@ -156,24 +162,30 @@ class Space:
         return "T" if self.mode == "untyped" else ("List", item)
 
     # ----- the grammar ----------------------------------------------------------------
-    def _gen(self, a: TypeKey, b: TypeKey, size: int, holes: int, top_compose: bool,
-             counting: bool) -> Any:
+    def _gen(
+        self, a: TypeKey, b: TypeKey, size: int, holes: int, top_compose: bool, counting: bool
+    ) -> Any:
         return _gen_cached(self, a, b, size, holes, top_compose, counting)
 
     def count(self, max_size: int, max_holes: int = 2) -> int:
         """Programs of size ≤ ``max_size`` with ≤ ``max_holes`` holes for the goal."""
         _gen_cached.cache_clear()
-        return sum(self._gen(self.goal_in, self.goal_out, s, h, True, True)
-                   for s in range(1, max_size + 1) for h in range(max_holes + 1))
+        return sum(
+            self._gen(self.goal_in, self.goal_out, s, h, True, True)
+            for s in range(1, max_size + 1)
+            for h in range(max_holes + 1)
+        )
 
     def programs(self, max_size: int, max_holes: int = 2) -> list[Any]:
         """Every program (as a term) of size ≤ ``max_size`` with ≤ ``max_holes`` holes,
         smallest first (typed mode)."""
         _gen_cached.cache_clear()
-        out = []
+        out: list[Any] = []
         for s in range(1, max_size + 1):
             for h in range(max_holes + 1):
-                out.extend(_to_list(t) for t in self._gen(self.goal_in, self.goal_out, s, h, True, False))
+                out.extend(
+                    _to_list(t) for t in self._gen(self.goal_in, self.goal_out, s, h, True, False)
+                )
         return out
 
     def __hash__(self) -> int:
@@ -189,9 +201,10 @@ def _to_list(term: Any) -> Any:
     return term
 
 
-@lru_cache(maxsize=None)
-def _gen_cached(space: Space, a: TypeKey, b: TypeKey, size: int, holes: int, top_compose: bool,
-                counting: bool) -> Any:
+@cache
+def _gen_cached(
+    space: Space, a: TypeKey, b: TypeKey, size: int, holes: int, top_compose: bool, counting: bool
+) -> Any:
     total: Any = 0 if counting else []
 
     def add(item: Any, n: int = 1) -> None:

@@ -82,8 +82,15 @@ class SolveConfig:
     rank_limit: int = 32
     rank_steps: int = 40
     top_k: int = 5
-    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 15, "batch_size": 32, "lr": 3e-3,
-                                                          "keep_best": "val_score", "max_time": 60.0})
+    fit: dict[str, Any] = field(
+        default_factory=lambda: {
+            "epochs": 15,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "keep_best": "val_score",
+            "max_time": 60.0,
+        }
+    )
     tolerance: float = 0.01
     relative_tolerance: float = 0.1
     seed: int = 0
@@ -143,7 +150,10 @@ def registry_functions(registry: Any, task: Task, rounds: int = 2) -> list[Funct
     lib = functions(standard_library())
     types: list[CType] = []
     for t in [task.input, task.output] + [x for f in lib for x in (*f.inputs, f.output)]:
-        for u in (t.item if isinstance(t, ListOf) else t, ListOf(t) if not isinstance(t, ListOf) else t):
+        for u in (
+            t.item if isinstance(t, ListOf) else t,
+            ListOf(t) if not isinstance(t, ListOf) else t,
+        ):
             if u not in types:
                 types.append(u)
     found: dict[str, Function] = {}
@@ -153,8 +163,11 @@ def registry_functions(registry: Any, task: Task, rounds: int = 2) -> list[Funct
                 if isinstance(t.item, ListOf):
                     continue  # list-taking modules are new list holes: (items, mask) ports
                 port = {"items": t.item.with_axes(t.padded_axes)}
-                cards = [c for c in registry.search(inputs=port, kind="compose.hole")
-                         if c.config.get("arch") == "rnn"]
+                cards = [
+                    c
+                    for c in registry.search(inputs=port, kind="compose.hole")
+                    if c.config.get("arch") == "rnn"
+                ]
             else:
                 cards = registry.search(inputs={"x": t})
             for card in cards:
@@ -164,10 +177,10 @@ def registry_functions(registry: Any, task: Task, rounds: int = 2) -> list[Funct
                     if card.ref not in found:
                         found[card.ref] = f
                     continue
-                f = module_function(("reg", card.ref), _signature(card))
-                if f is None or f.step or card.ref in found:
+                mf = module_function(("reg", card.ref), _signature(card))
+                if mf is None or mf.step or card.ref in found:
                     continue
-                f = Function(f.term, (t,), f.output)  # found because t feeds it
+                f = Function(mf.term, (t,), mf.output)  # found because t feeds it
                 found[card.ref] = f
                 if f.output not in types:
                     types.append(f.output)
@@ -176,9 +189,9 @@ def registry_functions(registry: Any, task: Task, rounds: int = 2) -> list[Funct
     for s in [t for t in types if not isinstance(t, ListOf)]:
         for i in [t for t in types if not isinstance(t, ListOf)]:
             for card in registry.search(inputs={"state": s, "item": i}, outputs={"y": s}):
-                f = module_function(("reg", card.ref), _signature(card))
-                if f is not None and f.step and card.ref not in found:
-                    found[card.ref] = Function(f.term, (s, i), s)
+                mf = module_function(("reg", card.ref), _signature(card))
+                if mf is not None and mf.step and card.ref not in found:
+                    found[card.ref] = Function(mf.term, (s, i), s)
     return list(found.values())
 
 
@@ -190,8 +203,10 @@ def _signature(card: Any) -> Any:
 
 def count_space(task: Task, fns: list[Function], size_bound: int, max_holes: int) -> dict[str, int]:
     """Programs at the same bound: typed, shape-only (HOUDINI's tensor types), untyped."""
-    return {mode: Space.build(task.input, task.output, fns, mode).count(size_bound, max_holes)
-            for mode in ("typed", "shape_only", "untyped")}
+    return {
+        mode: Space.build(task.input, task.output, fns, mode).count(size_bound, max_holes)
+        for mode in ("typed", "shape_only", "untyped")
+    }
 
 
 def closest_signatures(registry: Any, output: CType, limit: int = 3) -> list[str]:
@@ -205,8 +220,9 @@ def closest_signatures(registry: Any, output: CType, limit: int = 3) -> list[str
         if not outs:
             continue
         o = outs[0]
-        s = (getattr(o, "kind", "") == getattr(output, "kind", "")) * 2 + \
-            (abstract(o, "shape_only") == abstract(output, "shape_only"))
+        s = (getattr(o, "kind", "") == getattr(output, "kind", "")) * 2 + (
+            abstract(o, "shape_only") == abstract(output, "shape_only")
+        )
         scored.append((-s, card.name, f"{card.name}: {sig}"))
     return [text for _, _, text in sorted(scored)[:limit]]
 
@@ -252,9 +268,16 @@ def _map(executor: Any, jobs: list[dict[str, Any]], desc: str) -> list[dict[str,
     return executor.map(run_candidate, jobs, desc=desc)
 
 
-def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = None,
-          config: SolveConfig = SolveConfig(), register: bool = True,
-          progress: Callable[[str], None] | None = None) -> Solution:
+def solve(
+    task: Task,
+    registry: Any,
+    *,
+    workdir: str | Path,
+    executor: Any = None,
+    config: SolveConfig | None = None,
+    register: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Solution:
     """Solve ``task`` by composition over ``registry`` (None or an empty one: holes only).
 
     Enumerates typed programs up to ``config.size_bound`` (≤ ``max_holes`` new modules),
@@ -268,8 +291,8 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
         PlanError: no program produces the task's output type (the message names the type
             and the closest registry signatures).
     """
-    from brickwork.training import Samples
 
+    config = config if config is not None else SolveConfig()
     start = time.perf_counter()
     say = progress or (lambda text: log.info("%s", text))
     workdir = Path(workdir)
@@ -279,23 +302,34 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
     space = Space.build(task.input, task.output, fns, "typed")
     terms = space.programs(config.size_bound, min(config.max_holes, 2))
     counts = count_space(task, fns, config.size_bound, min(config.max_holes, 2))
-    say(f"task {task.name}: {task.signature_text}; {len(reg_fns)} registry functions; "
+    say(
+        f"task {task.name}: {task.signature_text}; {len(reg_fns)} registry functions; "
         f"{counts['typed']} typed programs (shape-only {counts['shape_only']}, untyped "
-        f"{counts['untyped']})")
+        f"{counts['untyped']})"
+    )
     if not terms:
         close = closest_signatures(registry, task.output)
-        raise PlanError(f"task {task.name!r}: no program of size <= {config.size_bound} produces "
-                        f"{task.output!r} from {task.input!r}; closest registry signatures: "
-                        f"{'; '.join(close) if close else 'none (the registry is empty)'}")
+        raise PlanError(
+            f"task {task.name!r}: no program of size <= {config.size_bound} produces "
+            f"{task.output!r} from {task.input!r}; closest registry signatures: "
+            f"{'; '.join(close) if close else 'none (the registry is empty)'}"
+        )
     cands = [Candidate(t, len(term_holes(t)), term_size(t)) for t in terms]
-    base = {"registry": str(registry.root) if registry is not None else "", "train": task.train,
-            "val": task.val, "seed": config.seed}
+    base = {
+        "registry": str(registry.root) if registry is not None else "",
+        "train": task.train,
+        "val": task.val,
+        "seed": config.seed,
+    }
     free = [c for c in cands if c.holes == 0]
-    holed = sorted((c for c in cands if c.holes), key=lambda c: (c.holes, c.size))[:config.rank_limit]
+    holed = sorted((c for c in cands if c.holes), key=lambda c: (c.holes, c.size))[
+        : config.rank_limit
+    ]
     # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
     quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
-    jobs = [{**base, "term": c.term} for c in free] + \
-           [{**base, "term": c.term, "fit": quick_fit} for c in holed]
+    jobs = [{**base, "term": c.term} for c in free] + [
+        {**base, "term": c.term, "fit": quick_fit} for c in holed
+    ]
     say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
     for c, r in zip(free + holed, _map(executor, jobs, "rank")):
         c.cheap = r["val"]["score"]
@@ -304,21 +338,31 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
             c.final, c.result, c.stage = c.cheap, r, "scored"
     # 2. full training of the best-ranked candidates with new modules
     ranked = sorted(holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
-    short = ranked[:min(config.top_k, 10)]
+    short = ranked[: min(config.top_k, 10)]
     say(f"training {len(short)} candidates fully")
-    jobs = [{**base, "term": c.term, "fit": config.fit, "tests": task.tests,
-             "out": str(workdir / f"cand{i}")} for i, c in enumerate(short)]
+    jobs = [
+        {
+            **base,
+            "term": c.term,
+            "fit": config.fit,
+            "tests": task.tests,
+            "out": str(workdir / f"cand{i}"),
+        }
+        for i, c in enumerate(short)
+    ]
     for c, r in zip(short, _map(executor, jobs, "train")):
         c.final, c.result, c.stage = r["val"]["score"], r, "trained"
     # 3. selection on validation: the simplest of those within tolerance of the best
     done = [c for c in cands if c.final is not None]
-    best = max(c.final for c in done)  # type: ignore[type-var]
+    best = max(float(c.final or 0.0) for c in done)  # (done: c.final is not None)
     margin = config.tolerance  # accuracy: absolute; RMSE (score = -RMSE): relative as well
     if best < 0:
         margin = max(margin, config.relative_tolerance * abs(best))
     tied = [c for c in done if c.final >= best - margin]  # type: ignore[operator]
-    winner = min(tied, key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size,
-                                      -(c.final or 0)))
+    winner = min(
+        tied,
+        key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size, -(c.final or 0)),
+    )
     if winner.holes == 0 and task.tests:  # score the reused program on the test sets
         winner.result = _map(None, [{**base, "term": winner.term, "tests": task.tests}], "test")[0]
     rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]
@@ -328,13 +372,24 @@ def solve(task: Task, registry: Any, *, workdir: str | Path, executor: Any = Non
     if register and registry is not None and winner.holes:
         program, registered = _register(task, registry, winner, config)
         say("registered " + ", ".join(registered))
-    sol = Solution(task, winner, cands, counts, rho, registered, program,
-                   time.perf_counter() - start, [term_str(f.term) for f in reg_fns])
+    sol = Solution(
+        task,
+        winner,
+        cands,
+        counts,
+        rho,
+        registered,
+        program,
+        time.perf_counter() - start,
+        [term_str(f.term) for f in reg_fns],
+    )
     atomic_write_json(workdir / "solution.json", {**solution_json(sol), "config": asdict(config)})
     return sol
 
 
-def _register(task: Task, registry: Any, winner: Candidate, config: SolveConfig) -> tuple[Any, list[str]]:
+def _register(
+    task: Task, registry: Any, winner: Candidate, config: SolveConfig
+) -> tuple[Any, list[str]]:
     from brickwork.modules import load_module
     from brickwork.training import Samples
 
@@ -344,13 +399,21 @@ def _register(task: Task, registry: Any, winner: Candidate, config: SolveConfig)
     refs = []
     for k, folder in enumerate(winner.result.get("saved", [])):
         module = load_module(folder)
-        card = registry.put(f"{task.name}.new{k}", module, mode="compose",
-                            hyperparameters={**config.fit, "seed": config.seed},
-                            metrics={k2: v for k2, v in winner.result["val"].items()},
-                            lineage={"task": task.name, "signature": task.signature_text,
-                                     "program": term_str(winner.term),
-                                     "term": json.dumps(winner.term), "reused": reused},
-                            data_digest=digest)
+        card = registry.put(
+            f"{task.name}.new{k}",
+            module,
+            mode="compose",
+            hyperparameters={**config.fit, "seed": config.seed},
+            metrics={k2: v for k2, v in winner.result["val"].items()},
+            lineage={
+                "task": task.name,
+                "signature": task.signature_text,
+                "program": term_str(winner.term),
+                "term": json.dumps(winner.term),
+                "reused": reused,
+            },
+            data_digest=digest,
+        )
         refs.append(card.ref)
     it = iter(refs)
 
@@ -369,19 +432,38 @@ def solution_json(sol: Solution) -> dict[str, Any]:
     from brickwork._version import __version__
     from brickwork.training import Samples
 
-    digests = {name: Samples.load(path).digest() for name, path in
-               (("train", sol.task.train), ("val", sol.task.val)) if path}
+    digests = {
+        name: Samples.load(path).digest()
+        for name, path in (("train", sol.task.train), ("val", sol.task.val))
+        if path
+    }
     return {
-        "task": sol.task.name, "signature": sol.task.signature_text, "version": __version__,
+        "task": sol.task.name,
+        "signature": sol.task.signature_text,
+        "version": __version__,
         "data_digest": digests,
-        "winner": sol.winner.text, "winner_term": sol.winner.term, "program": sol.program,
+        "winner": sol.winner.text,
+        "winner_term": sol.winner.term,
+        "program": sol.program,
         "validation_score": sol.winner.final,
         "tests": (sol.winner.result or {}).get("tests", {}),
-        "counts": sol.counts, "ranking_spearman": sol.ranking_spearman,
-        "registered": sol.registered, "seconds": sol.seconds, "registry_functions": sol.functions,
-        "candidates": [{"program": c.text, "holes": c.holes, "size": c.size, "cheap": c.cheap,
-                        "final": c.final, "stage": c.stage}
-                       for c in sol.candidates if c.cheap is not None],
+        "counts": sol.counts,
+        "ranking_spearman": sol.ranking_spearman,
+        "registered": sol.registered,
+        "seconds": sol.seconds,
+        "registry_functions": sol.functions,
+        "candidates": [
+            {
+                "program": c.text,
+                "holes": c.holes,
+                "size": c.size,
+                "cheap": c.cheap,
+                "final": c.final,
+                "stage": c.stage,
+            }
+            for c in sol.candidates
+            if c.cheap is not None
+        ],
     }
 
 

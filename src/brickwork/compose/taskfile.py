@@ -38,14 +38,24 @@ from brickwork.compose.solve import SolveConfig, Task
 from brickwork.compose.types import ListOf, parse_ctype
 from brickwork.errors import BrickworkError, DataError
 
-_SEARCH_KEYS = {"size_bound", "max_holes", "rank_limit", "rank_steps", "top_k", "fit", "tolerance",
-                "relative_tolerance"}
+_SEARCH_KEYS = {
+    "size_bound",
+    "max_holes",
+    "rank_limit",
+    "rank_steps",
+    "top_k",
+    "fit",
+    "tolerance",
+    "relative_tolerance",
+}
 
 
 def _type(where: str, text: Any) -> Any:
     if not isinstance(text, str):
-        raise DataError(f"{where}: expected a type such as 'Count[b 1]' or "
-                        f"'List[Features[b 1 8 8]]', got {text!r}")
+        raise DataError(
+            f"{where}: expected a type such as 'Count[b 1]' or "
+            f"'List[Features[b 1 8 8]]', got {text!r}"
+        )
     try:
         return parse_ctype(text)
     except BrickworkError as exc:
@@ -57,20 +67,25 @@ def _file(base: Path, where: str, name: Any) -> str:
         raise DataError(f"{where}: expected a file name, got {name!r}")
     path = (base / name) if not os.path.isabs(name) else Path(name)
     if not path.is_file():
-        raise DataError(f"{where}: data file {path} not found; write it with Samples.save "
-                        "(columns x, x_mask for lists, y)")
+        raise DataError(
+            f"{where}: data file {path} not found; write it with Samples.save "
+            "(columns x, x_mask for lists, y)"
+        )
     return str(path)
 
 
-def task_from_json(data: Any, base: Path, where: str, workdir: Path | None = None
-                   ) -> tuple[Task, SolveConfig]:
+def task_from_json(
+    data: Any, base: Path, where: str, workdir: Path | None = None
+) -> tuple[Task, SolveConfig]:
     """Build a task and its search configuration from a task object."""
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
     unknown = set(data) - {"name", "input", "output", "data", "search", "seed", "description"}
     if unknown:
-        raise DataError(f"{where}: unknown keys {sorted(unknown)}; expected name, input, output, "
-                        "data, search, seed")
+        raise DataError(
+            f"{where}: unknown keys {sorted(unknown)}; expected name, input, output, "
+            "data, search, seed"
+        )
     for key in ("name", "input", "output", "data"):
         if key not in data:
             raise DataError(f"{where}: missing key {key!r}")
@@ -80,8 +95,10 @@ def task_from_json(data: Any, base: Path, where: str, workdir: Path | None = Non
     inp = _type(f"{where}: input", data["input"])
     out = _type(f"{where}: output", data["output"])
     if isinstance(out, ListOf) or len(out.axes) != 2:
-        raise DataError(f"{where}: output {out!r} must be a vector type such as Count[b 1], "
-                        "Bool[b 1] or Probs[b 10]")
+        raise DataError(
+            f"{where}: output {out!r} must be a vector type such as Count[b 1], "
+            "Bool[b 1] or Probs[b 10]"
+        )
     spec = data["data"]
     tests: dict[str, str] = {}
     if isinstance(spec, str):
@@ -106,7 +123,9 @@ def task_from_json(data: Any, base: Path, where: str, workdir: Path | None = Non
     search = data.get("search") or {}
     bad = set(search) - _SEARCH_KEYS
     if bad:
-        raise DataError(f"{where}: unknown search keys {sorted(bad)}; expected {sorted(_SEARCH_KEYS)}")
+        raise DataError(
+            f"{where}: unknown search keys {sorted(bad)}; expected {sorted(_SEARCH_KEYS)}"
+        )
     config = SolveConfig(**{**search, "seed": int(data.get("seed", 0))})
     if config.top_k > 10 or config.max_holes > 2:
         raise DataError(f"{where}: search.top_k must be <= 10 and max_holes <= 2")
@@ -123,19 +142,22 @@ def _read(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{p}: not JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def load_task_file(path: str | os.PathLike[str], workdir: Path | None = None) -> tuple[Task, SolveConfig]:
+def load_task_file(
+    path: str | os.PathLike[str], workdir: Path | None = None
+) -> tuple[Task, SolveConfig]:
     """Read a task file (see the module docstring); errors are one line naming the file."""
     p = Path(path)
     return task_from_json(_read(p), p.parent, str(p), workdir)
 
 
-def load_sequence_file(path: str | os.PathLike[str], workdir: Path | None = None
-                       ) -> list[tuple[Task, SolveConfig]]:
+def load_sequence_file(
+    path: str | os.PathLike[str], workdir: Path | None = None
+) -> list[tuple[Task, SolveConfig]]:
     """Read a sequence file: ``{"name": ..., "tasks": [file or task object, ...]}``."""
     p = Path(path)
     data = _read(p)
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), list) or not data["tasks"]:
-        raise DataError(f"{p}: expected {{\"name\": ..., \"tasks\": [task file or object, ...]}}")
+        raise DataError(f'{p}: expected {{"name": ..., "tasks": [task file or object, ...]}}')
     out = []
     for i, t in enumerate(data["tasks"]):
         if isinstance(t, str):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -46,9 +46,11 @@ class Padded:
 
     def __post_init__(self) -> None:
         if self.values.dim() < 2 or self.mask.shape != self.values.shape[:2]:
-            raise TypeMismatch(f"Padded: values {tuple(self.values.shape)} and mask "
-                               f"{tuple(self.mask.shape)} disagree; expected values [b, n, ...] "
-                               "and mask [b, n]")
+            raise TypeMismatch(
+                f"Padded: values {tuple(self.values.shape)} and mask "
+                f"{tuple(self.mask.shape)} disagree; expected values [b, n, ...] "
+                "and mask [b, n]"
+            )
         if self.mask.dtype != torch.bool:
             object.__setattr__(self, "mask", self.mask.bool())
 
@@ -67,8 +69,8 @@ class Padded:
         values = items[0].new_zeros((len(items), n, *rest))
         mask = torch.zeros(len(items), n, dtype=torch.bool, device=items[0].device)
         for i, t in enumerate(items):
-            values[i, :t.shape[0]] = t
-            mask[i, :t.shape[0]] = True
+            values[i, : t.shape[0]] = t
+            mask[i, : t.shape[0]] = True
         return cls(values, mask)
 
     def to(self, device: str | torch.device) -> Padded:
@@ -91,7 +93,9 @@ class ListOf:
 
     def __post_init__(self) -> None:
         if not isinstance(self.item, (NeuralType, ListOf)):
-            raise TypeMismatch(f"ListOf: item must be a neural type, got {type(self.item).__name__}")
+            raise TypeMismatch(
+                f"ListOf: item must be a neural type, got {type(self.item).__name__}"
+            )
 
     def __repr__(self) -> str:
         return f"List[{self.item!r}]"
@@ -117,7 +121,7 @@ class ListOf:
         return self.item.check(flat)
 
 
-CType = Union[NeuralType, ListOf]
+CType = NeuralType | ListOf
 
 
 def type_to_json(t: CType) -> dict[str, Any]:

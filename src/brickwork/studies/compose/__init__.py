@@ -22,6 +22,16 @@ from brickwork.studies.compose.study import (
     summarise,
 )
 
-__all__ = ["SEQUENCES", "StudyConfig", "classify_samples", "count_samples", "digit_pools",
-           "program_correct", "recognise_samples", "run_sequence", "run_study", "sum_samples",
-           "summarise"]
+__all__ = [
+    "SEQUENCES",
+    "StudyConfig",
+    "classify_samples",
+    "count_samples",
+    "digit_pools",
+    "program_correct",
+    "recognise_samples",
+    "run_sequence",
+    "run_study",
+    "sum_samples",
+    "summarise",
+]

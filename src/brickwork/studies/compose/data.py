@@ -45,10 +45,10 @@ def recognise_samples(pool: Pool, digit: int, *, seed: int, fraction: float = 1.
     g = torch.Generator().manual_seed(int(seed))
     pos = (y == digit).nonzero().squeeze(1)
     neg = (y != digit).nonzero().squeeze(1)
-    neg = neg[torch.randperm(len(neg), generator=g)[:2 * len(pos)]]
+    neg = neg[torch.randperm(len(neg), generator=g)[: 2 * len(pos)]]
     idx = torch.cat([pos, neg])
     idx = idx[torch.randperm(len(idx), generator=g)]
-    idx = idx[:max(4, int(round(len(idx) * fraction)))]
+    idx = idx[: max(4, int(round(len(idx) * fraction)))]
     return Samples({"x": x[idx], "y": (y[idx] == digit).float().unsqueeze(1)})
 
 
@@ -56,12 +56,13 @@ def classify_samples(pool: Pool, *, seed: int, fraction: float = 1.0) -> Samples
     """Single images, target the digit (0–9)."""
     x, y = pool
     g = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(len(y), generator=g)[:max(10, int(round(len(y) * fraction)))]
+    idx = torch.randperm(len(y), generator=g)[: max(10, int(round(len(y) * fraction)))]
     return Samples({"x": x[idx], "y": y[idx]})
 
 
-def _lists(pool: Pool, n: int, lengths: tuple[int, int], seed: int, digit: int | None,
-           p_digit: float = 0.3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _lists(
+    pool: Pool, n: int, lengths: tuple[int, int], seed: int, digit: int | None, p_digit: float = 0.3
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, y = pool
     g = torch.Generator().manual_seed(int(seed))
     lo, hi = lengths
@@ -77,7 +78,9 @@ def _lists(pool: Pool, n: int, lengths: tuple[int, int], seed: int, digit: int |
     return values, mask, y[idx]
 
 
-def count_samples(pool: Pool, digit: int, *, n: int, lengths: tuple[int, int], seed: int) -> Samples:
+def count_samples(
+    pool: Pool, digit: int, *, n: int, lengths: tuple[int, int], seed: int
+) -> Samples:
     """Lists of images (lengths in ``lengths``), target how many show ``digit``."""
     values, mask, labels = _lists(pool, n, lengths, seed, digit)
     count = ((labels == digit) & mask).sum(1, keepdim=True).float()

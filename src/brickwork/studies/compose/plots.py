@@ -21,8 +21,12 @@ def plot_rmse_by_fraction(summary: dict[str, Any], path: str | os.PathLike[str])
     fractions = sorted(table, key=float)
     xs = [100 * float(f) for f in fractions]
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    for who, style in (("composition", "o-"), ("standalone", "s--"), ("transfer", "^--"),
-                       ("lstm", "x:")):
+    for who, style in (
+        ("composition", "o-"),
+        ("standalone", "s--"),
+        ("transfer", "^--"),
+        ("lstm", "x:"),
+    ):
         ys = [table[f].get(who) for f in fractions]
         if any(y is not None for y in ys):
             ax.plot(xs, [y if y is not None else float("nan") for y in ys], style, label=who)

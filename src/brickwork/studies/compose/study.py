@@ -26,9 +26,10 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from brickwork._version import __version__
 from brickwork.compose import ListOf, SolveConfig, Task, solve, standalone_term
@@ -50,8 +51,14 @@ SEQUENCES: dict[str, list[tuple[str, str]]] = {
     "cs1": [("recognise", "d1"), ("recognise", "d2"), ("count", "d1"), ("count", "d2")],
     "cs2": [("recognise", "d1"), ("count", "d1"), ("count", "d2"), ("recognise", "d2")],
     "summing": [("classify", ""), ("sum", "")],
-    "mixed": [("recognise", "d1"), ("classify", ""), ("count", "d1"), ("sum", ""),
-              ("count", "d2"), ("recognise", "d2")],
+    "mixed": [
+        ("recognise", "d1"),
+        ("classify", ""),
+        ("count", "d1"),
+        ("sum", ""),
+        ("count", "d2"),
+        ("recognise", "d2"),
+    ],
 }
 DIGITS = [(3, 7), (1, 4), (5, 8)]
 TEST_LENGTHS = {"2-5": (2, 5), "6-8": (6, 8), "20": (20, 20), "40": (40, 40), "80": (80, 80)}
@@ -70,15 +77,34 @@ class StudyConfig:
     n_long_lists: int = 60
     workers: int = 2
     search: dict[str, Any] = field(default_factory=lambda: {"rank_limit": 32, "top_k": 5})
-    fit: dict[str, Any] = field(default_factory=lambda: {"epochs": 10, "batch_size": 32, "lr": 3e-3,
-                                                          "keep_best": "val_score", "max_time": 30.0})
+    fit: dict[str, Any] = field(
+        default_factory=lambda: {
+            "epochs": 10,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "keep_best": "val_score",
+            "max_time": 30.0,
+        }
+    )
 
     @classmethod
     def quick(cls) -> StudyConfig:
-        return cls(sequences=("cs1", "summing"), seeds=(0,), n_train_lists=400, n_val_lists=150,
-                   n_test_lists=150, n_long_lists=40, search={"rank_limit": 12, "top_k": 3},
-                   fit={"epochs": 8, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score",
-                        "max_time": 20.0})
+        return cls(
+            sequences=("cs1", "summing"),
+            seeds=(0,),
+            n_train_lists=400,
+            n_val_lists=150,
+            n_test_lists=150,
+            n_long_lists=40,
+            search={"rank_limit": 12, "top_k": 3},
+            fit={
+                "epochs": 8,
+                "batch_size": 32,
+                "lr": 3e-3,
+                "keep_best": "val_score",
+                "max_time": 20.0,
+            },
+        )
 
 
 def _task(kind: str, digit: int | None, name: str) -> Task:
@@ -89,23 +115,40 @@ def _task(kind: str, digit: int | None, name: str) -> Task:
     return Task(name, ListOf(IMAGE), Count("b 1"))
 
 
-def _write_data(folder: Path, kind: str, digit: int | None, pools: dict[str, Any], cfg: StudyConfig,
-                seed: int, fraction: float) -> tuple[str, str, dict[str, str]]:
+def _write_data(
+    folder: Path,
+    kind: str,
+    digit: int | None,
+    pools: dict[str, Any],
+    cfg: StudyConfig,
+    seed: int,
+    fraction: float,
+) -> tuple[str, str, dict[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     if kind in ("recognise", "classify"):
-        make = (lambda pool, s, f: recognise_samples(pool, digit, seed=s, fraction=f)) \
-            if kind == "recognise" else (lambda pool, s, f: classify_samples(pool, seed=s, fraction=f))
+        target = -1 if digit is None else digit  # a recognise task names its digit
+        make = (
+            (lambda pool, s, f: recognise_samples(pool, target, seed=s, fraction=f))
+            if kind == "recognise"
+            else (lambda pool, s, f: classify_samples(pool, seed=s, fraction=f))
+        )
         paths = {}
         for split, f in (("train", fraction), ("val", 1.0), ("test", 1.0)):
-            paths[split] = str(make(pools[split], seed * 7 + len(split), f).save(folder / f"{split}.st"))
+            paths[split] = str(
+                make(pools[split], seed * 7 + len(split), f).save(folder / f"{split}.st")
+            )
         return paths["train"], paths["val"], {"test": paths["test"]}
     n_train = max(8, int(round(cfg.n_train_lists * fraction)))
     train = list_samples(kind, pools["train"], digit, n=n_train, lengths=(2, 5), seed=seed * 11 + 1)
-    val = list_samples(kind, pools["val"], digit, n=cfg.n_val_lists, lengths=(2, 5), seed=seed * 11 + 2)
+    val = list_samples(
+        kind, pools["val"], digit, n=cfg.n_val_lists, lengths=(2, 5), seed=seed * 11 + 2
+    )
     tests = {}
     for name, lengths in TEST_LENGTHS.items():
         n = cfg.n_test_lists if lengths[1] <= 8 else cfg.n_long_lists
-        s = list_samples(kind, pools["test"], digit, n=n, lengths=lengths, seed=seed * 11 + 3 + len(name))
+        s = list_samples(
+            kind, pools["test"], digit, n=n, lengths=lengths, seed=seed * 11 + 3 + len(name)
+        )
         tests[name] = str(s.save(folder / f"test-{name}.st"))
     return str(train.save(folder / "train.st")), str(val.save(folder / "val.st")), tests
 
@@ -133,8 +176,14 @@ def program_correct(term: Any, kind: str, right_refs: list[str]) -> bool:
     return any(x[0] == "hole" and '"b 1 8 8"' in x[1] for x in leaves)
 
 
-def run_sequence(name: str, seed: int, cfg: StudyConfig, workdir: Path, executor: Any,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_sequence(
+    name: str,
+    seed: int,
+    cfg: StudyConfig,
+    workdir: Path,
+    executor: Any,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run one task sequence with one seed; returns its records (see :func:`summarise`)."""
     from brickwork.registry import Registry
 
@@ -156,23 +205,44 @@ def run_sequence(name: str, seed: int, cfg: StudyConfig, workdir: Path, executor
         fractions = cfg.fractions if kind in ("count", "sum") else (1.0,)
         for fraction in sorted(fractions):
             tag = f"{i}-{tname}-f{fraction:g}"
-            train, val, tests = _write_data(folder / "data" / tag, kind, digit, pools, cfg, seed, fraction)
+            train, val, tests = _write_data(
+                folder / "data" / tag, kind, digit, pools, cfg, seed, fraction
+            )
             task = _task(kind, digit, tname)
             task.train, task.val, task.tests = train, val, tests
-            right = list(roles.get(role, [])) + (list(roles.get("classify", []))
-                                                  if kind == "count" else [])
+            right = list(roles.get(role, [])) + (
+                list(roles.get("classify", [])) if kind == "count" else []
+            )
             final = fraction == 1.0
-            sol = solve(task, registry, workdir=folder / "runs" / tag, executor=executor,
-                        config=search, register=final, progress=say)
+            sol = solve(
+                task,
+                registry,
+                workdir=folder / "runs" / tag,
+                executor=executor,
+                config=search,
+                register=final,
+                progress=say,
+            )
             rec: dict[str, Any] = {
-                "sequence": name, "seed": seed, "task": tname, "kind": kind, "fraction": fraction,
-                "winner": sol.winner.text, "counts": sol.counts, "spearman": sol.ranking_spearman,
+                "sequence": name,
+                "seed": seed,
+                "task": tname,
+                "kind": kind,
+                "fraction": fraction,
+                "winner": sol.winner.text,
+                "counts": sol.counts,
+                "spearman": sol.ranking_spearman,
                 "trained": sum(1 for c in sol.candidates if c.stage == "trained"),
-                "seconds": sol.seconds, "composition": (sol.winner.result or {}).get("tests", {}),
+                "seconds": sol.seconds,
+                "composition": (sol.winner.result or {}).get("tests", {}),
             }
             if kind in ("count", "sum"):
                 rec["correct"] = program_correct(sol.winner.term, kind, right)
-                rec.update(_baselines(sol, task, registry, last_image_ref, executor, search, folder / "runs" / tag))
+                rec.update(
+                    _baselines(
+                        sol, task, registry, last_image_ref, executor, search, folder / "runs" / tag
+                    )
+                )
             records.append(rec)
             say(f"{name} seed {seed} {tname} {fraction:.0%}: {sol.winner.text}")
             if final:
@@ -181,22 +251,52 @@ def run_sequence(name: str, seed: int, cfg: StudyConfig, workdir: Path, executor
                     pass
                 for ref in sol.registered:
                     if kind in ("recognise", "classify") or "b 1 8 8" in json.dumps(
-                            registry.card(ref).signature):
+                        registry.card(ref).signature
+                    ):
                         if "x" in registry.card(ref).signature.get("inputs", {}):
                             last_image_ref = ref
-                learned.append({"task": tname, "program": sol.program, "tests": task.tests,
-                                "score": _test_score(sol.winner.result, kind)})
+                learned.append(
+                    {
+                        "task": tname,
+                        "program": sol.program,
+                        "tests": task.tests,
+                        "score": _test_score(sol.winner.result, kind),
+                    }
+                )
     # forgetting: every earlier task's program, rebuilt from the registry, on its test set
-    jobs = [{"term": item["program"], "registry": str(registry.root), "train": _first(item["tests"]),
-             "val": _first(item["tests"]), "tests": item["tests"], "seed": seed} for item in learned]
-    after = executor.map(run_candidate, jobs) if executor is not None else [run_candidate(j) for j in jobs]
+    jobs = [
+        {
+            "term": item["program"],
+            "registry": str(registry.root),
+            "train": _first(item["tests"]),
+            "val": _first(item["tests"]),
+            "tests": item["tests"],
+            "seed": seed,
+        }
+        for item in learned
+    ]
+    after = (
+        executor.map(run_candidate, jobs)
+        if executor is not None
+        else [run_candidate(j) for j in jobs]
+    )
     drops = []
     for item, res in zip(learned, after):
         kind = "count" if "2-5" in item["tests"] else "single"
-        drops.append({"task": item["task"], "before": item["score"],
-                      "after": _test_score(res, kind), "drop": item["score"] - _test_score(res, kind)})
-    return {"records": records, "forgetting": drops, "seconds": time.perf_counter() - start,
-            "digits": [d1, d2]}
+        drops.append(
+            {
+                "task": item["task"],
+                "before": item["score"],
+                "after": _test_score(res, kind),
+                "drop": item["score"] - _test_score(res, kind),
+            }
+        )
+    return {
+        "records": records,
+        "forgetting": drops,
+        "seconds": time.perf_counter() - start,
+        "digits": [d1, d2],
+    }
 
 
 def _first(tests: dict[str, str]) -> str:
@@ -209,10 +309,23 @@ def _test_score(result: dict[str, Any] | None, kind: str) -> float:
     return float(t.get("score", float("nan")))
 
 
-def _baselines(sol: Any, task: Task, registry: Any, last_image_ref: str | None, executor: Any,
-               search: SolveConfig, workdir: Path) -> dict[str, Any]:
-    base = {"registry": str(registry.root), "train": task.train, "val": task.val,
-            "tests": task.tests, "fit": search.fit, "seed": search.seed}
+def _baselines(
+    sol: Any,
+    task: Task,
+    registry: Any,
+    last_image_ref: str | None,
+    executor: Any,
+    search: SolveConfig,
+    workdir: Path,
+) -> dict[str, Any]:
+    base = {
+        "registry": str(registry.root),
+        "train": task.train,
+        "val": task.val,
+        "tests": task.tests,
+        "fit": search.fit,
+        "seed": search.seed,
+    }
     standalone = standalone_term(sol.winner.term, registry)
     lstm = hole_term({"x": task.input}, task.output)
     jobs = {"standalone": {**base, "term": standalone}, "lstm": {**base, "term": lstm}}
@@ -220,19 +333,23 @@ def _baselines(sol: Any, task: Task, registry: Any, last_image_ref: str | None, 
         jobs["transfer"] = {**base, "term": standalone, "init": {"0": last_image_ref}}
     names = list(jobs)
     todo = [jobs[n] for n in names]
-    results = executor.map(run_candidate, todo) if executor is not None else [run_candidate(j) for j in todo]
+    results = (
+        executor.map(run_candidate, todo)
+        if executor is not None
+        else [run_candidate(j) for j in todo]
+    )
     out = {n: r["tests"] for n, r in zip(names, results)}
     out["standalone_program"] = term_str(standalone)
     return out
 
 
-def _median(xs: list[float]) -> float | None:
-    xs = [x for x in xs if x is not None and x == x]
+def _median(values: list[float | None]) -> float | None:
+    xs = [x for x in values if x is not None and x == x]
     return round(statistics.median(xs), 4) if xs else None
 
 
-def _mean(xs: list[float]) -> float | None:
-    xs = [x for x in xs if x is not None and x == x]
+def _mean(values: list[float | None]) -> float | None:
+    xs = [x for x in values if x is not None and x == x]
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
@@ -245,19 +362,25 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
         t = (r.get(who) or {}).get("2-5")
         return t.get("rmse") if t else None
 
-    ratio: dict[str, Any] = {}
+    ratio: dict[float, Any] = {}
     table: dict[str, Any] = {}
     for f in cfg.fractions:
         at = [r for r in lists if r["fraction"] == f]
-        ratio[f] = _mean([rmse(r, "composition") / rmse(r, "standalone") for r in at
-                          if rmse(r, "composition") is not None and rmse(r, "standalone")])
-        table[f"{f:g}"] = {who: _mean([rmse(r, who) for r in at])
-                           for who in ("composition", "standalone", "transfer", "lstm")}
+        pairs = [(rmse(r, "composition"), rmse(r, "standalone")) for r in at]
+        ratio[f] = _mean([c / s for c, s in pairs if c is not None and s])
+        table[f"{f:g}"] = {
+            who: _mean([rmse(r, who) for r in at])
+            for who in ("composition", "standalone", "transfer", "lstm")
+        }
 
     def by_length(who: str) -> dict[str, Any]:
         full = [r for r in lists if r["fraction"] == 1.0]
-        return {name: _median([((r.get(who) or {}).get(name) or {}).get("mae_per_element")
-                               for r in full]) for name in TEST_LENGTHS}
+        return {
+            name: _median(
+                [((r.get(who) or {}).get(name) or {}).get("mae_per_element") for r in full]
+            )
+            for name in TEST_LENGTHS
+        }
 
     comp, lstm = by_length("composition"), by_length("lstm")
 
@@ -270,32 +393,45 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
         "programs_correct": _mean([1.0 if r["correct"] else 0.0 for r in lists]),
         "rmse_ratio_2pct": ratio.get(0.02),
         "rmse_ratio_10pct": ratio.get(0.1),
-        "extrapolation": {"per_element_error_ratio_80": ratio80(comp), "by_length": comp,
-                          "per_image_error_floor": _median(
-                              [1.0 - ((r.get("composition") or {}).get("test") or {}).get("acc", float("nan"))
-                               for r in recs if r["kind"] in ("recognise", "classify")]),
-                          "standalone": {"per_element_error_ratio_80": ratio80(lstm),
-                                         "by_length": lstm}},
-        "search": {"typed": _median([r["counts"]["typed"] for r in full]),
-                   "shape_only": _median([r["counts"]["shape_only"] for r in full]),
-                   "untyped": _median([r["counts"]["untyped"] for r in full]),
-                   "trained_per_task": max([r["trained"] for r in recs] or [0]),
-                   "ranking_spearman": _median([r["spearman"] for r in recs])},
+        "extrapolation": {
+            "per_element_error_ratio_80": ratio80(comp),
+            "by_length": comp,
+            "per_image_error_floor": _median(
+                [
+                    1.0 - ((r.get("composition") or {}).get("test") or {}).get("acc", float("nan"))
+                    for r in recs
+                    if r["kind"] in ("recognise", "classify")
+                ]
+            ),
+            "standalone": {"per_element_error_ratio_80": ratio80(lstm), "by_length": lstm},
+        },
+        "search": {
+            "typed": _median([r["counts"]["typed"] for r in full]),
+            "shape_only": _median([r["counts"]["shape_only"] for r in full]),
+            "untyped": _median([r["counts"]["untyped"] for r in full]),
+            "trained_per_task": max([r["trained"] for r in recs] or [0]),
+            "ranking_spearman": _median([r["spearman"] for r in recs]),
+        },
         "forgetting": {"max_drop": round(max(drops), 6) if drops else None},
         "seconds_per_sequence": _median([run["seconds"] for run in runs]),
         "rmse_by_fraction": table,
-        "rmse_by_length": {name: {who: _mean([((r.get(who) or {}).get(name) or {}).get("rmse")
-                                              for r in full])
-                                  for who in ("composition", "standalone", "transfer", "lstm")}
-                           for name in TEST_LENGTHS},
-        "per_element_error_by_length": {who: by_length(who) for who in
-                                        ("composition", "standalone", "transfer", "lstm")},
+        "rmse_by_length": {
+            name: {
+                who: _mean([((r.get(who) or {}).get(name) or {}).get("rmse") for r in full])
+                for who in ("composition", "standalone", "transfer", "lstm")
+            }
+            for name in TEST_LENGTHS
+        },
+        "per_element_error_by_length": {
+            who: by_length(who) for who in ("composition", "standalone", "transfer", "lstm")
+        },
         "winners": sorted({f"{r['task'].split('_')[0]}: {r['winner']}" for r in lists}),
     }
 
 
-def counts_by_bound(registry_path: str | Path, bounds: tuple[int, ...] = (5, 6, 7, 8, 9, 10),
-                    max_holes: int = 2) -> dict[str, dict[str, int]]:
+def counts_by_bound(
+    registry_path: str | Path, bounds: tuple[int, ...] = (5, 6, 7, 8, 9, 10), max_holes: int = 2
+) -> dict[str, dict[str, int]]:
     """Programs for ``count : List[image] -> Count`` over a registry's functions at several
     size bounds, typed vs shape-only vs untyped (the gap grows with the bound)."""
     from brickwork.compose import count_space, functions, registry_functions, standard_library
@@ -306,8 +442,13 @@ def counts_by_bound(registry_path: str | Path, bounds: tuple[int, ...] = (5, 6, 
     return {str(b): count_space(task, fns, b, max_holes) for b in bounds}
 
 
-def run_study(cfg: StudyConfig, workdir: str | Path, *, executor: Any = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_study(
+    cfg: StudyConfig,
+    workdir: str | Path,
+    *,
+    executor: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run every sequence × seed, write ``results.json`` (config, version, records,
     summary) and the RMSE-vs-fraction figure; returns the summary."""
     from brickwork.training import LocalExecutor
@@ -317,16 +458,21 @@ def run_study(cfg: StudyConfig, workdir: str | Path, *, executor: Any = None,
     own = executor is None
     ex = executor or LocalExecutor(workers=cfg.workers)
     try:
-        runs = [run_sequence(name, seed, cfg, workdir, ex, progress)
-                for seed in cfg.seeds for name in cfg.sequences]
+        runs = [
+            run_sequence(name, seed, cfg, workdir, ex, progress)
+            for seed in cfg.seeds
+            for name in cfg.sequences
+        ]
     finally:
         if own:
             ex.close()
     summary = summarise(runs, cfg)
     first = workdir / f"{cfg.sequences[0]}-s{cfg.seeds[0]}" / "registry"
     summary["search"]["by_bound"] = counts_by_bound(first)
-    atomic_write_json(workdir / "results.json", {"config": asdict(cfg), "version": __version__,
-                                                 "summary": summary, "runs": runs})
+    atomic_write_json(
+        workdir / "results.json",
+        {"config": asdict(cfg), "version": __version__, "summary": summary, "runs": runs},
+    )
     return summary
 
 
@@ -339,15 +485,25 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     def cell(v: Any) -> str:
         return "—" if v is None else f"{v:.3f}"
 
-    out = ["Test RMSE on count/sum tasks (lists of 2–5), mean over tasks and seeds, by data "
-           "fraction:\n\n", head]
+    out = [
+        "Test RMSE on count/sum tasks (lists of 2–5), mean over tasks and seeds, by data "
+        "fraction:\n\n",
+        head,
+    ]
     for f, row in sorted(summary["rmse_by_fraction"].items(), key=lambda kv: float(kv[0])):
-        out.append(f"| {100 * float(f):g} % | " + " | ".join(cell(row.get(w)) for w in who) + " |\n")
-    out.append("\nAt 100 % data, by list length (trained on 2–5): test RMSE / absolute error per "
-               "list element (median):\n\n")
+        out.append(
+            f"| {100 * float(f):g} % | " + " | ".join(cell(row.get(w)) for w in who) + " |\n"
+        )
+    out.append(
+        "\nAt 100 % data, by list length (trained on 2–5): test RMSE / absolute error per "
+        "list element (median):\n\n"
+    )
     out.append(head)
     per = summary["per_element_error_by_length"]
     for name, row in summary["rmse_by_length"].items():
-        out.append(f"| {name} | " + " | ".join(
-            f"{cell(row.get(w))} / {cell(per.get(w, {}).get(name))}" for w in who) + " |\n")
+        out.append(
+            f"| {name} | "
+            + " | ".join(f"{cell(row.get(w))} / {cell(per.get(w, {}).get(name))}" for w in who)
+            + " |\n"
+        )
     return "".join(out)
