@@ -36,8 +36,10 @@ def _figure(ours: dict, base: dict, path: Path) -> None:
     from brickwork.modules import atomic_write_figure
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for name, rep, style in (("brickwork modules (ours)", ours, "o-"),
-                             ("Transformer seq2seq", base, "s--")):
+    for name, rep, style in (
+        ("brickwork modules (ours)", ours, "o-"),
+        ("Transformer seq2seq", base, "s--"),
+    ):
         bins = list(rep)
         ax.plot(range(len(bins)), [rep[b] for b in bins], style, label=name)
     ax.set_xticks(range(len(bins)))
@@ -57,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder (default runs/bench_pcfg[_quick])")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--baseline-seconds", type=float, default=None,
-                        help="baseline training budget (default: 300 s; quick 30 s)")
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=None,
+        help="baseline training budget (default: 300 s; quick 30 s)",
+    )
     parser.add_argument("--figure", default=None, help="also write the accuracy-vs-length PNG here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
     log = logging.getLogger("bench.pcfg")
     from brickwork._version import __version__
     from brickwork.modules import atomic_write_json
@@ -97,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- data in the official format
     files = {}
-    for split, make in (("productivity", productivity_split),
-                        ("systematicity", systematicity_split)):
+    for split, make in (
+        ("productivity", productivity_split),
+        ("systematicity", systematicity_split),
+    ):
         train, test = make(n_base_train if split == "productivity" else 0, n_test, seed=args.seed)
         if train:
             write_pcfg(out / "data" / split / "train", train)
@@ -106,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data written under %s", out / "data")
 
     # ---- ours: train every module alone, in parallel, registered
-    summary = train_all(out / "run", seed=args.seed, workers=args.workers,
-                        examples=1000 if q else 2000, max_time=40.0 if q else 120.0,
-                        registry=Registry(out / "registry"))
+    summary = train_all(
+        out / "run",
+        seed=args.seed,
+        workers=args.workers,
+        examples=1000 if q else 2000,
+        max_time=40.0 if q else 120.0,
+        registry=Registry(out / "registry"),
+    )
     train_seconds = summary["train_seconds"]
     log.info("modules trained in %.1f s wall", train_seconds)
     composer = Composer(load_run(out / "run"))
@@ -121,25 +135,33 @@ def main(argv: list[str] | None = None) -> int:
     for split, (src, tgt) in files.items():
         t0 = time.perf_counter()
         reports[split] = ours_on(read_pcfg(src, tgt))
-        log.info("%s: exact %.4f (%d examples, %.1f s)", split, reports[split]["accuracy"],
-                 reports[split]["n"], time.perf_counter() - t0)
+        log.info(
+            "%s: exact %.4f (%d examples, %.1f s)",
+            split,
+            reports[split]["accuracy"],
+            reports[split]["n"],
+            time.perf_counter() - t0,
+        )
     extrap = {}
     for factor, length in (("10x", 100), ("50x", 500)):
-        ex = extrapolation_examples(length, 50 if q else 100, 50 if q else 200,
-                                    seed=args.seed + length)
+        ex = extrapolation_examples(
+            length, 50 if q else 100, 50 if q else 200, seed=args.seed + length
+        )
         extrap[factor] = ours_on(ex)
         log.info("length %s: exact %.4f", factor, extrap[factor]["accuracy"])
     n_extrap = sum(r["n"] for r in extrap.values())
     length_extrapolation = sum(r["accuracy"] * r["n"] for r in extrap.values()) / n_extrap
     per_function = {}
     for k, f in enumerate(FUNCTIONS):
-        per_function[f] = ours_on(single_function_examples(f, per_fn_lengths,
-                                                           seed=args.seed + 1000 + k))["accuracy"]
+        per_function[f] = ours_on(
+            single_function_examples(f, per_fn_lengths, seed=args.seed + 1000 + k)
+        )["accuracy"]
     log.info("per function (lengths 1-500): %s", per_function)
 
     # ---- baseline: a Transformer on composed examples (≤ 8 functions), same machine
-    base_train = read_pcfg(out / "data" / "productivity" / "train.src",
-                           out / "data" / "productivity" / "train.tgt")
+    base_train = read_pcfg(
+        out / "data" / "productivity" / "train.src", out / "data" / "productivity" / "train.tgt"
+    )
     model, base_info = train_baseline(base_train, seconds=base_seconds, seed=args.seed)
     base_reports = {}
     for split, (src, tgt) in files.items():
@@ -173,27 +195,40 @@ def main(argv: list[str] | None = None) -> int:
         "length_extrapolation_by_factor": {k: v["accuracy"] for k, v in extrap.items()},
         "train_seconds": train_seconds,
         "per_function": per_function,
-        "baseline": {"productivity": base_reports["productivity"]["accuracy"],
-                     "systematicity": base_reports["systematicity"]["accuracy"],
-                     "train_accuracy_300": base_in, **base_info,
-                     "by_target_length": base_len},
+        "baseline": {
+            "productivity": base_reports["productivity"]["accuracy"],
+            "systematicity": base_reports["systematicity"]["accuracy"],
+            "train_accuracy_300": base_in,
+            **base_info,
+            "by_target_length": base_len,
+        },
         "by_target_length": ours_len,
         "by_functions": {k: r["by_functions"] for k, r in reports.items()},
         "errors": {k: r["errors"][:20] for k, r in {**reports, **extrap}.items()},
-        "ratios": {f"{k}_minus_baseline": reports[k]["accuracy"] - base_reports[k]["accuracy"]
-                   for k in reports},
-        "thresholds": {"productivity>=0.99": reports["productivity"]["accuracy"] >= 0.99,
-                       "systematicity>=0.99": reports["systematicity"]["accuracy"] >= 0.99,
-                       "length_extrapolation>=0.99": length_extrapolation >= 0.99,
-                       "train_seconds<=" + ("120" if q else "600"):
-                           train_seconds <= (120 if q else 600)},
-        "config": {"quick": q, "seed": args.seed, "workers": args.workers, "n_test": n_test,
-                   "baseline_train_examples": n_base_train, "baseline_seconds": base_seconds,
-                   "per_function_lengths": [per_fn_lengths[0], per_fn_lengths[-1],
-                                            len(per_fn_lengths)]},
+        "ratios": {
+            f"{k}_minus_baseline": reports[k]["accuracy"] - base_reports[k]["accuracy"]
+            for k in reports
+        },
+        "thresholds": {
+            "productivity>=0.99": reports["productivity"]["accuracy"] >= 0.99,
+            "systematicity>=0.99": reports["systematicity"]["accuracy"] >= 0.99,
+            "length_extrapolation>=0.99": length_extrapolation >= 0.99,
+            "train_seconds<=" + ("120" if q else "600"): train_seconds <= (120 if q else 600),
+        },
+        "config": {
+            "quick": q,
+            "seed": args.seed,
+            "workers": args.workers,
+            "n_test": n_test,
+            "baseline_train_examples": n_base_train,
+            "baseline_seconds": base_seconds,
+            "per_function_lengths": [per_fn_lengths[0], per_fn_lengths[-1], len(per_fn_lengths)],
+        },
         "data_digests": {k: examples_digest(read_pcfg(*v)) for k, v in files.items()},
-        "version": __version__, "torch": torch.__version__,
-        "load_average_1min": os.getloadavg()[0], "seconds": time.perf_counter() - started,
+        "version": __version__,
+        "torch": torch.__version__,
+        "load_average_1min": os.getloadavg()[0],
+        "seconds": time.perf_counter() - started,
     }
     atomic_write_json(out / "bench.json", result)
     print(json.dumps(result))

@@ -9,21 +9,48 @@ import sys
 
 
 def _bw(*args, cwd, env):
-    return subprocess.run([sys.executable, "-m", "brickwork", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "brickwork", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_then_evaluate_from_registry(tmp_path):
     env = {**os.environ, "BRICKWORK_REGISTRY": str(tmp_path / "reg")}
-    r = _bw("pcfg", "generate", "--out", "data", "--train", "0", "--test", "60", cwd=tmp_path,
-            env=env)
+    r = _bw(
+        "pcfg", "generate", "--out", "data", "--train", "0", "--test", "60", cwd=tmp_path, env=env
+    )
     assert r.returncode == 0, r.stderr
-    r = _bw("pcfg", "train", "--out", "run", "--examples", "500", "--max-time", "60", cwd=tmp_path,
-            env=env)
+    r = _bw(
+        "pcfg",
+        "train",
+        "--out",
+        "run",
+        "--examples",
+        "500",
+        "--max-time",
+        "60",
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert "pcfg.remove_second@1" in r.stdout
-    r = _bw("pcfg", "evaluate", "--src", "data/test.src", "--tgt", "data/test.tgt", "--json",
-            "e.json", cwd=tmp_path, env=env)
+    r = _bw(
+        "pcfg",
+        "evaluate",
+        "--src",
+        "data/test.src",
+        "--tgt",
+        "data/test.tgt",
+        "--json",
+        "e.json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["accuracy"] == 1.0 and rep["n"] == 60
@@ -32,11 +59,26 @@ def test_train_then_evaluate_from_registry(tmp_path):
     # a wrong target is reported with its first mismatching position
     lines = (tmp_path / "data/test.tgt").read_text().splitlines()
     first = lines[0].split()
-    lines[0] = " ".join(first[:1] + ["Z20" if first[1:2] != ["Z20"] else "A1"] + first[2:]) \
-        if len(first) > 1 else "Z20 Z20"
+    lines[0] = (
+        " ".join(first[:1] + ["Z20" if first[1:2] != ["Z20"] else "A1"] + first[2:])
+        if len(first) > 1
+        else "Z20 Z20"
+    )
     (tmp_path / "bad.tgt").write_text("\n".join(lines) + "\n")
-    r = _bw("pcfg", "evaluate", "--src", "data/test.src", "--tgt", "bad.tgt", "--json", "b.json",
-            "--run", "run", cwd=tmp_path, env=env)
+    r = _bw(
+        "pcfg",
+        "evaluate",
+        "--src",
+        "data/test.src",
+        "--tgt",
+        "bad.tgt",
+        "--json",
+        "b.json",
+        "--run",
+        "run",
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     err = json.loads((tmp_path / "b.json").read_text())["errors"]
     assert err[0]["line"] == 1 and err[0]["first_mismatch"] == 1

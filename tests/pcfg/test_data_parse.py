@@ -31,10 +31,16 @@ from brickwork.studies.pcfg.parse import ProgramError
 def test_issue_example_and_reference_functions():
     prog = parse_program("append X6 Z11 , reverse Q13 Y2")
     assert " ".join(apply_reference(prog)) == "X6 Z11 Y2 Q13"
-    cases = {"shift A1 B2 C3": "B2 C3 A1", "echo A1 B2": "A1 B2 B2",
-             "swap_first_last A1 B2 C3": "C3 B2 A1", "repeat A1 B2": "A1 B2 A1 B2",
-             "prepend A1 , B2": "B2 A1", "remove_first A1 , B2": "B2",
-             "remove_second A1 , B2": "A1", "copy A1": "A1"}
+    cases = {
+        "shift A1 B2 C3": "B2 C3 A1",
+        "echo A1 B2": "A1 B2 B2",
+        "swap_first_last A1 B2 C3": "C3 B2 A1",
+        "repeat A1 B2": "A1 B2 A1 B2",
+        "prepend A1 , B2": "B2 A1",
+        "remove_first A1 , B2": "B2",
+        "remove_second A1 , B2": "A1",
+        "copy A1": "A1",
+    }
     for src, tgt in cases.items():
         assert " ".join(apply_reference(parse_program(src))) == tgt
 
@@ -71,16 +77,19 @@ def test_systematicity_split_rule():
     assert all(direct_pairs(parse_program(e.source)) & held for e in test)
 
 
-@pytest.mark.parametrize("line, needle", [
-    ("revers A1", "token 1 'revers': unknown function"),
-    ("copy A1 Q21", "token 3 'Q21': unknown symbol"),
-    ("append A1 B2 reverse C3", "token 4 'reverse': expected ','"),
-    ("append A1 B2", "is missing ','"),
-    ("append A1 , B2 , C3", "token 5 ',': unbalanced arguments"),
-    ("append , B2", "token 2 ',': expected the first argument"),
-    ("reverse", "unbalanced arguments"),
-    ("A1 B2", "token 1 'A1': expected a function name"),
-])
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ("revers A1", "token 1 'revers': unknown function"),
+        ("copy A1 Q21", "token 3 'Q21': unknown symbol"),
+        ("append A1 B2 reverse C3", "token 4 'reverse': expected ','"),
+        ("append A1 B2", "is missing ','"),
+        ("append A1 , B2 , C3", "token 5 ',': unbalanced arguments"),
+        ("append , B2", "token 2 ',': expected the first argument"),
+        ("reverse", "unbalanced arguments"),
+        ("A1 B2", "token 1 'A1': expected a function name"),
+    ],
+)
 def test_parse_errors_name_the_token(line, needle):
     with pytest.raises(ProgramError) as info:
         parse_program(line)

@@ -29,8 +29,9 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pcfg")
     mods = {}
     for fn in ("reverse", "append", "shift"):
-        r = train_function({"function": fn, "out": str(out), "seed": 0, "examples": 1000,
-                            "max_time": 60})
+        r = train_function(
+            {"function": fn, "out": str(out), "seed": 0, "examples": 1000, "max_time": 60}
+        )
         assert r["metrics"]["exact"] == 1.0, r
         mods[fn] = load_module(r["folder"]).eval()
     return mods
@@ -50,19 +51,32 @@ def test_each_module_alone_is_exact_far_beyond_training_length(trained):
 def test_compositions_on_50x_strings(trained):
     rng = random.Random(4)
     progs = [random_chain(rng, 3, 500, list(trained)) for _ in range(6)]
-    progs += [parse_program(s) for s in ("reverse append shift A1 B2 C3 , reverse D4 E5",
-                                         "append reverse A1 B2 , append C3 , shift D4 E5 F6")]
+    progs += [
+        parse_program(s)
+        for s in (
+            "reverse append shift A1 B2 C3 , reverse D4 E5",
+            "append reverse A1 B2 , append C3 , shift D4 E5 F6",
+        )
+    ]
     assert Composer(trained)(progs) == [apply_reference(p) for p in progs]
 
 
 def test_autobatched_runner_matches_per_sample_on_different_shapes(trained):
     kinds = function_kinds(trained)
-    progs = [parse_program(s) for s in ("reverse A1 B2 C3", "append A1 , reverse B2 C3",
-                                        "shift append reverse A1 B2 , C3 D4")]
+    progs = [
+        parse_program(s)
+        for s in (
+            "reverse A1 B2 C3",
+            "append A1 , reverse B2 C3",
+            "shift append reverse A1 B2 , C3 D4",
+        )
+    ]
     layouts = [program_layout(p, kinds, name=f"p{i}") for i, p in enumerate(progs)]
     assert len({len(lay.nodes) for lay in layouts}) == 3
-    inputs = {"s0": encode([["A1", "B2", "C3"], ["A1"], ["A1", "B2"]], width=8),
-              "s1": encode([[], ["B2", "C3"], ["C3", "D4"]], width=8)}
+    inputs = {
+        "s0": encode([["A1", "B2", "C3"], ["A1"], ["A1", "B2"]], width=8),
+        "s1": encode([[], ["B2", "C3"], ["C3", "D4"]], width=8),
+    }
     with torch.no_grad():
         batched = Runner(kinds)(layouts, inputs, ["out"])["out"]
         ref = Runner.per_sample(layouts, inputs, ["out"])["out"]

@@ -10,6 +10,7 @@ Example:
     'append X6 Z11 , reverse Q13 Y2'
 """
 
+from brickwork.studies.pcfg.compose import Composer, function_kinds, program_layout
 from brickwork.studies.pcfg.data import (
     ARITY,
     BINARY,
@@ -34,10 +35,8 @@ from brickwork.studies.pcfg.data import (
     systematicity_split,
     write_pcfg,
 )
-from brickwork.studies.pcfg.parse import ProgramError, parse_program, parse_target
-from brickwork.studies.pcfg.types import SymbolSeq, decode, encode, lengths
 from brickwork.studies.pcfg.modules import BinaryPointer, UnaryPointer, make_function_module
-from brickwork.studies.pcfg.compose import Composer, function_kinds, program_layout
+from brickwork.studies.pcfg.parse import ProgramError, parse_program, parse_target
 from brickwork.studies.pcfg.training import (
     load_registry,
     load_run,
@@ -46,6 +45,7 @@ from brickwork.studies.pcfg.training import (
     train_all,
     train_function,
 )
+from brickwork.studies.pcfg.types import SymbolSeq, decode, encode, lengths
 
 __all__ = [
     "ARITY",

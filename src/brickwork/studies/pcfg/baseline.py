@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brickwork.studies.pcfg.data import FUNCTIONS, SYMBOL_ID, SYMBOLS, Example
+from brickwork.studies.pcfg.data import FUNCTIONS, SYMBOLS, Example
 from brickwork.training import FitConfig, Samples, fit
 
 PAD, BOS, EOS = 0, 1, 2
@@ -37,8 +37,9 @@ def tokenize(text: str) -> list[int]:
 
 def _sinusoid(n: int, d: int, device: torch.device) -> torch.Tensor:
     pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32)
-                    * (-math.log(10000.0) / d))
+    div = torch.exp(
+        torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d)
+    )
     pe = torch.zeros(n, d, device=device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)
@@ -55,8 +56,14 @@ class Seq2SeqTransformer(nn.Module):
         True
     """
 
-    def __init__(self, d_model: int = 128, heads: int = 4, layers: int = 2, ff: int = 256,
-                 dropout: float = 0.1):
+    def __init__(
+        self,
+        d_model: int = 128,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 256,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.d = d_model
         self.embed = nn.Embedding(VOCAB_SIZE, d_model, padding_idx=PAD)
@@ -72,9 +79,13 @@ class Seq2SeqTransformer(nn.Module):
     def decode(self, memory: torch.Tensor, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         n = tgt_in.shape[1]
         causal = torch.triu(torch.full((n, n), float("-inf"), device=tgt_in.device), 1)
-        h = self.net.decoder(self._emb(tgt_in), memory, tgt_mask=causal,
-                             tgt_key_padding_mask=tgt_in == PAD,
-                             memory_key_padding_mask=src == PAD)
+        h = self.net.decoder(
+            self._emb(tgt_in),
+            memory,
+            tgt_mask=causal,
+            tgt_key_padding_mask=tgt_in == PAD,
+            memory_key_padding_mask=src == PAD,
+        )
         return self.head(h)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -84,7 +95,7 @@ class Seq2SeqTransformer(nn.Module):
 def _pad(rows: Sequence[list[int]], width: int) -> torch.Tensor:
     out = torch.full((len(rows), width), PAD, dtype=torch.long)
     for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     return out
 
 
@@ -93,8 +104,13 @@ def baseline_samples(examples: Sequence[Example]) -> Samples:
     src = [tokenize(e.source) for e in examples]
     tgt = [tokenize(e.target) for e in examples]
     ls, lt = max(map(len, src)), max(map(len, tgt)) + 1
-    return Samples({"src": _pad(src, ls), "tgt_in": _pad([[BOS] + t for t in tgt], lt),
-                    "tgt_out": _pad([t + [EOS] for t in tgt], lt)})
+    return Samples(
+        {
+            "src": _pad(src, ls),
+            "tgt_in": _pad([[BOS] + t for t in tgt], lt),
+            "tgt_out": _pad([t + [EOS] for t in tgt], lt),
+        }
+    )
 
 
 def _loss(model: Seq2SeqTransformer, batch: Any) -> torch.Tensor:
@@ -102,13 +118,22 @@ def _loss(model: Seq2SeqTransformer, batch: Any) -> torch.Tensor:
     ns = int((batch["src"] != PAD).sum(1).max())
     nt = int((batch["tgt_out"] != PAD).sum(1).max())
     logits = model(batch["src"][:, :ns], batch["tgt_in"][:, :nt])
-    return nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE),
-                                       batch["tgt_out"][:, :nt].reshape(-1), ignore_index=PAD)
+    return nn.functional.cross_entropy(
+        logits.reshape(-1, VOCAB_SIZE), batch["tgt_out"][:, :nt].reshape(-1), ignore_index=PAD
+    )
 
 
-def train_baseline(examples: Sequence[Example], *, seconds: float, seed: int = 0,
-                   threads: int = 1, max_tokens: int = 64, lr: float = 1e-3,
-                   batch_size: int = 32, **model_config: Any) -> tuple[Seq2SeqTransformer, dict[str, Any]]:
+def train_baseline(
+    examples: Sequence[Example],
+    *,
+    seconds: float,
+    seed: int = 0,
+    threads: int = 1,
+    max_tokens: int = 64,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    **model_config: Any,
+) -> tuple[Seq2SeqTransformer, dict[str, Any]]:
     """Train the baseline on ``examples`` for at most ``seconds`` of wall time.
 
     Examples whose source or target exceeds ``max_tokens`` are left out of training (a
@@ -118,22 +143,33 @@ def train_baseline(examples: Sequence[Example], *, seconds: float, seed: int = 0
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = Seq2SeqTransformer(**model_config)
-    kept = [e for e in examples if len(e.source.split()) <= max_tokens
-            and len(e.target.split()) <= max_tokens]
+    kept = [
+        e
+        for e in examples
+        if len(e.source.split()) <= max_tokens and len(e.target.split()) <= max_tokens
+    ]
     data = baseline_samples(kept or list(examples))
     start = time.perf_counter()
-    config = FitConfig(epochs=10 ** 6, batch_size=batch_size, lr=lr, seed=seed,
-                       max_time=seconds, grad_clip=1.0)
+    config = FitConfig(
+        epochs=10**6, batch_size=batch_size, lr=lr, seed=seed, max_time=seconds, grad_clip=1.0
+    )
     result = fit(model, _loss, data, config=config)
-    return model.eval(), {"seconds": time.perf_counter() - start, "steps": result.steps,
-                          "epochs": result.epochs, "stop_reason": result.stop_reason,
-                          "final_loss": result.history[-1]["train_loss"] if result.history else None,
-                          "examples": len(kept), "max_tokens": max_tokens, "lr": lr,
-                          "config": dict(model_config)}
+    return model.eval(), {
+        "seconds": time.perf_counter() - start,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "stop_reason": result.stop_reason,
+        "final_loss": result.history[-1]["train_loss"] if result.history else None,
+        "examples": len(kept),
+        "max_tokens": max_tokens,
+        "lr": lr,
+        "config": dict(model_config),
+    }
 
 
-def predict_baseline(model: Seq2SeqTransformer, examples: Sequence[Example], *,
-                     batch_size: int = 64) -> list[list[str]]:
+def predict_baseline(
+    model: Seq2SeqTransformer, examples: Sequence[Example], *, batch_size: int = 64
+) -> list[list[str]]:
     """Greedy decoding. A row stops as soon as it emits EOS or a token that differs from
     its target (it cannot be an exact match any more; the report's first-mismatch
     position is kept), so scoring needs no decoding past the first error."""
@@ -141,8 +177,10 @@ def predict_baseline(model: Seq2SeqTransformer, examples: Sequence[Example], *,
     out: list[list[str]] = []
     with torch.no_grad():
         for s in range(0, len(examples), batch_size):
-            chunk = examples[s:s + batch_size]
-            src = _pad([tokenize(e.source) for e in chunk], max(len(e.source.split()) for e in chunk))
+            chunk = examples[s : s + batch_size]
+            src = _pad(
+                [tokenize(e.source) for e in chunk], max(len(e.source.split()) for e in chunk)
+            )
             targets = [tokenize(e.target) + [EOS] for e in chunk]
             memory = model.encode(src)
             seqs = torch.full((len(chunk), 1), BOS, dtype=torch.long)

@@ -53,7 +53,7 @@ def leaves(program: Program) -> list[Str]:
 def program_layout(program: Program, kinds: Kinds, name: str = "program") -> Layout:
     """The layout of ``program``: one node per function application."""
     b = LayoutBuilder(kinds, name=name)
-    counter = iter(range(10 ** 9))
+    counter = iter(range(10**9))
 
     def build(p: Program) -> Source:
         if isinstance(p, Str):
@@ -62,8 +62,9 @@ def program_layout(program: Program, kinds: Kinds, name: str = "program") -> Lay
         return b.add(p.function, **dict(zip(("x", "y"), srcs))).source()
 
     if isinstance(program, Str):
-        raise DataError(f"program '{name}': a literal string alone; a program applies at "
-                        "least one function")
+        raise DataError(
+            f"program '{name}': a literal string alone; a program applies at least one function"
+        )
     b.output("out", build(program))
     return b.build(input_types=None)
 
@@ -101,8 +102,13 @@ class Composer:
         True
     """
 
-    def __init__(self, modules: Mapping[str, _PointerFunction], *,
-                 device: str | torch.device | None = None, max_cells: int = MAX_CELLS):
+    def __init__(
+        self,
+        modules: Mapping[str, _PointerFunction],
+        *,
+        device: str | torch.device | None = None,
+        max_cells: int = MAX_CELLS,
+    ):
         self.modules = {f: m.eval() for f, m in modules.items()}
         self.kinds = function_kinds(self.modules)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -120,9 +126,11 @@ class Composer:
         for i, p in enumerate(programs):
             missing = sorted(set(functions_of(p)) - set(self.modules))
             if missing:
-                raise DataError(f"program {i + 1} ('{program_text(p)[:60]}'): no trained module "
-                                f"for {', '.join(missing)}; modules here: "
-                                f"{', '.join(sorted(self.modules))}")
+                raise DataError(
+                    f"program {i + 1} ('{program_text(p)[:60]}'): no trained module "
+                    f"for {', '.join(missing)}; modules here: "
+                    f"{', '.join(sorted(self.modules))}"
+                )
         widths = [predicted_width(p, self.modules) for p in programs]
         order = sorted(range(len(programs)), key=lambda i: widths[i])
         results: list[list[str] | None] = [None] * len(programs)
@@ -146,9 +154,14 @@ class Composer:
         layouts = [program_layout(p, self.kinds, name=f"p{i}") for i, p in enumerate(programs)]
         strings = [leaves(p) for p in programs]
         n_in = max(len(s) for s in strings)
-        inputs = {f"s{k}": encode([list(s[k].symbols) if k < len(s) else [] for s in strings],
-                                  width=width, device=self.device)
-                  for k in range(n_in)}
+        inputs = {
+            f"s{k}": encode(
+                [list(s[k].symbols) if k < len(s) else [] for s in strings],
+                width=width,
+                device=self.device,
+            )
+            for k in range(n_in)
+        }
         with torch.no_grad():
             out = self.runner(layouts, inputs, ["out"])["out"]
         self.calls += len(self.runner.last_schedule.steps) if self.runner.last_schedule else 0

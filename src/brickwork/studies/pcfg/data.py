@@ -90,8 +90,7 @@ def program_text(program: Program) -> str:
         return " ".join(program.symbols)
     if len(program.args) == 1:
         return f"{program.function} {program_text(program.args[0])}"
-    return (f"{program.function} {program_text(program.args[0])} , "
-            f"{program_text(program.args[1])}")
+    return f"{program.function} {program_text(program.args[0])} , {program_text(program.args[1])}"
 
 
 def functions_of(program: Program) -> list[str]:
@@ -129,9 +128,14 @@ def random_string(rng: random.Random, low: int, high: int, distinct: bool = Fals
     return Str(tuple(rng.sample(SYMBOLS, n) if distinct else rng.choices(SYMBOLS, k=n)))
 
 
-def random_program(rng: random.Random, n_functions: int, *,
-                   functions: Sequence[str] = FUNCTIONS, string_length: tuple[int, int] = (1, 5),
-                   max_depth: int | None = None) -> Program:
+def random_program(
+    rng: random.Random,
+    n_functions: int,
+    *,
+    functions: Sequence[str] = FUNCTIONS,
+    string_length: tuple[int, int] = (1, 5),
+    max_depth: int | None = None,
+) -> Program:
     """A random program with exactly ``n_functions`` applications.
 
     Binary functions split the remaining applications between their two arguments at
@@ -148,16 +152,29 @@ def random_program(rng: random.Random, n_functions: int, *,
     rest = n_functions - 1
     sub_depth = None if max_depth is None else max_depth - 1
     if ARITY[fn] == 1:
-        return Call(fn, (random_program(rng, rest, functions=functions,
-                                        string_length=string_length, max_depth=sub_depth),))
+        return Call(
+            fn,
+            (
+                random_program(
+                    rng, rest, functions=functions, string_length=string_length, max_depth=sub_depth
+                ),
+            ),
+        )
     k = rng.randint(0, rest)
     if sub_depth is not None:  # keep both sides within reach of the depth bound
-        cap = 2 ** sub_depth - 1
+        cap = 2**sub_depth - 1
         k = min(max(k, rest - cap), cap)
-    return Call(fn, (random_program(rng, k, functions=functions, string_length=string_length,
-                                    max_depth=sub_depth),
-                     random_program(rng, rest - k, functions=functions,
-                                    string_length=string_length, max_depth=sub_depth)))
+    return Call(
+        fn,
+        (
+            random_program(
+                rng, k, functions=functions, string_length=string_length, max_depth=sub_depth
+            ),
+            random_program(
+                rng, rest - k, functions=functions, string_length=string_length, max_depth=sub_depth
+            ),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -168,11 +185,17 @@ class Example:
     target: str
 
 
-def make_examples(n: int, *, seed: int, functions: tuple[int, int] = (1, 8),
-                  string_length: tuple[int, int] = (1, 5), max_target: int = 600,
-                  allowed: Sequence[str] = FUNCTIONS,
-                  keep: Callable[[Program], bool] | None = None,
-                  max_depth: int | None = None) -> list[Example]:
+def make_examples(
+    n: int,
+    *,
+    seed: int,
+    functions: tuple[int, int] = (1, 8),
+    string_length: tuple[int, int] = (1, 5),
+    max_target: int = 600,
+    allowed: Sequence[str] = FUNCTIONS,
+    keep: Callable[[Program], bool] | None = None,
+    max_depth: int | None = None,
+) -> list[Example]:
     """``n`` distinct random examples with ``functions[0]``–``functions[1]`` applications.
 
     Args:
@@ -198,10 +221,17 @@ def make_examples(n: int, *, seed: int, functions: tuple[int, int] = (1, 8),
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 1000:
-            raise DataError(f"make_examples: only {len(out)} of {n} examples satisfy the split "
-                            "rules after many draws; relax max_target or the filters")
-        prog = random_program(rng, rng.randint(*functions), functions=allowed,
-                              string_length=string_length, max_depth=max_depth)
+            raise DataError(
+                f"make_examples: only {len(out)} of {n} examples satisfy the split "
+                "rules after many draws; relax max_target or the filters"
+            )
+        prog = random_program(
+            rng,
+            rng.randint(*functions),
+            functions=allowed,
+            string_length=string_length,
+            max_depth=max_depth,
+        )
         if keep is not None and not keep(prog):
             continue
         target = apply_reference(prog)
@@ -218,36 +248,64 @@ def make_examples(n: int, *, seed: int, functions: tuple[int, int] = (1, 8),
 #: function pairs held out of systematicity training: the first never takes the
 #: second's output directly as an argument in training; every test input has one such pair
 HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = (
-    ("swap_first_last", "repeat"), ("reverse", "append"), ("echo", "shift"),
+    ("swap_first_last", "repeat"),
+    ("reverse", "append"),
+    ("echo", "shift"),
     ("prepend", "remove_second"),
 )
 
 
-def productivity_split(n_train: int, n_test: int, seed: int = 0, *,
-                       test_functions: tuple[int, int] = (9, 12),
-                       string_length: tuple[int, int] = (1, 8),
-                       max_target: int = 600) -> tuple[list[Example], list[Example]]:
+def productivity_split(
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    *,
+    test_functions: tuple[int, int] = (9, 12),
+    string_length: tuple[int, int] = (1, 8),
+    max_target: int = 600,
+) -> tuple[list[Example], list[Example]]:
     """Train inputs with at most 8 functions, test inputs with 9 or more."""
-    train = make_examples(n_train, seed=seed, functions=(1, 8), max_target=max_target,
-                          string_length=string_length)
-    test = make_examples(n_test, seed=seed + 1, functions=test_functions, max_target=max_target,
-                         string_length=string_length)
+    train = make_examples(
+        n_train, seed=seed, functions=(1, 8), max_target=max_target, string_length=string_length
+    )
+    test = make_examples(
+        n_test,
+        seed=seed + 1,
+        functions=test_functions,
+        max_target=max_target,
+        string_length=string_length,
+    )
     return train, test
 
 
-def systematicity_split(n_train: int, n_test: int, seed: int = 0, *,
-                        pairs: Sequence[tuple[str, str]] = HELD_OUT_PAIRS,
-                        functions: tuple[int, int] = (2, 8),
-                        string_length: tuple[int, int] = (1, 8),
-                        max_target: int = 600) -> tuple[list[Example], list[Example]]:
+def systematicity_split(
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    *,
+    pairs: Sequence[tuple[str, str]] = HELD_OUT_PAIRS,
+    functions: tuple[int, int] = (2, 8),
+    string_length: tuple[int, int] = (1, 8),
+    max_target: int = 600,
+) -> tuple[list[Example], list[Example]]:
     """Train inputs never apply a held-out pair directly; every test input does."""
     held = set(pairs)
-    train = make_examples(n_train, seed=seed, functions=(1, 8), max_target=max_target,
-                          string_length=string_length,
-                          keep=lambda p: not (direct_pairs(p) & held))
-    test = make_examples(n_test, seed=seed + 1, functions=functions, max_target=max_target,
-                         string_length=string_length,
-                         keep=lambda p: bool(direct_pairs(p) & held))
+    train = make_examples(
+        n_train,
+        seed=seed,
+        functions=(1, 8),
+        max_target=max_target,
+        string_length=string_length,
+        keep=lambda p: not (direct_pairs(p) & held),
+    )
+    test = make_examples(
+        n_test,
+        seed=seed + 1,
+        functions=functions,
+        max_target=max_target,
+        string_length=string_length,
+        keep=lambda p: bool(direct_pairs(p) & held),
+    )
     return train, test
 
 
@@ -272,11 +330,16 @@ def read_pcfg(src: str | Path, tgt: str | Path | None = None) -> list[Example]:
         DataError: the files have different numbers of lines, or a line is empty.
     """
     src_lines = Path(src).read_text(encoding="utf-8").splitlines()
-    tgt_lines = (Path(tgt).read_text(encoding="utf-8").splitlines() if tgt is not None
-                 else [""] * len(src_lines))
+    tgt_lines = (
+        Path(tgt).read_text(encoding="utf-8").splitlines()
+        if tgt is not None
+        else [""] * len(src_lines)
+    )
     if len(src_lines) != len(tgt_lines):
-        raise DataError(f"{src}: {len(src_lines)} lines but {tgt} has {len(tgt_lines)}; "
-                        "the .src and .tgt files must be parallel (one example per line)")
+        raise DataError(
+            f"{src}: {len(src_lines)} lines but {tgt} has {len(tgt_lines)}; "
+            "the .src and .tgt files must be parallel (one example per line)"
+        )
     out = []
     for i, (s, t) in enumerate(zip(src_lines, tgt_lines), 1):
         if not s.strip():

@@ -40,21 +40,35 @@ class _PointerFunction(Module):
     """Abstract: the pointer network shared by the unary and binary kinds."""
 
     arity: int = 1
+    #: buffers, one entry per slot: the argument read, read direction, frame, shift
+    slot_arg: torch.Tensor
+    slot_in: torch.Tensor
+    slot_out: torch.Tensor
+    slot_shift: torch.Tensor
 
     def _setup(self, feature_clip: int, max_shift: int, hidden: int) -> None:
         k, d, a = feature_clip, max_shift, self.arity
         self.k, self.d = k, d
         n_feat = (k + 2) + (k + 3) + a * (2 * k + 3)
-        slots = [(ai, uf, vf, dd) for ai in range(a) for uf in (0, 1) for vf in range(2 + a)
-                 for dd in range(-d, d + 1)]
+        slots = [
+            (ai, uf, vf, dd)
+            for ai in range(a)
+            for uf in (0, 1)
+            for vf in range(2 + a)
+            for dd in range(-d, d + 1)
+        ]
         table = torch.tensor(slots, dtype=torch.long)
         self.register_buffer("slot_arg", table[:, 0].clone(), persistent=False)
         self.register_buffer("slot_in", table[:, 1].clone(), persistent=False)
         self.register_buffer("slot_out", table[:, 2].clone(), persistent=False)
         self.register_buffer("slot_shift", table[:, 3].clone(), persistent=False)
-        self.score = nn.Sequential(nn.Linear(n_feat, hidden), nn.ReLU(),
-                                   nn.Linear(hidden, hidden), nn.ReLU(),
-                                   nn.Linear(hidden, len(slots)))
+        self.score = nn.Sequential(
+            nn.Linear(n_feat, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, len(slots)),
+        )
         self.length = nn.Linear(a, 1)
         # start as "the arguments laid end to end" (L_out = Σ L_a): an untrained module
         # already writes every position it could read, so gradients reach the pointer
@@ -87,22 +101,31 @@ class _PointerFunction(Module):
     def predict_length(self, arg_lengths: list[int]) -> int:
         """The output length this module produces for arguments of these lengths."""
         with torch.no_grad():
-            t = torch.tensor([arg_lengths], dtype=self.length.weight.dtype,
-                             device=self.length.weight.device)
+            t = torch.tensor(
+                [arg_lengths], dtype=self.length.weight.dtype, device=self.length.weight.device
+            )
             return max(0, int(torch.round(self.length_float(t))[0]))
 
     # ------------------------------------------------------------------ core
     def _features(self, jj: torch.Tensor, lout: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         k = self.k
         oh = nn.functional.one_hot
-        parts = [oh(jj.clamp(max=k + 1), k + 2),
-                 oh((lout[:, None] - 1 - jj).clamp(-1, k + 1) + 1, k + 3)]
+        parts = [
+            oh(jj.clamp(max=k + 1), k + 2),
+            oh((lout[:, None] - 1 - jj).clamp(-1, k + 1) + 1, k + 3),
+        ]
         for a in range(self.arity):
-            parts.append(oh((jj - lens[:, a:a + 1]).clamp(-k - 1, k + 1) + k + 1, 2 * k + 3))
+            parts.append(oh((jj - lens[:, a : a + 1]).clamp(-k - 1, k + 1) + k + 1, 2 * k + 3))
         return torch.cat(parts, dim=-1).to(self.length.weight.dtype)
 
-    def core(self, args: list[torch.Tensor], *, hard: bool, lout: torch.Tensor | None = None,
-             integer_length: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def core(
+        self,
+        args: list[torch.Tensor],
+        *,
+        hard: bool,
+        lout: torch.Tensor | None = None,
+        integer_length: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the function on padded arguments.
 
         Args:
@@ -124,7 +147,7 @@ class _PointerFunction(Module):
             lout = torch.round(raw).clamp(0, w).to(torch.long)
         jj = torch.arange(w, device=dev).unsqueeze(0).expand(b, w)
         logits = self.score(self._features(jj, lout, lens))  # [b, w, S]
-        frames = [jj, lout[:, None] - 1 - jj] + [jj - lens[:, a:a + 1] for a in range(self.arity)]
+        frames = [jj, lout[:, None] - 1 - jj] + [jj - lens[:, a : a + 1] for a in range(self.arity)]
         v = torch.stack(frames, dim=-1)  # [b, w, 2 + arity]
         u = v[..., self.slot_out] + self.slot_shift  # [b, w, S]
         la = lens[:, self.slot_arg].unsqueeze(1)  # [b, 1, S]
@@ -166,8 +189,9 @@ class UnaryPointer(_PointerFunction):
     inputs = {"x": SEQ}
     outputs = {"out": SEQ}
 
-    def __init__(self, function: str = "copy", feature_clip: int = 2, max_shift: int = 1,
-                 hidden: int = 64):
+    def __init__(
+        self, function: str = "copy", feature_clip: int = 2, max_shift: int = 1, hidden: int = 64
+    ):
         super().__init__()
         self.function = function
         self._setup(feature_clip, max_shift, hidden)
@@ -190,8 +214,9 @@ class BinaryPointer(_PointerFunction):
     inputs = {"x": SEQ, "y": SEQ}
     outputs = {"out": SEQ}
 
-    def __init__(self, function: str = "append", feature_clip: int = 2, max_shift: int = 1,
-                 hidden: int = 64):
+    def __init__(
+        self, function: str = "append", feature_clip: int = 2, max_shift: int = 1, hidden: int = 64
+    ):
         super().__init__()
         self.function = function
         self._setup(feature_clip, max_shift, hidden)

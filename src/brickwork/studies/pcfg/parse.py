@@ -6,11 +6,13 @@ until a ``,`` or the end of the line. Errors are one line naming the token posit
 
 Example:
     >>> parse_program("append X6 Z11 , reverse Q13 Y2")
-    Call(function='append', args=(Str(symbols=('X6', 'Z11')), Call(function='reverse', args=(Str(symbols=('Q13', 'Y2')),))))
+    Call(function='append', args=(Str(symbols=('X6', 'Z11')),
+        Call(function='reverse', args=(Str(symbols=('Q13', 'Y2')),))))
     >>> parse_program("append X6 Z11 reverse Q13")
     Traceback (most recent call last):
     ...
-    brickwork.studies.pcfg.parse.ProgramError: token 4 'reverse': expected ',' or a symbol after the first argument of 'append' (token 1), found a function name
+    brickwork.studies.pcfg.parse.ProgramError: token 4 'reverse': expected ',' or a symbol
+    after the first argument of 'append' (token 1), found a function name
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ def _describe(tok: str) -> str:
 
 def _unknown(tok: str, pos: int) -> ProgramError:
     if _SYMBOL_LIKE.match(tok):
-        return ProgramError(f"token {pos} '{tok}': unknown symbol; expected a letter A-Z "
-                            "followed by a number 1-20 (e.g. 'Q13')")
-    return ProgramError(f"token {pos} '{tok}': unknown function; expected one of "
-                        f"{', '.join(FUNCTIONS)} or a symbol A1-Z20")
+        return ProgramError(
+            f"token {pos} '{tok}': unknown symbol; expected a letter A-Z "
+            "followed by a number 1-20 (e.g. 'Q13')"
+        )
+    return ProgramError(
+        f"token {pos} '{tok}': unknown function; expected one of "
+        f"{', '.join(FUNCTIONS)} or a symbol A1-Z20"
+    )
 
 
 def parse_program(line: str, where: str = "") -> Program:
@@ -64,33 +70,42 @@ def parse_program(line: str, where: str = "") -> Program:
     def expr(owner: str) -> Program:
         nonlocal pos
         if pos >= len(toks):
-            raise ProgramError(f"{where}input ends after token {len(toks)}: expected {owner} "
-                               "(a function name or a symbol); unbalanced arguments")
+            raise ProgramError(
+                f"{where}input ends after token {len(toks)}: expected {owner} "
+                "(a function name or a symbol); unbalanced arguments"
+            )
         tok = toks[pos]
         if tok in ARITY:
             start = pos
             pos += 1
             name = f"'{tok}' (token {start + 1})"
-            first = expr(f"the first argument of {name}" if ARITY[tok] == 2 else
-                         f"the argument of {name}")
+            first = expr(
+                f"the first argument of {name}" if ARITY[tok] == 2 else f"the argument of {name}"
+            )
             if ARITY[tok] == 1:
                 return Call(tok, (first,))
             if pos >= len(toks):
-                raise ProgramError(f"{where}input ends after token {len(toks)}: {name} is "
-                                   "missing ',' and its second argument")
+                raise ProgramError(
+                    f"{where}input ends after token {len(toks)}: {name} is "
+                    "missing ',' and its second argument"
+                )
             if toks[pos] != ",":
                 found = toks[pos]
                 if found not in ARITY and found not in SYMBOL_ID:
                     raise ProgramError(f"{where}" + str(_unknown(found, pos + 1)))
-                raise ProgramError(f"{where}token {pos + 1} '{found}': expected ',' or a symbol "
-                                   f"after the first argument of '{tok}' (token {start + 1}), "
-                                   f"found {_describe(found)}")
+                raise ProgramError(
+                    f"{where}token {pos + 1} '{found}': expected ',' or a symbol "
+                    f"after the first argument of '{tok}' (token {start + 1}), "
+                    f"found {_describe(found)}"
+                )
             pos += 1
             second = expr(f"the second argument of {name}")
             return Call(tok, (first, second))
         if tok == ",":
-            raise ProgramError(f"{where}token {pos + 1} ',': expected {owner} (a function name "
-                               "or a symbol), found ',' (unbalanced arguments)")
+            raise ProgramError(
+                f"{where}token {pos + 1} ',': expected {owner} (a function name "
+                "or a symbol), found ',' (unbalanced arguments)"
+            )
         symbols = []
         while pos < len(toks) and toks[pos] != ",":
             t = toks[pos]
@@ -104,18 +119,23 @@ def parse_program(line: str, where: str = "") -> Program:
 
     if toks[0] not in ARITY:
         if toks[0] in SYMBOL_ID:
-            raise ProgramError(f"{where}token 1 '{toks[0]}': expected a function name, found a "
-                               "symbol; an input starts with a function")
+            raise ProgramError(
+                f"{where}token 1 '{toks[0]}': expected a function name, found a "
+                "symbol; an input starts with a function"
+            )
         raise ProgramError(f"{where}" + str(_unknown(toks[0], 1)))
     program = expr("the program")
     if pos < len(toks):
         tok = toks[pos]
         if tok == ",":
-            raise ProgramError(f"{where}token {pos + 1} ',': unbalanced arguments; every "
-                               "function's arguments are complete here, so this ',' has no "
-                               "binary function (expected the end of the input)")
-        raise ProgramError(f"{where}token {pos + 1} '{tok}': expected the end of the input, "
-                           f"found {_describe(tok)}")
+            raise ProgramError(
+                f"{where}token {pos + 1} ',': unbalanced arguments; every "
+                "function's arguments are complete here, so this ',' has no "
+                "binary function (expected the end of the input)"
+            )
+        raise ProgramError(
+            f"{where}token {pos + 1} '{tok}': expected the end of the input, found {_describe(tok)}"
+        )
     return program
 
 
@@ -128,6 +148,8 @@ def parse_target(line: str, where: str = "") -> list[str]:
     toks = line.split()
     for i, t in enumerate(toks, 1):
         if t not in SYMBOL_ID:
-            raise ProgramError(f"{where}target token {i} '{t}': unknown symbol; expected a "
-                               "letter A-Z followed by a number 1-20")
+            raise ProgramError(
+                f"{where}target token {i} '{t}': unknown symbol; expected a "
+                "letter A-Z followed by a number 1-20"
+            )
     return toks

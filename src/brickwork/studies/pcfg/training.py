@@ -55,8 +55,9 @@ def registry_name(function: str) -> str:
     return f"{REGISTRY_KIND}.{function}"
 
 
-def single_function_samples(function: str, n: int, *, seed: int,
-                            max_length: int = MAX_TRAIN_LENGTH) -> Samples:
+def single_function_samples(
+    function: str, n: int, *, seed: int, max_length: int = MAX_TRAIN_LENGTH
+) -> Samples:
     """``n`` examples of ``function`` alone over strings of 1–``max_length`` symbols.
 
     Columns: ``x`` (and ``y`` for binary functions) as ``SymbolSeq`` tensors of width
@@ -70,11 +71,11 @@ def single_function_samples(function: str, n: int, *, seed: int,
     for i in range(n):
         sizes = [rng.randint(1, max_length) for _ in range(arity)]
         pool = rng.sample(SYMBOLS, sum(sizes))
-        args = [pool[:sizes[0]], pool[sizes[0]:]][:arity]
+        args = [pool[: sizes[0]], pool[sizes[0] :]][:arity]
         out = REFERENCE[function](*args)
         for a, s in enumerate(args):
-            ids[a, i, :len(s)] = torch.tensor([SYMBOL_ID[t] for t in s])
-        ids[arity, i, :len(out)] = torch.tensor([SYMBOL_ID[t] for t in out])
+            ids[a, i, : len(s)] = torch.tensor([SYMBOL_ID[t] for t in s])
+        ids[arity, i, : len(out)] = torch.tensor([SYMBOL_ID[t] for t in out])
         tlen[i] = len(out)
     cols = {"x": encode_ids(ids[0]), "target": ids[arity], "target_length": tlen}
     if arity == 2:
@@ -107,8 +108,9 @@ def function_metrics(model: _PointerFunction, samples: Samples) -> dict[str, flo
         out, _ = model.core(_args(samples, model.arity), hard=True, integer_length=True)
         pred = decode_ids(out)
         exact = (pred == samples["target"]).all(-1).float().mean()
-        raw = model.length_float(torch.stack([lengths(x) for x in _args(samples, model.arity)],
-                                             -1), integer=False)
+        raw = model.length_float(
+            torch.stack([lengths(x) for x in _args(samples, model.arity)], -1), integer=False
+        )
         err = (raw - samples["target_length"].to(raw.dtype)).abs().max()
     return {"exact": float(exact), "length_error": float(err)}
 
@@ -134,7 +136,7 @@ def _constant(step: int) -> float:
 
 
 def _settle(step: int) -> float:
-    return 0.995 ** step
+    return 0.995**step
 
 
 def train_function(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,34 +154,66 @@ def train_function(job: Mapping[str, Any]) -> dict[str, Any]:
     val = single_function_samples(fn, max(200, n // 5), seed=derive_seed(seed, fn, "val"))
     torch.manual_seed(derive_seed(seed, fn, "init"))
     model = make_function_module(fn, **dict(job.get("config", {})))
-    config = FitConfig(epochs=int(job.get("epochs", 60)), batch_size=64, lr=3e-3,
-                       seed=derive_seed(seed, fn, "fit"), max_time=float(job.get("max_time", 120)),
-                       scheduler=None)
+    config = FitConfig(
+        epochs=int(job.get("epochs", 60)),
+        batch_size=64,
+        lr=3e-3,
+        seed=derive_seed(seed, fn, "fit"),
+        max_time=float(job.get("max_time", 120)),
+        scheduler=None,
+    )
     if job.get("device"):
         model.to(job["device"])
     # the length head is a linear regression onto integer counts: a faster rate, and a
     # slow decay that settles it
-    optimizer = torch.optim.Adam([
-        {"params": model.score.parameters(), "lr": config.lr},
-        {"params": model.length.parameters(), "lr": 0.2}])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.score.parameters(), "lr": config.lr},
+            {"params": model.length.parameters(), "lr": 0.2},
+        ]
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [_constant, _settle])
-    result = fit(model, function_loss, train, val=val, config=config,
-                 evaluate=lambda m, s: function_metrics(m, s), callbacks=[StopWhenExact()],
-                 device=job.get("device"), optimizer=optimizer, scheduler=scheduler)
+    result = fit(
+        model,
+        function_loss,
+        train,
+        val=val,
+        config=config,
+        evaluate=lambda m, s: function_metrics(m, s),
+        callbacks=[StopWhenExact()],
+        device=job.get("device"),
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )
     model.eval()
     metrics = function_metrics(model.cpu(), val)
     folder = save_module(model, Path(job["out"]) / fn)
-    return {"function": fn, "folder": str(folder), "seconds": time.perf_counter() - start,
-            "epochs": len(result.history), "steps": result.steps,
-            "stop_reason": result.stop_reason, "metrics": metrics,
-            "data_digest": tensors_digest({k: train[k] for k in train}),
-            "examples": n}
+    return {
+        "function": fn,
+        "folder": str(folder),
+        "seconds": time.perf_counter() - start,
+        "epochs": len(result.history),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "metrics": metrics,
+        "data_digest": tensors_digest({k: train[k] for k in train}),
+        "examples": n,
+    }
 
 
-def train_all(out: str | Path, *, seed: int = 0, workers: int = 2, examples: int = 2000,
-              epochs: int = 60, max_time: float = 120.0, registry: Registry | None = None,
-              functions: Sequence[str] = FUNCTIONS, device: str | None = None,
-              tag: str = "") -> dict[str, Any]:
+def train_all(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    workers: int = 2,
+    examples: int = 2000,
+    epochs: int = 60,
+    max_time: float = 120.0,
+    registry: Registry | None = None,
+    functions: Sequence[str] = FUNCTIONS,
+    device: str | None = None,
+    tag: str = "",
+) -> dict[str, Any]:
     """Train every function's module in parallel, save them under ``out/modules`` and
     register each as ``pcfg.<function>`` (a new version); writes ``out/train.json``.
 
@@ -187,9 +221,18 @@ def train_all(out: str | Path, *, seed: int = 0, workers: int = 2, examples: int
         The summary: config, per-function results, wall ``train_seconds``, registry refs.
     """
     out = Path(out)
-    jobs = [{"name": f, "function": f, "out": str(out / "modules"), "seed": seed,
-             "examples": examples, "epochs": epochs, "max_time": max_time}
-            for f in functions]
+    jobs = [
+        {
+            "name": f,
+            "function": f,
+            "out": str(out / "modules"),
+            "seed": seed,
+            "examples": examples,
+            "epochs": epochs,
+            "max_time": max_time,
+        }
+        for f in functions
+    ]
     ex = LocalExecutor(workers, devices=[device] * workers if device else None)
     try:
         ex.warm_up(["brickwork.studies.pcfg"])
@@ -201,21 +244,40 @@ def train_all(out: str | Path, *, seed: int = 0, workers: int = 2, examples: int
     refs = {}
     for r in results:
         if r["metrics"]["exact"] < 1.0:
-            logger.warning("pcfg module %s: validation exact match %.3f", r["function"],
-                           r["metrics"]["exact"])
+            logger.warning(
+                "pcfg module %s: validation exact match %.3f", r["function"], r["metrics"]["exact"]
+            )
         if registry is not None:
             module = load_module(r["folder"])
-            card = registry.put(registry_name(r["function"]), module, mode="direct",
-                                metrics=r["metrics"],
-                                hyperparameters={"seed": seed, "examples": examples,
-                                                 "epochs": epochs, "max_time": max_time},
-                                lineage={"study": "pcfg", "run": str(out.resolve())})
+            card = registry.put(
+                registry_name(r["function"]),
+                module,
+                mode="direct",
+                metrics=r["metrics"],
+                hyperparameters={
+                    "seed": seed,
+                    "examples": examples,
+                    "epochs": epochs,
+                    "max_time": max_time,
+                },
+                lineage={"study": "pcfg", "run": str(out.resolve())},
+            )
             refs[r["function"]] = card.ref
-    summary = {"config": {"seed": seed, "workers": workers, "examples": examples,
-                          "epochs": epochs, "max_time": max_time, "functions": list(functions),
-                          "max_train_length": MAX_TRAIN_LENGTH},
-               "version": __version__, "train_seconds": wall, "modules": results,
-               "registered": refs}
+    summary = {
+        "config": {
+            "seed": seed,
+            "workers": workers,
+            "examples": examples,
+            "epochs": epochs,
+            "max_time": max_time,
+            "functions": list(functions),
+            "max_train_length": MAX_TRAIN_LENGTH,
+        },
+        "version": __version__,
+        "train_seconds": wall,
+        "modules": results,
+        "registered": refs,
+    }
     atomic_write_json(out / "train.json", summary)
     return summary
 
@@ -223,16 +285,19 @@ def train_all(out: str | Path, *, seed: int = 0, workers: int = 2, examples: int
 def load_run(out: str | Path, functions: Sequence[str] = FUNCTIONS) -> dict[str, _PointerFunction]:
     """The modules a :func:`train_all` run saved under ``out/modules``."""
     folder = Path(out) / "modules"
-    mods = {}
+    mods: dict[str, _PointerFunction] = {}
     for f in functions:
         if not (folder / f).is_dir():
-            raise TrainingError(f"{folder / f}: no trained module for '{f}'; run "
-                                f"'brickwork pcfg train --out {out}' first")
+            raise TrainingError(
+                f"{folder / f}: no trained module for '{f}'; run "
+                f"'brickwork pcfg train --out {out}' first"
+            )
         mods[f] = load_module(folder / f).eval()  # type: ignore[assignment]
     return mods
 
 
-def load_registry(registry: Registry, functions: Sequence[str] = FUNCTIONS
-                  ) -> dict[str, _PointerFunction]:
+def load_registry(
+    registry: Registry, functions: Sequence[str] = FUNCTIONS
+) -> dict[str, _PointerFunction]:
     """The latest registered module of every function (``pcfg.<function>``)."""
     return {f: registry.load(registry_name(f)).eval() for f in functions}  # type: ignore[misc]

@@ -62,8 +62,10 @@ class SymbolSeq(NeuralType):
         bad = (letters > 1) | (numbers > 1) | (present != (numbers > 0))
         if bool(bad.any()):
             r, p = (int(v) for v in bad.nonzero()[0][:2])
-            return (f"row {r}, position {p}: {int(letters[r, p])} letters and "
-                    f"{int(numbers[r, p])} numbers above 0.5, expected one of each (or none: pad)")
+            return (
+                f"row {r}, position {p}: {int(letters[r, p])} letters and "
+                f"{int(numbers[r, p])} numbers above 0.5, expected one of each (or none: pad)"
+            )
         after_pad = present[..., 1:] & ~present[..., :-1]
         if bool(after_pad.any()):
             r, p = (int(v) for v in after_pad.nonzero()[0][:2])
@@ -75,17 +77,24 @@ class SymbolSeq(NeuralType):
         letters, numbers = clean[..., :N_LETTERS], clean[..., N_LETTERS:]
         present = (letters.amax(-1, keepdim=True) > 0.5) & (numbers.amax(-1, keepdim=True) > 0.5)
         present = present.to(torch.long).cummin(dim=-2).values.bool()  # pads form a suffix
-        hard = torch.cat([
-            torch.nn.functional.one_hot(letters.argmax(-1), N_LETTERS),
-            torch.nn.functional.one_hot(numbers.argmax(-1), NUMBERS)], dim=-1).to(x.dtype)
+        hard = torch.cat(
+            [
+                torch.nn.functional.one_hot(letters.argmax(-1), N_LETTERS),
+                torch.nn.functional.one_hot(numbers.argmax(-1), NUMBERS),
+            ],
+            dim=-1,
+        ).to(x.dtype)
         return _straight_through(x, hard * present.to(x.dtype))
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.relu(-x) ** 2 + torch.relu(x - 1.0) ** 2).mean()
 
 
-def encode(rows: Sequence[Sequence[str]], width: int | None = None,
-           device: str | torch.device | None = None) -> torch.Tensor:
+def encode(
+    rows: Sequence[Sequence[str]],
+    width: int | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     """Symbol lists → a ``SymbolSeq`` tensor ``[len(rows), width, 46]`` (zero padded).
 
     Raises:
@@ -97,10 +106,12 @@ def encode(rows: Sequence[Sequence[str]], width: int | None = None,
         if len(r) > width:
             raise DataError(f"encode: row {i} has {len(r)} symbols, more than width {width}")
         try:
-            ids[i, :len(r)] = torch.tensor([SYMBOL_ID[s] for s in r], dtype=torch.long)
+            ids[i, : len(r)] = torch.tensor([SYMBOL_ID[s] for s in r], dtype=torch.long)
         except KeyError as exc:
-            raise DataError(f"encode: row {i}: unknown symbol {exc.args[0]!r}; expected a "
-                            "letter A-Z followed by a number 1-20") from None
+            raise DataError(
+                f"encode: row {i}: unknown symbol {exc.args[0]!r}; expected a "
+                "letter A-Z followed by a number 1-20"
+            ) from None
     return encode_ids(ids, device)
 
 
@@ -109,8 +120,13 @@ def encode_ids(ids: torch.Tensor, device: str | torch.device | None = None) -> t
     ids = ids.to(device) if device is not None else ids
     valid = ids >= 0
     safe = ids.clamp(min=0)
-    code = torch.cat([torch.nn.functional.one_hot(safe // NUMBERS, N_LETTERS),
-                      torch.nn.functional.one_hot(safe % NUMBERS, NUMBERS)], dim=-1)
+    code = torch.cat(
+        [
+            torch.nn.functional.one_hot(safe // NUMBERS, N_LETTERS),
+            torch.nn.functional.one_hot(safe % NUMBERS, NUMBERS),
+        ],
+        dim=-1,
+    )
     return code.to(torch.float32) * valid.unsqueeze(-1).to(torch.float32)
 
 
