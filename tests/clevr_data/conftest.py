@@ -29,6 +29,12 @@ def simple_scene() -> Scene:
         obj("red", "cylinder", "large", "rubber", 0.0, 2.0),  # 2: behind 0
         obj("yellow", "sphere", "small", "metal", -2.0, -2.0),  # 3: left, front
     )
-    directions = {"right": (1.0, 0.0, 0.0), "left": (-1.0, 0.0, 0.0), "behind": (0.0, 1.0, 0.0),
-                  "front": (0.0, -1.0, 0.0), "above": (0.0, 0.0, 1.0), "below": (0.0, 0.0, -1.0)}
+    directions = {
+        "right": (1.0, 0.0, 0.0),
+        "left": (-1.0, 0.0, 0.0),
+        "behind": (0.0, 1.0, 0.0),
+        "front": (0.0, -1.0, 0.0),
+        "above": (0.0, 0.0, 1.0),
+        "below": (0.0, 0.0, -1.0),
+    }
     return Scene(objects, compute_relationships(objects, directions), directions, 7, "val")

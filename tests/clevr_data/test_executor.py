@@ -28,15 +28,25 @@ def test_relationships_of_hand_built_scene(simple_scene: Scene) -> None:
 
 
 def test_filters_and_queries(simple_scene: Scene) -> None:
-    trace = execute_trace(prog(S, ("filter_color", (0,), ("red",)), ("filter_size", (1,), ("large",)),
-                               ("filter_material", (2,), ("rubber",)), ("unique", (3,), ()),
-                               ("query_shape", (4,), ())), simple_scene)
+    trace = execute_trace(
+        prog(
+            S,
+            ("filter_color", (0,), ("red",)),
+            ("filter_size", (1,), ("large",)),
+            ("filter_material", (2,), ("rubber",)),
+            ("unique", (3,), ()),
+            ("query_shape", (4,), ()),
+        ),
+        simple_scene,
+    )
     assert trace == [(0, 1, 2, 3), (0, 2), (0, 2), (2,), 2, "cylinder"]
 
 
 def test_unique_needs_exactly_one_object(simple_scene: Scene) -> None:
     two = prog(S, ("filter_color", (0,), ("red",)), ("unique", (1,), ()), ("query_shape", (2,), ()))
-    none = prog(S, ("filter_color", (0,), ("green",)), ("unique", (1,), ()), ("query_shape", (2,), ()))
+    none = prog(
+        S, ("filter_color", (0,), ("green",)), ("unique", (1,), ()), ("query_shape", (2,), ())
+    )
     for p, found in ((two, "found 2 objects [0, 2]"), (none, "found 0 objects")):
         assert not is_well_posed(p, simple_scene)
         with pytest.raises(DataError) as info:
@@ -48,11 +58,21 @@ def test_unique_needs_exactly_one_object(simple_scene: Scene) -> None:
 def test_same_attribute_excludes_the_object(simple_scene: Scene) -> None:
     p = prog(S, ("filter_shape", (0,), ("cube",)), ("unique", (1,), ()), ("same_color", (2,), ()))
     assert execute_trace(p, simple_scene)[-1] == (2,)  # the red cylinder, not the cube itself
-    p = prog(S, ("filter_color", (0,), ("blue",)), ("unique", (1,), ()), ("same_color", (2,), ()),
-             ("count", (3,), ()))
+    p = prog(
+        S,
+        ("filter_color", (0,), ("blue",)),
+        ("unique", (1,), ()),
+        ("same_color", (2,), ()),
+        ("count", (3,), ()),
+    )
     assert execute(p, simple_scene) == "0"  # the only blue object: empty set, count 0
-    p = prog(S, ("filter_color", (0,), ("blue",)), ("unique", (1,), ()), ("same_shape", (2,), ()),
-             ("exist", (3,), ()))
+    p = prog(
+        S,
+        ("filter_color", (0,), ("blue",)),
+        ("unique", (1,), ()),
+        ("same_shape", (2,), ()),
+        ("exist", (3,), ()),
+    )
     assert execute(p, simple_scene) == "yes"
 
 
@@ -64,8 +84,15 @@ def test_count_and_exist_of_empty_set(simple_scene: Scene) -> None:
 
 def test_relate_union_intersect(simple_scene: Scene) -> None:
     blue = (S, ("filter_color", (0,), ("blue",)), ("unique", (1,), ()))
-    p = prog(*blue, ("relate", (2,), ("left",)), S, ("filter_shape", (4,), ("sphere",)),
-             ("intersect", (3, 5), ()), ("union", (6, 5), ()), ("count", (6,), ()))
+    p = prog(
+        *blue,
+        ("relate", (2,), ("left",)),
+        S,
+        ("filter_shape", (4,), ("sphere",)),
+        ("intersect", (3, 5), ()),
+        ("union", (6, 5), ()),
+        ("count", (6,), ()),
+    )
     trace = execute_trace(p, simple_scene)
     assert trace[3] == (0, 2, 3)
     assert trace[6] == (3,)
@@ -73,20 +100,37 @@ def test_relate_union_intersect(simple_scene: Scene) -> None:
     assert trace[8] == 1
 
 
-@pytest.mark.parametrize("fn, answer", [("equal_integer", "yes"), ("less_than", "no"),
-                                        ("greater_than", "no")])
+@pytest.mark.parametrize(
+    "fn, answer", [("equal_integer", "yes"), ("less_than", "no"), ("greater_than", "no")]
+)
 def test_integer_comparisons(simple_scene: Scene, fn: str, answer: str) -> None:
-    p = prog(S, ("filter_size", (0,), ("large",)), ("count", (1,), ()), S,
-             ("filter_size", (3,), ("small",)), ("count", (4,), ()), (fn, (2, 5), ()))
+    p = prog(
+        S,
+        ("filter_size", (0,), ("large",)),
+        ("count", (1,), ()),
+        S,
+        ("filter_size", (3,), ("small",)),
+        ("count", (4,), ()),
+        (fn, (2, 5), ()),
+    )
     assert execute(p, simple_scene) == answer
 
 
-@pytest.mark.parametrize("attr, answer", [("color", "no"), ("material", "yes"), ("shape", "no"),
-                                          ("size", "no")])
+@pytest.mark.parametrize(
+    "attr, answer", [("color", "no"), ("material", "yes"), ("shape", "no"), ("size", "no")]
+)
 def test_attribute_equality(simple_scene: Scene, attr: str, answer: str) -> None:
-    p = prog(S, ("filter_shape", (0,), ("cube",)), ("unique", (1,), ()), (f"query_{attr}", (2,), ()),
-             S, ("filter_color", (4,), ("yellow",)), ("unique", (5,), ()), (f"query_{attr}", (6,), ()),
-             (f"equal_{attr}", (3, 7), ()))
+    p = prog(
+        S,
+        ("filter_shape", (0,), ("cube",)),
+        ("unique", (1,), ()),
+        (f"query_{attr}", (2,), ()),
+        S,
+        ("filter_color", (4,), ("yellow",)),
+        ("unique", (5,), ()),
+        (f"query_{attr}", (6,), ()),
+        (f"equal_{attr}", (3, 7), ()),
+    )
     assert execute(p, simple_scene) == answer
 
 

@@ -48,9 +48,15 @@ def write(path: Path, obj: object) -> Path:
 
 
 def base_question() -> dict:
-    return {"image_index": 0, "question": "How many things?", "answer": "3",
-            "program": [{"function": "scene", "inputs": [], "value_inputs": []},
-                        {"function": "count", "inputs": [0], "value_inputs": []}]}
+    return {
+        "image_index": 0,
+        "question": "How many things?",
+        "answer": "3",
+        "program": [
+            {"function": "scene", "inputs": [], "value_inputs": []},
+            {"function": "count", "inputs": [0], "value_inputs": []},
+        ],
+    }
 
 
 @pytest.mark.parametrize(
@@ -58,10 +64,19 @@ def base_question() -> dict:
     [
         (lambda q: q.pop("program"), ["question 1", "field 'program'", "missing"]),
         (lambda q: q.pop("image_index"), ["question 1", "field 'image_index'", "missing"]),
-        (lambda q: q["program"][1].update(function="tally"),
-         ["question 1", "program node 1 'tally'", "field 'function'", "unknown function 'tally'"]),
-        (lambda q: q["program"][1].update(inputs=[4]),
-         ["question 1", "program node 1", "field 'inputs'", "out of range"]),
+        (
+            lambda q: q["program"][1].update(function="tally"),
+            [
+                "question 1",
+                "program node 1 'tally'",
+                "field 'function'",
+                "unknown function 'tally'",
+            ],
+        ),
+        (
+            lambda q: q["program"][1].update(inputs=[4]),
+            ["question 1", "program node 1", "field 'inputs'", "out of range"],
+        ),
         (lambda q: q.update(answer=[3]), ["question 1", "field 'answer'", "[3]"]),
         (lambda q: q.update(image_index="zero"), ["question 1", "field 'image_index'", "'zero'"]),
     ],
@@ -109,8 +124,9 @@ def test_scenes_without_relationships_get_them_computed(tmp_path: Path, fixtures
 
 
 def test_generated_release_layout_and_splits(tmp_path: Path) -> None:
-    summary = generate_dataset(tmp_path, n_scenes=20, questions_per_scene=4, max_depth=8, seed=0,
-                               processes=1)
+    summary = generate_dataset(
+        tmp_path, n_scenes=20, questions_per_scene=4, max_depth=8, seed=0, processes=1
+    )
     assert summary["questions"] == 80
     ds = ClevrDataset(tmp_path, "train")
     assert (tmp_path / "images" / "train" / "CLEVR_train_000019.png").exists()
@@ -118,8 +134,9 @@ def test_generated_release_layout_and_splits(tmp_path: Path) -> None:
     assert [q.question_index for q in ds.questions] == list(range(80))
     info = json.loads((tmp_path / "questions" / "CLEVR_train_questions.json").read_text())["info"]
     assert info["seed"] == 0 and "brickwork_version" in info and info["config"]["max_depth"] == 8
-    splits = make_splits(ds.questions, fractions=(0.6, 0.2, 0.2), seed=1, max_depth=4,
-                         path=tmp_path / "splits.json")
+    splits = make_splits(
+        ds.questions, fractions=(0.6, 0.2, 0.2), seed=1, max_depth=4, path=tmp_path / "splits.json"
+    )
     again = load_splits(tmp_path / "splits.json")
     assert again == splits
     images = [set(v) for v in splits.image_indices.values()]

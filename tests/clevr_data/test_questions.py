@@ -28,15 +28,20 @@ def test_questions_are_well_posed_and_answers_match_executor(scenes: list[Scene]
             assert execute(q.program, s) == q.answer
             # every unique gets exactly one object (execute_trace raises otherwise)
             trace = execute_trace(q.program, s)
-            assert all(isinstance(trace[i], int) for i, n in enumerate(q.program) if n.function == "unique")
+            assert all(
+                isinstance(trace[i], int) for i, n in enumerate(q.program) if n.function == "unique"
+            )
             assert q.question.endswith("?") and q.question[0].isupper()
             assert 0 <= q.question_family_index < len(FAMILIES)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 5, 8, 13, 20, 25, 30])
 def test_depth_control_hits_requested_depth(scenes: list[Scene], depth: int) -> None:
-    got = [q.depth for s in scenes[:8] for q in generate_questions(s, 3, min_depth=depth,
-                                                                     max_depth=depth, seed=1)]
+    got = [
+        q.depth
+        for s in scenes[:8]
+        for q in generate_questions(s, 3, min_depth=depth, max_depth=depth, seed=1)
+    ]
     assert got and set(got) == {depth}
 
 

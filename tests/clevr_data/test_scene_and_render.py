@@ -33,7 +33,7 @@ def test_generated_scenes_respect_clevr_constraints(scenes: list[Scene]) -> None
         for i, a in enumerate(s.objects):
             assert -3 <= a.coords[0] <= 3 and -3 <= a.coords[1] <= 3
             ra = {"small": 0.35, "large": 0.7}[a.size]
-            for b in s.objects[i + 1:]:
+            for b in s.objects[i + 1 :]:
                 rb = {"small": 0.35, "large": 0.7}[b.size]
                 dx, dy = b.coords[0] - a.coords[0], b.coords[1] - a.coords[1]
                 assert math.hypot(dx, dy) - ra - rb >= 0.25
@@ -86,16 +86,19 @@ def test_render_shape_and_colors_distinguishable() -> None:
     for k, color in enumerate(COLORS):
         mean = big[ids == k].mean(axis=0)
         cos = (base @ mean) / (np.linalg.norm(base, axis=1) * np.linalg.norm(mean))
-        scaled = np.linalg.norm(base / np.linalg.norm(base, axis=1, keepdims=True)
-                                - mean / np.linalg.norm(mean), axis=1)
+        scaled = np.linalg.norm(
+            base / np.linalg.norm(base, axis=1, keepdims=True) - mean / np.linalg.norm(mean), axis=1
+        )
         assert COLORS[int(np.argmin(scaled))] == color, (color, mean, cos)
 
 
 def test_metal_is_shinier_than_rubber() -> None:
-    a = Scene.from_objects([SceneObject("blue", "sphere", "large", m, (0.0, 0.0, 0.7))
-                            for m in ("metal",)])
-    b = Scene.from_objects([SceneObject("blue", "sphere", "large", m, (0.0, 0.0, 0.7))
-                            for m in ("rubber",)])
+    a = Scene.from_objects(
+        [SceneObject("blue", "sphere", "large", m, (0.0, 0.0, 0.7)) for m in ("metal",)]
+    )
+    b = Scene.from_objects(
+        [SceneObject("blue", "sphere", "large", m, (0.0, 0.0, 0.7)) for m in ("rubber",)]
+    )
     ids = object_id_map(a, 192, 128)
     ma, mb = (render_scene(s, 192, 128, supersample=1).astype(float)[ids == 0] for s in (a, b))
     assert ma.min(axis=1).max() > mb.min(axis=1).max() + 60  # a white specular highlight
@@ -112,7 +115,7 @@ def test_object_masks_cover_visible_objects(scenes: list[Scene]) -> None:
     for k, o in enumerate(s.objects):
         u, v, _ = o.pixel_coords
         r, c = int(v / 320 * 8), int(u / 480 * 12)
-        assert masks[:, max(r - 1, 0):r + 2, max(c - 1, 0):c + 2][k].max() > 0
+        assert masks[:, max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2][k].max() > 0
 
 
 def test_render_batch_matches_render_scene(scenes: list[Scene]) -> None:

@@ -37,7 +37,7 @@ C = 6
 
 
 def _rand(*shape, scale=5.0):
-    return (torch.randn(*shape) * scale)
+    return torch.randn(*shape) * scale
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -46,7 +46,13 @@ def test_typed_attention_modules_stay_in_soft_mask_domain(seed):
     f = _rand(4, C, 8, 12)
     mask = torch.rand(4, 1, 8, 12)
     t = SoftMask("b 1 h w")
-    for out in (Scene(C)(f), Find(C)(f), Relate(C)(mask=mask, features=f), Same(C)(mask=mask, features=f), Unique()(mask)):
+    for out in (
+        Scene(C)(f),
+        Find(C)(f),
+        Relate(C)(mask=mask, features=f),
+        Same(C)(mask=mask, features=f),
+        Unique()(mask),
+    ):
         assert t.check(out) == ""
         assert bool(((out >= 0) & (out <= 1)).all())
 
@@ -80,12 +86,15 @@ def test_typed_compare_is_exact_on_certain_inputs():
 
 
 def _program():
-    return Program.from_json([
-        {"function": "scene", "inputs": []},
-        {"function": "filter_color", "inputs": [0], "value_inputs": ["red"]},
-        {"function": "unique", "inputs": [1]},
-        {"function": "relate", "inputs": [2], "value_inputs": ["left"]},
-        {"function": "count", "inputs": [3]}])
+    return Program.from_json(
+        [
+            {"function": "scene", "inputs": []},
+            {"function": "filter_color", "inputs": [0], "value_inputs": ["red"]},
+            {"function": "unique", "inputs": [1]},
+            {"function": "relate", "inputs": [2], "value_inputs": ["left"]},
+            {"function": "count", "inputs": [3]},
+        ]
+    )
 
 
 def test_answer_only_plan_puts_find_modules_through_a_surrogate():
@@ -96,11 +105,16 @@ def test_answer_only_plan_puts_find_modules_through_a_surrogate():
     assert plan["question_encoder"]["mode"] == "direct"
     # the dependent modules keep the engine's (make_plan) modes and come after stage 1
     assert {plan[n]["mode"] for n in ("unique", "relate[left]", "measure[count]")} <= {
-        "cached", "joint", "surrogate"}
+        "cached",
+        "joint",
+        "surrogate",
+    }
     assert plan["measure[count]"]["mode"] == "cached"
     assert all(plan[n]["stage"] >= 2 for n in ("unique", "relate[left]", "measure[count]"))
     assert plan["measure[count]"]["supervision"] == "direct"
-    assert plan["find[red]"]["input"] == "decoupled" and plan["find[red]"]["supervision"] == "indirect"
+    assert (
+        plan["find[red]"]["input"] == "decoupled" and plan["find[red]"]["supervision"] == "indirect"
+    )
     targets = study_plan([lay], supervision="targets")
     assert targets["find[red]"]["mode"] == "direct"
     assert targets["scene"]["mode"] == "direct"
@@ -139,8 +153,12 @@ def test_sgm_trains_a_find_module_that_works_in_the_full_layout():
             return self.head(self.find(x))
 
     loss = lambda m, b: torch.nn.functional.cross_entropy(m(b["f"]), b["a"])  # noqa: E731
-    fit(Trainee(), loss, Samples({"f": f, "a": answer}),
-        config=FitConfig(epochs=25, batch_size=64, lr=1e-2, seed=0))
+    fit(
+        Trainee(),
+        loss,
+        Samples({"f": f, "a": answer}),
+        config=FitConfig(epochs=25, batch_size=64, lr=1e-2, seed=0),
+    )
     # the find module alone now marks the red cells
     ft, red_t, ans_t = _toy(500, torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -149,8 +167,12 @@ def test_sgm_trains_a_find_module_that_works_in_the_full_layout():
     # frozen, it serves the full layout: exist(And(scene, find[red])) with a fresh exist head
     for p in find.parameters():
         p.requires_grad_(False)
-    kinds = Kinds(find=lambda v: find, scene=lambda: Scene(4), measure=lambda fn: Measure(fn),
-                  And=lambda: And.min())
+    kinds = Kinds(
+        find=lambda v: find,
+        scene=lambda: Scene(4),
+        measure=lambda fn: Measure(fn),
+        And=lambda: And.min(),
+    )
     b = LayoutBuilder(kinds, "q")
     feats = b.input("features")
     s = b.add("scene", features=feats).source()
@@ -161,12 +183,12 @@ def test_sgm_trains_a_find_module_that_works_in_the_full_layout():
     runner = Runner(kinds)
     params = [p for p in kinds.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-2)
-    for step in range(150):
+    for _ in range(150):
         idx = torch.randint(0, 1500, (64,))
         out = runner([lay] * 64, {"features": f[idx]})["answer"]
-        l = torch.nn.functional.cross_entropy(out, answer[idx])
+        loss = torch.nn.functional.cross_entropy(out, answer[idx])
         opt.zero_grad()
-        l.backward()
+        loss.backward()
         opt.step()
     with torch.no_grad():
         pred = runner([lay] * 500, {"features": ft})["answer"].argmax(-1)
@@ -182,8 +204,17 @@ def test_study_cli_reports_loader_data_errors(tmp_path, capsys):
         (root / "questions" / f"CLEVR_{split}_questions.json").write_text("{}")
     bad = root / "scenes" / "CLEVR_train_scenes.json"
     bad.write_text(json.dumps({"info": {}, "scenes": [{"image_index": "zero"}]}))
-    rc = cli_main(["clevr", "study", "--quick", "--out", str(tmp_path / "out"),
-                   "--cache", str(tmp_path / "cache")])
+    rc = cli_main(
+        [
+            "clevr",
+            "study",
+            "--quick",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("error: DataError:")

@@ -9,10 +9,10 @@ import torch
 
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData
-from brickwork.studies.clevr.nmn.layouts import NMN
-from brickwork.studies.clevr.nmn.recorded import record_finds
 from brickwork.studies.clevr.nmn.evaluate import _forward
+from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.modular import find_modules, freeze, recorded_finds
+from brickwork.studies.clevr.nmn.recorded import record_finds
 from brickwork.studies.clevr.nmn.vocab import K
 
 C = 8
@@ -24,10 +24,24 @@ def _p(nodes):
 
 PROGRAMS = [
     _p([("scene", [], []), ("filter_color", [0], ["red"]), ("count", [1], [])]),
-    _p([("scene", [], []), ("filter_color", [0], ["blue"]), ("unique", [1], []),
-        ("relate", [2], ["left"]), ("filter_shape", [3], ["cube"]), ("exist", [4], [])]),
-    _p([("scene", [], []), ("filter_shape", [0], ["cube"]), ("unique", [1], []),
-        ("query_color", [2], [])]),
+    _p(
+        [
+            ("scene", [], []),
+            ("filter_color", [0], ["blue"]),
+            ("unique", [1], []),
+            ("relate", [2], ["left"]),
+            ("filter_shape", [3], ["cube"]),
+            ("exist", [4], []),
+        ]
+    ),
+    _p(
+        [
+            ("scene", [], []),
+            ("filter_shape", [0], ["cube"]),
+            ("unique", [1], []),
+            ("query_color", [2], []),
+        ]
+    ),
     _p([("scene", [], []), ("exist", [0], [])]),
 ]
 
@@ -38,15 +52,23 @@ def _data(interface_seed: int = 0) -> StudyData:
 
     def qset() -> QuestionSet:
         progs = [PROGRAMS[i % len(PROGRAMS)] for i in range(n_q)]
-        return QuestionSet(questions=[SimpleNamespace(program=p) for p in progs],  # type: ignore[misc]
-                           image=torch.randint(0, n_img, (n_q,), generator=g), split="train",
-                           tokens=torch.ones(n_q, 3, dtype=torch.long),
-                           answer=torch.randint(0, K, (n_q,), generator=g),
-                           depth=torch.ones(n_q, dtype=torch.long))
+        return QuestionSet(
+            questions=[SimpleNamespace(program=p) for p in progs],  # type: ignore[misc]
+            image=torch.randint(0, n_img, (n_q,), generator=g),
+            split="train",
+            tokens=torch.ones(n_q, 3, dtype=torch.long),
+            answer=torch.randint(0, K, (n_q,), generator=g),
+            depth=torch.ones(n_q, dtype=torch.long),
+        )
 
-    return StudyData(features={"train": torch.randn(n_img, C, 4, 6, generator=g)},
-                     sets={"train": qset(), "val": qset()}, tokenizer=None,  # type: ignore[arg-type]
-                     find_targets={}, digest="tiny", encoder_accuracy={})
+    return StudyData(
+        features={"train": torch.randn(n_img, C, 4, 6, generator=g)},
+        sets={"train": qset(), "val": qset()},
+        tokenizer=None,  # type: ignore[arg-type]
+        find_targets={},
+        digest="tiny",
+        encoder_accuracy={},
+    )
 
 
 @pytest.mark.parametrize("interface", ["typed", "classic"])
@@ -66,13 +88,15 @@ def test_recorded_finds_give_the_same_outputs_and_gradients(interface, tmp_path)
     def run(recorded: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         model.zero_grad(set_to_none=True)
         if recorded:
-            logp = reader.forward("train", [q.program for q in qs.questions], qs.image,
-                                  feats[qs.image], prior)
+            logp = reader.forward(
+                "train", [q.program for q in qs.questions], qs.image, feats[qs.image], prior
+            )
         else:
             logp = _forward(model, qs, feats, idx, prior)
         torch.nn.functional.nll_loss(logp, qs.answer).backward()
-        return logp.detach(), [p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-                               for p in params]
+        return logp.detach(), [
+            p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params
+        ]
 
     full, g_full = run(False)
     rec, g_rec = run(True)

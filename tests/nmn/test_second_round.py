@@ -25,12 +25,32 @@ def _p(nodes):
 
 
 RED_COUNT = _p([("scene", [], []), ("filter_color", [0], ["red"]), ("count", [1], [])])
-RED_CUBE_COUNT = _p([("scene", [], []), ("filter_color", [0], ["red"]),
-                     ("filter_shape", [1], ["cube"]), ("count", [2], [])])
-CUBE_QUERY = _p([("scene", [], []), ("filter_shape", [0], ["cube"]), ("unique", [1], []),
-                 ("query_color", [2], [])])
-RED_RELATE = _p([("scene", [], []), ("filter_color", [0], ["red"]), ("unique", [1], []),
-                 ("relate", [2], ["left"]), ("filter_shape", [3], ["cube"]), ("exist", [4], [])])
+RED_CUBE_COUNT = _p(
+    [
+        ("scene", [], []),
+        ("filter_color", [0], ["red"]),
+        ("filter_shape", [1], ["cube"]),
+        ("count", [2], []),
+    ]
+)
+CUBE_QUERY = _p(
+    [
+        ("scene", [], []),
+        ("filter_shape", [0], ["cube"]),
+        ("unique", [1], []),
+        ("query_color", [2], []),
+    ]
+)
+RED_RELATE = _p(
+    [
+        ("scene", [], []),
+        ("filter_color", [0], ["red"]),
+        ("unique", [1], []),
+        ("relate", [2], ["left"]),
+        ("filter_shape", [3], ["cube"]),
+        ("exist", [4], []),
+    ]
+)
 PROGRAMS = [RED_COUNT, RED_CUBE_COUNT, CUBE_QUERY, RED_RELATE]
 
 
@@ -39,16 +59,23 @@ def _data(n_q: int = 160, n_img: int = 6, seed: int = 0) -> StudyData:
 
     def qset() -> QuestionSet:
         progs = [PROGRAMS[i % len(PROGRAMS)] for i in range(n_q)]
-        return QuestionSet(questions=[SimpleNamespace(program=p) for p in progs],  # type: ignore[misc]
-                           image=torch.randint(0, n_img, (n_q,), generator=g), split="train",
-                           tokens=torch.randint(1, 5, (n_q, 3), generator=g),
-                           answer=torch.randint(0, K, (n_q,), generator=g),
-                           depth=torch.ones(n_q, dtype=torch.long))
+        return QuestionSet(
+            questions=[SimpleNamespace(program=p) for p in progs],  # type: ignore[misc]
+            image=torch.randint(0, n_img, (n_q,), generator=g),
+            split="train",
+            tokens=torch.randint(1, 5, (n_q, 3), generator=g),
+            answer=torch.randint(0, K, (n_q,), generator=g),
+            depth=torch.ones(n_q, dtype=torch.long),
+        )
 
-    return StudyData(features={"train": torch.randn(n_img, C, 4, 6, generator=g)},
-                     sets={"train": qset(), "val": qset(), "test": qset()},
-                     tokenizer=list(range(6)),  # type: ignore[arg-type]
-                     find_targets={}, digest="tiny", encoder_accuracy={})
+    return StudyData(
+        features={"train": torch.randn(n_img, C, 4, 6, generator=g)},
+        sets={"train": qset(), "val": qset(), "test": qset()},
+        tokenizer=list(range(6)),  # type: ignore[arg-type]
+        find_targets={},
+        digest="tiny",
+        encoder_accuracy={},
+    )
 
 
 def _rows(rows: torch.Tensor, data: StudyData) -> set[Program]:
@@ -60,8 +87,10 @@ def test_context_adds_the_chains_whose_other_finds_are_trained():
     # alone, find[red] trains on the single-filter chains only (not the relate question)
     assert _rows(_find_rows(data, "red", "train"), data) == {RED_COUNT}
     # with the scene and find[cube] trained, also on the red-cube chain
-    assert _rows(_find_rows(data, "red", "train", {"scene", "find[cube]"}), data) \
-        == {RED_COUNT, RED_CUBE_COUNT}
+    assert _rows(_find_rows(data, "red", "train", {"scene", "find[cube]"}), data) == {
+        RED_COUNT,
+        RED_CUBE_COUNT,
+    }
     # a chain whose other find is not trained yet stays out
     assert _rows(_find_rows(data, "red", "train", {"scene"}), data) == {RED_COUNT}
 
@@ -98,8 +127,9 @@ def test_sgm_with_context_trains_only_its_own_module():
         m.requires_grad_(False)
     frozen = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in context.items()}
     red = {k: v.clone() for k, v in model.kinds.module("find[red]").state_dict().items()}
-    job = train_sgm_module(model, "find[red]", data, priors, seed=0, epochs=1, min_steps=20,
-                           context=context)
+    job = train_sgm_module(
+        model, "find[red]", data, priors, seed=0, epochs=1, min_steps=20, context=context
+    )
     assert job["context"] == ["find[cube]", "scene"] and job["rows"] == 80
     assert job["start_loss"] > 0 and job["sgm_loss"] <= job["start_loss"] + 1e-6
     for n, m in context.items():
@@ -112,15 +142,17 @@ def test_stuck_finds_train_again_with_the_learned_ones_as_context(monkeypatch):
     # every find counts as stuck: each trains a second time, with the scene as context
     monkeypatch.setattr(train_module, "PLATEAU", 0.0)
     data = _data(n_q=96)
-    _, info = train_modular("typed", data, seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10,
-                           channels=C)
+    _, info = train_modular(
+        "typed", data, seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10, channels=C
+    )
     second = [j for j in info["jobs"] if j.get("round") == 2]
     assert sorted(j["module"] for j in second) == ["find[cube]", "find[red]"]
     assert all(j["context"] == ["scene"] and isinstance(j["kept"], bool) for j in second)
     # with a threshold no loss exceeds, no find trains again
     monkeypatch.setattr(train_module, "PLATEAU", float("inf"))
-    _, info = train_modular("typed", data, seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10,
-                           channels=C)
+    _, info = train_modular(
+        "typed", data, seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10, channels=C
+    )
     assert not [j for j in info["jobs"] if j.get("round") == 2]
 
 
@@ -140,8 +172,9 @@ def test_a_second_round_is_kept_only_if_it_ends_further_below_its_start(monkeypa
         return job
 
     monkeypatch.setattr(train_module, "train_sgm_module", spy)
-    model, info = train_modular("typed", _data(n_q=96), seconds=0.2, seed=0, sgm_epochs=1,
-                                sgm_steps=10, channels=C)
+    model, info = train_modular(
+        "typed", _data(n_q=96), seconds=0.2, seed=0, sgm_epochs=1, sgm_steps=10, channels=C
+    )
     second = [j for j in info["jobs"] if j.get("round") == 2]
     assert second and all(j["kept"] is better for j in second)
     for j in second:

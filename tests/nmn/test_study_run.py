@@ -10,18 +10,32 @@ from dataclasses import replace
 
 import pytest
 
-from brickwork.studies.clevr.nmn import StudyConfig
 from brickwork.errors import TrainingError
+from brickwork.studies.clevr.nmn import StudyConfig
 from brickwork.studies.clevr.nmn.jobs import E2E_LR_RANGE, study_job, study_jobs
 from brickwork.studies.clevr.nmn.sgm_study import sgm_study_settings
 from brickwork.studies.clevr.nmn.study import run_study
 from brickwork.studies.clevr.nmn.variants import VARIANTS
 
-TINY = replace(StudyConfig.quick(seed=1), train_scenes=60, val_scenes=16, test_scenes=16,
-               questions_train=5, questions_eval=3, encoder_epochs=1, seconds_e2e=1.5,
-               seconds_downstream=1.0, seconds_film=1.0, seconds_all_depths=0.5,
-               sgm_steps=15, sgm_hpo_trials=2, sgm_study_points=3, seconds_sgm_study=0.5, seeds=2,
-               workers=2)
+TINY = replace(
+    StudyConfig.quick(seed=1),
+    train_scenes=60,
+    val_scenes=16,
+    test_scenes=16,
+    questions_train=5,
+    questions_eval=3,
+    encoder_epochs=1,
+    seconds_e2e=1.5,
+    seconds_downstream=1.0,
+    seconds_film=1.0,
+    seconds_all_depths=0.5,
+    sgm_steps=15,
+    sgm_hpo_trials=2,
+    sgm_study_points=3,
+    seconds_sgm_study=0.5,
+    seeds=2,
+    workers=2,
+)
 
 
 def _fractions(d):
@@ -49,7 +63,9 @@ def test_tiny_study_reports_every_variant_with_fractions(study):
     assert all(isinstance(c["met"], bool) for c in s["acceptance"].values())
     assert s["machine"]["workers"] == 2 and s["machine"]["cpus"] >= 1
     c = s["cost"]
-    assert c["per_trial"]["cost_ratio_parallel"] <= c["modular_hpo_only"]["cost_ratio_parallel"] + 1e-9
+    assert (
+        c["per_trial"]["cost_ratio_parallel"] <= c["modular_hpo_only"]["cost_ratio_parallel"] + 1e-9
+    )
     assert c["modular_critical_path_seconds"] <= c["modular_sum_seconds"] + 1e-9
     assert c["e2e_parallel_seconds"] <= c["e2e_seconds"] + 1e-9
     # the end-to-end side searches as many learning rates as each module's search tries
@@ -90,12 +106,16 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
     # a bigger stage-1 search: the answer-supervised modular jobs and the SGM-study
     # points (each find keeps the best of as many starts), plus one more end-to-end
     # trial; the end-to-end, FiLM and targets jobs keep their keys
-    wider = {j["name"]: study_module._job_key(j)
-             for j in study_jobs(root / "out", replace(TINY, sgm_hpo_trials=3), root / "cache")}
+    wider = {
+        j["name"]: study_module._job_key(j)
+        for j in study_jobs(root / "out", replace(TINY, sgm_hpo_trials=3), root / "cache")
+    }
     changed = {n for n in before if wider.get(n) != before[n]}
-    assert changed == {j["name"] for j in jobs
-                       if j.get("variant") in ("modular_typed", "modular_classic")
-                       or j["kind"] == "sgm_point"}
+    assert changed == {
+        j["name"]
+        for j in jobs
+        if j.get("variant") in ("modular_typed", "modular_classic") or j["kind"] == "sgm_point"
+    }
     assert len(set(wider) - set(before)) == 1
     # a change to the code a job runs reruns the jobs that run it, and only those
     real = study_module._source
@@ -104,13 +124,20 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
         def source(module):
             digest, deps = real(module)
             return (digest[::-1] if module.rsplit(".", 1)[-1] in names else digest), deps
+
         monkeypatch.setattr(study_module, "_source", source)
-        return {n for n, k in before.items()
-                if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k}
+        return {
+            n
+            for n, k in before.items()
+            if study_module._job_key(next(j for j in jobs if j["name"] == n)) != k
+        }
 
     # modular training: the three modular variants and the SGM points (their finds)
-    assert edited("modular") == {j["name"] for j in jobs if j["kind"] == "sgm_point"
-                                 or j.get("variant", "").startswith("modular")}
+    assert edited("modular") == {
+        j["name"]
+        for j in jobs
+        if j["kind"] == "sgm_point" or j.get("variant", "").startswith("modular")
+    }
     # the whole-model loop: every job trains through it
     assert edited("end_to_end") == set(before)
     # the SGM correlation study: its points only

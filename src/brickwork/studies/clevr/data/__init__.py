@@ -13,6 +13,47 @@ Example:
     True
 """
 
+from brickwork.studies.clevr.data.camera import Camera
+from brickwork.studies.clevr.data.executor import (
+    SceneIndex,
+    execute,
+    execute_trace,
+    is_well_posed,
+)
+from brickwork.studies.clevr.data.generate import generate_dataset
+from brickwork.studies.clevr.data.io import (
+    ClevrDataset,
+    QuestionsFile,
+    ScenesFile,
+    load_questions,
+    load_questions_file,
+    load_scenes,
+    load_scenes_file,
+    write_questions,
+    write_scenes,
+)
+from brickwork.studies.clevr.data.program import Program, ProgramNode, program_depth
+from brickwork.studies.clevr.data.question import Question
+from brickwork.studies.clevr.data.question_generator import FAMILIES, generate_questions
+from brickwork.studies.clevr.data.render import (
+    contact_sheet,
+    object_id_map,
+    object_masks,
+    render_batch,
+    render_scene,
+)
+from brickwork.studies.clevr.data.scene import (
+    COGENT_A,
+    COGENT_B,
+    Scene,
+    SceneConfig,
+    SceneObject,
+    compute_relationships,
+    generate_scene,
+    image_filename,
+)
+from brickwork.studies.clevr.data.splits import Splits, load_splits, make_splits
+from brickwork.studies.clevr.data.stats import dataset_stats, plot_stats
 from brickwork.studies.clevr.data.vocabulary import (
     ANSWERS,
     ATTRIBUTES,
@@ -26,65 +67,63 @@ from brickwork.studies.clevr.data.vocabulary import (
     FunctionSpec,
     format_answer,
 )
-from brickwork.studies.clevr.data.camera import Camera
-from brickwork.studies.clevr.data.scene import (
-    COGENT_A,
-    COGENT_B,
-    Scene,
-    SceneConfig,
-    SceneObject,
-    compute_relationships,
-    generate_scene,
-    image_filename,
-)
-from brickwork.studies.clevr.data.render import (
-    contact_sheet,
-    object_id_map,
-    object_masks,
-    render_batch,
-    render_scene,
-)
-from brickwork.studies.clevr.data.program import Program, ProgramNode, program_depth
-from brickwork.studies.clevr.data.executor import (
-    SceneIndex,
-    execute,
-    execute_trace,
-    is_well_posed,
-)
-from brickwork.studies.clevr.data.question import Question
-from brickwork.studies.clevr.data.question_generator import FAMILIES, generate_questions
-from brickwork.studies.clevr.data.generate import generate_dataset
-from brickwork.studies.clevr.data.io import (
-    ClevrDataset,
-    QuestionsFile,
-    ScenesFile,
-    load_questions,
-    load_questions_file,
-    load_scenes,
-    load_scenes_file,
-    write_questions,
-    write_scenes,
-)
-from brickwork.studies.clevr.data.splits import Splits, load_splits, make_splits
-from brickwork.studies.clevr.data.stats import dataset_stats, plot_stats
 
 __all__ = [
     # vocabulary
-    "ANSWERS", "ATTRIBUTES", "COLORS", "FUNCTIONS", "INVALID", "MATERIALS", "RELATIONS",
-    "SHAPES", "SIZES", "FunctionSpec", "format_answer",
+    "ANSWERS",
+    "ATTRIBUTES",
+    "COLORS",
+    "FUNCTIONS",
+    "INVALID",
+    "MATERIALS",
+    "RELATIONS",
+    "SHAPES",
+    "SIZES",
+    "FunctionSpec",
+    "format_answer",
     # scenes
-    "Camera", "COGENT_A", "COGENT_B", "Scene", "SceneConfig", "SceneObject",
-    "compute_relationships", "generate_scene", "image_filename",
+    "Camera",
+    "COGENT_A",
+    "COGENT_B",
+    "Scene",
+    "SceneConfig",
+    "SceneObject",
+    "compute_relationships",
+    "generate_scene",
+    "image_filename",
     # rendering
-    "contact_sheet", "object_id_map", "object_masks", "render_batch", "render_scene",
+    "contact_sheet",
+    "object_id_map",
+    "object_masks",
+    "render_batch",
+    "render_scene",
     # programs and execution
-    "Program", "ProgramNode", "program_depth", "SceneIndex", "execute", "execute_trace",
+    "Program",
+    "ProgramNode",
+    "program_depth",
+    "SceneIndex",
+    "execute",
+    "execute_trace",
     "is_well_posed",
     # questions and datasets
-    "Question", "FAMILIES", "generate_questions", "generate_dataset",
+    "Question",
+    "FAMILIES",
+    "generate_questions",
+    "generate_dataset",
     # files
-    "ClevrDataset", "QuestionsFile", "ScenesFile", "load_questions", "load_questions_file",
-    "load_scenes", "load_scenes_file", "write_questions", "write_scenes",
+    "ClevrDataset",
+    "QuestionsFile",
+    "ScenesFile",
+    "load_questions",
+    "load_questions_file",
+    "load_scenes",
+    "load_scenes_file",
+    "write_questions",
+    "write_scenes",
     # splits and statistics
-    "Splits", "load_splits", "make_splits", "dataset_stats", "plot_stats",
+    "Splits",
+    "load_splits",
+    "make_splits",
+    "dataset_stats",
+    "plot_stats",
 ]

@@ -76,7 +76,9 @@ class Camera:
         """Focal length in pixels for an image ``width`` pixels wide."""
         return (width / 2) / math.tan(math.radians(self.hfov_degrees) / 2)
 
-    def project(self, points: Sequence[Sequence[float]] | np.ndarray, width: int, height: int) -> np.ndarray:
+    def project(
+        self, points: Sequence[Sequence[float]] | np.ndarray, width: int, height: int
+    ) -> np.ndarray:
         """Project world points to ``(u, v, depth)`` rows (pixels from the top left)."""
         p = np.asarray(points, dtype=np.float64) - np.asarray(self.location)
         cam = p @ self._basis.T  # (n, 3): right, up, forward
@@ -86,8 +88,15 @@ class Camera:
         v = height / 2 - f * cam[:, 1] / depth
         return np.stack([u, v, depth], axis=1)
 
-    def rays(self, width: int, height: int, x0: int = 0, x1: int | None = None,
-             y0: int = 0, y1: int | None = None) -> np.ndarray:
+    def rays(
+        self,
+        width: int,
+        height: int,
+        x0: int = 0,
+        x1: int | None = None,
+        y0: int = 0,
+        y1: int | None = None,
+    ) -> np.ndarray:
         """Unnormalised ray directions through pixel centres of a window, ``(h, w, 3)``."""
         x1 = width if x1 is None else x1
         y1 = height if y1 is None else y1

@@ -119,8 +119,9 @@ def _run(program: Program, ix: SceneIndex) -> list[int | bool | str]:
         elif f == "unique":
             m = args[0]
             if m == 0 or m & (m - 1):
-                raise _IllPosed(i, f"found {m.bit_count()} objects {list(mask_to_set(m))}, "
-                                   "expected exactly 1")
+                raise _IllPosed(
+                    i, f"found {m.bit_count()} objects {list(mask_to_set(m))}, expected exactly 1"
+                )
             v = m.bit_length() - 1
         elif f == "relate":
             v = ix.relate[node.value_inputs[0]][args[0]]

@@ -48,8 +48,10 @@ def check_split_name(split: str) -> str:
         'val_ood'
     """
     if not isinstance(split, str) or not SPLIT_NAME.match(split):
-        raise DataError(f"split name {split!r}: use only letters, digits, '_' and '-' (at most "
-                        "100 characters; it becomes part of file names), e.g. 'train'")
+        raise DataError(
+            f"split name {split!r}: use only letters, digits, '_' and '-' (at most "
+            "100 characters; it becomes part of file names), e.g. 'train'"
+        )
     return split
 
 
@@ -84,8 +86,9 @@ def _remove_stale_images(images: Path, split: str, keep: set[str]) -> int:
 
 def _check_count(name: str, value: int, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise DataError(f"generate_dataset: {name} = {value!r}; expected a whole number in "
-                        f"[{lo}, {hi}]")
+        raise DataError(
+            f"generate_dataset: {name} = {value!r}; expected a whole number in [{lo}, {hi}]"
+        )
 
 
 def _work(job: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +99,14 @@ def _work(job: dict[str, Any]) -> dict[str, Any]:
     out = []
     for i in indices:
         scene = generate_scene(i, cfg["seed"], split=cfg["split"], config=scene_cfg)
-        qs = generate_questions(scene, cfg["questions_per_scene"], min_depth=cfg["min_depth"],
-                                max_depth=cfg["max_depth"], families=cfg["families"],
-                                seed=cfg["seed"])
+        qs = generate_questions(
+            scene,
+            cfg["questions_per_scene"],
+            min_depth=cfg["min_depth"],
+            max_depth=cfg["max_depth"],
+            families=cfg["families"],
+            seed=cfg["seed"],
+        )
         if cfg["images"] is not None:
             image = render_scene(scene, cfg["width"], cfg["height"], supersample=cfg["supersample"])
             save_png(image, Path(cfg["images"]) / scene.image_filename)
@@ -160,11 +168,15 @@ def generate_dataset(
     """
     t0 = time.perf_counter()
     check_split_name(split)
-    for name, value, lo, hi in (("n_scenes", n_scenes, 1, MAX_SCENES),
-                                ("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE),
-                                ("width", width, 1, MAX_IMAGE_SIDE), ("height", height, 1, MAX_IMAGE_SIDE),
-                                ("supersample", supersample, 1, MAX_SUPERSAMPLE),
-                                ("processes", processes, 1, 1024), ("chunk_size", chunk_size, 1, MAX_SCENES)):
+    for name, value, lo, hi in (
+        ("n_scenes", n_scenes, 1, MAX_SCENES),
+        ("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE),
+        ("width", width, 1, MAX_IMAGE_SIDE),
+        ("height", height, 1, MAX_IMAGE_SIDE),
+        ("supersample", supersample, 1, MAX_SUPERSAMPLE),
+        ("processes", processes, 1, 1024),
+        ("chunk_size", chunk_size, 1, MAX_SCENES),
+    ):
         _check_count(name, value, lo, hi)
     paths = release_paths(out_dir, split)
     if not overwrite:
@@ -172,22 +184,35 @@ def generate_dataset(
     cfg_scene = scene_config or SceneConfig()
     fams = list(families) if families is not None else list(FAMILIES)
     cfg = {
-        "seed": seed, "split": split, "questions_per_scene": questions_per_scene,
-        "min_depth": min_depth, "max_depth": max_depth, "families": fams,
-        "width": width, "height": height, "supersample": supersample,
+        "seed": seed,
+        "split": split,
+        "questions_per_scene": questions_per_scene,
+        "min_depth": min_depth,
+        "max_depth": max_depth,
+        "families": fams,
+        "width": width,
+        "height": height,
+        "supersample": supersample,
         "images": str(paths["images"]) if render else None,
         "scene_config": {k: v for k, v in cfg_scene.__dict__.items()},
     }
     # validate the arguments once, before any worker starts or anything is written
     try:
-        generate_questions(generate_scene(0, seed, config=cfg_scene), 0, min_depth=min_depth,
-                           max_depth=max_depth, families=fams)
+        generate_questions(
+            generate_scene(0, seed, config=cfg_scene),
+            0,
+            min_depth=min_depth,
+            max_depth=max_depth,
+            families=fams,
+        )
     except ValueError as exc:
         raise DataError(f"generate_dataset: {exc}") from None
     if render:
         paths["images"].mkdir(parents=True, exist_ok=True)
-    jobs = [{"indices": list(range(a, min(a + chunk_size, n_scenes))), "cfg": cfg}
-            for a in range(0, n_scenes, chunk_size)]
+    jobs = [
+        {"indices": list(range(a, min(a + chunk_size, n_scenes))), "cfg": cfg}
+        for a in range(0, n_scenes, chunk_size)
+    ]
     scenes: list[dict[str, Any]] = []
     questions: list[dict[str, Any]] = []
     for res in _run_jobs(jobs, processes, progress):  # in scene order: question indices follow it
@@ -197,16 +222,36 @@ def generate_dataset(
                 q["question_index"] = len(questions)
                 questions.append(q)
     if questions_per_scene > 0 and not questions:
-        raise DataError(f"generate_dataset: no question could be generated for {n_scenes} scenes "
-                        f"at depths {min_depth}..{max_depth} (families {', '.join(fams)}); "
-                        "try a smaller --min-depth/--max-depth or more families; the scenes and "
-                        "questions files were not written")
-    _remove_stale_images(paths["images"], split,
-                         {image_filename(split, i) for i in range(n_scenes)} if render else set())
-    info = _info(split, seed, n_scenes, questions_per_scene, min_depth, max_depth, fams,
-                 width, height, supersample, cfg_scene)
-    atomic_write_json(paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False)
-    atomic_write_json(paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False)
+        raise DataError(
+            f"generate_dataset: no question could be generated for {n_scenes} scenes "
+            f"at depths {min_depth}..{max_depth} (families {', '.join(fams)}); "
+            "try a smaller --min-depth/--max-depth or more families; the scenes and "
+            "questions files were not written"
+        )
+    _remove_stale_images(
+        paths["images"],
+        split,
+        {image_filename(split, i) for i in range(n_scenes)} if render else set(),
+    )
+    info = _info(
+        split,
+        seed,
+        n_scenes,
+        questions_per_scene,
+        min_depth,
+        max_depth,
+        fams,
+        width,
+        height,
+        supersample,
+        cfg_scene,
+    )
+    atomic_write_json(
+        paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False
+    )
+    atomic_write_json(
+        paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False
+    )
     seconds = time.perf_counter() - t0
     logger.info("generated %d scenes, %d questions in %.1f s", len(scenes), len(questions), seconds)
     return {
@@ -223,9 +268,11 @@ def generate_dataset(
 def _refuse_existing(out_dir: str | Path, split: str) -> None:
     old = split_files(out_dir, split)
     if old:
-        raise DataError(f"{out_dir}: already holds split {split!r} ({len(old)} files, e.g. "
-                        f"{old[0]}); pass overwrite=True (CLI: --force) to replace it, or "
-                        "choose another folder or split")
+        raise DataError(
+            f"{out_dir}: already holds split {split!r} ({len(old)} files, e.g. "
+            f"{old[0]}); pass overwrite=True (CLI: --force) to replace it, or "
+            "choose another folder or split"
+        )
 
 
 def _run_jobs(jobs: list[dict[str, Any]], processes: int, progress: bool) -> list[dict[str, Any]]:
@@ -241,9 +288,19 @@ def _run_jobs(jobs: list[dict[str, Any]], processes: int, progress: bool) -> lis
     return [_work(job) for job in tqdm(jobs, disable=not progress, desc="clevr generate")]
 
 
-def _info(split: str, seed: int, n_scenes: int, questions_per_scene: int, min_depth: int,
-          max_depth: int, fams: list[str], width: int, height: int, supersample: int,
-          cfg_scene: SceneConfig) -> dict[str, Any]:
+def _info(
+    split: str,
+    seed: int,
+    n_scenes: int,
+    questions_per_scene: int,
+    min_depth: int,
+    max_depth: int,
+    fams: list[str],
+    width: int,
+    height: int,
+    supersample: int,
+    cfg_scene: SceneConfig,
+) -> dict[str, Any]:
     """The ``info`` block of the split's scenes and questions files."""
     return {
         "split": split,
@@ -253,9 +310,14 @@ def _info(split: str, seed: int, n_scenes: int, questions_per_scene: int, min_de
         "brickwork_version": __version__,
         "seed": seed,
         "config": {
-            "n_scenes": n_scenes, "questions_per_scene": questions_per_scene,
-            "min_depth": min_depth, "max_depth": max_depth, "families": fams,
-            "width": width, "height": height, "supersample": supersample,
+            "n_scenes": n_scenes,
+            "questions_per_scene": questions_per_scene,
+            "min_depth": min_depth,
+            "max_depth": max_depth,
+            "families": fams,
+            "width": width,
+            "height": height,
+            "supersample": supersample,
             "scene": cfg_scene.to_json(),
         },
         "families": list(FAMILIES),
@@ -263,5 +325,11 @@ def _info(split: str, seed: int, n_scenes: int, questions_per_scene: int, min_de
     }
 
 
-__all__ = ["MAX_QUESTIONS_PER_SCENE", "MAX_SCENES", "SPLIT_NAME", "check_split_name",
-           "generate_dataset", "split_files"]
+__all__ = [
+    "MAX_QUESTIONS_PER_SCENE",
+    "MAX_SCENES",
+    "SPLIT_NAME",
+    "check_split_name",
+    "generate_dataset",
+    "split_files",
+]

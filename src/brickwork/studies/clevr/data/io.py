@@ -38,10 +38,18 @@ from brickwork.studies.clevr.data.question import Question
 from brickwork.studies.clevr.data.scene import Scene, image_filename
 from brickwork.studies.clevr.data.vocabulary import format_answer
 
-_QUESTION_KEYS = frozenset({
-    "image_index", "image_filename", "question", "program", "answer",
-    "question_family_index", "question_index", "split",
-})
+_QUESTION_KEYS = frozenset(
+    {
+        "image_index",
+        "image_filename",
+        "question",
+        "program",
+        "answer",
+        "question_family_index",
+        "question_index",
+        "split",
+    }
+)
 
 
 def read_json(path: str | Path) -> Any:
@@ -63,13 +71,17 @@ def read_json(path: str | Path) -> Any:
 
 def _top(path: Path, raw: Any, key: str) -> tuple[dict[str, Any], list[Any]]:
     if not isinstance(raw, Mapping):
-        raise DataError(f"{path}: found a JSON {type(raw).__name__} at the top level, expected "
-                        f"an object with 'info' and '{key}'")
+        raise DataError(
+            f"{path}: found a JSON {type(raw).__name__} at the top level, expected "
+            f"an object with 'info' and '{key}'"
+        )
     items = raw.get(key)
     if not isinstance(items, list):
-        raise DataError(f"{path}: field '{key}': "
-                        + ("missing" if items is None else f"found {type(items).__name__}")
-                        + f", expected a list of {key}")
+        raise DataError(
+            f"{path}: field '{key}': "
+            + ("missing" if items is None else f"found {type(items).__name__}")
+            + f", expected a list of {key}"
+        )
     info = raw.get("info", {})
     if not isinstance(info, Mapping):
         raise DataError(f"{path}: field 'info': found {type(info).__name__}, expected an object")
@@ -109,8 +121,10 @@ def load_scenes_file(path: str | Path) -> ScenesFile:
     path = Path(path)
     info, items = _top(path, read_json(path), "scenes")
     split = str(info.get("split", "train"))
-    scenes = [Scene.from_clevr_json(s, where=str(path), position=i, default_split=split)
-              for i, s in enumerate(items)]
+    scenes = [
+        Scene.from_clevr_json(s, where=str(path), position=i, default_split=split)
+        for i, s in enumerate(items)
+    ]
     return ScenesFile(info, scenes)
 
 
@@ -119,8 +133,9 @@ def load_scenes(path: str | Path) -> list[Scene]:
     return load_scenes_file(path).scenes
 
 
-def parse_question(raw: object, *, where: str = "", position: int = 0,
-                   default_split: str = "train") -> Question:
+def parse_question(
+    raw: object, *, where: str = "", position: int = 0, default_split: str = "train"
+) -> Question:
     """Parse one record of a questions file (release or CLEVR-generator format)."""
     prefix = f"{where}: question {position}"
     if not isinstance(raw, Mapping):
@@ -138,12 +153,16 @@ def parse_question(raw: object, *, where: str = "", position: int = 0,
     answer = raw.get("answer")
     if answer is not None:
         if not isinstance(answer, (str, int, bool)):
-            raise DataError(f"{prefix}: field 'answer': found {answer!r}, expected a string, "
-                            "an integer or a boolean")
+            raise DataError(
+                f"{prefix}: field 'answer': found {answer!r}, expected a string, "
+                "an integer or a boolean"
+            )
         answer = format_answer(answer)
     family = raw.get("question_family_index", -1)
     if not isinstance(family, int) or isinstance(family, bool):
-        raise DataError(f"{prefix}: field 'question_family_index': found {family!r}, expected an integer")
+        raise DataError(
+            f"{prefix}: field 'question_family_index': found {family!r}, expected an integer"
+        )
     qindex = raw.get("question_index", position)
     if not isinstance(qindex, int) or isinstance(qindex, bool):
         raise DataError(f"{prefix}: field 'question_index': found {qindex!r}, expected an integer")
@@ -158,8 +177,10 @@ def load_questions_file(path: str | Path) -> QuestionsFile:
     path = Path(path)
     info, items = _top(path, read_json(path), "questions")
     split = str(info.get("split", "train"))
-    questions = [parse_question(q, where=str(path), position=i, default_split=split)
-                 for i, q in enumerate(items)]
+    questions = [
+        parse_question(q, where=str(path), position=i, default_split=split)
+        for i, q in enumerate(items)
+    ]
     return QuestionsFile(info, questions)
 
 
@@ -170,15 +191,24 @@ def load_questions(path: str | Path) -> list[Question]:
 
 def write_scenes(path: str | Path, scenes: Iterable[Scene], info: Mapping[str, Any]) -> Path:
     """Write a CLEVR scenes file atomically."""
-    return atomic_write_json(path, {"info": dict(info),
-                                    "scenes": [s.to_clevr_json() for s in scenes]}, indent=None, sort_keys=False)
+    return atomic_write_json(
+        path,
+        {"info": dict(info), "scenes": [s.to_clevr_json() for s in scenes]},
+        indent=None,
+        sort_keys=False,
+    )
 
 
-def write_questions(path: str | Path, questions: Iterable[Question],
-                    info: Mapping[str, Any]) -> Path:
+def write_questions(
+    path: str | Path, questions: Iterable[Question], info: Mapping[str, Any]
+) -> Path:
     """Write a CLEVR questions file atomically (release format)."""
-    return atomic_write_json(path, {"info": dict(info),
-                                    "questions": [q.to_clevr_json() for q in questions]}, indent=None, sort_keys=False)
+    return atomic_write_json(
+        path,
+        {"info": dict(info), "questions": [q.to_clevr_json() for q in questions]},
+        indent=None,
+        sort_keys=False,
+    )
 
 
 def release_paths(root: str | Path, split: str) -> dict[str, Path]:
@@ -220,8 +250,10 @@ class ClevrDataset:
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         if not self.root.is_dir():
-            raise DataError(f"{self.root}: not a folder; expected a CLEVR release layout "
-                            "(images/, scenes/, questions/)")
+            raise DataError(
+                f"{self.root}: not a folder; expected a CLEVR release layout "
+                "(images/, scenes/, questions/)"
+            )
 
     @property
     def paths(self) -> dict[str, Path]:
@@ -246,7 +278,9 @@ class ClevrDataset:
         try:
             return self._by_index[image_index]
         except KeyError:
-            raise DataError(f"{self.paths['scenes']}: no scene with image_index {image_index}") from None
+            raise DataError(
+                f"{self.paths['scenes']}: no scene with image_index {image_index}"
+            ) from None
 
     def image_path(self, item: Scene | Question) -> Path:
         """Path of the image of a scene or question (``images/<split>/`` or ``images/``)."""

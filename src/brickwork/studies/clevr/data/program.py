@@ -78,7 +78,8 @@ def _check_nodes(nodes: Sequence[ProgramNode]) -> tuple[int, str, str] | None:
             return (
                 i,
                 "function",
-                f"unknown function {node.function!r}; expected one of {', '.join(sorted(FUNCTIONS))}",
+                f"unknown function {node.function!r}; "
+                f"expected one of {', '.join(sorted(FUNCTIONS))}",
             )
         if len(node.inputs) != spec.arity:
             return (
@@ -91,7 +92,8 @@ def _check_nodes(nodes: Sequence[ProgramNode]) -> tuple[int, str, str] | None:
                 return (
                     i,
                     "inputs",
-                    f"input {k} is {j!r}, out of range: expected the index of an earlier node (0..{i - 1})",
+                    f"input {k} is {j!r}, out of range: "
+                    f"expected the index of an earlier node (0..{i - 1})",
                 )
             if kinds[j] != spec.inputs[k]:
                 return (

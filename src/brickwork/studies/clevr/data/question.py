@@ -60,15 +60,17 @@ class Question:
     def to_clevr_json(self) -> dict[str, Any]:
         """The question in the CLEVR release format."""
         out: dict[str, Any] = dict(self.extra)
-        out.update({
-            "split": self.split,
-            "image_index": self.image_index,
-            "image_filename": self.image_filename,
-            "question_index": self.question_index,
-            "question_family_index": self.question_family_index,
-            "question": self.question,
-            "program": self.program.to_clevr_json(),
-        })
+        out.update(
+            {
+                "split": self.split,
+                "image_index": self.image_index,
+                "image_filename": self.image_filename,
+                "question_index": self.question_index,
+                "question_family_index": self.question_family_index,
+                "question": self.question,
+                "program": self.program.to_clevr_json(),
+            }
+        )
         if self.answer is not None:
             out["answer"] = self.answer
         return out

@@ -82,7 +82,12 @@ class _E:
     depth: int
 
 
-_REL_TEXT: Final = {"left": "left of", "right": "right of", "front": "in front of", "behind": "behind"}
+_REL_TEXT: Final = {
+    "left": "left of",
+    "right": "right of",
+    "front": "in front of",
+    "behind": "behind",
+}
 
 
 def _a(phrase: str) -> str:
@@ -119,38 +124,55 @@ def _obj_text(e: _E) -> str:
 
 def _question_text(family: str, root: _E, rng: random.Random) -> str:
     if family == "exist":
-        s = root.kids[0]
-        text = rng.choice([f"Are there any {_set_text(s, True)}?", f"Is there {_a(_set_text(s, False))}?"])
+        e = root.kids[0]
+        text = rng.choice(
+            [f"Are there any {_set_text(e, True)}?", f"Is there {_a(_set_text(e, False))}?"]
+        )
     elif family == "count":
         s = _set_text(root.kids[0], True)
         text = rng.choice([f"How many {s} are there?", f"What number of {s} are there?"])
     elif family.startswith("query_"):
         attr, o = family[6:], _obj_text(root.kids[0])
-        text = rng.choice({
-            "color": [f"What color is {o}?", f"What is the color of {o}?"],
-            "shape": [f"What shape is {o}?", f"What is the shape of {o}?"],
-            "size": [f"What size is {o}?", f"How big is {o}?"],
-            "material": [f"What material is {o}?", f"What is {o} made of?"],
-        }[attr])
+        text = rng.choice(
+            {
+                "color": [f"What color is {o}?", f"What is the color of {o}?"],
+                "shape": [f"What shape is {o}?", f"What is the shape of {o}?"],
+                "size": [f"What size is {o}?", f"How big is {o}?"],
+                "material": [f"What material is {o}?", f"What is {o} made of?"],
+            }[attr]
+        )
     elif family.startswith("equal_") and family != "equal_integer":
         attr = family[6:]
         o1, o2 = (_obj_text(q.kids[0]) for q in root.kids)
         if attr == "material":
-            text = rng.choice([f"Is {o1} made of the same material as {o2}?",
-                               f"Do {o1} and {o2} have the same material?"])
+            text = rng.choice(
+                [
+                    f"Is {o1} made of the same material as {o2}?",
+                    f"Do {o1} and {o2} have the same material?",
+                ]
+            )
         else:
-            text = rng.choice([f"Is {o1} the same {attr} as {o2}?",
-                               f"Do {o1} and {o2} have the same {attr}?"])
+            text = rng.choice(
+                [f"Is {o1} the same {attr} as {o2}?", f"Do {o1} and {o2} have the same {attr}?"]
+            )
     else:
         a, b = (_set_text(c.kids[0], True) for c in root.kids)
-        text = rng.choice({
-            "equal_integer": [f"Are there the same number of {a} and {b}?",
-                              f"Is the number of {a} the same as the number of {b}?"],
-            "less_than": [f"Are there fewer {a} than {b}?",
-                          f"Is the number of {a} less than the number of {b}?"],
-            "greater_than": [f"Are there more {a} than {b}?",
-                             f"Is the number of {a} greater than the number of {b}?"],
-        }[family])
+        text = rng.choice(
+            {
+                "equal_integer": [
+                    f"Are there the same number of {a} and {b}?",
+                    f"Is the number of {a} the same as the number of {b}?",
+                ],
+                "less_than": [
+                    f"Are there fewer {a} than {b}?",
+                    f"Is the number of {a} less than the number of {b}?",
+                ],
+                "greater_than": [
+                    f"Are there more {a} than {b}?",
+                    f"Is the number of {a} greater than the number of {b}?",
+                ],
+            }[family]
+        )
     return text[0].upper() + text[1:]
 
 
@@ -169,8 +191,9 @@ def _linearize(root: _E) -> list[ProgramNode]:
 class _Builder:
     """Builds executed expression trees on one scene."""
 
-    def __init__(self, ix: SceneIndex, rng: random.Random, tries: int = 4,
-                 budget: int = 400) -> None:
+    def __init__(
+        self, ix: SceneIndex, rng: random.Random, tries: int = 4, budget: int = 400
+    ) -> None:
         self.ix = ix
         self.rng = rng
         self.tries = tries
@@ -302,7 +325,9 @@ class _Builder:
             cb = _E("count", None, (b,), b.out.bit_count(), b.depth + 1)
             kids = (ca, cb) if rng.random() < 0.5 else (cb, ca)
             x, y = kids[0].out, kids[1].out
-            out = x == y if family == "equal_integer" else (x < y if family == "less_than" else x > y)
+            out = (
+                x == y if family == "equal_integer" else (x < y if family == "less_than" else x > y)
+            )
             return _E(family, None, kids, out, d)
         # equal_<attr>: two different objects
         attr = family[6:]
@@ -354,15 +379,21 @@ def generate_questions(
     fams = tuple(families) if families is not None else FAMILIES
     for f in fams:
         if f not in FAMILIES:
-            raise ValueError(f"unknown question family {f!r}; expected one of {', '.join(FAMILIES)}")
+            raise ValueError(
+                f"unknown question family {f!r}; expected one of {', '.join(FAMILIES)}"
+            )
     if n < 0:
         raise ValueError(f"the number of questions must be 0 or more, got {n}")
     if not 1 <= min_depth <= max_depth:
         raise ValueError(f"need 1 <= min_depth <= max_depth, got {min_depth}, {max_depth}")
     if max_depth > MAX_DEPTH:
-        raise ValueError(f"max_depth {max_depth} is deeper than the question generator reaches; "
-                         f"the reachable maximum is {MAX_DEPTH}")
-    depths = [d for d in range(min_depth, max_depth + 1) if any(family_min_depth(f) <= d for f in fams)]
+        raise ValueError(
+            f"max_depth {max_depth} is deeper than the question generator reaches; "
+            f"the reachable maximum is {MAX_DEPTH}"
+        )
+    depths = [
+        d for d in range(min_depth, max_depth + 1) if any(family_min_depth(f) <= d for f in fams)
+    ]
     if not depths:
         raise ValueError(f"no family among {fams} reaches a depth in [{min_depth}, {max_depth}]")
     rng = random.Random(f"brickwork-clevr-questions:{seed}:{scene.image_index}")
@@ -390,16 +421,18 @@ def generate_questions(
             continue
         nodes = _linearize(chosen)
         seen.add(tuple(nodes))
-        out.append(Question(
-            image_index=scene.image_index,
-            image_filename=scene.image_filename,
-            question=_question_text(family, chosen, rng),
-            program=Program(nodes),
-            answer=format_answer(chosen.out),
-            question_family_index=FAMILIES.index(family),
-            question_index=first_question_index + len(out),
-            split=scene.split,
-        ))
+        out.append(
+            Question(
+                image_index=scene.image_index,
+                image_filename=scene.image_filename,
+                question=_question_text(family, chosen, rng),
+                program=Program(nodes),
+                answer=format_answer(chosen.out),
+                question_family_index=FAMILIES.index(family),
+                question_index=first_question_index + len(out),
+                split=scene.split,
+            )
+        )
     if len(out) < n:
         logger.debug("scene %d: generated %d of %d questions", scene.image_index, len(out), n)
     return out

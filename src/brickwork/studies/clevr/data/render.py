@@ -49,12 +49,18 @@ _SQRT2 = math.sqrt(2.0)
 
 
 class _ObjectLike(Protocol):
-    shape: str
-    size: str
-    color: str
-    material: str
-    coords: tuple[float, float, float]
-    rotation: float
+    @property
+    def shape(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def color(self) -> str: ...
+    @property
+    def material(self) -> str: ...
+    @property
+    def coords(self) -> tuple[float, float, float]: ...
+    @property
+    def rotation(self) -> float: ...
 
 
 def object_extent(shape: str, size: str) -> tuple[float, float]:
@@ -65,11 +71,16 @@ def object_extent(shape: str, size: str) -> tuple[float, float]:
     return r, r
 
 
-def _window(cam: Camera, cx: float, cy: float, reach: float, half: float, width: int,
-            height: int) -> tuple[int, int, int, int] | None:
+def _window(
+    cam: Camera, cx: float, cy: float, reach: float, half: float, width: int, height: int
+) -> tuple[int, int, int, int] | None:
     corners = np.array(
-        [[cx + sx * reach, cy + sy * reach, z] for sx in (-1, 1) for sy in (-1, 1)
-         for z in (0.0, 2 * half)]
+        [
+            [cx + sx * reach, cy + sy * reach, z]
+            for sx in (-1, 1)
+            for sy in (-1, 1)
+            for z in (0.0, 2 * half)
+        ]
     )
     uv = cam.project(corners, width, height)
     x0 = max(int(math.floor(uv[:, 0].min())) - 1, 0)
@@ -176,8 +187,9 @@ def _floor(cam: Camera, width: int, height: int) -> tuple[np.ndarray, np.ndarray
     return floor, ground
 
 
-def _shadows(cam: Camera, objects: Sequence[_ObjectLike], ground: np.ndarray, width: int,
-             height: int) -> np.ndarray:
+def _shadows(
+    cam: Camera, objects: Sequence[_ObjectLike], ground: np.ndarray, width: int, height: int
+) -> np.ndarray:
     shadow = np.zeros(ground.shape[:2])
     push = _KEY[:2] / _KEY[2]
     for obj in objects:
@@ -186,8 +198,9 @@ def _shadows(cam: Camera, objects: Sequence[_ObjectLike], ground: np.ndarray, wi
         sx = float(obj.coords[0]) - push[0] * half
         sy = float(obj.coords[1]) - push[1] * half
         reach = 1.6 * rs + 0.3 * half
-        win = _window(cam, (sx + obj.coords[0]) / 2, (sy + obj.coords[1]) / 2, reach, 0.0,
-                      width, height)
+        win = _window(
+            cam, (sx + obj.coords[0]) / 2, (sy + obj.coords[1]) / 2, reach, 0.0, width, height
+        )
         if win is None:
             continue
         x0, x1, y0, y1 = win
@@ -201,8 +214,9 @@ def _shadows(cam: Camera, objects: Sequence[_ObjectLike], ground: np.ndarray, wi
     return shadow
 
 
-def _trace(objects: Sequence[_ObjectLike], width: int, height: int, cam: Camera,
-           shade: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def _trace(
+    objects: Sequence[_ObjectLike], width: int, height: int, cam: Camera, shade: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Render at exactly ``width × height``: colours (or None), object ids, solo areas."""
     ids = np.full((height, width), -1, dtype=np.int16)
     zbuf = np.full((height, width), np.inf)
@@ -228,8 +242,14 @@ def _trace(objects: Sequence[_ObjectLike], width: int, height: int, cam: Camera,
     return rgb, ids, solo
 
 
-def render_scene(scene: Scene, width: int = 96, height: int = 64, *, supersample: int = 2,
-                 camera: Camera | None = None) -> np.ndarray:
+def render_scene(
+    scene: Scene,
+    width: int = 96,
+    height: int = 64,
+    *,
+    supersample: int = 2,
+    camera: Camera | None = None,
+) -> np.ndarray:
     """Draw a scene: ``uint8`` array of shape ``(height, width, 3)``.
 
     Args:
@@ -249,24 +269,36 @@ def render_scene(scene: Scene, width: int = 96, height: int = 64, *, supersample
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def object_id_map(scene: Scene, width: int, height: int, *, camera: Camera | None = None
-                  ) -> np.ndarray:
+def object_id_map(
+    scene: Scene, width: int, height: int, *, camera: Camera | None = None
+) -> np.ndarray:
     """Index of the object seen at each pixel (``-1`` for the floor), ``int16 (h, w)``."""
     _, ids, _ = _trace(scene.objects, width, height, camera or _DEFAULT_CAMERA, shade=False)
     return ids
 
 
-def visible_fractions(objects: Sequence[_ObjectLike], width: int = 120, height: int = 80, *,
-                      camera: Camera | None = None) -> tuple[np.ndarray, np.ndarray]:
+def visible_fractions(
+    objects: Sequence[_ObjectLike],
+    width: int = 120,
+    height: int = 80,
+    *,
+    camera: Camera | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Visible pixel count and visible fraction of each object (occlusion check)."""
     _, ids, solo = _trace(objects, width, height, camera or _DEFAULT_CAMERA, shade=False)
     counts = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))[: len(objects)]
     return counts, counts / np.maximum(solo, 1)
 
 
-def object_masks(scene: Scene, width: int = 96, height: int = 64,
-                 grid: tuple[int, int] | None = None, *, supersample: int = 2,
-                 camera: Camera | None = None) -> np.ndarray:
+def object_masks(
+    scene: Scene,
+    width: int = 96,
+    height: int = 64,
+    grid: tuple[int, int] | None = None,
+    *,
+    supersample: int = 2,
+    camera: Camera | None = None,
+) -> np.ndarray:
     """Visible coverage of every object per cell of a grid over the image.
 
     Args:
@@ -283,7 +315,9 @@ def object_masks(scene: Scene, width: int = 96, height: int = 64,
 
     Example:
         >>> from brickwork.studies.clevr.data.scene import Scene, SceneObject
-        >>> s = Scene.from_objects([SceneObject("red", "sphere", "large", "rubber", (0.0, 0.0, 0.7))])
+        >>> s = Scene.from_objects(
+        ...     [SceneObject("red", "sphere", "large", "rubber", (0.0, 0.0, 0.7))]
+        ... )
         >>> m = object_masks(s, 96, 64, grid=(8, 12))
         >>> m.shape, bool(m.max() > 0.5)
         ((1, 8, 12), True)
@@ -310,12 +344,23 @@ _RENDER_CHUNK = 32
 
 def _render_chunk(job: dict[str, Any]) -> dict[str, Any]:
     """A worker's job: render ``job["scenes"]`` → ``{"images": [uint8 (h, w, 3), ...]}``."""
-    return {"images": [render_scene(s, job["width"], job["height"], supersample=job["supersample"])
-                       for s in job["scenes"]]}
+    return {
+        "images": [
+            render_scene(s, job["width"], job["height"], supersample=job["supersample"])
+            for s in job["scenes"]
+        ]
+    }
 
 
-def render_batch(scenes: Sequence[Scene], width: int = 96, height: int = 64, *,
-                 supersample: int = 2, processes: int = 1, progress: bool = False) -> np.ndarray:
+def render_batch(
+    scenes: Sequence[Scene],
+    width: int = 96,
+    height: int = 64,
+    *,
+    supersample: int = 2,
+    processes: int = 1,
+    progress: bool = False,
+) -> np.ndarray:
     """Render many scenes: ``uint8 (n, height, width, 3)``, in parallel when asked."""
     from tqdm.auto import tqdm
 
@@ -324,11 +369,18 @@ def render_batch(scenes: Sequence[Scene], width: int = 96, height: int = 64, *,
         from brickwork.training import make_executor
 
         size = _RENDER_CHUNK
-        jobs = [{"scenes": list(scenes[a:a + size]), "width": width, "height": height,
-                 "supersample": supersample} for a in range(0, len(scenes), size)]
+        jobs = [
+            {
+                "scenes": list(scenes[a : a + size]),
+                "width": width,
+                "height": height,
+                "supersample": supersample,
+            }
+            for a in range(0, len(scenes), size)
+        ]
 
         def put(i: int, res: dict[str, Any]) -> None:
-            out[i * size:i * size + len(res["images"])] = np.stack(res["images"])
+            out[i * size : i * size + len(res["images"])] = np.stack(res["images"])
 
         with make_executor("local", workers=min(processes, len(jobs))) as ex:
             ex.map(_render_chunk, jobs, progress=progress, desc="render", on_result=put)
@@ -338,8 +390,14 @@ def render_batch(scenes: Sequence[Scene], width: int = 96, height: int = 64, *,
     return out
 
 
-def contact_sheet(images: Sequence[np.ndarray], path: str | Path, *, columns: int = 6,
-                  scale: int = 2, labels: Sequence[str] | None = None) -> Path:
+def contact_sheet(
+    images: Sequence[np.ndarray],
+    path: str | Path,
+    *,
+    columns: int = 6,
+    scale: int = 2,
+    labels: Sequence[str] | None = None,
+) -> Path:
     """Tile images into one PNG (enlarged ``scale`` times), written atomically."""
     from PIL import ImageDraw
 
@@ -356,7 +414,9 @@ def contact_sheet(images: Sequence[np.ndarray], path: str | Path, *, columns: in
     for i, img in enumerate(images):
         r, c = divmod(i, columns)
         x, y = pad + c * (tw + pad), pad + r * (th + pad)
-        tile = Image.fromarray(np.asarray(img, dtype=np.uint8)).resize((tw, th), Image.LANCZOS)
+        tile = Image.fromarray(np.asarray(img, dtype=np.uint8)).resize(
+            (tw, th), Image.Resampling.LANCZOS
+        )
         sheet.paste(tile, (x, y))
         if labels is not None:
             draw.text((x + 2, y + 1), labels[i], fill=(255, 255, 255))

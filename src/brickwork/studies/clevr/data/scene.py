@@ -150,8 +150,10 @@ class Scene:
         image_filename: the image's file name.
 
     Example:
-        >>> s = Scene.from_objects([SceneObject("red", "cube", "large", "metal", (0.0, 0.0, 0.49)),
-        ...                         SceneObject("blue", "sphere", "small", "rubber", (0.0, 2.0, 0.35))])
+        >>> s = Scene.from_objects([
+        ...     SceneObject("red", "cube", "large", "metal", (0.0, 0.0, 0.49)),
+        ...     SceneObject("blue", "sphere", "small", "rubber", (0.0, 2.0, 0.35)),
+        ... ])
         >>> s.relationships["behind"][0], s.relationships["front"][1]
         ((1,), (0,))
     """
@@ -185,18 +187,30 @@ class Scene:
             object.__setattr__(self, "image_filename", image_filename(self.split, self.image_index))
 
     @classmethod
-    def from_objects(cls, objects: Sequence[SceneObject], *, image_index: int = 0,
-                     split: str = "train", camera: Camera | None = None,
-                     eps: float = 0.2) -> Scene:
+    def from_objects(
+        cls,
+        objects: Sequence[SceneObject],
+        *,
+        image_index: int = 0,
+        split: str = "train",
+        camera: Camera | None = None,
+        eps: float = 0.2,
+    ) -> Scene:
         """Build a scene from objects: pixel coordinates, directions, relationships."""
         cam = camera or _DEFAULT_CAMERA
         directions = cam.directions()
         objs = tuple(
-            replace(o, pixel_coords=tuple(float(x) for x in cam.project([o.coords], CLEVR_WIDTH, CLEVR_HEIGHT)[0]))  # type: ignore[arg-type]
+            replace(
+                o,
+                pixel_coords=tuple(  # type: ignore[arg-type]
+                    float(x) for x in cam.project([o.coords], CLEVR_WIDTH, CLEVR_HEIGHT)[0]
+                ),
+            )
             for o in objects
         )
-        return cls(objs, compute_relationships(objs, directions, eps), directions,
-                   image_index, split)
+        return cls(
+            objs, compute_relationships(objs, directions, eps), directions, image_index, split
+        )
 
     def to_clevr_json(self) -> dict[str, Any]:
         """The scene in CLEVR's scenes-file format."""
@@ -210,8 +224,9 @@ class Scene:
         }
 
     @classmethod
-    def from_clevr_json(cls, raw: object, *, where: str = "", position: int = 0,
-                        default_split: str = "train") -> Scene:
+    def from_clevr_json(
+        cls, raw: object, *, where: str = "", position: int = 0, default_split: str = "train"
+    ) -> Scene:
         """Parse one scene of a CLEVR scenes file (the release's or ours).
 
         Missing ``relationships`` are computed from ``3d_coords`` and ``directions``
@@ -225,32 +240,49 @@ class Scene:
             raise DataError(f"{prefix}: found {type(raw).__name__}, expected an object")
         objs_raw = raw.get("objects")
         if not isinstance(objs_raw, list):
-            raise DataError(f"{prefix}: field 'objects': "
-                            + ("missing" if objs_raw is None else f"found {type(objs_raw).__name__}")
-                            + ", expected a list of objects")
+            raise DataError(
+                f"{prefix}: field 'objects': "
+                + ("missing" if objs_raw is None else f"found {type(objs_raw).__name__}")
+                + ", expected a list of objects"
+            )
         objects = []
         for k, o in enumerate(objs_raw):
             if not isinstance(o, Mapping):
-                raise DataError(f"{prefix}, object {k}: found {type(o).__name__}, expected an object")
+                raise DataError(
+                    f"{prefix}, object {k}: found {type(o).__name__}, expected an object"
+                )
             for key in ("color", "shape", "size", "material", "3d_coords"):
                 if key not in o:
                     raise DataError(f"{prefix}, object {k}: field '{key}': missing")
             for attr, values in ATTRIBUTES.items():
                 if o[attr] not in values:
-                    raise DataError(f"{prefix}, object {k}: field '{attr}': found {o[attr]!r}, "
-                                    f"expected one of {', '.join(values)}")
+                    raise DataError(
+                        f"{prefix}, object {k}: field '{attr}': found {o[attr]!r}, "
+                        f"expected one of {', '.join(values)}"
+                    )
             coords = o["3d_coords"]
-            if (not isinstance(coords, list) or len(coords) != 3
-                    or not all(isinstance(c, (int, float)) for c in coords)):
-                raise DataError(f"{prefix}, object {k}: field '3d_coords': found {coords!r}, "
-                                "expected 3 numbers")
+            if (
+                not isinstance(coords, list)
+                or len(coords) != 3
+                or not all(isinstance(c, (int, float)) for c in coords)
+            ):
+                raise DataError(
+                    f"{prefix}, object {k}: field '3d_coords': found {coords!r}, expected 3 numbers"
+                )
             pix = o.get("pixel_coords", [0, 0, 0])
-            objects.append(SceneObject(
-                o["color"], o["shape"], o["size"], o["material"],
-                tuple(float(c) for c in coords),  # type: ignore[arg-type]
-                float(o.get("rotation", 0.0)),
-                tuple(float(c) for c in pix[:3]) if isinstance(pix, list) and len(pix) >= 3 else (0.0, 0.0, 0.0),  # type: ignore[arg-type]
-            ))
+            objects.append(
+                SceneObject(
+                    o["color"],
+                    o["shape"],
+                    o["size"],
+                    o["material"],
+                    tuple(float(c) for c in coords),  # type: ignore[arg-type]
+                    float(o.get("rotation", 0.0)),
+                    tuple(float(c) for c in pix[:3])
+                    if isinstance(pix, list) and len(pix) >= 3
+                    else (0.0, 0.0, 0.0),  # type: ignore[arg-type]
+                )
+            )
         split = str(raw.get("split", default_split))
         index = raw.get("image_index", position)
         if not isinstance(index, int) or isinstance(index, bool):
@@ -260,13 +292,19 @@ class Scene:
             directions = _DEFAULT_CAMERA.directions()
         else:
             try:
-                directions = {str(k): tuple(float(c) for c in v) for k, v in directions_raw.items()}
+                # 3-vectors: checked below
+                directions = {
+                    str(k): tuple(float(c) for c in v)  # type: ignore[misc]
+                    for k, v in directions_raw.items()
+                }
                 for rel in RELATIONS:
                     if len(directions[rel]) != 3:
                         raise ValueError(rel)
             except (AttributeError, TypeError, ValueError, KeyError) as exc:
-                raise DataError(f"{prefix}: field 'directions': found {directions_raw!r}, expected "
-                                "a 3-vector for each of left, right, front, behind") from exc
+                raise DataError(
+                    f"{prefix}: field 'directions': found {directions_raw!r}, expected "
+                    "a 3-vector for each of left, right, front, behind"
+                ) from exc
         rel_raw = raw.get("relationships")
         if rel_raw is None:
             relationships = compute_relationships(objects, directions)
@@ -277,12 +315,14 @@ class Scene:
                 if not isinstance(rows, list) or not all(
                     isinstance(r, list) and all(isinstance(j, int) for j in r) for r in rows
                 ):
-                    raise DataError(f"{prefix}: field 'relationships.{rel}': found {rows!r:.80}, "
-                                    "expected a list of index lists, one per object")
+                    raise DataError(
+                        f"{prefix}: field 'relationships.{rel}': found {rows!r:.80}, "
+                        "expected a list of index lists, one per object"
+                    )
                 relationships[rel] = tuple(tuple(r) for r in rows)
         name = raw.get("image_filename") or image_filename(split, index)
         try:
-            return cls(tuple(objects), relationships, directions, index, split, str(name))  # type: ignore[arg-type]
+            return cls(tuple(objects), relationships, directions, index, split, str(name))
         except DataError as exc:
             raise DataError(f"{where}: {exc}") from None
 
@@ -304,15 +344,24 @@ COGENT_B: dict[str, tuple[str, ...]] = {
 def check_condition(raw: object, where: str = "condition") -> dict[str, tuple[str, ...]]:
     """Validate a shape-colour condition (CLEVR's ``shape_color_combos_json``)."""
     if not isinstance(raw, Mapping) or not raw:
-        raise DataError(f"{where}: expected an object mapping shapes to lists of colours, "
-                        f"found {raw!r:.80}")
+        raise DataError(
+            f"{where}: expected an object mapping shapes to lists of colours, found {raw!r:.80}"
+        )
     out = {}
     for shape, colors in raw.items():
         if shape not in SHAPES:
-            raise DataError(f"{where}: field '{shape}': unknown shape; expected one of {', '.join(SHAPES)}")
-        if not isinstance(colors, (list, tuple)) or not colors or any(c not in COLORS for c in colors):
-            raise DataError(f"{where}: field '{shape}': found {colors!r}, expected a non-empty "
-                            f"list of colours from {', '.join(COLORS)}")
+            raise DataError(
+                f"{where}: field '{shape}': unknown shape; expected one of {', '.join(SHAPES)}"
+            )
+        if (
+            not isinstance(colors, (list, tuple))
+            or not colors
+            or any(c not in COLORS for c in colors)
+        ):
+            raise DataError(
+                f"{where}: field '{shape}': found {colors!r}, expected a non-empty "
+                f"list of colours from {', '.join(COLORS)}"
+            )
         out[str(shape)] = tuple(str(c) for c in colors)
     return out
 
@@ -340,24 +389,34 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects <= 12:
-            raise ValueError(f"need 1 <= min_objects <= max_objects <= 12, got "
-                             f"{self.min_objects}, {self.max_objects}")
+            raise ValueError(
+                f"need 1 <= min_objects <= max_objects <= 12, got "
+                f"{self.min_objects}, {self.max_objects}"
+            )
         if self.condition is not None:
             object.__setattr__(self, "condition", check_condition(self.condition))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "min_objects": self.min_objects, "max_objects": self.max_objects,
-            "min_dist": self.min_dist, "margin": self.margin,
+            "min_objects": self.min_objects,
+            "max_objects": self.max_objects,
+            "min_dist": self.min_dist,
+            "margin": self.margin,
             "relation_eps": self.relation_eps,
             "min_visible_pixels": self.min_visible_pixels,
             "min_visible_fraction": self.min_visible_fraction,
-            "condition": None if self.condition is None else {k: list(v) for k, v in self.condition.items()},
+            "condition": None
+            if self.condition is None
+            else {k: list(v) for k, v in self.condition.items()},
         }
 
 
-def _place(rng: random.Random, n: int, cfg: SceneConfig,
-           directions: Mapping[str, tuple[float, float, float]]) -> list[tuple[float, float, str]] | None:
+def _place(
+    rng: random.Random,
+    n: int,
+    cfg: SceneConfig,
+    directions: Mapping[str, tuple[float, float, float]],
+) -> list[tuple[float, float, str]] | None:
     placed: list[tuple[float, float, str]] = []
     cards = [directions[d] for d in ("left", "right", "front", "behind")]
     for _ in range(n):
@@ -383,8 +442,14 @@ def _place(rng: random.Random, n: int, cfg: SceneConfig,
     return placed
 
 
-def generate_scene(index: int, seed: int = 0, *, split: str = "train",
-                   config: SceneConfig | None = None, camera: Camera | None = None) -> Scene:
+def generate_scene(
+    index: int,
+    seed: int = 0,
+    *,
+    split: str = "train",
+    config: SceneConfig | None = None,
+    camera: Camera | None = None,
+) -> Scene:
     """Generate scene ``index`` of a dataset; the same ``(seed, index)`` gives the same scene.
 
     Raises:
@@ -414,10 +479,13 @@ def generate_scene(index: int, seed: int = 0, *, split: str = "train",
         counts, fractions = visible_fractions(objects, *cfg.visibility_size, camera=cam)
         if (counts < cfg.min_visible_pixels).any() or (fractions < cfg.min_visible_fraction).any():
             continue
-        return Scene.from_objects(objects, image_index=index, split=split, camera=cam,
-                                  eps=cfg.relation_eps)
-    raise DataError(f"scene {index}: no valid placement of objects found in 1000 attempts "
-                    f"with {cfg}; loosen min_dist, margin or the visibility limits")
+        return Scene.from_objects(
+            objects, image_index=index, split=split, camera=cam, eps=cfg.relation_eps
+        )
+    raise DataError(
+        f"scene {index}: no valid placement of objects found in 1000 attempts "
+        f"with {cfg}; loosen min_dist, margin or the visibility limits"
+    )
 
 
 __all__ = [

@@ -11,7 +11,9 @@ Example:
     >>> from brickwork.studies.clevr.data.program import Program, ProgramNode
     >>> from brickwork.studies.clevr.data.question import Question
     >>> p = Program([ProgramNode("scene"), ProgramNode("exist", (0,))])
-    >>> qs = [Question(i // 2, f"CLEVR_train_{i // 2:06d}.png", "Any?", p, "yes") for i in range(40)]
+    >>> qs = [
+    ...     Question(i // 2, f"CLEVR_train_{i // 2:06d}.png", "Any?", p, "yes") for i in range(40)
+    ... ]
     >>> s = make_splits(qs, fractions=(0.5, 0.25, 0.25), seed=0)
     >>> sorted(len(v) for v in s.image_indices.values())
     [5, 5, 10]
@@ -106,8 +108,8 @@ def make_splits(
     n_val = round(fractions[1] * len(images))
     parts = {
         "train": sorted(images[:n_train]),
-        "val": sorted(images[n_train:n_train + n_val]),
-        "test": sorted(images[n_train + n_val:]),
+        "val": sorted(images[n_train : n_train + n_val]),
+        "test": sorted(images[n_train + n_val :]),
     }
     where = {i: name for name, idx in parts.items() for i in idx}
     held = set(holdout_families)
@@ -118,10 +120,18 @@ def make_splits(
         depths.append(d)
         ood = (max_depth is not None and d > max_depth) or q.question_family_index in held
         qidx[where[q.image_index] + ("_ood" if ood else "")].append(pos)
-    splits = Splits(parts, qidx, depths, {
-        "fractions": list(fractions), "seed": seed, "max_depth": max_depth,
-        "holdout_families": sorted(held), "n_questions": len(questions),
-    })
+    splits = Splits(
+        parts,
+        qidx,
+        depths,
+        {
+            "fractions": list(fractions),
+            "seed": seed,
+            "max_depth": max_depth,
+            "holdout_families": sorted(held),
+            "n_questions": len(questions),
+        },
+    )
     if path is not None:
         splits.save(path)
     return splits
@@ -140,8 +150,10 @@ def load_splits(path: str | Path) -> Splits:
             info,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DataError(f"{path}: not a splits file ({type(exc).__name__}: {exc}); expected "
-                        "'info', 'image_indices', 'question_indices', 'question_depths'") from None
+        raise DataError(
+            f"{path}: not a splits file ({type(exc).__name__}: {exc}); expected "
+            "'info', 'image_indices', 'question_indices', 'question_depths'"
+        ) from None
 
 
 __all__ = ["SPLITS", "Splits", "load_splits", "make_splits"]

@@ -28,13 +28,18 @@ def _hist(counter: Counter[Any], numeric: bool = False) -> dict[str, int]:
 def dataset_stats(questions: Sequence[Question]) -> dict[str, Any]:
     """Histograms of depth, answer, family (name when known) and program length."""
     families = Counter(
-        FAMILIES[q.question_family_index] if 0 <= q.question_family_index < len(FAMILIES)
-        else str(q.question_family_index) for q in questions
+        FAMILIES[q.question_family_index]
+        if 0 <= q.question_family_index < len(FAMILIES)
+        else str(q.question_family_index)
+        for q in questions
     )
     per_family: dict[str, Counter[str]] = {}
     for q in questions:
-        name = (FAMILIES[q.question_family_index] if 0 <= q.question_family_index < len(FAMILIES)
-                else str(q.question_family_index))
+        name = (
+            FAMILIES[q.question_family_index]
+            if 0 <= q.question_family_index < len(FAMILIES)
+            else str(q.question_family_index)
+        )
         per_family.setdefault(name, Counter())[str(q.answer)] += 1
     return {
         "n_questions": len(questions),
@@ -58,8 +63,9 @@ def plot_stats(stats: dict[str, Any], path: str | Path) -> Path:
     from brickwork.modules import atomic_write_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for ax, key, title in zip(axes, ("depth", "answer", "family"),
-                              ("program depth", "answer", "family")):
+    for ax, key, title in zip(
+        axes, ("depth", "answer", "family"), ("program depth", "answer", "family")
+    ):
         hist = stats[key]
         ax.bar(range(len(hist)), list(hist.values()), color="#4a7bb7")
         ax.set_xticks(range(len(hist)))

@@ -127,12 +127,7 @@ FUNCTIONS: Final[dict[str, FunctionSpec]] = _build_functions()
 
 #: all answers a CLEVR question can have, as strings (the release's format)
 ANSWERS: Final[tuple[str, ...]] = (
-    ("yes", "no")
-    + tuple(str(i) for i in range(11))
-    + COLORS
-    + SHAPES
-    + SIZES
-    + MATERIALS
+    ("yes", "no") + tuple(str(i) for i in range(11)) + COLORS + SHAPES + SIZES + MATERIALS
 )
 
 __all__ = [

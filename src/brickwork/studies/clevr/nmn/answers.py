@@ -20,11 +20,10 @@ import torch
 from torch import nn
 
 from brickwork.errors import LoadError
-from brickwork.modules import Module, register_kind
+from brickwork.modules import Module, attend, register_kind, stack_param
 from brickwork.studies.clevr.data import ATTRIBUTES
-from brickwork.modules import attend, stack_param
 from brickwork.studies.clevr.nmn.modules import mask_type
-from brickwork.studies.clevr.nmn.vocab import COUNT_INDEX, K, NO, OFF, YES, valid_answers
+from brickwork.studies.clevr.nmn.vocab import COUNT_INDEX, NO, OFF, YES, K, valid_answers
 from brickwork.types import Features, Logits
 
 ANSWER = Logits(f"b {K}")
@@ -39,11 +38,12 @@ class _AnswerMLP(Module):
     """Abstract: ``x [b d] -> hidden -> K`` logits with per-instance weights and answer range."""
 
     manual_config = True
+    valid: torch.Tensor  # buffer: the answers this function can give
 
     def _init_mlp(self, function: str, d: int, hidden: int) -> None:
-        self.w1 = nn.Parameter(torch.randn(hidden, d) / d ** 0.5)
+        self.w1 = nn.Parameter(torch.randn(hidden, d) / d**0.5)
         self.b1 = nn.Parameter(torch.zeros(hidden))
-        self.w2 = nn.Parameter(torch.randn(K, hidden) / hidden ** 0.5 * 0.1)
+        self.w2 = nn.Parameter(torch.randn(K, hidden) / hidden**0.5 * 0.1)
         self.b2 = nn.Parameter(torch.zeros(K))
         self.register_buffer("valid", valid_answers(function))
 
@@ -52,9 +52,10 @@ class _AnswerMLP(Module):
         return _restrict(h @ self.w2.T + self.b2, self.valid)
 
     @classmethod
-    def mlps(cls, modules, instance, x):  # type: ignore[no-untyped-def]
-        w1, b1, w2, b2, valid = (stack_param(modules, k, instance)
-                                 for k in ("w1", "b1", "w2", "b2", "valid"))
+    def mlps(cls, modules, instance, x):
+        w1, b1, w2, b2, valid = (
+            stack_param(modules, k, instance) for k in ("w1", "b1", "w2", "b2", "valid")
+        )
         h = torch.relu(torch.einsum("nd,nhd->nh", x, w1) + b1)
         return _restrict(torch.einsum("nh,nkh->nk", h, w2) + b2, valid)
 
@@ -63,16 +64,21 @@ class _AnswerMLP(Module):
 class Measure(_AnswerMLP):
     """``exist`` / ``count``: an attention to an answer, permutation-invariant."""
 
-    def __init__(self, function: str = "count", interface: str = "typed", top_k: int = 12,
-                 hidden: int = 64):
+    def __init__(
+        self, function: str = "count", interface: str = "typed", top_k: int = 12, hidden: int = 64
+    ):
         super().__init__()
         if function not in ("exist", "count"):
             raise LoadError(f"Measure: function must be 'exist' or 'count', got {function!r}")
-        self._bw_config = {"function": function, "interface": interface, "top_k": top_k,
-                           "hidden": hidden}
+        self._bw_config = {
+            "function": function,
+            "interface": interface,
+            "top_k": top_k,
+            "hidden": hidden,
+        }
         self.interface, self.top_k = interface, top_k
-        self.inputs = {"mask": mask_type(interface)}  # type: ignore[misc]
-        self.outputs = {"answer": ANSWER}  # type: ignore[misc]
+        self.inputs = {"mask": mask_type(interface)}
+        self.outputs = {"answer": ANSWER}
         self._init_mlp(function, top_k + 1, hidden)
 
     @staticmethod
@@ -88,7 +94,7 @@ class Measure(_AnswerMLP):
         return self.mlp(self.summary(mask, self.top_k))
 
     @classmethod
-    def forward_instances(cls, modules, instance, mask):  # type: ignore[no-untyped-def]
+    def forward_instances(cls, modules, instance, mask):
         return cls.mlps(modules, instance, cls.summary(mask, modules[0].top_k))
 
 
@@ -96,29 +102,45 @@ class Measure(_AnswerMLP):
 class Query(_AnswerMLP):
     """``query[color]``: the attended object's attribute value, from attended features."""
 
-    def __init__(self, channels: int = 32, attribute: str = "color", interface: str = "typed",
-                 hidden: int = 64):
+    def __init__(
+        self,
+        channels: int = 32,
+        attribute: str = "color",
+        interface: str = "typed",
+        hidden: int = 64,
+    ):
         super().__init__()
         if attribute not in ATTRIBUTES:
-            raise LoadError(f"Query: unknown attribute {attribute!r}; expected one of "
-                            f"{sorted(ATTRIBUTES)}")
-        self._bw_config = {"channels": channels, "attribute": attribute,
-                           "interface": interface, "hidden": hidden}
-        self.inputs = {"features": Features(f"b {channels} h w"),  # type: ignore[misc]
-                       "mask": mask_type(interface)}
-        self.outputs = {"answer": ANSWER}  # type: ignore[misc]
+            raise LoadError(
+                f"Query: unknown attribute {attribute!r}; expected one of {sorted(ATTRIBUTES)}"
+            )
+        self._bw_config = {
+            "channels": channels,
+            "attribute": attribute,
+            "interface": interface,
+            "hidden": hidden,
+        }
+        self.inputs = {"features": Features(f"b {channels} h w"), "mask": mask_type(interface)}
+        self.outputs = {"answer": ANSWER}
         self._init_mlp(attribute, channels, hidden)
 
     def forward(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(attend(mask, features))
 
     @classmethod
-    def forward_instances(cls, modules, instance, mask, features):  # type: ignore[no-untyped-def]
+    def forward_instances(cls, modules, instance, mask, features):
         return cls.mlps(modules, instance, attend(mask, features))
 
 
-COMPARISONS = ("equal_color", "equal_shape", "equal_size", "equal_material", "equal_integer",
-               "less_than", "greater_than")
+COMPARISONS = (
+    "equal_color",
+    "equal_shape",
+    "equal_size",
+    "equal_material",
+    "equal_integer",
+    "less_than",
+    "greater_than",
+)
 
 
 @register_kind("nmn_compare", example_config={"function": "less_than"}, sizes=_SIZES)
@@ -131,18 +153,25 @@ class Compare(Module):
     """
 
     manual_config = True
+    valid: torch.Tensor  # buffers: the answers it gives, the answers it compares
+    arg_valid: torch.Tensor
 
     def __init__(self, function: str = "equal_color", interface: str = "typed", hidden: int = 64):
         super().__init__()
         if function not in COMPARISONS:
-            raise LoadError(f"Compare: unknown function {function!r}; expected one of {COMPARISONS}")
+            raise LoadError(
+                f"Compare: unknown function {function!r}; expected one of {COMPARISONS}"
+            )
         self._bw_config = {"function": function, "interface": interface, "hidden": hidden}
         self.function, self.interface = function, interface
-        self.inputs = {"a": ANSWER, "b": ANSWER}  # type: ignore[misc]
-        self.outputs = {"answer": ANSWER}  # type: ignore[misc]
+        self.inputs = {"a": ANSWER, "b": ANSWER}
+        self.outputs = {"answer": ANSWER}
         self.register_buffer("valid", valid_answers(function))
-        arg = "count" if function in ("equal_integer", "less_than", "greater_than") \
+        arg = (
+            "count"
+            if function in ("equal_integer", "less_than", "greater_than")
             else function.split("_", 1)[1]
+        )
         self.register_buffer("arg_valid", valid_answers(arg))
         if interface == "typed":
             self.scale = nn.Parameter(torch.tensor([1.0]))
@@ -180,8 +209,8 @@ class QuestionEncoder(Module):
     def __init__(self, vocab: int = 100, embed: int = 32, hidden: int = 64):
         super().__init__()
         self._bw_config = {"vocab": vocab, "embed": embed, "hidden": hidden}
-        self.inputs = {"tokens": Features("b t", dtype=torch.long)}  # type: ignore[misc]
-        self.outputs = {"answer": ANSWER}  # type: ignore[misc]
+        self.inputs = {"tokens": Features("b t", dtype=torch.long)}
+        self.outputs = {"answer": ANSWER}
         self.embed = nn.Embedding(vocab, embed, padding_idx=0)
         self.lstm = nn.LSTM(embed, hidden, batch_first=True)
         self.out = nn.Linear(hidden, K)

@@ -1,4 +1,5 @@
-"""The study's cost measure (thesis Fig. 4.9): seconds to a target validation accuracy, modular ÷ end-to-end, in sequence and on parallel workers.
+"""The study's cost measure (thesis Fig. 4.9): seconds to a target validation accuracy, modular ÷
+end-to-end, in sequence and on parallel workers.
 
 Example:
     >>> curve = [(1.0, 0.4), (2.0, 0.6), (3.0, 0.7)]
@@ -23,8 +24,9 @@ def time_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float:
     return math.inf
 
 
-def _search_seconds(trials: list[dict[str, Any]], target: float, workers: int
-                    ) -> tuple[float, float, int]:
+def _search_seconds(
+    trials: list[dict[str, Any]], target: float, workers: int
+) -> tuple[float, float, int]:
     """Cost of a search to ``target``: every trial runs its whole budget (a search has to
     finish them all to pick one) except the kept trial (the best validation accuracy),
     counted until it reaches ``target`` (a trial's time is its accuracy curve's last
@@ -37,13 +39,19 @@ def _search_seconds(trials: list[dict[str, Any]], target: float, workers: int
         (15.0, 10.0, 1)
     """
     best = max(range(len(trials)), key=lambda i: max(a for _, a in trials[i]["curve"]))
-    cost = [float(t["curve"][-1][0]) if i != best else time_to_reach(t["curve"], target)
-            for i, t in enumerate(trials)]
+    cost = [
+        float(t["curve"][-1][0]) if i != best else time_to_reach(t["curve"], target)
+        for i, t in enumerate(trials)
+    ]
     return sum(cost), makespan(cost, workers), best
 
 
-def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
-          e2e_classic: dict[str, Any] | None = None) -> dict[str, Any]:
+def _cost(
+    e2e_trials: list[dict[str, Any]],
+    mod: dict[str, Any],
+    workers: int,
+    e2e_classic: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Fig. 4.9: seconds to the same validation accuracy (the lower of the two sides'
     best), modular ÷ end-to-end, in sequence and scheduled on ``workers``.
 
@@ -70,8 +78,9 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
     rounds = [j.get("round", 1) for j in jobs] if len(jobs) == len(stage1) else [1] * len(stage1)
 
     def staged(s1: list[float], width: int) -> float:
-        return sum(makespan([d for d, r in zip(s1, rounds) if r == k], width)
-                   for k in sorted(set(rounds)))
+        return sum(
+            makespan([d for d, r in zip(s1, rounds) if r == k], width) for k in sorted(set(rounds))
+        )
 
     def ratios(base: list[dict[str, Any]], s1: list[float]) -> dict[str, Any]:
         target = min(max(a for t in base for _, a in t["curve"]), max(a for _, a in mod["curve"]))
@@ -80,22 +89,36 @@ def _cost(e2e_trials: list[dict[str, Any]], mod: dict[str, Any], workers: int,
         seq, par = sum(s1) + t_down, staged(s1, workers) + t_down
         unbounded = staged(s1, max(len(s1), 1)) + t_down
         e2e_unbounded = _search_seconds(base, target, len(base))[1]
-        return {"target_val_accuracy": target, "e2e_seconds": e2e_seq,
-                "e2e_parallel_seconds": e2e_par, "e2e_trials": len(base),
-                "e2e_kept_lr": base[kept].get("lr"), "downstream_seconds": t_down,
-                "modular_sum_seconds": seq, "modular_critical_path_seconds": par,
-                "modular_critical_path_unbounded_seconds": unbounded,
-                "cost_ratio_sequential": seq / e2e_seq, "cost_ratio_parallel": par / e2e_par,
-                "cost_ratio_parallel_unbounded": unbounded / e2e_unbounded}
+        return {
+            "target_val_accuracy": target,
+            "e2e_seconds": e2e_seq,
+            "e2e_parallel_seconds": e2e_par,
+            "e2e_trials": len(base),
+            "e2e_kept_lr": base[kept].get("lr"),
+            "downstream_seconds": t_down,
+            "modular_sum_seconds": seq,
+            "modular_critical_path_seconds": par,
+            "modular_critical_path_unbounded_seconds": unbounded,
+            "cost_ratio_sequential": seq / e2e_seq,
+            "cost_ratio_parallel": par / e2e_par,
+            "cost_ratio_parallel_unbounded": unbounded / e2e_unbounded,
+        }
 
     out = ratios(e2e_trials, stage1)
     out["workers"] = workers
     out["per_module_seconds"] = {}
     for j in jobs:  # a second-round module's seconds count both rounds
-        out["per_module_seconds"][j["module"]] = (out["per_module_seconds"].get(j["module"], 0.0)
-                                                  + j.get("seconds", 0.0))
-    out["e2e_search"] = [{"lr": t.get("lr"), "best_val_accuracy": max(a for _, a in t["curve"]),
-                          "seconds": t["curve"][-1][0]} for t in e2e_trials]
+        out["per_module_seconds"][j["module"]] = out["per_module_seconds"].get(
+            j["module"], 0.0
+        ) + j.get("seconds", 0.0)
+    out["e2e_search"] = [
+        {
+            "lr": t.get("lr"),
+            "best_val_accuracy": max(a for _, a in t["curve"]),
+            "seconds": t["curve"][-1][0],
+        }
+        for t in e2e_trials
+    ]
     out["modular_hpo_only"] = ratios(e2e_trials[:1], stage1)
     out["per_trial"] = ratios(e2e_trials[:1], one)
     if e2e_classic is not None:

@@ -109,10 +109,25 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:
-        return cls(train_scenes=1200, val_scenes=150, test_scenes=250, questions_train=12,
-                   questions_eval=6, encoder_epochs=12, seconds_e2e=40.0, seconds_downstream=35.0,
-                   seconds_film=30.0, seconds_all_depths=15.0, sgm_epochs=2, sgm_steps=600, sgm_hpo_trials=1,
-                   sgm_study_points=4, seconds_sgm_study=8.0, seeds=1, seed=seed)
+        return cls(
+            train_scenes=1200,
+            val_scenes=150,
+            test_scenes=250,
+            questions_train=12,
+            questions_eval=6,
+            encoder_epochs=12,
+            seconds_e2e=40.0,
+            seconds_downstream=35.0,
+            seconds_film=30.0,
+            seconds_all_depths=15.0,
+            sgm_epochs=2,
+            sgm_steps=600,
+            sgm_hpo_trials=1,
+            sgm_study_points=4,
+            seconds_sgm_study=8.0,
+            seeds=1,
+            seed=seed,
+        )
 
     @classmethod
     def full(cls, seed: int = 0) -> StudyConfig:
@@ -122,8 +137,18 @@ class StudyConfig:
         return replace(self, seed=seed)
 
     def data_json(self) -> dict[str, Any]:
-        keys = ("train_scenes", "val_scenes", "test_scenes", "questions_train", "questions_eval",
-                "train_max_depth", "max_depth", "channels", "encoder_epochs", "seed")
+        keys = (
+            "train_scenes",
+            "val_scenes",
+            "test_scenes",
+            "questions_train",
+            "questions_eval",
+            "train_max_depth",
+            "max_depth",
+            "channels",
+            "encoder_epochs",
+            "seed",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def to_json(self) -> dict[str, Any]:
@@ -178,11 +203,22 @@ def data_on(data: StudyData, device: torch.device | str) -> StudyData:
         tensors += [qs.image, qs.tokens, qs.answer, qs.depth]
     if all(t.device == device for t in tensors):
         return data
-    sets = {name: replace(qs, image=qs.image.to(device), tokens=qs.tokens.to(device),
-                          answer=qs.answer.to(device), depth=qs.depth.to(device))
-            for name, qs in data.sets.items()}
-    return replace(data, features={k: v.to(device) for k, v in data.features.items()},
-                   sets=sets, find_targets={k: v.to(device) for k, v in data.find_targets.items()})
+    sets = {
+        name: replace(
+            qs,
+            image=qs.image.to(device),
+            tokens=qs.tokens.to(device),
+            answer=qs.answer.to(device),
+            depth=qs.depth.to(device),
+        )
+        for name, qs in data.sets.items()
+    }
+    return replace(
+        data,
+        features={k: v.to(device) for k, v in data.features.items()},
+        sets=sets,
+        find_targets={k: v.to(device) for k, v in data.find_targets.items()},
+    )
 
 
 def data_device(data: StudyData) -> torch.device:
@@ -194,7 +230,9 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _find_targets(scenes: list[Scene], masks: list[np.ndarray], threshold: float = 0.3) -> torch.Tensor:
+def _find_targets(
+    scenes: list[Scene], masks: list[np.ndarray], threshold: float = 0.3
+) -> torch.Tensor:
     out = np.zeros((len(scenes), len(FIND_VALUES), *GRID), dtype=np.float32)
     for i, (s, m) in enumerate(zip(scenes, masks)):
         for j, v in enumerate(FIND_VALUES):
@@ -205,19 +243,23 @@ def _find_targets(scenes: list[Scene], masks: list[np.ndarray], threshold: float
     return torch.from_numpy(out)
 
 
-def _extra_questions(path: Path, scenes: list[Scene], n: int, max_depth: int, seed: int,
-                     split: str) -> list[Question]:
+def _extra_questions(
+    path: Path, scenes: list[Scene], n: int, max_depth: int, seed: int, split: str
+) -> list[Question]:
     if not path.exists():
         qs: list[Question] = []
         for s in scenes:
-            qs += generate_questions(s, n, min_depth=1, max_depth=max_depth, seed=seed,
-                                     first_question_index=len(qs))
+            qs += generate_questions(
+                s, n, min_depth=1, max_depth=max_depth, seed=seed, first_question_index=len(qs)
+            )
         write_questions(path, qs, {"split": split, "seed": seed, "max_depth": max_depth})
     return load_questions(path)
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    atomic_write_bytes(path, st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta))
+    atomic_write_bytes(
+        path, st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
+    )
 
 
 def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
@@ -229,32 +271,53 @@ def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
     """
     root = Path(cache) / f"clevr-{_digest(cfg.data_json())}"
     root.mkdir(parents=True, exist_ok=True)
-    spec = {"train": (cfg.train_scenes, cfg.questions_train, cfg.train_max_depth),
-            "val": (cfg.val_scenes, cfg.questions_train, cfg.train_max_depth),
-            "test": (cfg.test_scenes, cfg.questions_eval, cfg.max_depth)}
+    spec = {
+        "train": (cfg.train_scenes, cfg.questions_train, cfg.train_max_depth),
+        "val": (cfg.val_scenes, cfg.questions_train, cfg.train_max_depth),
+        "test": (cfg.test_scenes, cfg.questions_eval, cfg.max_depth),
+    }
     for split, (n, q, depth) in spec.items():
         if not (root / "questions" / f"CLEVR_{split}_questions.json").exists():
             log.info("generating %s split: %d scenes", split, n)
-            generate_dataset(root, n, q, depth, seed=cfg.seed, split=split, render=False,
-                             processes=2)
+            generate_dataset(
+                root, n, q, depth, seed=cfg.seed, split=split, render=False, processes=2
+            )
     scenes = {s: ClevrDataset(root, s).scenes for s in spec}
     questions = {s: ClevrDataset(root, s).questions for s in spec}
-    questions["train_deep"] = _extra_questions(root / "questions" / "train_deep.json",
-                                               scenes["train"], max(1, cfg.questions_eval // 3),
-                                               cfg.max_depth, cfg.seed + 1001, "train")
-    questions["train_all"] = _extra_questions(root / "questions" / "train_all.json",
-                                              scenes["train"], cfg.questions_train,
-                                              cfg.max_depth, cfg.seed + 2002, "train")
+    questions["train_deep"] = _extra_questions(
+        root / "questions" / "train_deep.json",
+        scenes["train"],
+        max(1, cfg.questions_eval // 3),
+        cfg.max_depth,
+        cfg.seed + 1001,
+        "train",
+    )
+    questions["train_all"] = _extra_questions(
+        root / "questions" / "train_all.json",
+        scenes["train"],
+        cfg.questions_train,
+        cfg.max_depth,
+        cfg.seed + 2002,
+        "train",
+    )
     for name, qs in questions.items():
         if not qs:
-            raise DataError(f"{root}: question set '{name}' is empty; delete the folder to "
-                            "regenerate it")
+            raise DataError(
+                f"{root}: question set '{name}' is empty; delete the folder to regenerate it"
+            )
     feat_path = root / "features.safetensors"
-    digest = _digest({"data": cfg.data_json(), "files": sorted(
-        (p.name, p.stat().st_size) for p in (root / "questions").glob("*.json"))})
+    digest = _digest(
+        {
+            "data": cfg.data_json(),
+            "files": sorted(
+                (p.name, p.stat().st_size) for p in (root / "questions").glob("*.json")
+            ),
+        }
+    )
     enc_acc: dict[str, float] = {}
     if feat_path.exists():
         from safetensors import safe_open
+
         with safe_open(str(feat_path), "pt") as fh:
             meta = fh.metadata() or {}
         if meta.get("digest") != digest:
@@ -269,9 +332,13 @@ def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
         threads = torch.get_num_threads()
         torch.set_num_threads(ENCODER_THREADS)
         try:
-            enc, enc_acc = train_encoder(images["train"], cell_targets(scenes["train"]),
-                                         channels=cfg.channels, epochs=cfg.encoder_epochs,
-                                         seed=cfg.seed)
+            enc, enc_acc = train_encoder(
+                images["train"],
+                cell_targets(scenes["train"]),
+                channels=cfg.channels,
+                epochs=cfg.encoder_epochs,
+                seed=cfg.seed,
+            )
             tensors = {f"features.{s}": encode(enc, images[s]) for s in spec}
         finally:
             torch.set_num_threads(threads)
@@ -288,9 +355,23 @@ def prepare_data(cache: str | Path, cfg: StudyConfig) -> StudyData:
             image = torch.tensor([pos[q.image_index] for q in qs])
             answer = torch.tensor([ANSWER_INDEX[q.answer or ""] for q in qs])
         except KeyError as exc:
-            raise DataError(f"{root}: question set '{name}' refers to image or answer {exc} "
-                            "that the split does not have; delete the folder to regenerate") from None
-        sets[name] = QuestionSet(qs, image, split, tok.encode_all((q.question for q in qs), TOKENS),
-                                 answer, torch.tensor([q.depth for q in qs]))
-    return StudyData({s: tensors[f"features.{s}"] for s in spec}, sets, tok,
-                     {s: tensors[f"find.{s}"] for s in spec}, digest, enc_acc)
+            raise DataError(
+                f"{root}: question set '{name}' refers to image or answer {exc} "
+                "that the split does not have; delete the folder to regenerate"
+            ) from None
+        sets[name] = QuestionSet(
+            qs,
+            image,
+            split,
+            tok.encode_all((q.question for q in qs), TOKENS),
+            answer,
+            torch.tensor([q.depth for q in qs]),
+        )
+    return StudyData(
+        {s: tensors[f"features.{s}"] for s in spec},
+        sets,
+        tok,
+        {s: tensors[f"find.{s}"] for s in spec},
+        digest,
+        enc_acc,
+    )

@@ -30,8 +30,9 @@ GRID = (8, 12)
 HEADS = ("color", "shape", "size", "material")
 
 
-@register_kind("nmn_image_encoder", example_config={"channels": 8},
-               sizes={"b": 2, "h": 64, "w": 96})
+@register_kind(
+    "nmn_image_encoder", example_config={"channels": 8}, sizes={"b": 2, "h": 64, "w": 96}
+)
 class ImageEncoder(Module):
     """Three stride-2 conv-GroupNorm-ReLU blocks and a 3x3 conv: ``[b 3 64 96] -> [b C 8 12]``."""
 
@@ -40,8 +41,8 @@ class ImageEncoder(Module):
     def __init__(self, channels: int = 32, width: int = 32):
         super().__init__()
         self._bw_config = {"channels": channels, "width": width}
-        self.inputs = {"image": Features("b 3 h w")}  # type: ignore[misc]
-        self.outputs = {"features": Features(f"b {channels} gh gw")}  # type: ignore[misc]
+        self.inputs = {"image": Features("b 3 h w")}
+        self.outputs = {"features": Features(f"b {channels} gh gw")}
         layers: list[nn.Module] = []
         cin = 3
         for _ in range(3):
@@ -54,8 +55,9 @@ class ImageEncoder(Module):
         return self.net(image)
 
 
-def cell_targets(scenes: Sequence[Scene], grid: tuple[int, int] = GRID,
-                 threshold: float = 0.3) -> torch.Tensor:
+def cell_targets(
+    scenes: Sequence[Scene], grid: tuple[int, int] = GRID, threshold: float = 0.3
+) -> torch.Tensor:
     """Per-cell attribute labels ``long [n, 5, rows, cols]``: presence, then one index per
     attribute of :data:`HEADS` (-1 where no object covers the cell)."""
     out = np.full((len(scenes), 1 + len(HEADS), *grid), -1, dtype=np.int64)
@@ -93,9 +95,15 @@ def images_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
-def train_encoder(images: torch.Tensor, targets: torch.Tensor, *, channels: int = 32,
-                  epochs: int = 4, seed: int = 0, max_steps: int | None = None
-                  ) -> tuple[ImageEncoder, dict[str, float]]:
+def train_encoder(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    channels: int = 32,
+    epochs: int = 4,
+    seed: int = 0,
+    max_steps: int | None = None,
+) -> tuple[ImageEncoder, dict[str, float]]:
     """Train the encoder on per-cell attribute maps; returns it (frozen, eval mode) and
     its cell accuracy per head on the last 10 % of the images."""
     torch.manual_seed(seed)
@@ -106,11 +114,17 @@ def train_encoder(images: torch.Tensor, targets: torch.Tensor, *, channels: int 
 
     def loss_fn(m: nn.Module, b: Samples) -> torch.Tensor:
         outs = m(b["image"])
-        return sum(nn.functional.cross_entropy(o, b["y"][:, i], ignore_index=-1)
-                   for i, o in enumerate(outs))  # type: ignore[return-value]
+        return sum(
+            nn.functional.cross_entropy(o, b["y"][:, i], ignore_index=-1)
+            for i, o in enumerate(outs)
+        )  # type: ignore[return-value]
 
-    fit(model, loss_fn, train, config=FitConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed,
-                                                max_steps=max_steps))
+    fit(
+        model,
+        loss_fn,
+        train,
+        config=FitConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed, max_steps=max_steps),
+    )
     model.eval()
     acc: dict[str, float] = {}
     with torch.no_grad():
@@ -128,4 +142,4 @@ def encode(encoder: ImageEncoder, images: torch.Tensor, batch: int = 256) -> tor
     """Features of many images with a frozen encoder."""
     encoder.eval()
     with torch.no_grad():
-        return torch.cat([encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return torch.cat([encoder(images[i : i + batch]) for i in range(0, len(images), batch)])

@@ -1,4 +1,5 @@
-"""The time-budgeted training loop of a whole model, and the end-to-end NMN and FiLM baselines it trains.
+"""The time-budgeted training loop of a whole model, and the end-to-end NMN and FiLM baselines it
+trains.
 
 Loops record a validation-accuracy curve against training seconds (for the cost report).
 """
@@ -28,11 +29,20 @@ LR = 3e-3
 BATCH = 64
 
 
-def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float, *, seed: int,
-               params: Sequence[nn.Parameter] | None = None,
-               priors: dict[str, torch.Tensor] | None = None, eval_every: float = 10.0,
-               lr: float = LR, time_offset: float = 0.0,
-               recorded: RecordedFinds | None = None) -> dict[str, Any]:
+def train_loop(
+    model: nn.Module,
+    data: StudyData,
+    train_set: str,
+    seconds: float,
+    *,
+    seed: int,
+    params: Sequence[nn.Parameter] | None = None,
+    priors: dict[str, torch.Tensor] | None = None,
+    eval_every: float = 10.0,
+    lr: float = LR,
+    time_offset: float = 0.0,
+    recorded: RecordedFinds | None = None,
+) -> dict[str, Any]:
     """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts.
 
     Seconds are this process's CPU seconds spent in training steps (validation not
@@ -45,7 +55,9 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
     validation curve still runs the whole model."""
     torch.manual_seed(seed)
     qs, feats = data.sets[train_set], data.set_features(train_set)
-    params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    params = (
+        list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    )
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     tr_prior = priors.get(train_set) if priors else None
@@ -55,8 +67,13 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
     for idx in _batches(len(qs), BATCH, gen):
         t0 = time.process_time()
         if recorded is not None and tr_prior is not None:
-            logp = recorded.forward(qs.split, [qs.questions[i].program for i in idx.tolist()],
-                                    qs.image[idx], feats[qs.image[idx]], tr_prior[idx])
+            logp = recorded.forward(
+                qs.split,
+                [qs.questions[i].program for i in idx.tolist()],
+                qs.image[idx],
+                feats[qs.image[idx]],
+                tr_prior[idx],
+            )
         else:
             logp = _forward(model, qs, feats, idx, tr_prior)
         loss = nn.functional.nll_loss(logp, qs.answer[idx])
@@ -73,13 +90,25 @@ def train_loop(model: nn.Module, data: StudyData, train_set: str, seconds: float
             log.info("%s: %.0fs val acc %.3f", type(model).__name__, t_train, curve[-1][1])
         if t_train >= seconds:
             break
-    return {"curve": curve, "seconds": t_train, "samples": trained, "steps": steps,
-            "samples_per_second": trained / max(t_train, 1e-9)}
+    return {
+        "curve": curve,
+        "seconds": t_train,
+        "samples": trained,
+        "steps": steps,
+        "samples_per_second": trained / max(t_train, 1e-9),
+    }
 
 
-def train_e2e(interface: str, data: StudyData, *, seconds: float, seed: int,
-              train_set: str = "train", channels: int = 32, lr: float = LR
-              ) -> tuple[NMN, dict[str, Any]]:
+def train_e2e(
+    interface: str,
+    data: StudyData,
+    *,
+    seconds: float,
+    seed: int,
+    train_set: str = "train",
+    channels: int = 32,
+    lr: float = LR,
+) -> tuple[NMN, dict[str, Any]]:
     """End-to-end: every module and the question encoder jointly, through the runner
     (on the device of ``data``: see :func:`~brickwork.studies.clevr.nmn.data.data_on`)."""
     torch.manual_seed(seed)
@@ -89,8 +118,9 @@ def train_e2e(interface: str, data: StudyData, *, seconds: float, seed: int,
     return model, train_loop(model, data, train_set, seconds, seed=seed, lr=lr)
 
 
-def train_film(data: StudyData, *, seconds: float, seed: int, channels: int = 32,
-               lr: float = LR) -> tuple[FiLM, dict[str, Any]]:
+def train_film(
+    data: StudyData, *, seconds: float, seed: int, channels: int = 32, lr: float = LR
+) -> tuple[FiLM, dict[str, Any]]:
     torch.manual_seed(seed)
     model = FiLM(len(data.tokenizer), channels).to(data_device(data))
     return model, train_loop(model, data, "train", seconds, seed=seed, lr=lr)

@@ -6,7 +6,7 @@ are drawn without replacement from a seeded generator.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -14,16 +14,25 @@ from torch import nn
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData
 from brickwork.studies.clevr.nmn.film import FiLM
 
+if TYPE_CHECKING:
+    from brickwork.studies.clevr.nmn.layouts import NMN
+
 
 def _batches(n: int, size: int, gen: torch.Generator):
     while True:
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n - size + 1, size):
-            yield perm[i:i + size]
+            yield perm[i : i + size]
 
 
-def predict(model: nn.Module, data: StudyData, name: str, *, priors: torch.Tensor | None = None,
-            batch: int = 256) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    data: StudyData,
+    name: str,
+    *,
+    priors: torch.Tensor | None = None,
+    batch: int = 256,
+) -> torch.Tensor:
     """Predicted answer index for every question of a set."""
     qs = data.sets[name]
     feats = data.set_features(name)
@@ -37,24 +46,31 @@ def predict(model: nn.Module, data: StudyData, name: str, *, priors: torch.Tenso
     return torch.cat(out)
 
 
-def _forward(model: nn.Module, qs: QuestionSet, feats: torch.Tensor, idx: Any,
-             priors: torch.Tensor | None) -> torch.Tensor:
+def _forward(
+    model: nn.Module, qs: QuestionSet, feats: torch.Tensor, idx: Any, priors: torch.Tensor | None
+) -> torch.Tensor:
     f = feats[qs.image[idx]]
     if isinstance(model, FiLM):
         return torch.log_softmax(model(f, qs.tokens[idx]), -1)
     ids = range(len(qs))[idx] if isinstance(idx, slice) else idx.tolist()
-    lays = [model.layouts(qs.questions[i].program) for i in ids]
+    nmn = cast("NMN", model)  # not FiLM: the modular model
+    lays = [nmn.layouts(qs.questions[i].program) for i in ids]
     if priors is not None:
         return model(lays, f, prior=priors[idx])
     return model(lays, f, tokens=qs.tokens[idx])
 
 
-def accuracy(model: nn.Module, data: StudyData, name: str, priors: torch.Tensor | None = None) -> float:
-    return float((predict(model, data, name, priors=priors) == data.sets[name].answer).float().mean())
+def accuracy(
+    model: nn.Module, data: StudyData, name: str, priors: torch.Tensor | None = None
+) -> float:
+    return float(
+        (predict(model, data, name, priors=priors) == data.sets[name].answer).float().mean()
+    )
 
 
-def error_by_depth(model: nn.Module, data: StudyData, name: str,
-                   priors: torch.Tensor | None = None) -> dict[int, float]:
+def error_by_depth(
+    model: nn.Module, data: StudyData, name: str, priors: torch.Tensor | None = None
+) -> dict[int, float]:
     """Error (fraction wrong) per program depth on a question set."""
     qs = data.sets[name]
     wrong = (predict(model, data, name, priors=priors) != qs.answer).float()

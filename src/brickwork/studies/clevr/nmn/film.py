@@ -22,21 +22,37 @@ from brickwork.studies.clevr.nmn.vocab import K
 from brickwork.types import Features, Logits
 
 
-@register_kind("nmn_film", example_config={"vocab": 10, "channels": 8},
-               sizes={"b": 2, "h": 8, "w": 12, "t": 5})
+@register_kind(
+    "nmn_film", example_config={"vocab": 10, "channels": 8}, sizes={"b": 2, "h": 8, "w": 12, "t": 5}
+)
 class FiLM(Module):
     """GRU question encoder + FiLM-ed residual blocks + classifier."""
 
     manual_config = True
 
-    def __init__(self, vocab: int = 100, channels: int = 32, hidden: int = 128, blocks: int = 4,
-                 width: int = 64, embed: int = 32):
+    def __init__(
+        self,
+        vocab: int = 100,
+        channels: int = 32,
+        hidden: int = 128,
+        blocks: int = 4,
+        width: int = 64,
+        embed: int = 32,
+    ):
         super().__init__()
-        self._bw_config = {"vocab": vocab, "channels": channels, "hidden": hidden,
-                           "blocks": blocks, "width": width, "embed": embed}
-        self.inputs = {"features": Features(f"b {channels} h w"),  # type: ignore[misc]
-                       "tokens": Features("b t", dtype=torch.long)}
-        self.outputs = {"answer": Logits(f"b {K}")}  # type: ignore[misc]
+        self._bw_config = {
+            "vocab": vocab,
+            "channels": channels,
+            "hidden": hidden,
+            "blocks": blocks,
+            "width": width,
+            "embed": embed,
+        }
+        self.inputs = {
+            "features": Features(f"b {channels} h w"),
+            "tokens": Features("b t", dtype=torch.long),
+        }
+        self.outputs = {"answer": Logits(f"b {K}")}
         self.embed = nn.Embedding(vocab, embed, padding_idx=0)
         self.gru = nn.GRU(embed, hidden, batch_first=True)
         self.film = nn.Linear(hidden, blocks * 2 * width)

@@ -1,4 +1,5 @@
-"""The study as independent, resumable jobs: the list of jobs, one job run in a worker, and the keyed cache of their results."""
+"""The study as independent, resumable jobs: the list of jobs, one job run in a worker, and the
+keyed cache of their results."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ import torch
 import brickwork
 from brickwork.errors import TrainingError
 from brickwork.modules import atomic_write_json
-from brickwork.studies.clevr.nmn.data import StudyConfig, StudyData, data_device, data_on, prepare_data
+from brickwork.studies.clevr.nmn.data import (
+    StudyConfig,
+    StudyData,
+    data_device,
+    data_on,
+    prepare_data,
+)
 from brickwork.studies.clevr.nmn.end_to_end import LR, train_e2e
 from brickwork.studies.clevr.nmn.evaluate import error_by_depth
 from brickwork.studies.clevr.nmn.layouts import NMN
@@ -71,28 +78,37 @@ def check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise TrainingError(f"clevr study: StudyConfig.device {device!r} is not a torch device "
-                            f"({exc}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise TrainingError(
+            f"clevr study: StudyConfig.device {device!r} is not a torch device "
+            f"({exc}); use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but this torch has no "
-                            f"CUDA device (torch {torch.__version__}); use device='cpu'")
+        raise TrainingError(
+            f"clevr study: StudyConfig.device {device!r}, but this torch has no "
+            f"CUDA device (torch {torch.__version__}); use device='cpu'"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but only "
-                            f"{torch.cuda.device_count()} CUDA device(s) exist")
+        raise TrainingError(
+            f"clevr study: StudyConfig.device {device!r}, but only "
+            f"{torch.cuda.device_count()} CUDA device(s) exist"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError(f"clevr study: StudyConfig.device {device!r}, but MPS is not "
-                            "available here; use device='cpu'")
+        raise TrainingError(
+            f"clevr study: StudyConfig.device {device!r}, but MPS is not "
+            "available here; use device='cpu'"
+        )
     return dev
 
 
 def _worker_data(cache: str, cfg: StudyConfig) -> StudyData:
     """The study's data (prepared on the CPU once per process), on ``cfg.device``."""
     base = (cache, json.dumps(cfg.data_json(), sort_keys=True))
-    if (*base, "cpu") not in _DATA:
-        _DATA[(*base, "cpu")] = prepare_data(cache, cfg)
+    cpu_key = (*base, "cpu")  # bound first: mypy reads _DATA[(*base, ...)] as 3.11 syntax
+    if cpu_key not in _DATA:
+        _DATA[cpu_key] = prepare_data(cache, cfg)
     key = (*base, str(torch.device(cfg.device)))
     if key not in _DATA:
-        _DATA[key] = data_on(_DATA[(*base, "cpu")], cfg.device)
+        _DATA[key] = data_on(_DATA[cpu_key], cfg.device)
     return _DATA[key]
 
 
@@ -139,21 +155,38 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
         res.pop("_model", None)
         res.pop("_priors", None)
     elif job["kind"] == "all_depths":
-        model, _ = train_e2e(job["interface"], data, seconds=cfg.seconds_all_depths,
-                             seed=cfg.seed, train_set="train_all", channels=cfg.channels,
-                             lr=cfg.lr)
+        model, _ = train_e2e(
+            job["interface"],
+            data,
+            seconds=cfg.seconds_all_depths,
+            seed=cfg.seed,
+            train_set="train_all",
+            channels=cfg.channels,
+            lr=cfg.lr,
+        )
         res = {"error_by_depth": error_by_depth(model, data, "test")}
     elif job["kind"] == "sgm_point":
         res = _sgm_point(data, cfg, _sgm_priors(data, cfg), job["point"])
     elif job["kind"] == "e2e_trial":
-        _, info = train_e2e("typed", data, seconds=cfg.seconds_e2e, seed=cfg.seed,
-                            channels=cfg.channels, lr=job["lr"])
-        res = {"lr": job["lr"], "curve": info["curve"],
-               "samples_per_second": info["samples_per_second"]}
+        _, info = train_e2e(
+            "typed",
+            data,
+            seconds=cfg.seconds_e2e,
+            seed=cfg.seed,
+            channels=cfg.channels,
+            lr=job["lr"],
+        )
+        res = {
+            "lr": job["lr"],
+            "curve": info["curve"],
+            "samples_per_second": info["samples_per_second"],
+        }
     else:
-        raise TrainingError(f"study job {job.get('name')!r}: unknown kind {job['kind']!r}; "
-                            "expected 'variant', 'all_depths', 'sgm_point' or 'e2e_trial' "
-                            "(jobs come from study_jobs)")
+        raise TrainingError(
+            f"study job {job.get('name')!r}: unknown kind {job['kind']!r}; "
+            "expected 'variant', 'all_depths', 'sgm_point' or 'e2e_trial' "
+            "(jobs come from study_jobs)"
+        )
     res["job_seconds"] = time.perf_counter() - t0
     return _jsonable(res)
 
@@ -161,8 +194,11 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
 def _e2e_trials(cfg: StudyConfig) -> dict[str, float]:
     """Job name -> learning rate of the end-to-end search's trials that run as their own
     jobs (the trial at ``cfg.lr`` is the seed's ``e2e_typed`` run)."""
-    return {f"e2e_typed_lr{lr:.0e}-s{cfg.seed}": lr
-            for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr) if lr != cfg.lr}
+    return {
+        f"e2e_typed_lr{lr:.0e}-s{cfg.seed}": lr
+        for lr in e2e_hpo_lrs(cfg.sgm_hpo_trials, cfg.lr)
+        if lr != cfg.lr
+    }
 
 
 def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str, Any]]:
@@ -175,24 +211,62 @@ def study_jobs(out: Path, cfg: StudyConfig, cache: str | Path) -> list[dict[str,
     base = {"cfg": cfg.to_json(), "cache": str(cache), "out": str(out)}
     # budgets order the jobs (longest first); stage 1 runs ~600 SGM steps/s over ~17 finds
     stage1 = max(1, cfg.sgm_hpo_trials) * cfg.sgm_steps * 17 / 600
-    budget = {"e2e_classic": cfg.seconds_e2e, "e2e_typed": cfg.seconds_e2e,
-              "modular_classic": cfg.seconds_downstream + 60 + stage1, "film": cfg.seconds_film,
-              "modular_typed": cfg.seconds_downstream + 60 + stage1}
-    jobs = [{**base, "kind": "variant", "variant": v, "seed": cfg.seed + k,
-             "name": f"{v}-s{cfg.seed + k}", "budget": budget[v]}
-            for k in range(cfg.seeds) for v in VARIANTS]
-    jobs += [{**base, "kind": "all_depths", "interface": itf, "name": f"e2e_{itf}_all_depths",
-              "budget": cfg.seconds_all_depths} for itf in ("typed", "classic")]
-    jobs.append({**base, "kind": "variant", "variant": TARGETS.name, "seed": cfg.seed,
-                 "name": f"{TARGETS.name}-s{cfg.seed}", "budget": cfg.seconds_downstream + 30})
+    budget = {
+        "e2e_classic": cfg.seconds_e2e,
+        "e2e_typed": cfg.seconds_e2e,
+        "modular_classic": cfg.seconds_downstream + 60 + stage1,
+        "film": cfg.seconds_film,
+        "modular_typed": cfg.seconds_downstream + 60 + stage1,
+    }
+    jobs = [
+        {
+            **base,
+            "kind": "variant",
+            "variant": v,
+            "seed": cfg.seed + k,
+            "name": f"{v}-s{cfg.seed + k}",
+            "budget": budget[v],
+        }
+        for k in range(cfg.seeds)
+        for v in VARIANTS
+    ]
+    jobs += [
+        {
+            **base,
+            "kind": "all_depths",
+            "interface": itf,
+            "name": f"e2e_{itf}_all_depths",
+            "budget": cfg.seconds_all_depths,
+        }
+        for itf in ("typed", "classic")
+    ]
+    jobs.append(
+        {
+            **base,
+            "kind": "variant",
+            "variant": TARGETS.name,
+            "seed": cfg.seed,
+            "name": f"{TARGETS.name}-s{cfg.seed}",
+            "budget": cfg.seconds_downstream + 30,
+        }
+    )
     # the end-to-end model's search (Fig. 4.9 counts it): the default trial is
     # e2e_typed at the study's seed, the others run here
-    jobs += [{**base, "kind": "e2e_trial", "lr": lr, "name": name, "budget": cfg.seconds_e2e}
-             for name, lr in _e2e_trials(cfg).items()]
-    jobs += [{**base, "kind": "sgm_point", "point": k, "name": f"sgm_point-{k}",
-              # ~30 steps/s for 17 finds, for each start; ~25 s recording and evaluating
-              "budget": cfg.seconds_sgm_study + 25 + max(1, cfg.sgm_hpo_trials) * st / 30}
-             for k, (st, _, _) in enumerate(sgm_study_settings(cfg))]
+    jobs += [
+        {**base, "kind": "e2e_trial", "lr": lr, "name": name, "budget": cfg.seconds_e2e}
+        for name, lr in _e2e_trials(cfg).items()
+    ]
+    jobs += [
+        {
+            **base,
+            "kind": "sgm_point",
+            "point": k,
+            "name": f"sgm_point-{k}",
+            # ~30 steps/s for 17 finds, for each start; ~25 s recording and evaluating
+            "budget": cfg.seconds_sgm_study + 25 + max(1, cfg.sgm_hpo_trials) * st / 30,
+        }
+        for k, (st, _, _) in enumerate(sgm_study_settings(cfg))
+    ]
     return sorted(jobs, key=lambda j: -j["budget"])
 
 
@@ -201,23 +275,35 @@ _NMN = "brickwork.studies.clevr.nmn"
 #: :attr:`Variant.training`); a job's key holds the source digest of that module and of
 #: every module of ``brickwork.studies`` it imports, so a change to that code reruns the
 #: jobs that run it and keeps the others (no hand-bumped revisions)
-_TRAINS_WITH = {"e2e": f"{_NMN}.end_to_end", "film": f"{_NMN}.end_to_end",
-                "modular": f"{_NMN}.modular", "all_depths": f"{_NMN}.end_to_end",
-                "e2e_trial": f"{_NMN}.end_to_end", "sgm_point": f"{_NMN}.sgm_study"}
+_TRAINS_WITH = {
+    "e2e": f"{_NMN}.end_to_end",
+    "film": f"{_NMN}.end_to_end",
+    "modular": f"{_NMN}.modular",
+    "all_depths": f"{_NMN}.end_to_end",
+    "e2e_trial": f"{_NMN}.end_to_end",
+    "sgm_point": f"{_NMN}.sgm_study",
+}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(module: str) -> tuple[str, frozenset[str]]:
     """SHA-256 of a module's source file, and the ``brickwork.studies`` modules it imports."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise TrainingError(f"study job key: module {module!r} has no source file; expected a "
-                            "module of brickwork.studies (see jobs._TRAINS_WITH)")
+        raise TrainingError(
+            f"study job key: module {module!r} has no source file; expected a "
+            "module of brickwork.studies (see jobs._TRAINS_WITH)"
+        )
     text = Path(spec.origin).read_bytes()
-    imports = set()
+    imports: set[str] = set()
     for node in ast.walk(ast.parse(text)):
-        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
-                 else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
         imports.update(n for n in names if n.startswith("brickwork.studies."))
     return hashlib.sha256(text).hexdigest(), frozenset(imports)
 
@@ -285,8 +371,9 @@ def _job_key(job: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_jobs(out: Path, jobs: list[dict[str, Any]], workers: int,
-             progress: bool = False) -> dict[str, dict[str, Any]]:
+def run_jobs(
+    out: Path, jobs: list[dict[str, Any]], workers: int, progress: bool = False
+) -> dict[str, dict[str, Any]]:
     """Run the jobs ``workers`` at a time; each result is kept in ``out/jobs/NAME.json``
     (with a key of the job and the package version), and a rerun skips the jobs whose
     result is there — an interrupted study resumes where it stopped."""
@@ -311,10 +398,14 @@ def run_jobs(out: Path, jobs: list[dict[str, Any]], workers: int,
         log.info("resuming: %d of %d jobs already done under %s", len(done), len(jobs), folder)
     if not todo:
         return done
+
     def save(i: int, res: dict[str, Any]) -> None:
         job = todo[i]
-        atomic_write_json(folder / f"{job['name']}.json",
-                          {"key": _job_key(job), "job": job, "result": res}, indent=1)
+        atomic_write_json(
+            folder / f"{job['name']}.json",
+            {"key": _job_key(job), "job": job, "result": res},
+            indent=1,
+        )
         done[job["name"]] = res
         log.info("job %s done in %.0f s", job["name"], res.get("job_seconds", 0.0))
 

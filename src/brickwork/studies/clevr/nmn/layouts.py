@@ -92,8 +92,12 @@ def layout_program(program: Program) -> list[dict[str, Any]]:
 def program_layout(program: Program, kinds: Kinds, name: str = "q") -> Layout:
     """The type-checked layout of one CLEVR program."""
     channels = kinds.module("scene").config["channels"]
-    return from_program(layout_program(program), kinds, name=name,
-                        externals={"features": Features(f"b {channels} h w")})
+    return from_program(
+        layout_program(program),
+        kinds,
+        name=name,
+        externals={"features": Features(f"b {channels} h w")},
+    )
 
 
 class LayoutCache:
@@ -105,7 +109,9 @@ class LayoutCache:
     Example:
         >>> from brickwork.studies.clevr.data import Program
         >>> cache = LayoutCache(nmn_kinds("classic", channels=8))
-        >>> p = Program.from_json([{"function": "scene", "inputs": []}, {"function": "exist", "inputs": [0]}])
+        >>> p = Program.from_json(
+        ...     [{"function": "scene", "inputs": []}, {"function": "exist", "inputs": [0]}]
+        ... )
         >>> cache(p) is cache(p)
         True
     """
@@ -148,7 +154,9 @@ class NMN(nn.Module):
         >>> import torch
         >>> from brickwork.studies.clevr.data import Program
         >>> nmn = NMN("typed", vocab=10, channels=8)
-        >>> p = Program.from_json([{"function": "scene", "inputs": []}, {"function": "exist", "inputs": [0]}])
+        >>> p = Program.from_json(
+        ...     [{"function": "scene", "inputs": []}, {"function": "exist", "inputs": [0]}]
+        ... )
         >>> out = nmn([nmn.layouts(p)], torch.rand(1, 8, 8, 12), tokens=torch.ones(1, 4).long())
         >>> out.shape, bool(torch.isclose(out.exp().sum(), torch.tensor(1.0)))
         (torch.Size([1, 28]), True)
@@ -166,9 +174,14 @@ class NMN(nn.Module):
         """The layouts' answer logits (before the prior)."""
         return self.runner(layouts, {"features": features})["answer"]
 
-    def forward(self, layouts: Sequence[Layout], features: torch.Tensor, *,
-                tokens: torch.Tensor | None = None,
-                prior: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        layouts: Sequence[Layout],
+        features: torch.Tensor,
+        *,
+        tokens: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if prior is None:
             if tokens is None:
                 raise DataError("NMN: pass the question tokens or a cached prior")

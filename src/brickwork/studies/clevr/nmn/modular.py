@@ -1,4 +1,5 @@
-"""Modular training (thesis §4.2.3): the question encoder, each find through its SGM (a second round for those left on the plateau), then the rest of the model on the frozen finds."""
+"""Modular training (thesis §4.2.3): the question encoder, each find through its SGM (a second round
+for those left on the plateau), then the rest of the model on the frozen finds."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from brickwork.studies.clevr.nmn.sgm import reinitialise, train_sgm_module, tune
 from brickwork.training import FitConfig, Samples, fit
 
 
-def train_question_encoder(model: NMN, data: StudyData, *, seed: int, epochs: int = 2
-                           ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def train_question_encoder(
+    model: NMN, data: StudyData, *, seed: int, epochs: int = 2
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Stage 1, direct supervision: the question encoder alone; returns cached prior
     logits for every question set (the intermediate dataset downstream modules read)."""
     qs = data.sets["train"]
@@ -39,24 +41,27 @@ def train_question_encoder(model: NMN, data: StudyData, *, seed: int, epochs: in
     cpu = time.process_time() - cpu
     enc.eval()
     with torch.no_grad():
-        priors = {n: torch.cat([enc(s.tokens[i:i + 512]) for i in range(0, len(s), 512)])
-                  for n, s in data.sets.items()}
+        priors = {
+            n: torch.cat([enc(s.tokens[i : i + 512]) for i in range(0, len(s), 512)])
+            for n, s in data.sets.items()
+        }
     for p in enc.parameters():
         p.requires_grad_(False)
     return priors, {"seconds": cpu, "wall_seconds": res.wall_time, "steps": res.steps}
 
 
-def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
-                      ) -> dict[str, Any]:
+def train_find_direct(
+    model: NMN, module_name: str, data: StudyData, *, seed: int, epochs: int
+) -> dict[str, Any]:
     """Second supervision setting: a find module trained directly on the executor's object
     masks (BCE with ``pos_weight``, since positives are rare); ``scene`` on the union of
     every object's mask (the colour masks cover every object)."""
     module = model.kinds.module(module_name)
     if module_name == "scene":
-        y = data.find_targets["train"][:, :len(ATTRIBUTES["color"])].amax(1, keepdim=True)
+        y = data.find_targets["train"][:, : len(ATTRIBUTES["color"])].amax(1, keepdim=True)
     else:
         j = FIND_VALUES.index(module_argument(module_name))
-        y = data.find_targets["train"][:, j:j + 1]
+        y = data.find_targets["train"][:, j : j + 1]
     pos = float(y.mean().clamp(min=1e-3))
     train = Samples({"features": data.features["train"], "y": y})
     pw = torch.tensor((1 - pos) / pos, device=y.device).clamp(max=30.0)
@@ -69,8 +74,12 @@ def train_find_direct(model: NMN, module_name: str, data: StudyData, *, seed: in
 
     cpu = time.process_time()
     res = fit(module, loss, train, config=FitConfig(epochs=epochs, batch_size=64, lr=LR, seed=seed))
-    return {"module": module_name, "seconds": time.process_time() - cpu,
-            "wall_seconds": res.wall_time, "loss": res.final["train_loss"]}
+    return {
+        "module": module_name,
+        "seconds": time.process_time() - cpu,
+        "wall_seconds": res.wall_time,
+        "loss": res.final["train_loss"],
+    }
 
 
 def find_modules(model: NMN, data: StudyData) -> list[str]:
@@ -92,8 +101,9 @@ def freeze(model: NMN, names: Sequence[str]) -> None:
 PLATEAU = 0.85
 
 
-def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequence[str],
-                   root: str | Path) -> tuple[RecordedFinds, dict[str, Any]]:
+def recorded_finds(
+    model: NMN, finds: Sequence[str], data: StudyData, sets: Sequence[str], root: str | Path
+) -> tuple[RecordedFinds, dict[str, Any]]:
     """Record the frozen find/scene modules once per split of ``sets`` (intermediate
     datasets under ``root``, reused on a key hit) and the reader downstream training uses;
     also returns ``{"digests": split -> key digest, "hits": ..., "seconds": ...}``."""
@@ -106,14 +116,29 @@ def recorded_finds(model: NMN, finds: Sequence[str], data: StudyData, sets: Sequ
     for s in sets:  # build the layouts now, as _instantiate does for the full model
         for q in data.sets[s].questions:
             reader.layout(q.program)
-    return reader, {"digests": reader.digests, "hits": hits, "modules": names,
-                    "seconds": time.perf_counter() - t0}
+    return reader, {
+        "digests": reader.digests,
+        "hits": hits,
+        "modules": names,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int, sgm_epochs: int,
-                  supervision: str = "answers", hpo_trials: int = 1, channels: int = 32,
-                  workdir: str | Path | None = None, record: bool = True, sgm_steps: int = 600,
-                  lr: float = LR) -> tuple[NMN, dict[str, Any]]:
+def train_modular(
+    interface: str,
+    data: StudyData,
+    *,
+    seconds: float,
+    seed: int,
+    sgm_epochs: int,
+    supervision: str = "answers",
+    hpo_trials: int = 1,
+    channels: int = 32,
+    workdir: str | Path | None = None,
+    record: bool = True,
+    sgm_steps: int = 600,
+    lr: float = LR,
+) -> tuple[NMN, dict[str, Any]]:
     """Modular training following the plan (:func:`study_plan`, from ``make_plan``):
     question encoder direct (prior cached); find/scene modules through surrogates
     (answers; per-module HPO with ``hpo_trials`` Optuna trials when ``workdir`` is given)
@@ -135,29 +160,51 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
     model = NMN(interface, len(data.tokenizer), channels)
     _instantiate(model, data)
     model.to(data_device(data))
-    plan = study_plan([model.layouts(q.program) for q in data.sets["train"].questions],
-                      supervision=supervision)
+    plan = study_plan(
+        [model.layouts(q.program) for q in data.sets["train"].questions], supervision=supervision
+    )
     finds = [n for n, e in plan.items() if e["stage"] == 1 and n != "question_encoder"]
     priors, qjob = train_question_encoder(model, data, seed=seed)
     jobs: list[dict[str, Any]] = [{"module": "question_encoder", **qjob}]
-    storage = (Path(workdir) / "hpo" / f"{interface}-{supervision}-s{seed}.journal"
-               if workdir is not None else None)
+    storage = (
+        Path(workdir) / "hpo" / f"{interface}-{supervision}-s{seed}.journal"
+        if workdir is not None
+        else None
+    )
     if storage is not None and storage.exists():
         storage.unlink()  # a new run: new weights, so old trials say nothing about them
     for name in finds:
         if plan[name]["mode"] == "direct":
             jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
         elif storage is not None:
-            jobs.append(tune_sgm_module(model, name, data, priors, seed=seed,
-                                        trials=max(1, hpo_trials), storage=storage,
-                                        min_steps=sgm_steps))
+            jobs.append(
+                tune_sgm_module(
+                    model,
+                    name,
+                    data,
+                    priors,
+                    seed=seed,
+                    trials=max(1, hpo_trials),
+                    storage=storage,
+                    min_steps=sgm_steps,
+                )
+            )
         else:
-            jobs.append(train_sgm_module(model, name, data, priors, seed=seed, epochs=sgm_epochs,
-                                         min_steps=sgm_steps))
+            jobs.append(
+                train_sgm_module(
+                    model, name, data, priors, seed=seed, epochs=sgm_epochs, min_steps=sgm_steps
+                )
+            )
     # second round: a find that stayed on its SGM plateau trains again, on the questions
     # that also filter on finds that learned (their masks ANDed into its own)
-    stuck = [j["module"] for j in jobs if j["module"] in finds and j["module"] != "scene"
-             and j.get("sgm_loss") is not None and j["sgm_loss"] > PLATEAU * j["start_loss"]]
+    stuck = [
+        j["module"]
+        for j in jobs
+        if j["module"] in finds
+        and j["module"] != "scene"
+        and j.get("sgm_loss") is not None
+        and j["sgm_loss"] > PLATEAU * j["start_loss"]
+    ]
     context = {n: model.kinds.module(n) for n in finds if n not in stuck}
     if stuck and "scene" in context:
         freeze(model, list(context))
@@ -166,13 +213,29 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
             module = model.kinds.module(name)
             before = copy.deepcopy(module.state_dict())
             if storage is not None:
-                job = tune_sgm_module(model, name, data, priors, seed=seed,
-                                      trials=max(1, hpo_trials), storage=storage,
-                                      min_steps=sgm_steps, context=context)
+                job = tune_sgm_module(
+                    model,
+                    name,
+                    data,
+                    priors,
+                    seed=seed,
+                    trials=max(1, hpo_trials),
+                    storage=storage,
+                    min_steps=sgm_steps,
+                    context=context,
+                )
             else:  # a fresh start, as each trial of a search has
                 reinitialise(module, seed + 7919)
-                job = train_sgm_module(model, name, data, priors, seed=seed + 7919,
-                                       epochs=sgm_epochs, min_steps=sgm_steps, context=context)
+                job = train_sgm_module(
+                    model,
+                    name,
+                    data,
+                    priors,
+                    seed=seed + 7919,
+                    epochs=sgm_epochs,
+                    min_steps=sgm_steps,
+                    context=context,
+                )
             # the rows differ between the rounds: compare the loss relative to each start
             ratio = first[name]["sgm_loss"] / first[name]["start_loss"]
             kept = job.get("sgm_loss") is not None and job["sgm_loss"] / job["start_loss"] < ratio
@@ -187,13 +250,26 @@ def train_modular(interface: str, data: StudyData, *, seconds: float, seed: int,
         with tempfile.TemporaryDirectory(prefix="nmn-rec-") as tmp:
             root = Path(workdir) / "intermediate" if workdir is not None else Path(tmp)
             reader, recording = recorded_finds(model, finds, data, ["train"], root)
-    down = train_loop(model, data, "train", seconds, seed=seed, priors=priors, recorded=reader,
-                      lr=lr)
-    info: dict[str, Any] = {"jobs": jobs, "downstream": down, "priors": priors, "plan": plan,
-                            "recorded": recording}
+    down = train_loop(
+        model, data, "train", seconds, seed=seed, priors=priors, recorded=reader, lr=lr
+    )
+    info: dict[str, Any] = {
+        "jobs": jobs,
+        "downstream": down,
+        "priors": priors,
+        "plan": plan,
+        "recorded": recording,
+    }
     if workdir is not None:
         reg = Registry(Path(workdir) / "registry")
         info["registered"] = register_modules(
-            model, reg, plan, jobs, seed=seed, data=data, supervision=supervision,
-            metrics={"val_accuracy": down["curve"][-1][1] if down["curve"] else math.nan})
+            model,
+            reg,
+            plan,
+            jobs,
+            seed=seed,
+            data=data,
+            supervision=supervision,
+            metrics={"val_accuracy": down["curve"][-1][1] if down["curve"] else math.nan},
+        )
     return model, info

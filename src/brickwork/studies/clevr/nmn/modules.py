@@ -56,14 +56,15 @@ class _CellMLP(Module):
     manual_config = True
 
     def _init_mlp(self, cin: int, hidden: int) -> None:
-        self.w1 = nn.Parameter(torch.randn(hidden, cin) / cin ** 0.5)
+        self.w1 = nn.Parameter(torch.randn(hidden, cin) / cin**0.5)
         self.b1 = nn.Parameter(torch.zeros(hidden))
-        self.w2 = nn.Parameter(torch.randn(1, hidden) / hidden ** 0.5)
+        self.w2 = nn.Parameter(torch.randn(1, hidden) / hidden**0.5)
         self.b2 = nn.Parameter(torch.zeros(1))
 
     @staticmethod
-    def _mlp(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-             b2: torch.Tensor) -> torch.Tensor:
+    def _mlp(
+        x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
+    ) -> torch.Tensor:
         n, c, h, w = x.shape
         hid = torch.relu(torch.matmul(w1, x.reshape(n, c, h * w)) + b1.unsqueeze(-1))
         return (torch.matmul(w2, hid) + b2.unsqueeze(-1)).reshape(n, 1, h, w)
@@ -72,19 +73,21 @@ class _CellMLP(Module):
         return self._mlp(x, self.w1, self.b1.unsqueeze(0), self.w2, self.b2.unsqueeze(0))
 
     @classmethod
-    def heads(cls, modules: Sequence[Module], instance: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def heads(
+        cls, modules: Sequence[Module], instance: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         p = [stack_param(modules, k, instance) for k in ("w1", "b1", "w2", "b2")]
         return cls._mlp(x, *p)
 
-    def _setup(self, channels: int, interface: str, hidden: int, extra: int, with_mask: bool,
-               kind: str) -> None:
+    def _setup(
+        self, channels: int, interface: str, hidden: int, extra: int, with_mask: bool, kind: str
+    ) -> None:
         self._bw_config = {"channels": channels, "interface": interface, "hidden": hidden}
         self.interface = interface
         t = mask_type(interface)
         feats = Features(f"b {channels} h w")
-        self.inputs = ({"features": feats, "mask": t} if with_mask  # type: ignore[misc]
-                       else {"features": feats})
-        self.outputs = {"mask": t}  # type: ignore[misc]
+        self.inputs = {"features": feats, "mask": t} if with_mask else {"features": feats}
+        self.outputs = {"mask": t}
         self._init_mlp(channels + extra, hidden)
 
 
@@ -99,9 +102,10 @@ class _MaskCellMLP(_CellMLP):
         return activate(self.interface, self.head(self._inputs(mask, features)))
 
     @classmethod
-    def forward_instances(cls, modules, instance, mask, features):  # type: ignore[no-untyped-def]
-        return activate(modules[0].interface,
-                        cls.heads(modules, instance, cls._inputs(mask, features)))
+    def forward_instances(cls, modules, instance, mask, features):
+        return activate(
+            modules[0].interface, cls.heads(modules, instance, cls._inputs(mask, features))
+        )
 
 
 @register_kind("nmn_scene", example_config={"channels": 8}, sizes=_SIZES)
@@ -132,7 +136,7 @@ class Find(_CellMLP):
         return activate(self.interface, self.head(features))
 
     @classmethod
-    def forward_instances(cls, modules, instance, features):  # type: ignore[no-untyped-def]
+    def forward_instances(cls, modules, instance, features):
         return activate(modules[0].interface, cls.heads(modules, instance, features))
 
 
@@ -182,8 +186,8 @@ class Unique(Module):
         self._bw_config = {"interface": interface}
         self.interface = interface
         t = mask_type(interface)
-        self.inputs = {"mask": t}  # type: ignore[misc]
-        self.outputs = {"mask": t}  # type: ignore[misc]
+        self.inputs = {"mask": t}
+        self.outputs = {"mask": t}
         typed = interface == "typed"
         self.scale = nn.Parameter(torch.tensor([8.0 if typed else 1.0]))
         self.bias = nn.Parameter(torch.tensor([-4.0 if typed else 0.0]))

@@ -41,36 +41,59 @@ from brickwork.plan import DataSpec, TrainingPlan, make_plan
 def engine_plan(layouts: Sequence[Layout], supervision: str = "answers") -> TrainingPlan:
     """``make_plan`` over the distinct training layouts (``cycles="joint"``)."""
     if supervision not in ("answers", "targets"):
-        raise PlanError(f"study_plan: supervision must be 'answers' or 'targets', got "
-                        f"{supervision!r}")
+        raise PlanError(
+            f"study_plan: supervision must be 'answers' or 'targets', got {supervision!r}"
+        )
     if not layouts:
-        raise PlanError("study_plan: no training layouts; pass the layouts of the training questions")
+        raise PlanError(
+            "study_plan: no training layouts; pass the layouts of the training questions"
+        )
     family = list({id(lay): lay for lay in layouts}.values())
     targets: dict[str, str] = {}
     if supervision == "targets":
-        targets = {n.module: "find_target" for lay in family for n in lay.nodes
-                   if n.kind in ("find", "scene")}
-    return make_plan(family, DataSpec({"features"}, {"answer"}, module_targets=targets),
-                     cycles="joint")
+        targets = {
+            n.module: "find_target"
+            for lay in family
+            for n in lay.nodes
+            if n.kind in ("find", "scene")
+        }
+    return make_plan(
+        family, DataSpec({"features"}, {"answer"}, module_targets=targets), cycles="joint"
+    )
 
 
-def study_plan(layouts: Sequence[Layout], supervision: str = "answers") -> dict[str, dict[str, Any]]:
+def study_plan(
+    layouts: Sequence[Layout], supervision: str = "answers"
+) -> dict[str, dict[str, Any]]:
     """Module name → ``{input, supervision, codependent, engine_mode, mode, stage}``."""
     plan = engine_plan(layouts, supervision)
     out: dict[str, dict[str, Any]] = {
-        "question_encoder": {"input": "decoupled", "supervision": "direct", "codependent": False,
-                             "engine_mode": "direct", "mode": "direct", "stage": 1}}
+        "question_encoder": {
+            "input": "decoupled",
+            "supervision": "direct",
+            "codependent": False,
+            "engine_mode": "direct",
+            "mode": "direct",
+            "stage": 1,
+        }
+    }
     for name, mp in plan.modules.items():
-        e = {"input": "decoupled" if mp.decoupled else "dependent",
-             "supervision": "direct" if mp.direct else "indirect",
-             "codependent": mp.codependent, "engine_mode": mp.mode, "mode": mp.mode,
-             "stage": mp.stage}
+        e = {
+            "input": "decoupled" if mp.decoupled else "dependent",
+            "supervision": "direct" if mp.direct else "indirect",
+            "codependent": mp.codependent,
+            "engine_mode": mp.mode,
+            "mode": mp.mode,
+            "stage": mp.stage,
+        }
         if mp.decoupled and mp.kind in ("find", "scene"):
             if mp.mode not in ("direct", "surrogate") or mp.stage != 1:
-                raise PlanError(f"study_plan: make_plan trains {name} as {mp.mode!r} in stage "
-                                f"{mp.stage}; the study trains finds and scene in stage 1, "
-                                "'surrogate' (answers) or 'direct' (targets); keep make_plan's "
-                                "default codependent='surrogate'")
+                raise PlanError(
+                    f"study_plan: make_plan trains {name} as {mp.mode!r} in stage "
+                    f"{mp.stage}; the study trains finds and scene in stage 1, "
+                    "'surrogate' (answers) or 'direct' (targets); keep make_plan's "
+                    "default codependent='surrogate'"
+                )
         else:
             e["stage"] = max(2, mp.stage)
         out[name] = e

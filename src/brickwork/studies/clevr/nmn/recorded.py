@@ -27,8 +27,7 @@ from typing import Any, final
 import torch
 
 from brickwork.errors import DataError
-from brickwork.layouts import Kinds, Layout, Runner, from_program
-from brickwork.layouts import module_argument
+from brickwork.layouts import Kinds, Layout, Runner, from_program, module_argument
 from brickwork.modules import Module, module_device
 from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.nmn.data import StudyData
@@ -58,27 +57,30 @@ class Recorded(Module):
     def __init__(self, index: int, channels: int, interface: str):
         super().__init__()
         if not 0 <= index < channels:
-            raise DataError(f"recorded mask {index}: out of range for {channels} recorded "
-                            "modules")
+            raise DataError(f"recorded mask {index}: out of range for {channels} recorded modules")
         self._bw_config = {"index": index, "channels": channels, "interface": interface}
         self.index = index
-        self.inputs = {RECORDED: stacked_mask_type(interface)}  # type: ignore[misc]
-        self.outputs = {"mask": mask_type(interface)}  # type: ignore[misc]
+        self.inputs = {RECORDED: stacked_mask_type(interface)}
+        self.outputs = {"mask": mask_type(interface)}
 
     def forward(self, recorded: torch.Tensor) -> torch.Tensor:
-        return recorded[:, self.index:self.index + 1]
+        return recorded[:, self.index : self.index + 1]
 
     @classmethod
-    def forward_instances(cls, modules: Sequence[Recorded], instance: torch.Tensor,
-                          recorded: torch.Tensor) -> torch.Tensor:
+    def forward_instances(
+        cls, modules: Sequence[Recorded], instance: torch.Tensor, recorded: torch.Tensor
+    ) -> torch.Tensor:
         """Every instance in one gather: row ``i`` takes its instance's channel."""
-        index = torch.tensor([m.index for m in modules], dtype=torch.long,
-                             device=recorded.device)[instance]
+        index = torch.tensor([m.index for m in modules], dtype=torch.long, device=recorded.device)[
+            instance
+        ]
         return recorded[torch.arange(len(recorded), device=recorded.device), index].unsqueeze(1)
 
 
 def _recorded_name(module_name: str) -> str:
-    return "recorded[scene]" if module_name == "scene" else f"recorded[{module_argument(module_name)}]"
+    return (
+        "recorded[scene]" if module_name == "scene" else f"recorded[{module_argument(module_name)}]"
+    )
 
 
 def record_key(model: NMN, names: Sequence[str], data: StudyData, split: str) -> CacheKey:
@@ -89,12 +91,25 @@ def record_key(model: NMN, names: Sequence[str], data: StudyData, split: str) ->
         producers={n: {"kind": m.kind, "config": m.config} for n, m in modules.items()},
         data_digest=f"{data.digest}:{split}",
         dtype=str(data.features[split].dtype).removeprefix("torch."),
-        content={"study": "clevr-nmn", "split": split, "order": list(names), "port": "mask",
-                 "interface": model.interface})
+        content={
+            "study": "clevr-nmn",
+            "split": split,
+            "order": list(names),
+            "port": "mask",
+            "interface": model.interface,
+        },
+    )
 
 
-def record_finds(model: NMN, names: Sequence[str], data: StudyData, split: str,
-                 root: str | Path, *, chunk: int = 512) -> tuple[IntermediateDataset, bool]:
+def record_finds(
+    model: NMN,
+    names: Sequence[str],
+    data: StudyData,
+    split: str,
+    root: str | Path,
+    *,
+    chunk: int = 512,
+) -> tuple[IntermediateDataset, bool]:
     """``(dataset, hit)``: the masks of the frozen ``names`` for every image of ``split``,
     column ``masks`` ``[n_images, len(names), h, w]``, ids = image rows."""
     feats = data.features[split]
@@ -102,7 +117,7 @@ def record_finds(model: NMN, names: Sequence[str], data: StudyData, split: str,
     def produce() -> Iterator[Samples]:
         with torch.no_grad():
             for i in range(0, len(feats), chunk):
-                f = feats[i:i + chunk]
+                f = feats[i : i + chunk]
                 masks = torch.cat([model.kinds.module(n)(f) for n in names], 1)
                 # stored on the CPU (the dataset's files), read back onto the model's device
                 yield Samples({"masks": masks.cpu()}, ids=torch.arange(i, i + len(f)))
@@ -120,8 +135,7 @@ class RecordedFinds:
         datasets: split -> the recording (:func:`record_finds`) of that split's images.
     """
 
-    def __init__(self, model: NMN, names: Sequence[str],
-                 datasets: dict[str, IntermediateDataset]):
+    def __init__(self, model: NMN, names: Sequence[str], datasets: dict[str, IntermediateDataset]):
         self.model, self.names = model, list(names)
         device = module_device(model)
         self.masks: dict[str, torch.Tensor] = {}
@@ -129,8 +143,10 @@ class RecordedFinds:
         for split, ds in datasets.items():
             got = ds.manifest["key"].get("content", {}).get("order")
             if got != self.names:
-                raise DataError(f"intermediate dataset {ds.key_digest[:12]}…: records {got}, "
-                                f"expected {self.names}; rebuild it with record_finds")
+                raise DataError(
+                    f"intermediate dataset {ds.key_digest[:12]}…: records {got}, "
+                    f"expected {self.names}; rebuild it with record_finds"
+                )
             rows = ds.load()
             order = torch.argsort(rows.ids)
             self.masks[split] = rows["masks"][order].to(device)
@@ -140,8 +156,10 @@ class RecordedFinds:
         for j, n in enumerate(self.names):
             self.kinds.add(_recorded_name(n), Recorded(j, len(self.names), model.interface))
         self.runner = Runner(self.kinds, cache_size=0)
-        self._externals = {"features": Features(f"b {channels} h w"),
-                           RECORDED: stacked_mask_type(model.interface)}
+        self._externals = {
+            "features": Features(f"b {channels} h w"),
+            RECORDED: stacked_mask_type(model.interface),
+        }
         self._layouts: dict[Program, Layout] = {}
 
     def layout(self, program: Program) -> Layout:
@@ -155,24 +173,34 @@ class RecordedFinds:
             if fn in ("scene", "find"):
                 name = "scene" if fn == "scene" else f"find[{values[0]}]"
                 if name not in self.names:
-                    raise DataError(f"program {program}: module {name!r} was not recorded "
-                                    f"(recorded: {self.names}); record it or run the full model")
+                    raise DataError(
+                        f"program {program}: module {name!r} was not recorded "
+                        f"(recorded: {self.names}); record it or run the full model"
+                    )
                 node = {**node, "function": RECORDED, "value_inputs": [_recorded_name(name)[9:-1]]}
             else:
                 name = f"{fn}[{','.join(values)}]" if values else fn
                 self.kinds.add(name, self.model.kinds.module(name))
             nodes.append(node)
-        lay = from_program(nodes, self.kinds, name=f"r{len(self._layouts)}",
-                           externals=self._externals)
+        lay = from_program(
+            nodes, self.kinds, name=f"r{len(self._layouts)}", externals=self._externals
+        )
         self._layouts[program] = lay
         return lay
 
-    def forward(self, split: str, programs: Sequence[Program], image: torch.Tensor,
-                features: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        split: str,
+        programs: Sequence[Program],
+        image: torch.Tensor,
+        features: torch.Tensor,
+        prior: torch.Tensor,
+    ) -> torch.Tensor:
         """Answer log-probabilities, as the model gives them with its frozen modules run."""
         recorded = self.masks.get(split)
         if recorded is None:
             raise DataError(f"no recording of split {split!r} (have {sorted(self.masks)})")
-        out = self.runner([self.layout(p) for p in programs],
-                          {"features": features, RECORDED: recorded[image]})["answer"]
+        out = self.runner(
+            [self.layout(p) for p in programs], {"features": features, RECORDED: recorded[image]}
+        )["answer"]
         return merge_prior(self.model.interface, out, prior)

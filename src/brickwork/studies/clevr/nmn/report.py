@@ -1,4 +1,5 @@
-"""Summaries of the study's results: error by seen and unseen depth, mean and spread over seeds, and the acceptance targets.
+"""Summaries of the study's results: error by seen and unseen depth, mean and spread over seeds, and
+the acceptance targets.
 
 Example:
     >>> summarize_depths({1: 0.2, 5: 0.4, 6: 0.5, 20: 0.7}, seen_max=5)
@@ -12,14 +13,14 @@ import statistics
 from typing import Any
 
 
-
-
 def summarize_depths(errors: dict[int, float], seen_max: int) -> tuple[float, float]:
     """Mean error over depths ≤ ``seen_max`` and over deeper ones."""
     seen = [e for d, e in errors.items() if d <= seen_max]
     unseen = [e for d, e in errors.items() if d > seen_max]
-    return (statistics.mean(seen) if seen else math.nan,
-            statistics.mean(unseen) if unseen else math.nan)
+    return (
+        statistics.mean(seen) if seen else math.nan,
+        statistics.mean(unseen) if unseen else math.nan,
+    )
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -61,18 +62,29 @@ def acceptance(s: dict[str, Any], seen_max: int = 5) -> dict[str, Any]:
         "modular_typed_ge_e2e_classic": {"value": diff, "target": ">= 0", "met": diff >= 0},
         "typed_unseen_minus_seen_le_10pts": {"value": gap, "target": "<= 0.10", "met": gap <= 0.10},
         "typed_beats_classic_every_unseen_depth": {
-            "value": f"{wins('modular_classic')}/{len(unseen)}", "target": "all",
-            "met": wins("modular_classic") == len(unseen)},
+            "value": f"{wins('modular_classic')}/{len(unseen)}",
+            "target": "all",
+            "met": wins("modular_classic") == len(unseen),
+        },
         "e2e_typed_beats_e2e_classic_every_unseen_depth": {
-            "value": f"{wins('e2e_classic', 'e2e_typed')}/{len(unseen)}", "target": "all",
-            "met": wins("e2e_classic", "e2e_typed") == len(unseen)},
+            "value": f"{wins('e2e_classic', 'e2e_typed')}/{len(unseen)}",
+            "target": "all",
+            "met": wins("e2e_classic", "e2e_typed") == len(unseen),
+        },
         "typed_beats_film_every_unseen_depth": {
-            "value": f"{wins('film')}/{len(unseen)}", "target": "all",
-            "met": wins("film") == len(unseen)},
-        "sgm_pearson_r_ge_0.9": {"value": s["sgm_pearson_r"], "target": ">= 0.9",
-                                 "met": bool(s["sgm_pearson_r"] >= 0.9),
-                                 "leave_one_out_min": s.get("sgm", {}).get(
-                                     "pearson_r_leave_one_out_min")},
-        "cost_ratio_parallel_le_0.6": {"value": s["cost_ratio_parallel"], "target": "<= 0.6",
-                                       "met": bool(s["cost_ratio_parallel"] <= 0.6)},
+            "value": f"{wins('film')}/{len(unseen)}",
+            "target": "all",
+            "met": wins("film") == len(unseen),
+        },
+        "sgm_pearson_r_ge_0.9": {
+            "value": s["sgm_pearson_r"],
+            "target": ">= 0.9",
+            "met": bool(s["sgm_pearson_r"] >= 0.9),
+            "leave_one_out_min": s.get("sgm", {}).get("pearson_r_leave_one_out_min"),
+        },
+        "cost_ratio_parallel_le_0.6": {
+            "value": s["cost_ratio_parallel"],
+            "target": "<= 0.6",
+            "met": bool(s["cost_ratio_parallel"] <= 0.6),
+        },
     }

@@ -1,4 +1,5 @@
-"""Training one find module through a surrogate gradient model (SGM): its rows, inputs and loss, and the search over starts.
+"""Training one find module through a surrogate gradient model (SGM): its rows, inputs and loss, and
+the search over starts.
 
 The SGM stands in for the rest of the model (thesis §4.2.3): it maps the find's mask
 and the image features to the answer distribution, so the find trains towards the
@@ -22,12 +23,30 @@ from brickwork.modules import Module
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData, data_device
 from brickwork.studies.clevr.nmn.layouts import NMN, merge_prior
 from brickwork.studies.clevr.nmn.vocab import K
-from brickwork.training import Callback, FitConfig, FitState, Samples, SearchSpace, SurrogateHead, fit, run_search
+from brickwork.training import (
+    Callback,
+    FitConfig,
+    FitState,
+    Samples,
+    SearchSpace,
+    SurrogateHead,
+    fit,
+    run_search,
+)
 from brickwork.training.sgm import RelativeImprovement, SurrogateSpec, mc_dropout_variance
 
-
-_CHAIN = frozenset({"scene", "unique", "count", "exist", "query_color", "query_shape",
-                    "query_size", "query_material"})
+_CHAIN = frozenset(
+    {
+        "scene",
+        "unique",
+        "count",
+        "exist",
+        "query_color",
+        "query_shape",
+        "query_size",
+        "query_material",
+    }
+)
 
 
 def _chain_filters(q: Any) -> list[str] | None:
@@ -40,8 +59,9 @@ def _chain_filters(q: Any) -> list[str] | None:
     return [f"find[{n.value_inputs[0]}]" for n in filt]
 
 
-def _find_rows(data: StudyData, value: str | None, name: str,
-               context: Collection[str] = ()) -> torch.Tensor:
+def _find_rows(
+    data: StudyData, value: str | None, name: str, context: Collection[str] = ()
+) -> torch.Tensor:
     """Rows of a question set that train the SGM of ``find[value]`` (``scene`` for None).
 
     The surrogate sees one module's output and the cached prior only, so it is trained on
@@ -66,14 +86,24 @@ def _find_rows(data: StudyData, value: str | None, name: str,
             continue
         if chain == ([] if own is None else [own]):
             direct.append(i)
-        elif own is not None and own in chain and "scene" in context \
-                and all(f == own or f in context for f in chain):
+        elif (
+            own is not None
+            and own in chain
+            and "scene" in context
+            and all(f == own or f in context for f in chain)
+        ):
             direct.append(i)
     return torch.tensor(direct if len(direct) >= 32 else using, dtype=torch.long)
 
 
-def _context_masks(context: Mapping[str, nn.Module], data: StudyData, name: str,
-                   rows: torch.Tensor, own: str, and_: nn.Module) -> torch.Tensor:
+def _context_masks(
+    context: Mapping[str, nn.Module],
+    data: StudyData,
+    name: str,
+    rows: torch.Tensor,
+    own: str,
+    and_: nn.Module,
+) -> torch.Tensor:
     """``[len(rows), 1, h, w]``: for each row, the AND (``and_``, the layouts' ``And``) of
     the scene mask and the masks of the chain's other filters that ``context`` holds —
     what the chain ANDs into ``own``'s mask (the scene alone for a row that is not a
@@ -84,15 +114,18 @@ def _context_masks(context: Mapping[str, nn.Module], data: StudyData, name: str,
     out = []
     with torch.no_grad():
         for k, i in enumerate(rows.tolist()):
-            names = ["scene"] + [f for f in (_chain_filters(qs.questions[i]) or [])
-                                 if f != own and f in context]
+            names = ["scene"] + [
+                f for f in (_chain_filters(qs.questions[i]) or []) if f != own and f in context
+            ]
             mask = None
             for n in names:
                 if n not in cache:
-                    cache[n] = torch.cat([context[n](feats[j:j + 512])
-                                          for j in range(0, len(feats), 512)])
-                m = cache[n][images[k]:images[k] + 1]
+                    cache[n] = torch.cat(
+                        [context[n](feats[j : j + 512]) for j in range(0, len(feats), 512)]
+                    )
+                m = cache[n][images[k] : images[k] + 1]
                 mask = m if mask is None else and_(mask, m)
+            assert mask is not None  # names starts with the scene
             out.append(mask)
     return torch.cat(out)
 
@@ -113,12 +146,17 @@ def _attends(qs: QuestionSet, rows: torch.Tensor) -> torch.Tensor:
     features only where the question needs them, the mask's statistics always (§4.2.3,
     "fed with the attended features or the mask depending on the question type")."""
     last = [qs.questions[i].program[-1].function for i in rows.tolist()]
-    return torch.tensor([0.0 if f in ("count", "exist") else 1.0 for f in last],
-                        device=qs.answer.device)
+    return torch.tensor(
+        [0.0 if f in ("count", "exist") else 1.0 for f in last], device=qs.answer.device
+    )
 
 
-def sgm_inputs(mask: torch.Tensor, features: torch.Tensor, top_k: int = SGM_TOP_K,
-               attend: torch.Tensor | None = None) -> torch.Tensor:
+def sgm_inputs(
+    mask: torch.Tensor,
+    features: torch.Tensor,
+    top_k: int = SGM_TOP_K,
+    attend: torch.Tensor | None = None,
+) -> torch.Tensor:
     """What a find's surrogate head sees: a permutation-invariant summary of the mask
     (its mass and its ``top_k`` largest cells, as the count/exist heads read it) and the
     mask-attended features, ``[b, 1 + top_k + c]``; ``attend`` (``[b]``, 0 or 1) zeroes
@@ -182,17 +220,32 @@ class _SGMTrainee(nn.Module):
         m = self.module(features)
         return m if context is None else self.and_(m, context)
 
-    def forward(self, features: torch.Tensor, prior: torch.Tensor,
-                attend: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        prior: torch.Tensor,
+        attend: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         z = self.head(sgm_inputs(self.mask(features, context), features, attend=attend))
         return merge_prior(self.interface, z, prior)
 
 
-def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
-                     *, seed: int, epochs: int, rank: int = 8, dropout: float = 0.2,
-                     lr: float = SGM_LR, min_steps: int = 600, patience: int = 1000,
-                     context: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
+def train_sgm_module(
+    model: NMN,
+    module_name: str,
+    data: StudyData,
+    priors: dict[str, torch.Tensor],
+    *,
+    seed: int,
+    epochs: int,
+    rank: int = 8,
+    dropout: float = 0.2,
+    lr: float = SGM_LR,
+    min_steps: int = 600,
+    patience: int = 1000,
+    context: Mapping[str, nn.Module] | None = None,
+) -> dict[str, Any]:
     """Train one find/scene module through its surrogate gradient module (§4.2.3) on the
     training questions that use it, answers only, with the cached prior; up to
     ``min_steps`` optimizer steps, stopped after ``patience`` epochs without a relative
@@ -221,9 +274,12 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
 
     def samples(name: str, rows: torch.Tensor) -> Samples:
         qs = data.sets[name]
-        cols = {"features": data.set_features(name)[qs.image[rows]],
-                "prior": priors[name][rows], "answer": qs.answer[rows],
-                "attend": _attends(qs, rows)}
+        cols = {
+            "features": data.set_features(name)[qs.image[rows]],
+            "prior": priors[name][rows],
+            "answer": qs.answer[rows],
+            "attend": _attends(qs, rows),
+        }
         if context:
             cols["context"] = _context_masks(context, data, name, rows, module_name, and_)
         return Samples(cols)
@@ -241,21 +297,39 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
         trainee.train()
     selector = _SelectBest(trainee, patience=patience)
     cpu = time.process_time()
-    res = fit(trainee, loss, train, val=val, config=FitConfig(
-        epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
-        callbacks=[selector])
+    res = fit(
+        trainee,
+        loss,
+        train,
+        val=val,
+        config=FitConfig(epochs=epochs, batch_size=64, lr=lr, seed=seed, max_steps=min_steps),
+        callbacks=[selector],
+    )
     cpu = time.process_time() - cpu
     selector.restore()
     tracker = selector.tracker
     with torch.no_grad():
         f, a = val["features"][:256], val["attend"][:256]
         ctx = val["context"][:256] if context else None
-        var = mc_dropout_variance(trainee.head, sgm_inputs(trainee.mask(f, ctx), f, attend=a),
-                                  samples=8)
-    out = {"module": module_name, "sgm_loss": tracker.best, "start_loss": start,
-           "variance": var, "best_epoch": tracker.best_index + 1, "steps": res.steps,
-           "seconds": cpu, "wall_seconds": res.wall_time, "epochs": res.epochs, "rank": rank, "dropout": dropout,
-           "lr": lr, "relative_improvement": tracker.history, "rows": len(tr)}
+        var = mc_dropout_variance(
+            trainee.head, sgm_inputs(trainee.mask(f, ctx), f, attend=a), samples=8
+        )
+    out: dict[str, Any] = {
+        "module": module_name,
+        "sgm_loss": tracker.best,
+        "start_loss": start,
+        "variance": var,
+        "best_epoch": tracker.best_index + 1,
+        "steps": res.steps,
+        "seconds": cpu,
+        "wall_seconds": res.wall_time,
+        "epochs": res.epochs,
+        "rank": rank,
+        "dropout": dropout,
+        "lr": lr,
+        "relative_improvement": tracker.history,
+        "rows": len(tr),
+    }
     if context:
         out["context"] = sorted(context)
     return out
@@ -263,9 +337,13 @@ def train_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict
 
 #: the stage-1 search space of every find module; the learning rate's range is where
 #: most trials left the SGM plateau (docs/history/nmn-study-runs.md "Trials per module")
-SGM_SPACE = SearchSpace({"rank": {"type": "categorical", "choices": [4, 8, 16]},
-                         "dropout": {"type": "float", "low": 0.0, "high": 0.3},
-                         "lr": {"type": "float", "low": 4e-3, "high": 7e-3, "log": True}})
+SGM_SPACE = SearchSpace(
+    {
+        "rank": {"type": "categorical", "choices": [4, 8, 16]},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.3},
+        "lr": {"type": "float", "low": 4e-3, "high": 7e-3, "log": True},
+    }
+)
 
 
 def reinitialise(module: Module, seed: int) -> None:
@@ -284,9 +362,18 @@ def reinitialise(module: Module, seed: int) -> None:
     module.load_state_dict(fresh.state_dict())
 
 
-def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[str, torch.Tensor],
-                    *, seed: int, trials: int, storage: str | Path, min_steps: int = 600,
-                    context: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
+def tune_sgm_module(
+    model: NMN,
+    module_name: str,
+    data: StudyData,
+    priors: dict[str, torch.Tensor],
+    *,
+    seed: int,
+    trials: int,
+    storage: str | Path,
+    min_steps: int = 600,
+    context: Mapping[str, nn.Module] | None = None,
+) -> dict[str, Any]:
     """Per-module HPO (Optuna, through :func:`brickwork.training.run_search`): each trial
     trains the module through its SGM from fresh initial weights drawn from the trial's
     seed; the module keeps the weights of the trial with the lowest SGM validation loss.
@@ -304,8 +391,17 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
 
     def objective(params: dict[str, Any], trial_seed: int, report: Callable[..., Any]) -> float:
         reinitialise(module, trial_seed)
-        job = train_sgm_module(model, module_name, data, priors, seed=trial_seed, epochs=1,
-                               min_steps=min_steps, context=context, **params)
+        job = train_sgm_module(
+            model,
+            module_name,
+            data,
+            priors,
+            seed=trial_seed,
+            epochs=1,
+            min_steps=min_steps,
+            context=context,
+            **params,
+        )
         if job.get("skipped"):
             best.setdefault("job", job)
             return 0.0
@@ -315,22 +411,45 @@ def tune_sgm_module(model: NMN, module_name: str, data: StudyData, priors: dict[
 
     title = f"sgm-{module_name}" + ("-context" if context else "")
     cpu = time.process_time()
-    study = run_search(title, objective, SGM_SPACE, trials=trials, seed=seed,
-                      storage=storage, direction="minimize", prune=False)
+    study = run_search(
+        title,
+        objective,
+        SGM_SPACE,
+        trials=trials,
+        seed=seed,
+        storage=storage,
+        direction="minimize",
+        prune=False,
+    )
     if "state" in best:
         module.load_state_dict(best["state"])
         job = dict(best["job"])
     elif "job" in best:
         job = dict(best["job"])
     else:  # the study was complete already (resumed): retrain its best trial once
-        row = min((r for r in study.trials if r["state"] == "complete"),
-                  key=lambda r: (r["value"], r["index"]))
+        row = min(
+            (r for r in study.trials if r["state"] == "complete"),
+            key=lambda r: (r["value"], r["index"]),
+        )
         reinitialise(module, row["seed"])
-        job = train_sgm_module(model, module_name, data, priors, seed=row["seed"], epochs=1,
-                               min_steps=min_steps, context=context, **study.best_params)
-    job["hpo"] = {"trials": len(study.trials), "best_params": study.best_params,
-                  "best_value": study.best_value,
-                  "scores": [t.get("value") for t in study.trials],
-                  "seconds": time.process_time() - cpu, "wall_seconds": study.wall_time}
+        job = train_sgm_module(
+            model,
+            module_name,
+            data,
+            priors,
+            seed=row["seed"],
+            epochs=1,
+            min_steps=min_steps,
+            context=context,
+            **study.best_params,
+        )
+    job["hpo"] = {
+        "trials": len(study.trials),
+        "best_params": study.best_params,
+        "best_value": study.best_value,
+        "scores": [t.get("value") for t in study.trials],
+        "seconds": time.process_time() - cpu,
+        "wall_seconds": study.wall_time,
+    }
     job["seconds"] = job["hpo"]["seconds"]
     return job

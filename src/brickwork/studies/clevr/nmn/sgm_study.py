@@ -1,4 +1,5 @@
-"""The SGM correlation study (thesis Fig. 4.7): whether a lower SGM loss makes a better find, measured over training settings."""
+"""The SGM correlation study (thesis Fig. 4.7): whether a lower SGM loss makes a better find,
+measured over training settings."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def sgm_study_settings(cfg: StudyConfig) -> list[tuple[int, int, float]]:
     return [(st, [2, 8, 4, 16][k % 4], [0.1, 0.3][k % 2]) for k, st in enumerate(steps)]
 
 
-def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor],
-               k: int) -> dict[str, Any]:
+def _sgm_point(
+    data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor], k: int
+) -> dict[str, Any]:
     """One point of Fig. 4.7: every find trained through its SGM with setting ``k``,
     frozen into the full (typed) model, the rest trained for a fixed budget.
 
@@ -58,8 +60,17 @@ def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
         module, best, state = model.kinds.module(n), None, None
         for t in range(max(1, cfg.sgm_hpo_trials)):
             reinitialise(module, seed * 1000 + t)
-            job = train_sgm_module(model, n, data, priors, seed=seed * 1000 + t, epochs=1,
-                                   rank=rank, dropout=dropout, min_steps=steps)
+            job = train_sgm_module(
+                model,
+                n,
+                data,
+                priors,
+                seed=seed * 1000 + t,
+                epochs=1,
+                rank=rank,
+                dropout=dropout,
+                min_steps=steps,
+            )
             if job.get("skipped"):
                 break
             if best is None or job["sgm_loss"] < best["sgm_loss"]:
@@ -72,19 +83,33 @@ def _sgm_point(data: StudyData, cfg: StudyConfig, priors: dict[str, torch.Tensor
     # the modular runs' downstream stage does: several times the steps of running them
     with tempfile.TemporaryDirectory(prefix="nmn-sgm-") as tmp:
         reader, _ = recorded_finds(model, finds, data, ["train"], tmp)
-    down = train_loop(model, data, "train", cfg.seconds_sgm_study, seed=seed, priors=priors,
-                      eval_every=1e9, recorded=reader, lr=cfg.lr)
+    down = train_loop(
+        model,
+        data,
+        "train",
+        cfg.seconds_sgm_study,
+        seed=seed,
+        priors=priors,
+        eval_every=1e9,
+        recorded=reader,
+        lr=cfg.lr,
+    )
     model.eval()
     qs = data.sets["val"]
     with torch.no_grad():
         logp = _forward(model, qs, data.set_features("val"), slice(0, len(qs)), priors["val"])
         full = float(nn.functional.nll_loss(logp, qs.answer))
-    return {"steps": steps, "rank": rank, "dropout": dropout,
-            "starts": max(1, cfg.sgm_hpo_trials),
-            "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
-            "variance": statistics.mean(j["variance"] for j in jobs),
-            "full_loss": full, "full_accuracy": accuracy(model, data, "val", priors["val"]),
-            "downstream_steps": down["steps"]}
+    return {
+        "steps": steps,
+        "rank": rank,
+        "dropout": dropout,
+        "starts": max(1, cfg.sgm_hpo_trials),
+        "sgm_loss": statistics.mean(j["sgm_loss"] for j in jobs),
+        "variance": statistics.mean(j["variance"] for j in jobs),
+        "full_loss": full,
+        "full_accuracy": accuracy(model, data, "val", priors["val"]),
+        "downstream_steps": down["steps"],
+    }
 
 
 def _sgm_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,8 +122,17 @@ def _sgm_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     x, y = [q["sgm_loss"] for q in points], [q["full_loss"] for q in points]
     r, p = pearson(x, y)
     rho = pearson(list(rankdata(x)), list(rankdata(y)))[0]  # Spearman: r of the ranks
-    loo = [pearson(x[:i] + x[i + 1:], y[:i] + y[i + 1:])[0] for i in range(len(points))] \
-        if len(points) > 3 else [math.nan]
+    loo = (
+        [pearson(x[:i] + x[i + 1 :], y[:i] + y[i + 1 :])[0] for i in range(len(points))]
+        if len(points) > 3
+        else [math.nan]
+    )
     front = pareto_front([(q["sgm_loss"], q["variance"]) for q in points])
-    return {"points": points, "pareto_front": front, "pearson_r": r, "p_value": p,
-            "spearman_rho": rho, "pearson_r_leave_one_out_min": min(loo)}
+    return {
+        "points": points,
+        "pareto_front": front,
+        "pearson_r": r,
+        "p_value": p,
+        "spearman_rho": rho,
+        "pearson_r_leave_one_out_min": min(loo),
+    }

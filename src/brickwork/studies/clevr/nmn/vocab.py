@@ -45,12 +45,15 @@ def valid_answers(function: str) -> torch.Tensor:
         m[COUNT_INDEX] = True
     elif function in ATTRIBUTES:
         m[[ANSWER_INDEX[v] for v in ATTRIBUTES[function]]] = True
-    elif function in ("exist", "equal_integer", "less_than", "greater_than") or \
-            function.startswith("equal_"):
+    elif function in ("exist", "equal_integer", "less_than", "greater_than") or function.startswith(
+        "equal_"
+    ):
         m[[YES, NO]] = True
     else:
-        raise DataError(f"valid_answers: unknown answer function {function!r}; expected "
-                        "exist, count, an attribute name or a comparison")
+        raise DataError(
+            f"valid_answers: unknown answer function {function!r}; expected "
+            "exist, count, an attribute name or a comparison"
+        )
     return m
 
 
