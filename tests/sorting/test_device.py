@@ -11,15 +11,35 @@ import torch
 
 import brickwork.studies.sorting.study as study_mod
 from brickwork.errors import TrainingError
-from brickwork.studies.sorting import (MonolithicConfig, StudyConfig, TrainConfig, build_agent,
-                                       handcoded_modules, run_study, train_unit)
-from brickwork.studies.sorting.data import (SortingEnvironment, Transitions, batch_representation,
-                                            build_transitions, random_lists, representation)
+from brickwork.studies.sorting import (
+    MonolithicConfig,
+    StudyConfig,
+    TrainConfig,
+    build_agent,
+    handcoded_modules,
+    run_study,
+    train_unit,
+)
+from brickwork.studies.sorting.data import (
+    SortingEnvironment,
+    Transitions,
+    batch_representation,
+    build_transitions,
+    random_lists,
+    representation,
+)
 from brickwork.studies.sorting.evaluation import evaluate_length
 from brickwork.studies.sorting.training import check_device
 
-TINY = TrainConfig(max_length=3, train_lists=60, val_lists=20, max_seconds=1,
-                   extra_max_seconds=1, eval_every=10, hidden=8)
+TINY = TrainConfig(
+    max_length=3,
+    train_lists=60,
+    val_lists=20,
+    max_seconds=1,
+    extra_max_seconds=1,
+    eval_every=10,
+    hidden=8,
+)
 
 
 def test_run_study_passes_the_device_to_every_job(tmp_path, monkeypatch):
@@ -29,16 +49,30 @@ def test_run_study_passes_the_device_to_every_job(tmp_path, monkeypatch):
         def wrapped(*args, **kwargs):
             seen.append((name, kwargs.get("device", "<missing>")))
             return fn(*args, **kwargs)
+
         return wrapped
 
     for name in ("train_unit", "train_monolithic", "evaluate_variant"):
         monkeypatch.setattr(study_mod, name, spy(name, getattr(study_mod, name)))
-    cfg = replace(StudyConfig.quick_config(), workers=1, seeds=(0,),
-                  variants=("monolithic", "modular_addressed_recursive"), train=TINY,
-                  monolithic=MonolithicConfig(max_length=3, train_lists=40, val_lists=10,
-                                              cap_seconds=0.5, hidden=8, batch=4,
-                                              val_episodes=8),
-                  factors=(2,), lists=5, whole_list_min_lists=2)
+    cfg = replace(
+        StudyConfig.quick_config(),
+        workers=1,
+        seeds=(0,),
+        variants=("monolithic", "modular_addressed_recursive"),
+        train=TINY,
+        monolithic=MonolithicConfig(
+            max_length=3,
+            train_lists=40,
+            val_lists=10,
+            cap_seconds=0.5,
+            hidden=8,
+            batch=4,
+            val_episodes=8,
+        ),
+        factors=(2,),
+        lists=5,
+        whole_list_min_lists=2,
+    )
     summary = run_study(cfg, tmp_path, device="cpu")
     assert summary["device"] == "cpu"
     assert {n for n, _ in seen} == {"train_unit", "train_monolithic", "evaluate_variant"}
@@ -46,10 +80,13 @@ def test_run_study_passes_the_device_to_every_job(tmp_path, monkeypatch):
     assert summary["modules"]["0"]["rec.controller"]["criterion"]["device"] == "cpu"
 
 
-@pytest.mark.parametrize("device, message", [
-    ("gpu", "device 'gpu' is not a torch device"),
-    ("cuda:99", "cuda:99"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("gpu", "device 'gpu' is not a torch device"),
+        ("cuda:99", "cuda:99"),
+    ],
+)
 def test_an_unusable_device_is_refused_before_anything_runs(tmp_path, device, message):
     with pytest.raises(TrainingError, match=message) as err:
         run_study(StudyConfig.quick_config(), tmp_path / "out", device=device)
@@ -76,10 +113,17 @@ def test_representations_and_environment_are_made_on_the_asked_device():
 
 
 def test_explicit_cpu_gives_the_same_numbers_as_the_default():
-    a = train_unit("addr.movb", 0, replace(TINY, max_seconds=1e9, stall_evals=2, error=0.0,
-                                           saturation=0.0, stage_evals=1))
-    b = train_unit("addr.movb", 0, replace(TINY, max_seconds=1e9, stall_evals=2, error=0.0,
-                                           saturation=0.0, stage_evals=1), device="cpu")
+    a = train_unit(
+        "addr.movb",
+        0,
+        replace(TINY, max_seconds=1e9, stall_evals=2, error=0.0, saturation=0.0, stage_evals=1),
+    )
+    b = train_unit(
+        "addr.movb",
+        0,
+        replace(TINY, max_seconds=1e9, stall_evals=2, error=0.0, saturation=0.0, stage_evals=1),
+        device="cpu",
+    )
     assert a["iterations"] == b["iterations"] and a["history"]["loss"] == b["history"]["loss"]
     assert a["states"] == b["states"]
     agent = build_agent("modular_addressed", handcoded_modules("addressed"))
@@ -101,8 +145,15 @@ def test_training_and_evaluation_on_cuda():
 
 
 def test_progress_bar_counts_every_finished_job(tmp_path, capsys):
-    cfg = replace(StudyConfig.quick_config(), workers=1, seeds=(0,),
-                  variants=("modular_addressed",), train=TINY, factors=(2,), lists=5)
+    cfg = replace(
+        StudyConfig.quick_config(),
+        workers=1,
+        seeds=(0,),
+        variants=("modular_addressed",),
+        train=TINY,
+        factors=(2,),
+        lists=5,
+    )
     run_study(cfg, tmp_path, progress=True)
     err = capsys.readouterr().err
     # 5 units to criterion + 5 extra trainings + 1 evaluation, all counted

@@ -11,9 +11,21 @@ import torch
 from brickwork.agent import Interface
 from brickwork.errors import AgentError
 from brickwork.modules import build_kind, load_module, registered_kinds, save_module
-from brickwork.studies.sorting import (FIELDS, HandPairSwap, HandShift, HandShiftHead, HandSwap,
-                                       SortingEnvironment, TeacherPolicy, TrainConfig, build_agent,
-                                       evaluate_agent, handcoded_modules, new_modules, train_unit)
+from brickwork.studies.sorting import (
+    FIELDS,
+    HandPairSwap,
+    HandShift,
+    HandShiftHead,
+    HandSwap,
+    SortingEnvironment,
+    TeacherPolicy,
+    TrainConfig,
+    build_agent,
+    evaluate_agent,
+    handcoded_modules,
+    new_modules,
+    train_unit,
+)
 from brickwork.studies.sorting.data import random_lists
 from brickwork.studies.sorting.evaluation import evaluate_length, teacher_steps_batch
 from brickwork.studies.sorting.handcoded import HandDigestor
@@ -47,8 +59,12 @@ def test_addressed_hand_operators():
 
 def test_teacher_policy_is_the_teacher():
     p = TeacherPolicy()
-    e = HandDigestor()(torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 1.0, 1.0]),
-                       _onehot([5, 1, 1, 1]), _onehot([2, 3, 3, 3]))
+    e = HandDigestor()(
+        torch.tensor([0.0, 0.0, 1.0, 1.0]),
+        torch.tensor([0.0, 0.0, 1.0, 1.0]),
+        _onehot([5, 1, 1, 1]),
+        _onehot([2, 3, 3, 3]),
+    )
     prev = torch.eye(6)[[5, 5, 5, 5]]
     prev[3] = torch.eye(6)[0]  # after mova: retb
     names = ("mova", "movb", "retb", "swap", "EOP")
@@ -73,7 +89,8 @@ def test_swapping_a_learned_operator_for_a_hand_coded_one_keeps_the_agent_runnab
         learned.update(new_modules(unit, hidden=8))
     for variant in ("modular_typed", "hybrid_swap", "hybrid_mova"):
         ep = build_agent(variant, learned).run(
-            Interface(SortingEnvironment(random_lists(4, 5, GEN)), FIELDS), step_limit=30)
+            Interface(SortingEnvironment(random_lists(4, 5, GEN)), FIELDS), step_limit=30
+        )
         assert ep.steps.max() <= 30 and ep.representation.check() == {}
     # addressed: a trained PairSwap and the hand-coded one are interchangeable
     cfg = TrainConfig(train_lists=1500, val_lists=200, max_seconds=60)

@@ -9,9 +9,18 @@ import pytest
 import torch
 
 from brickwork.errors import DataError
-from brickwork.studies.sorting import (recursive_steps, recursive_trace, representation, run_ops,
-                                       teacher_steps, teacher_steps_batch, teacher_trace,
-                                       validate_lists, wilson, max_verified)
+from brickwork.studies.sorting import (
+    max_verified,
+    recursive_steps,
+    recursive_trace,
+    representation,
+    run_ops,
+    teacher_steps,
+    teacher_steps_batch,
+    teacher_trace,
+    validate_lists,
+    wilson,
+)
 from brickwork.studies.sorting.data import SortingEnvironment, build_transitions
 
 
@@ -41,17 +50,20 @@ def test_vectorised_teacher_steps_match_the_teacher():
     assert teacher_steps_batch(lists).tolist() == [teacher_steps(x) for x in lists.tolist()]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([[1, 10, 2]], "digit 10 is outside 0–9"),
-    ([[]], "0 elements"),
-    ([[4]], "1 element;"),
-    ([[1, -1]], "digit -1 is outside 0–9"),
-    ([[1.0, 2.0]], "is a float"),
-    (torch.tensor([[1.0, 2.0]]), "dtype torch.float32"),
-    ([], "non-empty batch"),
-    ([[1, 2], [1, 2, 3]], "lengths \\[2, 3\\] differ"),
-    ("12", "non-empty batch"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([[1, 10, 2]], "digit 10 is outside 0–9"),
+        ([[]], "0 elements"),
+        ([[4]], "1 element;"),
+        ([[1, -1]], "digit -1 is outside 0–9"),
+        ([[1.0, 2.0]], "is a float"),
+        (torch.tensor([[1.0, 2.0]]), "dtype torch.float32"),
+        ([], "non-empty batch"),
+        ([[1, 2], [1, 2, 3]], "lengths \\[2, 3\\] differ"),
+        ("12", "non-empty batch"),
+    ],
+)
 def test_invalid_lists_raise_data_error(bad, message):
     with pytest.raises(DataError, match=message):
         validate_lists(bad)

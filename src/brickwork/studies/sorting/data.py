@@ -23,8 +23,15 @@ import torch
 
 from brickwork.agent import Environment, Representation
 from brickwork.errors import DataError
-from brickwork.studies.sorting.teacher import (CODES, FLAT_OPS, NULL, RECURSIVE_OPS,
-                                               recursive_trace, teacher_trace, validate_lists)
+from brickwork.studies.sorting.teacher import (
+    CODES,
+    FLAT_OPS,
+    NULL,
+    RECURSIVE_OPS,
+    recursive_trace,
+    teacher_trace,
+    validate_lists,
+)
 from brickwork.types import NeuralType, OneHot, Pointer, SoftMask
 
 FIELDS: dict[str, NeuralType] = {
@@ -36,8 +43,9 @@ FIELDS: dict[str, NeuralType] = {
 }
 
 
-def encode(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-           lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+def encode(
+    values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Field tensors from digit codes ``(b, n)`` (null = 10), pointer indices and lengths
     (on the device of ``values``)."""
     n = values.shape[1]
@@ -57,8 +65,12 @@ def _initial_fields(lists: object, device: torch.device | str | None) -> dict[st
         device = lists.device if isinstance(lists, torch.Tensor) else "cpu"
     values = values.to(device)
     bsz, n = values.shape
-    return encode(values, torch.zeros(bsz, device=device), torch.ones(bsz, device=device),
-                  torch.full((bsz,), n, device=device))
+    return encode(
+        values,
+        torch.zeros(bsz, device=device),
+        torch.ones(bsz, device=device),
+        torch.full((bsz,), n, device=device),
+    )
 
 
 def representation(lists: object, device: torch.device | str | None = None) -> Representation:
@@ -153,12 +165,17 @@ class Transitions:
         return len(self.op)
 
     def digest(self) -> str:
-        return digest_tensors(*(torch.from_numpy(np.ascontiguousarray(x)) for x in (
-            self.values, self.a, self.b, self.op, self.length)))
+        return digest_tensors(
+            *(
+                torch.from_numpy(np.ascontiguousarray(x))
+                for x in (self.values, self.a, self.b, self.op, self.length)
+            )
+        )
 
 
-def build_transitions(lists: Sequence[Sequence[int]], *, recursive: bool = False,
-                      pad_to: int | None = None) -> Transitions:
+def build_transitions(
+    lists: Sequence[Sequence[int]], *, recursive: bool = False, pad_to: int | None = None
+) -> Transitions:
     """Every decision of the (flat or recursive) teacher on ``lists``."""
     ops = RECURSIVE_OPS if recursive else FLAT_OPS
     index = {o: i for i, o in enumerate(ops)}
@@ -176,9 +193,21 @@ def build_transitions(lists: Sequence[Sequence[int]], *, recursive: bool = False
                     after_a, after_b = s.a, s.b
                 else:
                     after_a, after_b = nxt.a, nxt.b
-                rows.append((s.values, s.a, s.b, index[s.op],
-                             len(ops) if s.previous is None else index[s.previous],
-                             after_v, after_a, after_b, n, episode, t))
+                rows.append(
+                    (
+                        s.values,
+                        s.a,
+                        s.b,
+                        index[s.op],
+                        len(ops) if s.previous is None else index[s.previous],
+                        after_v,
+                        after_a,
+                        after_b,
+                        n,
+                        episode,
+                        t,
+                    )
+                )
             episode += 1
 
     def pad(v: tuple[int, ...]) -> list[int]:
@@ -207,16 +236,18 @@ def training_lists(count: int, max_length: int, seed: int, min_length: int = 2) 
     return [rng.integers(0, 10, size=int(n)).tolist() for n in lengths]
 
 
-def batch_representation(tr: Transitions, rows: np.ndarray, *, after: bool = False,
-                         device: torch.device | str = "cpu") -> Representation:
+def batch_representation(
+    tr: Transitions, rows: np.ndarray, *, after: bool = False, device: torch.device | str = "cpu"
+) -> Representation:
     """The representation of the chosen decisions (before, or after the operator),
     cropped to the longest list among them, on ``device``."""
     n = int(tr.length[rows].max())
     v = tr.after_values if after else tr.values
     a = tr.after_a if after else tr.a
     b = tr.after_b if after else tr.b
-    fields = encode(*(torch.from_numpy(x).to(device) for x in (
-        v[rows, :n], a[rows], b[rows], tr.length[rows])))
+    fields = encode(
+        *(torch.from_numpy(x).to(device) for x in (v[rows, :n], a[rows], b[rows], tr.length[rows]))
+    )
     return Representation(FIELDS, fields)
 
 
@@ -233,6 +264,17 @@ def add_noise(rep: Representation, generator: torch.Generator) -> Representation
     return rep.replace(**{k: types[k].noise(v, generator) for k, v in rep.values.items()})
 
 
-__all__ = ["FIELDS", "SortingEnvironment", "Transitions", "add_noise", "batch_representation",
-           "build_transitions", "decode", "digest_tensors", "encode", "random_lists",
-           "representation", "training_lists"]
+__all__ = [
+    "FIELDS",
+    "SortingEnvironment",
+    "Transitions",
+    "add_noise",
+    "batch_representation",
+    "build_transitions",
+    "decode",
+    "digest_tensors",
+    "encode",
+    "random_lists",
+    "representation",
+    "training_lists",
+]

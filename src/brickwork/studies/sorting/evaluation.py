@@ -68,8 +68,9 @@ def eval_lengths(max_train: int, factors: Sequence[float]) -> list[int]:
     return out
 
 
-def max_verified(accuracy: Mapping[int, float | None], lengths: Sequence[int],
-                 threshold: float = 0.99) -> int:
+def max_verified(
+    accuracy: Mapping[int, float | None], lengths: Sequence[int], threshold: float = 0.99
+) -> int:
     """The longest length such that every evaluated length up to it has ≥ ``threshold``."""
     best = 0
     for n in sorted(lengths):
@@ -82,8 +83,9 @@ def max_verified(accuracy: Mapping[int, float | None], lengths: Sequence[int],
     return best
 
 
-def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int = 500, *,
-                    device: str = "cpu") -> dict[str, Any]:
+def evaluate_length(
+    agent: Agent, typed: bool, lists: torch.Tensor, chunk: int = 500, *, device: str = "cpu"
+) -> dict[str, Any]:
     """Run the agent closed loop on equal-length lists; counts of solved lists.
 
     The episodes run on ``device`` (the agent's modules must be there already: see
@@ -93,7 +95,7 @@ def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int =
     steps_total = 0
     t0 = time.perf_counter()
     for i in range(0, len(lists), chunk):
-        part = lists[i:i + chunk]
+        part = lists[i : i + chunk]
         limit = 2 * teacher_steps_batch(part)
         env = SortingEnvironment(part, device=device)
         ui = Interface(env, FIELDS, typed=typed)
@@ -106,14 +108,28 @@ def evaluate_length(agent: Agent, typed: bool, lists: torch.Tensor, chunk: int =
         steps_total += int(episode.steps.sum())
     total = len(lists)
     lo, hi = wilson(correct, total)
-    return {"correct": correct, "total": total, "accuracy": correct / total,
-            "wilson_low": lo, "wilson_high": hi, "terminated": terminated,
-            "mean_steps": steps_total / total, "seconds": time.perf_counter() - t0}
+    return {
+        "correct": correct,
+        "total": total,
+        "accuracy": correct / total,
+        "wilson_low": lo,
+        "wilson_high": hi,
+        "terminated": terminated,
+        "mean_steps": steps_total / total,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def evaluate_agent(agent: Agent, typed: bool, lengths: Sequence[int],
-                   counts: Mapping[int, int], seed: int, *, skip_after_zero: bool = False,
-                   device: str = "cpu") -> dict[int, dict[str, Any] | None]:
+def evaluate_agent(
+    agent: Agent,
+    typed: bool,
+    lengths: Sequence[int],
+    counts: Mapping[int, int],
+    seed: int,
+    *,
+    skip_after_zero: bool = False,
+    device: str = "cpu",
+) -> dict[int, dict[str, Any] | None]:
     """Evaluate at each length on ``counts[length]`` random lists (seeded, drawn on the
     CPU: the same lists on every device), running the episodes on ``device``.
 
@@ -128,12 +144,24 @@ def evaluate_agent(agent: Agent, typed: bool, lengths: Sequence[int],
             continue
         gen = torch.Generator().manual_seed(seed * 100_000 + n)
         res = evaluate_length(agent, typed, random_lists(counts[n], n, gen), device=device)
-        log.info("%s length %d: %d/%d (%.1f s)", agent.name, n, res["correct"], res["total"],
-                 res["seconds"])
+        log.info(
+            "%s length %d: %d/%d (%.1f s)",
+            agent.name,
+            n,
+            res["correct"],
+            res["total"],
+            res["seconds"],
+        )
         out[n] = res
         dead = skip_after_zero and res["correct"] == 0
     return out
 
 
-__all__ = ["eval_lengths", "evaluate_agent", "evaluate_length", "max_verified",
-           "teacher_steps_batch", "wilson"]
+__all__ = [
+    "eval_lengths",
+    "evaluate_agent",
+    "evaluate_length",
+    "max_verified",
+    "teacher_steps_batch",
+    "wilson",
+]

@@ -107,12 +107,17 @@ class HandDigestor(Module):
         torch.Size([1, 24])
     """
 
-    inputs = {"a_penult": SoftMask("b"), "b_end": SoftMask("b"), "va": Probs(["b", CODES]),
-              "vb": Probs(["b", CODES])}
+    inputs = {
+        "a_penult": SoftMask("b"),
+        "b_end": SoftMask("b"),
+        "va": Probs(["b", CODES]),
+        "vb": Probs(["b", CODES]),
+    }
     outputs = {"embedding": Features(["b", 2 * CODES + 2])}
 
-    def forward(self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor,
-                vb: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor, vb: torch.Tensor
+    ) -> torch.Tensor:
         return torch.cat([va, vb, b_end.unsqueeze(-1), a_penult.unsqueeze(-1)], -1)
 
 
@@ -125,7 +130,9 @@ class TeacherPolicy(Module):
 
     Example:
         >>> p = TeacherPolicy()
-        >>> e = HandDigestor()(torch.zeros(1), torch.zeros(1), torch.eye(11)[[5]], torch.eye(11)[[2]])
+        >>> e = HandDigestor()(
+        ...     torch.zeros(1), torch.zeros(1), torch.eye(11)[[5]], torch.eye(11)[[2]]
+        ... )
         >>> FLAT_OPS[int(p(e, torch.eye(6)[[5]]).argmax())]
         'swap'
     """
@@ -135,13 +142,15 @@ class TeacherPolicy(Module):
         self.recursive = recursive
         self.ops = RECURSIVE_OPS if recursive else FLAT_OPS
         k = len(self.ops)
-        self.inputs = {"embedding": Features(["b", 2 * CODES + 2]),  # type: ignore[misc]
-                       "previous": OneHot(["b", k + 1])}
-        self.outputs = {"selection": Probs(["b", k])}  # type: ignore[misc]
+        self.inputs = {
+            "embedding": Features(["b", 2 * CODES + 2]),
+            "previous": OneHot(["b", k + 1]),
+        }
+        self.outputs = {"selection": Probs(["b", k])}
 
     def forward(self, embedding: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         va = embedding[:, :CODES].argmax(-1)
-        vb = embedding[:, CODES:2 * CODES].argmax(-1)
+        vb = embedding[:, CODES : 2 * CODES].argmax(-1)
         b_end = embedding[:, -2] > 0.5
         a_penult = embedding[:, -1] > 0.5
         prev = previous.argmax(-1)
@@ -157,5 +166,11 @@ class TeacherPolicy(Module):
         return torch.nn.functional.one_hot(choice, len(self.ops)).to(embedding.dtype)
 
 
-__all__ = ["HandDigestor", "HandPairSwap", "HandShift", "HandShiftHead", "HandSwap",
-           "TeacherPolicy"]
+__all__ = [
+    "HandDigestor",
+    "HandPairSwap",
+    "HandShift",
+    "HandShiftHead",
+    "HandSwap",
+    "TeacherPolicy",
+]

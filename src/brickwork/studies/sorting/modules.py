@@ -85,7 +85,7 @@ class SwapBiLSTM(Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         x = torch.cat([values, a.unsqueeze(-1), b.unsqueeze(-1)], dim=-1)
         h, _ = self.lstm(x)
-        fwd, bwd = h[..., :self.hidden], h[..., self.hidden:]
+        fwd, bwd = h[..., : self.hidden], h[..., self.hidden :]
         return torch.softmax(self.out(fwd) + self.out(bwd), dim=-1)
 
 
@@ -102,9 +102,12 @@ class WholeListDigestor(Module):
 
     def __init__(self, hidden: int = HIDDEN):
         super().__init__()
-        self.inputs = {"a": SoftMask("b n"), "b": SoftMask("b n"),  # type: ignore[misc]
-                       "values": Probs(["b", "n", CODES])}
-        self.outputs = {"embedding": Features(["b", hidden])}  # type: ignore[misc]
+        self.inputs = {
+            "a": SoftMask("b n"),
+            "b": SoftMask("b n"),
+            "values": Probs(["b", "n", CODES]),
+        }
+        self.outputs = {"embedding": Features(["b", hidden])}
         self.lstm = nn.LSTM(CODES + 2, hidden, batch_first=True)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -114,8 +117,9 @@ class WholeListDigestor(Module):
 
 
 @final
-@register_kind("sorting.PolicyLSTM", example_config={"embedding": 6, "hidden": 8, "choices": 5},
-               sizes={"b": 3})
+@register_kind(
+    "sorting.PolicyLSTM", example_config={"embedding": 6, "hidden": 8, "choices": 5}, sizes={"b": 3}
+)
 class PolicyLSTM(Module):
     """Thesis policy (Fig. 3.5): an LSTM cell over time on the embedding -> operator.
 
@@ -129,22 +133,31 @@ class PolicyLSTM(Module):
     def __init__(self, embedding: int = HIDDEN, hidden: int = HIDDEN, choices: int = 5):
         super().__init__()
         self.hidden = hidden
-        self.inputs = {"c": Features(["b", hidden]),  # type: ignore[misc]
-                       "embedding": Features(["b", embedding]), "h": Features(["b", hidden])}
-        self.outputs = {"c": Features(["b", hidden]), "h": Features(["b", hidden]),  # type: ignore[misc]
-                        "selection": Probs(["b", choices])}
+        self.inputs = {
+            "c": Features(["b", hidden]),
+            "embedding": Features(["b", embedding]),
+            "h": Features(["b", hidden]),
+        }
+        self.outputs = {
+            "c": Features(["b", hidden]),
+            "h": Features(["b", hidden]),
+            "selection": Probs(["b", choices]),
+        }
         self.cell = nn.LSTMCell(embedding, hidden)
         self.out = nn.Linear(hidden, choices)
 
-    def initial_state(self, batch: int, device: torch.device | str | None = None
-                      ) -> dict[str, torch.Tensor]:
+    def initial_state(
+        self, batch: int, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Zero LSTM state, on ``device`` (default: where the weights are)."""
-        z = torch.zeros(batch, self.hidden,
-                        device=self.out.weight.device if device is None else device)
+        z = torch.zeros(
+            batch, self.hidden, device=self.out.weight.device if device is None else device
+        )
         return {"h": z, "c": z.clone()}
 
-    def forward(self, c: torch.Tensor, embedding: torch.Tensor, h: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, c: torch.Tensor, embedding: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, c = self.cell(embedding, (h, c))
         return c, h, torch.softmax(self.out(h), dim=-1)
 
@@ -186,8 +199,9 @@ class PairSwap(Module):
 
     def __init__(self, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(2 * CODES, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, 2 * CODES))
+        self.net = nn.Sequential(
+            nn.Linear(2 * CODES, hidden), nn.Tanh(), nn.Linear(hidden, 2 * CODES)
+        )
 
     def forward(self, va: torch.Tensor, vb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.net(torch.cat([va, vb], dim=-1))
@@ -207,19 +221,25 @@ class AddressedDigestor(Module):
 
     def __init__(self, embedding: int = 64):
         super().__init__()
-        self.inputs = {"a_penult": SoftMask("b"), "b_end": SoftMask("b"),  # type: ignore[misc]
-                       "va": Probs(["b", CODES]), "vb": Probs(["b", CODES])}
-        self.outputs = {"embedding": Features(["b", embedding])}  # type: ignore[misc]
+        self.inputs = {
+            "a_penult": SoftMask("b"),
+            "b_end": SoftMask("b"),
+            "va": Probs(["b", CODES]),
+            "vb": Probs(["b", CODES]),
+        }
+        self.outputs = {"embedding": Features(["b", embedding])}
         self.net = nn.Sequential(nn.Linear(2 * CODES + 2, embedding), nn.Tanh())
 
-    def forward(self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor,
-                vb: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, a_penult: torch.Tensor, b_end: torch.Tensor, va: torch.Tensor, vb: torch.Tensor
+    ) -> torch.Tensor:
         return self.net(torch.cat([va, vb, b_end.unsqueeze(-1), a_penult.unsqueeze(-1)], -1))
 
 
 @final
-@register_kind("sorting.PolicyMLP", example_config={"embedding": 6, "hidden": 8, "choices": 5},
-               sizes={"b": 3})
+@register_kind(
+    "sorting.PolicyMLP", example_config={"embedding": 6, "hidden": 8, "choices": 5}, sizes={"b": 3}
+)
 class PolicyMLP(Module):
     """Addressed policy: embedding + previous operator (one-hot + start code) -> operator.
 
@@ -233,15 +253,27 @@ class PolicyMLP(Module):
 
     def __init__(self, embedding: int = 64, hidden: int = 64, choices: int = 5):
         super().__init__()
-        self.inputs = {"embedding": Features(["b", embedding]),  # type: ignore[misc]
-                       "previous": OneHot(["b", choices + 1])}
-        self.outputs = {"selection": Probs(["b", choices])}  # type: ignore[misc]
-        self.net = nn.Sequential(nn.Linear(embedding + choices + 1, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, choices))
+        self.inputs = {
+            "embedding": Features(["b", embedding]),
+            "previous": OneHot(["b", choices + 1]),
+        }
+        self.outputs = {"selection": Probs(["b", choices])}
+        self.net = nn.Sequential(
+            nn.Linear(embedding + choices + 1, hidden), nn.Tanh(), nn.Linear(hidden, choices)
+        )
 
     def forward(self, embedding: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.net(torch.cat([embedding, previous], -1)), dim=-1)
 
 
-__all__ = ["HIDDEN", "AddressedDigestor", "PairSwap", "PointerLSTM", "PolicyLSTM", "PolicyMLP",
-           "ShiftHead", "SwapBiLSTM", "WholeListDigestor"]
+__all__ = [
+    "HIDDEN",
+    "AddressedDigestor",
+    "PairSwap",
+    "PointerLSTM",
+    "PolicyLSTM",
+    "PolicyMLP",
+    "ShiftHead",
+    "SwapBiLSTM",
+    "WholeListDigestor",
+]

@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from brickwork.studies.sorting.data import Transitions, batch_representation, build_transitions, training_lists
+from brickwork.studies.sorting.data import (
+    Transitions,
+    batch_representation,
+    build_transitions,
+    training_lists,
+)
 from brickwork.studies.sorting.training import mean_abs_grad, states_to_bytes
 from brickwork.studies.sorting.variants import new_modules, thesis_controller, thesis_operators
 
@@ -96,8 +101,10 @@ class _Unrolled:
                     new = new.put(rows, op(rep.take(rows)))
             rep = new
         values = rep["values"]
-        final = torch.nn.functional.nll_loss(torch.log(values.clamp(min=1e-8)).reshape(-1, values.shape[-1]),
-                                             target_values.reshape(-1))
+        final = torch.nn.functional.nll_loss(
+            torch.log(values.clamp(min=1e-8)).reshape(-1, values.shape[-1]),
+            target_values.reshape(-1),
+        )
         wrong |= (values.argmax(-1) != target_values).any(-1)
         loss = sel_loss / lens.sum() + final
         return loss, wrong.float()
@@ -113,17 +120,27 @@ def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -
         modules.update(new_modules(unit, cfg.hidden))
     for m in modules.values():
         m.to(device)
-    train = build_transitions(training_lists(cfg.train_lists, cfg.max_length, seed),
-                              pad_to=cfg.max_length)
-    val = build_transitions(training_lists(cfg.val_lists, cfg.max_length, seed + 100_003),
-                            pad_to=cfg.max_length)
+    train = build_transitions(
+        training_lists(cfg.train_lists, cfg.max_length, seed), pad_to=cfg.max_length
+    )
+    val = build_transitions(
+        training_lists(cfg.val_lists, cfg.max_length, seed + 100_003), pad_to=cfg.max_length
+    )
     net, vnet = _Unrolled(modules, train, device), _Unrolled(modules, val, device)
     params = [p for m in modules.values() for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(seed + 5)
     length = 2 if cfg.curriculum else cfg.max_length
-    history: dict[str, list] = {"it": [], "seconds": [], "loss": [], "grad": [], "val_it": [],
-                                "val_seconds": [], "val_error": [], "val_length": []}
+    history: dict[str, list] = {
+        "it": [],
+        "seconds": [],
+        "loss": [],
+        "grad": [],
+        "val_it": [],
+        "val_seconds": [],
+        "val_error": [],
+        "val_length": [],
+    }
     it, err, reason = 0, 1.0, "time_cap"
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -140,13 +157,17 @@ def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -
             history["grad"].append(mean_abs_grad(params))
         opt.step()
         if it % cfg.eval_every == 0:
-            vpool = np.nonzero(vnet.lengths <= length)[0][:cfg.val_episodes]
+            vpool = np.nonzero(vnet.lengths <= length)[0][: cfg.val_episodes]
             with torch.no_grad():
                 _, wrong = vnet.run(vpool)
             err = float(wrong.mean())
             elapsed = time.perf_counter() - t0
-            for k, v in (("val_it", it), ("val_seconds", elapsed), ("val_error", err),
-                         ("val_length", length)):
+            for k, v in (
+                ("val_it", it),
+                ("val_seconds", elapsed),
+                ("val_error", err),
+                ("val_length", length),
+            ):
                 history[k].append(v)
             if err <= cfg.error:
                 if length < cfg.max_length:
@@ -160,15 +181,36 @@ def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -
     cpu_seconds = time.process_time() - c0
     # the episode error at the full training length, whatever the curriculum reached
     with torch.no_grad():
-        full = np.nonzero(vnet.lengths <= cfg.max_length)[0][:cfg.val_episodes]
+        full = np.nonzero(vnet.lengths <= cfg.max_length)[0][: cfg.val_episodes]
         full_error = float(vnet.run(full)[1].mean())
-    log.info("monolithic seed %d: %s after %d it, %.1f s (episode error %.3f at length ≤ %d, "
-             "%.3f at ≤ %d)", seed, reason, it, seconds, err, length, full_error, cfg.max_length)
-    return {"unit": "monolithic", "seed": seed, "stop_reason": reason, "iterations": it,
-            "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "curriculum_length": length,
-            "full_length_error": full_error, "met_criteria": reason == "criteria",
-            "data_digest": train.digest(), "history": history, "device": str(device),
-            "states": states_to_bytes(modules)}
+    log.info(
+        "monolithic seed %d: %s after %d it, %.1f s (episode error %.3f at length ≤ %d, "
+        "%.3f at ≤ %d)",
+        seed,
+        reason,
+        it,
+        seconds,
+        err,
+        length,
+        full_error,
+        cfg.max_length,
+    )
+    return {
+        "unit": "monolithic",
+        "seed": seed,
+        "stop_reason": reason,
+        "iterations": it,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "val_error": err,
+        "curriculum_length": length,
+        "full_length_error": full_error,
+        "met_criteria": reason == "criteria",
+        "data_digest": train.digest(),
+        "history": history,
+        "device": str(device),
+        "states": states_to_bytes(modules),
+    }
 
 
 __all__ = ["MonolithicConfig", "train_monolithic"]

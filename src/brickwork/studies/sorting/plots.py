@@ -18,8 +18,9 @@ def _save(fig: Any, path: Path) -> str:
     return atomic_write_figure(fig, path, dpi=110).name
 
 
-def _curves(histories: Mapping[str, Mapping[str, list]], key: str, ylabel: str,
-            title: str, path: Path) -> str:
+def _curves(
+    histories: Mapping[str, Mapping[str, list]], key: str, ylabel: str, title: str, path: Path
+) -> str:
     """One log-log curve of ``h[key]`` against iterations per history that has it."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, h in histories.items():
@@ -34,9 +35,14 @@ def _curves(histories: Mapping[str, Mapping[str, list]], key: str, ylabel: str,
     return _save(fig, path)
 
 
-def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
-             times: Mapping[str, float], variants: Mapping[str, Mapping[str, Any]],
-             lengths: list[int], max_train: int) -> list[str]:
+def plot_all(
+    out: Path,
+    histories: Mapping[str, Mapping[str, list]],
+    times: Mapping[str, float],
+    variants: Mapping[str, Mapping[str, Any]],
+    lengths: list[int],
+    max_train: int,
+) -> list[str]:
     """Write the five figures into ``out``; returns their file names.
 
     ``histories``: name -> training history (``it``, ``seconds``, ``loss``, ``grad``,
@@ -48,8 +54,11 @@ def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
     # Fig. 3.6: training time to criterion
     fig, ax = plt.subplots(figsize=(7, 3.5))
     labels = list(times)
-    ax.bar(range(len(labels)), [max(times[k], 1e-2) for k in labels],
-           color=["tab:red" if "monolithic" in k else "tab:blue" for k in labels])
+    ax.bar(
+        range(len(labels)),
+        [max(times[k], 1e-2) for k in labels],
+        color=["tab:red" if "monolithic" in k else "tab:blue" for k in labels],
+    )
     ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("seconds to criterion (log)")
@@ -70,12 +79,25 @@ def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
     axes[0].set_title("Error rate during training")
     names.append(_save(fig, out / "fig_error_curves.png"))
     # Fig. 3.8: mean absolute gradient per parameter
-    names.append(_curves(histories, "grad", "mean |gradient| per parameter",
-                         "Mean absolute gradient", out / "fig_gradients.png"))
+    names.append(
+        _curves(
+            histories,
+            "grad",
+            "mean |gradient| per parameter",
+            "Mean absolute gradient",
+            out / "fig_gradients.png",
+        )
+    )
     # Fig. 3.9: per-operator training loss
-    names.append(_curves({k: h for k, h in histories.items() if k != "monolithic"}, "loss",
-                         "training loss", "Training loss per module",
-                         out / "fig_operator_loss.png"))
+    names.append(
+        _curves(
+            {k: h for k, h in histories.items() if k != "monolithic"},
+            "loss",
+            "training loss",
+            "Training loss per module",
+            out / "fig_operator_loss.png",
+        )
+    )
     # Fig. 3.10: generalization
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(len(variants), 1)
@@ -83,7 +105,9 @@ def plot_all(out: Path, histories: Mapping[str, Mapping[str, list]],
         acc = v["accuracy_by_length"]
         ys = [acc.get(str(n)) if acc.get(str(n)) is not None else 0.0 for n in lengths]
         ax.bar([j + i * width for j in range(len(lengths))], ys, width=width, label=name)
-    ax.axvline(lengths.index(max_train) + 0.9 if max_train in lengths else 0, color="k", ls=":", lw=1)
+    ax.axvline(
+        lengths.index(max_train) + 0.9 if max_train in lengths else 0, color="k", ls=":", lw=1
+    )
     ax.set_xticks([j + 0.4 for j in range(len(lengths))], [str(n) for n in lengths])
     ax.set_xlabel("list length (dotted: longest training length)")
     ax.set_ylabel("exact-match accuracy")

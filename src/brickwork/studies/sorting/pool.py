@@ -1,4 +1,5 @@
-"""Worker processes for the sorting study's jobs (spawn, one torch thread each), with futures so that finished jobs can submit more.
+"""Worker processes for the sorting study's jobs (spawn, one torch thread each), with futures so
+that finished jobs can submit more.
 
 The library's :class:`brickwork.training.LocalExecutor` runs a fixed list of jobs
 (``map``); the study submits extra training and evaluations as units finish, hence its
@@ -41,7 +42,9 @@ class Pool:
     def __enter__(self) -> Pool:
         if self.workers > 1:
             ctx = multiprocessing.get_context("spawn")
-            self._ex = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
+            self._ex = cf.ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:

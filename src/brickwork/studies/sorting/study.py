@@ -24,15 +24,25 @@ from tqdm import tqdm
 from brickwork._version import __version__
 from brickwork.errors import TrainingError
 from brickwork.modules import atomic_write_json, load_module, save_module
-from brickwork.training import makespan
 from brickwork.studies.sorting.evaluation import eval_lengths, evaluate_agent, max_verified
 from brickwork.studies.sorting.monolithic import MonolithicConfig, train_monolithic
 from brickwork.studies.sorting.plots import plot_all
 from brickwork.studies.sorting.pool import Pool
-from brickwork.studies.sorting.training import (TrainConfig, check_device, modules_from_bytes,
-                                                train_unit)
-from brickwork.studies.sorting.variants import (ADDRESSED_UNITS, THESIS_UNITS, VARIANTS, WHOLE_LIST,
-                                                build_agent, is_typed)
+from brickwork.studies.sorting.training import (
+    TrainConfig,
+    check_device,
+    modules_from_bytes,
+    train_unit,
+)
+from brickwork.studies.sorting.variants import (
+    ADDRESSED_UNITS,
+    THESIS_UNITS,
+    VARIANTS,
+    WHOLE_LIST,
+    build_agent,
+    is_typed,
+)
+from brickwork.training import makespan
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +86,25 @@ class StudyConfig:
     @classmethod
     def quick_config(cls, seed: int = 0) -> StudyConfig:
         """The few-minute smoke run: addressed agents vs a capped monolithic run."""
-        return cls(quick=True, seeds=(seed,), hybrid_seeds=(seed,),
-                   variants=("monolithic", "modular_addressed", "modular_addressed_recursive"),
-                   train=TrainConfig(train_lists=1500, val_lists=200, extra_max_seconds=30),
-                   monolithic=MonolithicConfig(cap_seconds=60, train_lists=1500, val_lists=200,
-                                               val_episodes=64),
-                   factors=(1.5, 2, 3, 5, 10), lists=100, whole_list_min_lists=20)
+        return cls(
+            quick=True,
+            seeds=(seed,),
+            hybrid_seeds=(seed,),
+            variants=("monolithic", "modular_addressed", "modular_addressed_recursive"),
+            train=TrainConfig(train_lists=1500, val_lists=200, extra_max_seconds=30),
+            monolithic=MonolithicConfig(
+                cap_seconds=60, train_lists=1500, val_lists=200, val_episodes=64
+            ),
+            factors=(1.5, 2, 3, 5, 10),
+            lists=100,
+            whole_list_min_lists=20,
+        )
 
     def with_seed(self, seed: int) -> StudyConfig:
         """The same configuration on seeds starting at ``seed``."""
-        return replace(self, seeds=tuple(seed + i for i in range(len(self.seeds))),
-                       hybrid_seeds=(seed,))
+        return replace(
+            self, seeds=tuple(seed + i for i in range(len(self.seeds))), hybrid_seeds=(seed,)
+        )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,8 +134,13 @@ class StudyConfig:
 
 
 def _units_for(variants: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    thesis = [u for u in THESIS_UNITS] if any(
-        v in ("modular_untyped", "modular_typed") or v.startswith("hybrid_") for v in variants) else []
+    thesis = (
+        [u for u in THESIS_UNITS]
+        if any(
+            v in ("modular_untyped", "modular_typed") or v.startswith("hybrid_") for v in variants
+        )
+        else []
+    )
     addressed = []
     if "modular_addressed" in variants or "modular_addressed_recursive" in variants:
         addressed = ["addr.mova", "addr.movb", "addr.retb", "addr.swap"]
@@ -141,22 +164,40 @@ def _variant_units(variant: str) -> list[str]:
     return list(THESIS_UNITS)
 
 
-def evaluate_variant(variant: str, seed: int, folder: str, lengths: list[int],
-                     counts: dict[int, int], *, device: str = "cpu") -> dict[str, Any]:
+def evaluate_variant(
+    variant: str,
+    seed: int,
+    folder: str,
+    lengths: list[int],
+    counts: dict[int, int],
+    *,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Load a variant's modules from ``folder`` (a seed's module folder, or the monolithic
     one) onto ``device`` and evaluate it closed loop there (runs in a worker process)."""
     root = Path(folder)
     modules = {}
     for unit in _variant_units(variant):
         base = root / unit if variant != "monolithic" else root
-        for role in (THESIS_UNITS.get(unit) or ADDRESSED_UNITS[unit]):
+        for role in THESIS_UNITS.get(unit) or ADDRESSED_UNITS[unit]:
             modules[role] = load_module(base / role).to(device)
     agent = build_agent(variant, modules)
     t0 = time.perf_counter()
-    res = evaluate_agent(agent, is_typed(variant), lengths, counts, seed,
-                         skip_after_zero=variant in WHOLE_LIST, device=device)
-    return {"variant": variant, "seed": seed, "by_length": {str(k): v for k, v in res.items()},
-            "seconds": time.perf_counter() - t0}
+    res = evaluate_agent(
+        agent,
+        is_typed(variant),
+        lengths,
+        counts,
+        seed,
+        skip_after_zero=variant in WHOLE_LIST,
+        device=device,
+    )
+    return {
+        "variant": variant,
+        "seed": seed,
+        "by_length": {str(k): v for k, v in res.items()},
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
@@ -166,14 +207,22 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
 class _Run:
     """The scheduler of one study run (main process)."""
 
-    def __init__(self, cfg: StudyConfig, out: Path, pool: Pool, evaluate: bool,
-                 device: str = "cpu", progress: bool = False):
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        out: Path,
+        pool: Pool,
+        evaluate: bool,
+        device: str = "cpu",
+        progress: bool = False,
+    ):
         self.cfg, self.out, self.pool, self.evaluate = cfg, out, pool, evaluate
         self.device = device
         # one tick per finished job (training units, monolithic, evaluations); the total
         # grows as jobs are submitted, tqdm's rate gives the ETA of the known ones
-        self.bar = tqdm(total=0, desc="sorting study", unit="job", disable=not progress,
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=0, desc="sorting study", unit="job", disable=not progress, dynamic_ncols=True
+        )
         self.pending: dict[cf.Future, tuple] = {}
         self.modules: dict[int, dict[str, dict]] = {}
         self.histories: dict[str, dict] = {}
@@ -199,9 +248,14 @@ class _Run:
             return 0.0, 0.0
         t0 = time.perf_counter()
         self._grow(len(units))
-        futs = {u: self.pool.submit(train_unit, unit=u, seed=seed, cfg=self.cfg.train,
-                                    device=self.device) for u in
-                sorted(units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0))}
+        futs = {
+            u: self.pool.submit(
+                train_unit, unit=u, seed=seed, cfg=self.cfg.train, device=self.device
+            )
+            for u in sorted(
+                units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0)
+            )
+        }
         for u, f in futs.items():
             self._done_a(seed, u, f.result(), submit_extra=False)
             self._tick(("A", seed, u))
@@ -220,14 +274,28 @@ class _Run:
 
     def _submit_extra(self, seed: int, unit: str) -> None:
         res = self.modules[seed][unit]["criterion"]
-        self.submit(("B", seed, unit), train_unit, unit=unit, seed=seed, cfg=self.cfg.train,
-                    phase="extra", init_states=res["states"], prior_iterations=res["iterations"],
-                    device=self.device)
+        self.submit(
+            ("B", seed, unit),
+            train_unit,
+            unit=unit,
+            seed=seed,
+            cfg=self.cfg.train,
+            phase="extra",
+            init_states=res["states"],
+            prior_iterations=res["iterations"],
+            device=self.device,
+        )
 
     def start_seed(self, seed: int) -> None:
         for u in self.thesis + self.addressed:
-            self.submit(("A", seed, u), train_unit, unit=u, seed=seed, cfg=self.cfg.train,
-                        device=self.device)
+            self.submit(
+                ("A", seed, u),
+                train_unit,
+                unit=u,
+                seed=seed,
+                cfg=self.cfg.train,
+                device=self.device,
+            )
 
     def _seed_ready(self, seed: int, units: list[str]) -> bool:
         got = self.modules.get(seed, {})
@@ -235,9 +303,16 @@ class _Run:
 
     def _eval(self, variant: str, seed: int, folder: Path) -> None:
         if self.evaluate and variant in self.cfg.variants:
-            self.submit(("E", variant, seed), evaluate_variant, variant=variant, seed=seed,
-                        folder=str(folder), lengths=self.cfg.lengths(),
-                        counts=self.cfg.counts(variant, seed), device=self.device)
+            self.submit(
+                ("E", variant, seed),
+                evaluate_variant,
+                variant=variant,
+                seed=seed,
+                folder=str(folder),
+                lengths=self.cfg.lengths(),
+                counts=self.cfg.counts(variant, seed),
+                device=self.device,
+            )
 
     def handle(self, tag: tuple, res: Any) -> None:
         kind = tag[0]
@@ -262,7 +337,9 @@ class _Run:
             self.mono = res
             self.histories["monolithic"] = res["history"]
             folder = self.out / "modules" / "monolithic"
-            for role, m in modules_from_bytes_all(res["states"], self.cfg.monolithic.hidden).items():
+            for role, m in modules_from_bytes_all(
+                res["states"], self.cfg.monolithic.hidden
+            ).items():
                 save_module(m, folder / role)
             self._eval("monolithic", self.cfg.seeds[0], folder)
         elif kind == "E":
@@ -295,6 +372,7 @@ def _variant_summary(cfg: StudyConfig, variant: str, per_seed: dict[int, dict]) 
     wil: dict[str, Any] = {}
     lists: dict[str, int] = {}
     from brickwork.studies.sorting.evaluation import wilson
+
     for n in lengths:
         rs = [e["by_length"][str(n)] for e in per_seed.values() if e["by_length"].get(str(n))]
         if not rs:
@@ -306,19 +384,35 @@ def _variant_summary(cfg: StudyConfig, variant: str, per_seed: dict[int, dict]) 
     for s, e in sorted(per_seed.items()):
         acc = {n: (e["by_length"][str(n)] or {}).get("accuracy") for n in lengths}
         mv = max_verified(acc, lengths)
-        seeds[str(s)] = {"max_verified_length": mv, "extrapolation_factor": mv / cfg.max_train(),
-                         "accuracy_by_length": {str(n): acc[n] for n in lengths},
-                         "eval_seconds": e["seconds"]}
+        seeds[str(s)] = {
+            "max_verified_length": mv,
+            "extrapolation_factor": mv / cfg.max_train(),
+            "accuracy_by_length": {str(n): acc[n] for n in lengths},
+            "eval_seconds": e["seconds"],
+        }
     mv = min(v["max_verified_length"] for v in seeds.values()) if seeds else 0
-    return {"max_verified_length": mv, "extrapolation_factor": mv / cfg.max_train(),
-            "accuracy_by_length": pooled, "wilson95": wil, "lists_by_length": lists,
-            "seeds": sorted(per_seed), "per_seed": seeds, "typed": is_typed(variant),
-            "whole_list": variant in WHOLE_LIST}
+    return {
+        "max_verified_length": mv,
+        "extrapolation_factor": mv / cfg.max_train(),
+        "accuracy_by_length": pooled,
+        "wilson95": wil,
+        "lists_by_length": lists,
+        "seeds": sorted(per_seed),
+        "per_seed": seeds,
+        "typed": is_typed(variant),
+        "whole_list": variant in WHOLE_LIST,
+    }
 
 
-def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
-              evaluate: bool = True, device: str = "cpu", progress: bool = False
-              ) -> dict[str, Any]:
+def run_study(
+    cfg: StudyConfig,
+    out: str | Path,
+    *,
+    train: bool = True,
+    evaluate: bool = True,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run the study into ``out`` (modules, histories, plots, ``summary.json``).
 
     With ``train=False`` the modules are loaded from ``out/modules`` (a previous train run).
@@ -334,10 +428,16 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
     if unknown:
         raise TrainingError(f"sorting study: unknown variants {unknown}; known: {list(VARIANTS)}")
     t_start = time.perf_counter()
-    summary: dict[str, Any] = {"study": "sorting", "brickwork_version": __version__,
-                               "torch_version": torch.__version__, "quick": cfg.quick,
-                               "seeds": list(cfg.seeds), "config": cfg.to_json(),
-                               "max_train_length": cfg.max_train(), "device": str(device)}
+    summary: dict[str, Any] = {
+        "study": "sorting",
+        "brickwork_version": __version__,
+        "torch_version": torch.__version__,
+        "quick": cfg.quick,
+        "seeds": list(cfg.seeds),
+        "config": cfg.to_json(),
+        "max_train_length": cfg.max_train(),
+        "device": str(device),
+    }
     with Pool(cfg.workers) as pool:
         # start the workers (imports) before anything is timed
         for f in [pool.submit(_warm) for _ in range(cfg.workers)]:
@@ -354,20 +454,33 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
             for s in cfg.seeds[1:]:
                 run.start_seed(s)
             run.drain()
-            summary.update(_training_summary(cfg, run, modular_seconds, addressed_seconds,
-                                             modular_cpu, addressed_cpu))
+            summary.update(
+                _training_summary(
+                    cfg, run, modular_seconds, addressed_seconds, modular_cpu, addressed_cpu
+                )
+            )
             atomic_write_json(out / "histories.json", run.histories)
             atomic_write_json(out / "train.json", summary)
         else:
             prior = out / "train.json"
             if not prior.exists():
-                raise TrainingError(f"{prior}: missing; run 'brickwork sorting train --out {out}' first")
-            summary.update({k: v for k, v in json.loads(prior.read_text()).items()
-                            if k not in ("config", "quick", "seeds", "device")})
+                raise TrainingError(
+                    f"{prior}: missing; run 'brickwork sorting train --out {out}' first"
+                )
+            summary.update(
+                {
+                    k: v
+                    for k, v in json.loads(prior.read_text()).items()
+                    if k not in ("config", "quick", "seeds", "device")
+                }
+            )
             run.histories = json.loads((out / "histories.json").read_text())
             for v in cfg.variants:
-                seeds = [cfg.seeds[0]] if v == "monolithic" else (
-                    cfg.hybrid_seeds if v.startswith("hybrid_") else cfg.seeds)
+                seeds = (
+                    [cfg.seeds[0]]
+                    if v == "monolithic"
+                    else (cfg.hybrid_seeds if v.startswith("hybrid_") else cfg.seeds)
+                )
                 for s in seeds:
                     folder = out / "modules" / ("monolithic" if v == "monolithic" else f"seed{s}")
                     if folder.exists():
@@ -375,55 +488,79 @@ def run_study(cfg: StudyConfig, out: str | Path, *, train: bool = True,
             run.drain()
         run.bar.close()
     if evaluate:
-        variants = {v: _variant_summary(cfg, v, run.evals[v]) for v in cfg.variants if v in run.evals}
+        variants = {
+            v: _variant_summary(cfg, v, run.evals[v]) for v in cfg.variants if v in run.evals
+        }
         summary["variants"] = variants
         summary["eval_lengths"] = cfg.lengths()
-        summary["eval_lists_first_seed"] = {v: {str(k): c for k, c in cfg.counts(v).items()}
-                                            for v in variants}
+        summary["eval_lists_first_seed"] = {
+            v: {str(k): c for k, c in cfg.counts(v).items()} for v in variants
+        }
         summary["eval_policy"] = (
             f"closed loop, exact match (sorted permutation, EOP within 2x the teacher's steps); "
             f"{cfg.lists} lists per length and seed; whole-list variants use fewer lists beyond "
             f"{cfg.whole_list_full_until}x the training length (n^3 cost) and skip lengths after "
             f"one with no solved list (null); lengths beyond {cfg.long_beyond}x run on the first "
             f"seed only with at most {cfg.long_lists} lists; max_verified_length is the minimum "
-            "over seeds (a seed counts the lengths it evaluated), accuracy_by_length pools the seeds")
+            "over seeds (a seed counts the lengths it evaluated), "
+            "accuracy_by_length pools the seeds"
+        )
         times = dict(summary.get("time_to_criterion_by_unit", {}))
         if summary.get("monolithic_seconds") is not None:
-            times["monolithic" + (" (cap)" if summary.get("speedup_is_lower_bound") else "")] = \
+            times["monolithic" + (" (cap)" if summary.get("speedup_is_lower_bound") else "")] = (
                 summary["monolithic_seconds"]
-        summary["plots"] = plot_all(out, run.histories, times, variants, cfg.lengths(), cfg.max_train())
+            )
+        summary["plots"] = plot_all(
+            out, run.histories, times, variants, cfg.lengths(), cfg.max_train()
+        )
     summary["wall_seconds"] = time.perf_counter() - t_start
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
-def _training_summary(cfg: StudyConfig, run: _Run, modular_seconds: float,
-                      addressed_seconds: float, modular_cpu: float,
-                      addressed_cpu: float) -> dict[str, Any]:
+def _training_summary(
+    cfg: StudyConfig,
+    run: _Run,
+    modular_seconds: float,
+    addressed_seconds: float,
+    modular_cpu: float,
+    addressed_cpu: float,
+) -> dict[str, Any]:
     s0 = cfg.seeds[0]
-    modules = {str(s): {u: {ph: _strip(r) for ph, r in d.items()} for u, d in units.items()}
-               for s, units in run.modules.items()}
-    digests = sorted({r["criterion"]["data_digest"] for units in run.modules.values()
-                      for r in units.values()})
+    modules = {
+        str(s): {u: {ph: _strip(r) for ph, r in d.items()} for u, d in units.items()}
+        for s, units in run.modules.items()
+    }
+    digests = sorted(
+        {r["criterion"]["data_digest"] for units in run.modules.values() for r in units.values()}
+    )
     ref_units = run.thesis or run.addressed
     ref_seconds = modular_seconds if run.thesis else addressed_seconds
     out: dict[str, Any] = {
         "modules": modules,
         "data_digests": digests,
         "modular_seconds": ref_seconds,
-        "modular_reference": "modular_typed (thesis architectures)" if run.thesis
+        "modular_reference": "modular_typed (thesis architectures)"
+        if run.thesis
         else "modular_addressed",
-        "modular_seconds_summed": sum(run.modules[s0][u]["criterion"]["seconds"] for u in ref_units),
+        "modular_seconds_summed": sum(
+            run.modules[s0][u]["criterion"]["seconds"] for u in ref_units
+        ),
         "modular_addressed_seconds": addressed_seconds if run.addressed else None,
         "modular_cpu_seconds": modular_cpu if run.thesis else addressed_cpu,
         "modular_addressed_cpu_seconds": addressed_cpu if run.addressed else None,
-        "cpu_seconds_to_criterion_by_unit": {u: run.modules[s0][u]["criterion"]["cpu_seconds"]
-                                             for u in run.thesis + run.addressed},
-        "modular_met_criteria": {u: run.modules[s0][u]["criterion"]["met_criteria"] for u in ref_units},
-        "time_to_criterion_by_unit": {u: run.modules[s0][u]["criterion"]["seconds"]
-                                      for u in run.thesis + run.addressed},
-        "steps_to_criterion_by_unit": {u: run.modules[s0][u]["criterion"]["iterations"]
-                                       for u in run.thesis + run.addressed},
+        "cpu_seconds_to_criterion_by_unit": {
+            u: run.modules[s0][u]["criterion"]["cpu_seconds"] for u in run.thesis + run.addressed
+        },
+        "modular_met_criteria": {
+            u: run.modules[s0][u]["criterion"]["met_criteria"] for u in ref_units
+        },
+        "time_to_criterion_by_unit": {
+            u: run.modules[s0][u]["criterion"]["seconds"] for u in run.thesis + run.addressed
+        },
+        "steps_to_criterion_by_unit": {
+            u: run.modules[s0][u]["criterion"]["iterations"] for u in run.thesis + run.addressed
+        },
     }
     if run.mono is not None:
         mono = run.mono

@@ -50,8 +50,10 @@ def validate_list(values: object, where: str = "list") -> list[int]:
     """
     if isinstance(values, torch.Tensor):
         if values.is_floating_point() or values.dtype == torch.bool:
-            raise DataError(f"{where}: dtype {values.dtype}; lists hold integer digits 0–9 "
-                            "(use dtype torch.long)")
+            raise DataError(
+                f"{where}: dtype {values.dtype}; lists hold integer digits 0–9 "
+                "(use dtype torch.long)"
+            )
         values = values.tolist()
     elif isinstance(values, np.ndarray):
         if values.dtype.kind not in "iu":
@@ -60,13 +62,17 @@ def validate_list(values: object, where: str = "list") -> list[int]:
     if not isinstance(values, (list, tuple)):
         raise DataError(f"{where}: expected a list of digits, got {type(values).__name__}")
     if len(values) < 2:
-        raise DataError(f"{where}: {len(values)} element{'s' if len(values) != 1 else ''}; the "
-                        "sorting study needs at least 2 (pointers A and B start at 0 and 1)")
+        raise DataError(
+            f"{where}: {len(values)} element{'s' if len(values) != 1 else ''}; the "
+            "sorting study needs at least 2 (pointers A and B start at 0 and 1)"
+        )
     out = []
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise DataError(f"{where}, position {i}: {v!r} is a {type(v).__name__}; lists hold "
-                            "integer digits 0–9")
+            raise DataError(
+                f"{where}, position {i}: {v!r} is a {type(v).__name__}; lists hold "
+                "integer digits 0–9"
+            )
         if not 0 <= int(v) < DIGITS:
             raise DataError(f"{where}, position {i}: digit {int(v)} is outside 0–9")
         out.append(int(v))
@@ -81,7 +87,9 @@ def validate_lists(lists: object) -> torch.Tensor:
     """
     if isinstance(lists, torch.Tensor):
         if lists.dim() != 2:
-            raise DataError(f"lists: a tensor of shape {tuple(lists.shape)}; expected (batch, length)")
+            raise DataError(
+                f"lists: a tensor of shape {tuple(lists.shape)}; expected (batch, length)"
+            )
         rows = [validate_list(row, f"list {i}") for i, row in enumerate(lists)]
     else:
         if not isinstance(lists, (list, tuple)) or not lists:
@@ -182,6 +190,18 @@ def run_ops(values: Sequence[int], ops: Sequence[str]) -> list[int]:
     return v
 
 
-__all__ = ["CODES", "DIGITS", "FLAT_OPS", "NULL", "RECURSIVE_OPS", "Step", "recursive_steps",
-           "recursive_trace", "run_ops", "teacher_steps", "teacher_trace", "validate_list",
-           "validate_lists"]
+__all__ = [
+    "CODES",
+    "DIGITS",
+    "FLAT_OPS",
+    "NULL",
+    "RECURSIVE_OPS",
+    "Step",
+    "recursive_steps",
+    "recursive_trace",
+    "run_ops",
+    "teacher_steps",
+    "teacher_trace",
+    "validate_list",
+    "validate_lists",
+]

@@ -28,10 +28,20 @@ from safetensors.torch import load as st_load
 from brickwork.agent import Controller, ModuleOperator
 from brickwork.errors import TrainingError
 from brickwork.modules import Module, state_bytes
-from brickwork.studies.sorting.data import (Transitions, add_noise, batch_representation,
-                                            build_transitions, training_lists)
-from brickwork.studies.sorting.variants import (addressed_controller, addressed_operators,
-                                                new_modules, thesis_controller, thesis_operators)
+from brickwork.studies.sorting.data import (
+    Transitions,
+    add_noise,
+    batch_representation,
+    build_transitions,
+    training_lists,
+)
+from brickwork.studies.sorting.variants import (
+    addressed_controller,
+    addressed_operators,
+    new_modules,
+    thesis_controller,
+    thesis_operators,
+)
 from brickwork.types import NeuralType
 
 log = logging.getLogger(__name__)
@@ -98,10 +108,16 @@ def unit_data(unit: str, seed: int, cfg: TrainConfig) -> _Data:
     recursive = unit.startswith("rec.")
     key = (recursive, seed, cfg.max_length, cfg.train_lists, cfg.val_lists)
     if key not in _DATA_CACHE:
-        train = build_transitions(training_lists(cfg.train_lists, cfg.max_length, seed),
-                                  recursive=recursive, pad_to=cfg.max_length)
-        val = build_transitions(training_lists(cfg.val_lists, cfg.max_length, seed + 100_003),
-                                recursive=recursive, pad_to=cfg.max_length)
+        train = build_transitions(
+            training_lists(cfg.train_lists, cfg.max_length, seed),
+            recursive=recursive,
+            pad_to=cfg.max_length,
+        )
+        val = build_transitions(
+            training_lists(cfg.val_lists, cfg.max_length, seed + 100_003),
+            recursive=recursive,
+            pad_to=cfg.max_length,
+        )
         _DATA_CACHE[key] = _Data(train, val, train.digest())
     return _DATA_CACHE[key]
 
@@ -116,18 +132,25 @@ def check_device(device: str, where: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise TrainingError(f"{where}: device {device!r} is not a torch device ({exc}); use "
-                            "'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise TrainingError(
+            f"{where}: device {device!r} is not a torch device ({exc}); use "
+            "'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"{where}: device {device!r} asked, but this torch has no CUDA "
-                            f"device (torch {torch.__version__}); use device='cpu'")
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but this torch has no CUDA "
+            f"device (torch {torch.__version__}); use device='cpu'"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TrainingError(f"{where}: device {device!r} asked, but only "
-                            f"{torch.cuda.device_count()} CUDA device(s) exist; use cuda:0…"
-                            f"cuda:{torch.cuda.device_count() - 1}")
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but only "
+            f"{torch.cuda.device_count()} CUDA device(s) exist; use cuda:0…"
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError(f"{where}: device {device!r} asked, but MPS is not available here; "
-                            "use device='cpu'")
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but MPS is not available here; use device='cpu'"
+        )
     return dev
 
 
@@ -160,19 +183,25 @@ def mean_abs_grad(params: Iterable[torch.nn.Parameter]) -> float:
 
 # ----- one unit ---------------------------------------------------------------------------------
 class _OperatorTask:
-    def __init__(self, op: ModuleOperator, data: _Data, cfg: TrainConfig,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, op: ModuleOperator, data: _Data, cfg: TrainConfig, device: torch.device | str = "cpu"
+    ):
         self.op, self.cfg, self.device = op, cfg, torch.device(device)
         k = data.train.ops.index(op.name)
         self.train, self.val = data.train, data.val
-        self.rows = {L: np.nonzero((data.train.op == k) & (data.train.length <= L))[0]
-                     for L in range(2, cfg.max_length + 1)}
-        self.val_rows = {L: np.nonzero((data.val.op == k) & (data.val.length <= L))[0][:1024]
-                         for L in range(2, cfg.max_length + 1)}
+        self.rows = {
+            L: np.nonzero((data.train.op == k) & (data.train.length <= L))[0]
+            for L in range(2, cfg.max_length + 1)
+        }
+        self.val_rows = {
+            L: np.nonzero((data.val.op == k) & (data.val.length <= L))[0][:1024]
+            for L in range(2, cfg.max_length + 1)
+        }
         self.params = list(op.functional.parameters())
 
-    def _run(self, tr: Transitions, rows: np.ndarray, gen: torch.Generator, *,
-             measure: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _run(
+        self, tr: Transitions, rows: np.ndarray, gen: torch.Generator, *, measure: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         # built and noised on the CPU (the generator's device), then moved: a seed gives
         # the same batches on every device
         before = batch_representation(tr, rows)
@@ -182,7 +211,8 @@ class _OperatorTask:
         out = self.op.functional.call_ports(**self.op.gather(noisy))
         targets = self.op.targets(before, after)
         outs = self.op.functional.outputs
-        loss = sum(port_loss(outs[p], out[p], targets[p]) for p in outs)
+        losses = (port_loss(outs[p], out[p], targets[p]) for p in outs)
+        loss = sum(losses, torch.zeros((), device=self.device))
         wrong = torch.stack([port_errors(outs[p], out[p], targets[p]) for p in outs]).any(0)
         sat = float(np.mean([outs[p].saturation(out[p]) for p in outs])) if measure else 0.0
         return loss, wrong.float(), sat
@@ -190,7 +220,9 @@ class _OperatorTask:
     def first_length(self) -> int:
         return min(L for L, r in self.rows.items() if len(r) and len(self.val_rows[L]))
 
-    def step_loss(self, length: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    def step_loss(
+        self, length: int, rng: np.random.Generator, gen: torch.Generator
+    ) -> torch.Tensor:
         pool = self.rows[length]
         rows = pool[rng.integers(0, len(pool), size=self.cfg.batch)]
         return self._run(self.train, rows, gen)[0]
@@ -203,15 +235,21 @@ class _OperatorTask:
 
 
 class _ControllerTask:
-    def __init__(self, ctl: Controller, data: _Data, cfg: TrainConfig,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self, ctl: Controller, data: _Data, cfg: TrainConfig, device: torch.device | str = "cpu"
+    ):
         self.ctl, self.cfg, self.device = ctl, cfg, torch.device(device)
         self.train, self.val = data.train, data.val
         self.params = list(ctl.parameters())
-        self.ep = {name: self._episodes(tr) for name, tr in (("train", data.train), ("val", data.val))}
-        self.pools = {L: np.nonzero(self.ep["train"][2] <= L)[0] for L in range(2, cfg.max_length + 1)}
-        self.val_eps = {L: np.nonzero(self.ep["val"][2] <= L)[0][:96]
-                        for L in range(2, cfg.max_length + 1)}
+        self.ep = {
+            name: self._episodes(tr) for name, tr in (("train", data.train), ("val", data.val))
+        }
+        self.pools = {
+            L: np.nonzero(self.ep["train"][2] <= L)[0] for L in range(2, cfg.max_length + 1)
+        }
+        self.val_eps = {
+            L: np.nonzero(self.ep["val"][2] <= L)[0][:96] for L in range(2, cfg.max_length + 1)
+        }
 
     @staticmethod
     def _episodes(tr: Transitions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,8 +257,15 @@ class _ControllerTask:
         ends = np.append(starts[1:], len(tr.t))
         return starts, ends - starts, tr.length[starts]
 
-    def _run(self, tr: Transitions, which: str, eps: np.ndarray, gen: torch.Generator, *,
-             measure: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _run(
+        self,
+        tr: Transitions,
+        which: str,
+        eps: np.ndarray,
+        gen: torch.Generator,
+        *,
+        measure: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
         dev = self.device
         starts, lens, _ = self.ep[which]
         rows = np.concatenate([np.arange(starts[e], starts[e] + lens[e]) for e in eps])
@@ -261,7 +306,9 @@ class _ControllerTask:
     def first_length(self) -> int:
         return min(L for L, r in self.pools.items() if len(r) and len(self.val_eps[L]))
 
-    def step_loss(self, length: int, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    def step_loss(
+        self, length: int, rng: np.random.Generator, gen: torch.Generator
+    ) -> torch.Tensor:
         pool = self.pools[length]
         eps = pool[rng.integers(0, len(pool), size=self.cfg.controller_batch)]
         return self._run(self.train, "train", eps, gen)[0]
@@ -273,12 +320,20 @@ class _ControllerTask:
         return float(loss), float(wrong.mean()), sat
 
 
-def _task(unit: str, modules: Mapping[str, Module], data: _Data, cfg: TrainConfig,
-          device: torch.device | str = "cpu") -> _OperatorTask | _ControllerTask:
+def _task(
+    unit: str,
+    modules: Mapping[str, Module],
+    data: _Data,
+    cfg: TrainConfig,
+    device: torch.device | str = "cpu",
+) -> _OperatorTask | _ControllerTask:
     family, role = unit.split(".")
     if role == "controller":
-        ctl = (thesis_controller(modules) if family == "thesis"
-               else addressed_controller(modules, recursive=family == "rec"))
+        ctl = (
+            thesis_controller(modules)
+            if family == "thesis"
+            else addressed_controller(modules, recursive=family == "rec")
+        )
         return _ControllerTask(ctl, data, cfg, device)
     full = dict(modules)
     ops = thesis_operators if family == "thesis" else addressed_operators
@@ -302,9 +357,16 @@ def modules_from_bytes(unit: str, states: Mapping[str, bytes], hidden: int) -> d
     return modules
 
 
-def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterion",
-               init_states: Mapping[str, bytes] | None = None,
-               prior_iterations: int = 0, device: str = "cpu") -> dict[str, Any]:
+def train_unit(
+    unit: str,
+    seed: int,
+    cfg: TrainConfig,
+    *,
+    phase: str = "criterion",
+    init_states: Mapping[str, bytes] | None = None,
+    prior_iterations: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Train one unit; returns metrics, history and the weights (safetensors bytes).
 
     The modules are built on the CPU (the same initial weights on every device) and
@@ -320,8 +382,11 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
     if phase not in ("criterion", "extra"):
         raise TrainingError(f"train_unit: phase {phase!r}; use 'criterion' or 'extra'")
     torch.manual_seed(seed * 7919 + sum(map(ord, unit)))
-    modules = (modules_from_bytes(unit, init_states, cfg.hidden) if init_states is not None
-               else new_modules(unit, cfg.hidden))
+    modules = (
+        modules_from_bytes(unit, init_states, cfg.hidden)
+        if init_states is not None
+        else new_modules(unit, cfg.hidden)
+    )
     for m in modules.values():
         m.to(device)
     data = unit_data(unit, seed, cfg)
@@ -329,11 +394,18 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
     opt = torch.optim.Adam(task.params, lr=cfg.lr)
     rng = np.random.default_rng(seed * 31 + len(unit) + (7 if phase == "extra" else 0))
     gen = torch.Generator().manual_seed(seed * 101 + len(unit))
-    length = (task.first_length() if (cfg.curriculum and phase == "criterion")
-              else cfg.max_length)
-    history: dict[str, list] = {"it": [], "seconds": [], "loss": [], "grad": [],
-                                "val_it": [], "val_seconds": [], "val_error": [],
-                                "val_saturation": [], "val_length": []}
+    length = task.first_length() if (cfg.curriculum and phase == "criterion") else cfg.max_length
+    history: dict[str, list] = {
+        "it": [],
+        "seconds": [],
+        "loss": [],
+        "grad": [],
+        "val_it": [],
+        "val_seconds": [],
+        "val_error": [],
+        "val_saturation": [],
+        "val_length": [],
+    }
     best, since_best, it, reason, stage = float("inf"), 0, 0, "time_cap", 0
     cap = cfg.max_seconds if phase == "criterion" else cfg.extra_max_seconds
     min_its = int(cfg.extra_factor * prior_iterations) if phase == "extra" else 0
@@ -357,8 +429,13 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
         if it % cfg.eval_every == 0:
             vloss, err, sat = task.validate(length)
             elapsed = time.perf_counter() - t0
-            for k, v in (("val_it", it), ("val_seconds", elapsed), ("val_error", err),
-                         ("val_saturation", sat), ("val_length", length)):
+            for k, v in (
+                ("val_it", it),
+                ("val_seconds", elapsed),
+                ("val_error", err),
+                ("val_saturation", sat),
+                ("val_length", length),
+            ):
                 history[k].append(v)
             if length < cfg.max_length:
                 stage += 1
@@ -384,13 +461,43 @@ def train_unit(unit: str, seed: int, cfg: TrainConfig, *, phase: str = "criterio
                 break
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0
-    log.info("%s seed %d %s: %s after %d it, %.1f s (error %.4f, saturation %.4f)",
-             unit, seed, phase, reason, it, seconds, err, sat)
-    return {"unit": unit, "seed": seed, "phase": phase, "stop_reason": reason,
-            "iterations": it, "seconds": seconds, "cpu_seconds": cpu_seconds, "val_error": err, "val_saturation": sat,
-            "data_digest": data.digest, "history": history, "device": str(device),
-            "states": states_to_bytes(modules), "met_criteria": reason in ("criteria", "loss_floor")}
+    log.info(
+        "%s seed %d %s: %s after %d it, %.1f s (error %.4f, saturation %.4f)",
+        unit,
+        seed,
+        phase,
+        reason,
+        it,
+        seconds,
+        err,
+        sat,
+    )
+    return {
+        "unit": unit,
+        "seed": seed,
+        "phase": phase,
+        "stop_reason": reason,
+        "iterations": it,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "val_error": err,
+        "val_saturation": sat,
+        "data_digest": data.digest,
+        "history": history,
+        "device": str(device),
+        "states": states_to_bytes(modules),
+        "met_criteria": reason in ("criteria", "loss_floor"),
+    }
 
 
-__all__ = ["TrainConfig", "check_device", "mean_abs_grad", "modules_from_bytes", "port_errors",
-           "port_loss", "states_to_bytes", "train_unit", "unit_data"]
+__all__ = [
+    "TrainConfig",
+    "check_device",
+    "mean_abs_grad",
+    "modules_from_bytes",
+    "port_errors",
+    "port_loss",
+    "states_to_bytes",
+    "train_unit",
+    "unit_data",
+]
