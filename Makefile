@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= test,ray
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test lint venv clean bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/brickwork demo
 
-test: $(STAMP)
+# Lint and type checks (configuration in pyproject.toml), run by `make test` first.
+LINT_PATHS := src tests bench
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: $(STAMP) lint
 	BRICKWORK_CHECK=1 $(BIN)/python -m pytest tests --doctest-modules src/brickwork
 
 bench: $(STAMP)
