@@ -13,8 +13,8 @@ import torch
 from brickwork.cli import main as cli
 from brickwork.errors import TrainingError
 from brickwork.plan import DataSpec, make_plan
-from brickwork.training.examples import nmn_data, nmn_family, nmn_kinds, write_example_plan
 from brickwork.training.executor import Executor
+from brickwork.training.fixtures import nmn_data, nmn_family, nmn_kinds, write_example_plan
 from brickwork.training.job import ModuleJob, job_key, run_job
 from brickwork.training.samples import Samples
 from brickwork.training.trainer import read_run, train_plan
@@ -152,7 +152,7 @@ def _job(tmp_path, **kw):
         name="cls",
         kind="toy_classifier",
         config={"dim": 4, "classes": 2},
-        imports=("brickwork.training.examples",),
+        imports=("brickwork.training.fixtures",),
         mode="direct",
         data=str(tmp_path / "d.safetensors"),
         inputs={"x": "x"},
