@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         help="baseline training budget (default: 300 s; quick 30 s)",
     )
     parser.add_argument("--figure", default=None, help="also write the accuracy-vs-length PNG here")
+    parser.add_argument(
+        "--device", default="cpu", help="where our modules train and run (cpu, cuda, cuda:N)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.basicConfig(
@@ -122,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         examples=1000 if q else 2000,
         max_time=40.0 if q else 120.0,
         registry=Registry(out / "registry"),
+        device=args.device,
     )
     train_seconds = summary["train_seconds"]
     log.info("modules trained in %.1f s wall", train_seconds)
-    composer = Composer(load_run(out / "run"))
+    composer = Composer(load_run(out / "run"), device=args.device)
 
     def ours_on(examples):
         progs = [parse_program(e.source) for e in examples]
