@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import brickwork
 from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner
 from brickwork.modules import And, Module, Or, stack_param
+from brickwork.training.fixtures import random_program_layout
 from brickwork.types import Features, Logits, SoftMask
 
 C, H, W, HID, K = 32, 8, 12, 16, 28
@@ -181,26 +182,9 @@ def make_kinds() -> Kinds:
 
 def random_layout(kinds: Kinds, rng: random.Random, depth: int, name: str) -> Layout:
     """A random program of exactly ``depth`` levels (longest chain)."""
-    b = LayoutBuilder(kinds, name)
-    feats = b.input("features")
-
-    def expr(d: int):
-        if d == 1:
-            return b.add("scene", features=feats).source()
-        r = rng.random()
-        if r < 0.15 and d >= 3:
-            left = expr(d - 1)
-            right = expr(rng.randint(1, d - 1))
-            return b.add(rng.choice(["And", "Or"]), a=left, b=right).source()
-        if r < 0.5:
-            return b.add(
-                f"relate[{rng.choice(RELATIONS)}]", mask=expr(d - 1), features=feats
-            ).source()
-        return b.add(f"filter[{rng.choice(COLORS)}]", mask=expr(d - 1), features=feats).source()
-
-    top = b.add(f"query[{rng.choice(QUERIES)}]", mask=expr(depth - 1), features=feats)
-    b.output("answer", top)
-    return b.build()
+    return random_program_layout(
+        kinds, rng, depth, name, filters=COLORS, relations=RELATIONS, queries=QUERIES
+    )
 
 
 def ideal_layout(kinds: Kinds, layouts: list[Layout]) -> tuple[Layout, float]:

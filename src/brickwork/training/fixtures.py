@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -293,6 +295,45 @@ def write_example_plan(folder: str, samples: int = 512, seed: int = 0) -> str:
     return path
 
 
+def random_program_layout(
+    kinds: Kinds,
+    rng: random.Random,
+    depth: int,
+    name: str,
+    *,
+    filters: Sequence[str],
+    relations: Sequence[str],
+    queries: Sequence[str],
+) -> Layout:
+    """A random CLEVR-like program of exactly ``depth`` levels (longest chain).
+
+    ``scene`` at the leaves, ``filter[...]`` / ``relate[...]`` chains, ``And`` / ``Or``
+    merges and a ``query[...]`` root, over kinds named that way in ``kinds`` (the
+    autobatching tests and benches draw their batches of different layouts from it;
+    ``tests/core/test_runner.py`` shows a vocabulary for it).
+    """
+    b = LayoutBuilder(kinds, name)
+    feats = b.input("features")
+
+    def expr(d: int) -> Any:
+        if d == 1:
+            return b.add("scene", features=feats).source()
+        r = rng.random()
+        if r < 0.15 and d >= 3:
+            left = expr(d - 1)
+            right = expr(rng.randint(1, d - 1))
+            return b.add(rng.choice(["And", "Or"]), a=left, b=right).source()
+        if r < 0.5:
+            return b.add(
+                f"relate[{rng.choice(relations)}]", mask=expr(d - 1), features=feats
+            ).source()
+        return b.add(f"filter[{rng.choice(filters)}]", mask=expr(d - 1), features=feats).source()
+
+    top = b.add(f"query[{rng.choice(queries)}]", mask=expr(depth - 1), features=feats)
+    b.output("answer", top)
+    return b.build()
+
+
 __all__ = [
     "ToyClassifier",
     "ToyDescribe",
@@ -305,6 +346,7 @@ __all__ = [
     "nmn_family",
     "nmn_kinds",
     "nmn_layout",
+    "random_program_layout",
     "toy_answer_accuracy",
     "toy_answer_loss",
     "write_example_plan",
