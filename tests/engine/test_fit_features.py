@@ -67,6 +67,8 @@ class Snapshots(Callback):
         ("momentum", 1.5, "a number in [0, 1)"),
         ("scheduler", "linear", "None or one of 'cosine', 'step', 'plateau', 'onecycle'"),
         ("max_time", -5, "None or a finite number of seconds > 0"),
+        ("max_train_time", 0, "None or a finite number of seconds > 0"),
+        ("train_clock", "cpu", "'wall' or 'process'"),
         ("keep_best", "", "None or a metric name"),
         ("keep_best_mode", "biggest", "'min', 'max' or 'auto'"),
     ],
@@ -244,6 +246,64 @@ def test_max_time_stops_within_budget_plus_one_step_and_records_the_epoch(tmp_pa
     assert res.epochs == len(res.history) == 1 and res.steps < 12
     assert res.history[-1]["step"] == res.steps
     assert len(read_metrics_jsonl(tmp_path / "m.jsonl")) == 1
+
+
+class SlowHook(Callback):
+    """Spends ``pause`` wall seconds in every step hook, stamping the train time it sees."""
+
+    def __init__(self, pause):
+        self.pause, self.seen = pause, []
+
+    def on_step(self, state):
+        self.seen.append(state.train_time)
+        time.sleep(self.pause)
+
+
+def test_max_train_time_counts_training_steps_only():
+    # each step sleeps 0.02 s in the loss (counted) and 0.05 s in a hook (not counted)
+    def slow(m, b):
+        time.sleep(0.02)
+        return _loss(m, b)
+
+    hook, budget = SlowHook(0.05), 0.2
+    res = fit(
+        _model(),
+        slow,
+        _problem(),
+        config=FitConfig(epochs=1000, batch_size=8, max_train_time=budget),
+        callbacks=[hook],
+    )
+    assert res.stop_reason == "max_train_time" and res.stopped_early
+    # the budget buys about budget / 0.02 steps however long the hook takes
+    assert 10 <= res.steps <= 13
+    assert budget <= res.train_time <= budget + 0.02 + 0.05
+    assert res.wall_time >= res.train_time + 0.05 * res.steps
+    assert hook.seen == sorted(hook.seen) and hook.seen[-1] == pytest.approx(res.train_time)
+    assert res.history[-1]["train_time"] == pytest.approx(res.train_time)
+
+
+def test_process_clock_does_not_count_sleeping():
+    # a sleeping loss costs wall time but (almost) no CPU time: the process clock
+    # keeps the budget for the work, so the run goes on until max_steps
+    def sleepy(m, b):
+        time.sleep(0.01)
+        return _loss(m, b)
+
+    cfg = dict(epochs=1000, batch_size=8, max_steps=30, max_train_time=0.25)
+    wall = fit(_model(), sleepy, _problem(), config=FitConfig(**cfg))
+    cpu = fit(_model(), sleepy, _problem(), config=FitConfig(**cfg, train_clock="process"))
+    assert wall.stop_reason == "max_train_time" and wall.steps < 30
+    assert cpu.stop_reason == "max_steps" and cpu.train_time < 0.25
+
+
+def test_train_time_survives_a_resume(tmp_path):
+    cfg = FitConfig(epochs=2, batch_size=16, train_clock="process")
+    first = fit(_model(), _loss, _problem(), config=cfg, checkpoint_dir=tmp_path)
+    cfg4 = FitConfig(epochs=4, batch_size=16, train_clock="process")
+    with pytest.raises(TrainingError):  # a different config is refused, as before
+        fit(_model(), _loss, _problem(), config=cfg4, checkpoint_dir=tmp_path, resume=True)
+    again = fit(_model(), _loss, _problem(), config=cfg, checkpoint_dir=tmp_path, resume=True)
+    assert again.resumed_from == 2 and again.train_time == pytest.approx(first.train_time)
 
 
 def test_max_steps_ends_mid_epoch():

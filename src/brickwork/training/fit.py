@@ -8,9 +8,13 @@ A ``DataLoader`` keeps its own order (a shuffling loader draws from the torch RN
 is seeded and checkpointed too).
 
 Budgets: ``max_steps`` counts optimizer steps, ``max_time`` wall-clock seconds (including
-the time before a resume). Both are checked after every step; the epoch in progress
-then ends at once and is still recorded (training loss, validation, callbacks), so a
-result always has the metrics of the weights it returns.
+the time before a resume), ``max_train_time`` the seconds spent in training steps only
+(forward, backward, optimizer; not validation, callbacks or ``on_step``), on the clock
+``train_clock`` names: ``"wall"``, or ``"process"`` (this process's CPU seconds, so that
+a busy machine neither shrinks the budget nor stretches a learning curve's time axis).
+Each is checked after every step; the epoch in progress then ends at once and is still
+recorded (training loss, validation, callbacks), so a result always has the metrics of
+the weights it returns.
 
 Example:
     >>> import torch
@@ -63,6 +67,7 @@ SCHEDULER_KWARGS: dict[str, tuple[str, ...]] = {
     "onecycle": ("max_lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy"),
 }
 _KEEP_MODES = ("auto", "min", "max")
+_CLOCKS = ("wall", "process")
 #: scheduler options whose value is a name; every other option is a finite number
 _NAME_OPTIONS = ("monitor", "mode", "anneal_strategy")
 
@@ -102,6 +107,12 @@ class FitConfig:
             ``val_loss`` with validation data else ``train_loss``, stops improving).
         scheduler_kwargs: options of the schedule (see :data:`SCHEDULER_KWARGS`).
         max_time: optional wall-clock budget in seconds.
+        max_train_time: optional budget of seconds spent in training steps only (time in
+            validation, callbacks and ``on_step`` does not count), on ``train_clock``.
+        train_clock: the clock of ``max_train_time`` and ``FitState.train_time``:
+            ``"wall"`` (``time.perf_counter``) or ``"process"`` (``time.process_time``:
+            this process's CPU seconds; with one torch thread per process they match
+            wall seconds on a quiet machine and are not bent by a busy one).
         keep_best: a metric of the epoch records (``"val_loss"``, ``"val_score"``); at the
             end the weights of the epoch where it was best are restored.
         keep_best_mode: ``"min"``, ``"max"`` or ``"auto"`` (``"min"`` when the name
@@ -133,6 +144,8 @@ class FitConfig:
     scheduler: str | None = None
     scheduler_kwargs: Mapping[str, Any] | None = field(default=None, hash=False)
     max_time: float | None = None
+    max_train_time: float | None = None
+    train_clock: str = "wall"
     keep_best: str | None = None
     keep_best_mode: str = "auto"
 
@@ -172,6 +185,14 @@ class FitConfig:
             self._check_scheduler_kwargs()
         if self.max_time is not None and (not _is_number(self.max_time) or not self.max_time > 0):
             raise _bad("max_time", self.max_time, "None or a finite number of seconds > 0")
+        if self.max_train_time is not None and (
+            not _is_number(self.max_train_time) or not self.max_train_time > 0
+        ):
+            raise _bad(
+                "max_train_time", self.max_train_time, "None or a finite number of seconds > 0"
+            )
+        if self.train_clock not in _CLOCKS:
+            raise _bad("train_clock", self.train_clock, "'wall' or 'process'")
         if self.keep_best is not None and (
             not isinstance(self.keep_best, str) or not self.keep_best
         ):
@@ -261,8 +282,12 @@ class FitState:
         device: where the model and the batches are.
         steps_per_epoch: batches per epoch (None for a loader without a length).
         total_steps: ``min(epochs * steps_per_epoch, max_steps)`` (None when unknown).
-        stop_reason: ``"max_steps"``, ``"max_time"``, ``"callback"`` or None.
+        stop_reason: ``"max_steps"``, ``"max_time"``, ``"max_train_time"``, ``"callback"``
+            or None.
         best: best value of ``config.keep_best`` so far, ``best_epoch`` its epoch.
+        train_time: seconds spent in training steps so far (including before a resume),
+            on ``config.train_clock``; what ``max_train_time`` counts. A callback's
+            ``on_step`` reads it to stamp a learning curve.
     """
 
     model: torch.nn.Module
@@ -281,6 +306,7 @@ class FitState:
     stop_reason: str | None = None
     best: float | None = None
     best_epoch: int | None = None
+    train_time: float = 0.0
     _t0: float = 0.0
     _loss: float = math.nan
     _lr: float | None = None
@@ -319,6 +345,7 @@ class FitState:
                 "stop": self.stop,
                 "stop_reason": self.stop_reason,
                 "wall_time": self.elapsed(),
+                "train_time": self.train_time,
                 "config": self.config.to_json(),
                 "best": self.best,
                 "best_epoch": self.best_epoch,
@@ -345,7 +372,9 @@ class FitResult:
         resumed_from: the epoch a resume started from (0 for a fresh run).
         best_epoch: with ``keep_best``: the epoch whose weights the model holds now.
         best: with ``keep_best``: the metric's value at that epoch.
-        stop_reason: ``"max_steps"``, ``"max_time"``, ``"callback"`` or None (all epochs ran).
+        stop_reason: ``"max_steps"``, ``"max_time"``, ``"max_train_time"``, ``"callback"`` or
+            None (all epochs ran).
+        train_time: seconds spent in training steps in total, on ``config.train_clock``.
     """
 
     epochs: int
@@ -357,6 +386,7 @@ class FitResult:
     best_epoch: int | None = None
     best: float | None = None
     stop_reason: str | None = None
+    train_time: float = 0.0
 
     @property
     def final(self) -> dict[str, Any]:
@@ -720,6 +750,7 @@ def fit(
         state.history, state.stop = list(meta["history"]), bool(meta.get("stop"))
         state.stop_reason = meta.get("stop_reason")
         state.wall_time = float(meta.get("wall_time", 0.0))
+        state.train_time = float(meta.get("train_time", 0.0))
         state.best, state.best_epoch = meta.get("best"), meta.get("best_epoch")
         best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
         state._best_weights = best or None
@@ -773,6 +804,7 @@ def fit(
         best_epoch=state.best_epoch,
         best=state.best,
         stop_reason=state.stop_reason,
+        train_time=state.train_time,
     )
 
 
@@ -794,14 +826,19 @@ def _loop(
     for cb in state.callbacks:
         cb.on_fit_start(state)
     step_hooks = [cb for cb in state.callbacks if type(cb).on_step is not Callback.on_step]
+    clock = time.process_time if config.train_clock == "process" else time.perf_counter
     while not state.stop and state.epoch < config.epochs:
         if config.max_time is not None and state.elapsed() >= config.max_time:
             state.stop, state.stop_reason = True, "max_time"
+            break
+        if config.max_train_time is not None and state.train_time >= config.max_train_time:
+            state.stop, state.stop_reason = True, "max_train_time"
             break
         model.train()
         gen = torch.Generator().manual_seed(derive_seed(config.seed, "epoch", state.epoch))
         total, n = 0.0, 0
         for batch in _batches(train, config.batch_size, dev, generator=gen, where="train"):
+            t_step = clock()
             loss = loss_fn(model, batch)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 raise TrainingError(
@@ -822,6 +859,7 @@ def _loop(
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             state._lr = float(optimizer.param_groups[0]["lr"])
             optimizer.step()
+            state.train_time += clock() - t_step
             state.step += 1
             state._loss = value
             if (
@@ -841,6 +879,9 @@ def _loop(
                 break
             if config.max_time is not None and state.elapsed() >= config.max_time:
                 state.stop, state.stop_reason = True, "max_time"
+                break
+            if config.max_train_time is not None and state.train_time >= config.max_train_time:
+                state.stop, state.stop_reason = True, "max_train_time"
                 break
         if n == 0:
             raise TrainingError(
@@ -868,6 +909,8 @@ def _loop(
                 with torch.no_grad():
                     record.update({k: float(v) for k, v in evaluate(model, data).items()})
         record["time"] = state.elapsed()
+        if config.max_train_time is not None or config.train_clock != "wall":
+            record["train_time"] = state.train_time
         if schedule is not None and schedule.interval == "epoch":
             if schedule.monitor is not None:
                 if schedule.monitor not in record:

@@ -7,7 +7,6 @@ Loops record a validation-accuracy curve against training seconds (for the cost 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +14,11 @@ import torch
 from torch import nn
 
 from brickwork.studies.clevr.nmn.data import StudyData, data_device
-from brickwork.studies.clevr.nmn.evaluate import _batches, _forward, accuracy
+from brickwork.studies.clevr.nmn.evaluate import _forward, accuracy
 from brickwork.studies.clevr.nmn.film import FiLM
 from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.recorded import RecordedFinds
+from brickwork.training import Callback, FitConfig, FitState, Samples, fit
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,34 @@ LR = 3e-3
 
 
 BATCH = 64
+
+
+class _Curve(Callback):
+    """Validation accuracy every ``every`` training seconds (and at the end of the budget),
+    stamped with the fit's training time: evaluation does not count against the budget."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: StudyData,
+        prior: torch.Tensor | None,
+        *,
+        seconds: float,
+        every: float,
+        offset: float,
+    ):
+        self.model, self.data, self.prior = model, data, prior
+        self.seconds, self.every, self.offset = seconds, every, offset
+        self.next = every
+        self.points: list[tuple[float, float]] = []
+
+    def on_step(self, state: FitState) -> None:
+        t = state.train_time
+        if t >= self.next or t >= self.seconds:
+            acc = accuracy(self.model, self.data, "val", self.prior)  # back in train mode after
+            self.points.append((self.offset + t, acc))
+            self.next += self.every
+            log.info("%s: %.0fs val acc %.3f", type(self.model).__name__, t, acc)
 
 
 def train_loop(
@@ -43,29 +71,30 @@ def train_loop(
     time_offset: float = 0.0,
     recorded: RecordedFinds | None = None,
 ) -> dict[str, Any]:
-    """Train for ``seconds`` on a question set; returns the val-accuracy curve and counts.
+    """Train for ``seconds`` on a question set through the library's :func:`fit`; returns the
+    val-accuracy curve and counts.
 
-    Seconds are this process's CPU seconds spent in training steps (validation not
+    Seconds are this process's CPU seconds spent in training steps
+    (``FitConfig(max_train_time=seconds, train_clock="process")``; validation not
     counted): with one torch thread per process they match wall seconds on a quiet
     machine, and a busy one does not shrink the budget or stretch the curve's time axis,
     so the cost report compares like with like (:mod:`~brickwork.studies.clevr.nmn.cost`).
+    The batches are index sets into the question set (``Samples({"idx": ...})``); Adam,
+    gradients clipped at norm 5.
 
     With ``recorded`` (and cached ``priors``), training batches read the frozen find/scene
     outputs from their intermediate dataset instead of running those modules; the
     validation curve still runs the whole model."""
-    torch.manual_seed(seed)
     qs, feats = data.sets[train_set], data.set_features(train_set)
     params = (
         list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     )
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
     tr_prior = priors.get(train_set) if priors else None
     val_prior = priors.get("val") if priors else None
-    curve: list[tuple[float, float]] = []
-    trained, t_train, next_eval, steps = 0, 0.0, eval_every, 0
-    for idx in _batches(len(qs), BATCH, gen):
-        t0 = time.process_time()
+    seen = [0]
+
+    def loss(m: nn.Module, batch: Samples) -> torch.Tensor:
+        idx = batch["idx"]
         if recorded is not None and tr_prior is not None:
             logp = recorded.forward(
                 qs.split,
@@ -75,27 +104,29 @@ def train_loop(
                 tr_prior[idx],
             )
         else:
-            logp = _forward(model, qs, feats, idx, tr_prior)
-        loss = nn.functional.nll_loss(logp, qs.answer[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        t_train += time.process_time() - t0
-        trained += len(idx)
-        steps += 1
-        if t_train >= next_eval or t_train >= seconds:
-            curve.append((time_offset + t_train, accuracy(model, data, "val", val_prior)))
-            next_eval += eval_every
-            log.info("%s: %.0fs val acc %.3f", type(model).__name__, t_train, curve[-1][1])
-        if t_train >= seconds:
-            break
+            logp = _forward(m, qs, feats, idx, tr_prior)
+        seen[0] += len(idx)
+        return nn.functional.nll_loss(logp, qs.answer[idx])
+
+    curve = _Curve(model, data, val_prior, seconds=seconds, every=eval_every, offset=time_offset)
+    config = FitConfig(
+        epochs=10**6,  # the budget ends it
+        batch_size=BATCH,
+        lr=lr,
+        seed=seed,
+        grad_clip=5.0,
+        max_train_time=seconds,
+        train_clock="process",
+    )
+    index = Samples({"idx": torch.arange(len(qs), device=qs.answer.device)})
+    res = fit(model, loss, index, config=config, parameters=params, callbacks=[curve])
+    model.train()  # fit leaves the model in eval mode; callers go on training it
     return {
-        "curve": curve,
-        "seconds": t_train,
-        "samples": trained,
-        "steps": steps,
-        "samples_per_second": trained / max(t_train, 1e-9),
+        "curve": curve.points,
+        "seconds": res.train_time,
+        "samples": seen[0],
+        "steps": res.steps,
+        "samples_per_second": seen[0] / max(res.train_time, 1e-9),
     }
 
 

@@ -1,7 +1,6 @@
 """Evaluation of a trained NMN or FiLM model: predictions, accuracy and error by program depth.
 
-Every layout model runs through the autobatched runner (:class:`LayoutCache`); batches
-are drawn without replacement from a seeded generator.
+Every layout model runs through the autobatched runner (:class:`LayoutCache`).
 """
 
 from __future__ import annotations
@@ -16,13 +15,6 @@ from brickwork.studies.clevr.nmn.film import FiLM
 
 if TYPE_CHECKING:
     from brickwork.studies.clevr.nmn.layouts import NMN
-
-
-def _batches(n: int, size: int, gen: torch.Generator):
-    while True:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n - size + 1, size):
-            yield perm[i : i + size]
 
 
 def predict(

@@ -7,7 +7,7 @@ import copy
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,28 +173,40 @@ def train_modular(
     )
     if storage is not None and storage.exists():
         storage.unlink()  # a new run: new weights, so old trials say nothing about them
+
+    def train_find(
+        name: str, *, seed: int, context: Mapping[str, nn.Module] | None = None
+    ) -> dict[str, Any]:
+        """One find through its SGM: a search of ``hpo_trials`` trials with a journal, else
+        one training run."""
+        if storage is not None:
+            return tune_sgm_module(
+                model,
+                name,
+                data,
+                priors,
+                seed=seed,
+                trials=max(1, hpo_trials),
+                storage=storage,
+                min_steps=sgm_steps,
+                context=context,
+            )
+        return train_sgm_module(
+            model,
+            name,
+            data,
+            priors,
+            seed=seed,
+            epochs=sgm_epochs,
+            min_steps=sgm_steps,
+            context=context,
+        )
+
     for name in finds:
         if plan[name]["mode"] == "direct":
             jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
-        elif storage is not None:
-            jobs.append(
-                tune_sgm_module(
-                    model,
-                    name,
-                    data,
-                    priors,
-                    seed=seed,
-                    trials=max(1, hpo_trials),
-                    storage=storage,
-                    min_steps=sgm_steps,
-                )
-            )
         else:
-            jobs.append(
-                train_sgm_module(
-                    model, name, data, priors, seed=seed, epochs=sgm_epochs, min_steps=sgm_steps
-                )
-            )
+            jobs.append(train_find(name, seed=seed))
     # second round: a find that stayed on its SGM plateau trains again, on the questions
     # that also filter on finds that learned (their masks ANDed into its own)
     stuck = [
@@ -212,30 +224,11 @@ def train_modular(
         for name in stuck:
             module = model.kinds.module(name)
             before = copy.deepcopy(module.state_dict())
-            if storage is not None:
-                job = tune_sgm_module(
-                    model,
-                    name,
-                    data,
-                    priors,
-                    seed=seed,
-                    trials=max(1, hpo_trials),
-                    storage=storage,
-                    min_steps=sgm_steps,
-                    context=context,
-                )
-            else:  # a fresh start, as each trial of a search has
+            if storage is None:  # a fresh start, as each trial of a search has
                 reinitialise(module, seed + 7919)
-                job = train_sgm_module(
-                    model,
-                    name,
-                    data,
-                    priors,
-                    seed=seed + 7919,
-                    epochs=sgm_epochs,
-                    min_steps=sgm_steps,
-                    context=context,
-                )
+            job = train_find(
+                name, seed=seed if storage is not None else seed + 7919, context=context
+            )
             # the rows differ between the rounds: compare the loss relative to each start
             ratio = first[name]["sgm_loss"] / first[name]["start_loss"]
             kept = job.get("sgm_loss") is not None and job["sgm_loss"] / job["start_loss"] < ratio
