@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, final
+from typing import Any, NamedTuple, final
 
 import torch
 from safetensors.torch import save as st_save
@@ -488,20 +488,28 @@ def _objective(job: ModuleJob, hp: Mapping[str, Any], penalties: bool = True) ->
     return loss_fn, evaluate
 
 
+class _Rows(NamedTuple):
+    """A job's data: its training rows, its validation rows and the whole table."""
+
+    train: Samples
+    val: Samples
+    table: Samples
+
+
 def _fit_once(
     job: ModuleJob,
     hp: Mapping[str, Any],
-    train: Samples,
-    val: Samples,
-    table: Samples,
+    rows: _Rows,
     seed: int,
     *,
     report: Any = None,
     ckpt: Path | None = None,
-    progress: bool = False,
-    tensorboard: Path | None = None,
-    metrics_path: Path | None = None,
+    logs: Path | None = None,
 ) -> tuple[_Trainable, FitResult]:
+    """One fit of ``job`` with hyperparameters ``hp``. ``logs``: the job folder that
+    gets the progress bar (when the job asks), TensorBoard (likewise) and
+    ``metrics.jsonl``; ``None`` fits silently (HPO trials, later starts)."""
+    train, val, table = rows
     model = _build(job, hp, table, seed, train)
     loss_fn, evaluate = _objective(job, hp)
     known = {f.name for f in dataclasses.fields(FitConfig)}
@@ -513,10 +521,10 @@ def _fit_once(
         stopping = EarlyStopping("val_score", patience=int(hp["patience"]), mode="max")
     cfg = FitConfig(**fit_hp, seed=seed)
     callbacks: list[Any] = [stopping, LogMetrics(job.name)]
-    if progress:
+    if logs is not None and job.progress:
         callbacks.append(ProgressBar(desc=job.name))
-    if tensorboard is not None:
-        callbacks.append(TensorBoard(tensorboard))
+    if logs is not None and job.tensorboard:
+        callbacks.append(TensorBoard(logs / "tensorboard"))
     on_epoch = (lambda epoch, rec: report(epoch, rec["val_score"])) if report else None
     result = fit(
         model,
@@ -530,7 +538,7 @@ def _fit_once(
         resume=ckpt is not None,
         on_epoch=on_epoch,
         device=job.device,
-        metrics_path=metrics_path,
+        metrics_path=logs / "metrics.jsonl" if logs is not None else None,
     )
     return model, result
 
@@ -551,13 +559,7 @@ def sgm_loss(job: ModuleJob, hp: Mapping[str, Any], model: torch.nn.Module, data
 
 
 def _surrogate_starts(
-    job: ModuleJob,
-    hp: Mapping[str, Any],
-    train: Samples,
-    val: Samples,
-    table: Samples,
-    seed: int,
-    work: Path,
+    job: ModuleJob, hp: Mapping[str, Any], rows: _Rows, seed: int, work: Path
 ) -> tuple[_Trainable, FitResult, dict[str, Any]]:
     """``hp["starts"]`` fits from fresh initial weights; the one with the lowest SGM
     validation loss wins. Returns it with the plateau measure: ``start_loss`` (the SGM
@@ -571,20 +573,16 @@ def _surrogate_starts(
     tried: list[dict[str, float]] = []
     for i in range(starts):
         s = seed if i == 0 else derive_seed(seed, "start", i)
-        start_loss = sgm_loss(job, hp, _build(job, hp, table, s, train), val)
+        start_loss = sgm_loss(job, hp, _build(job, hp, rows.table, s, rows.train), rows.val)
         model, res = _fit_once(
             job,
             hp,
-            train,
-            val,
-            table,
+            rows,
             s,
             ckpt=work / "checkpoint" / f"start-{i}",
-            progress=job.progress and i == 0,
-            tensorboard=work / "tensorboard" if job.tensorboard and i == 0 else None,
-            metrics_path=work / "metrics.jsonl" if i == 0 else None,
+            logs=work if i == 0 else None,
         )
-        loss = sgm_loss(job, hp, model, val)  # the best epoch's weights (keep_best)
+        loss = sgm_loss(job, hp, model, rows.val)  # the best epoch's weights (keep_best)
         tried.append({"seed": s, "start_loss": start_loss, "sgm_loss": loss})
         if best is None or loss < best[0]:
             best = (loss, model, res, start_loss)
@@ -600,7 +598,7 @@ def _surrogate_starts(
             "ratio": ratio,
             "plateau": ratio > float(hp.get("plateau", 0.85)),
             "starts": tried,
-            "rows": len(train) + len(val),
+            "rows": len(rows.train) + len(rows.val),
             "routes": max(1, len(job.routes)),
         },
     )
@@ -737,6 +735,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         train, val = table.split(
             1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split")
         )
+    rows = _Rows(train, val, table)
     hp: dict[str, Any] = {**DEFAULT_HPARAMS, **dict(job.hparams)}
     study_json = None
     hpo_time = 0.0
@@ -744,7 +743,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
         space = SearchSpace(job.search)
 
         def objective(params: dict[str, Any], seed: int, report: Any) -> float:
-            _, res = _fit_once(job, {**hp, **params}, train, val, table, seed, report=report)
+            _, res = _fit_once(job, {**hp, **params}, rows, seed, report=report)
             if job.mode == "surrogate":  # the SGM's validation loss, negated (higher is better)
                 return -float(min(r["val_loss"] for r in res.history))
             return float(max(r["val_score"] for r in res.history))
@@ -763,20 +762,9 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     final_seed = derive_seed(job.seed, job.name, "final")
     sgm: dict[str, Any] | None = None
     if job.mode == "surrogate":
-        model, res, sgm = _surrogate_starts(job, hp, train, val, table, final_seed, work)
+        model, res, sgm = _surrogate_starts(job, hp, rows, final_seed, work)
     else:
-        model, res = _fit_once(
-            job,
-            hp,
-            train,
-            val,
-            table,
-            final_seed,
-            ckpt=work / "checkpoint",
-            progress=job.progress,
-            tensorboard=work / "tensorboard" if job.tensorboard else None,
-            metrics_path=work / "metrics.jsonl",
-        )
+        model, res = _fit_once(job, hp, rows, final_seed, ckpt=work / "checkpoint", logs=work)
     model = model.to("cpu")
     module = model.module
     save_module(module, work / "module")
