@@ -199,10 +199,10 @@ class ReindexReport:
 # ----- untrusted files ------------------------------------------------------------------
 
 
-def _open_regular(folder: Path, file: str, max_bytes: int) -> tuple[int, int]:
-    """Open ``folder/file`` for reading only when it is a regular file inside ``folder``
-    of at most ``max_bytes``; returns ``(fd, size)``. Never blocks (FIFOs, devices and
-    sockets are refused from ``lstat``/``fstat`` and opened with ``O_NONBLOCK``)."""
+def _regular_path(folder: Path, file: str, max_bytes: int) -> Path:
+    """The real path of ``folder/file`` when it is a regular file inside ``folder`` (a
+    symbolic link may point to one there) of at most ``max_bytes``. Checked from
+    ``lstat``/``stat`` alone: FIFOs, devices and sockets are refused unopened."""
     path = folder / file
     try:
         st = os.lstat(path)
@@ -240,42 +240,24 @@ def _open_regular(folder: Path, file: str, max_bytes: int) -> tuple[int, int]:
         raise RegistryError(
             f"{folder / file}: is {what}; an import folder must hold regular files only"
         )
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise RegistryError(f"{folder / file}: cannot be opened ({exc.strerror})") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):  # swapped between lstat and open
-        os.close(fd)
-        raise RegistryError(f"{folder / file}: not a regular file; refused")
     if st.st_size > max_bytes:
-        os.close(fd)
         raise RegistryError(
             f"{folder / file}: {st.st_size} bytes, more than the {max_bytes} "
             "allowed; pass max_weights_bytes= (--max-weights-bytes) to allow "
             "larger weights"
         )
-    return fd, st.st_size
+    return path
 
 
 def _read_regular(folder: Path, file: str, max_bytes: int) -> bytes:
-    fd, size = _open_regular(folder, file, max_bytes)
+    """The bytes of ``folder/file`` once :func:`_regular_path` accepted it (read with
+    :func:`brickwork.modules.read_regular_bytes`, which refuses a file swapped or grown
+    since the check)."""
+    path = _regular_path(folder, file, max_bytes)
     try:
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 24, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise RegistryError(
-                    f"{folder / file}: grew past {max_bytes} bytes while being read; refused"
-                )
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return bm.read_regular_bytes(path, max_bytes=max_bytes)
+    except LoadError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _header_shapes(folder: Path, file: str, max_bytes: int) -> dict[str, tuple[int, ...]]:
@@ -285,19 +267,6 @@ def _header_shapes(folder: Path, file: str, max_bytes: int) -> dict[str, tuple[i
         return dict(bm.read_safetensors_header(real, max_bytes=max_bytes))
     except LoadError as exc:
         raise RegistryError(str(exc)) from None
-
-
-def _regular_path(folder: Path, file: str, max_bytes: int) -> Path:
-    """The real path of ``folder/file`` once :func:`_open_regular` accepted it."""
-    fd, _ = _open_regular(folder, file, max_bytes)
-    os.close(fd)
-    path = folder / file
-    return path.resolve() if path.is_symlink() else path
-
-
-def _open_and_close(folder: Path, file: str, max_bytes: int) -> None:
-    fd, _ = _open_regular(folder, file, max_bytes)
-    os.close(fd)
 
 
 def _read_stored(path: Path, what: str) -> bytes:
@@ -1378,7 +1347,7 @@ class Registry:
             raise RegistryError(f"{folder}: no model.safetensors{hint}")
         raw = _read_regular(folder, "config.json", MAX_CONFIG_BYTES)
         if os.path.lexists(folder / "README.md"):
-            _open_and_close(folder, "README.md", MAX_README_BYTES)
+            _read_regular(folder, "README.md", MAX_README_BYTES)
         try:
             meta = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
