@@ -106,6 +106,8 @@ def _work(job: dict[str, Any]) -> dict[str, Any]:
             max_depth=cfg["max_depth"],
             families=cfg["families"],
             seed=cfg["seed"],
+            phrasing=cfg.get("phrasing", "v1"),
+            templates=cfg.get("templates"),
         )
         if cfg["images"] is not None:
             image = render_scene(scene, cfg["width"], cfg["height"], supersample=cfg["supersample"])
@@ -133,6 +135,8 @@ def generate_dataset(
     chunk_size: int = 25,
     progress: bool = False,
     overwrite: bool = True,
+    phrasing: str = "v1",
+    templates: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write scenes, images and questions of one split in the CLEVR release layout.
 
@@ -156,6 +160,11 @@ def generate_dataset(
         overwrite: replace a split already in ``out_dir``; its images that the new
             dataset does not have are removed (all of them with ``render=False``: they
             would not match the new scenes). With ``False`` such a split is refused.
+        phrasing: question text version: ``"v1"`` (default; files byte-identical to
+            earlier releases) or ``"v2"`` (varied phrasing, ``template_id`` per question;
+            recorded in ``info.config.phrasing``). The programs are the same.
+        templates: with ``"v2"``, the template ids to use (``None``: all), e.g. every id
+            but :data:`~brickwork.studies.clevr.data.phrasing.HELD_OUT`.
 
     Returns:
         A summary: paths, counts and seconds taken.
@@ -195,6 +204,8 @@ def generate_dataset(
         "supersample": supersample,
         "images": str(paths["images"]) if render else None,
         "scene_config": {k: v for k, v in cfg_scene.__dict__.items()},
+        "phrasing": phrasing,
+        "templates": sorted(templates) if templates is not None else None,
     }
     # validate the arguments once, before any worker starts or anything is written
     try:
@@ -204,6 +215,8 @@ def generate_dataset(
             min_depth=min_depth,
             max_depth=max_depth,
             families=fams,
+            phrasing=phrasing,
+            templates=templates,
         )
     except ValueError as exc:
         raise DataError(f"generate_dataset: {exc}") from None
@@ -246,6 +259,9 @@ def generate_dataset(
         supersample,
         cfg_scene,
     )
+    if phrasing != "v1":  # v1 files stay byte-identical to those written before v2
+        info["config"]["phrasing"] = phrasing
+        info["config"]["templates"] = cfg["templates"]
     atomic_write_json(
         paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False
     )

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from brickwork.studies.clevr.data.executor import SceneIndex
+from brickwork.studies.clevr.data.phrasing import PHRASINGS, render_question, template_ids
 from brickwork.studies.clevr.data.program import Program, ProgramNode
 from brickwork.studies.clevr.data.question import Question
 from brickwork.studies.clevr.data.scene import Scene
@@ -359,6 +360,8 @@ def generate_questions(
     seed: int = 0,
     first_question_index: int = 0,
     balance_tries: int = 12,
+    phrasing: str = "v1",
+    templates: Sequence[str] | None = None,
 ) -> list[Question]:
     """Generate ``n`` well-posed, distinct questions about one scene.
 
@@ -371,6 +374,11 @@ def generate_questions(
         seed: dataset seed; questions depend only on (seed, scene.image_index).
         first_question_index: ``question_index`` of the first question.
         balance_tries: programs sampled per question to hit a drawn target answer.
+        phrasing: ``"v1"`` (default: the original sentences, byte for byte) or ``"v2"``
+            (:mod:`~brickwork.studies.clevr.data.phrasing`: synonyms, several templates
+            per family; the same programs, and each question records ``template_id``).
+        templates: with ``"v2"``, the template ids to draw from (``None``: all); a
+            family left without any is not generated.
 
     Raises:
         ValueError: on an unknown family, a negative ``n``, or a depth range no family
@@ -391,6 +399,23 @@ def generate_questions(
             f"max_depth {max_depth} is deeper than the question generator reaches; "
             f"the reachable maximum is {MAX_DEPTH}"
         )
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"unknown phrasing {phrasing!r}; expected one of {', '.join(PHRASINGS)}")
+    frames: dict[str, list[int]] = {}
+    if phrasing == "v2":
+        allowed = set(template_ids()) if templates is None else set(templates)
+        unknown = sorted(allowed - set(template_ids()))
+        if unknown:
+            raise ValueError(
+                f"unknown template id(s) {', '.join(unknown)}; expected ids like 'count:2' "
+                f"(family:index), e.g. {', '.join(template_ids('count'))}"
+            )
+        frames = {f: [int(t.split(":")[1]) for t in template_ids(f) if t in allowed] for f in fams}
+        fams = tuple(f for f in fams if frames[f])
+        if not fams:
+            raise ValueError("no family has a template left among the templates given")
+    elif templates is not None:
+        raise ValueError("templates= needs phrasing='v2' (v1 has fixed sentences)")
     depths = [
         d for d in range(min_depth, max_depth + 1) if any(family_min_depth(f) <= d for f in fams)
     ]
@@ -421,16 +446,24 @@ def generate_questions(
             continue
         nodes = _linearize(chosen)
         seen.add(tuple(nodes))
+        text = _question_text(family, chosen, rng)  # v1; also keeps v2's programs the same
+        extra: dict[str, Any] = {}
+        if phrasing == "v2":
+            trng = random.Random(f"brickwork-clevr-text:{seed}:{scene.image_index}:{len(out)}")
+            k = trng.choice(frames[family])
+            text = render_question(family, chosen, k, trng)
+            extra = {"template_id": f"{family}:{k}"}
         out.append(
             Question(
                 image_index=scene.image_index,
                 image_filename=scene.image_filename,
-                question=_question_text(family, chosen, rng),
+                question=text,
                 program=Program(nodes),
                 answer=format_answer(chosen.out),
                 question_family_index=FAMILIES.index(family),
                 question_index=first_question_index + len(out),
                 split=scene.split,
+                extra=extra,
             )
         )
     if len(out) < n:
