@@ -1,9 +1,15 @@
 """Executors run independent jobs (one stage of a plan) in parallel.
 
 ``LocalExecutor`` (default) is a process pool — one torch thread per worker, workers
-forked from a server that has torch preloaded. ``RayExecutor`` runs the same jobs as Ray
-tasks on a local Ray instance or an existing cluster (``address``). Jobs and results
-are JSON; functions are passed by reference (importable, top level).
+forked from a server that has torch preloaded (or, with ``in_process=True``, this process,
+one job at a time). ``RayExecutor`` runs the same jobs as Ray tasks on a local Ray
+instance or an existing cluster (``address``). Jobs are dicts and results JSON-like;
+functions are passed by reference (importable, top level).
+
+Two ways to run jobs: ``map(fn, jobs)`` runs a fixed list and returns the results in job
+order (``on_result`` sees each one as it ends); ``submit(fn, job)`` returns a
+:class:`concurrent.futures.Future` at once, so a scheduler can submit more jobs as results
+come in (wait on the futures with :func:`concurrent.futures.wait`).
 
 Devices: ``LocalExecutor(devices=["cuda:0", "cuda:1"])`` runs one worker per listed
 device and writes the device of the worker slot a job runs in into the job (its
@@ -21,12 +27,18 @@ Example:
     >>> with LocalExecutor(devices=["cpu", "cpu"]) as ex:
     ...     [r["device"] for r in ex.map(_echo, [{"x": 1}, {"x": 2}])]
     ['cpu', 'cpu']
+    >>> with LocalExecutor(workers=1, in_process=True) as ex:
+    ...     ex.submit(_echo, {"x": 3}).result()
+    {'x': 3}
 """
 
 from __future__ import annotations
 
 import abc
 import ast
+import collections
+import contextlib
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -34,13 +46,22 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    CancelledError,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from brickwork.errors import TrainingError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("brickwork.training")
 
@@ -124,11 +145,32 @@ def _exit_with(owner: int, every: float = 1.0) -> None:
 
 
 class Executor(abc.ABC):
-    """Abstract: run ``fn(job)`` for every job; results in job order."""
+    """Abstract: run ``fn(job)`` for jobs, on ``workers`` slots at once.
+
+    A subclass gives ``workers`` and either ``submit`` (then ``map`` comes with it) or
+    its own ``map`` (then ``submit`` says it is not offered).
+    """
 
     name: str = ""
+    #: where jobs run, for error messages ("job 'x' failed in a worker: ...")
+    where: str = "in a worker"
 
-    @abc.abstractmethod
+    def submit(self, fn: JobFn, job: Mapping[str, Any]) -> Future[dict[str, Any]]:
+        """Start ``fn(job)`` (a copy of ``job``) and return its future at once.
+
+        The future's ``result()`` is ``fn``'s result, or raises the job's own exception.
+        Submit from the thread that owns the executor, e.g. after waiting on earlier
+        futures (:func:`concurrent.futures.wait`), to add jobs as results come in.
+
+        Raises:
+            TrainingError: this executor runs fixed lists only (use :meth:`map`, or a
+                :class:`LocalExecutor` / :class:`RayExecutor`).
+        """
+        raise TrainingError(
+            f"{type(self).__name__}.submit: this executor runs fixed lists of jobs only; "
+            "use map(fn, jobs), or LocalExecutor / RayExecutor, which offer submit"
+        )
+
     def map(
         self,
         fn: JobFn,
@@ -138,10 +180,44 @@ class Executor(abc.ABC):
         desc: str = "jobs",
         on_result: OnResult | None = None,
     ) -> list[dict[str, Any]]:
-        """Run the jobs; raise :class:`TrainingError` naming the first job that failed.
+        """Run the jobs (``workers`` at a time, in order); the results in job order.
 
         ``on_result(i, result)`` runs in this process as soon as job ``i`` ends (e.g. to
-        save it, so that an interrupted run can resume)."""
+        save it, so that an interrupted run can resume); it may submit more jobs.
+
+        Raises:
+            TrainingError: naming the first job that failed (the others are cancelled).
+        """
+        todo = list(range(len(jobs)))
+        running: dict[Future[dict[str, Any]], int] = {}
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        with _bar(len(jobs), progress, desc) as bar:
+            while todo or running:
+                while todo and len(running) < self.workers:
+                    i = todo.pop(0)
+                    running[self.submit(fn, jobs[i])] = i
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=running.__getitem__):
+                    i = running.pop(fut)
+                    try:
+                        results[i] = fut.result()
+                    except Exception as exc:
+                        self._cancel(list(running))
+                        raise self._job_error(jobs[i].get("name", i), exc) from exc
+                    if on_result is not None:
+                        on_result(i, results[i])  # type: ignore[arg-type]
+                    bar.update(1)
+        return results  # type: ignore[return-value]
+
+    def _cancel(self, futures: Sequence[Future[dict[str, Any]]]) -> None:
+        """Cancel what has not started (a job that runs already ends on its own)."""
+        for f in futures:
+            f.cancel()
+
+    def _job_error(self, name: object, exc: BaseException) -> TrainingError:
+        if isinstance(exc, BrokenProcessPool):
+            return TrainingError(f"job {name!r}: {_broken()}")
+        return TrainingError(f"job {name!r} failed {self.where}: {type(exc).__name__}: {exc}")
 
     @property
     @abc.abstractmethod
@@ -224,7 +300,12 @@ def check_main_guard(start_method: str) -> None:
 
 
 def check_devices(devices: Sequence[str]) -> list[str]:
-    """Validate device names (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``meta``)."""
+    """Validate device names (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``meta``).
+
+    Example:
+        >>> check_devices(["cpu", "cuda:1"])
+        ['cpu', 'cuda:1']
+    """
     out = []
     for d in devices:
         if not isinstance(d, str) or not _DEVICE.match(d):
@@ -235,28 +316,100 @@ def check_devices(devices: Sequence[str]) -> list[str]:
     return out
 
 
+def check_device(device: str | torch.device, where: str) -> torch.device:
+    """``device`` parsed, or a :class:`TrainingError` saying why it cannot be used here.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` (or a ``torch.device``).
+        where: who asks, for the message (``"sorting study"``, ``"StudyConfig.device"``).
+
+    Raises:
+        TrainingError: not a torch device, or one this machine does not have; the message
+            names ``where``, the device, what exists and the fix.
+
+    Example:
+        >>> check_device("cpu", "sorting study")
+        device(type='cpu')
+        >>> check_device("gpu", "sorting study")
+        Traceback (most recent call last):
+        ...
+        brickwork.errors.TrainingError: sorting study: device 'gpu' is not a torch device...
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise TrainingError(
+            f"{where}: device {device!r} is not a torch device ({exc}); use "
+            "'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but this torch has no CUDA "
+            f"device (torch {torch.__version__}); use device='cpu'"
+        )
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and dev.index is not None and dev.index >= count:
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but only {count} CUDA device(s) exist; "
+            f"use cuda:0…cuda:{count - 1}"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(
+            f"{where}: device {device!r} asked, but MPS is not available here; use device='cpu'"
+        )
+    return dev
+
+
 def _bar(total: int, progress: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not progress, leave=False)
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread while a job runs in this process (as in a worker), then back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @final
 class LocalExecutor(Executor):
-    """A pool of worker processes on this machine.
+    """A pool of worker processes on this machine (or this process, one job at a time).
 
     Args:
         workers: processes (default: one per device when ``devices`` is given, else the
-            CPU count).
+            CPU count; 1 with ``in_process``).
         start_method: ``forkserver`` (default; torch preloaded in the server), ``spawn``
             or ``fork``.
         devices: devices of the worker slots (``["cuda:0", "cuda:1"]``); the slots cycle
             through them when ``workers`` is larger. A job runs in a free slot and gets
-            that slot's device as its ``"device"`` key.
+            that slot's device as its ``"device"`` key; jobs submitted while every slot
+            is busy wait for one.
+        in_process: run each job in this process, one at a time, with one torch thread
+            while it runs (tests, debugging, a one-worker run without start-up cost); no
+            pool is started. Needs ``workers`` 1 (or None).
 
     Raises:
-        TrainingError: ``workers`` < 1, a bad device name, or the pool is started from
-            the top level of a script without an ``if __name__ == "__main__":`` guard.
+        TrainingError: ``workers`` < 1 (or > 1 with ``in_process``), a bad device name,
+            or the pool is started from the top level of a script without an
+            ``if __name__ == "__main__":`` guard.
+
+    Example:
+        >>> from concurrent.futures import wait
+        >>> with LocalExecutor(workers=1, in_process=True) as ex:
+        ...     first = ex.submit(_echo, {"x": 1})
+        ...     more = [ex.submit(_echo, {"x": first.result()["x"] + k}) for k in (1, 2)]
+        ...     sorted(f.result()["x"] for f in wait(more).done)
+        [2, 3]
     """
 
     name = "local"
@@ -266,26 +419,48 @@ class LocalExecutor(Executor):
         workers: int | None = None,
         start_method: str = "forkserver",
         devices: Sequence[str] | None = None,
+        *,
+        in_process: bool = False,
     ):
         if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
             raise TrainingError(f"workers must be >= 1, got {workers}")
+        if in_process and workers not in (None, 1):
+            raise TrainingError(
+                f"LocalExecutor(in_process=True) runs one job at a time, got workers={workers}; "
+                "use workers=1, or in_process=False for a pool"
+            )
         self._devices = check_devices(devices) if devices is not None else None
         default = len(self._devices) if self._devices else (os.cpu_count() or 1)
-        self._workers = max(1, int(workers or default))
-        check_main_guard(start_method)
-        ctx = mp.get_context(start_method)
-        if start_method == "forkserver":
-            ctx.set_forkserver_preload(["torch", "brickwork.training", "brickwork.training.job"])
-        self._pool = ProcessPoolExecutor(
-            self._workers,
-            mp_context=ctx,
-            initializer=_worker_init,
-            initargs=(os.getpid(), _parent_log_level()),
+        self._workers = 1 if in_process else max(1, int(workers or default))
+        self._pool: ProcessPoolExecutor | None = None
+        if not in_process:
+            check_main_guard(start_method)
+            ctx = mp.get_context(start_method)
+            if start_method == "forkserver":
+                ctx.set_forkserver_preload(
+                    ["torch", "brickwork.training", "brickwork.training.job"]
+                )
+            self._pool = ProcessPoolExecutor(
+                self._workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(os.getpid(), _parent_log_level()),
+            )
+        # device slots: a job runs in a free slot; the others wait here in order
+        self._lock = threading.Lock()
+        self._free = list(range(self._workers))
+        self._waiting: collections.deque[tuple[JobFn, dict[str, Any], Future[dict[str, Any]]]] = (
+            collections.deque()
         )
 
     @property
     def workers(self) -> int:
         return self._workers
+
+    @property
+    def in_process(self) -> bool:
+        """Whether jobs run in this process (no pool)."""
+        return self._pool is None
 
     @property
     def devices(self) -> list[str] | None:
@@ -299,63 +474,71 @@ class LocalExecutor(Executor):
         so timings measure training only."""
         self.map(_warm, [{"i": i, "imports": list(imports)} for i in range(self._workers * 2)])
 
-    def map(
-        self,
-        fn: JobFn,
-        jobs: Sequence[Mapping[str, Any]],
-        *,
-        progress: bool = False,
-        desc: str = "jobs",
-        on_result: OnResult | None = None,
-    ) -> list[dict[str, Any]]:
+    def submit(self, fn: JobFn, job: Mapping[str, Any]) -> Future[dict[str, Any]]:
+        """Run ``fn(job)`` in a free slot (now, or when one frees); its future at once.
+
+        The job gets its slot's device (``devices``); ``result()`` raises the job's own
+        exception, or ``BrokenProcessPool`` when a worker died.
+        """
+        outer: Future[dict[str, Any]] = Future()
+        with self._lock:
+            self._waiting.append((fn, dict(job), outer))
+        self._dispatch()
+        return outer
+
+    def _dispatch(self) -> None:
+        """Start waiting jobs while slots are free (a cancelled one is dropped)."""
         slots = self.devices
-        free = list(range(self._workers))
-        todo = list(range(len(jobs)))
-        running: dict[Future[dict[str, Any]], tuple[int, int]] = {}
-        results: list[dict[str, Any] | None] = [None] * len(jobs)
-
-        def submit() -> None:
-            while todo and free:
-                i, slot = todo.pop(0), free.pop(0)
-                job = dict(jobs[i])
-                if slots is not None:
-                    job["device"] = slots[slot]
-                running[self._pool.submit(fn, job)] = (i, slot)
-
-        with _bar(len(jobs), progress, desc) as bar:
-            try:
-                submit()
-            except BrokenProcessPool:
-                raise TrainingError(_broken()) from None
-            while running:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i, slot = running.pop(fut)
-                    free.append(slot)
-                    try:
-                        results[i] = fut.result()
-                    except BrokenProcessPool as exc:
-                        for f in running:
-                            f.cancel()
-                        raise TrainingError(f"job {jobs[i].get('name', i)!r}: {_broken()}") from exc
-                    except Exception as exc:
-                        for f in running:
-                            f.cancel()
-                        name = jobs[i].get("name", i)
-                        raise TrainingError(
-                            f"job {name!r} failed in a worker: {type(exc).__name__}: {exc}"
-                        ) from exc
-                    if on_result is not None:
-                        on_result(i, results[i])  # type: ignore[arg-type]
-                    bar.update(1)
+        while True:
+            with self._lock:
+                if not self._waiting or not self._free:
+                    return
+                fn, job, outer = self._waiting.popleft()
+                if not outer.set_running_or_notify_cancel():
+                    continue
+                slot = self._free.pop(0)
+            if slots is not None:
+                job["device"] = slots[slot]
+            if self._pool is None:
+                inner: Future[dict[str, Any]] = Future()
                 try:
-                    submit()
-                except BrokenProcessPool:
-                    raise TrainingError(_broken()) from None
-        return results  # type: ignore[return-value]
+                    with _one_torch_thread():
+                        inner.set_result(fn(job))
+                except Exception as exc:  # surfaced by result()
+                    inner.set_exception(exc)
+                self._finished(outer, slot, inner)
+                continue
+            try:
+                inner = self._pool.submit(fn, job)
+            except Exception as exc:  # a broken or shut-down pool: surfaced by result()
+                inner = Future()
+                inner.set_exception(exc)
+                self._finished(outer, slot, inner)
+                continue
+            inner.add_done_callback(functools.partial(self._finished, outer, slot))
+
+    def _finished(
+        self, outer: Future[dict[str, Any]], slot: int, inner: Future[dict[str, Any]]
+    ) -> None:
+        # the slot is free before the caller sees the result, so a job it submits then
+        # can start at once
+        with self._lock:
+            self._free.append(slot)
+        self._dispatch()
+        exc = inner.exception() if not inner.cancelled() else CancelledError()
+        if exc is not None:
+            outer.set_exception(exc)
+        else:
+            outer.set_result(inner.result())
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for _, _, outer in waiting:
+            outer.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _broken() -> str:
@@ -378,11 +561,14 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    where = "on Ray"
 
     def __init__(
         self, address: str | None = None, num_cpus: int | None = None, gpus_per_task: float = 1.0
     ):
         self._gpus = float(gpus_per_task)
+        self._remote: Any = None
+        self._refs: dict[Future[dict[str, Any]], Any] = {}
         try:
             import ray
         except ImportError:
@@ -416,47 +602,31 @@ class RayExecutor(Executor):
     def workers(self) -> int:
         return self._workers
 
-    def map(
-        self,
-        fn: JobFn,
-        jobs: Sequence[Mapping[str, Any]],
-        *,
-        progress: bool = False,
-        desc: str = "jobs",
-        on_result: OnResult | None = None,
-    ) -> list[dict[str, Any]]:
-        ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
-        refs = []
-        for job in jobs:
-            job = dict(job)
-            dev = str(job.get("device") or "")
-            if dev.startswith("cuda"):
-                job["device"] = "cuda"  # Ray hides every GPU but the reserved one(s)
-                refs.append(
-                    remote.options(num_gpus=self._gpus).remote(fn.__module__, fn.__qualname__, job)
-                )
-            else:
-                refs.append(remote.remote(fn.__module__, fn.__qualname__, job))
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[dict[str, Any] | None] = [None] * len(jobs)
-        pending = list(refs)
-        with _bar(len(jobs), progress, desc) as bar:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                i = index[ready[0]]
-                try:
-                    results[i] = ray.get(ready[0])
-                except Exception as exc:
-                    for ref in pending:
-                        ray.cancel(ref)
-                    raise TrainingError(
-                        f"job {jobs[i].get('name', i)!r} failed on Ray: {exc}"
-                    ) from exc
-                if on_result is not None:
-                    on_result(i, results[i])  # type: ignore[arg-type]
-                bar.update(1)
-        return results  # type: ignore[return-value]
+    def submit(self, fn: JobFn, job: Mapping[str, Any]) -> Future[dict[str, Any]]:
+        """Start ``fn(job)`` as a Ray task; its future (Ray's ``ObjectRef.future()``).
+
+        A job whose ``"device"`` is CUDA gets ``gpus_per_task`` GPUs and runs on
+        ``"cuda"`` (Ray makes the reserved GPU the only visible one). ``result()`` raises
+        Ray's task error when the job failed.
+        """
+        if self._remote is None:
+            self._remote = self._ray.remote(num_cpus=1, max_retries=0)(_ray_call)
+        job = dict(job)
+        task = self._remote
+        if str(job.get("device") or "").startswith("cuda"):
+            job["device"] = "cuda"  # Ray hides every GPU but the reserved one(s)
+            task = task.options(num_gpus=self._gpus)
+        ref = task.remote(fn.__module__, fn.__qualname__, job)
+        fut: Future[dict[str, Any]] = ref.future()
+        self._refs[fut] = ref
+        fut.add_done_callback(lambda f: self._refs.pop(f, None))
+        return fut
+
+    def _cancel(self, futures: Sequence[Future[dict[str, Any]]]) -> None:
+        for f in futures:
+            ref = self._refs.get(f)
+            if ref is not None:
+                self._ray.cancel(ref)
 
     def close(self) -> None:
         if self._own:
