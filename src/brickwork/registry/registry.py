@@ -35,11 +35,11 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import torch
 from safetensors.torch import load as st_load
@@ -53,6 +53,7 @@ from brickwork.registry.location import default_registry_path
 from brickwork.registry.names import parse_ref, validate_alias, validate_name
 from brickwork.types import NeuralType
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -204,14 +205,11 @@ def _regular_path(folder: Path, file: str, max_bytes: int) -> Path:
     symbolic link may point to one there) of at most ``max_bytes``. Checked from
     ``lstat``/``stat`` alone: FIFOs, devices and sockets are refused unopened."""
     path = folder / file
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise RegistryError(
-            f"{path}: missing; an exported folder holds config.json and model.safetensors"
-        ) from None
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot be read ({exc.strerror})") from None
+    st = _file_call(
+        os.lstat,
+        path,
+        missing="missing; an exported folder holds config.json and model.safetensors",
+    )
     if stat.S_ISLNK(st.st_mode):
         try:
             target = path.resolve(strict=True)
@@ -269,16 +267,25 @@ def _header_shapes(folder: Path, file: str, max_bytes: int) -> dict[str, tuple[i
         raise RegistryError(str(exc)) from None
 
 
+def _file_call(call: Callable[[Path], _T], path: Path, *, missing: str, what: str = "") -> _T:
+    """``call(path)``, with a missing file (``missing``: what to say) or an unreadable
+    one (``what``: the file's name in the message) as a one-line RegistryError."""
+    try:
+        return call(path)
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: {what}cannot be read ({exc.strerror})") from None
+
+
 def _read_stored(path: Path, what: str) -> bytes:
     """The bytes of a file the registry wrote; ``what`` names it in the errors."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise RegistryError(
-            f"{path}: {what} is missing; remove the version and register the module again"
-        ) from None
-    except OSError as exc:
-        raise RegistryError(f"{path}: {what} cannot be read ({exc.strerror})") from None
+    return _file_call(
+        Path.read_bytes,
+        path,
+        missing=f"{what} is missing; remove the version and register the module again",
+        what=f"{what} ",
+    )
 
 
 # ----- building -------------------------------------------------------------------------
