@@ -501,6 +501,18 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _check_creatable(who: str, path: Path, *, made: str, fix: str, writable: str) -> None:
+    """Refuse ``path`` when the nearest folder above it that exists is a file (``made``:
+    what cannot be made under it; ``fix``: what to do) or is not writable."""
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise UsageError(f"{who}: {base} is a file, so {made} under it; {fix}")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{who}: permission denied ({base} is not writable); choose a writable {writable}"
+        )
+
+
 def check_writable_dir(text: str | os.PathLike[str], *, flag: str = "--out") -> str:
     """Check that ``text`` is, or can be created as, a writable folder; creates nothing.
 
@@ -518,14 +530,7 @@ def check_writable_dir(text: str | os.PathLike[str], *, flag: str = "--out") -> 
     other = f"choose another {flag}" if flag else "choose another folder"
     if path.exists() and not path.is_dir():
         raise UsageError(f"{who}: is a file, expected a folder; {other}")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise UsageError(f"{who}: {base} is a file, so no folder can be made under it; {other}")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"{who}: permission denied ({base} is not writable); "
-            f"choose a writable {flag or 'folder'}"
-        )
+    _check_creatable(who, path, made="no folder can be made", fix=other, writable=flag or "folder")
     return str(text)
 
 
@@ -550,16 +555,13 @@ def check_writable_file(text: str | os.PathLike[str], *, flag: str = "--json") -
         )
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{who}: permission denied; the file is not writable")
-    parent = path.parent
-    base = _nearest_existing(parent)
-    if not base.is_dir():
-        raise UsageError(
-            f"{who}: {base} is a file, so the file cannot be written under it; choose another path"
-        )
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"{who}: permission denied ({base} is not writable); choose a writable path"
-        )
+    _check_creatable(
+        who,
+        path.parent,
+        made="the file cannot be written",
+        fix="choose another path",
+        writable="path",
+    )
     return str(text)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from brickwork.cli.common import (
     bounded_float,
@@ -100,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
         args.val_fraction if args.val_fraction is not None else float(opts.get("val_fraction", 0.2))
     )
     trials = args.trials if args.trials is not None else int(opts.get("trials", 0))
+    # the run's settings: the folder is checked against them, then trained with them
+    settings: dict[str, Any] = {
+        "seed": seed,
+        "hparams": opts.get("hparams"),
+        "search": opts.get("search"),
+        "trials": trials,
+        "resume": args.resume,
+        "val_fraction": val_fraction,
+    }
     registry = None
     if args.reuse:  # the plan depends on the registry
         from brickwork.registry import Registry
@@ -109,18 +119,7 @@ def run(args: argparse.Namespace) -> int:
         spec.family, spec.data, registry=registry, reuse=args.reuse, **spec.plan_options()
     )
     # refuse a bad run folder or a changed resume before anything is written
-    check_run_folder(
-        plan,
-        spec.family,
-        data,
-        out,
-        seed=seed,
-        hparams=opts.get("hparams"),
-        search=opts.get("search"),
-        trials=trials,
-        resume=args.resume,
-        val_fraction=val_fraction,
-    )
+    check_run_folder(plan, spec.family, data, out, **settings)
     if registry is None and not args.no_register:
         from brickwork.registry import Registry
 
@@ -139,16 +138,11 @@ def run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         registry=None if args.no_register else registry,
         register_tag=args.tag or str(opts.get("register_tag", "v1")),
-        seed=seed,
-        hparams=opts.get("hparams"),
-        search=opts.get("search"),
-        trials=trials,
-        resume=args.resume,
         progress=True,
         tensorboard=args.tensorboard,
         config={"plan_file": str(spec.path), "plan_name": spec.name},
         device=args.device,
-        val_fraction=val_fraction,
+        **settings,
     )
     studies = {n: SearchResult(**r["hpo"]) for n, r in result.modules.items() if r.get("hpo")}
     if studies:
