@@ -151,6 +151,68 @@ def atomic_write_json(
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
+def parse_json_object(
+    raw: bytes | str, where: str, *, fix: str = "", error: type[BrickworkError] = LoadError
+) -> dict[str, Any]:
+    """``raw`` (the content of ``where``) parsed as a JSON object.
+
+    Raises:
+        LoadError: (or ``error``) not JSON, or JSON but not an object; the message names
+            ``where`` and ends with ``fix`` when one is given.
+
+    Example:
+        >>> parse_json_object(b'{"a": 1}', "card.json")
+        {'a': 1}
+        >>> parse_json_object(b"[1]", "card.json", fix="save it again")
+        Traceback (most recent call last):
+        ...
+        brickwork.errors.LoadError: card.json: expected a JSON object, found list; save it again
+    """
+    tail = f"; {fix}" if fix else ""
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{where}: not valid JSON ({exc}){tail}") from None
+    if not isinstance(value, dict):
+        raise error(f"{where}: expected a JSON object, found {type(value).__name__}{tail}")
+    return value
+
+
+def read_json_object(
+    path: str | os.PathLike[str],
+    *,
+    missing: str,
+    fix: str = "",
+    error: type[BrickworkError] = LoadError,
+) -> dict[str, Any]:
+    """The JSON object in the file ``path`` (one this package wrote, e.g. with
+    :func:`atomic_write_json`).
+
+    Raises:
+        LoadError: (or ``error``) the file is absent (the message ends with ``missing``:
+            what that means, what to do), unreadable, or not a JSON object (see
+            :func:`parse_json_object`; ``fix`` ends that message).
+
+    Example:
+        >>> import tempfile, os
+        >>> p = atomic_write_json(os.path.join(tempfile.mkdtemp(), "run.json"), {"key": 1})
+        >>> read_json_object(p, missing="not found; train the run first")
+        {'key': 1}
+        >>> read_json_object(p.parent / "other.json", missing="not found; train it first")
+        Traceback (most recent call last):
+        ...
+        brickwork.errors.LoadError: .../other.json: not found; train it first
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return parse_json_object(raw, str(path), fix=fix, error=error)
+
+
 def atomic_write_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically, then close it; returns the path."""
     import io
@@ -289,14 +351,7 @@ def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes
 
 def _parse_header(prefix: bytes, file_size: int, path: Path) -> dict[str, tuple[int, ...]]:
     (n,) = struct.unpack("<Q", prefix[:8])
-    try:
-        header = json.loads(prefix[8 : 8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LoadError(
-            f"{path}: not a valid safetensors file (header is not JSON: {exc})"
-        ) from None
-    if not isinstance(header, dict):
-        raise LoadError(f"{path}: not a valid safetensors file (header is not a JSON object)")
+    header = parse_json_object(prefix[8 : 8 + n], f"{path}: not a valid safetensors file (header)")
     data_size = file_size - 8 - n
     shapes: dict[str, tuple[int, ...]] = {}
     spans = []
@@ -451,14 +506,7 @@ def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{path}: missing; a saved module folder holds {CONFIG} and {WEIGHTS}"
             ) from None
         raise exc from None
-    try:
-        card = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LoadError(
-            f"{path}: not valid JSON ({exc}); the file is damaged, save the module again"
-        ) from None
-    if not isinstance(card, dict):
-        raise LoadError(f"{path}: expected a JSON object, found {type(card).__name__}")
+    card = parse_json_object(raw, str(path), fix="the file is damaged, save the module again")
     for key in ("kind", "config", "signature", "fingerprint", "weights_sha256"):
         if key not in card:
             raise LoadError(f"{path}: field {key!r} is missing")

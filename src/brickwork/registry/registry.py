@@ -1355,14 +1355,7 @@ class Registry:
         raw = _read_regular(folder, "config.json", MAX_CONFIG_BYTES)
         if os.path.lexists(folder / "README.md"):
             _read_regular(folder, "README.md", MAX_README_BYTES)
-        try:
-            meta = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{folder}/config.json: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise RegistryError(
-                f"{folder}/config.json: expected a JSON object, found {type(meta).__name__}"
-            )
+        meta = bm.parse_json_object(raw, f"{folder}/config.json", error=RegistryError)
         shapes = _header_shapes(folder, "model.safetensors", max_weights_bytes)
         card = self._card_from_meta(folder, meta, name)
         # the config against the header, on the meta device: a hostile config (a huge

@@ -43,7 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from brickwork.errors import DataError
-from brickwork.modules import atomic_write_json
+from brickwork.modules import atomic_write_json, read_json_object
 from brickwork.training.samples import IDS, Samples
 
 MANIFEST = "manifest.json"
@@ -98,18 +98,14 @@ class IntermediateDataset:
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         path = self.folder / MANIFEST
-        try:
-            manifest = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(
-                f"{path}: missing; {self.folder} is not a finished intermediate "
-                "dataset (an interrupted write?). Rebuild it"
-            ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(
-                f"{path}: damaged manifest ({exc}); delete the folder and rebuild"
-            ) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        manifest = read_json_object(
+            path,
+            missing=f"missing; {self.folder} is not a finished intermediate dataset (an "
+            "interrupted write?). Rebuild it",
+            fix="the manifest is damaged; delete the folder and rebuild",
+            error=DataError,
+        )
+        if manifest.get("format") != FORMAT:
             raise DataError(f"{path}: not a {FORMAT} manifest")
         if manifest.get("key_digest") != self.folder.name:
             raise DataError(

@@ -49,7 +49,13 @@ import torch
 from brickwork._version import __version__
 from brickwork.errors import DataError, TrainingError
 from brickwork.layouts import Kinds, Layout, Runner, Source
-from brickwork.modules import atomic_write_bytes, atomic_write_json, load_module, save_module
+from brickwork.modules import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_module,
+    read_json_object,
+    save_module,
+)
 from brickwork.plan import TrainingPlan
 from brickwork.registry import module_name_to_tag
 from brickwork.training.cache import CacheKey, IntermediateDataset
@@ -363,16 +369,14 @@ def read_run(folder: str | Path) -> dict[str, Any]:
         TrainingError: the folder holds no readable run file.
     """
     path = Path(folder) / RUN_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainingError(
-            f"{path}: not found; {folder} is not a brickwork run folder (run "
-            "`brickwork train PLAN --out FOLDER` first)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"{path}: unreadable run file ({exc})") from None
-    if not isinstance(data, dict) or "key" not in data:
+    data = read_json_object(
+        path,
+        missing=f"not found; {folder} is not a brickwork run folder (run "
+        "`brickwork train PLAN --out FOLDER` first)",
+        fix="the run file is damaged; train the run again",
+        error=TrainingError,
+    )
+    if "key" not in data:
         raise TrainingError(
             f"{path}: not a run file (no 'key'); expected the run.json that "
             "`brickwork train` writes"
