@@ -12,7 +12,7 @@ from torch import nn
 from brickwork.agent.representation import Representation
 from brickwork.agent.selection import Field, Selection, check_reads, fit_reason
 from brickwork.errors import AgentError
-from brickwork.modules import Module
+from brickwork.modules import Module, name_mismatch
 from brickwork.types import AxisBindings, NeuralType, OneHot
 
 #: the policy input port that receives the previous selection (one-hot, plus a start code)
@@ -91,13 +91,10 @@ class Controller(nn.Module):
         self.digestor = digestor
         self.policy = policy
         self.reads = {k: Field(v) if isinstance(v, str) else v for k, v in reads.items()}
-        missing = [p for p in digestor.inputs if p not in self.reads]
-        extra = [p for p in self.reads if p not in digestor.inputs]
-        if missing or extra:
+        if problem := name_mismatch(digestor.inputs, self.reads):
             raise AgentError(
                 f"controller digestor {digestor.kind}: input ports "
-                f"{list(digestor.inputs)}; reads cover {list(self.reads)} "
-                f"(missing {missing}, unknown {extra})"
+                f"{list(digestor.inputs)}; reads cover {list(self.reads)} ({problem})"
             )
         self.choices = list(choices)
         self.state_ports = [p for p in policy.inputs if p in policy.outputs and p != SELECTION]

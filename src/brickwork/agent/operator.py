@@ -11,7 +11,7 @@ import torch
 from brickwork.agent.representation import Representation
 from brickwork.agent.selection import Field, Selection, check_reads, fit_reason
 from brickwork.errors import AgentError
-from brickwork.modules import Module
+from brickwork.modules import Module, name_mismatch
 from brickwork.types import AxisBindings, NeuralType
 
 
@@ -92,13 +92,11 @@ class ModuleOperator(Operator):
             ("input", self.inputs, functional.inputs),
             ("output", self.outputs, functional.outputs),
         ):
-            missing = [p for p in declared if p not in given]
-            extra = [p for p in given if p not in declared]
-            if missing or extra:
+            if problem := name_mismatch(declared, given):
                 raise AgentError(
                     f"operator '{name}': functional {functional.kind} has {side} ports "
                     f"{list(declared)}; the selective {side} covers {list(given)} "
-                    f"(missing {missing}, unknown {extra}). Select exactly one part of the "
+                    f"({problem}). Select exactly one part of the "
                     f"representation per {side} port"
                 )
 

@@ -8,6 +8,7 @@ from typing import final
 import torch
 
 from brickwork.errors import AgentError
+from brickwork.modules import name_mismatch
 from brickwork.types import NeuralType
 
 
@@ -34,12 +35,10 @@ class Representation:
     """
 
     def __init__(self, types: Mapping[str, NeuralType], values: Mapping[str, torch.Tensor]):
-        missing = [k for k in types if k not in values]
-        extra = [k for k in values if k not in types]
-        if missing or extra:
+        if problem := name_mismatch(types, values, unknown="undeclared"):
             raise AgentError(
                 f"representation: fields {sorted(types)} declared, values given for "
-                f"{sorted(values)}; missing {missing}, undeclared {extra}"
+                f"{sorted(values)}; {problem}"
             )
         batch = None
         for name, t in types.items():

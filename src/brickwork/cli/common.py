@@ -545,6 +545,11 @@ def check_writable_file(text: str | os.PathLike[str], *, flag: str = "--json") -
         >>> d = tempfile.mkdtemp()
         >>> check_writable_file(d + "/report.json") == d + "/report.json"
         True
+        >>> check_writable_file(d)
+        Traceback (most recent call last):
+        ...
+        brickwork.cli.common.UsageError: --json ...: is a folder, expected a file path; e.g.
+        --json .../out.json
     """
     path = Path(text)
     who = f"{flag} {text}" if flag else str(text)

@@ -9,7 +9,7 @@ from typing import Any, final
 from brickwork.errors import LayoutError
 from brickwork.layouts.kinds import Kinds
 from brickwork.layouts.node import Node, Source
-from brickwork.modules import Adapter, Signature
+from brickwork.modules import Adapter, Signature, name_mismatch
 from brickwork.types import AxisBindings, NeuralType
 
 
@@ -204,12 +204,10 @@ class Layout:
         inputs = dict(declared)
         for node in self._nodes:
             sig = self._signatures[node.module]
-            missing = [p for p in sig.inputs if p not in node.inputs]
-            unknown = [p for p in node.inputs if p not in sig.inputs]
-            if missing or unknown:
+            if problem := name_mismatch(sig.inputs, node.inputs):
                 raise LayoutError(
                     f"layout '{self.name}', node '{node.id}': module '{node.module}' has input "
-                    f"ports {list(sig.inputs)}; missing {missing}, unknown {unknown}. "
+                    f"ports {list(sig.inputs)}; {problem}. "
                     "Connect exactly the declared ports"
                 )
             for port, src in node.inputs.items():

@@ -41,7 +41,7 @@ from brickwork.modules.io import (
 )
 from brickwork.modules.module import Module, module_device, stack_param
 from brickwork.modules.ops import ATTEND_EPS, Adapter, And, Attend, Or, Pool, Sum, attend
-from brickwork.modules.signature import Signature
+from brickwork.modules.signature import Signature, name_mismatch
 from brickwork.modules.typed import Typed, typed
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "load_module",
     "model_card_markdown",
     "module_device",
+    "name_mismatch",
     "parse_json_object",
     "read_card",
     "read_json_object",

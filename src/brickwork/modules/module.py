@@ -17,7 +17,7 @@ from torch import nn
 
 from brickwork.errors import PortError, TypeMismatch
 from brickwork.modules.checking import checking_enabled
-from brickwork.modules.signature import Signature
+from brickwork.modules.signature import Signature, name_mismatch
 from brickwork.types import AxisBindings, NeuralType
 
 
@@ -54,12 +54,12 @@ def check_forward_ports(owner: str, fn: Any, inputs: Mapping[str, NeuralType]) -
     declared = list(inputs)
     if var:
         return
-    missing = [n for n in declared if n not in names]
-    extra = [n for n in names if n not in declared]
-    if missing or extra:
+    if problem := name_mismatch(
+        declared, names, missing="missing parameters", unknown="undeclared"
+    ):
         raise PortError(
             f"{owner}: forward({', '.join(names)}) does not match the declared input ports "
-            f"({', '.join(declared)}); missing parameters {missing}, undeclared {extra}. "
+            f"({', '.join(declared)}); {problem}. "
             "Rename forward's parameters or the ports so they agree"
         )
 

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from brickwork.types import AxisBindings, NeuralType, type_from_json
+
+
+def name_mismatch(
+    declared: Iterable[str],
+    given: Iterable[str],
+    *,
+    missing: str = "missing",
+    unknown: str = "unknown",
+) -> str:
+    """How the names ``given`` differ from the names ``declared`` (ports, parameters,
+    fields), for an error message; ``""`` when they are the same names.
+
+    Example:
+        >>> name_mismatch(["a", "b"], ["b", "c"])
+        "missing ['a'], unknown ['c']"
+        >>> name_mismatch(["a"], ["a"])
+        ''
+    """
+    declared, given = list(declared), list(given)
+    absent = [n for n in declared if n not in given]
+    extra = [n for n in given if n not in declared]
+    return f"{missing} {absent}, {unknown} {extra}" if absent or extra else ""
 
 
 @dataclass(frozen=True)
