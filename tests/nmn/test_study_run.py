@@ -90,7 +90,7 @@ def test_tiny_study_resumes_from_saved_jobs(study, caplog):
     root, first = study
     jobs = study_jobs(root / "out", TINY, root / "cache")
     assert {p.stem for p in (root / "out" / "jobs").glob("*.json")} == {j["name"] for j in jobs}
-    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.jobs")
+    caplog.set_level("INFO", logger="brickwork.training.jobcache")
     again = run_study(root / "out", TINY, root / "cache")
     assert f"{len(jobs)} of {len(jobs)} jobs already done" in caplog.text
     assert again["accuracy"] == first["accuracy"]
@@ -118,14 +118,16 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
     }
     assert len(set(wider) - set(before)) == 1
     # a change to the code a job runs reruns the jobs that run it, and only those
-    real = study_module._source
+    import brickwork.training.jobcache as jobcache
+
+    real = jobcache._source
 
     def edited(*names):
         def source(module):
             digest, deps = real(module)
             return (digest[::-1] if module.rsplit(".", 1)[-1] in names else digest), deps
 
-        monkeypatch.setattr(study_module, "_source", source)
+        monkeypatch.setattr(jobcache, "_source", source)
         return {
             n
             for n, k in before.items()
@@ -143,6 +145,6 @@ def test_job_keys_change_only_for_the_jobs_a_change_reaches(study, monkeypatch, 
     # the SGM correlation study: its points only
     points = edited("sgm_study")
     assert points == {j["name"] for j in jobs if j["kind"] == "sgm_point"}
-    caplog.set_level("INFO", logger="brickwork.studies.clevr.nmn.jobs")
+    caplog.set_level("INFO", logger="brickwork.training.jobcache")
     run_study(root / "out", TINY, root / "cache")
     assert f"{len(jobs) - len(points)} of {len(jobs)} jobs already done" in caplog.text

@@ -32,6 +32,7 @@ from brickwork.training.fit import (
 )
 from brickwork.training.hpo import SearchResult, SearchSpace, hpo_table, plot_hpo, run_search
 from brickwork.training.job import ModuleJob, job_key, run_job
+from brickwork.training.jobcache import JobCache, source_digests
 from brickwork.training.losses import resolve_callable, type_loss, type_score
 from brickwork.training.samples import Samples, tensors_digest
 from brickwork.training.seeding import derive_seed, seed_everything
@@ -47,6 +48,8 @@ from brickwork.training.trainer import (
 )
 
 __all__ = [
+    "JobCache",
+    "source_digests",
     "EvaluationReport",
     "check_layout_column",
     "check_run_folder",

@@ -1,25 +1,19 @@
-"""The study as independent, resumable jobs: the list of jobs, one job run in a worker, and the
-keyed cache of their results."""
+"""The study as independent, resumable jobs: the list of jobs, one job run in a worker, and what
+each job's key in the library's job cache holds."""
 
 from __future__ import annotations
 
-import ast
-import functools
-import hashlib
-import importlib.util
 import json
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import brickwork
 from brickwork.errors import TrainingError
-from brickwork.modules import atomic_write_json
 from brickwork.studies.clevr.nmn.data import (
     StudyConfig,
     StudyData,
@@ -33,6 +27,7 @@ from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.modular import train_question_encoder
 from brickwork.studies.clevr.nmn.sgm_study import _sgm_point, sgm_study_settings
 from brickwork.studies.clevr.nmn.variants import TARGETS, VARIANTS, Variant, _run_variant
+from brickwork.training.jobcache import JobCache, source_digests
 
 log = logging.getLogger(__name__)
 
@@ -285,49 +280,6 @@ _TRAINS_WITH = {
 }
 
 
-@functools.cache
-def _source(module: str) -> tuple[str, frozenset[str]]:
-    """SHA-256 of a module's source file, and the ``brickwork.studies`` modules it imports."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise TrainingError(
-            f"study job key: module {module!r} has no source file; expected a "
-            "module of brickwork.studies (see jobs._TRAINS_WITH)"
-        )
-    text = Path(spec.origin).read_bytes()
-    imports: set[str] = set()
-    for node in ast.walk(ast.parse(text)):
-        names = (
-            [node.module]
-            if isinstance(node, ast.ImportFrom) and node.module
-            else [a.name for a in node.names]
-            if isinstance(node, ast.Import)
-            else []
-        )
-        imports.update(n for n in names if n.startswith("brickwork.studies."))
-    return hashlib.sha256(text).hexdigest(), frozenset(imports)
-
-
-def code_digests(modules: Iterable[str], *, imports: bool = True) -> dict[str, str]:
-    """Source digests of ``modules`` (and, with ``imports``, of every ``brickwork.studies``
-    module they import, transitively), by module name.
-
-    Example:
-        >>> d = code_digests([f"{_NMN}.cost"])
-        >>> f"{_NMN}.cost" in d, len(d[f"{_NMN}.cost"])
-        (True, 64)
-    """
-    todo, out = list(modules), {}
-    while todo:
-        m = todo.pop()
-        if m in out:
-            continue
-        out[m], deps = _source(m)
-        if imports:
-            todo += deps
-    return dict(sorted(out.items()))
-
-
 def job_code(job: dict[str, Any]) -> dict[str, str]:
     """The code a study job runs, as source digests by module: the module it trains with
     (:data:`_TRAINS_WITH`) and its imports, the evaluation, and for a ``variant`` job
@@ -342,7 +294,10 @@ def job_code(job: dict[str, Any]) -> dict[str, str]:
         own = [f"{_NMN}.variants", f"{_NMN}.report"]
     else:
         entry, own = _TRAINS_WITH[job["kind"]], []
-    return {**code_digests([entry, f"{_NMN}.evaluate"]), **code_digests(own, imports=False)}
+    return {
+        **source_digests([entry, f"{_NMN}.evaluate"], follow="brickwork.studies."),
+        **source_digests(own),
+    }
 
 
 #: StudyConfig fields that only the stage-1 searches of the answer-supervised modular
@@ -355,11 +310,12 @@ _SGM_SEARCH_FIELDS = ("sgm_hpo_trials", "sgm_steps")
 _SGM_SEARCH_VARIANTS = ("modular_typed", "modular_classic")
 
 
-def _job_key(job: dict[str, Any]) -> str:
-    """A study job's key: its config (less the fields it never reads), the package
-    version and the digests of the code it runs (:func:`job_code`)."""
+def _key_payload(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What a study job's result depends on: its config (less the fields it never reads)
+    and the digests of the code it runs (:func:`job_code`); :class:`JobCache` adds the
+    package version."""
     payload = {k: v for k, v in job.items() if k not in ("out", "cache")}
-    payload["code"] = job_code(job)
+    payload["code"] = job_code(dict(job))
     # how many workers ran it does not change a job's result, nor does a field it never reads
     unread = {"workers"}
     if job.get("variant") not in _SGM_SEARCH_VARIANTS and job["kind"] != "sgm_point":
@@ -367,48 +323,25 @@ def _job_key(job: dict[str, Any]) -> str:
     if payload["cfg"].get("device", "cpu") == "cpu":
         unread.add("device")  # a CPU job's key does not depend on the field's presence
     payload["cfg"] = {k: v for k, v in payload["cfg"].items() if k not in unread}
-    payload["brickwork"] = brickwork.__version__
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return payload
+
+
+def job_cache(out: Path) -> JobCache:
+    """The study's job cache: ``out/jobs/NAME.json``, keyed by :func:`_key_payload`."""
+    return JobCache(Path(out) / "jobs", key=_key_payload)
+
+
+def _job_key(job: Mapping[str, Any]) -> str:
+    """A study job's key digest."""
+    return job_cache(Path(".")).digest(job)
 
 
 def run_jobs(
     out: Path, jobs: list[dict[str, Any]], workers: int, progress: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Run the jobs ``workers`` at a time; each result is kept in ``out/jobs/NAME.json``
-    (with a key of the job and the package version), and a rerun skips the jobs whose
-    result is there — an interrupted study resumes where it stopped."""
-    from brickwork.training import make_executor
-
-    folder = out / "jobs"
-    folder.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict[str, Any]] = {}
-    todo = []
-    for job in jobs:
-        path = folder / f"{job['name']}.json"
-        if path.exists():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                saved = {}
-            if saved.get("key") == _job_key(job):
-                done[job["name"]] = saved["result"]
-                continue
-        todo.append(job)
-    if done:
-        log.info("resuming: %d of %d jobs already done under %s", len(done), len(jobs), folder)
-    if not todo:
-        return done
-
-    def save(i: int, res: dict[str, Any]) -> None:
-        job = todo[i]
-        atomic_write_json(
-            folder / f"{job['name']}.json",
-            {"key": _job_key(job), "job": job, "result": res},
-            indent=1,
-        )
-        done[job["name"]] = res
-        log.info("job %s done in %.0f s", job["name"], res.get("job_seconds", 0.0))
-
-    with make_executor("local", workers=min(workers, len(todo))) as ex:
-        ex.map(study_job, todo, progress=progress, desc="clevr study", on_result=save)
-    return done
+    """Run the jobs ``workers`` at a time through the library's :class:`JobCache` (each
+    result kept in ``out/jobs/NAME.json`` with its key); a rerun skips the jobs whose
+    result is there under the same key — an interrupted study resumes where it stopped."""
+    return job_cache(out).run(
+        study_job, jobs, workers=workers, progress=progress, desc="clevr study"
+    )
