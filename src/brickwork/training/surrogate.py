@@ -42,6 +42,18 @@ from brickwork.errors import TrainingError
 from brickwork.modules import attend
 
 
+def _with_context(
+    owner: str, x: torch.Tensor, output: torch.Tensor, context: torch.Tensor | None, channels: int
+) -> torch.Tensor:
+    """A head's input ``x``, followed by the ``context`` attended by ``output`` when the
+    head was built with ``channels`` context channels."""
+    if not channels:
+        return x
+    if context is None:
+        raise TrainingError(f"{owner} was built with a context input; pass context=")
+    return torch.cat([x, attend(output, context)], dim=1)
+
+
 class SurrogateHead(nn.Module):
     """Low-rank linear surrogate head: ``dropout → W_B(W_A x) → out``.
 
@@ -74,11 +86,9 @@ class SurrogateHead(nn.Module):
         self.b = nn.Linear(rank, out_features)
 
     def forward(self, output: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        x = output.flatten(1)
-        if self.context_channels:
-            if context is None:
-                raise TrainingError("SurrogateHead was built with a context input; pass context=")
-            x = torch.cat([x, attend(output, context)], dim=1)
+        x = _with_context(
+            "SurrogateHead", output.flatten(1), output, context, self.context_channels
+        )
         out: torch.Tensor = self.b(self.a(self.drop(x)))
         return out
 
@@ -170,13 +180,7 @@ class RoutedSurrogateHead(nn.Module):
 
     def features(self, value: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = surrogate_features(value, self.summary, self.top_k)
-        if self.context_channels:
-            if context is None:
-                raise TrainingError(
-                    "RoutedSurrogateHead was built with a context input; pass context="
-                )
-            x = torch.cat([x, attend(value, context)], dim=1)
-        return x
+        return _with_context("RoutedSurrogateHead", x, value, context, self.context_channels)
 
     def forward(
         self, value: torch.Tensor, route: torch.Tensor, context: torch.Tensor | None = None
