@@ -50,6 +50,7 @@ from brickwork.compose.types import (
     Padded,
     abstract,
     ctype_from_json,
+    hole_allowed,
     is_decision,
     parse_ctype,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "ctype_from_json",
     "fold_l",
     "functions",
+    "hole_allowed",
     "hole_arch",
     "is_decision",
     "leaf",

@@ -14,6 +14,10 @@ The grammar, for a goal ``A → B`` of size ``s`` with ``h`` holes:
 The same grammar counts programs under three abstractions of the types (see
 :func:`brickwork.compose.types.abstract`): ``typed`` (kinds with value domains: a
 ``Bool`` is not a ``Count``), ``shape_only`` (tensor shapes, as HOUDINI) and ``untyped``.
+Typed mode uses the value domains twice: functions only meet values of their domain
+(``add`` takes counts, ``or`` booleans), and holes only where a new network can add
+something (:func:`brickwork.compose.types.hole_allowed`: a new module reads perception
+or reduces a distribution to a scalar decision; a fold state has a neutral element).
 
 Example:
     >>> from brickwork.compose.library import standard_library
@@ -34,7 +38,7 @@ from typing import Any
 
 from brickwork.compose.holes import hole_arch
 from brickwork.compose.program import hole_term, term_str
-from brickwork.compose.types import CType, ListOf, TypeKey, abstract, is_decision
+from brickwork.compose.types import CType, ListOf, TypeKey, abstract, hole_allowed
 from brickwork.modules import Module
 
 
@@ -136,8 +140,8 @@ class Space:
         if self.mode == "untyped":
             return ("hole", "T", "T")
         ta, tb = self.concrete[a], self.concrete[b]
-        if self.mode == "typed" and is_decision(ta):
-            return None  # a decision (Bool, Count, Probs ...) feeds library functions, not new nets
+        if self.mode == "typed" and hole_allowed(ta, tb):
+            return None  # value domains prune holes (see hole_allowed)
         if hole_arch({"x": ta}, tb) is None:
             return None
         return tuple(hole_term({"x": ta}, tb))
@@ -146,6 +150,8 @@ class Space:
         if self.mode == "untyped":
             return ("hole", "T", "T")
         ts, ta = self.concrete[s], self.concrete[a]
+        if self.mode == "typed" and hole_allowed((ts, ta), ts):
+            return None
         if hole_arch({"state": ts, "item": ta}, ts) is None:
             return None
         return tuple(hole_term({"state": ts, "item": ta}, ts))

@@ -170,12 +170,18 @@ def is_vector(t: CType) -> bool:
 
 #: value-domain kinds that mark a decision (codes or a simplex), not a feature vector
 DECISION_KINDS = frozenset({"Bool", "Count", "Probs", "OneHot", "Pointer", "SoftMask"})
+#: decisions that carry one number per item (a new network reading one adds nothing a
+#: library function cannot: thresholding, negation, casting)
+SCALAR_DECISIONS = frozenset({"Bool", "Count"})
+#: decisions that are distributions over classes (a new readout may decode them)
+DISTRIBUTIONS = frozenset({"Probs", "OneHot", "Pointer"})
+#: fold states with a neutral element (Count 0 for add/max, Bool false/true for or/and)
+ACCUMULATORS = frozenset({"Bool", "Count"})
 
 
 def is_decision(t: CType) -> bool:
     """Whether ``t`` (or a list's items) is a decision type: ``Bool``, ``Count``,
-    ``Probs`` … The typed search gives holes perception (images, ``Features``) to read,
-    never a decision: decisions are combined by library functions and fold steps.
+    ``Probs`` … (not perception: images, ``Features``).
 
     Example:
         >>> from brickwork.types import Bool, Features
@@ -185,6 +191,46 @@ def is_decision(t: CType) -> bool:
     if isinstance(t, ListOf):
         return is_decision(t.item)
     return t.kind in DECISION_KINDS
+
+
+def hole_allowed(inputs: CType | tuple[CType, CType], output: CType) -> str:
+    """Why the typed search gives no new module of these port types (``''``: allowed).
+
+    The value domains prune holes, with one reason each:
+
+    * a unary hole reads perception (an image, ``Features``, a list of them) or a
+      distribution (``Probs`` …), never a scalar decision (``Bool``, ``Count``) nor a
+      list of decisions — a scalar is combined by library functions and fold steps;
+    * a hole reading a distribution reduces it to a scalar decision (``Probs → Bool``,
+      ``Probs → Count``): a new map from a distribution to a distribution is a
+      relabelling of classes the registry module already separates;
+    * a fold step's state is an accumulator with a neutral element (``Count``, ``Bool``):
+      ``fold_l`` starts from it, and a distribution has none.
+
+    Example:
+        >>> from brickwork.types import Bool, Count, Features, Probs
+        >>> hole_allowed(Features("b 1 8 8"), Bool("b 1")), hole_allowed(Probs("b 10"), Bool("b 1"))
+        ('', '')
+        >>> hole_allowed(Bool("b 1"), Count("b 1"))
+        'a new module reads perception or a distribution, not the scalar decision Bool'
+    """
+    if isinstance(inputs, tuple):
+        state = inputs[0]
+        if getattr(state, "kind", "") not in ACCUMULATORS:
+            return f"a fold state needs a neutral element (Count, Bool), not {state!r}"
+        return ""
+    if isinstance(inputs, ListOf):
+        if is_decision(inputs):
+            return f"a new list module reads perception, not {inputs!r}"
+        return ""
+    kind = inputs.kind
+    if kind in SCALAR_DECISIONS:
+        return f"a new module reads perception or a distribution, not the scalar decision {kind}"
+    if kind in DISTRIBUTIONS and getattr(output, "kind", "") not in SCALAR_DECISIONS:
+        return f"a new module reading the distribution {kind} reduces it to Bool or Count"
+    if kind in DECISION_KINDS and kind not in DISTRIBUTIONS:
+        return f"a new module does not read the decision {kind}"
+    return ""
 
 
 def vector_size(t: NeuralType) -> int:
