@@ -31,8 +31,12 @@ from torch import nn
 from brickwork.compose.library import LibraryOp, initial_state
 from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json, type_to_json
 from brickwork.errors import LayoutError
+from brickwork.layouts import Kinds, Layout, Node, Runner, Source
 from brickwork.modules import Module
 from brickwork.types import Bool, NeuralType
+
+#: the mask edge of a list: 1.0 where an element exists
+MASK_TYPE = Bool("b n")
 
 
 def feeds(src: CType, dst: CType) -> bool:
@@ -44,17 +48,89 @@ def feeds(src: CType, dst: CType) -> bool:
 
 
 class Fn(nn.Module):
-    """Abstract: a typed function node. ``in_type``/``out_type`` are set when built."""
+    """Abstract: a typed function node. ``in_type``/``out_type`` are set when built.
+
+    Every node is also a :class:`brickwork.layouts.Layout` (``fn.layout``): a chain of
+    *stages* — the leaf modules and one module per combinator (``compose.map``,
+    ``compose.fold``, ``compose.conv``) — type-checked by the layout when built, and run
+    by the autobatched :class:`brickwork.layouts.Runner` (row ``i`` of the batch is one
+    application of the layout). A list flows on two edges: ``values`` and ``mask``.
+    """
 
     in_type: CType
     out_type: CType
+    layout: Layout
 
     def term(self) -> Any:
         """The node's term (JSON-able nested lists), see :func:`term_str`."""
         raise NotImplementedError
 
+    def stages(self) -> list[Module]:
+        """The modules of this node's layout, first applied first."""
+        raise NotImplementedError
+
     def __str__(self) -> str:
         return term_str(self.term())
+
+    def _build_layout(self) -> None:
+        kinds = Kinds()
+        nodes: list[Node] = []
+        prev: dict[str, Source] = {}
+        stages = self.stages()
+        for k, module in enumerate(stages):
+            name = f"{k}.{_safe(module.kind)}"
+            kinds.add(name, module)
+            ports = list(module.inputs)
+            if k == 0:
+                inputs = {p: Source(None, p) for p in ports}
+            elif len(ports) == 1:
+                inputs = {ports[0]: prev["value"]}
+            else:  # a list: values (or items) and mask
+                vport = next(p for p in ports if p != "mask")
+                inputs = {vport: prev["value"], "mask": prev["mask"]}
+            node = Node(f"{name}#{k}", name, name, None, inputs)
+            nodes.append(node)
+            outs = list(module.outputs)
+            prev = {"value": Source(node.id, next(p for p in outs if p != "mask"))}
+            if "mask" in outs:
+                prev["mask"] = Source(node.id, "mask")
+        outputs = {"y": prev["value"]}
+        if "mask" in prev:
+            outputs["mask"] = prev["mask"]
+        self.kinds = kinds
+        self.layout = Layout(_safe(term_str(self.term()))[:80], nodes, kinds, outputs)
+        self.runner = Runner(kinds)
+        self._outputs = list(outputs)
+
+    def forward(self, x: Any, state: torch.Tensor | None = None) -> Any:
+        ext = list(self.layout.inputs)
+        if isinstance(x, Padded):
+            vport = next(p for p in ext if p != "mask")
+            inputs = {vport: x.values, "mask": x.mask.to(x.values.dtype)}
+        elif state is not None:
+            item = next(p for p in ext if p != _state_port(ext))
+            inputs = {_state_port(ext): state, item: x}
+        else:
+            if len(ext) != 1:
+                raise LayoutError(
+                    f"'{self}': takes a list (Padded) or a (state, item) pair, got "
+                    f"{type(x).__name__}"
+                )
+            inputs = {ext[0]: x}
+        rows = next(iter(inputs.values())).shape[0]
+        out = self.runner([self.layout] * rows, inputs, self._outputs)
+        if "mask" in out:
+            return Padded(out["y"], out["mask"] > 0.5)
+        return out["y"]
+
+
+def _state_port(ports: list[str]) -> str:
+    return "state" if "state" in ports else ports[0]
+
+
+def _safe(text: str) -> str:
+    """A module or layout name without the brackets module names reserve."""
+    return text.replace("[", "<").replace("]", ">")
 
 
 class Leaf(Fn):
@@ -82,7 +158,7 @@ class Leaf(Fn):
         self.out_type = next(iter(module.outputs.values()))
         ins = dict(module.inputs)
         if getattr(module, "arch", None) == "rnn":
-            self.ports: tuple[str, ...] = ("items",)
+            self.ports: tuple[str, ...] = ("items", "mask")
             self.in_type = cast(Any, module).in_types["x"]  # a Hole's port types
             self.step = False
         elif len(ins) == 1:
@@ -102,19 +178,13 @@ class Leaf(Fn):
                 f"leaf {self.label!r}: a function takes one input port (or two for "
                 f"a fold step), {module.kind} has {list(ins)}"
             )
+        self._build_layout()
 
     def term(self) -> Any:
         return self._term
 
-    def forward(self, x: Any, state: torch.Tensor | None = None) -> Any:
-        m = self.module
-        if self.step:
-            out = m(**{self.ports[0]: state, self.ports[1]: x})
-        elif getattr(m, "arch", None) == "rnn":
-            out = m(items=x.values, mask=x.mask.float())
-        else:
-            out = m(**{self.ports[0]: x})
-        return next(iter(m.outputs_as_dict(out).values()))
+    def stages(self) -> list[Module]:
+        return [self.module]
 
 
 def leaf(module: Module, label: str | None = None, term: Any = None) -> Leaf:
@@ -129,7 +199,8 @@ def leaf(module: Module, label: str | None = None, term: Any = None) -> Leaf:
 
 
 class Compose(Fn):
-    """``second ∘ first``: ``first``'s output feeds ``second``."""
+    """``second ∘ first``: ``first``'s output feeds ``second`` (one layout: the stages of
+    ``first`` then those of ``second``)."""
 
     def __init__(self, first: Fn, second: Fn):
         super().__init__()
@@ -143,12 +214,129 @@ class Compose(Fn):
             )
         self.first, self.second = first, second
         self.in_type, self.out_type = first.in_type, second.out_type
+        self._build_layout()
 
     def term(self) -> Any:
         return ["compose", self.first.term(), self.second.term()]
 
-    def forward(self, x: Any) -> Any:
-        return self.second(self.first(x))
+    def stages(self) -> list[Module]:
+        return self.first.stages() + self.second.stages()
+
+
+def _padded_type(t: CType) -> NeuralType:
+    if isinstance(t, ListOf) or not isinstance(t, NeuralType):
+        raise LayoutError(f"lists of lists are not supported (got a list of {t!r})")
+    return t.with_axes(ListOf(t).padded_axes)
+
+
+def _vector_type(t: CType) -> NeuralType:
+    if not isinstance(t, NeuralType):
+        raise LayoutError(f"fold_l: the state must be a tensor type, got {t!r}")
+    return t
+
+
+class Stage(Module):
+    """Abstract: a combinator as a layout module (ports: ``values`` and ``mask`` per
+    list, ``[b, n, ...]`` and ``[b, n]``); holds the function it applies."""
+
+    manual_config = True
+
+
+class MapStage(Stage):
+    """``map_l f`` in a layout: ``f``'s layout runs once on all present elements."""
+
+    kind_name = "compose.map"
+    manual_config = True
+
+    def __init__(self, f: Fn):
+        super().__init__()
+        self.f = f
+        self._bw_config = {"term": json.dumps(f.term())}
+        self.inputs = {"values": _padded_type(f.in_type), "mask": MASK_TYPE}
+        self.outputs = {"values": _padded_type(f.out_type), "mask": MASK_TYPE}
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, n = mask.shape
+        flat_mask = mask.reshape(-1) > 0.5
+        items = values.reshape(b * n, *values.shape[2:])[flat_mask]
+        if items.shape[0] == 0:
+            raise LayoutError("map_l: every list of the batch is empty")
+        out = self.f(items)
+        full = out.new_zeros((b * n, *out.shape[1:]))
+        full = full.index_put((flat_mask.nonzero().squeeze(1),), out)
+        return {"values": full.reshape(b, n, *out.shape[1:]), "mask": mask}
+
+
+class FoldStage(Stage):
+    """``fold_l step`` in a layout: the step's layout runs once per position; lists that
+    ended keep their state."""
+
+    kind_name = "compose.fold"
+    manual_config = True
+
+    def __init__(self, step: Fn, init: torch.Tensor | None = None):
+        super().__init__()
+        self.step_fn = step
+        self.init = init
+        self._bw_config = {"term": json.dumps(step.term())}
+        self.inputs = {"values": _padded_type(step.in_type), "mask": MASK_TYPE}
+        self.outputs = {"y": _vector_type(step.out_type)}
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n = mask.shape
+        out_type = self.outputs["y"]
+        state = (
+            self.init.expand(b, *self.init.shape[1:]).to(values.device)
+            if self.init is not None
+            else initial_state(out_type, b, values.device).to(values.dtype)
+        )
+        present = mask > 0.5
+        for t in range(n):
+            new = self.step_fn(values[:, t], state=state)
+            keep = present[:, t].reshape(b, *([1] * (new.dim() - 1)))
+            state = torch.where(keep, new, state)
+        return state
+
+
+class ConvStage(Stage):
+    """``conv_l f`` in a layout: ``f`` (a list function) sees every window of ``width``
+    neighbours (shorter at the ends), one output per element."""
+
+    kind_name = "compose.conv"
+    manual_config = True
+
+    def __init__(self, f: Fn, width: int = 3):
+        super().__init__()
+        if not isinstance(f.in_type, ListOf):
+            raise LayoutError(f"conv_l: '{f}' must take a list, it takes {f.in_type!r}")
+        self.f, self.width = f, int(width)
+        self._bw_config = {"term": json.dumps(f.term()), "width": self.width}
+        self.inputs = {"values": _padded_type(f.in_type.item), "mask": MASK_TYPE}
+        self.outputs = {"values": _padded_type(f.out_type), "mask": MASK_TYPE}
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        present = mask > 0.5
+        b, n = present.shape
+        r = self.width // 2
+        vals = nn.functional.pad(values, [0, 0] * (values.dim() - 2) + [r, r])
+        pmask = nn.functional.pad(present, [r, r])
+        idx = torch.arange(n, device=mask.device)[:, None] + torch.arange(
+            self.width, device=mask.device
+        )
+        win_vals = vals[:, idx]  # [b, n, w, ...]
+        win_mask = pmask[:, idx] & present[:, :, None]
+        # left-align every window so the padding is at the end (what list functions expect)
+        order = torch.argsort((~win_mask).int(), dim=2, stable=True)
+        win_mask = torch.gather(win_mask, 2, order)
+        shape = order.shape + (1,) * (win_vals.dim() - 3)
+        win_vals = torch.gather(win_vals, 2, order.reshape(shape).expand_as(win_vals))
+        keep = present.reshape(-1)
+        flat_vals = win_vals.reshape(b * n, self.width, *values.shape[2:])[keep]
+        flat_mask = win_mask.reshape(b * n, self.width)[keep]
+        out = self.f(Padded(flat_vals, flat_mask))
+        full = out.new_zeros((b * n, *out.shape[1:]))
+        full = full.index_put((keep.nonzero().squeeze(1),), out)
+        return {"values": full.reshape(b, n, *out.shape[1:]), "mask": mask}
 
 
 class Map(Fn):
@@ -159,21 +347,14 @@ class Map(Fn):
         _need_function(f, "map_l")
         self.f = f
         self.in_type, self.out_type = ListOf(f.in_type), ListOf(f.out_type)
+        self.stage = MapStage(f)
+        self._build_layout()
 
     def term(self) -> Any:
         return ["map", self.f.term()]
 
-    def forward(self, x: Padded) -> Padded:
-        _need_padded(x, "map_l")
-        b, n = x.mask.shape
-        flat_mask = x.mask.reshape(-1)
-        items = x.values.reshape(b * n, *x.values.shape[2:])[flat_mask]
-        if items.shape[0] == 0:
-            raise LayoutError("map_l: every list of the batch is empty")
-        out = self.f(items)
-        full = out.new_zeros((b * n, *out.shape[1:]))
-        full = full.index_put((flat_mask.nonzero().squeeze(1),), out)
-        return Padded(full.reshape(b, n, *out.shape[1:]), x.mask)
+    def stages(self) -> list[Module]:
+        return [self.stage]
 
 
 class Fold(Fn):
@@ -193,26 +374,15 @@ class Fold(Fn):
                 f"port expects {step.state_type!r}"
             )
         self.step_fn = step
-        self.init = init
         self.in_type, self.out_type = ListOf(step.in_type), step.out_type
+        self.stage = FoldStage(step, init)
+        self._build_layout()
 
     def term(self) -> Any:
         return ["fold", self.step_fn.term()]
 
-    def forward(self, x: Padded) -> torch.Tensor:
-        _need_padded(x, "fold_l")
-        b, n = x.mask.shape
-        assert isinstance(self.out_type, NeuralType)
-        state = (
-            self.init.expand(b, *self.init.shape[1:]).to(x.values.device)
-            if self.init is not None
-            else initial_state(self.out_type, b, x.values.device)
-        )
-        for t in range(n):
-            new = self.step_fn(x.values[:, t], state=state)
-            keep = x.mask[:, t].reshape(b, *([1] * (new.dim() - 1)))
-            state = torch.where(keep, new, state)
-        return state
+    def stages(self) -> list[Module]:
+        return [self.stage]
 
 
 class Conv(Fn):
@@ -226,33 +396,14 @@ class Conv(Fn):
             raise LayoutError(f"conv_l: '{f}' must take a list, it takes {f.in_type!r}")
         self.f, self.width = f, int(width)
         self.in_type, self.out_type = f.in_type, ListOf(f.out_type)
+        self.stage = ConvStage(f, width)
+        self._build_layout()
 
     def term(self) -> Any:
         return ["conv", self.f.term()]
 
-    def forward(self, x: Padded) -> Padded:
-        _need_padded(x, "conv_l")
-        b, n = x.mask.shape
-        r = self.width // 2
-        vals = nn.functional.pad(x.values, [0, 0] * (x.values.dim() - 2) + [r, r])
-        mask = nn.functional.pad(x.mask, [r, r])
-        idx = torch.arange(n, device=x.mask.device)[:, None] + torch.arange(
-            self.width, device=x.mask.device
-        )
-        win_vals = vals[:, idx]  # [b, n, w, ...]
-        win_mask = mask[:, idx] & x.mask[:, :, None]
-        # left-align every window so the padding is at the end (what list functions expect)
-        order = torch.argsort((~win_mask).int(), dim=2, stable=True)
-        win_mask = torch.gather(win_mask, 2, order)
-        shape = order.shape + (1,) * (win_vals.dim() - 3)
-        win_vals = torch.gather(win_vals, 2, order.reshape(shape).expand_as(win_vals))
-        keep = x.mask.reshape(-1)
-        flat_vals = win_vals.reshape(b * n, self.width, *x.values.shape[2:])[keep]
-        flat_mask = win_mask.reshape(b * n, self.width)[keep]
-        out = self.f(Padded(flat_vals, flat_mask))
-        full = out.new_zeros((b * n, *out.shape[1:]))
-        full = full.index_put((keep.nonzero().squeeze(1),), out)
-        return Padded(full.reshape(b, n, *out.shape[1:]), x.mask)
+    def stages(self) -> list[Module]:
+        return [self.stage]
 
 
 def compose(*fns: Fn) -> Fn:
@@ -381,6 +532,3 @@ def build_program(term: Any, resolve: Any) -> Fn:
         return Leaf(module, term_str(t), term=list(t))
 
     return go(term)
-
-
-MASK_TYPE = Bool("b n")
