@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--sequences", help="comma-separated subset of cs1,cs2,summing,mixed")
     ap.add_argument("--seeds", type=int, help="number of seeds (default 3, --quick 1)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--device", default="cpu", help="where candidates train and run (cpu, cuda, cuda:N)"
+    )
     args = ap.parse_args()
 
     import torch
@@ -40,6 +43,7 @@ def main() -> None:
     if args.seeds:
         cfg.seeds = tuple(range(args.seeds))
     cfg.workers = args.workers
+    cfg.device = args.device
     out = args.out or tempfile.mkdtemp(prefix="bench-compose-")
     start = time.perf_counter()
     summary = run_study(cfg, out, progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=2, help="parallel training workers")
     p.add_argument("--no-register", action="store_true", help="do not register the new modules")
     p.add_argument("--json", metavar="FILE", help="also write the solutions as JSON here")
-    device_arg(p, help="accepted for symmetry with `brickwork train`; candidates train on cpu")
+    device_arg(p, help="where candidates train and run: cpu, cuda, cuda:N or mps")
     p.set_defaults(func=run)
 
 
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 config=config,
                 register=not args.no_register,
                 progress=lambda text: print(text, flush=True),
+                device=args.device,
             )
             print(sol.table())
             tests = (sol.winner.result or {}).get("tests") or {}

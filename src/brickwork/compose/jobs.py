@@ -61,18 +61,32 @@ def batch_loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(program: Fn, data: Any, batch_size: int = 256) -> dict[str, float]:
+def score(
+    program: Fn, data: Any, batch_size: int = 256, device: str | torch.device | None = None
+) -> dict[str, float]:
     """Metrics of ``program`` on samples: ``score`` (higher is better: accuracy, or
-    minus the RMSE), ``acc`` or ``rmse``/``mae``/``mae_per_element``."""
+    minus the RMSE), ``acc`` or ``rmse``/``mae``/``mae_per_element``.
+
+    The batches run where the program's weights are (or on ``device``, where the
+    program is moved); the metrics are Python floats.
+    """
+    if device is not None:
+        program = program.to(device)
+    else:
+        first: torch.Tensor | None = next(iter(program.parameters()), None)
+        if first is None:
+            first = next(iter(program.buffers()), None)
+        device = first.device if first is not None else torch.device("cpu")
     program.eval()
     kind = loss_name(program.out_type)
     outs, ys, lens = [], [], []
-    for batch in data.batches(batch_size, shuffle=False):
+    for batch in data.to(device).batches(batch_size, shuffle=False):
         outs.append(program(program_input(batch, program.in_type)))
         ys.append(batch[TARGET])
         if MASK in list(batch):
             lens.append(batch[MASK].float().sum(1))
-    out, y = torch.cat(outs), torch.cat(ys)
+    out, y = torch.cat(outs).cpu(), torch.cat(ys).cpu()
+    lens = [t.cpu() for t in lens]
     if kind == "bce":
         acc = float(((out > 0.5).float() == y.float()).float().mean())
         return {"score": acc, "acc": acc}
@@ -87,7 +101,9 @@ def score(program: Fn, data: Any, batch_size: int = 256) -> dict[str, float]:
     return res
 
 
-def _resolve_leaf(job: dict[str, Any], registry: Any) -> Any:
+def _resolve_leaf(
+    job: dict[str, Any], registry: Any, loaded: dict[str, Module] | None = None
+) -> Any:
     init = job.get("init") or {}
 
     def resolve(t: Any, k: int) -> Module:
@@ -97,8 +113,12 @@ def _resolve_leaf(job: dict[str, Any], registry: Any) -> Any:
                 return LibraryOp("expect", k=int(name[6:] or 10))
             return LibraryOp(name)
         if t[0] == "reg":
+            if loaded is not None and t[1] in loaded:
+                return loaded[t[1]]
             m = registry.load(t[1])
             m.requires_grad_(False)  # registry modules stay frozen: nothing is forgotten
+            if loaded is not None:
+                loaded[t[1]] = m
             return m
         if t[0] == "hole":
             seed = int(job.get("seed", 0)) * 1000 + k
@@ -137,9 +157,12 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     """Train (when it has new modules) and score one candidate program.
 
     Keys of ``job``: ``term``, ``registry`` (path), ``train``/``val`` (Samples files),
-    ``tests`` (name → file, optional), ``fit`` (FitConfig fields), ``seed``, ``out``
+    ``tests`` (name → file, optional), ``fit`` (FitConfig fields, plus ``min_steps``:
+    a small training set is repeated within each epoch so that the fit makes at least
+    that many optimizer steps, with the same number of validations), ``seed``, ``out``
     (folder for the new modules, optional), ``init`` (hole index → registry ref whose
-    encoder initialises that hole), ``hidden``.
+    encoder initialises that hole), ``hidden``, ``device`` (where the program trains
+    and is scored; default ``cpu``).
     """
     from brickwork.registry import Registry
     from brickwork.training import FitConfig, Samples, fit
@@ -147,7 +170,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     start = time.perf_counter()
     registry = Registry(job["registry"]) if job.get("registry") else None
-    program = build_program(job["term"], _resolve_leaf(job, registry))
+    device = torch.device(job.get("device") or "cpu")
+    program = build_program(job["term"], _resolve_leaf(job, registry)).to(device)
     train = Samples.load(job["train"])
     val = Samples.load(job["val"])
     kind = loss_name(program.out_type)
@@ -166,7 +190,9 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         def evaluate(model: Fn, data: Any) -> dict[str, float]:
             return {"val_score": score(model, data)["score"]}
 
-        config = FitConfig(**{"seed": int(job.get("seed", 0)), **job.get("fit", {})})
+        fields = {"seed": int(job.get("seed", 0)), **job.get("fit", {})}
+        train = _at_least(train, int(fields.pop("min_steps", 0) or 0), fields)
+        config = FitConfig(**fields)
         with torch.random.fork_rng():
             fitted = fit(
                 program,
@@ -176,15 +202,16 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
                 evaluate=evaluate,
                 config=config,
                 parameters=params,
-                device=job.get("device") or "cpu",
+                device=device,
             )
         result["epochs"] = fitted.epochs
         result["steps"] = fitted.steps
-    program = program.to("cpu")
-    result["val"] = score(program, val)
+    result["val"] = score(program, val, device=device)
     result["tests"] = {
-        name: score(program, Samples.load(path)) for name, path in (job.get("tests") or {}).items()
+        name: score(program, Samples.load(path), device=device)
+        for name, path in (job.get("tests") or {}).items()
     }
+    program = program.to("cpu")  # new modules are saved from the CPU
     if job.get("out") and params:
         folder = Path(job["out"])
         saved = []
@@ -193,6 +220,53 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         result["saved"] = saved
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def _at_least(train: Any, min_steps: int, fields: dict[str, Any]) -> Any:
+    """``train`` repeated within an epoch so that ``epochs`` epochs make ``min_steps``
+    optimizer steps (itself when they already do)."""
+    epochs, batch = int(fields.get("epochs", 10)), int(fields.get("batch_size", 64))
+    if not min_steps or -(-len(train) // batch) * epochs >= min_steps:
+        return train
+    per_epoch = -(-min_steps // epochs)
+    reps = -(-per_epoch * batch // len(train))
+    return train.select(torch.arange(len(train)).repeat(reps))
+
+
+def score_programs(job: dict[str, Any]) -> dict[str, Any]:
+    """Score several programs without new modules on validation (no training), loading
+    every registry module and the data once: ``job`` is a :func:`run_candidate` job with
+    ``terms`` (a list of terms) instead of ``term``; returns ``{"results": [...]}``, one
+    :func:`run_candidate`-like result per term.
+    """
+    from brickwork.registry import Registry
+    from brickwork.training import Samples
+
+    torch.set_num_threads(1)
+    registry = Registry(job["registry"]) if job.get("registry") else None
+    device = torch.device(job.get("device") or "cpu")
+    val = Samples.load(job["val"]).to(device)
+    loaded: dict[str, Module] = {}
+    results = []
+    for term in job["terms"]:
+        start = time.perf_counter()
+        if term_holes(term):
+            raise DataError(
+                f"score_programs: {term!r} has new modules; train it with run_candidate"
+            )
+        program = build_program(term, _resolve_leaf(job, registry, loaded)).to(device)
+        results.append(
+            {
+                "term": term,
+                "trained": False,
+                "epochs": 0,
+                "parameters": 0,
+                "val": score(program, val, device=device),
+                "tests": {},
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    return {"results": results}
 
 
 def _holes(program: Fn) -> list[Hole]:
@@ -216,4 +290,4 @@ def load_saved(folder: str) -> Module:
     return load_module(folder)
 
 
-__all__ = ["run_candidate", "score", "loss_name", "term_holes"]
+__all__ = ["run_candidate", "score", "score_programs", "loss_name", "term_holes"]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brickwork.compose.jobs import run_candidate
+from brickwork.compose.jobs import run_candidate, score_programs
 from brickwork.compose.library import standard_library
 from brickwork.compose.program import hole_term, term_holes, term_refs, term_size, term_str
 from brickwork.compose.search import Function, Space, functions, module_function
@@ -68,7 +68,8 @@ class SolveConfig:
         rank_steps: optimizer steps of the cheap ranking's short training.
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
-        fit: FitConfig fields of the full training.
+        fit: FitConfig fields of the full training, plus ``min_steps`` (a small
+            training set gets enough epochs for that many optimizer steps).
         tolerance, relative_tolerance: candidates whose validation score is within
             ``tolerance`` of the best (accuracy), or within ``max(tolerance,
             relative_tolerance * best RMSE)`` (value outputs), count as tied; the
@@ -77,7 +78,7 @@ class SolveConfig:
         seed: seeds every new module and every fit.
     """
 
-    size_bound: int = 7
+    size_bound: int = 10
     max_holes: int = 2
     rank_limit: int = 32
     rank_steps: int = 40
@@ -89,6 +90,7 @@ class SolveConfig:
             "lr": 3e-3,
             "keep_best": "val_score",
             "max_time": 60.0,
+            "min_steps": 100,
         }
     )
     tolerance: float = 0.01
@@ -260,12 +262,15 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     return round(cov / (va * vb), 6)
 
 
-def _map(executor: Any, jobs: list[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+def _map(
+    executor: Any, jobs: list[dict[str, Any]], desc: str, fn: Callable[..., Any] = run_candidate
+) -> list[dict[str, Any]]:
     if not jobs:
         return []
     if executor is None:
-        return [run_candidate(j) for j in jobs]
-    return executor.map(run_candidate, jobs, desc=desc)
+        return [fn(j) for j in jobs]
+    result: list[dict[str, Any]] = executor.map(fn, jobs, desc=desc)
+    return result
 
 
 def solve(
@@ -277,6 +282,7 @@ def solve(
     config: SolveConfig | None = None,
     register: bool = True,
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> Solution:
     """Solve ``task`` by composition over ``registry`` (None or an empty one: holes only).
 
@@ -285,7 +291,9 @@ def solve(
     trains the ``top_k`` best with :func:`brickwork.training.fit` on ``executor`` (a
     ``LocalExecutor``; None runs in this process), selects on validation, and registers
     the winner's new modules as ``<task>.new<k>`` with lineage (the reused modules'
-    fingerprints, the program, the task, the data digest).
+    fingerprints, the program, the task, the data digest). Every candidate trains and is
+    scored on ``device`` (``cpu``, ``cuda``, ``cuda:N`` …); new modules are saved from
+    the CPU.
 
     Raises:
         PlanError: no program produces the task's output type (the message names the type
@@ -320,6 +328,7 @@ def solve(
         "train": task.train,
         "val": task.val,
         "seed": config.seed,
+        "device": str(device),
     }
     free = [c for c in cands if c.holes == 0]
     holed = sorted((c for c in cands if c.holes), key=lambda c: (c.holes, c.size))[
@@ -327,15 +336,26 @@ def solve(
     ]
     # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
     quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
-    jobs = [{**base, "term": c.term} for c in free] + [
-        {**base, "term": c.term, "fit": quick_fit} for c in holed
-    ]
     say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
-    for c, r in zip(free + holed, _map(executor, jobs, "rank")):
+    # hole-free programs: scored in a few jobs that load the registry modules once
+    workers = max(1, int(getattr(executor, "workers", 1)))
+    chunks = [free[i::workers] for i in range(workers) if free[i::workers]]
+    scored = _map(
+        executor,
+        [{**base, "terms": [c.term for c in chunk]} for chunk in chunks],
+        "score",
+        score_programs,
+    )
+    for chunk, res in zip(chunks, scored):
+        for c, r in zip(chunk, res["results"]):
+            c.cheap = c.final = r["val"]["score"]
+            c.result, c.stage = r, "scored"
+    t_scored = time.perf_counter()
+    jobs = [{**base, "term": c.term, "fit": quick_fit} for c in holed]
+    for c, r in zip(holed, _map(executor, jobs, "rank")):
         c.cheap = r["val"]["score"]
         c.stage = "ranked"
-        if c.holes == 0:
-            c.final, c.result, c.stage = c.cheap, r, "scored"
+    t_ranked = time.perf_counter()
     # 2. full training of the best-ranked candidates with new modules
     ranked = sorted(holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
     short = ranked[: min(config.top_k, 10)]
@@ -352,6 +372,11 @@ def solve(
     ]
     for c, r in zip(short, _map(executor, jobs, "train")):
         c.final, c.result, c.stage = r["val"]["score"], r, "trained"
+    t_trained = time.perf_counter()
+    say(
+        f"seconds: enumerate+score {t_scored - start:.1f}, rank {t_ranked - t_scored:.1f}, "
+        f"train {t_trained - t_ranked:.1f}"
+    )
     # 3. selection on validation: the simplest of those within tolerance of the best
     done = [c for c in cands if c.final is not None]
     best = max(float(c.final or 0.0) for c in done)  # (done: c.final is not None)

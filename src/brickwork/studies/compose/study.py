@@ -76,6 +76,7 @@ class StudyConfig:
     n_test_lists: int = 300
     n_long_lists: int = 60
     workers: int = 2
+    device: str = "cpu"
     search: dict[str, Any] = field(default_factory=lambda: {"rank_limit": 32, "top_k": 5})
     fit: dict[str, Any] = field(
         default_factory=lambda: {
@@ -83,7 +84,9 @@ class StudyConfig:
             "batch_size": 32,
             "lr": 3e-3,
             "keep_best": "val_score",
-            "max_time": 30.0,
+            "max_train_time": 20.0,
+            "train_clock": "process",
+            "min_steps": 120,
         }
     )
 
@@ -102,7 +105,9 @@ class StudyConfig:
                 "batch_size": 32,
                 "lr": 3e-3,
                 "keep_best": "val_score",
-                "max_time": 20.0,
+                "max_train_time": 15.0,
+                "train_clock": "process",
+                "min_steps": 120,
             },
         )
 
@@ -222,6 +227,7 @@ def run_sequence(
                 config=search,
                 register=final,
                 progress=say,
+                device=cfg.device,
             )
             rec: dict[str, Any] = {
                 "sequence": name,
@@ -239,9 +245,7 @@ def run_sequence(
             if kind in ("count", "sum"):
                 rec["correct"] = program_correct(sol.winner.term, kind, right)
                 rec.update(
-                    _baselines(
-                        sol, task, registry, last_image_ref, executor, search, folder / "runs" / tag
-                    )
+                    _baselines(sol, task, registry, last_image_ref, executor, search, cfg.device)
                 )
             records.append(rec)
             say(f"{name} seed {seed} {tname} {fraction:.0%}: {sol.winner.text}")
@@ -272,6 +276,7 @@ def run_sequence(
             "val": _first(item["tests"]),
             "tests": item["tests"],
             "seed": seed,
+            "device": cfg.device,
         }
         for item in learned
     ]
@@ -316,7 +321,7 @@ def _baselines(
     last_image_ref: str | None,
     executor: Any,
     search: SolveConfig,
-    workdir: Path,
+    device: str,
 ) -> dict[str, Any]:
     base = {
         "registry": str(registry.root),
@@ -325,6 +330,7 @@ def _baselines(
         "tests": task.tests,
         "fit": search.fit,
         "seed": search.seed,
+        "device": device,
     }
     standalone = standalone_term(sol.winner.term, registry)
     lstm = hole_term({"x": task.input}, task.output)
