@@ -496,6 +496,24 @@ class _Rows(NamedTuple):
     table: Samples
 
 
+def _split(job: ModuleJob, table: Samples) -> _Rows:
+    """The job's training and validation rows: by its split column (0: training) when it
+    names one and both sides have rows, else a random split seeded by the job."""
+    if job.split_column:
+        if job.split_column not in set(table):
+            raise TrainingError(
+                f"job {job.name!r}: split column {job.split_column!r} is not in "
+                f"the table {job.data} (columns: {sorted(table)})"
+            )
+        flags = table[job.split_column].reshape(len(table))
+        train = table.select(torch.nonzero(flags == 0).flatten())
+        val = table.select(torch.nonzero(flags != 0).flatten())
+        if len(train) and len(val):
+            return _Rows(train, val, table)
+    train, val = table.split(1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split"))
+    return _Rows(train, val, table)
+
+
 def _fit_once(
     job: ModuleJob,
     hp: Mapping[str, Any],
@@ -717,25 +735,7 @@ def run_job(job_json: Mapping[str, Any]) -> dict[str, Any]:
     atomic_write_json(work / "job.json", {"key": key, "key_digest": key_digest(key)})
     done = work / "result.json"
     t0 = time.perf_counter()
-    table = load_table(job.data)
-    if job.split_column:
-        if job.split_column not in set(table):
-            raise TrainingError(
-                f"job {job.name!r}: split column {job.split_column!r} is not in "
-                f"the table {job.data} (columns: {sorted(table)})"
-            )
-        flags = table[job.split_column].reshape(len(table))
-        train = table.select(torch.nonzero(flags == 0).flatten())
-        val = table.select(torch.nonzero(flags != 0).flatten())
-        if len(train) == 0 or len(val) == 0:
-            train, val = table.split(
-                1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split")
-            )
-    else:
-        train, val = table.split(
-            1.0 - job.val_fraction, seed=derive_seed(job.seed, job.name, "split")
-        )
-    rows = _Rows(train, val, table)
+    rows = _split(job, load_table(job.data))
     hp: dict[str, Any] = {**DEFAULT_HPARAMS, **dict(job.hparams)}
     study_json = None
     hpo_time = 0.0
