@@ -25,7 +25,7 @@ from brickwork.studies.clevr.nmn import NMN, FiLM, StudyConfig
 from brickwork.studies.clevr.nmn.data import QuestionSet, StudyData, data_device, data_on
 from brickwork.studies.clevr.nmn.end_to_end import train_e2e
 from brickwork.studies.clevr.nmn.evaluate import accuracy
-from brickwork.studies.clevr.nmn.jobs import check_device, study_jobs
+from brickwork.studies.clevr.nmn.jobs import DEVICE_WHERE, check_device, study_jobs
 from brickwork.studies.clevr.nmn.modular import train_modular
 from brickwork.studies.clevr.nmn.recorded import Recorded
 from brickwork.studies.clevr.nmn.vocab import K
@@ -175,7 +175,7 @@ def test_study_config_device_and_cpu_job_keys():
 @pytest.mark.parametrize(
     "device, message",
     [
-        ("gpu", "StudyConfig.device 'gpu' is not a torch device"),
+        ("gpu", "StudyConfig.device: device 'gpu' is not a torch device"),
         ("cuda:99", "'cuda:99'"),
     ],
 )
@@ -187,7 +187,7 @@ def test_an_unusable_device_is_refused_before_anything_is_written(tmp_path, devi
     assert "clevr study" in str(err.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
     with pytest.raises(TrainingError, match=message):
-        check_device(device)
+        check_device(device, DEVICE_WHERE)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -21,7 +21,7 @@ from brickwork.training.checkpoint import load_checkpoint, save_checkpoint
 from brickwork.training.cost import CostReport, makespan
 from brickwork.training.end_to_end import train_end_to_end
 from brickwork.training.evaluate import EvaluationReport, check_layout_column, evaluate, predict
-from brickwork.training.executor import LocalExecutor, RayExecutor, make_executor
+from brickwork.training.executor import LocalExecutor, RayExecutor, check_device, make_executor
 from brickwork.training.fit import (
     FitConfig,
     FitResult,
@@ -48,6 +48,7 @@ from brickwork.training.trainer import (
 )
 
 __all__ = [
+    "check_device",
     "JobCache",
     "source_digests",
     "EvaluationReport",

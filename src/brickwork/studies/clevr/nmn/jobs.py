@@ -27,7 +27,7 @@ from brickwork.studies.clevr.nmn.layouts import NMN
 from brickwork.studies.clevr.nmn.modular import train_question_encoder
 from brickwork.studies.clevr.nmn.sgm_study import _sgm_point, sgm_study_settings
 from brickwork.studies.clevr.nmn.variants import TARGETS, VARIANTS, Variant, _run_variant
-from brickwork.training.jobcache import JobCache, source_digests
+from brickwork.training import JobCache, check_device, source_digests
 
 log = logging.getLogger(__name__)
 
@@ -63,36 +63,8 @@ _DATA: dict[tuple[str, str, str], StudyData] = {}
 _PRIORS: dict[tuple[str, int, str], dict[str, torch.Tensor]] = {}
 
 
-def check_device(device: str) -> torch.device:
-    """``device`` parsed, or a :class:`TrainingError` saying why the study cannot use it.
-
-    Example:
-        >>> check_device("cpu")
-        device(type='cpu')
-    """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise TrainingError(
-            f"clevr study: StudyConfig.device {device!r} is not a torch device "
-            f"({exc}); use 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            f"clevr study: StudyConfig.device {device!r}, but this torch has no "
-            f"CUDA device (torch {torch.__version__}); use device='cpu'"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TrainingError(
-            f"clevr study: StudyConfig.device {device!r}, but only "
-            f"{torch.cuda.device_count()} CUDA device(s) exist"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError(
-            f"clevr study: StudyConfig.device {device!r}, but MPS is not "
-            "available here; use device='cpu'"
-        )
-    return dev
+#: who asks, in a refused device's message
+DEVICE_WHERE = "clevr study: StudyConfig.device"
 
 
 def _worker_data(cache: str, cfg: StudyConfig) -> StudyData:
@@ -142,7 +114,7 @@ def study_job(job: dict[str, Any]) -> dict[str, Any]:
     returns a JSON-able result."""
     torch.set_num_threads(1)
     cfg = StudyConfig(**job["cfg"])
-    check_device(cfg.device)
+    check_device(cfg.device, DEVICE_WHERE)
     data = _worker_data(job["cache"], cfg)
     t0 = time.perf_counter()
     if job["kind"] == "variant":

@@ -22,9 +22,9 @@ from brickwork.modules import atomic_write_json
 from brickwork.studies.clevr.nmn.cost import _cost
 from brickwork.studies.clevr.nmn.data import StudyConfig, prepare_data
 from brickwork.studies.clevr.nmn.jobs import (
+    DEVICE_WHERE,
     _e2e_trials,
     _jsonable,
-    check_device,
     run_jobs,
     study_jobs,
 )
@@ -32,6 +32,7 @@ from brickwork.studies.clevr.nmn.plots import plot_study
 from brickwork.studies.clevr.nmn.report import _mean_std, acceptance
 from brickwork.studies.clevr.nmn.sgm_study import _sgm_summary, sgm_study_settings
 from brickwork.studies.clevr.nmn.variants import VARIANTS
+from brickwork.training import check_device
 
 
 def _load_average() -> float | None:
@@ -52,7 +53,7 @@ def run_study(
     time in worker processes; results land in ``out/jobs/`` as they finish, so a rerun
     with the same configuration resumes."""
     torch.set_num_threads(1)
-    check_device(cfg.device)
+    check_device(cfg.device, DEVICE_WHERE)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
