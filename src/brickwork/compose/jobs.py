@@ -161,7 +161,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     a small training set is repeated within each epoch so that the fit makes at least
     that many optimizer steps, with the same number of validations), ``seed``, ``out``
     (folder for the new modules, optional), ``init`` (hole index → registry ref whose
-    encoder initialises that hole), ``hidden``, ``device`` (where the program trains
+    encoder initialises that hole), ``hidden``, ``val_limit`` (score on the first that
+    many validation samples only: the cheap ranking), ``device`` (where the program trains
     and is scored; default ``cpu``).
     """
     from brickwork.registry import Registry
@@ -174,6 +175,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     program = build_program(job["term"], _resolve_leaf(job, registry)).to(device)
     train = Samples.load(job["train"])
     val = Samples.load(job["val"])
+    if job.get("val_limit") and len(val) > int(job["val_limit"]):  # the ranking's subset
+        val = val.select(torch.arange(int(job["val_limit"])))
     kind = loss_name(program.out_type)
     params = [p for p in program.parameters() if p.requires_grad]
     result: dict[str, Any] = {

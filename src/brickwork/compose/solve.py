@@ -64,8 +64,9 @@ class SolveConfig:
         size_bound: largest program size enumerated.
         max_holes: most new modules per program (≤ 2).
         rank_limit: most candidates with new modules given the cheap ranking (the
-            simplest first: fewer new modules, then smaller).
+            simplest first: fewer new modules, then smaller, then more reuse).
         rank_steps: optimizer steps of the cheap ranking's short training.
+        rank_val: validation samples the cheap ranking scores on (the first ones).
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
         fit: FitConfig fields of the full training, plus ``min_steps`` (a small
@@ -82,6 +83,7 @@ class SolveConfig:
     max_holes: int = 2
     rank_limit: int = 32
     rank_steps: int = 40
+    rank_val: int = 100
     top_k: int = 5
     fit: dict[str, Any] = field(
         default_factory=lambda: {
@@ -331,9 +333,10 @@ def solve(
         "device": str(device),
     }
     free = [c for c in cands if c.holes == 0]
-    holed = sorted((c for c in cands if c.holes), key=lambda c: (c.holes, c.size))[
-        : config.rank_limit
-    ]
+    holed = sorted(
+        (c for c in cands if c.holes),
+        key=lambda c: (c.holes, c.size, -len(term_refs(c.term))),
+    )[: config.rank_limit]
     # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
     quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
     say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
@@ -351,7 +354,7 @@ def solve(
             c.cheap = c.final = r["val"]["score"]
             c.result, c.stage = r, "scored"
     t_scored = time.perf_counter()
-    jobs = [{**base, "term": c.term, "fit": quick_fit} for c in holed]
+    jobs = [{**base, "term": c.term, "fit": quick_fit, "val_limit": config.rank_val} for c in holed]
     for c, r in zip(holed, _map(executor, jobs, "rank")):
         c.cheap = r["val"]["score"]
         c.stage = "ranked"

@@ -7,7 +7,7 @@ A task file (JSON)::
      "output": "Count[b 1]",
      "data": {"train": "train.safetensors", "val": "val.safetensors",
               "tests": {"len20": "test20.safetensors"}},
-     "search": {"size_bound": 7, "max_holes": 2, "top_k": 6},
+     "search": {"size_bound": 10, "max_holes": 2, "top_k": 6},
      "seed": 0}
 
 ``data`` may also be one file, split 80/20 (seeded) into train and validation. Data
@@ -43,6 +43,7 @@ _SEARCH_KEYS = {
     "max_holes",
     "rank_limit",
     "rank_steps",
+    "rank_val",
     "top_k",
     "fit",
     "tolerance",
