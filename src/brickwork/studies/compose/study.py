@@ -463,12 +463,25 @@ def run_study(
     workdir.mkdir(parents=True, exist_ok=True)
     own = executor is None
     ex = executor or LocalExecutor(workers=cfg.workers)
+    runs: list[dict[str, Any]] = []
     try:
-        runs = [
-            run_sequence(name, seed, cfg, workdir, ex, progress)
-            for seed in cfg.seeds
-            for name in cfg.sequences
-        ]
+        for seed in cfg.seeds:
+            for name in cfg.sequences:
+                runs.append(run_sequence(name, seed, cfg, workdir, ex, progress))
+                # what is done so far, so that a run stopped early still reports it
+                atomic_write_json(
+                    workdir / "partial.json",
+                    {
+                        "config": asdict(cfg),
+                        "version": __version__,
+                        "done": [
+                            f"{r['records'][0]['sequence']}-s{r['records'][0]['seed']}"
+                            for r in runs
+                        ],
+                        "summary": summarise(runs, cfg),
+                        "runs": runs,
+                    },
+                )
     finally:
         if own:
             ex.close()
