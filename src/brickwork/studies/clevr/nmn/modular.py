@@ -8,6 +8,7 @@ import math
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,82 @@ def recorded_finds(
     }
 
 
+@dataclass
+class _Finds:
+    """How the finds of one modular run train: through their SGM, a search of
+    ``hpo_trials`` trials with an Optuna journal at ``storage``, else one run each."""
+
+    model: NMN
+    data: StudyData
+    priors: dict[str, torch.Tensor]
+    seed: int
+    storage: Path | None
+    hpo_trials: int
+    sgm_epochs: int
+    sgm_steps: int
+
+    def train(
+        self, name: str, *, seed: int, context: Mapping[str, nn.Module] | None = None
+    ) -> dict[str, Any]:
+        if self.storage is not None:
+            return tune_sgm_module(
+                self.model,
+                name,
+                self.data,
+                self.priors,
+                seed=seed,
+                trials=max(1, self.hpo_trials),
+                storage=self.storage,
+                min_steps=self.sgm_steps,
+                context=context,
+            )
+        return train_sgm_module(
+            self.model,
+            name,
+            self.data,
+            self.priors,
+            seed=seed,
+            epochs=self.sgm_epochs,
+            min_steps=self.sgm_steps,
+            context=context,
+        )
+
+    def second_round(self, finds: Sequence[str], jobs: list[dict[str, Any]]) -> None:
+        """Train again each find that stayed on its SGM plateau, on the questions that also
+        filter on finds that learned (their masks ANDed into its own); keep the new
+        weights only if they end further below their start than the first round's.
+        Appends the round-2 jobs to ``jobs``."""
+        stuck = [
+            j["module"]
+            for j in jobs
+            if j["module"] in finds
+            and j["module"] != "scene"
+            and j.get("sgm_loss") is not None
+            and j["sgm_loss"] > PLATEAU * j["start_loss"]
+        ]
+        context = {n: self.model.kinds.module(n) for n in finds if n not in stuck}
+        if not stuck or "scene" not in context:
+            return
+        freeze(self.model, list(context))
+        first = {j["module"]: j for j in jobs}
+        for name in stuck:
+            module = self.model.kinds.module(name)
+            before = copy.deepcopy(module.state_dict())
+            seed = self.seed
+            if self.storage is None:  # a fresh start, as each trial of a search has
+                seed += 7919
+                reinitialise(module, seed)
+            job = self.train(name, seed=seed, context=context)
+            # the rows differ between the rounds: compare the loss relative to each start
+            ratio = first[name]["sgm_loss"] / first[name]["start_loss"]
+            kept = job.get("sgm_loss") is not None and job["sgm_loss"] / job["start_loss"] < ratio
+            if kept:
+                first[name]["kept"] = False
+            else:
+                module.load_state_dict(before)
+            jobs.append({**job, "round": 2, "kept": kept})
+
+
 def train_modular(
     interface: str,
     data: StudyData,
@@ -173,70 +250,13 @@ def train_modular(
     )
     if storage is not None and storage.exists():
         storage.unlink()  # a new run: new weights, so old trials say nothing about them
-
-    def train_find(
-        name: str, *, seed: int, context: Mapping[str, nn.Module] | None = None
-    ) -> dict[str, Any]:
-        """One find through its SGM: a search of ``hpo_trials`` trials with a journal, else
-        one training run."""
-        if storage is not None:
-            return tune_sgm_module(
-                model,
-                name,
-                data,
-                priors,
-                seed=seed,
-                trials=max(1, hpo_trials),
-                storage=storage,
-                min_steps=sgm_steps,
-                context=context,
-            )
-        return train_sgm_module(
-            model,
-            name,
-            data,
-            priors,
-            seed=seed,
-            epochs=sgm_epochs,
-            min_steps=sgm_steps,
-            context=context,
-        )
-
+    sgm = _Finds(model, data, priors, seed, storage, hpo_trials, sgm_epochs, sgm_steps)
     for name in finds:
         if plan[name]["mode"] == "direct":
             jobs.append(train_find_direct(model, name, data, seed=seed, epochs=sgm_epochs))
         else:
-            jobs.append(train_find(name, seed=seed))
-    # second round: a find that stayed on its SGM plateau trains again, on the questions
-    # that also filter on finds that learned (their masks ANDed into its own)
-    stuck = [
-        j["module"]
-        for j in jobs
-        if j["module"] in finds
-        and j["module"] != "scene"
-        and j.get("sgm_loss") is not None
-        and j["sgm_loss"] > PLATEAU * j["start_loss"]
-    ]
-    context = {n: model.kinds.module(n) for n in finds if n not in stuck}
-    if stuck and "scene" in context:
-        freeze(model, list(context))
-        first = {j["module"]: j for j in jobs}
-        for name in stuck:
-            module = model.kinds.module(name)
-            before = copy.deepcopy(module.state_dict())
-            if storage is None:  # a fresh start, as each trial of a search has
-                reinitialise(module, seed + 7919)
-            job = train_find(
-                name, seed=seed if storage is not None else seed + 7919, context=context
-            )
-            # the rows differ between the rounds: compare the loss relative to each start
-            ratio = first[name]["sgm_loss"] / first[name]["start_loss"]
-            kept = job.get("sgm_loss") is not None and job["sgm_loss"] / job["start_loss"] < ratio
-            if kept:
-                first[name]["kept"] = False
-            else:
-                module.load_state_dict(before)
-            jobs.append({**job, "round": 2, "kept": kept})
+            jobs.append(sgm.train(name, seed=seed))
+    sgm.second_round(finds, jobs)
     freeze(model, finds)
     reader, recording = None, None
     if record:
