@@ -55,6 +55,11 @@ class Fn(nn.Module):
     ``compose.fold``, ``compose.conv``) — type-checked by the layout when built, and run
     by the autobatched :class:`brickwork.layouts.Runner` (row ``i`` of the batch is one
     application of the layout). A list flows on two edges: ``values`` and ``mask``.
+
+    Example:
+        >>> f = compose(leaf(LibraryOp("not")), leaf(LibraryOp("as_count")))
+        >>> f.layout, f(torch.tensor([[1.0], [0.0]])).tolist()
+        (Layout('as_count ∘ not', 2 nodes, depth 2), [[0.0], [1.0]])
     """
 
     in_type: CType
@@ -243,7 +248,13 @@ class Stage(Module):
 
 
 class MapStage(Stage):
-    """``map_l f`` in a layout: ``f``'s layout runs once on all present elements."""
+    """``map_l f`` in a layout: ``f``'s layout runs once on all present elements.
+
+    Example:
+        >>> m = MapStage(leaf(LibraryOp("not")))
+        >>> m.inputs["values"], m(values=torch.ones(2, 3, 1), mask=torch.ones(2, 3))["values"].sum()
+        (Bool['b n 1'], tensor(0.))
+    """
 
     kind_name = "compose.map"
     manual_config = True
@@ -269,7 +280,13 @@ class MapStage(Stage):
 
 class FoldStage(Stage):
     """``fold_l step`` in a layout: the step's layout runs once per position; lists that
-    ended keep their state."""
+    ended keep their state.
+
+    Example:
+        >>> f = FoldStage(leaf(LibraryOp("add")))
+        >>> f(values=torch.ones(2, 3, 1), mask=torch.tensor([[1.0, 1, 1], [1, 0, 0]])).tolist()
+        [[3.0], [1.0]]
+    """
 
     kind_name = "compose.fold"
     manual_config = True
@@ -300,7 +317,13 @@ class FoldStage(Stage):
 
 class ConvStage(Stage):
     """``conv_l f`` in a layout: ``f`` (a list function) sees every window of ``width``
-    neighbours (shorter at the ends), one output per element."""
+    neighbours (shorter at the ends), one output per element.
+
+    Example:
+        >>> c = ConvStage(fold_l(leaf(LibraryOp("add"))))
+        >>> c(values=torch.ones(1, 4, 1), mask=torch.ones(1, 4))["values"].squeeze(-1).tolist()
+        [[2.0, 3.0, 3.0, 2.0]]
+    """
 
     kind_name = "compose.conv"
     manual_config = True
