@@ -72,12 +72,14 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     fractions: tuple[float, ...] = (0.02, 0.1, 1.0)
     n_train_lists: int = 600
-    n_val_lists: int = 200
+    n_val_lists: int = 150
     n_test_lists: int = 300
     n_long_lists: int = 60
     workers: int = 2
     device: str = "cpu"
-    search: dict[str, Any] = field(default_factory=lambda: {"rank_limit": 32, "top_k": 5})
+    search: dict[str, Any] = field(
+        default_factory=lambda: {"rank_limit": 24, "rank_steps": 30, "top_k": 5}
+    )
     fit: dict[str, Any] = field(
         default_factory=lambda: {
             "epochs": 10,
@@ -86,7 +88,7 @@ class StudyConfig:
             "keep_best": "val_score",
             "max_train_time": 20.0,
             "train_clock": "process",
-            "min_steps": 120,
+            "min_steps": 80,
         }
     )
 
@@ -99,7 +101,7 @@ class StudyConfig:
             n_val_lists=150,
             n_test_lists=150,
             n_long_lists=40,
-            search={"rank_limit": 12, "top_k": 3},
+            search={"rank_limit": 12, "rank_steps": 30, "top_k": 3},
             fit={
                 "epochs": 8,
                 "batch_size": 32,
@@ -107,7 +109,7 @@ class StudyConfig:
                 "keep_best": "val_score",
                 "max_train_time": 15.0,
                 "train_clock": "process",
-                "min_steps": 120,
+                "min_steps": 80,
             },
         )
 
