@@ -419,6 +419,15 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
             "untyped": _median([r["counts"]["untyped"] for r in full]),
             "trained_per_task": max([r["trained"] for r in recs] or [0]),
             "ranking_spearman": _median([r["spearman"] for r in recs]),
+            "ranking_spearman_mean": _mean([r["spearman"] for r in recs]),
+            "size_bound": int(cfg.search.get("size_bound", SolveConfig().size_bound)),
+            "typed_fewer_than_shape_only": _median(
+                [
+                    r["counts"]["shape_only"] / r["counts"]["typed"]
+                    for r in full
+                    if r["counts"]["typed"]
+                ]
+            ),
         },
         "forgetting": {"max_drop": round(max(drops), 6) if drops else None},
         "seconds_per_sequence": _median([run["seconds"] for run in runs]),
