@@ -518,6 +518,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], 
     _register_execute,
     _register_stats,
     _register_study,
+    __import__("brickwork.cli.clevr_ask", fromlist=["register"]).register,  # ask, answer
 ]
 
 

@@ -1,0 +1,366 @@
+"""The program generator: question words → prefix program tokens, decoded under the
+type constraint of :mod:`~brickwork.studies.clevr.parse.grammar`.
+
+Two architectures share one module kind (``arch`` in the config) and one decoder loop:
+
+- ``"pointer"`` (the default): a **local** encoder (word embeddings and two
+  convolutions, each word sees ±4 words) and a **Markov** decoder. A step's query is a
+  function of the previous token, the previous attended context, the open port (its
+  kind, parent token and argument position) — nothing that grows with the question —
+  and its attention adds to the content score a location score over the *offset* from
+  the previous attention (offsets −6…6 one by one, farther ones in two buckets), so the
+  pointer learns to step along the sentence ("the big red cube that is left of …":
+  ``unique`` at *the*, ``filter_shape[cube]`` at *cube*, back over the adjectives,
+  then on to *left*). Nothing in it depends on the position in the sentence or on the
+  number of steps taken: a depth-12 question is the same local steps as a depth-4 one,
+  which is why it reads questions deeper than any it was trained on.
+- ``"seq2seq"``: the plain baseline: a bidirectional GRU encoder and a GRU decoder with
+  attention and input feeding, whose recurrent state carries the whole history.
+
+Example:
+    >>> gen = ProgramGenerator(words=["how", "many", "red", "things", "are", "there"])
+    >>> ids, unknown = gen.encode_text("How many red cubes are there?")
+    >>> unknown
+    ['cubes']
+    >>> out = gen.decode(ids.unsqueeze(0))  # untrained: some valid program
+    >>> from brickwork.studies.clevr.parse.grammar import from_prefix
+    >>> from_prefix(out.tokens[0]).answers_question
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from brickwork.errors import DataError
+from brickwork.modules import Module, register_kind
+from brickwork.studies.clevr.parse.grammar import (
+    ALLOWED,
+    KINDS,
+    TOKEN_INDEX,
+    TOKENS,
+    PortStack,
+    allowed_batch,
+)
+from brickwork.types import Features
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+_WORD = re.compile(r"[a-z]+|\d+")
+#: location buckets: offsets -WINDOW..WINDOW one by one, then far left / far right
+WINDOW = 6
+N_BUCKETS = 2 * WINDOW + 3
+EDGE = 6
+ARCHS = ("pointer", "seq2seq")
+CONTEXTS = ("right", "both")
+
+
+def words_of(text: str) -> list[str]:
+    """The question's words as the generator reads them (lower case, no punctuation).
+
+    Example:
+        >>> words_of("There is a big ball; what color is it?")
+        ['there', 'is', 'a', 'big', 'ball', 'what', 'color', 'is', 'it']
+    """
+    return _WORD.findall(text.lower())
+
+
+def _buckets(n: int, device: torch.device) -> torch.Tensor:
+    pos = torch.arange(n, device=device)
+    off = pos[:, None] - pos[None, :]  # [i, j] = i - j
+    b = off.clamp(-WINDOW, WINDOW) + WINDOW
+    b = torch.where(off < -WINDOW, torch.full_like(b, 2 * WINDOW + 1), b)
+    return torch.where(off > WINDOW, torch.full_like(b, 2 * WINDOW + 2), b)
+
+
+@dataclass
+class Decoded:
+    """A batch of decodes: prefix tokens, summed log-probabilities (with gradients when
+    sampled for training), and whether the node budget cut a decode short."""
+
+    tokens: list[list[str]]
+    log_prob: torch.Tensor
+    min_prob: list[float]
+    forced: list[bool]
+
+
+@register_kind(
+    "clevr_program_generator",
+    example_config={"words": ["how", "many", "things"], "dim": 16},
+    sizes={"b": 2, "t": 6},
+)
+class ProgramGenerator(Module):
+    """Question tokens → a CLEVR program in prefix order, under the type constraint.
+
+    Args:
+        words: the word vocabulary (ids 4…; 0 padding, 1 unknown, 2/3 sentence start/end).
+        dim: width of embeddings and states.
+        arch: ``"pointer"`` (local encoder, Markov location-aware decoder) or
+            ``"seq2seq"`` (BiGRU encoder, GRU decoder with attention).
+
+    Example:
+        >>> gen = ProgramGenerator(words=["are", "there", "any", "cubes"], dim=16)
+        >>> ids, _ = gen.encode_text("Are there any cubes?")
+        >>> gen(ids.unsqueeze(0)).shape[0]
+        1
+    """
+
+    manual_config = True
+
+    def __init__(
+        self,
+        words: Sequence[str] = (),
+        dim: int = 64,
+        arch: str = "pointer",
+        dropout: float = 0.1,
+        lexical: bool = True,
+        context: str = "right",
+    ):
+        super().__init__()
+        if arch not in ARCHS:
+            raise DataError(f"ProgramGenerator: arch {arch!r}; expected one of {ARCHS}")
+        self._bw_config = {
+            "words": list(words),
+            "dim": dim,
+            "arch": arch,
+            "dropout": dropout,
+            "lexical": lexical,
+            "context": context,
+        }
+        if context not in CONTEXTS:
+            raise DataError(f"ProgramGenerator: context {context!r}; expected one of {CONTEXTS}")
+        self.context = context
+        self.drop = nn.Dropout(dropout)
+        self.lexical = lexical
+        self.words = list(words)
+        self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
+        self.arch = arch
+        self.dim = dim
+        self.inputs = {"tokens": Features("b t", dtype=torch.long)}
+        self.outputs = {"program": Features("b s", dtype=torch.long)}
+        v, p, d = len(self.words) + len(SPECIALS), len(TOKENS), dim
+        self.embed = nn.Embedding(v, d, padding_idx=PAD)
+        self.prev_embed = nn.Embedding(p, d)
+        self.kind_embed = nn.Embedding(len(KINDS), d)
+        self.parent_embed = nn.Embedding(p, d)
+        self.arg_embed = nn.Embedding(3, d)
+        if arch == "pointer":
+            # "right": each word sees itself and the next 4 words only (two width-3
+            # convolutions padded on the right); "both": ±4 words (two width-5 ones)
+            width = 3 if context == "right" else 5
+            self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
+            self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
+            self.key = nn.Linear(d, d)
+            self.loc = nn.Linear(d, N_BUCKETS)
+            # distance from the sentence's start and end (0..EDGE-1, then "far"):
+            # "There is a … ; what color is it?" jumps to the end and back to the start
+            self.edge = nn.Linear(d, 2 * (EDGE + 1))
+        else:
+            self.rnn = nn.GRU(d, d // 2, batch_first=True, bidirectional=True)
+            self.cell = nn.GRUCell(5 * d, d)
+            self.key = nn.Linear(d, d)
+        self.out = nn.Sequential(nn.Linear(2 * d, d), nn.Tanh(), nn.Linear(d, p))
+        # the attended words' own embeddings vote for tokens (a lexicon: "ball" ->
+        # filter_shape[sphere] wherever it stands)
+        self.lex = nn.Linear(d, p) if lexical else None
+
+    # ------------------------------------------------------------------ text
+    def encode_text(self, text: str, length: int | None = None) -> tuple[torch.Tensor, list[str]]:
+        """Word ids ``<bos> words <eos>`` (padded to ``length``) and the unknown words."""
+        ws = words_of(text)
+        ids = [BOS, *(self.index.get(w, UNK) for w in ws), EOS]
+        unknown = [w for w in ws if w not in self.index]
+        if length is not None:
+            ids = ids[:length] + [PAD] * max(0, length - len(ids))
+        return torch.tensor(ids, dtype=torch.long), unknown
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Padded word ids of several questions, ``[n, longest + 2]``."""
+        rows = [self.encode_text(t)[0] for t in texts]
+        n = max((len(r) for r in rows), default=2)
+        return torch.stack([torch.cat([r, r.new_zeros(n - len(r))]) for r in rows])
+
+    # ------------------------------------------------------------------ network
+    def encode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = tokens.long().clamp(0, self.embed.num_embeddings - 1)
+        mask = tokens != PAD
+        x = self.drop(self.embed(tokens))
+        if self.arch == "pointer":
+            h = x
+            pad = (0, 2) if self.context == "right" else (2, 2)
+            for conv in self.convs:
+                y = conv(nn.functional.pad(h.transpose(1, 2), pad)).transpose(1, 2)
+                h = (h + torch.tanh(y)) * mask.unsqueeze(-1)
+            enc = {"h": h, "mask": mask, "keys": self.key(h), "x": x}
+            enc["buckets"] = _buckets(tokens.shape[1], tokens.device)
+            pos = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+            last = mask.sum(1, keepdim=True) - 1
+            enc["edges"] = torch.stack(
+                [pos.clamp(max=EDGE), (last - pos).clamp(0, EDGE) + EDGE + 1], -1
+            )
+            return enc
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths, batch_first=True, enforce_sorted=False
+        )
+        out, last = self.rnn(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        h0 = torch.cat([last[0], last[1]], -1)
+        return {"h": h, "mask": mask, "keys": self.key(h), "h0": h0, "x": x}
+
+    def start(self, enc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        h = enc["h"]
+        b, n, _ = h.shape
+        if self.arch == "pointer":
+            alpha = h.new_zeros(b, n)
+            alpha[:, 0] = 1.0
+            return {"alpha": alpha, "ctx": h[:, 0]}
+        return {"hid": enc["h0"], "ctx": h.new_zeros(b, self.dim)}
+
+    def step(
+        self,
+        enc: dict[str, torch.Tensor],
+        state: dict[str, torch.Tensor],
+        prev: torch.Tensor,
+        kind: torch.Tensor,
+        parent: torch.Tensor,
+        arg: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One decoding step: logits over program tokens (before the constraint)."""
+        h, mask = enc["h"], enc["mask"]
+        feats = torch.cat(
+            [
+                self.prev_embed(prev),
+                state["ctx"],
+                self.kind_embed(kind),
+                self.parent_embed(parent),
+                self.arg_embed(arg),
+            ],
+            -1,
+        )
+        if self.arch == "pointer":
+            q = self.query(feats)
+            kern = self.loc(q)  # [b, buckets]
+            loc = kern[:, enc["buckets"]]  # [b, i, j]
+            bias = torch.einsum("bij,bj->bi", loc, state["alpha"])
+            edge = self.edge(q)  # [b, 2 * (EDGE + 1)]
+            bias = (
+                bias + edge.gather(1, enc["edges"][..., 0]) + edge.gather(1, enc["edges"][..., 1])
+            )
+            score = torch.einsum("bld,bd->bl", enc["keys"], q) / math.sqrt(self.dim) + bias
+            score = score.masked_fill(~mask, -1e9)
+            alpha = torch.softmax(score, -1)
+            ctx = torch.einsum("bl,bld->bd", alpha, h)
+            logits = self.out(self.drop(torch.cat([ctx, q], -1)))
+            if self.lex is not None:
+                logits = logits + self.lex(torch.einsum("bl,bld->bd", alpha, enc["x"]))
+            return logits, {"alpha": alpha, "ctx": ctx}
+        hid = self.cell(feats, state["hid"])
+        score = torch.einsum("bld,bd->bl", enc["keys"], hid) / math.sqrt(self.dim)
+        alpha = torch.softmax(score.masked_fill(~mask, -1e9), -1)
+        ctx = torch.einsum("bl,bld->bd", alpha, h)
+        return self.out(self.drop(torch.cat([ctx, hid], -1))), {"hid": hid, "ctx": ctx}
+
+    def teacher_forced(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor,
+        kind: torch.Tensor,
+        parent: torch.Tensor,
+        arg: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-probability ``[b]`` of the target prefix programs (under the constraint).
+
+        ``targets`` ``[b, s]`` token ids (0 after the end); ``kind``/``parent``/``arg``
+        the port each target fills (:func:`~brickwork.studies.clevr.parse.grammar.
+        port_sequence`).
+        """
+        enc = self.encode(tokens)
+        state = self.start(enc)
+        allowed = ALLOWED.to(tokens.device)
+        prev = torch.zeros_like(targets[:, 0])
+        total = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
+        for t in range(targets.shape[1]):
+            logits, state = self.step(enc, state, prev, kind[:, t], parent[:, t], arg[:, t])
+            logits = logits.masked_fill(~allowed[kind[:, t]], -1e9)
+            lp = torch.log_softmax(logits, -1).gather(1, targets[:, t : t + 1]).squeeze(1)
+            total = total + torch.where(targets[:, t] > 0, lp, torch.zeros_like(lp))
+            prev = targets[:, t]
+        return total
+
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        *,
+        max_nodes: Sequence[int] | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Decoded:
+        """Decode programs in prefix order; every step allows only the tokens the open
+        port's kind accepts and whose cheapest completion fits ``max_nodes`` (default:
+        twice the number of words plus 8).
+
+        ``sample=True`` draws each token from the model's distribution (training by
+        REINFORCE; ``log_prob`` keeps its gradient); otherwise the most likely allowed
+        token is taken.
+        """
+        b = tokens.shape[0]
+        n_words = (tokens != PAD).sum(1).tolist()
+        budget = list(max_nodes) if max_nodes is not None else [2 * n + 8 for n in n_words]
+        stacks = [PortStack.start(m) for m in budget]
+        enc = self.encode(tokens)
+        state = self.start(enc)
+        dev = tokens.device
+        prev = torch.zeros(b, dtype=torch.long, device=dev)
+        total = torch.zeros(b, device=dev)
+        out: list[list[str]] = [[] for _ in range(b)]
+        min_prob = [1.0] * b
+        forced = [False] * b
+        while not all(s.done for s in stacks):
+            kind = torch.tensor([s.kind() for s in stacks], device=dev)
+            par = torch.tensor([s.parent() for s in stacks], device=dev).reshape(b, 2)
+            logits, state = self.step(enc, state, prev, kind, par[:, 0], par[:, 1])
+            typed = allowed_batch(stacks, dev)
+            by_type = ALLOWED.to(dev)[kind]
+            active = torch.tensor([not s.done for s in stacks], device=dev)
+            typed[~active, 1] = True  # a harmless placeholder for finished decodes
+            lp = torch.log_softmax(logits.masked_fill(~typed, -1e9), -1)
+            if sample:
+                choice = torch.multinomial(lp.detach().exp(), 1, generator=generator).squeeze(1)
+            else:
+                choice = lp.argmax(-1)
+                free = logits.masked_fill(~by_type, -1e9).argmax(-1)
+                cut = (active & (free != choice)).tolist()
+                forced = [f or c for f, c in zip(forced, cut)]
+            step_lp = lp.gather(1, choice[:, None]).squeeze(1)
+            total = total + torch.where(active, step_lp, torch.zeros_like(step_lp))
+            probs = step_lp.detach().exp().tolist()
+            chosen = choice.tolist()
+            for i, s in enumerate(stacks):
+                if not s.done:
+                    tok = TOKENS[chosen[i]]
+                    out[i].append(tok)
+                    s.push(tok)
+                    min_prob[i] = min(min_prob[i], probs[i])
+            prev = choice
+        return Decoded(out, total, min_prob, forced)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Greedy constrained decodes as token ids ``[b, longest]`` (0 after the end)."""
+        dec = self.decode(tokens)
+        n = max(len(t) for t in dec.tokens)
+        return torch.tensor(
+            [[TOKEN_INDEX[t] for t in row] + [0] * (n - len(row)) for row in dec.tokens],
+            dtype=torch.long,
+            device=tokens.device,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"arch": self.arch, "dim": self.dim, "words": len(self.words)}
