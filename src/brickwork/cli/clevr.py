@@ -24,6 +24,7 @@ from brickwork.cli.common import (
     existing_file,
     positive_int,
     safe_name,
+    workers_arg,
     writable_out_dir,
     writable_out_file,
 )
@@ -441,9 +442,8 @@ def _register_study(group: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=writable_out_dir,
         help="data cache folder (default: OUT/../clevr-cache); generated if absent",
     )
-    p.add_argument(
-        "--workers",
-        type=bounded_int(1, _MAX_PROCESSES),
+    workers_arg(
+        p,
         default=None,
         help="worker processes running the study's jobs (default: 2); a rerun with "
         "the same OUT resumes from the jobs already done",

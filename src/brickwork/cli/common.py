@@ -345,6 +345,30 @@ def device_arg(
     )
 
 
+#: the largest --workers accepted (more processes than this is a typo on any machine)
+MAX_WORKERS = 256
+
+
+def workers_arg(
+    parser: argparse.ArgumentParser | Any,
+    *,
+    default: int | None = 2,
+    help: str = "parallel processes",
+) -> argparse.Action:
+    """Add ``--workers``: how many processes run the jobs (1 to :data:`MAX_WORKERS`).
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> _ = workers_arg(p)
+        >>> p.parse_args([]).workers, p.parse_args(["--workers", "4"]).workers
+        (2, 4)
+    """
+    return parser.add_argument(
+        "--workers", type=bounded_int(1, MAX_WORKERS), default=default, help=help
+    )
+
+
 # ----------------------------------------------------------------------------- numbers
 
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from brickwork.cli.common import bounded_int, check_writable_dir, device_arg, writable_out_dir
+from brickwork.cli.common import (
+    bounded_int,
+    check_writable_dir,
+    device_arg,
+    workers_arg,
+    writable_out_dir,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,12 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--out", default="runs/demo", type=writable_out_dir, help="output folder")
     p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0)
-    p.add_argument(
-        "--workers",
-        type=bounded_int(1, 256),
-        default=2,
-        help="parallel processes of the sorting study",
-    )
+    workers_arg(p, help="parallel processes of the sorting study")
     p.add_argument(
         "--core",
         action="store_true",

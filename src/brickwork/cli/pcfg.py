@@ -21,6 +21,7 @@ from brickwork.cli.common import (
     device_arg,
     existing_dir,
     existing_file,
+    workers_arg,
     writable_out_dir,
     writable_out_file,
 )
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--no-register", action="store_true", help="do not register the modules")
     t.add_argument("--seed", type=_seed, default=0, help="run seed")
-    t.add_argument("--workers", type=bounded_int(1, 256), default=2, help="parallel processes")
+    workers_arg(t)
     t.add_argument(
         "--examples",
         type=bounded_int(10, 100000),
