@@ -251,7 +251,7 @@ def image_features(encoder: Any, path: str | Path) -> tuple[torch.Tensor, Any, s
             )
         )
         img = img.resize(IMAGE_SIZE, Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy for torch
     feats = encode(encoder, images_tensor(arr[None]))[0]
     return feats, arr, warning
 

@@ -57,7 +57,7 @@ _WORD = re.compile(r"[a-z]+|\d+")
 #: location buckets: offsets -WINDOW..WINDOW one by one, then far left / far right
 WINDOW = 6
 N_BUCKETS = 2 * WINDOW + 3
-EDGE = 6
+EDGE = 10
 ARCHS = ("pointer", "seq2seq")
 CONTEXTS = ("right", "both")
 
