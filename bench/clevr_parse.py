@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,10 +39,14 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="a finished NMN study run (for answers)")
     ap.add_argument("--cache", default=None, help="that study's --cache folder")
     ap.add_argument("--workers", type=int, default=2, help="settings trained at a time")
+    ap.add_argument("--ns", help="comma-separated N settings instead of the mode's (e.g. 270,all)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     cfg = ParseStudyConfig.quick(args.seed) if args.quick else ParseStudyConfig(seed=args.seed)
+    if args.ns:
+        ns = tuple(None if n.strip() == "all" else int(n) for n in args.ns.split(","))
+        cfg = replace(cfg, ns=ns)
     out = Path(args.out) / ("quick" if args.quick else "full")
     res = run_parse_study(out, cfg, run=args.run, cache=args.cache, workers=args.workers)
     result = {k: res[k] for k in KEYS}
