@@ -530,7 +530,8 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     )
     out.append(head)
     per = summary["per_element_error_by_length"]
-    for name, row in summary["rmse_by_length"].items():
+    for name in TEST_LENGTHS:  # in length order (a JSON round trip may sort the keys)
+        row = summary["rmse_by_length"].get(name, {})
         out.append(
             f"| {name} | "
             + " | ".join(f"{cell(row.get(w))} / {cell(per.get(w, {}).get(name))}" for w in who)
