@@ -308,7 +308,8 @@ def test_submitted_jobs_wait_for_a_free_device_slot():
     with LocalExecutor(devices=["cpu", "meta"]) as ex:
         futs = [ex.submit(_slot, {"i": i}) for i in range(6)]
         out = [f.result(timeout=120) for f in futs]
-    assert sorted(r["device"] for r in out) == ["cpu"] * 3 + ["meta"] * 3
+    # the first two start at once, one per slot; the rest take whichever slot frees first
+    assert {out[0]["device"], out[1]["device"]} == {"cpu", "meta"}
     for dev in ("cpu", "meta"):
         spans = sorted((r["start"], r["end"]) for r in out if r["device"] == dev)
         assert all(a[1] <= b[0] + 0.01 for a, b in zip(spans, spans[1:]))

@@ -56,7 +56,7 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from brickwork.errors import TrainingError
 
@@ -144,6 +144,9 @@ def _exit_with(owner: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
+_ExecutorT = TypeVar("_ExecutorT", bound="Executor")
+
+
 class Executor(abc.ABC):
     """Abstract: run ``fn(job)`` for jobs, on ``workers`` slots at once.
 
@@ -227,7 +230,7 @@ class Executor(abc.ABC):
     def close(self) -> None:  # noqa: B027 (optional: executors without workers keep it)
         """Release the workers."""
 
-    def __enter__(self) -> Executor:
+    def __enter__(self: _ExecutorT) -> _ExecutorT:
         return self
 
     def __exit__(self, *exc: Any) -> None:

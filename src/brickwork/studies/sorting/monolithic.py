@@ -1,6 +1,7 @@
 """Monolithic training (§3.2.2): the thesis modules unrolled as one network, trained end
 to end with the target traces as an auxiliary selection loss and teacher-forced operator
 selection, plus a final-state loss; until the episode error ≤ 1 % or a wall-time cap.
+Trains through :func:`brickwork.training.fit`, like the modular units.
 
 Example:
     >>> cfg = MonolithicConfig(max_length=3, train_lists=40, val_lists=10, cap_seconds=2,
@@ -13,9 +14,8 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import torch
@@ -26,8 +26,14 @@ from brickwork.studies.sorting.data import (
     build_transitions,
     training_lists,
 )
-from brickwork.studies.sorting.training import mean_abs_grad, states_to_bytes
-from brickwork.studies.sorting.variants import new_modules, thesis_controller, thesis_operators
+from brickwork.studies.sorting.training import StepRules, states_to_bytes
+from brickwork.studies.sorting.variants import (
+    THESIS_UNITS,
+    new_modules,
+    thesis_controller,
+    thesis_operators,
+)
+from brickwork.training import FitState
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +116,44 @@ class _Unrolled:
         return loss, wrong.float()
 
 
+@final
+class _MonolithicRules(StepRules):
+    """Curriculum from length 2 while the episode error meets the criterion; stop at the
+    full length when it does (``criteria``) or at the wall cap (``time_cap``)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], vnet: _Unrolled, cfg: MonolithicConfig):
+        super().__init__(
+            params,
+            length=2 if cfg.curriculum else cfg.max_length,
+            log_every=5,
+            eval_every=cfg.eval_every,
+            val_keys=("val_error", "val_length"),
+        )
+        self.vnet, self.cfg, self.err = vnet, cfg, 1.0
+
+    def check(self, state: FitState) -> None:
+        vpool = np.nonzero(self.vnet.lengths <= self.length)[0][: self.cfg.val_episodes]
+        with torch.no_grad():
+            _, wrong = self.vnet.run(vpool)
+        self.err = float(wrong.mean())
+        self.record(state, val_error=self.err, val_length=self.length)
+        if self.err <= self.cfg.error:
+            if self.length < self.cfg.max_length:
+                self.length += 1
+            else:
+                self.stop("criteria")
+        if not self.done and self.history["val_seconds"][-1] > self.cfg.cap_seconds:
+            self.stop("time_cap")
+
+
 def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -> dict[str, Any]:
-    """Train the monolithic sorter on ``device``; returns metrics, history and weights
-    by role (the modules are built on the CPU, so a seed starts from the same weights on
-    every device)."""
-    torch.manual_seed(seed * 7919 + 17)
+    """Train the monolithic sorter on ``device`` through :func:`brickwork.training.fit`;
+    returns metrics, history and weights by role (the modules are built on the CPU, so a
+    seed starts from the same weights on every device)."""
+    init_seed = seed * 7919 + 17
+    torch.manual_seed(init_seed)
     modules: dict = {}
-    for unit in ("thesis.mova", "thesis.movb", "thesis.retb", "thesis.swap", "thesis.controller"):
+    for unit in THESIS_UNITS:
         modules.update(new_modules(unit, cfg.hidden))
     for m in modules.values():
         m.to(device)
@@ -128,57 +165,14 @@ def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -
     )
     net, vnet = _Unrolled(modules, train, device), _Unrolled(modules, val, device)
     params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(seed + 5)
-    length = 2 if cfg.curriculum else cfg.max_length
-    history: dict[str, list] = {
-        "it": [],
-        "seconds": [],
-        "loss": [],
-        "grad": [],
-        "val_it": [],
-        "val_seconds": [],
-        "val_error": [],
-        "val_length": [],
-    }
-    it, err, reason = 0, 1.0, "time_cap"
-    t0 = time.perf_counter()
-    c0 = time.process_time()
-    while True:
-        pool = np.nonzero(net.lengths <= length)[0]
-        loss, _ = net.run(pool[rng.integers(0, len(pool), size=cfg.batch)])
-        opt.zero_grad()
-        loss.backward()
-        it += 1
-        if it % 5 == 0 or it == 1:
-            history["it"].append(it)
-            history["seconds"].append(time.perf_counter() - t0)
-            history["loss"].append(float(loss.detach()))
-            history["grad"].append(mean_abs_grad(params))
-        opt.step()
-        if it % cfg.eval_every == 0:
-            vpool = np.nonzero(vnet.lengths <= length)[0][: cfg.val_episodes]
-            with torch.no_grad():
-                _, wrong = vnet.run(vpool)
-            err = float(wrong.mean())
-            elapsed = time.perf_counter() - t0
-            for k, v in (
-                ("val_it", it),
-                ("val_seconds", elapsed),
-                ("val_error", err),
-                ("val_length", length),
-            ):
-                history[k].append(v)
-            if err <= cfg.error:
-                if length < cfg.max_length:
-                    length += 1
-                else:
-                    reason = "criteria"
-                    break
-            if elapsed > cfg.cap_seconds:
-                break
-    seconds = time.perf_counter() - t0
-    cpu_seconds = time.process_time() - c0
+    rules = _MonolithicRules(params, vnet, cfg)
+
+    def step_loss() -> torch.Tensor:
+        pool = np.nonzero(net.lengths <= rules.length)[0]
+        return net.run(pool[rng.integers(0, len(pool), size=cfg.batch)])[0]
+
+    it = rules.run(modules, step_loss, lr=cfg.lr, seed=init_seed, device=device)
     # the episode error at the full training length, whatever the curriculum reached
     with torch.no_grad():
         full = np.nonzero(vnet.lengths <= cfg.max_length)[0][: cfg.val_episodes]
@@ -187,27 +181,27 @@ def train_monolithic(seed: int, cfg: MonolithicConfig, *, device: str = "cpu") -
         "monolithic seed %d: %s after %d it, %.1f s (episode error %.3f at length ≤ %d, "
         "%.3f at ≤ %d)",
         seed,
-        reason,
+        rules.reason,
         it,
-        seconds,
-        err,
-        length,
+        rules.seconds,
+        rules.err,
+        rules.length,
         full_error,
         cfg.max_length,
     )
     return {
         "unit": "monolithic",
         "seed": seed,
-        "stop_reason": reason,
+        "stop_reason": rules.reason,
         "iterations": it,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "val_error": err,
-        "curriculum_length": length,
+        "seconds": rules.seconds,
+        "cpu_seconds": rules.cpu_seconds,
+        "val_error": rules.err,
+        "curriculum_length": rules.length,
         "full_length_error": full_error,
-        "met_criteria": reason == "criteria",
+        "met_criteria": rules.reason == "criteria",
         "data_digest": train.digest(),
-        "history": history,
+        "history": rules.history,
         "device": str(device),
         "states": states_to_bytes(modules),
     }

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,22 +28,22 @@ from brickwork.modules import atomic_write_json, load_module, save_module
 from brickwork.studies.sorting.evaluation import eval_lengths, evaluate_agent, max_verified
 from brickwork.studies.sorting.monolithic import MonolithicConfig, train_monolithic
 from brickwork.studies.sorting.plots import plot_all
-from brickwork.studies.sorting.pool import Pool
 from brickwork.studies.sorting.training import (
     TrainConfig,
-    check_device,
     modules_from_bytes,
     train_unit,
 )
 from brickwork.studies.sorting.variants import (
     ADDRESSED_UNITS,
+    OPERATORS,
     THESIS_UNITS,
     VARIANTS,
     WHOLE_LIST,
     build_agent,
     is_typed,
 )
-from brickwork.training import makespan
+from brickwork.training import LocalExecutor, makespan
+from brickwork.training.executor import check_device
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def _units_for(variants: tuple[str, ...]) -> tuple[list[str], list[str]]:
     )
     addressed = []
     if "modular_addressed" in variants or "modular_addressed_recursive" in variants:
-        addressed = ["addr.mova", "addr.movb", "addr.retb", "addr.swap"]
+        addressed = [f"addr.{op}" for op in OPERATORS]
         if "modular_addressed" in variants:
             addressed.append("addr.controller")
         if "modular_addressed_recursive" in variants:
@@ -160,7 +161,7 @@ def _variant_units(variant: str) -> list[str]:
     if variant == "modular_addressed":
         return [u for u in ADDRESSED_UNITS if u != "rec.controller"]
     if variant == "modular_addressed_recursive":
-        return ["addr.mova", "addr.movb", "addr.retb", "addr.swap", "rec.controller"]
+        return [*(f"addr.{op}" for op in OPERATORS), "rec.controller"]
     return list(THESIS_UNITS)
 
 
@@ -200,6 +201,22 @@ def evaluate_variant(
     }
 
 
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One study job in a worker: ``job["run"]`` names the function (``train_unit``,
+    ``train_monolithic`` or ``evaluate_variant``), the other keys are its arguments."""
+    kwargs = dict(job)
+    run = kwargs.pop("run")
+    fns: dict[str, Callable[..., dict[str, Any]]] = {
+        "train_unit": train_unit,
+        "train_monolithic": train_monolithic,
+        "evaluate_variant": evaluate_variant,
+    }
+    if run not in fns:
+        raise TrainingError(f"sorting study: unknown job {run!r}; known: {sorted(fns)}")
+    result: dict[str, Any] = fns[run](**kwargs)
+    return result
+
+
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ("states", "history")}
 
@@ -211,12 +228,12 @@ class _Run:
         self,
         cfg: StudyConfig,
         out: Path,
-        pool: Pool,
+        executor: LocalExecutor,
         evaluate: bool,
         device: str = "cpu",
         progress: bool = False,
     ):
-        self.cfg, self.out, self.pool, self.evaluate = cfg, out, pool, evaluate
+        self.cfg, self.out, self.executor, self.evaluate = cfg, out, executor, evaluate
         self.device = device
         # one tick per finished job (training units, monolithic, evaluations); the total
         # grows as jobs are submitted, tqdm's rate gives the ETA of the known ones
@@ -230,9 +247,20 @@ class _Run:
         self.mono: dict[str, Any] | None = None
         self.thesis, self.addressed = _units_for(cfg.variants)
 
-    def submit(self, tag: tuple, fn: Any, **kw: Any) -> None:
+    def submit(self, tag: tuple, job: dict[str, Any]) -> None:
         self._grow()
-        self.pending[self.pool.submit(fn, **kw)] = tag
+        self.pending[self.executor.submit(_run_job, job)] = tag
+
+    def _train_job(self, unit: str, seed: int, **extra: Any) -> dict[str, Any]:
+        """A ``train_unit`` job (``extra``: the extra phase's arguments)."""
+        return {
+            "run": "train_unit",
+            "unit": unit,
+            "seed": seed,
+            "cfg": self.cfg.train,
+            "device": self.device,
+            **extra,
+        }
 
     def _grow(self, n: int = 1) -> None:
         self.bar.total = (self.bar.total or 0) + n
@@ -243,15 +271,13 @@ class _Run:
         self.bar.update(1)
 
     def phase_a(self, seed: int, units: list[str]) -> tuple[float, float]:
-        """Train units to criterion with the pool to themselves: (wall, CPU) seconds."""
+        """Train units to criterion with the executor to themselves: (wall, CPU) seconds."""
         if not units:
             return 0.0, 0.0
         t0 = time.perf_counter()
         self._grow(len(units))
         futs = {
-            u: self.pool.submit(
-                train_unit, unit=u, seed=seed, cfg=self.cfg.train, device=self.device
-            )
+            u: self.executor.submit(_run_job, self._train_job(u, seed))
             for u in sorted(
                 units, key=lambda u: -{"thesis.controller": 3, "thesis.swap": 2}.get(u, 0)
             )
@@ -263,7 +289,7 @@ class _Run:
         # CPU-time makespan of the same schedule (the machine may be shared): the
         # measured per-unit CPU seconds list-scheduled onto the workers in submit order
         cpu = [self.modules[seed][u]["criterion"]["cpu_seconds"] for u in futs]
-        return wall, makespan(cpu, self.pool.workers, longest_first=False)
+        return wall, makespan(cpu, self.executor.workers, longest_first=False)
 
     def _done_a(self, seed: int, unit: str, res: dict, submit_extra: bool = True) -> None:
         self.modules.setdefault(seed, {})[unit] = {"criterion": res}
@@ -276,26 +302,18 @@ class _Run:
         res = self.modules[seed][unit]["criterion"]
         self.submit(
             ("B", seed, unit),
-            train_unit,
-            unit=unit,
-            seed=seed,
-            cfg=self.cfg.train,
-            phase="extra",
-            init_states=res["states"],
-            prior_iterations=res["iterations"],
-            device=self.device,
+            self._train_job(
+                unit,
+                seed,
+                phase="extra",
+                init_states=res["states"],
+                prior_iterations=res["iterations"],
+            ),
         )
 
     def start_seed(self, seed: int) -> None:
         for u in self.thesis + self.addressed:
-            self.submit(
-                ("A", seed, u),
-                train_unit,
-                unit=u,
-                seed=seed,
-                cfg=self.cfg.train,
-                device=self.device,
-            )
+            self.submit(("A", seed, u), self._train_job(u, seed))
 
     def _seed_ready(self, seed: int, units: list[str]) -> bool:
         got = self.modules.get(seed, {})
@@ -305,13 +323,15 @@ class _Run:
         if self.evaluate and variant in self.cfg.variants:
             self.submit(
                 ("E", variant, seed),
-                evaluate_variant,
-                variant=variant,
-                seed=seed,
-                folder=str(folder),
-                lengths=self.cfg.lengths(),
-                counts=self.cfg.counts(variant, seed),
-                device=self.device,
+                {
+                    "run": "evaluate_variant",
+                    "variant": variant,
+                    "seed": seed,
+                    "folder": str(folder),
+                    "lengths": self.cfg.lengths(),
+                    "counts": self.cfg.counts(variant, seed),
+                    "device": self.device,
+                },
             )
 
     def handle(self, tag: tuple, res: Any) -> None:
@@ -438,11 +458,11 @@ def run_study(
         "max_train_length": cfg.max_train(),
         "device": str(device),
     }
-    with Pool(cfg.workers) as pool:
-        # start the workers (imports) before anything is timed
-        for f in [pool.submit(_warm) for _ in range(cfg.workers)]:
-            f.result()
-        run = _Run(cfg, out, pool, evaluate, device, progress)
+    # one job in this process when there is one worker (no start-up cost)
+    with LocalExecutor(cfg.workers, in_process=cfg.workers == 1) as executor:
+        # start the workers (imports, optimizer set-up) before anything is timed
+        executor.warm_up(imports=["brickwork.studies.sorting"])
+        run = _Run(cfg, out, executor, evaluate, device, progress)
         if train:
             s0 = cfg.seeds[0]
             modular_seconds, modular_cpu = run.phase_a(s0, run.thesis)
@@ -450,7 +470,15 @@ def run_study(
             for u in run.thesis + run.addressed:
                 run._submit_extra(s0, u)
             if "monolithic" in cfg.variants:
-                run.submit(("M",), train_monolithic, seed=s0, cfg=cfg.monolithic, device=device)
+                run.submit(
+                    ("M",),
+                    {
+                        "run": "train_monolithic",
+                        "seed": s0,
+                        "cfg": cfg.monolithic,
+                        "device": device,
+                    },
+                )
             for s in cfg.seeds[1:]:
                 run.start_seed(s)
             run.drain()
@@ -579,9 +607,3 @@ def _training_summary(
 
 
 __all__ = ["StudyConfig", "evaluate_variant", "run_study"]
-
-
-def _warm() -> None:
-    """A no-op job that makes a worker process start (and import torch)."""
-    torch.set_num_threads(1)
-    time.sleep(0.2)

@@ -115,22 +115,28 @@ def _apply(values: list[int], a: int, b: int, op: str) -> tuple[list[int], int, 
     return values, a, b
 
 
+def _next_op(v: Sequence[int], a: int, b: int, prev: str | None, *, recursive: bool) -> str:
+    """Both teachers' decision: they differ only in how A advances (``mova`` then
+    ``retb``, or ``sort_tail`` on the rest, after which the call ends)."""
+    advance = "sort_tail" if recursive else "mova"
+    if prev == advance:
+        return "EOP" if recursive else "retb"
+    if v[b] < v[a]:
+        return "swap"
+    if b < len(v) - 1:
+        return "movb"
+    if a < len(v) - 2:
+        return advance
+    return "EOP"
+
+
 def teacher_trace(values: Sequence[int]) -> list[Step]:
     """The flat teacher's trace; the last step is ``EOP`` (its state is the sorted list)."""
     v = validate_list(list(values))
-    n, a, b, prev = len(v), 0, 1, None
+    a, b, prev = 0, 1, None
     steps: list[Step] = []
     while True:
-        if prev == "mova":
-            op = "retb"
-        elif v[b] < v[a]:
-            op = "swap"
-        elif b < n - 1:
-            op = "movb"
-        elif a < n - 2:
-            op = "mova"
-        else:
-            op = "EOP"
+        op = _next_op(v, a, b, prev, recursive=False)
         steps.append(Step(tuple(v), a, b, op, prev))
         if op == "EOP":
             return steps
@@ -145,20 +151,10 @@ def recursive_trace(values: Sequence[int]) -> list[list[Step]]:
 
 
 def _recursive_states(v: list[int], a: int) -> list[list[Step]]:
-    n = len(v)
     b, prev, steps = a + 1, None, []
     inner: list[list[Step]] = []
     while True:
-        if prev == "sort_tail":
-            op = "EOP"
-        elif v[b] < v[a]:
-            op = "swap"
-        elif b < n - 1:
-            op = "movb"
-        elif a < n - 2:
-            op = "sort_tail"
-        else:
-            op = "EOP"
+        op = _next_op(v, a, b, prev, recursive=True)
         steps.append(Step(tuple(v), a, b, op, prev))
         if op == "EOP":
             return [steps] + inner

@@ -3,8 +3,10 @@ teacher traces, with input noise (the types' ``noise``: eq. 3.1/3.2), cross-entr
 Adam, until error ≤ 1 % and saturation ≤ 1 % (or the loss stalls or falls under 1e-6);
 then, for generalization runs, further training towards a stricter error.
 
-The study trains units in parallel processes, one torch thread each
-(:class:`~brickwork.studies.sorting.pool.Pool`).
+Every unit trains through the library's :func:`~brickwork.training.fit`: the batches are
+drawn on the fly (one per step, from the curriculum's current length), and the
+curriculum, validation, stop rules and history are a callback (:class:`StepRules`). The
+study runs units in parallel on a :class:`~brickwork.training.LocalExecutor`.
 
 Example:
     >>> cfg = TrainConfig(max_length=3, train_lists=60, val_lists=20, max_seconds=5)
@@ -15,11 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import torch
@@ -36,12 +39,14 @@ from brickwork.studies.sorting.data import (
     training_lists,
 )
 from brickwork.studies.sorting.variants import (
+    OPERATORS,
     addressed_controller,
     addressed_operators,
     new_modules,
     thesis_controller,
     thesis_operators,
 )
+from brickwork.training import Callback, FitConfig, FitState, Samples, fit
 from brickwork.types import NeuralType
 
 log = logging.getLogger(__name__)
@@ -122,38 +127,6 @@ def unit_data(unit: str, seed: int, cfg: TrainConfig) -> _Data:
     return _DATA_CACHE[key]
 
 
-def check_device(device: str, where: str) -> torch.device:
-    """``device`` parsed, or a :class:`TrainingError` saying why it cannot be used here.
-
-    Example:
-        >>> check_device("cpu", "sorting study")
-        device(type='cpu')
-    """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise TrainingError(
-            f"{where}: device {device!r} is not a torch device ({exc}); use "
-            "'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            f"{where}: device {device!r} asked, but this torch has no CUDA "
-            f"device (torch {torch.__version__}); use device='cpu'"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise TrainingError(
-            f"{where}: device {device!r} asked, but only "
-            f"{torch.cuda.device_count()} CUDA device(s) exist; use cuda:0…"
-            f"cuda:{torch.cuda.device_count() - 1}"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError(
-            f"{where}: device {device!r} asked, but MPS is not available here; use device='cpu'"
-        )
-    return dev
-
-
 # ----- losses and measures ------------------------------------------------------------------
 def port_loss(t: NeuralType, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for a port: categorical for distributions, binary for masks."""
@@ -182,28 +155,63 @@ def mean_abs_grad(params: Iterable[torch.nn.Parameter]) -> float:
 
 
 # ----- one unit ---------------------------------------------------------------------------------
-class _OperatorTask:
+class _Task(abc.ABC):
+    """A unit's training task: a step's batch of lists up to a length, and validation.
+
+    ``pools[L]`` / ``val_pools[L]`` index what a batch of length ≤ L draws from
+    (transitions for an operator, episodes for a controller); ``size`` draws per batch.
+    """
+
+    params: list[torch.nn.Parameter]
+    pools: dict[int, np.ndarray]
+    val_pools: dict[int, np.ndarray]
+    size: int
+
+    @abc.abstractmethod
+    def _run(
+        self, split: str, rows: np.ndarray, gen: torch.Generator, *, measure: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Loss, per-sample error and saturation (when ``measure``) of ``rows`` of a split."""
+
+    def first_length(self) -> int:
+        return min(L for L, r in self.pools.items() if len(r) and len(self.val_pools[L]))
+
+    def step_loss(
+        self, length: int, rng: np.random.Generator, gen: torch.Generator
+    ) -> torch.Tensor:
+        pool = self.pools[length]
+        return self._run("train", pool[rng.integers(0, len(pool), size=self.size)], gen)[0]
+
+    def validate(self, length: int) -> tuple[float, float, float]:
+        gen = torch.Generator().manual_seed(1234)
+        with torch.no_grad():
+            loss, wrong, sat = self._run("val", self.val_pools[length], gen, measure=True)
+        return float(loss), float(wrong.mean()), sat
+
+
+@final
+class _OperatorTask(_Task):
     def __init__(
         self, op: ModuleOperator, data: _Data, cfg: TrainConfig, device: torch.device | str = "cpu"
     ):
-        self.op, self.cfg, self.device = op, cfg, torch.device(device)
+        self.op, self.size, self.device = op, cfg.batch, torch.device(device)
         k = data.train.ops.index(op.name)
-        self.train, self.val = data.train, data.val
-        self.rows = {
-            L: np.nonzero((data.train.op == k) & (data.train.length <= L))[0]
-            for L in range(2, cfg.max_length + 1)
+        self.data = {"train": data.train, "val": data.val}
+        lengths = range(2, cfg.max_length + 1)
+        self.pools = {
+            L: np.nonzero((data.train.op == k) & (data.train.length <= L))[0] for L in lengths
         }
-        self.val_rows = {
-            L: np.nonzero((data.val.op == k) & (data.val.length <= L))[0][:1024]
-            for L in range(2, cfg.max_length + 1)
+        self.val_pools = {
+            L: np.nonzero((data.val.op == k) & (data.val.length <= L))[0][:1024] for L in lengths
         }
         self.params = list(op.functional.parameters())
 
     def _run(
-        self, tr: Transitions, rows: np.ndarray, gen: torch.Generator, *, measure: bool = False
+        self, split: str, rows: np.ndarray, gen: torch.Generator, *, measure: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         # built and noised on the CPU (the generator's device), then moved: a seed gives
         # the same batches on every device
+        tr = self.data[split]
         before = batch_representation(tr, rows)
         after = batch_representation(tr, rows, after=True)
         noisy = add_noise(before, gen).to(self.device)
@@ -217,39 +225,19 @@ class _OperatorTask:
         sat = float(np.mean([outs[p].saturation(out[p]) for p in outs])) if measure else 0.0
         return loss, wrong.float(), sat
 
-    def first_length(self) -> int:
-        return min(L for L, r in self.rows.items() if len(r) and len(self.val_rows[L]))
 
-    def step_loss(
-        self, length: int, rng: np.random.Generator, gen: torch.Generator
-    ) -> torch.Tensor:
-        pool = self.rows[length]
-        rows = pool[rng.integers(0, len(pool), size=self.cfg.batch)]
-        return self._run(self.train, rows, gen)[0]
-
-    def validate(self, length: int) -> tuple[float, float, float]:
-        gen = torch.Generator().manual_seed(1234)
-        with torch.no_grad():
-            loss, wrong, sat = self._run(self.val, self.val_rows[length], gen, measure=True)
-        return float(loss), float(wrong.mean()), sat
-
-
-class _ControllerTask:
+@final
+class _ControllerTask(_Task):
     def __init__(
         self, ctl: Controller, data: _Data, cfg: TrainConfig, device: torch.device | str = "cpu"
     ):
-        self.ctl, self.cfg, self.device = ctl, cfg, torch.device(device)
-        self.train, self.val = data.train, data.val
+        self.ctl, self.size, self.device = ctl, cfg.controller_batch, torch.device(device)
+        self.data = {"train": data.train, "val": data.val}
         self.params = list(ctl.parameters())
-        self.ep = {
-            name: self._episodes(tr) for name, tr in (("train", data.train), ("val", data.val))
-        }
-        self.pools = {
-            L: np.nonzero(self.ep["train"][2] <= L)[0] for L in range(2, cfg.max_length + 1)
-        }
-        self.val_eps = {
-            L: np.nonzero(self.ep["val"][2] <= L)[0][:96] for L in range(2, cfg.max_length + 1)
-        }
+        self.ep = {name: self._episodes(tr) for name, tr in self.data.items()}
+        lengths = range(2, cfg.max_length + 1)
+        self.pools = {L: np.nonzero(self.ep["train"][2] <= L)[0] for L in lengths}
+        self.val_pools = {L: np.nonzero(self.ep["val"][2] <= L)[0][:96] for L in lengths}
 
     @staticmethod
     def _episodes(tr: Transitions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -258,16 +246,11 @@ class _ControllerTask:
         return starts, ends - starts, tr.length[starts]
 
     def _run(
-        self,
-        tr: Transitions,
-        which: str,
-        eps: np.ndarray,
-        gen: torch.Generator,
-        *,
-        measure: bool = False,
+        self, split: str, rows: np.ndarray, gen: torch.Generator, *, measure: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        dev = self.device
-        starts, lens, _ = self.ep[which]
+        # ``rows`` are episodes here; their transitions make the batch
+        dev, tr, eps = self.device, self.data[split], rows
+        starts, lens, _ = self.ep[split]
         rows = np.concatenate([np.arange(starts[e], starts[e] + lens[e]) for e in eps])
         # noise drawn on the CPU (the generator's device), then moved
         rep = add_noise(batch_representation(tr, rows), gen).to(dev)
@@ -303,22 +286,6 @@ class _ControllerTask:
         sat = self.ctl.policy.outputs["selection"].saturation(sel) if measure else 0.0
         return loss, wrong, sat
 
-    def first_length(self) -> int:
-        return min(L for L, r in self.pools.items() if len(r) and len(self.val_eps[L]))
-
-    def step_loss(
-        self, length: int, rng: np.random.Generator, gen: torch.Generator
-    ) -> torch.Tensor:
-        pool = self.pools[length]
-        eps = pool[rng.integers(0, len(pool), size=self.cfg.controller_batch)]
-        return self._run(self.train, "train", eps, gen)[0]
-
-    def validate(self, length: int) -> tuple[float, float, float]:
-        gen = torch.Generator().manual_seed(1234)
-        with torch.no_grad():
-            loss, wrong, sat = self._run(self.val, "val", self.val_eps[length], gen, measure=True)
-        return float(loss), float(wrong.mean()), sat
-
 
 def _task(
     unit: str,
@@ -338,7 +305,7 @@ def _task(
     full = dict(modules)
     ops = thesis_operators if family == "thesis" else addressed_operators
     # the other roles are irrelevant to this operator; fill them with fresh modules
-    for other in ("mova", "movb", "retb", "swap"):
+    for other in OPERATORS:
         full.setdefault(other, next(iter(new_modules(f"{family}.{other}", cfg.hidden).values())))
     op = {o.name: o for o in ops(full)}[role]
     return _OperatorTask(op, data, cfg, device)  # type: ignore[arg-type]
@@ -357,6 +324,157 @@ def modules_from_bytes(unit: str, states: Mapping[str, bytes], hidden: int) -> d
     return modules
 
 
+class StepRules(Callback, abc.ABC):
+    """The bookkeeping of a sorting training run inside :func:`brickwork.training.fit`.
+
+    ``batches()`` is the run's training data: one placeholder batch per step (the loss
+    function draws the real one) until a rule calls :meth:`stop`. The history gets the
+    loss and mean absolute gradient at step 1 and every ``log_every`` steps, and
+    :meth:`check` runs every ``eval_every`` steps (validation, curriculum, stop rules);
+    :meth:`after_step` runs after every step before it.
+
+    Attributes:
+        history: ``it, seconds, loss, grad`` and the validation keys, lists by step.
+        length: the curriculum's current list length.
+        reason: why the run ended (``"time_cap"`` until a rule says otherwise).
+        seconds, cpu_seconds: wall and process CPU time of the run (after it).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.nn.Parameter],
+        *,
+        length: int,
+        log_every: int,
+        eval_every: int,
+        val_keys: Sequence[str],
+    ):
+        self.params, self.length = list(params), length
+        self.log_every, self.eval_every = log_every, eval_every
+        keys = ("it", "seconds", "loss", "grad", "val_it", "val_seconds", *val_keys)
+        self.history: dict[str, list[Any]] = {k: [] for k in keys}
+        self.reason, self.done = "time_cap", False
+        self.seconds, self.cpu_seconds, self._c0 = 0.0, 0.0, 0.0
+
+    def batches(self, device: str | torch.device = "cpu") -> Iterator[Samples]:
+        """One placeholder batch per step until :meth:`stop` (fit's epoch ends then); the
+        same one each time, made on ``device`` once (a new one costs more than a step)."""
+        placeholder = Samples({"step": torch.zeros(1, device=device)})
+        while not self.done:
+            yield placeholder
+
+    def stop(self, reason: str) -> None:
+        self.reason, self.done = reason, True
+
+    def after_step(self, state: FitState) -> None:  # noqa: B027 (optional rule)
+        """A rule checked after every step (e.g. a loss floor)."""
+
+    @abc.abstractmethod
+    def check(self, state: FitState) -> None:
+        """Validate and apply the curriculum and stop rules (every ``eval_every`` steps);
+        record with :meth:`record`."""
+
+    def record(self, state: FitState, **values: float) -> None:
+        """Append a validation: its step, its time and ``values`` (the val keys)."""
+        self.history["val_it"].append(state.step)
+        self.history["val_seconds"].append(state.elapsed())
+        for k, v in values.items():
+            self.history[k].append(v)
+
+    def on_fit_start(self, state: FitState) -> None:
+        self._c0 = time.process_time()
+
+    def on_step(self, state: FitState) -> None:
+        it = state.step
+        if it % self.log_every == 0 or it == 1:
+            self.history["it"].append(it)
+            self.history["seconds"].append(state.elapsed())
+            self.history["loss"].append(state.loss)
+            self.history["grad"].append(mean_abs_grad(self.params))
+        self.after_step(state)
+        if not self.done and it % self.eval_every == 0:
+            self.check(state)
+        if self.done:
+            state.stop, state.stop_reason = True, self.reason
+
+    def on_fit_end(self, state: FitState) -> None:
+        self.seconds = state.elapsed()
+        self.cpu_seconds = time.process_time() - self._c0
+
+    def run(
+        self,
+        modules: Mapping[str, Module],
+        step_loss: Callable[[], torch.Tensor],
+        *,
+        lr: float,
+        seed: int,
+        device: str | torch.device,
+    ) -> int:
+        """Adam on ``params`` over ``step_loss()`` until a rule stops; the steps taken.
+
+        ``seed`` is fit's (it reseeds the global RNGs; the batches use their own).
+        """
+        result = fit(
+            torch.nn.ModuleDict(dict(modules)),
+            lambda model, batch: step_loss(),
+            self.batches(device),
+            config=FitConfig(epochs=1, lr=lr, seed=seed),
+            callbacks=[self],
+            parameters=self.params,
+            device=device,
+        )
+        return result.steps
+
+
+@final
+class _UnitRules(StepRules):
+    """§3.2.2's rules for one unit: curriculum from the first length; at the full length
+    the error and saturation criteria (``criterion``) or the stricter error after at least
+    ``min_its`` steps (``extra``), a stalled validation loss, a loss floor, a wall cap."""
+
+    def __init__(self, task: _Task, cfg: TrainConfig, phase: str, min_its: int):
+        curriculum = cfg.curriculum and phase == "criterion"
+        super().__init__(
+            task.params,
+            length=task.first_length() if curriculum else cfg.max_length,
+            log_every=10,
+            eval_every=cfg.eval_every,
+            val_keys=("val_error", "val_saturation", "val_length"),
+        )
+        self.task, self.cfg, self.phase, self.min_its = task, cfg, phase, min_its
+        self.cap = cfg.max_seconds if phase == "criterion" else cfg.extra_max_seconds
+        self.best, self.since_best, self.stage = float("inf"), 0, 0
+        self.err, self.sat = 1.0, 1.0
+
+    def after_step(self, state: FitState) -> None:
+        if state.loss < 1e-6 and self.length == self.cfg.max_length and state.step >= self.min_its:
+            self.stop("loss_floor")
+
+    def check(self, state: FitState) -> None:
+        cfg, it = self.cfg, state.step
+        vloss, self.err, self.sat = self.task.validate(self.length)
+        self.record(state, val_error=self.err, val_saturation=self.sat, val_length=self.length)
+        elapsed = self.history["val_seconds"][-1]
+        if self.length < cfg.max_length:
+            self.stage += 1
+            if self.err <= cfg.error or self.stage >= cfg.stage_evals:
+                self.length += 1
+                self.best, self.since_best, self.stage = float("inf"), 0, 0
+        elif self.phase == "criterion" and self.err <= cfg.error and self.sat <= cfg.saturation:
+            self.stop("criteria")
+        elif self.phase == "extra" and self.err <= cfg.extra_error and it >= self.min_its:
+            self.stop("criteria")
+        else:
+            if vloss < self.best * 0.99:
+                self.best, self.since_best = vloss, 0
+            else:
+                self.since_best += 1
+            if self.since_best >= cfg.stall_evals and it >= self.min_its:
+                self.stop("stalled")
+        if not self.done and elapsed > self.cap:
+            self.stop("time_cap")
+
+
 def train_unit(
     unit: str,
     seed: int,
@@ -370,8 +488,9 @@ def train_unit(
     """Train one unit; returns metrics, history and the weights (safetensors bytes).
 
     The modules are built on the CPU (the same initial weights on every device) and
-    trained on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …); the batches are drawn
-    on the CPU with the seeded generators and moved there.
+    trained on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"`` …) through
+    :func:`brickwork.training.fit`; the batches are drawn on the CPU with the seeded
+    generators and moved there.
 
     ``phase='criterion'`` trains until the §3.2.2 criteria (error and saturation ≤ the
     configured thresholds at the full length), a stalled loss, a loss under 1e-6, or the
@@ -381,7 +500,8 @@ def train_unit(
     """
     if phase not in ("criterion", "extra"):
         raise TrainingError(f"train_unit: phase {phase!r}; use 'criterion' or 'extra'")
-    torch.manual_seed(seed * 7919 + sum(map(ord, unit)))
+    init_seed = seed * 7919 + sum(map(ord, unit))
+    torch.manual_seed(init_seed)
     modules = (
         modules_from_bytes(unit, init_states, cfg.hidden)
         if init_states is not None
@@ -391,108 +511,49 @@ def train_unit(
         m.to(device)
     data = unit_data(unit, seed, cfg)
     task = _task(unit, modules, data, cfg, device)
-    opt = torch.optim.Adam(task.params, lr=cfg.lr)
     rng = np.random.default_rng(seed * 31 + len(unit) + (7 if phase == "extra" else 0))
     gen = torch.Generator().manual_seed(seed * 101 + len(unit))
-    length = task.first_length() if (cfg.curriculum and phase == "criterion") else cfg.max_length
-    history: dict[str, list] = {
-        "it": [],
-        "seconds": [],
-        "loss": [],
-        "grad": [],
-        "val_it": [],
-        "val_seconds": [],
-        "val_error": [],
-        "val_saturation": [],
-        "val_length": [],
-    }
-    best, since_best, it, reason, stage = float("inf"), 0, 0, "time_cap", 0
-    cap = cfg.max_seconds if phase == "criterion" else cfg.extra_max_seconds
     min_its = int(cfg.extra_factor * prior_iterations) if phase == "extra" else 0
-    err, sat = 1.0, 1.0
-    t0 = time.perf_counter()
-    c0 = time.process_time()
-    while True:
-        loss = task.step_loss(length, rng, gen)
-        opt.zero_grad()
-        loss.backward()
-        it += 1
-        if it % 10 == 0 or it == 1:
-            history["it"].append(it)
-            history["seconds"].append(time.perf_counter() - t0)
-            history["loss"].append(float(loss.detach()))
-            history["grad"].append(mean_abs_grad(task.params))
-        opt.step()
-        if float(loss.detach()) < 1e-6 and length == cfg.max_length and it >= min_its:
-            reason = "loss_floor"
-            break
-        if it % cfg.eval_every == 0:
-            vloss, err, sat = task.validate(length)
-            elapsed = time.perf_counter() - t0
-            for k, v in (
-                ("val_it", it),
-                ("val_seconds", elapsed),
-                ("val_error", err),
-                ("val_saturation", sat),
-                ("val_length", length),
-            ):
-                history[k].append(v)
-            if length < cfg.max_length:
-                stage += 1
-                if err <= cfg.error or stage >= cfg.stage_evals:
-                    length += 1
-                    best, since_best, stage = float("inf"), 0, 0
-            elif phase == "criterion" and err <= cfg.error and sat <= cfg.saturation:
-                reason = "criteria"
-                break
-            elif phase == "extra" and err <= cfg.extra_error and it >= min_its:
-                reason = "criteria"
-                break
-            else:
-                if vloss < best * 0.99:
-                    best, since_best = vloss, 0
-                else:
-                    since_best += 1
-                if since_best >= cfg.stall_evals and it >= min_its:
-                    reason = "stalled"
-                    break
-            if elapsed > cap:
-                reason = "time_cap"
-                break
-    seconds = time.perf_counter() - t0
-    cpu_seconds = time.process_time() - c0
+    rules = _UnitRules(task, cfg, phase, min_its)
+    it = rules.run(
+        modules,
+        lambda: task.step_loss(rules.length, rng, gen),
+        lr=cfg.lr,
+        seed=init_seed,
+        device=device,
+    )
     log.info(
         "%s seed %d %s: %s after %d it, %.1f s (error %.4f, saturation %.4f)",
         unit,
         seed,
         phase,
-        reason,
+        rules.reason,
         it,
-        seconds,
-        err,
-        sat,
+        rules.seconds,
+        rules.err,
+        rules.sat,
     )
     return {
         "unit": unit,
         "seed": seed,
         "phase": phase,
-        "stop_reason": reason,
+        "stop_reason": rules.reason,
         "iterations": it,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "val_error": err,
-        "val_saturation": sat,
+        "seconds": rules.seconds,
+        "cpu_seconds": rules.cpu_seconds,
+        "val_error": rules.err,
+        "val_saturation": rules.sat,
         "data_digest": data.digest,
-        "history": history,
+        "history": rules.history,
         "device": str(device),
         "states": states_to_bytes(modules),
-        "met_criteria": reason in ("criteria", "loss_floor"),
+        "met_criteria": rules.reason in ("criteria", "loss_floor"),
     }
 
 
 __all__ = [
+    "StepRules",
     "TrainConfig",
-    "check_device",
     "mean_abs_grad",
     "modules_from_bytes",
     "port_errors",

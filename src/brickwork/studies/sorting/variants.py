@@ -72,19 +72,13 @@ WHOLE_LIST = (
     "hybrid_retb",
     "hybrid_swap",
 )
-#: training units per family: unit -> roles it trains
+#: training units per family: unit -> roles it trains (an operator unit trains its own role)
 THESIS_UNITS = {
-    "thesis.mova": ("mova",),
-    "thesis.movb": ("movb",),
-    "thesis.retb": ("retb",),
-    "thesis.swap": ("swap",),
+    **{f"thesis.{op}": (op,) for op in OPERATORS},
     "thesis.controller": ("digestor", "policy"),
 }
 ADDRESSED_UNITS = {
-    "addr.mova": ("mova",),
-    "addr.movb": ("movb",),
-    "addr.retb": ("retb",),
-    "addr.swap": ("swap",),
+    **{f"addr.{op}": (op,) for op in OPERATORS},
     "addr.controller": ("digestor", "policy"),
     "rec.controller": ("rec_digestor", "rec_policy"),
 }
@@ -136,12 +130,17 @@ def handcoded_modules(family: str) -> dict[str, Module]:
     raise AgentError(f"unknown module family {family!r}; use 'thesis' or 'addressed'")
 
 
+#: the pointer operators: (pointer read, pointer written); ``retb`` puts B just after A
+POINTER_MOVES = {"mova": ("a", "a"), "movb": ("b", "b"), "retb": ("a", "b")}
+
+
 def thesis_operators(m: Mapping[str, Module]) -> list[Operator]:
     """Whole-list operators (§3.2.1): each functional reads whole fields."""
     return [
-        ModuleOperator("mova", m["mova"], inputs={"pointer": "a"}, outputs={"moved": "a"}),
-        ModuleOperator("movb", m["movb"], inputs={"pointer": "b"}, outputs={"moved": "b"}),
-        ModuleOperator("retb", m["retb"], inputs={"pointer": "a"}, outputs={"moved": "b"}),
+        *(
+            ModuleOperator(op, m[op], inputs={"pointer": read}, outputs={"moved": written})
+            for op, (read, written) in POINTER_MOVES.items()
+        ),
         ModuleOperator(
             "swap",
             m["swap"],
@@ -161,23 +160,14 @@ def thesis_controller(m: Mapping[str, Module]) -> Controller:
 def addressed_operators(m: Mapping[str, Module]) -> list[Operator]:
     """Addressed operators: reads and writes under the pointers, moves as shifts."""
     return [
-        ModuleOperator(
-            "mova",
-            m["mova"],
-            inputs={"value": At("values", "a")},
-            outputs={"shift": Shifted("a", "a")},
-        ),
-        ModuleOperator(
-            "movb",
-            m["movb"],
-            inputs={"value": At("values", "b")},
-            outputs={"shift": Shifted("b", "b")},
-        ),
-        ModuleOperator(
-            "retb",
-            m["retb"],
-            inputs={"value": At("values", "a")},
-            outputs={"shift": Shifted("b", "a")},
+        *(
+            ModuleOperator(
+                op,
+                m[op],
+                inputs={"value": At("values", read)},
+                outputs={"shift": Shifted(written, read)},
+            )
+            for op, (read, written) in POINTER_MOVES.items()
         ),
         ModuleOperator(
             "swap",
