@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ from brickwork.errors import DataError
 from brickwork.modules import Module, register_kind
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
+    ANSWER_KIND,
     KINDS,
     TOKEN_INDEX,
     TOKENS,
@@ -54,12 +55,12 @@ from brickwork.types import Features
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 _WORD = re.compile(r"[a-z]+|\d+")
-#: location buckets: offsets -WINDOW..WINDOW one by one, then far left / far right
+#: default location window: offsets -WINDOW..WINDOW one by one, then far left / far right
 WINDOW = 6
-N_BUCKETS = 2 * WINDOW + 3
 EDGE = 10
 ARCHS = ("pointer", "seq2seq")
 CONTEXTS = ("right", "both")
+ROOT_KIND = KINDS.index(ANSWER_KIND)
 
 
 def words_of(text: str) -> list[str]:
@@ -72,12 +73,34 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _buckets(n: int, device: torch.device) -> torch.Tensor:
+#: the token a plural's "s" becomes when the singular is a known word ("balls" -> "ball" +
+#: PLURAL): singular and plural share one embedding
+PLURAL = "-s"
+
+
+def split_plurals(words: Sequence[str], known: Container[str]) -> list[str]:
+    """``words`` with every plural of a known singular split into singular + :data:`PLURAL`
+    (words of 4 letters or more ending in "s"; "is", "as", "its" stay whole).
+
+    Example:
+        >>> split_plurals(["how", "many", "balls", "is"], {"ball", "i"})
+        ['how', 'many', 'ball', '-s', 'is']
+    """
+    out: list[str] = []
+    for w in words:
+        if len(w) >= 4 and w.endswith("s") and w[:-1] in known:
+            out += [w[:-1], PLURAL]
+        else:
+            out.append(w)
+    return out
+
+
+def _buckets(n: int, device: torch.device, window: int = WINDOW) -> torch.Tensor:
     pos = torch.arange(n, device=device)
     off = pos[:, None] - pos[None, :]  # [i, j] = i - j
-    b = off.clamp(-WINDOW, WINDOW) + WINDOW
-    b = torch.where(off < -WINDOW, torch.full_like(b, 2 * WINDOW + 1), b)
-    return torch.where(off > WINDOW, torch.full_like(b, 2 * WINDOW + 2), b)
+    b = off.clamp(-window, window) + window
+    b = torch.where(off < -window, torch.full_like(b, 2 * window + 1), b)
+    return torch.where(off > window, torch.full_like(b, 2 * window + 2), b)
 
 
 @dataclass
@@ -121,7 +144,9 @@ class ProgramGenerator(Module):
         arch: str = "pointer",
         dropout: float = 0.1,
         lexical: bool = True,
-        context: str = "right",
+        context: str = "both",
+        root_pool: bool = True,
+        split_plural: bool = True,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -133,7 +158,11 @@ class ProgramGenerator(Module):
             "dropout": dropout,
             "lexical": lexical,
             "context": context,
+            "root_pool": root_pool,
+            "split_plural": split_plural,
         }
+        self.window = WINDOW  # 12 measured no better (docs/clevr-parse.md)
+        self.split_plural = split_plural
         if context not in CONTEXTS:
             raise DataError(f"ProgramGenerator: context {context!r}; expected one of {CONTEXTS}")
         self.context = context
@@ -158,7 +187,7 @@ class ProgramGenerator(Module):
             self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
             self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
             self.key = nn.Linear(d, d)
-            self.loc = nn.Linear(d, N_BUCKETS)
+            self.loc = nn.Linear(d, 2 * WINDOW + 3)
             # distance from the sentence's start and end (0..EDGE-1, then "far"):
             # "There is a … ; what color is it?" jumps to the end and back to the start
             self.edge = nn.Linear(d, 2 * (EDGE + 1))
@@ -170,16 +199,28 @@ class ProgramGenerator(Module):
         # the attended words' own embeddings vote for tokens (a lexicon: "ball" ->
         # filter_shape[sphere] wherever it stands)
         self.lex = nn.Linear(d, p) if lexical else None
+        # the root token (the question family) also reads the max over the sentence of
+        # the local features: "less than" anywhere in a long question, not only where
+        # the one attention head lands; a max over local features does not grow with
+        # the question's length
+        self.root = nn.Linear(d, p) if root_pool and arch == "pointer" else None
 
     # ------------------------------------------------------------------ text
     def encode_text(self, text: str, length: int | None = None) -> tuple[torch.Tensor, list[str]]:
         """Word ids ``<bos> words <eos>`` (padded to ``length``) and the unknown words."""
         ws = words_of(text)
+        unknown = [w for w in ws if w not in self.index and not self._plural_of_known(w)]
+        if self.split_plural:
+            ws = split_plurals(ws, self.index)
         ids = [BOS, *(self.index.get(w, UNK) for w in ws), EOS]
-        unknown = [w for w in ws if w not in self.index]
         if length is not None:
             ids = ids[:length] + [PAD] * max(0, length - len(ids))
         return torch.tensor(ids, dtype=torch.long), unknown
+
+    def _plural_of_known(self, word: str) -> bool:
+        return (
+            self.split_plural and len(word) >= 4 and word.endswith("s") and word[:-1] in self.index
+        )
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Padded word ids of several questions, ``[n, longest + 2]``."""
@@ -199,7 +240,10 @@ class ProgramGenerator(Module):
                 y = conv(nn.functional.pad(h.transpose(1, 2), pad)).transpose(1, 2)
                 h = (h + torch.tanh(y)) * mask.unsqueeze(-1)
             enc = {"h": h, "mask": mask, "keys": self.key(h), "x": x}
-            enc["buckets"] = _buckets(tokens.shape[1], tokens.device)
+            if self.root is not None:
+                pooled = h.masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
+                enc["root"] = self.root(pooled)
+            enc["buckets"] = _buckets(tokens.shape[1], tokens.device, self.window)
             pos = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
             last = mask.sum(1, keepdim=True) - 1
             enc["edges"] = torch.stack(
@@ -261,6 +305,9 @@ class ProgramGenerator(Module):
             logits = self.out(self.drop(torch.cat([ctx, q], -1)))
             if self.lex is not None:
                 logits = logits + self.lex(torch.einsum("bl,bld->bd", alpha, enc["x"]))
+            if "root" in enc:
+                is_root = (kind == ROOT_KIND).unsqueeze(-1)
+                logits = logits + torch.where(is_root, enc["root"], torch.zeros_like(logits))
             return logits, {"alpha": alpha, "ctx": ctx}
         hid = self.cell(feats, state["hid"])
         score = torch.einsum("bld,bd->bl", enc["keys"], hid) / math.sqrt(self.dim)

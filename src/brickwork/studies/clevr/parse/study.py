@@ -365,7 +365,9 @@ def results_table(res: dict[str, Any]) -> str:
         "| N | depth 1-5 | 6-10 | 11-20 | held-out templates | train s |",
         "|---|---|---|---|---|---|",
     ]
-    for k, by in res["program_exact"].items():
+    keys = sorted(res["program_exact"], key=lambda k: (k == "all", int(k) if k != "all" else 0))
+    for k in keys:
+        by = res["program_exact"][k]
         rows.append(
             f"| {k} | {by['1-5']:.3f} | {by['6-10']:.3f} | {by['11-20']:.3f} | "
             f"{res['program_exact_heldout_templates'][k]:.3f} | {res['train_seconds'][k]:.0f} |"

@@ -38,7 +38,7 @@ from brickwork.studies.clevr.parse.grammar import (
     port_sequence,
     prefix_tokens,
 )
-from brickwork.studies.clevr.parse.model import ProgramGenerator, words_of
+from brickwork.studies.clevr.parse.model import ProgramGenerator, split_plurals, words_of
 from brickwork.training import FitConfig, Samples, fit
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ class ParseConfig:
     dim: int = 64
     dropout: float = 0.3
     lexical: bool = True
-    context: str = "right"
+    context: str = "both"
+    root_pool: bool = True
+    split_plural: bool = True
     seed: int = 0
     sup_steps: int = 1200
     batch_size: int = 32
@@ -90,18 +92,21 @@ class ParseConfig:
         return asdict(self)
 
 
-def vocabulary(texts: Sequence[str]) -> list[str]:
-    """The words of ``texts`` in order of first occurrence.
+def vocabulary(texts: Sequence[str], split_plural: bool = True) -> list[str]:
+    """The words of ``texts`` in order of first occurrence (with ``split_plural``, a
+    plural whose singular occurs is replaced by the singular and the plural token).
 
     Example:
-        >>> vocabulary(["How many cubes?", "How big?"])
-        ['how', 'many', 'cubes', 'big']
+        >>> vocabulary(["How many cubes?", "How big is the cube?"])
+        ['how', 'many', 'cube', '-s', 'big', 'is', 'the']
     """
-    seen: dict[str, None] = {}
+    words: dict[str, None] = {}
     for t in texts:
         for w in words_of(t):
-            seen.setdefault(w, None)
-    return list(seen)
+            words.setdefault(w, None)
+    if not split_plural:
+        return list(words)
+    return list(dict.fromkeys(split_plurals(list(words), words)))
 
 
 def data_digest(questions: Sequence[Question]) -> str:
@@ -295,12 +300,14 @@ def train_program_generator(
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     gen = ProgramGenerator(
-        vocabulary([q.question for q in train]),
+        vocabulary([q.question for q in train], cfg.split_plural),
         dim=cfg.dim,
         arch=cfg.arch,
         dropout=cfg.dropout,
         lexical=cfg.lexical and cfg.arch == "pointer",
         context=cfg.context,
+        root_pool=cfg.root_pool,
+        split_plural=cfg.split_plural,
     )
     lab_idx = set(labelled_indices(len(train), cfg.n_programs, cfg.seed))
     labelled = [q for i, q in enumerate(train) if i in lab_idx]
@@ -310,7 +317,7 @@ def train_program_generator(
         "data_digest": data_digest(train),
         "labelled": len(labelled),
         "answers_only": len(unlabelled),
-        "labelled_words": len(vocabulary([q.question for q in labelled])),
+        "labelled_words": len(vocabulary([q.question for q in labelled], cfg.split_plural)),
         "words": len(gen.words),
     }
     report["supervised"] = train_supervised(gen, labelled, cfg)
