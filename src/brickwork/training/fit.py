@@ -828,11 +828,7 @@ def _loop(
     step_hooks = [cb for cb in state.callbacks if type(cb).on_step is not Callback.on_step]
     clock = time.process_time if config.train_clock == "process" else time.perf_counter
     while not state.stop and state.epoch < config.epochs:
-        if config.max_time is not None and state.elapsed() >= config.max_time:
-            state.stop, state.stop_reason = True, "max_time"
-            break
-        if config.max_train_time is not None and state.train_time >= config.max_train_time:
-            state.stop, state.stop_reason = True, "max_train_time"
+        if _budget_spent(state, steps=False):
             break
         model.train()
         gen = torch.Generator().manual_seed(derive_seed(config.seed, "epoch", state.epoch))
@@ -874,14 +870,7 @@ def _loop(
                 on_step(state.step, value)
             for cb in step_hooks:
                 cb.on_step(state)
-            if config.max_steps is not None and state.step >= config.max_steps:
-                state.stop, state.stop_reason = True, "max_steps"
-                break
-            if config.max_time is not None and state.elapsed() >= config.max_time:
-                state.stop, state.stop_reason = True, "max_time"
-                break
-            if config.max_train_time is not None and state.train_time >= config.max_train_time:
-                state.stop, state.stop_reason = True, "max_train_time"
+            if _budget_spent(state, steps=True):
                 break
         if n == 0:
             raise TrainingError(
@@ -931,6 +920,25 @@ def _loop(
             on_epoch(state.epoch, record)
         for cb in state.callbacks:
             cb.on_epoch_end(state)
+
+
+def _budget_spent(state: FitState, *, steps: bool) -> bool:
+    """Whether a budget is spent (``max_steps`` too when ``steps``); if so, the fit stops
+    and ``state.stop_reason`` names the budget."""
+    cfg = state.config
+    spent = (
+        ("max_steps", steps and cfg.max_steps is not None and state.step >= cfg.max_steps),
+        ("max_time", cfg.max_time is not None and state.elapsed() >= cfg.max_time),
+        (
+            "max_train_time",
+            cfg.max_train_time is not None and state.train_time >= cfg.max_train_time,
+        ),
+    )
+    for reason, done in spent:
+        if done:
+            state.stop, state.stop_reason = True, reason
+            return True
+    return False
 
 
 def _update_best(state: FitState, record: Mapping[str, Any]) -> None:
