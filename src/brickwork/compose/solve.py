@@ -69,6 +69,10 @@ class SolveConfig:
         rank_val: validation samples the cheap ranking scores on (the first ones).
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
+        reuse_k: of the ``top_k``, up to this many are the best-ranked candidates that
+            reuse registry modules, the others the best-ranked overall: a short training
+            on a few examples misranks a small readout of a registry module against a
+            new network, and reuse is what generalises from little data.
         fit: FitConfig fields of the full training, plus ``min_steps`` (a small
             training set gets enough epochs for that many optimizer steps).
         tolerance, relative_tolerance: candidates whose validation score is within
@@ -85,6 +89,7 @@ class SolveConfig:
     rank_steps: int = 40
     rank_val: int = 100
     top_k: int = 5
+    reuse_k: int = 2
     fit: dict[str, Any] = field(
         default_factory=lambda: {
             "epochs": 15,
@@ -361,7 +366,10 @@ def solve(
     t_ranked = time.perf_counter()
     # 2. full training of the best-ranked candidates with new modules
     ranked = sorted(holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
-    short = ranked[: min(config.top_k, 10)]
+    k = min(config.top_k, 10)
+    reuse = [c for c in ranked if term_refs(c.term)][: min(config.reuse_k, k)]
+    short = reuse + [c for c in ranked if c not in reuse][: k - len(reuse)]
+    short.sort(key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
     say(f"training {len(short)} candidates fully")
     jobs = [
         {

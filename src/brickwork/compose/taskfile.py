@@ -45,6 +45,7 @@ _SEARCH_KEYS = {
     "rank_steps",
     "rank_val",
     "top_k",
+    "reuse_k",
     "fit",
     "tolerance",
     "relative_tolerance",
