@@ -306,6 +306,24 @@ def test_train_time_survives_a_resume(tmp_path):
     assert again.resumed_from == 2 and again.train_time == pytest.approx(first.train_time)
 
 
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state):
+        if state.step == self.step:
+            state.stop = True
+
+
+def test_a_step_hook_that_stops_ends_the_epoch_at_once():
+    # 96 samples / 8 = 12 steps an epoch: stopping at step 5 records a partial epoch
+    res = fit(
+        _model(), _loss, _problem(), config=FitConfig(epochs=5, batch_size=8), callbacks=[StopAt(5)]
+    )
+    assert res.steps == 5 and res.epochs == len(res.history) == 1
+    assert res.stop_reason == "callback" and res.stopped_early
+
+
 def test_max_steps_ends_mid_epoch():
     res = fit(_model(), _loss, _problem(), config=FitConfig(epochs=10, batch_size=16, max_steps=8))
     assert res.steps == 8 and res.epochs == 2 and res.stop_reason == "max_steps"

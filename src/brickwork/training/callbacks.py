@@ -99,7 +99,8 @@ class Callback:
         """Called once before the first epoch (also after a resume)."""
 
     def on_step(self, state: FitState) -> None:
-        """Called after every optimizer step (``state.step``, ``state.loss``, ``state.lr``)."""
+        """Called after every optimizer step (``state.step``, ``state.loss``, ``state.lr``,
+        ``state.train_time``); setting ``state.stop`` ends the fit after this step."""
 
     def on_epoch_end(self, state: FitState) -> None:
         """Called after every epoch with ``state.history[-1]`` holding its metrics."""

@@ -276,7 +276,8 @@ class FitState:
         epoch: epochs finished.
         step: optimizer steps done.
         history: one record of metrics per finished epoch.
-        stop: set it to end the fit after this epoch.
+        stop: set it to end the fit: after this epoch from ``on_epoch_end``, after this
+            step from ``on_step`` (the epoch in progress is still recorded).
         wall_time: seconds of training before this run (a resume).
         scheduler: the learning-rate scheduler (or None).
         device: where the model and the batches are.
@@ -870,8 +871,8 @@ def _loop(
                 on_step(state.step, value)
             for cb in step_hooks:
                 cb.on_step(state)
-            if _budget_spent(state, steps=True):
-                break
+            if state.stop or _budget_spent(state, steps=True):
+                break  # a step hook that stops the fit ends the epoch at once
         if n == 0:
             raise TrainingError(
                 "fit: the training data gave no batch in epoch "
