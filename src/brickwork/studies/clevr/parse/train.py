@@ -77,10 +77,10 @@ class ParseConfig:
     root_pool: bool = True
     split_plural: bool = True
     seed: int = 0
-    sup_steps: int = 1200
+    sup_steps: int = 2400
     batch_size: int = 32
     lr: float = 3e-3
-    rl_steps: int = 300
+    rl_steps: int = 600
     rl_batch: int = 32
     rl_samples: int = 4
     rl_lr: float = 5e-4
