@@ -29,7 +29,7 @@ from brickwork.studies.sorting.data import (
     representation,
 )
 from brickwork.studies.sorting.evaluation import evaluate_length
-from brickwork.training.executor import check_device
+from brickwork.training import check_device
 
 TINY = TrainConfig(
     max_length=3,

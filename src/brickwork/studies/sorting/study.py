@@ -42,8 +42,7 @@ from brickwork.studies.sorting.variants import (
     build_agent,
     is_typed,
 )
-from brickwork.training import LocalExecutor, makespan
-from brickwork.training.executor import check_device
+from brickwork.training import LocalExecutor, check_device, makespan
 
 log = logging.getLogger(__name__)
 
