@@ -375,18 +375,11 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(spec))
     loaded = load_plan_file(path)
+    from brickwork.training import LocalExecutor
     from brickwork.training.fixtures import nmn_data
 
     data = nmn_data(96, len(loaded.family))
     plan = make_plan(loaded.family, loaded.data)
-    from brickwork.training.executor import Executor
-
-    class Inline(Executor):
-        name = "inline"
-        workers = 1
-
-        def map(self, fn, jobs, **kw):
-            return [fn(dict(j)) for j in jobs]
 
     res = train_plan(
         plan,
@@ -394,7 +387,7 @@ def test_plan_file_fit_options_reach_the_jobs(tmp_path):
         loaded.kinds,
         data,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams=loaded.train["hparams"],
     )
     enc = res.modules["encoder"]["hyperparameters"]

@@ -13,26 +13,13 @@ import torch
 from brickwork.cli import main as cli
 from brickwork.errors import TrainingError
 from brickwork.plan import DataSpec, make_plan
-from brickwork.training.executor import Executor
+from brickwork.training.executor import LocalExecutor
 from brickwork.training.fixtures import nmn_data, nmn_family, nmn_kinds, write_example_plan
 from brickwork.training.job import ModuleJob, job_key, run_job
 from brickwork.training.samples import Samples
 from brickwork.training.trainer import read_run, train_plan
 
 HP = {k: {"epochs": 2} for k in ("encoder", "find", "describe", "measure")}
-
-
-class Inline(Executor):
-    """Runs jobs in this process (fast tests; the local pool is tested elsewhere)."""
-
-    name = "inline"
-
-    def map(self, fn, jobs, *, progress=False, desc="jobs", on_result=None):
-        return [fn(dict(j)) for j in jobs]
-
-    @property
-    def workers(self):
-        return 1
 
 
 def _run(work, *, seed=0, data=None, hparams=HP, resume=False, **kw):
@@ -46,7 +33,7 @@ def _run(work, *, seed=0, data=None, hparams=HP, resume=False, **kw):
         kinds,
         data,
         workdir=work,
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         seed=seed,
         hparams=hparams,
         resume=resume,

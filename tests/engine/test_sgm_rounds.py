@@ -13,22 +13,10 @@ from brickwork.errors import TrainingError
 from brickwork.layouts import Kinds, LayoutBuilder
 from brickwork.modules import And
 from brickwork.plan import DataSpec, make_plan
-from brickwork.training import Samples, train_plan
-from brickwork.training.executor import Executor
+from brickwork.training import LocalExecutor, Samples, train_plan
 from brickwork.training.fixtures import ToyFind, ToyMeasure
 from brickwork.training.job import ModuleJob, job_key
 from brickwork.training.surrogate_table import surrogate_table
-
-
-class Inline(Executor):
-    name = "inline"
-
-    @property
-    def workers(self) -> int:
-        return 1
-
-    def map(self, fn, jobs, **kw):  # type: ignore[no-untyped-def]
-        return [fn(dict(j)) for j in jobs]
 
 
 def _family():
@@ -112,7 +100,7 @@ def test_plateau_sends_a_module_to_a_second_round_and_resume_skips(tmp_path):
         kinds,
         data,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams=hp,
         evaluate_at_end=False,
     )
@@ -127,7 +115,7 @@ def test_plateau_sends_a_module_to_a_second_round_and_resume_skips(tmp_path):
         kinds,
         data,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams=hp,
         evaluate_at_end=False,
         resume=True,
@@ -158,7 +146,7 @@ def test_joint_group_trains_its_downstream_reader_once(tmp_path):
         kinds,
         data,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams={"find": {"epochs": 2}},
         evaluate_at_end=False,
     )
@@ -182,7 +170,7 @@ def test_answer_prior_column_is_added_to_the_head(tmp_path):
         kinds,
         data,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams={
             "find": {"epochs": 1, "prior": "prior", "second_round": False},
             "measure": {"epochs": 1},
@@ -200,7 +188,7 @@ def test_answer_prior_column_is_added_to_the_head(tmp_path):
             kinds,
             data,
             workdir=tmp_path / "run2",
-            executor=Inline(),
+            executor=LocalExecutor(1, in_process=True),
             hparams={"find": {"prior": "nope"}},
             evaluate_at_end=False,
         )

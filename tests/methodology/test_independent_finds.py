@@ -15,8 +15,7 @@ from torch import nn
 from brickwork.layouts import Kinds, Layout, LayoutBuilder, Runner
 from brickwork.modules import And, Module, register_kind
 from brickwork.plan import DataSpec, make_plan
-from brickwork.training import FitConfig, Samples, train_end_to_end, train_plan
-from brickwork.training.executor import Executor
+from brickwork.training import FitConfig, LocalExecutor, Samples, train_end_to_end, train_plan
 from brickwork.types import Features, Logits, SoftMask
 
 COLOURS = ("red", "green", "blue")
@@ -122,19 +121,6 @@ def shapes_data(n: int, seed: int) -> tuple[Samples, torch.Tensor]:
     return Samples({"features": feats, "layout": layout, "answer": answer}), truth
 
 
-class Inline(Executor):
-    """Jobs one after the other in this process (the test's kinds live in this file)."""
-
-    name = "inline"
-
-    @property
-    def workers(self) -> int:
-        return 1
-
-    def map(self, fn, jobs, **kw):  # type: ignore[no-untyped-def]
-        return [fn(dict(j)) for j in jobs]
-
-
 def answer_accuracy(family: list[Layout], kinds: Kinds, data: Samples) -> float:
     runner = Runner(kinds)
     with torch.no_grad():
@@ -181,7 +167,7 @@ def test_finds_train_independently_through_the_plan(tmp_path):
         kinds,
         train,
         workdir=tmp_path / "run",
-        executor=Inline(),
+        executor=LocalExecutor(1, in_process=True),
         hparams={"find": SGM_HPARAMS, "measure": HEAD_HPARAMS},
         seed=0,
     )
