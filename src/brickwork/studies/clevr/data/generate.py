@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -177,16 +177,15 @@ def generate_dataset(
     """
     t0 = time.perf_counter()
     check_split_name(split)
-    for name, value, lo, hi in (
-        ("n_scenes", n_scenes, 1, MAX_SCENES),
-        ("questions_per_scene", questions_per_scene, 0, MAX_QUESTIONS_PER_SCENE),
-        ("width", width, 1, MAX_IMAGE_SIDE),
-        ("height", height, 1, MAX_IMAGE_SIDE),
-        ("supersample", supersample, 1, MAX_SUPERSAMPLE),
-        ("processes", processes, 1, 1024),
-        ("chunk_size", chunk_size, 1, MAX_SCENES),
-    ):
-        _check_count(name, value, lo, hi)
+    _check_counts(
+        n_scenes=n_scenes,
+        questions_per_scene=questions_per_scene,
+        width=width,
+        height=height,
+        supersample=supersample,
+        processes=processes,
+        chunk_size=chunk_size,
+    )
     paths = release_paths(out_dir, split)
     if not overwrite:
         _refuse_existing(out_dir, split)
@@ -226,14 +225,7 @@ def generate_dataset(
         {"indices": list(range(a, min(a + chunk_size, n_scenes))), "cfg": cfg}
         for a in range(0, n_scenes, chunk_size)
     ]
-    scenes: list[dict[str, Any]] = []
-    questions: list[dict[str, Any]] = []
-    for res in _run_jobs(jobs, processes, progress):  # in scene order: question indices follow it
-        for scene_json, qs in res["results"]:
-            scenes.append(scene_json)
-            for q in qs:
-                q["question_index"] = len(questions)
-                questions.append(q)
+    scenes, questions = _gather(_run_jobs(jobs, processes, progress))
     if questions_per_scene > 0 and not questions:
         raise DataError(
             f"generate_dataset: no question could be generated for {n_scenes} scenes "
@@ -262,12 +254,8 @@ def generate_dataset(
     if phrasing != "v1":  # v1 files stay byte-identical to those written before v2
         info["config"]["phrasing"] = phrasing
         info["config"]["templates"] = cfg["templates"]
-    atomic_write_json(
-        paths["scenes"], {"info": info, "scenes": scenes}, indent=None, sort_keys=False
-    )
-    atomic_write_json(
-        paths["questions"], {"info": info, "questions": questions}, indent=None, sort_keys=False
-    )
+    for kind, items in (("scenes", scenes), ("questions", questions)):
+        atomic_write_json(paths[kind], {"info": info, kind: items}, indent=None, sort_keys=False)
     seconds = time.perf_counter() - t0
     logger.info("generated %d scenes, %d questions in %.1f s", len(scenes), len(questions), seconds)
     return {
@@ -279,6 +267,39 @@ def generate_dataset(
         "questions": len(questions),
         "seconds": seconds,
     }
+
+
+_LIMITS = {
+    "n_scenes": (1, MAX_SCENES),
+    "questions_per_scene": (0, MAX_QUESTIONS_PER_SCENE),
+    "width": (1, MAX_IMAGE_SIDE),
+    "height": (1, MAX_IMAGE_SIDE),
+    "supersample": (1, MAX_SUPERSAMPLE),
+    "processes": (1, 1024),
+    "chunk_size": (1, MAX_SCENES),
+}
+
+
+def _check_counts(**values: int) -> None:
+    """Each count within its :data:`_LIMITS` range, else the DataError naming it."""
+    for name, value in values.items():
+        _check_count(name, value, *_LIMITS[name])
+
+
+def _gather(
+    results: Iterable[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Scenes and questions of the workers' results, in scene order; question indices
+    follow it."""
+    scenes: list[dict[str, Any]] = []
+    questions: list[dict[str, Any]] = []
+    for res in results:
+        for scene_json, qs in res["results"]:
+            scenes.append(scene_json)
+            for q in qs:
+                q["question_index"] = len(questions)
+                questions.append(q)
+    return scenes, questions
 
 
 def _refuse_existing(out_dir: str | Path, split: str) -> None:
