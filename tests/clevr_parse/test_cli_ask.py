@@ -16,6 +16,7 @@ from brickwork.cli import main
 from brickwork.registry import Registry
 from brickwork.studies.clevr.data import ClevrDataset, generate_dataset
 from brickwork.studies.clevr.nmn import NMN, StudyConfig, Tokenizer
+from brickwork.studies.clevr.nmn.answers import COMPARISONS
 from brickwork.studies.clevr.nmn.data import FIND_VALUES
 from brickwork.studies.clevr.nmn.encoder import ImageEncoder
 from brickwork.studies.clevr.nmn.registration import registry_name
@@ -50,18 +51,7 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     names += [f"same[{a}]" for a in ("color", "shape", "size", "material")]
     names += [f"measure[{f}]" for f in ("count", "exist")]
     names += [f"query[{a}]" for a in ("color", "shape", "size", "material")]
-    names += [
-        f"compare[{f}]"
-        for f in (
-            "equal_color",
-            "equal_shape",
-            "equal_size",
-            "equal_material",
-            "equal_integer",
-            "less_than",
-            "greater_than",
-        )
-    ]
+    names += [f"compare[{f}]" for f in COMPARISONS]
     reg = Registry(run / "registry")
     for n in names:
         reg.put(
