@@ -62,13 +62,20 @@ def batch_loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
 
 @torch.no_grad()
 def score(
-    program: Fn, data: Any, batch_size: int = 256, device: str | torch.device | None = None
+    program: Fn,
+    data: Any,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    errors: list[float] | None = None,
 ) -> dict[str, float]:
     """Metrics of ``program`` on samples: ``score`` (higher is better: accuracy, or
     minus the RMSE), ``acc`` or ``rmse``/``mae``/``mae_per_element``.
 
     The batches run where the program's weights are (or on ``device``, where the
-    program is moved); the metrics are Python floats.
+    program is moved); the metrics are Python floats. ``errors``, when given, receives
+    every sample's loss behind the score (0/1 for accuracy, the squared error for
+    RMSE), in sample order: what :func:`brickwork.compose.solve`'s selection compares
+    pairwise.
     """
     if device is not None:
         program = program.to(device)
@@ -87,13 +94,18 @@ def score(
             lens.append(batch[MASK].float().sum(1))
     out, y = torch.cat(outs).cpu(), torch.cat(ys).cpu()
     lens = [t.cpu() for t in lens]
-    if kind == "bce":
-        acc = float(((out > 0.5).float() == y.float()).float().mean())
-        return {"score": acc, "acc": acc}
-    if kind == "nll":
-        acc = float((out.argmax(-1) == y.reshape(-1).long()).float().mean())
+    if kind in ("bce", "nll"):
+        if kind == "bce":
+            right = ((out > 0.5).float() == y.float()).float().reshape(len(y), -1).mean(1)
+        else:
+            right = (out.argmax(-1) == y.reshape(-1).long()).float()
+        if errors is not None:
+            errors.extend((1.0 - right).tolist())
+        acc = float(right.mean())
         return {"score": acc, "acc": acc}
     err = (out - y.float()).reshape(len(y), -1).abs().mean(1)
+    if errors is not None:
+        errors.extend((err**2).tolist())
     rmse = float(torch.sqrt((err**2).mean()))
     res = {"score": -rmse, "rmse": rmse, "mae": float(err.mean())}
     if lens:
@@ -162,8 +174,10 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     that many optimizer steps, with the same number of validations), ``seed``, ``out``
     (folder for the new modules, optional), ``init`` (hole index → registry ref whose
     encoder initialises that hole), ``hidden``, ``val_limit`` (score on the first that
-    many validation samples only: the cheap ranking), ``device`` (where the program trains
-    and is scored; default ``cpu``).
+    many validation samples only: the cheap ranking), ``select_split`` (the share of the
+    validation samples, the last ones, held out from the fit's keep-best and scored for
+    selection: see :func:`split_val`), ``device`` (where the program trains and is
+    scored; default ``cpu``).
     """
     from brickwork.registry import Registry
     from brickwork.training import FitConfig, Samples, fit
@@ -177,6 +191,9 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     val = Samples.load(job["val"])
     if job.get("val_limit") and len(val) > int(job["val_limit"]):  # the ranking's subset
         val = val.select(torch.arange(int(job["val_limit"])))
+        fit_val = val
+    else:
+        fit_val, val = split_val(val, float(job.get("select_split") or 0.0))
     kind = loss_name(program.out_type)
     params = [p for p in program.parameters() if p.requires_grad]
     result: dict[str, Any] = {
@@ -201,7 +218,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
                 program,
                 loss_fn,
                 train,
-                val=val,
+                val=fit_val,
                 evaluate=evaluate,
                 config=config,
                 parameters=params,
@@ -209,7 +226,9 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
             )
         result["epochs"] = fitted.epochs
         result["steps"] = fitted.steps
-    result["val"] = score(program, val, device=device)
+    val_errors: list[float] = []
+    result["val"] = score(program, val, device=device, errors=val_errors)
+    result["val_errors"] = val_errors
     result["tests"] = {
         name: score(program, Samples.load(path), device=device)
         for name, path in (job.get("tests") or {}).items()
@@ -223,6 +242,25 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         result["saved"] = saved
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def split_val(val: Any, share: float) -> tuple[Any, Any]:
+    """``(fit part, selection part)`` of validation samples: the last ``share`` of them
+    are held out from the fit's keep-best and only scored, so that a trained
+    candidate's selection score is not biased by the checkpoint chosen on it (both
+    parts are the whole set when ``share`` is 0 or the set is tiny).
+
+    Example:
+        >>> from brickwork.training import Samples
+        >>> a, b = split_val(Samples({"x": torch.arange(10.0)}), 0.5)
+        >>> a["x"].tolist(), b["x"].tolist()
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0])
+    """
+    n = len(val)
+    k = n - int(round(n * share))
+    if share <= 0 or k < 2 or n - k < 2:
+        return val, val
+    return val.select(torch.arange(k)), val.select(torch.arange(k, n))
 
 
 def _at_least(train: Any, min_steps: int, fields: dict[str, Any]) -> Any:
@@ -248,7 +286,8 @@ def score_programs(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     registry = Registry(job["registry"]) if job.get("registry") else None
     device = torch.device(job.get("device") or "cpu")
-    val = Samples.load(job["val"]).to(device)
+    val = split_val(Samples.load(job["val"]), float(job.get("select_split") or 0.0))[1]
+    val = val.to(device)
     loaded: dict[str, Module] = {}
     results = []
     for term in job["terms"]:
@@ -258,13 +297,15 @@ def score_programs(job: dict[str, Any]) -> dict[str, Any]:
                 f"score_programs: {term!r} has new modules; train it with run_candidate"
             )
         program = build_program(term, _resolve_leaf(job, registry, loaded)).to(device)
+        val_errors: list[float] = []
         results.append(
             {
                 "term": term,
                 "trained": False,
                 "epochs": 0,
                 "parameters": 0,
-                "val": score(program, val, device=device),
+                "val": score(program, val, device=device, errors=val_errors),
+                "val_errors": val_errors,
                 "tests": {},
                 "seconds": time.perf_counter() - start,
             }

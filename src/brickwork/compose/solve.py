@@ -69,17 +69,35 @@ class SolveConfig:
         rank_val: validation samples the cheap ranking scores on (the first ones).
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
-        reuse_k: of the ``top_k``, up to this many are the best-ranked candidates that
-            reuse registry modules, the others the best-ranked overall: a short training
-            on a few examples misranks a small readout of a registry module against a
-            new network, and reuse is what generalises from little data.
+        structured_k: of the ``top_k``, up to this many slots go to map-then-fold
+            programs (``fold(step) ∘ map(g)``, ``step`` a library or registry
+            function): the best-ranked one for each step and set of registry modules
+            ``g`` reads, those that read registry modules first, then those of new
+            modules only.
+            This is type-directed: for a list → scalar task, applying a per-element
+            function and aggregating exactly is the structure that extrapolates, and a
+            30-step ranking misranks a small readout of a registry module against a new
+            network (its Spearman correlation with the final score is weak).
+        reuse_k: then up to this many of the best-ranked candidates that read registry
+            modules (any structure); the remaining slots go to the best-ranked overall.
         fit: FitConfig fields of the full training, plus ``min_steps`` (a small
             training set gets enough epochs for that many optimizer steps).
         tolerance, relative_tolerance: candidates whose validation score is within
             ``tolerance`` of the best (accuracy), or within ``max(tolerance,
-            relative_tolerance * best RMSE)`` (value outputs), count as tied; the
-            simplest of them wins (fewest new modules, then fewest new parameters, then
-            smallest) — Occam's razor on near-equal validation scores.
+            relative_tolerance * best RMSE)`` (value outputs), count as tied.
+        noise_z: a candidate also counts as tied with the best when the best is not
+            better by more than ``noise_z`` standard errors of the paired per-sample
+            difference of their validation losses (0/1 errors, squared errors): the
+            validation set's noise. 3 is a one-sided test at about 0.1 %, or 1 %
+            Bonferroni-corrected over the ≤ 10 trained candidates: the best of several
+            candidates on one validation set is optimistically biased (the winner's
+            curse). The simplest tied candidate wins (fewest new modules, then fewest
+            new parameters, then smallest) — reuse beats a new network unless
+            validation shows the network is clearly better.
+        select_split: the share of the validation samples (the last ones) that only
+            selection scores: the full training's keep-best sees the others, so a
+            trained candidate's selection score is as unbiased as that of a program
+            without new modules (scored once). 0: keep-best and selection share them.
         seed: seeds every new module and every fit.
     """
 
@@ -88,8 +106,9 @@ class SolveConfig:
     rank_limit: int = 32
     rank_steps: int = 40
     rank_val: int = 100
-    top_k: int = 5
-    reuse_k: int = 2
+    top_k: int = 7
+    structured_k: int = 4
+    reuse_k: int = 1
     fit: dict[str, Any] = field(
         default_factory=lambda: {
             "epochs": 15,
@@ -102,6 +121,8 @@ class SolveConfig:
     )
     tolerance: float = 0.01
     relative_tolerance: float = 0.1
+    noise_z: float = 3.0
+    select_split: float = 0.5
     seed: int = 0
 
 
@@ -336,6 +357,7 @@ def solve(
         "val": task.val,
         "seed": config.seed,
         "device": str(device),
+        "select_split": config.select_split,
     }
     free = [c for c in cands if c.holes == 0]
     holed = sorted(
@@ -366,10 +388,7 @@ def solve(
     t_ranked = time.perf_counter()
     # 2. full training of the best-ranked candidates with new modules
     ranked = sorted(holed, key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
-    k = min(config.top_k, 10)
-    reuse = [c for c in ranked if term_refs(c.term)][: min(config.reuse_k, k)]
-    short = reuse + [c for c in ranked if c not in reuse][: k - len(reuse)]
-    short.sort(key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
+    short = shortlist(ranked, config)
     say(f"training {len(short)} candidates fully")
     jobs = [
         {
@@ -388,17 +407,8 @@ def solve(
         f"seconds: enumerate+score {t_scored - start:.1f}, rank {t_ranked - t_scored:.1f}, "
         f"train {t_trained - t_ranked:.1f}"
     )
-    # 3. selection on validation: the simplest of those within tolerance of the best
-    done = [c for c in cands if c.final is not None]
-    best = max(float(c.final or 0.0) for c in done)  # (done: c.final is not None)
-    margin = config.tolerance  # accuracy: absolute; RMSE (score = -RMSE): relative as well
-    if best < 0:
-        margin = max(margin, config.relative_tolerance * abs(best))
-    tied = [c for c in done if c.final >= best - margin]  # type: ignore[operator]
-    winner = min(
-        tied,
-        key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size, -(c.final or 0)),
-    )
+    # 3. selection on validation: the simplest of those tied with the best
+    winner = select(cands, config)
     if winner.holes == 0 and task.tests:  # score the reused program on the test sets
         winner.result = _map(None, [{**base, "term": winner.term, "tests": task.tests}], "test")[0]
     rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]
@@ -421,6 +431,83 @@ def solve(
     )
     atomic_write_json(workdir / "solution.json", {**solution_json(sol), "config": asdict(config)})
     return sol
+
+
+def map_fold_refs(term: Any) -> tuple[str, ...] | None:
+    """The registry modules the per-element function of a map-then-fold program reads
+    (``fold(step) ∘ map(g)``, ``step`` not a new module), then the step; None for other
+    programs.
+
+    Example:
+        >>> map_fold_refs(["compose", ["map", ["reg", "r@1"]], ["fold", ["lib", "add"]]])
+        ('r@1', 'add')
+    """
+    if (
+        isinstance(term, list)
+        and len(term) == 3
+        and term[0] == "compose"
+        and term[1][0] == "map"
+        and term[2][0] == "fold"
+        and term[2][1][0] != "hole"
+    ):
+        return (*sorted(set(term_refs(term[1]))), str(term[2][1][1]))
+    return None
+
+
+def shortlist(ranked: list[Candidate], config: SolveConfig) -> list[Candidate]:
+    """The candidates to train fully, from those ranked best first: the map-then-fold
+    slots (``structured_k``), the reuse slots (``reuse_k``), then the best-ranked, at
+    most ``min(top_k, 10)`` in all (see :class:`SolveConfig`)."""
+    k = min(config.top_k, 10)
+    groups: dict[tuple[str, ...], Candidate] = {}
+    for c in ranked:
+        refs = map_fold_refs(c.term)
+        if refs is not None and refs not in groups:
+            groups[refs] = c
+    structured = [c for key, c in groups.items() if len(key) > 1]  # reads registry modules
+    structured += [c for key, c in groups.items() if len(key) == 1]
+    short = structured[: min(config.structured_k, k)]
+    short += [c for c in ranked if term_refs(c.term) and c not in short][: config.reuse_k]
+    short = short[:k]
+    short += [c for c in ranked if c not in short][: k - len(short)]
+    short.sort(key=lambda c: -(c.cheap if c.cheap is not None else -1e9))
+    return short
+
+
+def _paired_gap(worse: Candidate, best: Candidate) -> tuple[float, float] | None:
+    """Mean and standard error of the per-sample validation-loss difference (None when
+    either candidate lacks per-sample losses)."""
+    a = (worse.result or {}).get("val_errors")
+    b = (best.result or {}).get("val_errors")
+    if not a or not b or len(a) != len(b):
+        return None
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / max(1, len(d) - 1)
+    return mean, math.sqrt(var / len(d))
+
+
+def select(cands: list[Candidate], config: SolveConfig) -> Candidate:
+    """The winner among the candidates with a final validation score: the simplest of
+    those tied with the best (within the tolerance, or not worse by more than
+    ``noise_z`` standard errors of the paired per-sample loss difference)."""
+    done = [c for c in cands if c.final is not None]
+    top = max(done, key=lambda c: float(c.final or 0.0))
+    best = float(top.final or 0.0)
+    margin = config.tolerance  # accuracy: absolute; RMSE (score = -RMSE): relative as well
+    if best < 0:
+        margin = max(margin, config.relative_tolerance * abs(best))
+
+    def tied(c: Candidate) -> bool:
+        if float(c.final or 0.0) >= best - margin:
+            return True
+        gap = _paired_gap(c, top)
+        return gap is not None and gap[0] <= config.noise_z * gap[1]
+
+    return min(
+        (c for c in done if tied(c)),
+        key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size, -(c.final or 0)),
+    )
 
 
 def _register(

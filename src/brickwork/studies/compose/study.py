@@ -35,6 +35,7 @@ from brickwork._version import __version__
 from brickwork.compose import ListOf, SolveConfig, Task, solve, standalone_term
 from brickwork.compose.jobs import run_candidate
 from brickwork.compose.program import hole_term, term_str
+from brickwork.errors import DataError
 from brickwork.modules import atomic_write_json
 from brickwork.studies.compose.data import (
     classify_samples,
@@ -78,17 +79,23 @@ class StudyConfig:
     workers: int = 2
     device: str = "cpu"
     search: dict[str, Any] = field(
-        default_factory=lambda: {"rank_limit": 24, "rank_steps": 30, "top_k": 5}
+        default_factory=lambda: {
+            "rank_limit": 24,
+            "rank_steps": 30,
+            "top_k": 7,
+            "structured_k": 4,
+            "reuse_k": 1,
+        }
     )
     fit: dict[str, Any] = field(
         default_factory=lambda: {
-            "epochs": 10,
+            "epochs": 20,
             "batch_size": 32,
             "lr": 3e-3,
             "keep_best": "val_score",
             "max_train_time": 20.0,
             "train_clock": "process",
-            "min_steps": 80,
+            "min_steps": 200,
         }
     )
 
@@ -97,19 +104,25 @@ class StudyConfig:
         return cls(
             sequences=("cs1", "summing"),
             seeds=(0,),
-            n_train_lists=400,
+            n_train_lists=300,
             n_val_lists=150,
             n_test_lists=150,
             n_long_lists=40,
-            search={"rank_limit": 12, "rank_steps": 30, "top_k": 3},
+            search={
+                "rank_limit": 10,
+                "rank_steps": 20,
+                "top_k": 4,
+                "structured_k": 3,
+                "reuse_k": 0,
+            },
             fit={
-                "epochs": 8,
+                "epochs": 12,
                 "batch_size": 32,
                 "lr": 3e-3,
                 "keep_best": "val_score",
-                "max_train_time": 15.0,
+                "max_train_time": 8.0,
                 "train_clock": "process",
-                "min_steps": 80,
+                "min_steps": 150,
             },
         )
 
@@ -199,6 +212,12 @@ def run_sequence(
     d1, d2 = DIGITS[seed % len(DIGITS)]
     pools = digit_pools(seed)
     folder = workdir / f"{name}-s{seed}"
+    if (folder / "registry").exists() and Registry(folder / "registry").cards():
+        raise DataError(
+            f"compose study: {folder / 'registry'} already holds modules from an earlier run "
+            "(found), but every sequence starts from an empty registry (expected); fix: "
+            "choose a new or empty output folder"
+        )
     registry = Registry(folder / "registry")
     roles: dict[str, list[str]] = {}  # "digit3" / "classify" -> registry refs trained for it
     last_image_ref: str | None = None
@@ -333,6 +352,7 @@ def _baselines(
         "fit": search.fit,
         "seed": search.seed,
         "device": device,
+        "select_split": search.select_split,  # keep-best on the same validation part
     }
     standalone = standalone_term(sol.winner.term, registry)
     lstm = hole_term({"x": task.input}, task.output)
