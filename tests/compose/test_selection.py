@@ -6,15 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brickwork.compose import SolveConfig
+from brickwork.compose import (
+    ListOf,
+    SolveConfig,
+)
 from brickwork.compose.jobs import split_val
-from brickwork.compose.solve import Candidate, map_fold_refs, select, shortlist
+from brickwork.compose.program import hole_term
+from brickwork.compose.solve import Candidate, complexity, map_fold_refs, select, shortlist
 from brickwork.errors import DataError
 from brickwork.training import Samples
+from brickwork.types import Bool, Count, Features, Probs
 
-CNN = ["hole", '{"x": {"kind": "Features", "axes": "b 1 8 8"}}', '{"kind": "Bool", "axes": "b 1"}']
-READ = ["hole", '{"x": {"kind": "Probs", "axes": "b 10"}}', '{"kind": "Count", "axes": "b 1"}']
-RNN = ["hole", "{}", "{}"]
+CNN = hole_term({"x": Features("b 1 8 8")}, Bool("b 1"))
+READ = hole_term({"x": Probs("b 10")}, Count("b 1"))
+STEP = hole_term({"state": Count("b 1"), "item": Bool("b 1")}, Count("b 1"))
+RNN = hole_term({"x": ListOf(Features("b 1 8 8"))}, Count("b 1"))
 
 
 def _mf(g: list, step: str = "add") -> list:
@@ -42,6 +48,22 @@ def test_reuse_wins_unless_a_new_network_is_clearly_better_on_validation():
     # without the noise rule (z = 0) a 3-list advantage is enough
     cfg0 = SolveConfig(relative_tolerance=0.0, noise_z=0.0)
     assert select([_cand(reuse, 0, reuse_errors), _cand(new, 1, close, 13000)], cfg0).holes == 1
+
+
+def test_of_the_tied_the_least_complex_class_wins_then_the_best_in_it():
+    assert complexity(RNN) == (1, 3) and complexity(_mf(CNN)) == (1, 2)
+    assert complexity(["fold", STEP]) == (1, 1) and complexity(["reg", "r@1"]) == (0, 0)
+    cfg = SolveConfig(relative_tolerance=0.0)
+    # a list LSTM is best, an image network per element is within the noise: it wins
+    lstm = _cand(RNN, 1, [0.0] * 100, 90000)
+    per_item = _cand(_mf(CNN), 1, [1.0] * 2 + [0.0] * 98, 13000)
+    assert select([lstm, per_item], cfg) is per_item
+    # two readouts of one class: the much better one wins even with more parameters
+    read = _cand(_mf(["compose", ["reg", "classify@1"], READ]), 1, [0.0] * 100, 4900)
+    step = _cand(
+        ["compose", ["map", ["reg", "rec@1"]], ["fold", STEP]], 1, [1.0] * 2 + [0.0] * 98, 4400
+    )
+    assert select([read, step], cfg) is read
 
 
 def test_shortlist_keeps_a_map_then_fold_slot_for_every_registry_group():

@@ -91,9 +91,9 @@ class SolveConfig:
             validation set's noise. 3 is a one-sided test at about 0.1 %, or 1 %
             Bonferroni-corrected over the ≤ 10 trained candidates: the best of several
             candidates on one validation set is optimistically biased (the winner's
-            curse). The simplest tied candidate wins (fewest new modules, then fewest
-            new parameters, then smallest) — reuse beats a new network unless
-            validation shows the network is clearly better.
+            curse). Of the tied, the least complex class wins (:func:`select`) — reuse
+            beats a new network unless validation shows the network is clearly
+            better.
         select_split: the share of the validation samples (the last ones) that only
             selection scores: the full training's keep-best sees the others, so a
             trained candidate's selection score is as unbiased as that of a program
@@ -487,26 +487,70 @@ def _paired_gap(worse: Candidate, best: Candidate) -> tuple[float, float] | None
     return mean, math.sqrt(var / len(d))
 
 
+#: how much a new module's architecture adds to a program's complexity (see :func:`select`)
+ARCH_COST = {"mlp": 1, "step": 1, "cnn": 2, "rnn": 3}
+
+
+def complexity(term: Any) -> tuple[int, int]:
+    """``(new modules, architecture cost)`` of a program: a readout or fold step (MLP) costs
+    1, an image network (CNN) 2, a list network (RNN) 3.
+
+    Example:
+        >>> from brickwork.compose.program import hole_term
+        >>> from brickwork.types import Bool, Features
+        >>> cnn = hole_term({"x": Features("b 1 8 8")}, Bool("b 1"))
+        >>> complexity(["compose", cnn, ["lib", "not"]])
+        (1, 2)
+    """
+    from brickwork.compose.holes import hole_arch
+    from brickwork.compose.types import ctype_from_json
+
+    cost = 0
+    holes = term_holes(term)
+    for h in holes:
+        ins = {k: ctype_from_json(v) for k, v in json.loads(h[1]).items()}
+        arch = hole_arch(ins, ctype_from_json(json.loads(h[2])))
+        cost += ARCH_COST.get(arch or "", 3)
+    return len(holes), cost
+
+
 def select(cands: list[Candidate], config: SolveConfig) -> Candidate:
-    """The winner among the candidates with a final validation score: the simplest of
-    those tied with the best (within the tolerance, or not worse by more than
-    ``noise_z`` standard errors of the paired per-sample loss difference)."""
+    """The winner among the candidates with a final validation score.
+
+    1. *Tied* with the best: within the tolerance, or not worse by more than
+       ``noise_z`` standard errors of the paired per-sample loss difference.
+    2. Of the tied, the least complex class (:func:`complexity`: fewest new modules,
+       then the cheapest architectures) — reuse before a new readout, a readout before a
+       new image network, an image network before a list network.
+    3. In that class, the simplest (fewest new parameters, then smallest) of those within
+       the tolerance of the class's best.
+    """
     done = [c for c in cands if c.final is not None]
+
+    def margin(best: float) -> float:  # accuracy: absolute; RMSE (score = -RMSE): relative too
+        return (
+            max(config.tolerance, config.relative_tolerance * abs(best))
+            if best < 0
+            else config.tolerance
+        )
+
     top = max(done, key=lambda c: float(c.final or 0.0))
     best = float(top.final or 0.0)
-    margin = config.tolerance  # accuracy: absolute; RMSE (score = -RMSE): relative as well
-    if best < 0:
-        margin = max(margin, config.relative_tolerance * abs(best))
 
     def tied(c: Candidate) -> bool:
-        if float(c.final or 0.0) >= best - margin:
+        if float(c.final or 0.0) >= best - margin(best):
             return True
         gap = _paired_gap(c, top)
         return gap is not None and gap[0] <= config.noise_z * gap[1]
 
+    pool = [c for c in done if tied(c)]
+    least = min(complexity(c.term) for c in pool)
+    pool = [c for c in pool if complexity(c.term) == least]
+    class_best = max(float(c.final or 0.0) for c in pool)
+    pool = [c for c in pool if float(c.final or 0.0) >= class_best - margin(class_best)]
     return min(
-        (c for c in done if tied(c)),
-        key=lambda c: (c.holes, (c.result or {}).get("parameters", 0), c.size, -(c.final or 0)),
+        pool,
+        key=lambda c: ((c.result or {}).get("parameters", 0), c.size, -(c.final or 0)),
     )
 
 

@@ -38,14 +38,24 @@ def digit_pools(seed: int = 0, fractions: tuple[float, float] = (0.6, 0.2)) -> d
     return {k: (x[i], y[i]) for k, i in parts.items()}
 
 
-def recognise_samples(pool: Pool, digit: int, *, seed: int, fraction: float = 1.0) -> Samples:
-    """Single images, target 1 when the image shows ``digit``: every positive and twice as
-    many negatives (a fraction of them with ``fraction``)."""
+def recognise_samples(
+    pool: Pool,
+    digit: int,
+    *,
+    seed: int,
+    fraction: float = 1.0,
+    negatives: float | None = 2.0,
+) -> Samples:
+    """Single images, target 1 when the image shows ``digit``: every positive and
+    ``negatives`` times as many negatives (None: every image of the pool), a fraction of
+    them with ``fraction``."""
     x, y = pool
     g = torch.Generator().manual_seed(int(seed))
     pos = (y == digit).nonzero().squeeze(1)
     neg = (y != digit).nonzero().squeeze(1)
-    neg = neg[torch.randperm(len(neg), generator=g)[: 2 * len(pos)]]
+    neg = neg[torch.randperm(len(neg), generator=g)]
+    if negatives is not None:
+        neg = neg[: int(negatives * len(pos))]
     idx = torch.cat([pos, neg])
     idx = idx[torch.randperm(len(idx), generator=g)]
     idx = idx[: max(4, int(round(len(idx) * fraction)))]

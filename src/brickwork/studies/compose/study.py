@@ -148,7 +148,7 @@ def _write_data(
     if kind in ("recognise", "classify"):
         target = -1 if digit is None else digit  # a recognise task names its digit
         make = (
-            (lambda pool, s, f: recognise_samples(pool, target, seed=s, fraction=f))
+            (lambda pool, s, f: recognise_samples(pool, target, seed=s, fraction=f, negatives=None))
             if kind == "recognise"
             else (lambda pool, s, f: classify_samples(pool, seed=s, fraction=f))
         )
