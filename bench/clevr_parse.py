@@ -23,6 +23,7 @@ KEYS = (
     "program_exact_heldout_templates",
     "answer_accuracy_from_text",
     "baseline",
+    "pointer",
     "train_seconds",
     "data_digest",
     "brickwork",
@@ -49,7 +50,7 @@ def main() -> None:
         cfg = replace(cfg, ns=ns)
     out = Path(args.out) / ("quick" if args.quick else "full")
     res = run_parse_study(out, cfg, run=args.run, cache=args.cache, workers=args.workers)
-    result = {k: res[k] for k in KEYS}
+    result = {k: res[k] for k in KEYS if k in res}
     result["stages"] = {
         n: {
             "supervised_val_1_5": (s["supervised"].get("val") or {}).get("1-5"),

@@ -67,7 +67,7 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         train_q, scenes, ParseConfig(n_programs=None, sup_steps=60, rl_steps=0, dim=16)
     )
     greg = Registry(root / "gen")
-    register_generator(greg, gen, "pointer-n270-s0", {"config": {"dim": 8}})
+    register_generator(greg, gen, "transducer-n270-s0", {"config": {"dim": 8}})
     return {
         "run": run,
         "cache": root / "clevr-cache",

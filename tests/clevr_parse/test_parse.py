@@ -148,7 +148,7 @@ def test_training_learns_the_labelled_programs_and_registry_round_trip(tmp_path:
     ev = evaluate_programs(gen, qs, scenes)
     assert ev["all"] > 0.3  # far above chance (exact programs of depth 1-3)
     reg = Registry(tmp_path / "reg")
-    name = register_generator(reg, gen, "pointer-test", rep, {"exact": ev["all"]})
+    name = register_generator(reg, gen, "transducer-test", rep, {"exact": ev["all"]})
     again = load_generator(reg, name)
     toks = gen.encode_texts([q.question for q in qs[:10]])
     assert again.decode(toks).tokens == gen.decode(toks).tokens

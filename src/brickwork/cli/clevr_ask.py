@@ -39,7 +39,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--generator",
         help="registry name of the program generator (default: the newest "
-        "program_generator.pointer-n270-*, else any pointer generator)",
+        "program_generator.transducer-n270-*, else pointer-n270-*, else any other but "
+        "the seq2seq baseline)",
     )
     p.add_argument(
         "--generator-registry",
@@ -103,11 +104,13 @@ def _generator(args: argparse.Namespace) -> Any:
     reg = Registry(paths[0])
     ref = args.generator
     if ref is None:
-        names = reg.names(f"{REGISTRY_KIND}.pointer-n270-*") or reg.names(
-            f"{REGISTRY_KIND}.pointer-*"
-        )
+        names: list[str] = []
+        for pattern in ("transducer-n270-*", "pointer-n270-*", "transducer-*", "pointer-*"):
+            names = names or reg.names(f"{REGISTRY_KIND}.{pattern}")
         if not names:
-            raise DataError(f"{paths[0]}: no program generator registered (pointer-…)")
+            raise DataError(
+                f"{paths[0]}: no program generator registered (transducer-… or pointer-…)"
+            )
         ref = names[-1]
     return load_generator(reg, ref), ref
 

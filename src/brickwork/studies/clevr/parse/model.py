@@ -1,9 +1,14 @@
 """The program generator: question words → prefix program tokens, decoded under the
 type constraint of :mod:`~brickwork.studies.clevr.parse.grammar`.
 
-Two architectures share one module kind (``arch`` in the config) and one decoder loop:
+Three architectures share one module kind (``arch`` in the config):
 
-- ``"pointer"`` (the default): a **local** encoder (word embeddings and two
+- ``"transducer"`` (the default since the study's third run): a monotone transducer
+  that walks the words once, emitting the program in reading order; its decisions are
+  local, so deeper questions are more of the same decisions
+  (:mod:`~brickwork.studies.clevr.parse.transducer`, where the reasons are given).
+
+- ``"pointer"`` (the previous default): a **local** encoder (word embeddings and two
   convolutions, each word sees ±4 words) and a **Markov** decoder. A step's query is a
   function of the previous token, the previous attended context, the open port (its
   kind, parent token and argument position) — nothing that grows with the question —
@@ -41,6 +46,7 @@ from torch import nn
 
 from brickwork.errors import DataError
 from brickwork.modules import Module, register_kind
+from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
     ANSWER_KIND,
@@ -49,6 +55,14 @@ from brickwork.studies.clevr.parse.grammar import (
     TOKENS,
     PortStack,
     allowed_batch,
+    prefix_tokens,
+)
+from brickwork.studies.clevr.parse.transducer import (
+    TransducerHeads,
+    reading_order,
+    transducer_beam,
+    transducer_decode,
+    transducer_log_prob,
 )
 from brickwork.types import Features
 
@@ -58,8 +72,8 @@ _WORD = re.compile(r"[a-z]+|\d+")
 #: default location window: offsets -WINDOW..WINDOW one by one, then far left / far right
 WINDOW = 6
 EDGE = 10
-ARCHS = ("pointer", "seq2seq")
-CONTEXTS = ("right", "both")
+ARCHS = ("pointer", "seq2seq", "transducer")
+CONTEXTS = ("right", "both", "near")
 ROOT_KIND = KINDS.index(ANSWER_KIND)
 
 
@@ -147,6 +161,7 @@ class ProgramGenerator(Module):
         context: str = "both",
         root_pool: bool = True,
         split_plural: bool = True,
+        prev_dropout: float = 0.0,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -160,7 +175,12 @@ class ProgramGenerator(Module):
             "context": context,
             "root_pool": root_pool,
             "split_plural": split_plural,
+            "prev_dropout": prev_dropout,
         }
+        #: transducer: probability of hiding the previous token in training
+        self.prev_dropout = prev_dropout
+        #: beam width of the transducer's decoding (1: greedy)
+        self.beam = 4
         self.window = WINDOW  # 12 measured no better (docs/clevr-parse.md)
         self.split_plural = split_plural
         if context not in CONTEXTS:
@@ -180,25 +200,30 @@ class ProgramGenerator(Module):
         self.kind_embed = nn.Embedding(len(KINDS), d)
         self.parent_embed = nn.Embedding(p, d)
         self.arg_embed = nn.Embedding(3, d)
-        if arch == "pointer":
+        if arch in ("pointer", "transducer"):
             # "right": each word sees itself and the next 4 words only (two width-3
-            # convolutions padded on the right); "both": ±4 words (two width-5 ones)
-            width = 3 if context == "right" else 5
+            # convolutions padded on the right); "both": ±4 words (two width-5 ones);
+            # "near": ±2 words (two width-3 ones)
+            width = 5 if context == "both" else 3
             self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
+        if arch == "transducer":
+            self.heads = TransducerHeads(d, p)
+        elif arch == "pointer":
             self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
             self.key = nn.Linear(d, d)
             self.loc = nn.Linear(d, 2 * WINDOW + 3)
             # distance from the sentence's start and end (0..EDGE-1, then "far"):
             # "There is a … ; what color is it?" jumps to the end and back to the start
             self.edge = nn.Linear(d, 2 * (EDGE + 1))
-        else:
+        if arch == "seq2seq":
             self.rnn = nn.GRU(d, d // 2, batch_first=True, bidirectional=True)
             self.cell = nn.GRUCell(5 * d, d)
             self.key = nn.Linear(d, d)
-        self.out = nn.Sequential(nn.Linear(2 * d, d), nn.Tanh(), nn.Linear(d, p))
+        if arch != "transducer":
+            self.out = nn.Sequential(nn.Linear(2 * d, d), nn.Tanh(), nn.Linear(d, p))
         # the attended words' own embeddings vote for tokens (a lexicon: "ball" ->
         # filter_shape[sphere] wherever it stands)
-        self.lex = nn.Linear(d, p) if lexical else None
+        self.lex = nn.Linear(d, p) if lexical and arch != "transducer" else None
         # the root token (the question family) also reads the max over the sentence of
         # the local features: "less than" anywhere in a long question, not only where
         # the one attention head lands; a max over local features does not grow with
@@ -233,12 +258,14 @@ class ProgramGenerator(Module):
         tokens = tokens.long().clamp(0, self.embed.num_embeddings - 1)
         mask = tokens != PAD
         x = self.drop(self.embed(tokens))
-        if self.arch == "pointer":
+        if self.arch in ("pointer", "transducer"):
             h = x
-            pad = (0, 2) if self.context == "right" else (2, 2)
+            pad = {"right": (0, 2), "both": (2, 2), "near": (1, 1)}[self.context]
             for conv in self.convs:
                 y = conv(nn.functional.pad(h.transpose(1, 2), pad)).transpose(1, 2)
                 h = (h + torch.tanh(y)) * mask.unsqueeze(-1)
+            if self.arch == "transducer":
+                return {"h": h, "mask": mask, "x": x}
             enc = {"h": h, "mask": mask, "keys": self.key(h), "x": x}
             if self.root is not None:
                 pooled = h.masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
@@ -327,8 +354,11 @@ class ProgramGenerator(Module):
 
         ``targets`` ``[b, s]`` token ids (0 after the end); ``kind``/``parent``/``arg``
         the port each target fills (:func:`~brickwork.studies.clevr.parse.grammar.
-        port_sequence`).
+        port_sequence`); for ``arch="transducer"`` in reading order
+        (:meth:`target_tokens`), summed over the alignments to the words.
         """
+        if self.arch == "transducer":
+            return transducer_log_prob(self, tokens, targets, kind, arg)
         enc = self.encode(tokens)
         state = self.start(enc)
         allowed = ALLOWED.to(tokens.device)
@@ -349,6 +379,7 @@ class ProgramGenerator(Module):
         max_nodes: Sequence[int] | None = None,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        beam: int | None = None,
     ) -> Decoded:
         """Decode programs in prefix order; every step allows only the tokens the open
         port's kind accepts and whose cheapest completion fits ``max_nodes`` (default:
@@ -361,6 +392,11 @@ class ProgramGenerator(Module):
         b = tokens.shape[0]
         n_words = (tokens != PAD).sum(1).tolist()
         budget = list(max_nodes) if max_nodes is not None else [2 * n + 8 for n in n_words]
+        if self.arch == "transducer":
+            width = self.beam if beam is None else beam
+            if not sample and width > 1:
+                return transducer_beam(self, tokens, budget, width)
+            return transducer_decode(self, tokens, budget, sample, generator)
         stacks = [PortStack.start(m) for m in budget]
         enc = self.encode(tokens)
         state = self.start(enc)
@@ -398,6 +434,13 @@ class ProgramGenerator(Module):
                     min_prob[i] = min(min_prob[i], probs[i])
             prev = choice
         return Decoded(out, total, min_prob, forced)
+
+    def target_tokens(self, program: Program) -> list[str]:
+        """The token sequence this generator is trained to emit for ``program``: prefix
+        order (:func:`~brickwork.studies.clevr.parse.grammar.prefix_tokens`), with
+        filter chains in reading order for ``arch="transducer"``."""
+        toks = prefix_tokens(program)
+        return reading_order(toks) if self.arch == "transducer" else toks
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Greedy constrained decodes as token ids ``[b, longest]`` (0 after the end)."""

@@ -50,6 +50,8 @@ class ParseStudyConfig:
     test_questions: int = 3
     ns: tuple[int | None, ...] = (90, 270, 1000, None)
     baseline_n: int = 270
+    #: also train the previous architecture (the pointer decoder) at ``baseline_n``
+    compare_pointer: bool = True
     parse: ParseConfig = ParseConfig()
     seed: int = 0
     answer_n: int = 270
@@ -61,6 +63,7 @@ class ParseStudyConfig:
             train_scenes=300,
             test_scenes=60,
             ns=(90, 270),
+            compare_pointer=False,
             parse=ParseConfig(sup_steps=500, rl_steps=60, seed=seed),
             seed=seed,
             answer_questions=500,
@@ -220,13 +223,24 @@ def run_parse_study(
         "train_seconds": {},
     }
     jobs: list[dict[str, Any]] = []
-    for n in (*cfg.ns, "baseline"):
+    extra = ("baseline", "pointer") if cfg.compare_pointer else ("baseline",)
+    for n in (*cfg.ns, *extra):
         if n == "baseline":
             key = "baseline"
             pc = replace(cfg.parse, n_programs=cfg.baseline_n, arch="seq2seq", rl_steps=0)
+        elif n == "pointer":  # the previous architecture, as it was trained
+            key = "pointer"
+            pc = replace(
+                cfg.parse,
+                n_programs=cfg.baseline_n,
+                arch="pointer",
+                context="both",
+                sup_steps=2400,
+                rl_steps=600,
+            )
         else:
             key = "all" if n is None else str(n)
-            pc = replace(cfg.parse, n_programs=n)  # type: ignore[arg-type]
+            pc = replace(cfg.parse, n_programs=n)
             if n is None or int(n) >= len(train):
                 pc = replace(pc, rl_steps=0)
         jobs.append(
@@ -275,7 +289,9 @@ def run_parse_study(
         }
         res["train_seconds"][key] = rep["seconds"]
         gens[key] = _load_weights(r["weights"])
-        register_generator(registry, gens[key], f"pointer-n{key}-s{cfg.seed}", rep, ev["by_depth"])
+        register_generator(
+            registry, gens[key], f"{cfg.parse.arch}-n{key}-s{cfg.seed}", rep, ev["by_depth"]
+        )
     b = by_key["baseline"]
     res["baseline"] = {
         "arch": "seq2seq (BiGRU encoder, GRU decoder with attention), same constraint",
@@ -292,6 +308,16 @@ def run_parse_study(
         b["report"],
         b["eval"]["by_depth"],
     )
+    if "pointer" in by_key:
+        p = by_key["pointer"]
+        res["pointer"] = {
+            "arch": "pointer (local encoder, Markov location-aware decoder; the previous "
+            "generator), same data, labelled questions and constraint",
+            "n": cfg.baseline_n,
+            "program_exact": {k: v for k, v in p["eval"]["by_depth"].items() if "_" not in k},
+            "program_exact_heldout_templates": p["eval"]["heldout"],
+            "train_seconds": p["report"]["seconds"],
+        }
     akey = str(cfg.answer_n) if str(cfg.answer_n) in gens else next(iter(gens))
     if run is not None:
         res["answer_accuracy_from_text"] = answer_from_text(
@@ -339,6 +365,14 @@ def plot_results(res: dict[str, Any], path: str | Path) -> None:
         marker="x",
         label=f"seq2seq, N = {base['n']}",
     )
+    if "pointer" in res:
+        ax.plot(
+            buckets,
+            [res["pointer"]["program_exact"].get(b, 0) for b in buckets],
+            "k:",
+            marker="+",
+            label=f"pointer (previous), N = {res['pointer']['n']}",
+        )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("program depth (training: 1-5)")
     ax.set_ylabel("exact program")
@@ -372,13 +406,17 @@ def results_table(res: dict[str, Any]) -> str:
             f"| {k} | {by['1-5']:.3f} | {by['6-10']:.3f} | {by['11-20']:.3f} | "
             f"{res['program_exact_heldout_templates'][k]:.3f} | {res['train_seconds'][k]:.0f} |"
         )
-    b = res["baseline"]
-    rows.append(
-        f"| seq2seq {b['n']} | {b['program_exact']['1-5']:.3f} | "
-        f"{b['program_exact']['6-10']:.3f} | "
-        f"{b['program_exact']['11-20']:.3f} | {b['program_exact_heldout_templates']:.3f} | "
-        f"{b['train_seconds']:.0f} |"
-    )
+    for name in ("pointer", "baseline"):
+        if name not in res:
+            continue
+        b = res[name]
+        label = "seq2seq" if name == "baseline" else "pointer (previous)"
+        rows.append(
+            f"| {label} {b['n']} | {b['program_exact']['1-5']:.3f} | "
+            f"{b['program_exact']['6-10']:.3f} | "
+            f"{b['program_exact']['11-20']:.3f} | {b['program_exact_heldout_templates']:.3f} | "
+            f"{b['train_seconds']:.0f} |"
+        )
     return "\n".join(rows)
 
 

@@ -1,0 +1,476 @@
+"""The monotone transducer architecture of the program generator (``arch="transducer"``).
+
+CLEVR questions are written in the order of their programs: read in *reading order*
+(prefix order with each chain of filters in the order its words come: ``filter_size``,
+``filter_color``, ``filter_material``, ``filter_shape``), every program token but the
+root lines up with the words, left to right::
+
+    What color is the tiny item that is to the right of the big ball behind the cube?
+         (root)    unique filter_size[small]  relate[right] unique filter_size[large]
+                   filter_shape[sphere] relate[behind] unique filter_shape[cube] scene
+
+The transducer makes that the model. A pointer walks the words once, left to right; at
+each word it either **emits** the next program token (under the type constraint of
+:mod:`~brickwork.studies.clevr.parse.grammar`) or **advances** to the next word. Both
+decisions read only the local features of the word under the pointer (its window of
+words) and the token side's local state: the previous token, the kind of the open port
+and the argument position — no recurrent state, no position in the sentence, no depth.
+A question nested twelve levels deep is therefore the same sequence of local decisions
+as one nested three levels deep, which is why it parses questions deeper than any it
+was trained on. The root token (the question family, which some templates put last:
+"The … is what color?") comes from a classifier over the first and last words, the
+maximum of the local features and every word's vote, for the family and for its
+operation and attribute apart.
+
+Training marginalises over the alignment of tokens to words (which word emits which
+token is never labelled) with the forward algorithm of the emit/advance lattice, in
+closed form per token row (:func:`transducer_log_prob`); once the program is complete
+the pointer still walks to the last word, so skipped words are paid for. In training
+the previous token is hidden at random (``prev_dropout``) so the words carry the
+decisions. Decoding is a beam search over the lattice (:func:`transducer_beam`;
+greedy or sampled: :func:`transducer_decode`). Filters commute, so the generator emits
+each chain in reading order and writes it back in the dataset's canonical order
+(:func:`canonical_order`).
+
+Example:
+    >>> reading_order(["count", "filter_shape[cube]", "filter_color[red]", "scene"])
+    ['count', 'filter_color[red]', 'filter_shape[cube]', 'scene']
+    >>> canonical_order(['count', 'filter_color[red]', 'filter_shape[cube]', 'scene'])
+    ['count', 'filter_shape[cube]', 'filter_color[red]', 'scene']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from brickwork.studies.clevr.data import ATTRIBUTES
+from brickwork.studies.clevr.parse.grammar import (
+    ALLOWED,
+    ANSWER_KIND,
+    KIND_INDEX,
+    TOKENS,
+    PortStack,
+    allowed_batch,
+)
+
+if TYPE_CHECKING:
+    from brickwork.studies.clevr.parse.model import Decoded, ProgramGenerator
+
+_ROOT = KIND_INDEX[ANSWER_KIND]
+#: words at the start and at the end of the sentence the root classifier reads
+ROOT_EDGE = 4
+#: the root tokens' operations and attributes (a root token is one of each)
+OPS = ("exist", "count", "query", "equal", "less", "greater")
+ROOT_ATTRS = ("none", "color", "shape", "size", "material", "number")
+
+
+def _op_attr(token: str) -> tuple[int, int]:
+    if token in ("exist", "count"):
+        return OPS.index(token), 0
+    if token in ("less_than", "greater_than"):
+        return OPS.index(token.partition("_")[0]), ROOT_ATTRS.index("number")
+    op, _, attr = token.partition("_")
+    attr = "number" if attr == "integer" else attr
+    if op in OPS and attr in ROOT_ATTRS:
+        return OPS.index(op), ROOT_ATTRS.index(attr)
+    return 0, 0  # not a root token: masked out by the type constraint
+
+
+_OP_OF = torch.tensor([_op_attr(t)[0] for t in TOKENS])
+_ATTR_OF = torch.tensor([_op_attr(t)[1] for t in TOKENS])
+_NEG = -1e4
+_ATTR_RANK = {a: r for r, a in enumerate(ATTRIBUTES)}
+
+
+def _filter_rank(token: str) -> int | None:
+    if not token.startswith("filter_"):
+        return None
+    return _ATTR_RANK.get(token[7:].partition("[")[0])
+
+
+def _reorder(tokens: Sequence[str], descending: bool) -> list[str]:
+    out: list[str] = []
+    run: list[str] = []
+    for t in [*tokens, ""]:
+        if t and _filter_rank(t) is not None:
+            run.append(t)
+            continue
+        run.sort(key=lambda f: _filter_rank(f) or 0, reverse=descending)
+        out += run
+        run = []
+        if t:
+            out.append(t)
+    return out
+
+
+def reading_order(tokens: Sequence[str]) -> list[str]:
+    """Prefix tokens with every chain of filters in the order the sentence names them
+    (size, color, material, shape) — the order the transducer emits."""
+    return _reorder(tokens, descending=False)
+
+
+def canonical_order(tokens: Sequence[str]) -> list[str]:
+    """Prefix tokens with every chain of filters in the dataset's canonical order (the
+    filter applied first innermost): the inverse of :func:`reading_order`. Filters
+    commute, so the program computes the same thing."""
+    return _reorder(tokens, descending=True)
+
+
+class TransducerHeads(nn.Module):
+    """The transducer's parameters: the root classifier and the emit/advance and token
+    heads over (word features, token-side state)."""
+
+    def __init__(self, dim: int, n_tokens: int) -> None:
+        super().__init__()
+        d = dim
+        self.root = nn.Sequential(
+            nn.Linear((2 * ROOT_EDGE + 1) * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, n_tokens)
+        )
+        self.word = nn.Linear(d, 2 * d)
+        self.state = nn.Linear(d, 2 * d)
+        self.emit = nn.Linear(2 * d, 1)
+        self.token = nn.Linear(2 * d, n_tokens)
+        self.lex = nn.Linear(d, n_tokens)
+        self.vote = nn.Linear(d, n_tokens)
+        # the family factored into its operation and its attribute (query_color =
+        # query + color; equal_integer = equal + number), each voted for on its own
+        self.op_root = nn.Linear((2 * ROOT_EDGE + 1) * d, len(OPS))
+        self.op_vote = nn.Linear(d, len(OPS))
+        self.attr_root = nn.Linear((2 * ROOT_EDGE + 1) * d, len(ROOT_ATTRS))
+        self.attr_vote = nn.Linear(d, len(ROOT_ATTRS))
+        # the token side once the program is complete: the pointer still has to walk
+        # to the end of the sentence, and words it skips then ("that is behind …")
+        # cost their advance probability, so a decode cannot stop early for free
+        self.done = nn.Parameter(torch.randn(d) * 0.1)
+
+
+def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits ``[b, tokens]`` of the root (the family): an MLP over the features of the
+    first and last :data:`ROOT_EDGE` words and their maximum over the sentence, plus
+    every word's own vote pooled by log-sum-exp ("the same shape as" anywhere); and the
+    same two readings for the family's operation and its attribute apart
+    (:data:`OPS` x :data:`ROOT_ATTRS`), so that a frame never seen whole ("Is the size
+    of … the same as the size of …?") is read from its parts ("is … the same as" of
+    ``equal_integer``, "size" of ``query_size``)."""
+    h, mask = enc["h"], enc["mask"]
+    b, n, d = h.shape
+    last = mask.sum(1) - 1
+    idx = torch.arange(ROOT_EDGE, device=h.device)
+    first = idx.clamp(max=n - 1).expand(b, -1)
+    end = (last[:, None] - idx.flip(0)[None, :]).clamp(min=0)
+    pick = torch.cat([first, end], 1)
+    edges = h.gather(1, pick[..., None].expand(-1, -1, d)).reshape(b, -1)
+    pooled = h.masked_fill(~mask.unsqueeze(-1), _NEG).max(1).values
+    feats = torch.cat([edges, pooled], -1)
+    m = ~mask.unsqueeze(-1)
+    heads = gen.heads
+    full = heads.root(feats) + heads.vote(h).masked_fill(m, _NEG).logsumexp(1)
+    op = heads.op_root(feats) + heads.op_vote(h).masked_fill(m, _NEG).logsumexp(1)
+    attr = heads.attr_root(feats) + heads.attr_vote(h).masked_fill(m, _NEG).logsumexp(1)
+    return full + op[:, _OP_OF.to(h.device)] + attr[:, _ATTR_OF.to(h.device)]
+
+
+def _state(
+    gen: ProgramGenerator, prev: torch.Tensor, kind: torch.Tensor, arg: torch.Tensor
+) -> torch.Tensor:
+    """The token side of a decision: previous token, open port's kind and argument.
+
+    In training the previous token is hidden (replaced by padding) with probability
+    ``gen.prev_dropout``, so that the words, not the token history, carry the
+    decision: at depth ≤ 5 a relation never follows a filtered object of a query, and
+    a model that leans on "a filter came last" emits ``scene`` at "behind"."""
+    if gen.training and gen.prev_dropout > 0:
+        hide = torch.rand(prev.shape, device=prev.device) < gen.prev_dropout
+        prev = prev.masked_fill(hide, 0)
+    return gen.prev_embed(prev) + gen.kind_embed(kind) + gen.arg_embed(arg)
+
+
+def _lexical(gen: ProgramGenerator, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Every word's own vote for tokens (a lexicon: "ball" -> ``filter_shape[sphere]``)."""
+    return gen.heads.lex(x)
+
+
+def _joint(
+    gen: ProgramGenerator, word: torch.Tensor, lexw: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Emit logit ``[...]`` and token logits ``[..., tokens]`` of word features ``word``
+    (``[..., d]`` after ``heads.word``) under token-side states (after ``heads.state``)."""
+    z = gen.drop(torch.tanh(word + state))
+    return gen.heads.emit(z).squeeze(-1), gen.heads.token(z) + lexw
+
+
+def transducer_log_prob(
+    gen: ProgramGenerator,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    kind: torch.Tensor,
+    arg: torch.Tensor,
+) -> torch.Tensor:
+    """Log-probability ``[b]`` of reading-order target programs, summed over every
+    monotone alignment of their tokens to the words (forward algorithm).
+
+    ``targets`` ``[b, s]`` token ids in reading order (0 after the end), ``kind`` /
+    ``arg`` the port each fills.
+    """
+    enc = gen.encode(tokens)
+    h, x, mask = enc["h"], enc["x"], enc["mask"]
+    dev = h.device
+    allowed = ALLOWED.to(dev)
+    root = _root_logits(gen, enc).masked_fill(~allowed[_ROOT], _NEG)
+    total = torch.log_softmax(root, -1).gather(1, targets[:, :1]).squeeze(1)
+    y = targets[:, 1:]
+    b, m = y.shape
+    n = h.shape[1]
+    if m == 0:
+        return total
+    ylen = (y > 0).sum(1)
+    st = gen.heads.state(_state(gen, targets[:, :-1], kind[:, 1:], arg[:, 1:]))  # [b, m, 2d]
+    word = gen.heads.word(h)  # [b, n, 2d]
+    emit, logits = _joint(gen, word[:, None], _lexical(gen, x, h)[:, None], st[:, :, None])
+    logits = logits.masked_fill(~allowed[kind[:, 1:]][:, :, None, :], _NEG)
+    tok_lp = torch.log_softmax(logits, -1).gather(3, y[:, :, None, None].expand(-1, -1, n, 1))
+    tok_lp = tok_lp.squeeze(-1)  # [b, m, n]
+    pos = torch.arange(n, device=dev)
+    last = (mask.sum(1) - 1)[:, None, None]
+    log_e = torch.nn.functional.logsigmoid(emit)
+    log_a = torch.nn.functional.logsigmoid(-emit)
+    at_end = pos[None, None, :] == last
+    beyond = pos[None, None, :] > last
+    log_e = torch.where(at_end, torch.zeros_like(log_e), log_e).masked_fill(beyond, _NEG)
+    log_a = log_a.masked_fill(at_end | beyond, _NEG)
+    emit_score = log_e + tok_lp  # emitting y_{j+1} at word i from state (j, i)
+    arrive = torch.full((b, n), _NEG, device=dev)
+    arrive[:, 0] = 0.0
+    final = torch.full((b, n), _NEG, device=dev)
+    for j in range(m):
+        # advancing along row j: beta[i] = sum_{i' <= i} arrive[i'] * prod_{i'<=k<i} a[k]
+        c = torch.cumsum(log_a[:, j], 1) - log_a[:, j]  # exclusive prefix sums
+        beta = c + torch.logcumsumexp(arrive - c, 1)
+        arrive = beta + emit_score[:, j]
+        final = torch.where((ylen == j + 1)[:, None], arrive, final)
+    # program complete at word i: advance (in the done state) from i to the last word
+    y_last = y.gather(1, (ylen - 1).clamp(min=0)[:, None]).squeeze(1)
+    done = gen.heads.state(gen.prev_embed(y_last) + gen.heads.done)  # [b, 2d]
+    emit_d, _ = _joint(gen, word, _lexical(gen, x, h), done[:, None])
+    adv_d = torch.nn.functional.logsigmoid(-emit_d).masked_fill(pos[None, :] >= last[:, 0], 0.0)
+    tail = adv_d.flip(1).cumsum(1).flip(1)  # sum over k >= i of advancing at k
+    return total + torch.logsumexp(final + tail, 1)
+
+
+def transducer_decode(
+    gen: ProgramGenerator,
+    tokens: torch.Tensor,
+    budget: Sequence[int],
+    sample: bool,
+    generator: torch.Generator | None,
+) -> Decoded:
+    """Greedy (or sampled) decodes: the root, then emit/advance along the words."""
+    from brickwork.studies.clevr.parse.model import Decoded
+
+    enc = gen.encode(tokens)
+    h, x, mask = enc["h"], enc["x"], enc["mask"]
+    dev = h.device
+    b = tokens.shape[0]
+    stacks = [PortStack.start(m) for m in budget]
+    word = gen.heads.word(h)
+    lexw = _lexical(gen, x, h)
+    last = (mask.sum(1) - 1).tolist()
+    out: list[list[str]] = [[] for _ in range(b)]
+    min_prob = [1.0] * b
+    forced = [False] * b
+    logits = _root_logits(gen, enc)
+    total = torch.zeros(b, device=dev)
+
+    def choose(logits: torch.Tensor, emitting: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token of every decode (sampled or the most likely allowed one) and its
+        log-probability under the constraint; marks decodes the node budget bent."""
+        typed = allowed_batch(stacks, dev)
+        active = torch.tensor([not s.done for s in stacks], device=dev)
+        typed[~active, 1] = True
+        lp = torch.log_softmax(logits.masked_fill(~typed, _NEG), -1)
+        if sample:
+            pick = torch.multinomial(lp.detach().exp(), 1, generator=generator).squeeze(1)
+        else:
+            pick = lp.argmax(-1)
+            kinds = torch.tensor([s.kind() for s in stacks], device=dev)
+            free = logits.masked_fill(~ALLOWED.to(dev)[kinds], _NEG).argmax(-1)
+            for i, cut in enumerate((active & emitting & (free != pick)).tolist()):
+                forced[i] = forced[i] or cut
+        return pick, lp.gather(1, pick[:, None]).squeeze(1)
+
+    root, lp_root = choose(logits, torch.ones(b, dtype=torch.bool, device=dev))
+    total = total + lp_root
+    prev = root.clone()
+    for i, r in enumerate(root.tolist()):
+        out[i].append(TOKENS[r])
+        stacks[i].push(TOKENS[r])
+        min_prob[i] = float(lp_root[i].detach().exp())
+    ptr = torch.zeros(b, dtype=torch.long, device=dev)
+    rows = torch.arange(b, device=dev)
+    while not all(s.done for s in stacks):
+        kind = torch.tensor([s.kind() for s in stacks], device=dev)
+        arg = torch.tensor([s.parent()[1] for s in stacks], device=dev)
+        st = gen.heads.state(_state(gen, prev, kind, arg))
+        emit, tok_logits = _joint(gen, word[rows, ptr], lexw[rows, ptr], st)
+        p_emit = torch.sigmoid(emit)
+        at_end = ptr >= torch.tensor(last, device=dev)
+        if sample:
+            do_emit = torch.bernoulli(p_emit.detach(), generator=generator).bool()
+        else:
+            do_emit = p_emit > 0.5
+        do_emit = do_emit | at_end
+        active = torch.tensor([not s.done for s in stacks], device=dev)
+        dec_lp = torch.where(
+            at_end,
+            torch.zeros_like(emit),
+            torch.where(
+                do_emit,
+                torch.nn.functional.logsigmoid(emit),
+                torch.nn.functional.logsigmoid(-emit),
+            ),
+        )
+        pick, tok_lp = choose(tok_logits, do_emit)
+        step_lp = dec_lp + torch.where(do_emit, tok_lp, torch.zeros_like(tok_lp))
+        total = total + torch.where(active, step_lp, torch.zeros_like(step_lp))
+        probs = step_lp.detach().exp().tolist()
+        emits, chosen = do_emit.tolist(), pick.tolist()
+        for i, s in enumerate(stacks):
+            if s.done:
+                continue
+            min_prob[i] = min(min_prob[i], probs[i])
+            if emits[i]:
+                tok = TOKENS[chosen[i]]
+                out[i].append(tok)
+                s.push(tok)
+        prev = torch.where(do_emit & active, pick, prev)
+        ptr = torch.where(do_emit | ~active, ptr, ptr + 1)
+    return Decoded([canonical_order(t) for t in out], total, min_prob, forced)
+
+
+def _clone(stack: PortStack) -> PortStack:
+    return PortStack(list(stack.ports), stack.emitted, stack.max_nodes, stack.open_cost)
+
+
+@dataclass
+class _Hyp:
+    score: float
+    stack: PortStack
+    ptr: int
+    prev: int
+    tokens: list[str]
+    min_prob: float
+
+
+@torch.no_grad()
+def transducer_beam(
+    gen: ProgramGenerator, tokens: torch.Tensor, budget: Sequence[int], beam: int
+) -> Decoded:
+    """Beam search over the emit/advance lattice, one question at a time: a complete
+    program's score includes walking (in the done state) to the end of the sentence,
+    so a hypothesis that stopped before "… that is behind the cube" pays for skipping
+    it, and one that read the clause wins."""
+    from brickwork.studies.clevr.parse.model import Decoded
+
+    enc = gen.encode(tokens)
+    h, x, mask = enc["h"], enc["x"], enc["mask"]
+    dev = h.device
+    word_all = gen.heads.word(h)
+    lex_all = _lexical(gen, x, h)
+    roots = torch.log_softmax(_root_logits(gen, enc), -1)
+    results: list[list[str]] = []
+    scores: list[float] = []
+    min_probs: list[float] = []
+    for q in range(tokens.shape[0]):
+        last = int(mask[q].sum()) - 1
+        word, lexw = word_all[q], lex_all[q]
+        start = PortStack.start(budget[q])
+        ok = start.allowed().to(dev)
+        r_lp = roots[q].masked_fill(~ok, -float("inf"))
+        live: list[_Hyp] = []
+        for lp, t in zip(*r_lp.topk(min(beam, int(ok.sum())))):
+            st = _clone(start)
+            st.push(int(t))
+            live.append(_Hyp(float(lp), st, 0, int(t), [TOKENS[int(t)]], float(lp.exp())))
+        finished: list[_Hyp] = []
+        while live:
+            kind = torch.tensor([hy.stack.kind() for hy in live], device=dev)
+            arg = torch.tensor([hy.stack.parent()[1] for hy in live], device=dev)
+            prev = torch.tensor([hy.prev for hy in live], device=dev)
+            ptr = torch.tensor([hy.ptr for hy in live], device=dev)
+            st = gen.heads.state(_state(gen, prev, kind, arg))
+            emit, logits = _joint(gen, word[ptr], lexw[ptr], st)
+            allowed = torch.stack([hy.stack.allowed() for hy in live]).to(dev)
+            tok_lp = torch.log_softmax(logits.masked_fill(~allowed, _NEG), -1)
+            log_e = torch.nn.functional.logsigmoid(emit).tolist()
+            log_a = torch.nn.functional.logsigmoid(-emit).tolist()
+            k = min(beam, len(TOKENS) - 1)
+            top_lp, top_t = tok_lp.masked_fill(~allowed, -float("inf")).topk(k, -1)
+            cands: list[tuple[float, int, int | None, float]] = []  # score, hyp, token, p
+            for i, hy in enumerate(live):
+                at_end = hy.ptr >= last
+                if not at_end:
+                    cands.append((hy.score + log_a[i], i, None, math.exp(log_a[i])))
+                e = 0.0 if at_end else log_e[i]
+                for lp_t, t in zip(top_lp[i].tolist(), top_t[i].tolist()):
+                    if lp_t > -1e30:
+                        cands.append((hy.score + e + lp_t, i, t, math.exp(e + lp_t)))
+            cands.sort(key=lambda c: -c[0])
+            nxt: list[_Hyp] = []
+            for score, i, t, p in cands[:beam]:
+                hy = live[i]
+                if t is None:
+                    nxt.append(
+                        _Hyp(score, hy.stack, hy.ptr + 1, hy.prev, hy.tokens, min(hy.min_prob, p))
+                    )
+                    continue
+                stack = _clone(hy.stack)
+                stack.push(t)
+                new = _Hyp(score, stack, hy.ptr, t, [*hy.tokens, TOKENS[t]], min(hy.min_prob, p))
+                if stack.done:
+                    new.score += _done_tail(gen, word, lexw, t, new.ptr, last)
+                    finished.append(new)
+                else:
+                    nxt.append(new)
+            best_done = max((f.score for f in finished), default=-float("inf"))
+            live = [hy for hy in nxt if hy.score > best_done]
+        best = max(finished, key=lambda f: f.score)
+        results.append(canonical_order(best.tokens))
+        scores.append(best.score)
+        min_probs.append(best.min_prob)
+    return Decoded(results, torch.tensor(scores, device=dev), min_probs, [False] * len(results))
+
+
+def _done_tail(
+    gen: ProgramGenerator,
+    word: torch.Tensor,
+    lexw: torch.Tensor,
+    last_token: int,
+    ptr: int,
+    last: int,
+) -> float:
+    """Log-probability of advancing from word ``ptr`` to the last word once complete."""
+    if ptr >= last:
+        return 0.0
+    prev = torch.tensor([last_token], device=word.device)
+    done = gen.heads.state(gen.prev_embed(prev) + gen.heads.done)
+    emit, _ = _joint(gen, word[ptr:last], lexw[ptr:last], done)
+    return float(torch.nn.functional.logsigmoid(-emit).sum())
+
+
+__all__ = [
+    "OPS",
+    "ROOT_ATTRS",
+    "ROOT_EDGE",
+    "TransducerHeads",
+    "canonical_order",
+    "reading_order",
+    "transducer_beam",
+    "transducer_decode",
+    "transducer_log_prob",
+]

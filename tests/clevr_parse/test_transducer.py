@@ -1,0 +1,135 @@
+"""The transducer program generator: reading order, the alignment lattice (checked
+against brute-force enumeration of every alignment), beam decoding, word-covering
+selection of the questions to label."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from brickwork.errors import DataError
+from brickwork.studies.clevr.data import generate_questions, generate_scene
+from brickwork.studies.clevr.nmn import nmn_kinds, program_layout
+from brickwork.studies.clevr.parse.grammar import (
+    ALLOWED,
+    TOKEN_INDEX,
+    from_prefix,
+    port_sequence,
+    prefix_tokens,
+)
+from brickwork.studies.clevr.parse.model import ProgramGenerator
+from brickwork.studies.clevr.parse.train import labelled_indices, vocabulary
+from brickwork.studies.clevr.parse.transducer import (
+    _done_tail,
+    _joint,
+    _lexical,
+    _state,
+    canonical_order,
+    reading_order,
+)
+
+
+def _questions(n: int = 4, per: int = 8, hi: int = 10) -> list:
+    qs = []
+    for i in range(n):
+        qs += generate_questions(
+            generate_scene(i, seed=3), per, min_depth=1, max_depth=hi, seed=3, phrasing="v2"
+        )
+    return qs
+
+
+def test_reading_order_is_the_words_order_and_canonical_order_inverts_it() -> None:
+    for q in _questions():
+        toks = prefix_tokens(q.program)
+        read = reading_order(toks)
+        assert sorted(read) == sorted(toks) and canonical_order(read) == toks
+        assert from_prefix(canonical_order(read)) == q.program
+    # "large red cube": the filters in the order of the words
+    p = ["count", "filter_shape[cube]", "filter_color[red]", "filter_size[large]", "scene"]
+    assert reading_order(p)[1:4] == [
+        "filter_size[large]",
+        "filter_color[red]",
+        "filter_shape[cube]",
+    ]
+
+
+def _brute_force(gen: ProgramGenerator, text: str, target: list[str]) -> float:
+    """log P(target) by enumerating every monotone alignment of the body tokens."""
+    ids, _ = gen.encode_text(text)
+    enc = gen.encode(ids[None])
+    h, x = enc["h"][0], enc["x"][0]
+    n = h.shape[0]
+    word, lexw = gen.heads.word(h), _lexical(gen, x[None], h[None])[0]
+    tgt = [TOKEN_INDEX[t] for t in target]
+    ports = port_sequence(target)
+    from brickwork.studies.clevr.parse.transducer import _root_logits
+
+    root = torch.log_softmax(_root_logits(gen, enc)[0].masked_fill(~ALLOWED[0], -1e4), -1)
+    total = float(root[tgt[0]])
+    m = len(tgt) - 1
+    rows = []  # per body token j: (log emit [n], log advance [n], token log-prob [n])
+    for j in range(m):
+        kind, _, arg = ports[j + 1]
+        st = gen.heads.state(
+            _state(gen, torch.tensor([tgt[j]]), torch.tensor([kind]), torch.tensor([arg]))
+        )
+        emit, logits = _joint(gen, word, lexw, st)
+        lp = torch.log_softmax(logits.masked_fill(~ALLOWED[kind], -1e4), -1)[:, tgt[j + 1]]
+        e = torch.nn.functional.logsigmoid(emit)
+        e[n - 1] = 0.0
+        rows.append((e, torch.nn.functional.logsigmoid(-emit), lp))
+    paths = []
+    for align in itertools.combinations_with_replacement(range(n), m):
+        s, pos = 0.0, 0
+        for j, a in enumerate(align):
+            e, adv, lp = rows[j]
+            s += float(adv[pos:a].sum()) + float(e[a] + lp[a])
+            pos = a
+        s += _done_tail(gen, word, lexw, tgt[-1], pos, n - 1)
+        paths.append(s)
+    return total + math.log(sum(math.exp(p) for p in paths))
+
+
+def test_lattice_log_prob_equals_the_sum_over_every_alignment() -> None:
+    torch.manual_seed(0)
+    text = "how many red cubes are there"
+    gen = ProgramGenerator(vocabulary([text]), dim=8, arch="transducer", dropout=0.0)
+    gen.eval()
+    target = reading_order(["count", "filter_shape[cube]", "filter_color[red]", "scene"])
+    ids, _ = gen.encode_text(text)
+    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
+    ports = torch.tensor(port_sequence(target)).T[None]
+    with torch.no_grad():
+        lattice = float(gen.teacher_forced(ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2]))
+        assert lattice == pytest.approx(_brute_force(gen, text, target), abs=1e-4)
+
+
+def test_transducer_decodes_are_valid_layouts_greedy_beam_and_sampled() -> None:
+    torch.manual_seed(0)
+    qs = _questions(2, 6, hi=8)
+    gen = ProgramGenerator(vocabulary([q.question for q in qs]), dim=16, arch="transducer")
+    gen.eval()
+    kinds = nmn_kinds("typed", channels=4)
+    toks = gen.encode_texts([q.question for q in qs])
+    for beam, sample in ((1, False), (4, False), (1, True)):
+        dec = gen.decode(toks, sample=sample, beam=beam, generator=torch.Generator().manual_seed(1))
+        assert len(dec.tokens) == len(qs) and torch.isfinite(dec.log_prob).all()
+        for row in dec.tokens:
+            assert program_layout(from_prefix(row), kinds).nodes
+
+
+def test_covering_selection_labels_the_rare_words() -> None:
+    texts = ["how many red things"] * 40 + ["what is behind the cube"] + ["is it red"] * 9
+    pick = labelled_indices(len(texts), 3, 0, select="cover", texts=texts)
+    assert 40 in pick and pick == sorted(set(pick)) and len(pick) == 3
+    rand = labelled_indices(len(texts), 3, 0)
+    assert rand == labelled_indices(len(texts), 3, 0)  # seeded
+    mixed = labelled_indices(len(texts), 4, 1, select="mixed", texts=texts)
+    assert len(set(mixed)) == 4 and 40 in mixed
+    with pytest.raises(DataError, match="needs the 50 questions' texts"):
+        labelled_indices(len(texts), 3, 0, select="cover")
+    with pytest.raises(DataError, match="expected one of"):
+        labelled_indices(len(texts), 3, 0, select="best")
