@@ -227,7 +227,13 @@ def run_parse_study(
     for n in (*cfg.ns, *extra):
         if n == "baseline":
             key = "baseline"
-            pc = replace(cfg.parse, n_programs=cfg.baseline_n, arch="seq2seq", rl_steps=0)
+            pc = replace(
+                cfg.parse,
+                n_programs=cfg.baseline_n,
+                arch="seq2seq",
+                rl_steps=0,
+                prev_dropout=0.0,
+            )
         elif n == "pointer":  # the previous architecture, as it was trained
             key = "pointer"
             pc = replace(
@@ -235,6 +241,7 @@ def run_parse_study(
                 n_programs=cfg.baseline_n,
                 arch="pointer",
                 context="both",
+                prev_dropout=0.0,
                 sup_steps=2400,
                 rl_steps=600,
             )

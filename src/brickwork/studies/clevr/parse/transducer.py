@@ -129,20 +129,16 @@ class TransducerHeads(nn.Module):
     def __init__(self, dim: int, n_tokens: int) -> None:
         super().__init__()
         d = dim
-        self.root = nn.Sequential(
-            nn.Linear((2 * ROOT_EDGE + 1) * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, n_tokens)
-        )
         self.word = nn.Linear(d, 2 * d)
         self.state = nn.Linear(d, 2 * d)
         self.emit = nn.Linear(2 * d, 1)
         self.token = nn.Linear(2 * d, n_tokens)
         self.lex = nn.Linear(d, n_tokens)
-        self.vote = nn.Linear(d, n_tokens)
-        # the family factored into its operation and its attribute (query_color =
-        # query + color; equal_integer = equal + number), each voted for on its own
+        # the family is its operation and its attribute (query_color = query + color,
+        # equal_integer = equal + number), read apart: the operation from the sentence's
+        # edges and every word's vote, the attribute from the words' votes alone
         self.op_root = nn.Linear((2 * ROOT_EDGE + 1) * d, len(OPS))
         self.op_vote = nn.Linear(d, len(OPS))
-        self.attr_root = nn.Linear((2 * ROOT_EDGE + 1) * d, len(ROOT_ATTRS))
         self.attr_vote = nn.Linear(d, len(ROOT_ATTRS))
         # the token side once the program is complete: the pointer still has to walk
         # to the end of the sentence, and words it skips then ("that is behind …")
@@ -151,13 +147,15 @@ class TransducerHeads(nn.Module):
 
 
 def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits ``[b, tokens]`` of the root (the family): an MLP over the features of the
-    first and last :data:`ROOT_EDGE` words and their maximum over the sentence, plus
-    every word's own vote pooled by log-sum-exp ("the same shape as" anywhere); and the
-    same two readings for the family's operation and its attribute apart
-    (:data:`OPS` x :data:`ROOT_ATTRS`), so that a frame never seen whole ("Is the size
-    of … the same as the size of …?") is read from its parts ("is … the same as" of
-    ``equal_integer``, "size" of ``query_size``)."""
+    """Logits ``[b, tokens]`` of the root (the family), read as its operation times its
+    attribute (:data:`OPS` x :data:`ROOT_ATTRS`): the operation from the features of
+    the first and last :data:`ROOT_EDGE` words, their maximum over the sentence and every
+    word's own vote (pooled by log-sum-exp), the attribute from the words' votes alone.
+    A frame never seen whole ("Is the size of … the same as the size of …?") is then
+    read from its parts: "is … the same as" of ``equal_integer``, "size" of
+    ``query_size``. (Adding a reading of the whole family, as one classifier, made
+    held-out frames worse: it recognises the seen frame "Is the number of … the same as
+    …" and outvotes the parts.)"""
     h, mask = enc["h"], enc["mask"]
     b, n, d = h.shape
     last = mask.sum(1) - 1
@@ -170,10 +168,9 @@ def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.T
     feats = torch.cat([edges, pooled], -1)
     m = ~mask.unsqueeze(-1)
     heads = gen.heads
-    full = heads.root(feats) + heads.vote(h).masked_fill(m, _NEG).logsumexp(1)
     op = heads.op_root(feats) + heads.op_vote(h).masked_fill(m, _NEG).logsumexp(1)
-    attr = heads.attr_root(feats) + heads.attr_vote(h).masked_fill(m, _NEG).logsumexp(1)
-    return full + op[:, _OP_OF.to(h.device)] + attr[:, _ATTR_OF.to(h.device)]
+    attr = heads.attr_vote(h).masked_fill(m, _NEG).logsumexp(1)
+    return op[:, _OP_OF.to(h.device)] + attr[:, _ATTR_OF.to(h.device)]
 
 
 def _state(
@@ -365,6 +362,7 @@ class _Hyp:
     prev: int
     tokens: list[str]
     min_prob: float
+    forced: bool = False  # the node budget overruled the type-allowed best token
 
 
 @torch.no_grad()
@@ -386,6 +384,7 @@ def transducer_beam(
     results: list[list[str]] = []
     scores: list[float] = []
     min_probs: list[float] = []
+    forced: list[bool] = []
     for q in range(tokens.shape[0]):
         last = int(mask[q].sum()) - 1
         word, lexw = word_all[q], lex_all[q]
@@ -409,6 +408,8 @@ def transducer_beam(
             tok_lp = torch.log_softmax(logits.masked_fill(~allowed, _NEG), -1)
             log_e = torch.nn.functional.logsigmoid(emit).tolist()
             log_a = torch.nn.functional.logsigmoid(-emit).tolist()
+            by_type = ALLOWED.to(dev)[kind]
+            bent = (logits.masked_fill(~by_type, _NEG).argmax(-1) != tok_lp.argmax(-1)).tolist()
             k = min(beam, len(TOKENS) - 1)
             top_lp, top_t = tok_lp.masked_fill(~allowed, -float("inf")).topk(k, -1)
             cands: list[tuple[float, int, int | None, float]] = []  # score, hyp, token, p
@@ -426,12 +427,28 @@ def transducer_beam(
                 hy = live[i]
                 if t is None:
                     nxt.append(
-                        _Hyp(score, hy.stack, hy.ptr + 1, hy.prev, hy.tokens, min(hy.min_prob, p))
+                        _Hyp(
+                            score,
+                            hy.stack,
+                            hy.ptr + 1,
+                            hy.prev,
+                            hy.tokens,
+                            min(hy.min_prob, p),
+                            hy.forced,
+                        )
                     )
                     continue
                 stack = _clone(hy.stack)
                 stack.push(t)
-                new = _Hyp(score, stack, hy.ptr, t, [*hy.tokens, TOKENS[t]], min(hy.min_prob, p))
+                new = _Hyp(
+                    score,
+                    stack,
+                    hy.ptr,
+                    t,
+                    [*hy.tokens, TOKENS[t]],
+                    min(hy.min_prob, p),
+                    hy.forced or bent[i],
+                )
                 if stack.done:
                     new.score += _done_tail(gen, word, lexw, t, new.ptr, last)
                     finished.append(new)
@@ -443,7 +460,8 @@ def transducer_beam(
         results.append(canonical_order(best.tokens))
         scores.append(best.score)
         min_probs.append(best.min_prob)
-    return Decoded(results, torch.tensor(scores, device=dev), min_probs, [False] * len(results))
+        forced.append(best.forced)
+    return Decoded(results, torch.tensor(scores, device=dev), min_probs, forced)
 
 
 def _done_tail(
