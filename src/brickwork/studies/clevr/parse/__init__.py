@@ -2,7 +2,8 @@
 constrained by the layouts' types, trained on few programs plus answers, and answering
 with a trained NMN study's registered modules. See ``docs/clevr-parse.md``.
 
-In data-flow order: the prefix grammar and its constraint; the generator; training
+In data-flow order: the prefix grammar and its constraint; the generator (the monotone
+transducer by default, ``transducer.py``; the pointer and seq2seq as comparisons); training
 (supervised, then REINFORCE on answers); parsing one question and the registry; answering
 with a study run; the study behind ``bench/clevr_parse.py``.
 
@@ -37,10 +38,13 @@ from brickwork.studies.clevr.parse.parser import (
 )
 from brickwork.studies.clevr.parse.study import ParseStudyConfig, run_parse_study
 from brickwork.studies.clevr.parse.train import (
+    SELECTIONS,
     ParseConfig,
     evaluate_programs,
+    labelled_indices,
     train_program_generator,
 )
+from brickwork.studies.clevr.parse.transducer import canonical_order, reading_order
 
 __all__ = [
     # grammar
@@ -52,10 +56,14 @@ __all__ = [
     "prefix_tokens",
     # generator
     "ProgramGenerator",
+    "canonical_order",
+    "reading_order",
     "words_of",
     # training
     "ParseConfig",
+    "SELECTIONS",
     "evaluate_programs",
+    "labelled_indices",
     "train_program_generator",
     # parsing and registry
     "Parsed",

@@ -66,6 +66,8 @@ class ParseConfig:
 
     ``n_programs``: labelled programs (``None``: every training question's); the
     other training questions are used answers-only in stage 2 (``rl_steps`` > 0).
+    ``select``: how the labelled questions are chosen (:func:`labelled_indices`).
+    ``prev_dropout``: the transducer's previous-token dropout (ignored by the others).
     """
 
     n_programs: int | None = 270
@@ -397,6 +399,7 @@ def train_program_generator(
 
 __all__ = [
     "BUCKETS",
+    "SELECTIONS",
     "ParseConfig",
     "data_digest",
     "depth_bucket",
