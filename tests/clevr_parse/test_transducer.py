@@ -25,7 +25,6 @@ from brickwork.studies.clevr.parse.train import labelled_indices, vocabulary
 from brickwork.studies.clevr.parse.transducer import (
     _done_tail,
     _joint,
-    _lexical,
     _state,
     canonical_order,
     reading_order,
@@ -62,7 +61,7 @@ def _brute_force(gen: ProgramGenerator, text: str, target: list[str]) -> float:
     enc = gen.encode(ids[None])
     h, x = enc["h"][0], enc["x"][0]
     n = h.shape[0]
-    word, lexw = gen.heads.word(h), _lexical(gen, x[None], h[None])[0]
+    word, lexw = gen.heads.word(h), gen.heads.lex(x)
     tgt = [TOKEN_INDEX[t] for t in target]
     ports = port_sequence(target)
     from brickwork.studies.clevr.parse.transducer import _root_logits

@@ -232,6 +232,42 @@ def allowed_batch(stacks: Sequence[PortStack], device: torch.device | None = Non
     return mask.to(device) if device is not None else mask
 
 
+def constrained_choice(
+    logits: torch.Tensor,
+    stacks: Sequence[PortStack],
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    """One decoding step of every decode under the constraint.
+
+    Returns the chosen token ids ``[b]`` (sampled from the allowed tokens, or the most
+    likely allowed one), their log-probabilities under the constraint (with gradients),
+    and, per decode, whether the node budget overruled the type-allowed best token
+    (always ``False`` when sampling). Finished decodes choose a placeholder.
+
+    Example:
+        >>> choice, lp, bent = constrained_choice(torch.zeros(1, len(TOKENS)),
+        ...                                       [PortStack.start(max_nodes=2)])
+        >>> SIGNATURES[TOKENS[int(choice)]][1] in ("integer", "bool"), bent
+        (True, [False])
+    """
+    dev = logits.device
+    typed = allowed_batch(stacks, dev)
+    active = torch.tensor([not s.done for s in stacks], device=dev)
+    typed[~active, 1] = True  # a harmless placeholder for finished decodes
+    lp = torch.log_softmax(logits.masked_fill(~typed, -1e9), -1)
+    bent = [False] * len(stacks)
+    if sample:
+        choice = torch.multinomial(lp.detach().exp(), 1, generator=generator).squeeze(1)
+    else:
+        choice = lp.argmax(-1)
+        kinds = torch.tensor([s.kind() for s in stacks], device=dev)
+        free = logits.masked_fill(~ALLOWED.to(dev)[kinds], -1e9).argmax(-1)
+        bent = (active & (free != choice)).tolist()
+    return choice, lp.gather(1, choice[:, None]).squeeze(1), bent
+
+
 def port_sequence(tokens: Sequence[str]) -> list[tuple[int, int, int]]:
     """For each prefix token, the port it fills: (kind index, parent token, argument).
 
@@ -256,6 +292,7 @@ __all__ = [
     "PortStack",
     "SIGNATURES",
     "allowed_batch",
+    "constrained_choice",
     "TOKENS",
     "TOKEN_INDEX",
     "fits",

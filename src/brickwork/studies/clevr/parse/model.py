@@ -54,7 +54,7 @@ from brickwork.studies.clevr.parse.grammar import (
     TOKEN_INDEX,
     TOKENS,
     PortStack,
-    allowed_batch,
+    constrained_choice,
     prefix_tokens,
 )
 from brickwork.studies.clevr.parse.transducer import (
@@ -410,19 +410,11 @@ class ProgramGenerator(Module):
             kind = torch.tensor([s.kind() for s in stacks], device=dev)
             par = torch.tensor([s.parent() for s in stacks], device=dev).reshape(b, 2)
             logits, state = self.step(enc, state, prev, kind, par[:, 0], par[:, 1])
-            typed = allowed_batch(stacks, dev)
-            by_type = ALLOWED.to(dev)[kind]
             active = torch.tensor([not s.done for s in stacks], device=dev)
-            typed[~active, 1] = True  # a harmless placeholder for finished decodes
-            lp = torch.log_softmax(logits.masked_fill(~typed, -1e9), -1)
-            if sample:
-                choice = torch.multinomial(lp.detach().exp(), 1, generator=generator).squeeze(1)
-            else:
-                choice = lp.argmax(-1)
-                free = logits.masked_fill(~by_type, -1e9).argmax(-1)
-                cut = (active & (free != choice)).tolist()
-                forced = [f or c for f, c in zip(forced, cut)]
-            step_lp = lp.gather(1, choice[:, None]).squeeze(1)
+            choice, step_lp, bent = constrained_choice(
+                logits, stacks, sample=sample, generator=generator
+            )
+            forced = [f or c for f, c in zip(forced, bent)]
             total = total + torch.where(active, step_lp, torch.zeros_like(step_lp))
             probs = step_lp.detach().exp().tolist()
             chosen = choice.tolist()

@@ -57,6 +57,7 @@ from brickwork.studies.clevr.parse.grammar import (
     TOKENS,
     PortStack,
     allowed_batch,
+    constrained_choice,
 )
 
 if TYPE_CHECKING:
@@ -188,11 +189,6 @@ def _state(
     return gen.prev_embed(prev) + gen.kind_embed(kind) + gen.arg_embed(arg)
 
 
-def _lexical(gen: ProgramGenerator, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Every word's own vote for tokens (a lexicon: "ball" -> ``filter_shape[sphere]``)."""
-    return gen.heads.lex(x)
-
-
 def _joint(
     gen: ProgramGenerator, word: torch.Tensor, lexw: torch.Tensor, state: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +225,8 @@ def transducer_log_prob(
     ylen = (y > 0).sum(1)
     st = gen.heads.state(_state(gen, targets[:, :-1], kind[:, 1:], arg[:, 1:]))  # [b, m, 2d]
     word = gen.heads.word(h)  # [b, n, 2d]
-    emit, logits = _joint(gen, word[:, None], _lexical(gen, x, h)[:, None], st[:, :, None])
+    lexw = gen.heads.lex(x)  # every word's own vote for tokens (a lexicon)
+    emit, logits = _joint(gen, word[:, None], lexw[:, None], st[:, :, None])
     logits = logits.masked_fill(~allowed[kind[:, 1:]][:, :, None, :], _NEG)
     tok_lp = torch.log_softmax(logits, -1).gather(3, y[:, :, None, None].expand(-1, -1, n, 1))
     tok_lp = tok_lp.squeeze(-1)  # [b, m, n]
@@ -254,7 +251,7 @@ def transducer_log_prob(
     # program complete at word i: advance (in the done state) from i to the last word
     y_last = y.gather(1, (ylen - 1).clamp(min=0)[:, None]).squeeze(1)
     done = gen.heads.state(gen.prev_embed(y_last) + gen.heads.done)  # [b, 2d]
-    emit_d, _ = _joint(gen, word, _lexical(gen, x, h), done[:, None])
+    emit_d, _ = _joint(gen, word, lexw, done[:, None])
     adv_d = torch.nn.functional.logsigmoid(-emit_d).masked_fill(pos[None, :] >= last[:, 0], 0.0)
     tail = adv_d.flip(1).cumsum(1).flip(1)  # sum over k >= i of advancing at k
     return total + torch.logsumexp(final + tail, 1)
@@ -276,33 +273,14 @@ def transducer_decode(
     b = tokens.shape[0]
     stacks = [PortStack.start(m) for m in budget]
     word = gen.heads.word(h)
-    lexw = _lexical(gen, x, h)
-    last = (mask.sum(1) - 1).tolist()
+    lexw = gen.heads.lex(x)
+    last = mask.sum(1) - 1
     out: list[list[str]] = [[] for _ in range(b)]
     min_prob = [1.0] * b
-    forced = [False] * b
-    logits = _root_logits(gen, enc)
-    total = torch.zeros(b, device=dev)
-
-    def choose(logits: torch.Tensor, emitting: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The token of every decode (sampled or the most likely allowed one) and its
-        log-probability under the constraint; marks decodes the node budget bent."""
-        typed = allowed_batch(stacks, dev)
-        active = torch.tensor([not s.done for s in stacks], device=dev)
-        typed[~active, 1] = True
-        lp = torch.log_softmax(logits.masked_fill(~typed, _NEG), -1)
-        if sample:
-            pick = torch.multinomial(lp.detach().exp(), 1, generator=generator).squeeze(1)
-        else:
-            pick = lp.argmax(-1)
-            kinds = torch.tensor([s.kind() for s in stacks], device=dev)
-            free = logits.masked_fill(~ALLOWED.to(dev)[kinds], _NEG).argmax(-1)
-            for i, cut in enumerate((active & emitting & (free != pick)).tolist()):
-                forced[i] = forced[i] or cut
-        return pick, lp.gather(1, pick[:, None]).squeeze(1)
-
-    root, lp_root = choose(logits, torch.ones(b, dtype=torch.bool, device=dev))
-    total = total + lp_root
+    root, lp_root, forced = constrained_choice(
+        _root_logits(gen, enc), stacks, sample=sample, generator=generator
+    )
+    total = lp_root
     prev = root.clone()
     for i, r in enumerate(root.tolist()):
         out[i].append(TOKENS[r])
@@ -316,7 +294,7 @@ def transducer_decode(
         st = gen.heads.state(_state(gen, prev, kind, arg))
         emit, tok_logits = _joint(gen, word[rows, ptr], lexw[rows, ptr], st)
         p_emit = torch.sigmoid(emit)
-        at_end = ptr >= torch.tensor(last, device=dev)
+        at_end = ptr >= last
         if sample:
             do_emit = torch.bernoulli(p_emit.detach(), generator=generator).bool()
         else:
@@ -332,11 +310,15 @@ def transducer_decode(
                 torch.nn.functional.logsigmoid(-emit),
             ),
         )
-        pick, tok_lp = choose(tok_logits, do_emit)
+        pick, tok_lp, bent = constrained_choice(
+            tok_logits, stacks, sample=sample, generator=generator
+        )
+        emits = do_emit.tolist()
+        forced = [f or (c and e) for f, c, e in zip(forced, bent, emits)]
         step_lp = dec_lp + torch.where(do_emit, tok_lp, torch.zeros_like(tok_lp))
         total = total + torch.where(active, step_lp, torch.zeros_like(step_lp))
         probs = step_lp.detach().exp().tolist()
-        emits, chosen = do_emit.tolist(), pick.tolist()
+        chosen = pick.tolist()
         for i, s in enumerate(stacks):
             if s.done:
                 continue
@@ -379,7 +361,7 @@ def transducer_beam(
     h, x, mask = enc["h"], enc["x"], enc["mask"]
     dev = h.device
     word_all = gen.heads.word(h)
-    lex_all = _lexical(gen, x, h)
+    lex_all = gen.heads.lex(x)
     roots = torch.log_softmax(_root_logits(gen, enc), -1)
     results: list[list[str]] = []
     scores: list[float] = []
@@ -404,7 +386,7 @@ def transducer_beam(
             ptr = torch.tensor([hy.ptr for hy in live], device=dev)
             st = gen.heads.state(_state(gen, prev, kind, arg))
             emit, logits = _joint(gen, word[ptr], lexw[ptr], st)
-            allowed = torch.stack([hy.stack.allowed() for hy in live]).to(dev)
+            allowed = allowed_batch([hy.stack for hy in live], dev)
             tok_lp = torch.log_softmax(logits.masked_fill(~allowed, _NEG), -1)
             log_e = torch.nn.functional.logsigmoid(emit).tolist()
             log_a = torch.nn.functional.logsigmoid(-emit).tolist()
