@@ -354,9 +354,10 @@ def check_device(device: str | torch.device, where: str) -> torch.device:
         )
     count = torch.cuda.device_count() if dev.type == "cuda" else 0
     if dev.type == "cuda" and dev.index is not None and dev.index >= count:
+        have = "cuda:0" if count == 1 else f"one of cuda:0…cuda:{count - 1}"
         raise TrainingError(
             f"{where}: device {device!r} asked, but only {count} CUDA device(s) exist; "
-            f"use cuda:0…cuda:{count - 1}"
+            f"use {have} or 'cpu'"
         )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise TrainingError(

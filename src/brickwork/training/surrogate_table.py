@@ -181,9 +181,11 @@ def surrogate_table(
         for node in family[li].nodes:
             if node.module == name:
                 apps.append((row, li, node.id))
+    # the shape probe runs where the module's weights are (the table itself is on the CPU)
+    at = next((w.device for w in module.parameters()), torch.device(device or "cpu"))
     with torch.no_grad():
         out_shape = tuple(
-            module.call_ports(**{p: base[f"in.{p}"][:1] for p in module.inputs})[
+            module.call_ports(**{p: base[f"in.{p}"][:1].to(at) for p in module.inputs})[
                 _only_output(module, f"module {name!r}")
             ].shape[1:]
         )
