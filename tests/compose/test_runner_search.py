@@ -85,7 +85,9 @@ def test_typed_holes_follow_value_domains():
     assert "scalar decision Bool" in hole_allowed(Bool("b 1"), Count("b 1"))
     assert "reduces it" in hole_allowed(Probs("b 10"), Probs("b 10"))
     assert "neutral element" in hole_allowed((Probs("b 10"), Bool("b 1")), Probs("b 10"))
-    assert hole_allowed((Count("b 1"), Probs("b 10")), Count("b 1")) == ""
+    assert "monoid" in hole_allowed((Count("b 1"), Probs("b 10")), Count("b 1"))
+    assert "monoid" in hole_allowed((Bool("b 1"), Bool("b 1")), Bool("b 1"))
+    assert hole_allowed((Count("b 1"), Probs("b 10")), Count("b 1"), monoids=()) == ""
     assert hole_allowed(ListOf(Bool("b 1")), Count("b 1")) != ""
 
 
@@ -105,6 +107,30 @@ def test_typed_search_is_ten_times_smaller_than_shape_only_at_the_search_bound()
     # reading the registry classifier for a digit it was not trained to recognise
     assert "fold(add) ∘ map(NEW[Probs['b 10'] -> Count['b 1']] ∘ classify.new0)" in shown
     assert not any("NEW[Bool['b 1'] ->" in s for s in shown)  # no new net on a scalar
+
+
+def test_no_learned_fold_step_for_a_state_the_library_folds():
+    reg = [
+        Function(("reg", "recognise_3.new0@1"), (IMG,), Bool("b 1")),
+        Function(("reg", "classify.new0@1"), (IMG,), Probs("b 10")),
+    ]
+    full = functions(standard_library()) + reg
+    shown = {term_str(t) for t in Space.build(ListOf(IMG), Count("b 1"), full).programs(10, 2)}
+    assert not any("fold(NEW[" in s for s in shown)  # Count has add: no step hole
+    # ... the step that extrapolates, add ∘ (id, g), is there as fold(add) ∘ map(g)
+    assert "fold(add) ∘ map(as_count ∘ recognise_3.new0)" in shown
+    assert "fold(add) ∘ map(NEW[Probs['b 10'] -> Count['b 1']] ∘ classify.new0)" in shown
+    assert "fold(add) ∘ map(NEW[Features['b 1 8 8'] -> Count['b 1']])" in shown
+    any_3 = Space.build(ListOf(IMG), Bool("b 1"), full).programs(6, 1)
+    assert not any("fold(NEW[" in term_str(t) for t in any_3)  # Bool has or/and
+    assert "fold(or) ∘ map(recognise_3.new0)" in {term_str(t) for t in any_3}
+    # a library without a step for Count: a learned step is then the only fold of counts
+    bare = {k: v for k, v in standard_library().items() if k not in ("add", "max")}
+    space = Space.build(ListOf(IMG), Count("b 1"), functions(bare) + reg)
+    assert space.monoids == {"Bool"}
+    steps = [term_str(t) for t in space.programs(6, 1) if "fold(NEW[" in term_str(t)]
+    assert any("Count['b 1'] -> Count['b 1']]) ∘ map(recognise_3.new0)" in s for s in steps)
+    assert not any(s.startswith("fold") and "-> Bool['b 1']])" in s for s in steps)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ The same grammar counts programs under three abstractions of the types (see
 Typed mode uses the value domains twice: functions only meet values of their domain
 (``add`` takes counts, ``or`` booleans), and holes only where a new network can add
 something (:func:`brickwork.compose.types.hole_allowed`: a new module reads perception
-or reduces a distribution to a scalar decision; a fold state has a neutral element).
+or reduces a distribution to a scalar decision; a fold state has a neutral element, and
+a state the library already folds — ``Count`` with ``add``, ``Bool`` with ``or`` — gets
+no learned step: ``fold(add) ∘ map(g)`` is the step that extrapolates).
 
 Example:
     >>> from brickwork.compose.library import standard_library
@@ -108,6 +110,7 @@ class Space:
     steps: list[tuple[TypeKey, TypeKey, Any]] = field(default_factory=list)
     universe: list[TypeKey] = field(default_factory=list)
     concrete: dict[TypeKey, CType] = field(default_factory=dict)
+    monoids: set[str] = field(default_factory=set)  # state kinds with a library step
 
     @classmethod
     def build(
@@ -122,6 +125,8 @@ class Space:
             keys = tuple(abstract(t, mode) for t in f.inputs)
             if f.step:
                 space.steps.append((keys[0], keys[1], f.term))
+                if f.term[0] == "lib":
+                    space.monoids.add(getattr(f.inputs[0], "kind", ""))
             else:
                 space.unary.append((keys[0], abstract(f.output, mode), f.term))
         closed: list[CType] = []
@@ -150,7 +155,7 @@ class Space:
         if self.mode == "untyped":
             return ("hole", "T", "T")
         ts, ta = self.concrete[s], self.concrete[a]
-        if self.mode == "typed" and hole_allowed((ts, ta), ts):
+        if self.mode == "typed" and hole_allowed((ts, ta), ts, monoids=self.monoids):
             return None
         if hole_arch({"state": ts, "item": ta}, ts) is None:
             return None
