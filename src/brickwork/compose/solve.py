@@ -114,7 +114,7 @@ class SolveConfig:
             "epochs": 15,
             "batch_size": 32,
             "lr": 3e-3,
-            "keep_best": "val_score",
+            "keep_best": "val_loss",
             "max_time": 60.0,
             "min_steps": 100,
         }

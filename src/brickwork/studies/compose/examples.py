@@ -38,7 +38,7 @@ def write_example_tasks(
     search = {
         "rank_limit": 8,
         "top_k": 2,
-        "fit": {"epochs": 5, "batch_size": 32, "lr": 3e-3, "keep_best": "val_score"},
+        "fit": {"epochs": 5, "batch_size": 32, "lr": 3e-3, "keep_best": "val_loss"},
     }
     atomic_write_json(
         root / f"recognise{digit}.json",

@@ -92,7 +92,7 @@ class StudyConfig:
             "epochs": 20,
             "batch_size": 32,
             "lr": 3e-3,
-            "keep_best": "val_score",
+            "keep_best": "val_loss",
             "max_train_time": 20.0,
             "train_clock": "process",
             "min_steps": 200,
@@ -119,7 +119,7 @@ class StudyConfig:
                 "epochs": 12,
                 "batch_size": 32,
                 "lr": 3e-3,
-                "keep_best": "val_score",
+                "keep_best": "val_loss",
                 "max_train_time": 8.0,
                 "train_clock": "process",
                 "min_steps": 150,
@@ -392,10 +392,37 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
 
     ratio: dict[float, Any] = {}
     table: dict[str, Any] = {}
+    detail: dict[str, Any] = {
+        "note": "extra figures, not acceptance keys: mean of per-task ratios by task kind; "
+        "ratio of the mean RMSEs; mean of per-task ratios against the CNN+LSTM baseline",
+        "by_kind": {},
+        "ratio_of_mean_rmse": {},
+        "vs_cnn_lstm": {},
+    }
     for f in cfg.fractions:
         at = [r for r in lists if r["fraction"] == f]
         pairs = [(rmse(r, "composition"), rmse(r, "standalone")) for r in at]
         ratio[f] = _mean([c / s for c, s in pairs if c is not None and s])
+        key = f"{f:g}"
+        detail["by_kind"][key] = {
+            kind: _mean(
+                [
+                    c / s
+                    for r in at
+                    if r["kind"] == kind
+                    for c, s in [(rmse(r, "composition"), rmse(r, "standalone"))]
+                    if c is not None and s
+                ]
+            )
+            for kind in ("count", "sum")
+        }
+        comp_mean = _mean([c for c, _ in pairs])
+        stand_mean = _mean([s for _, s in pairs])
+        detail["ratio_of_mean_rmse"][key] = (
+            round(comp_mean / stand_mean, 4) if comp_mean is not None and stand_mean else None
+        )
+        lstm_pairs = [(rmse(r, "composition"), rmse(r, "lstm")) for r in at]
+        detail["vs_cnn_lstm"][key] = _mean([c / s for c, s in lstm_pairs if c is not None and s])
         table[f"{f:g}"] = {
             who: _mean([rmse(r, who) for r in at])
             for who in ("composition", "standalone", "transfer", "lstm")
@@ -421,6 +448,7 @@ def summarise(runs: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, Any]:
         "programs_correct": _mean([1.0 if r["correct"] else 0.0 for r in lists]),
         "rmse_ratio_2pct": ratio.get(0.02),
         "rmse_ratio_10pct": ratio.get(0.1),
+        "rmse_ratio_detail": detail,
         "extrapolation": {
             "per_element_error_ratio_80": ratio80(comp),
             "by_length": comp,
