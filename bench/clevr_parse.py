@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,30 @@ KEYS = (
     "wall_seconds",
     "machine",
 )
+
+
+def _stages(s: dict[str, Any]) -> dict[str, Any]:
+    """Validation exact programs after each stage: depth 1-5 (200 test questions),
+    6-10 and 11-20 (100 each); the stage-2 reward; the labelled words."""
+    out: dict[str, Any] = {}
+    for stage in ("supervised", "recombined", "answers"):
+        rep = s.get(stage) or {}
+        if not rep:
+            continue
+        deep = rep.get("val_deep") or {}
+        out[stage] = {
+            "1-5": (rep.get("val") or {}).get("1-5"),
+            "6-10": deep.get("6-10"),
+            "11-20": deep.get("11-20"),
+            "seconds": rep.get("seconds"),
+        }
+    rec = s.get("recombined") or {}
+    out["recombined_questions"] = rec.get("questions")
+    out["reward_first"] = (s.get("answers") or {}).get("reward_first")
+    out["reward_last"] = (s.get("answers") or {}).get("reward_last")
+    out["labelled_words"] = s["labelled_words"]
+    out["words"] = s["words"]
+    return out
 
 
 def main() -> None:
@@ -51,17 +76,7 @@ def main() -> None:
     out = Path(args.out) / ("quick" if args.quick else "full")
     res = run_parse_study(out, cfg, run=args.run, cache=args.cache, workers=args.workers)
     result = {k: res[k] for k in KEYS if k in res}
-    result["stages"] = {
-        n: {
-            "supervised_val_1_5": (s["supervised"].get("val") or {}).get("1-5"),
-            "answers_val_1_5": ((s.get("answers") or {}).get("val") or {}).get("1-5"),
-            "reward_first": (s.get("answers") or {}).get("reward_first"),
-            "reward_last": (s.get("answers") or {}).get("reward_last"),
-            "labelled_words": s["labelled_words"],
-            "words": s["words"],
-        }
-        for n, s in res["stages"].items()
-    }
+    result["stages"] = {n: _stages(s) for n, s in res["stages"].items()}
     result["mode"] = "quick" if args.quick else "full"
     print(json.dumps(result))
 

@@ -64,7 +64,7 @@ def fake_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     scenes = {sc.image_index: sc for sc in ClevrDataset(data, "train").scenes}
     gen, _ = train_program_generator(
-        train_q, scenes, ParseConfig(n_programs=None, sup_steps=60, rl_steps=0, dim=16)
+        train_q, scenes, ParseConfig(n_programs=None, sup_steps=60, rl_steps=0, recombine=0, dim=16)
     )
     greg = Registry(root / "gen")
     register_generator(greg, gen, "transducer-n270-s0", {"config": {"dim": 8}})

@@ -162,6 +162,7 @@ class ProgramGenerator(Module):
         root_pool: bool = True,
         split_plural: bool = True,
         prev_dropout: float = 0.0,
+        root_lexical: bool = False,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -176,6 +177,7 @@ class ProgramGenerator(Module):
             "root_pool": root_pool,
             "split_plural": split_plural,
             "prev_dropout": prev_dropout,
+            "root_lexical": root_lexical,
         }
         #: transducer: probability of hiding the previous token in training
         self.prev_dropout = prev_dropout
@@ -207,7 +209,7 @@ class ProgramGenerator(Module):
             width = 5 if context == "both" else 3
             self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
         if arch == "transducer":
-            self.heads = TransducerHeads(d, p)
+            self.heads = TransducerHeads(d, p, root_lexical)
         elif arch == "pointer":
             self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
             self.key = nn.Linear(d, d)

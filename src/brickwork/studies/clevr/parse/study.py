@@ -64,7 +64,9 @@ class ParseStudyConfig:
             test_scenes=60,
             ns=(90, 270),
             compare_pointer=False,
-            parse=ParseConfig(sup_steps=500, rl_steps=60, seed=seed),
+            parse=ParseConfig(
+                sup_steps=500, rl_steps=60, recombine=1000, recombine_steps=100, seed=seed
+            ),
             seed=seed,
             answer_questions=500,
         )
@@ -170,8 +172,11 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     data = make_data(Path(job["data"]), cfg)
     train, scenes = data["train"]
     pc = ParseConfig(**job["parse"])
+    # each stage is scored on 200 test questions of depth 1-5 (programs and answers)
+    # and, programs only, 100 of depth 6-10 and 100 of 11-20
     val = (data["test"][0][:200], data["test"][1])
-    gen, rep = train_program_generator(train, scenes, pc, val=val)
+    deep = [*data["deep"][0][:100], *data["deeper"][0][:100]]
+    gen, rep = train_program_generator(train, scenes, pc, val=val, val_deep=deep)
     ev = _exact(gen, data)
     path = Path(job["weights"])
     atomic_write_bytes(path, st_save({k: v.contiguous() for k, v in gen.state_dict().items()}))
@@ -291,6 +296,7 @@ def run_parse_study(
             "labelled_words": rep["labelled_words"],
             "words": rep["words"],
             "supervised": rep["supervised"],
+            "recombined": rep.get("recombined"),
             "answers": rep.get("answers"),
             "final": ev,
         }

@@ -38,7 +38,7 @@ from brickwork.studies.clevr.parse.grammar import (
     port_sequence,
     prefix_tokens,
 )
-from brickwork.studies.clevr.parse.model import ProgramGenerator, split_plurals, words_of
+from brickwork.studies.clevr.parse.model import PLURAL, ProgramGenerator, split_plurals, words_of
 from brickwork.training import FitConfig, Samples, fit
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class ParseConfig:
     other training questions are used answers-only in stage 2 (``rl_steps`` > 0).
     ``select``: how the labelled questions are chosen (:func:`labelled_indices`).
     ``prev_dropout``: the transducer's previous-token dropout (ignored by the others).
+    ``recombine``: questions made by recombining the labelled ones (transducer only),
+    trained on with the labelled ones for ``recombine_steps`` after stage 1, about
+    ``recombine_share`` of the rows recombined (the smaller part repeated).
+    ``root_lexical``: the transducer's family classifier also takes every word's own
+    (context-free) vote.
     """
 
     n_programs: int | None = 270
@@ -84,6 +89,10 @@ class ParseConfig:
     sup_steps: int = 1600
     batch_size: int = 32
     lr: float = 3e-3
+    root_lexical: bool = True
+    recombine: int = 2000
+    recombine_share: float = 0.75
+    recombine_steps: int = 800
     rl_steps: int = 300
     rl_batch: int = 32
     rl_samples: int = 4
@@ -186,9 +195,13 @@ def labelled_indices(
 def supervised_samples(gen: ProgramGenerator, questions: Sequence[Question]) -> Samples:
     """Word ids, target prefix ids and each target's port, as :class:`Samples`."""
     tokens = gen.encode_texts([q.question for q in questions])
-    prefixes = [gen.target_tokens(q.program) for q in questions]
+    return _target_samples(tokens, [gen.target_tokens(q.program) for q in questions])
+
+
+def _target_samples(tokens: torch.Tensor, prefixes: Sequence[Sequence[str]]) -> Samples:
+    """Samples of padded word ids ``tokens`` and their target token sequences."""
     n = max(len(p) for p in prefixes)
-    tgt = torch.zeros(len(questions), n, dtype=torch.long)
+    tgt = torch.zeros(len(prefixes), n, dtype=torch.long)
     kind = torch.zeros_like(tgt)
     par = torch.zeros_like(tgt)
     arg = torch.zeros_like(tgt)
@@ -197,6 +210,78 @@ def supervised_samples(gen: ProgramGenerator, questions: Sequence[Question]) -> 
         ports = torch.tensor(port_sequence(p))
         kind[i, : len(p)], par[i, : len(p)], arg[i, : len(p)] = ports.T
     return Samples({"tokens": tokens, "targets": tgt, "kind": kind, "parent": par, "arg": arg})
+
+
+def recombined_samples(
+    gen: ProgramGenerator, labelled: Sequence[Question], n: int, seed: int
+) -> tuple[Samples, dict[str, Any]]:
+    """``n`` labelled questions made from ``labelled`` by recombination
+    (:mod:`~brickwork.studies.clevr.parse.recombine`), with the spans read from the
+    trained transducer's alignment of ``labelled``; and a report (phrases found, the
+    made questions' token and word lengths)."""
+    from brickwork.studies.clevr.parse.recombine import Phrasal, nouns_of, object_phrases
+    from brickwork.studies.clevr.parse.recombine import recombine as _recombine
+    from brickwork.studies.clevr.parse.transducer import transducer_alignment
+
+    base = supervised_samples(gen, labelled)
+    was = gen.training
+    gen.eval()
+    align = torch.cat(
+        [
+            transducer_alignment(
+                gen, *(base[c][i : i + 256] for c in ("tokens", "targets", "kind", "arg"))
+            )
+            for i in range(0, len(base), 256)
+        ]
+    )
+    gen.train(was)
+    plural = frozenset({gen.index[PLURAL]}) if PLURAL in gen.index else frozenset()
+    rows = []
+    for r in range(len(labelled)):
+        w = tuple(int(t) for t in base["tokens"][r] if int(t) != 0)
+        toks = tuple(gen.target_tokens(labelled[r].program))
+        rows.append(Phrasal(w, toks, tuple(align[r, : len(toks)].tolist()), plural))
+    nouns = nouns_of(rows)
+    rows = [Phrasal(x.words, x.tokens, x.align, plural, nouns) for x in rows]
+    made = _recombine(rows, n, seed)
+    phrases = [sp for x in rows for sp in object_phrases(x)]
+    report: dict[str, Any] = {
+        "questions": len(made),
+        "phrases": len(phrases),
+        "relative_phrases": sum(sp.relative for sp in phrases),
+        "nouns": sorted(w for w, i in gen.index.items() if i in nouns),
+        "tokens_median": sorted(len(x.tokens) for x in made)[len(made) // 2] if made else 0,
+    }
+    if not made:
+        return base.select(torch.zeros(0, dtype=torch.long)), report
+    width = max(len(x.words) for x in made)
+    ids = torch.zeros(len(made), width, dtype=torch.long)
+    for r, x in enumerate(made):
+        ids[r, : len(x.words)] = torch.tensor(x.words)
+    return _target_samples(ids, [list(x.tokens) for x in made]), report
+
+
+def _pad_cat(parts: Sequence[Samples]) -> Samples:
+    """Rows of several :class:`Samples` with the same columns, padded to one width."""
+    cols: dict[str, torch.Tensor] = {}
+    for name in parts[0]:
+        width = max(p[name].shape[1] for p in parts)
+        cols[name] = torch.cat(
+            [torch.nn.functional.pad(p[name], (0, width - p[name].shape[1])) for p in parts]
+        )
+    return Samples(cols)
+
+
+def _mixture(labelled: Samples, made: Samples, share: float) -> Samples | None:
+    """Labelled and recombined rows, about ``share`` of them recombined: the smaller
+    part repeated (so 270 labelled programs are not drowned by 2,000 made ones, and
+    10,000 do not drown them)."""
+    if not len(made):
+        return None
+    lab, rec = len(labelled), len(made)
+    if rec / (lab + rec) > share:
+        return _pad_cat([labelled] * max(1, round(rec * (1 - share) / (share * lab))) + [made])
+    return _pad_cat([labelled] + [made] * max(1, round(share * lab / ((1 - share) * rec))))
 
 
 def _supervised_loss(gen: ProgramGenerator, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -217,9 +302,14 @@ def train_supervised(
     gen: ProgramGenerator, labelled: Sequence[Question], cfg: ParseConfig
 ) -> dict[str, Any]:
     """Stage 1: maximum likelihood of the labelled programs (through ``fit``)."""
-    data = supervised_samples(gen, labelled)
-    per_epoch = max(1, math.ceil(len(labelled) / cfg.batch_size))
-    epochs = max(1, math.ceil(cfg.sup_steps / per_epoch))
+    return _fit_supervised(gen, supervised_samples(gen, labelled), cfg, cfg.sup_steps)
+
+
+def _fit_supervised(
+    gen: ProgramGenerator, data: Samples, cfg: ParseConfig, steps: int
+) -> dict[str, Any]:
+    per_epoch = max(1, math.ceil(len(data) / cfg.batch_size))
+    epochs = max(1, math.ceil(steps / per_epoch))
     res = fit(
         gen,
         _supervised_loss,
@@ -229,7 +319,7 @@ def train_supervised(
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             seed=cfg.seed,
-            max_steps=cfg.sup_steps,
+            max_steps=steps,
             grad_clip=1.0,
             scheduler="cosine",
             max_train_time=cfg.max_train_seconds,
@@ -248,13 +338,18 @@ def train_reinforce(
     scenes: Mapping[int, Scene],
     labelled: Sequence[Question],
     cfg: ParseConfig,
+    *,
+    anchor: Samples | None = None,
 ) -> dict[str, Any]:
-    """Stage 2: REINFORCE on answers-only questions, reward from the symbolic executor."""
+    """Stage 2: REINFORCE on answers-only questions, reward from the symbolic executor.
+
+    The supervised anchor batches come from ``labelled`` (or ``anchor`` when given:
+    the labelled and recombined questions' samples)."""
     if cfg.rl_steps <= 0 or not unlabelled:
         return {"steps": 0, "seconds": 0.0}
     tokens = gen.encode_texts([q.question for q in unlabelled])
     data = Samples({"tokens": tokens})
-    sup = supervised_samples(gen, labelled) if labelled else None
+    sup = anchor if anchor is not None else supervised_samples(gen, labelled) if labelled else None
     gen_rng = torch.Generator().manual_seed(cfg.seed + 17)
     pick = random.Random(cfg.seed + 29)
     rewards: list[float] = []
@@ -344,10 +439,12 @@ def train_program_generator(
     cfg: ParseConfig,
     *,
     val: tuple[Sequence[Question], Mapping[int, Scene]] | None = None,
+    val_deep: Sequence[Question] = (),
 ) -> tuple[ProgramGenerator, dict[str, Any]]:
     """Train a generator on ``train`` (N labelled, the rest answers-only); ``scenes``
     are the training questions' scenes by image index, ``val`` optional validation
-    questions with theirs.
+    questions with theirs, ``val_deep`` deeper questions scored by exact program only
+    (``val_deep`` in each stage's report).
 
     Returns the generator and a report: config, data digest, labelled/answers-only
     counts, and per stage its steps, seconds and (with ``val``) exact-program accuracy.
@@ -364,6 +461,7 @@ def train_program_generator(
         root_pool=cfg.root_pool,
         split_plural=cfg.split_plural,
         prev_dropout=cfg.prev_dropout if cfg.arch == "transducer" else 0.0,
+        root_lexical=cfg.root_lexical and cfg.arch == "transducer",
     )
     lab_idx = set(
         labelled_indices(
@@ -387,11 +485,29 @@ def train_program_generator(
     report["supervised"] = train_supervised(gen, labelled, cfg)
     if val:
         report["supervised"]["val"] = evaluate_programs(gen, *val)
+    if val_deep:
+        report["supervised"]["val_deep"] = evaluate_programs(gen, val_deep)
+    anchor = None
+    if cfg.recombine > 0 and cfg.arch == "transducer" and labelled:
+        t1 = time.perf_counter()
+        made, rec = recombined_samples(gen, labelled, cfg.recombine, cfg.seed + 41)
+        anchor = _mixture(supervised_samples(gen, labelled), made, cfg.recombine_share)
+        if anchor is not None:
+            gen.train()
+            rec.update(_fit_supervised(gen, anchor, cfg, cfg.recombine_steps))
+        rec["seconds"] = time.perf_counter() - t1
+        report["recombined"] = rec
+        if val:
+            rec["val"] = evaluate_programs(gen, *val)
+        if val_deep:
+            rec["val_deep"] = evaluate_programs(gen, val_deep)
     if cfg.rl_steps > 0 and unlabelled:
         gen.train()
-        report["answers"] = train_reinforce(gen, unlabelled, scenes, labelled, cfg)
+        report["answers"] = train_reinforce(gen, unlabelled, scenes, labelled, cfg, anchor=anchor)
         if val:
             report["answers"]["val"] = evaluate_programs(gen, *val)
+        if val_deep:
+            report["answers"]["val_deep"] = evaluate_programs(gen, val_deep)
     report["seconds"] = time.perf_counter() - t0
     gen.eval()
     return gen, report
@@ -405,6 +521,7 @@ __all__ = [
     "depth_bucket",
     "evaluate_programs",
     "labelled_indices",
+    "recombined_samples",
     "supervised_samples",
     "train_program_generator",
     "train_reinforce",

@@ -127,7 +127,7 @@ class TransducerHeads(nn.Module):
     """The transducer's parameters: the root classifier and the emit/advance and token
     heads over (word features, token-side state)."""
 
-    def __init__(self, dim: int, n_tokens: int) -> None:
+    def __init__(self, dim: int, n_tokens: int, root_lexical: bool = False) -> None:
         super().__init__()
         d = dim
         self.word = nn.Linear(d, 2 * d)
@@ -141,6 +141,11 @@ class TransducerHeads(nn.Module):
         self.op_root = nn.Linear((2 * ROOT_EDGE + 1) * d, len(OPS))
         self.op_vote = nn.Linear(d, len(OPS))
         self.attr_vote = nn.Linear(d, len(ROOT_ATTRS))
+        # and every word's own embedding votes too, out of context: "equal" says
+        # equal wherever it stands ("an equal number of" in training, "… equal to the
+        # number of …" in a frame never seen)
+        self.op_lex = nn.Linear(d, len(OPS)) if root_lexical else None
+        self.attr_lex = nn.Linear(d, len(ROOT_ATTRS)) if root_lexical else None
         # the token side once the program is complete: the pointer still has to walk
         # to the end of the sentence, and words it skips then ("that is behind …")
         # cost their advance probability, so a decode cannot stop early for free
@@ -171,6 +176,10 @@ def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.T
     heads = gen.heads
     op = heads.op_root(feats) + heads.op_vote(h).masked_fill(m, _NEG).logsumexp(1)
     attr = heads.attr_vote(h).masked_fill(m, _NEG).logsumexp(1)
+    if heads.op_lex is not None and heads.attr_lex is not None:
+        x = enc["x"]
+        op = op + heads.op_lex(x).masked_fill(m, _NEG).logsumexp(1)
+        attr = attr + heads.attr_lex(x).masked_fill(m, _NEG).logsumexp(1)
     return op[:, _OP_OF.to(h.device)] + attr[:, _ATTR_OF.to(h.device)]
 
 
@@ -211,6 +220,39 @@ def transducer_log_prob(
     ``targets`` ``[b, s]`` token ids in reading order (0 after the end), ``kind`` /
     ``arg`` the port each fills.
     """
+    return _lattice(gen, tokens, targets, kind, arg)[0]
+
+
+def transducer_alignment(
+    gen: ProgramGenerator,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    kind: torch.Tensor,
+    arg: torch.Tensor,
+) -> torch.Tensor:
+    """The word each token of reading-order ``targets`` is emitted at, ``[b, s]``
+    (word positions as in ``tokens``, ``<bos>`` = 0; -1 for the root and after the
+    end): the most probable position under the posterior of the emit/advance lattice
+    (the gradient of the log-probability with respect to each emission's score).
+    """
+    with torch.enable_grad():
+        total, emit_score = _lattice(gen, tokens, targets, kind, arg, probe=True)
+        (post,) = torch.autograd.grad(total.sum(), emit_score)  # [b, m, n]
+    out = torch.full_like(targets, -1)
+    out[:, 1:] = post.argmax(-1).masked_fill(targets[:, 1:] == 0, -1)
+    return out
+
+
+def _lattice(
+    gen: ProgramGenerator,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    kind: torch.Tensor,
+    arg: torch.Tensor,
+    probe: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward algorithm: log-probability ``[b]`` and the emission scores
+    ``[b, m, n]`` it sums over (a leaf requiring grad when ``probe``)."""
     enc = gen.encode(tokens)
     h, x, mask = enc["h"], enc["x"], enc["mask"]
     dev = h.device
@@ -221,7 +263,7 @@ def transducer_log_prob(
     b, m = y.shape
     n = h.shape[1]
     if m == 0:
-        return total
+        return total, total.new_zeros(b, 0, n)
     ylen = (y > 0).sum(1)
     st = gen.heads.state(_state(gen, targets[:, :-1], kind[:, 1:], arg[:, 1:]))  # [b, m, 2d]
     word = gen.heads.word(h)  # [b, n, 2d]
@@ -239,6 +281,8 @@ def transducer_log_prob(
     log_e = torch.where(at_end, torch.zeros_like(log_e), log_e).masked_fill(beyond, _NEG)
     log_a = log_a.masked_fill(at_end | beyond, _NEG)
     emit_score = log_e + tok_lp  # emitting y_{j+1} at word i from state (j, i)
+    if probe:
+        emit_score = emit_score.detach().requires_grad_()
     arrive = torch.full((b, n), _NEG, device=dev)
     arrive[:, 0] = 0.0
     final = torch.full((b, n), _NEG, device=dev)
@@ -254,7 +298,7 @@ def transducer_log_prob(
     emit_d, _ = _joint(gen, word, lexw, done[:, None])
     adv_d = torch.nn.functional.logsigmoid(-emit_d).masked_fill(pos[None, :] >= last[:, 0], 0.0)
     tail = adv_d.flip(1).cumsum(1).flip(1)  # sum over k >= i of advancing at k
-    return total + torch.logsumexp(final + tail, 1)
+    return total + torch.logsumexp(final + tail, 1), emit_score
 
 
 def transducer_decode(
@@ -470,6 +514,7 @@ __all__ = [
     "TransducerHeads",
     "canonical_order",
     "reading_order",
+    "transducer_alignment",
     "transducer_beam",
     "transducer_decode",
     "transducer_log_prob",
