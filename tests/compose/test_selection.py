@@ -12,7 +12,14 @@ from brickwork.compose import (
 )
 from brickwork.compose.jobs import split_val
 from brickwork.compose.program import hole_term
-from brickwork.compose.solve import Candidate, complexity, map_fold_refs, select, shortlist
+from brickwork.compose.solve import (
+    Candidate,
+    complexity,
+    map_fold_group,
+    map_fold_refs,
+    select,
+    shortlist,
+)
 from brickwork.errors import DataError
 from brickwork.training import Samples
 from brickwork.types import Bool, Count, Features, Probs
@@ -76,6 +83,21 @@ def test_shortlist_keeps_a_map_then_fold_slot_for_every_registry_group():
     short = shortlist(ranked, SolveConfig(top_k=3, structured_k=2, reuse_k=0))
     assert len(short) == 3 and any(c.term is read for c in short)
     assert len(shortlist(ranked, SolveConfig(top_k=20))) == 9  # at most 10, here all 9
+
+
+def test_a_bool_and_a_count_readout_of_one_registry_module_get_a_slot_each():
+    bool_read = hole_term({"x": Probs("b 10")}, Bool("b 1"))
+    as_bool = _mf(["compose", ["compose", ["reg", "classify@1"], bool_read], ["lib", "as_count"]])
+    as_count = _mf(["compose", ["reg", "classify@1"], READ])
+    assert map_fold_group(as_bool) == (("classify@1", "add"), ("Bool",))
+    assert map_fold_group(as_count) == (("classify@1", "add"), ("Count",))
+    assert map_fold_group(["compose", ["map", CNN], ["fold", CNN]]) is None
+    # the Count readout is ranked first; the Bool readout last, behind list networks
+    ranked = [Candidate(as_count, 1, 7, cheap=-0.5)]
+    ranked += [Candidate(RNN, 1, 1, cheap=-0.6 - i / 100) for i in range(6)]
+    ranked.append(Candidate(as_bool, 1, 9, cheap=-2.0))
+    short = shortlist(ranked, SolveConfig(top_k=3, structured_k=2, reuse_k=0))
+    assert any(c.term is as_bool for c in short) and any(c.term is as_count for c in short)
 
 
 def test_selection_half_of_validation_is_held_out_from_keep_best():

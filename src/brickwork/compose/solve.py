@@ -64,16 +64,18 @@ class SolveConfig:
         size_bound: largest program size enumerated.
         max_holes: most new modules per program (≤ 2).
         rank_limit: most candidates with new modules given the cheap ranking (the
-            simplest first: fewer new modules, then smaller, then more reuse).
+            simplest first: fewer new modules, then smaller, then more reuse), plus
+            the simplest member of every :func:`map_fold_group` not among them.
         rank_steps: optimizer steps of the cheap ranking's short training.
         rank_val: validation samples the cheap ranking scores on (the first ones).
         top_k: candidates with new modules fully trained (≤ 10); programs without new
             modules are scored exactly and need no training.
         structured_k: of the ``top_k``, up to this many slots go to map-then-fold
             programs (``fold(step) ∘ map(g)``, ``step`` a library or registry
-            function): the best-ranked one for each step and set of registry modules
-            ``g`` reads, those that read registry modules first, then those of new
-            modules only.
+            function): the best-ranked one for each step, set of registry modules
+            ``g`` reads and value domains ``g``'s new modules produce
+            (:func:`map_fold_group`), those that read registry modules first, then
+            those of new modules only.
             This is type-directed: for a list → scalar task, applying a per-element
             function and aggregating exactly is the structure that extrapolates, and a
             30-step ranking misranks a small readout of a registry module against a new
@@ -360,10 +362,19 @@ def solve(
         "select_split": config.select_split,
     }
     free = [c for c in cands if c.holes == 0]
-    holed = sorted(
+    order = sorted(
         (c for c in cands if c.holes),
         key=lambda c: (c.holes, c.size, -len(term_refs(c.term))),
-    )[: config.rank_limit]
+    )
+    holed = order[: config.rank_limit]
+    # every map-then-fold group is ranked (its simplest member), even past rank_limit:
+    # the short list keeps a slot per group, so a group cut here could never be trained
+    seen = {map_fold_group(c.term) for c in holed}
+    for c in order[config.rank_limit :]:
+        key = map_fold_group(c.term)
+        if key is not None and key not in seen:
+            seen.add(key)
+            holed.append(c)
     # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
     quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
     say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
@@ -454,18 +465,40 @@ def map_fold_refs(term: Any) -> tuple[str, ...] | None:
     return None
 
 
+def map_fold_group(term: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The short list's group of a map-then-fold program: :func:`map_fold_refs` and the
+    value domains the new modules of its per-element function produce (None for other
+    programs). A readout of a registry module into ``Bool`` (an indicator, summed as a
+    count) and one into ``Count`` (an unbounded amount) are different hypotheses, so
+    each gets its own slot.
+
+    Example:
+        >>> from brickwork.compose.program import hole_term
+        >>> from brickwork.types import Bool, Probs
+        >>> g = ["compose", ["reg", "c@1"], hole_term({"x": Probs("b 10")}, Bool("b 1"))]
+        >>> map_fold_group(["compose", ["map", g], ["fold", ["lib", "add"]]])
+        (('c@1', 'add'), ('Bool',))
+    """
+    refs = map_fold_refs(term)
+    if refs is None:
+        return None
+    kinds = sorted({str(json.loads(h[2]).get("kind", "")) for h in term_holes(term[1])})
+    return refs, tuple(kinds)
+
+
 def shortlist(ranked: list[Candidate], config: SolveConfig) -> list[Candidate]:
     """The candidates to train fully, from those ranked best first: the map-then-fold
-    slots (``structured_k``), the reuse slots (``reuse_k``), then the best-ranked, at
-    most ``min(top_k, 10)`` in all (see :class:`SolveConfig`)."""
+    slots (``structured_k``: the best-ranked of each :func:`map_fold_group`), the reuse
+    slots (``reuse_k``), then the best-ranked, at most ``min(top_k, 10)`` in all (see
+    :class:`SolveConfig`)."""
     k = min(config.top_k, 10)
-    groups: dict[tuple[str, ...], Candidate] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], Candidate] = {}
     for c in ranked:
-        refs = map_fold_refs(c.term)
-        if refs is not None and refs not in groups:
-            groups[refs] = c
-    structured = [c for key, c in groups.items() if len(key) > 1]  # reads registry modules
-    structured += [c for key, c in groups.items() if len(key) == 1]
+        key = map_fold_group(c.term)
+        if key is not None and key not in groups:
+            groups[key] = c
+    structured = [c for key, c in groups.items() if len(key[0]) > 1]  # reads registry
+    structured += [c for key, c in groups.items() if len(key[0]) == 1]
     short = structured[: min(config.structured_k, k)]
     short += [c for c in ranked if term_refs(c.term) and c not in short][: config.reuse_k]
     short = short[:k]
