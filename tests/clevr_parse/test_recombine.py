@@ -176,7 +176,9 @@ def test_training_with_recombination_makes_valid_deeper_labelled_rows() -> None:
     )
     gen, rep = train_program_generator(qs, scenes, cfg)
     assert rep["recombined"]["questions"] == 40 and rep["recombined"]["steps"] == 10
-    assert {"cube", "sphere", "thing"} <= set(rep["recombined"]["nouns"])
+    # a 200-step model aligns roughly: most of CLEVR's eight nouns are found
+    real = {"ball", "block", "cube", "cylinder", "item", "object", "sphere", "thing"}
+    assert len(real & set(rep["recombined"]["nouns"])) >= 5
     idx = labelled_indices(len(qs), 60, 0, select="mixed", texts=[q.question for q in qs])
     labelled = [qs[i] for i in idx]
     made, _ = recombined_samples(gen, labelled, 40, seed=1)
@@ -208,3 +210,18 @@ def test_the_mixture_keeps_the_recombined_share_either_way() -> None:
     many = _mixture(rows(10000, 5, 1), rows(2000, 9, 2), 0.75)  # recombined repeated
     assert many is not None and int((many["tokens"][:, 0] == 2).sum()) == 15 * 2000
     assert _mixture(rows(10, 5, 1), rows(0, 9, 2), 0.75) is None
+
+
+def test_either_or_phrases_are_donors_too() -> None:
+    # "how many things are either red cubes or spheres": the union phrase starts at
+    # its noun "thing" (no filter) and ends with the second branch
+    nouns = nouns_of([EITHER, LEFT_OF, THINGS_LEFT, RED_THINGS])
+    spans = object_phrases(replace(EITHER, nouns=nouns))
+    either = [s for s in spans if s.relative]
+    assert [(s.tokens, s.words, s.plural) for s in either] == [((1, 7), (3, 12), True)]
+    # swapped into the bare "cube" of "how many things left of the cube" ... "the
+    # things are either red cubes or spheres" keeps every token of the union
+    site = next(s for s in object_phrases(THINGS_LEFT) if not s.relative)
+    made = substitute(THINGS_LEFT, site, EITHER, either[0])
+    assert made.tokens[3:] == EITHER.tokens[1:]
+    from_prefix(canonical_order(list(made.tokens)))

@@ -19,11 +19,18 @@ An object phrase is a chain of filters over its base, in reading order:
 * *bare*: ``filter… scene`` — words from the first filter's word to the noun (the
   shape filter's word, else the word after the last filter), plus the plural mark;
 * *relative*: ``filter… relate[r]|same_a unique <object phrase>`` — words from the
-  first filter's word to the end of the inner phrase.
+  first filter's word to the end of the inner phrase;
+* *either/both*: ``filter… union|intersect <object phrase> <object phrase>`` — words
+  from the first filter's word to the end of the second branch.
 
-A bare phrase may be replaced by a relative one of the same number (singular or
-plural). A phrase is only used when no token outside it is aligned inside its words (``scene``
-and ``unique``, which have no words of their own, are not counted).
+With no filter (``relate`` or ``union`` straight under ``count``: "things that are
+left of …"), a phrase starts at its noun, the last noun before the relation's word;
+the nouns are learned as the words that end bare phrases.
+
+A bare phrase may be replaced by a relative or either/both one of the same number
+(singular or plural). A phrase is only used when no token outside it is aligned inside
+its words (``scene`` and ``unique``, which have no words of their own, are not
+counted).
 
 Example (word ids: 1 ``<bos>``, 2 ``<eos>``, 10 how, 11 many, 12 red, 13 cube, 14 the
 plural mark, 20 left, 21 of, 22 the):
@@ -59,7 +66,9 @@ class Phrasal:
 
 @dataclass(frozen=True)
 class Span:
-    """An object phrase: token range ``[start, end)`` and word range ``[first, last]``."""
+    """An object phrase: token range ``[start, end)``, word range ``[first, last]``,
+    whether it has a clause (``relative``: a relation or either/both — a donor) and
+    whether its noun is plural."""
 
     tokens: tuple[int, int]
     words: tuple[int, int]
@@ -68,6 +77,7 @@ class Span:
 
 
 _WORDLESS = frozenset({"scene", "unique"})
+_SET_OPS = frozenset({"union", "intersect"})
 
 
 def _is_filter(t: str) -> bool:
@@ -116,6 +126,15 @@ def _phrase(ex: Phrasal, i: int) -> Span | None:
         if head is None:
             return None
         return Span((i, inner.tokens[1]), (first, inner.words[1]), True, head)
+    if t[c] in _SET_OPS:  # "… that are either <phrase> or <phrase>"
+        left = _phrase(ex, c + 1)
+        right = _phrase(ex, left.tokens[1]) if left and left.tokens[0] == c + 1 else None
+        if right is None or right.tokens[0] != subtree_end(t, c + 1):
+            return None
+        head = _phrase_head(ex, i, c) if c > i else ex.words[first + 1] in ex.plural
+        if head is None:
+            return None
+        return Span((i, right.tokens[1]), (first, right.words[1]), True, head)
     return None
 
 
@@ -148,7 +167,7 @@ def object_phrases(ex: Phrasal) -> list[Span]:
     for i, tok in enumerate(ex.tokens):
         if i == 0 or _is_filter(ex.tokens[i - 1]):
             continue
-        if not (_is_filter(tok) or (_is_relation(tok) and ex.nouns)):
+        if not (_is_filter(tok) or ((_is_relation(tok) or tok in _SET_OPS) and ex.nouns)):
             continue
         span = _phrase(ex, i)
         if span is None:

@@ -285,8 +285,16 @@ def _mixture(labelled: Samples, made: Samples, share: float) -> Samples | None:
 
 
 def _supervised_loss(gen: ProgramGenerator, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    # the rows are padded to the longest of the whole set (a recombined question of 80
+    # words); the batch is cut to its own longest, so the lattice is no larger than it
+    words = int((batch["tokens"] != 0).sum(1).max())
+    steps = int((batch["targets"] != 0).sum(1).max())
     lp = gen.teacher_forced(
-        batch["tokens"], batch["targets"], batch["kind"], batch["parent"], batch["arg"]
+        batch["tokens"][:, :words],
+        batch["targets"][:, :steps],
+        batch["kind"][:, :steps],
+        batch["parent"][:, :steps],
+        batch["arg"][:, :steps],
     )
     return -lp.mean()
 
