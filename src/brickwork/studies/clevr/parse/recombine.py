@@ -106,41 +106,39 @@ def _phrase(ex: Phrasal, i: int) -> Span | None:
     if c >= len(t):
         return None
     first = ex.align[i] if c > i else _noun_before(ex, c)
-    if first is None:
+    noun = _noun(ex, c) if c > i else first
+    if first is None or noun is None:
         return None
+    plural = noun + 1 < len(ex.words) and ex.words[noun + 1] in ex.plural
     if t[c] == "scene":
         if c == i:
             return None  # a phrase with no filter: no word says where it starts
-        shape = _is_filter(t[c - 1]) and t[c - 1].startswith("filter_shape")
-        noun = ex.align[c - 1] + (0 if shape else 1)
-        if noun >= len(ex.words) - 1:
-            return None
-        plural = noun + 1 < len(ex.words) and ex.words[noun + 1] in ex.plural
-        last = noun + 1 if plural else noun
-        return Span((i, c + 1), (first, last), False, plural)
+        return Span((i, c + 1), (first, noun + 1 if plural else noun), False, plural)
     if _is_relation(t[c]) and c + 1 < len(t) and t[c + 1] == "unique":
         inner = _phrase(ex, c + 2)
         if inner is None or inner.tokens[0] != c + 2:
             return None
-        head = _phrase_head(ex, i, c) if c > i else ex.words[first + 1] in ex.plural
-        if head is None:
-            return None
-        return Span((i, inner.tokens[1]), (first, inner.words[1]), True, head)
+        return Span((i, inner.tokens[1]), (first, inner.words[1]), True, plural)
     if t[c] in _SET_OPS:  # "… that are either <phrase> or <phrase>"
         left = _phrase(ex, c + 1)
         right = _phrase(ex, left.tokens[1]) if left and left.tokens[0] == c + 1 else None
         if right is None or right.tokens[0] != subtree_end(t, c + 1):
             return None
-        head = _phrase_head(ex, i, c) if c > i else ex.words[first + 1] in ex.plural
-        if head is None:
-            return None
-        return Span((i, right.tokens[1]), (first, right.words[1]), True, head)
+        return Span((i, right.tokens[1]), (first, right.words[1]), True, plural)
     return None
 
 
+def _noun(ex: Phrasal, c: int) -> int | None:
+    """The position of the noun that ends the filter chain before token ``c``: the
+    shape filter's word, else the word after the last filter (None past the words)."""
+    shape = ex.tokens[c - 1].startswith("filter_shape")
+    noun = ex.align[c - 1] + (0 if shape else 1)
+    return noun if noun < len(ex.words) - 1 else None
+
+
 def _noun_before(ex: Phrasal, c: int) -> int | None:
-    """The position of the noun of a relative phrase with no filter ("things that are
-    left of …"): the last noun before the relation's word and after every word of the
+    """The position of the noun of a phrase with no filter ("things that are left of
+    …"): the last noun before the word of token ``c`` and after every word of the
     tokens before it."""
     floor = max(
         (p for k, p in enumerate(ex.align[:c]) if k > 0 and ex.tokens[k] not in _WORDLESS),
@@ -150,15 +148,6 @@ def _noun_before(ex: Phrasal, c: int) -> int | None:
         if ex.words[pos] in ex.nouns:
             return pos
     return None
-
-
-def _phrase_head(ex: Phrasal, i: int, c: int) -> bool | None:
-    """Whether the chain ``tokens[i:c]``'s noun is plural (None if out of the words)."""
-    shape = ex.tokens[c - 1].startswith("filter_shape")
-    noun = ex.align[c - 1] + (0 if shape else 1)
-    if noun >= len(ex.words) - 1:
-        return None
-    return noun + 1 < len(ex.words) and ex.words[noun + 1] in ex.plural
 
 
 def object_phrases(ex: Phrasal) -> list[Span]:
