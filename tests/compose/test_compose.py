@@ -30,6 +30,7 @@ from brickwork.compose import (
     standard_library,
 )
 from brickwork.compose.search import Function
+from brickwork.compose.solve import map_fold_group
 from brickwork.errors import LayoutError, PlanError, PortError
 from brickwork.registry import Registry
 from brickwork.studies.compose import count_samples, digit_pools, program_correct, recognise_samples
@@ -155,6 +156,11 @@ def test_solve_reuses_the_registered_recogniser_and_never_forgets(digits_files, 
         config=cfg,
     )
     assert isinstance(second, Solution)
+    # rank_limit is 2, yet every map-then-fold group got ranked (so the short list can
+    # keep a slot for it)
+    ranked = {map_fold_group(c.term) for c in second.candidates if c.holes and c.cheap is not None}
+    groups = {map_fold_group(c.term) for c in second.candidates if c.holes} - {None}
+    assert len(groups) > 2 and groups <= ranked
     assert program_correct(second.winner.term, "count", ["recognise_3.new0@1"]), second.table()
     assert reg.card("recognise_3.new0").fingerprint == before  # frozen: nothing retrained
     assert second.winner.result is not None
