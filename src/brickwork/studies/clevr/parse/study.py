@@ -360,7 +360,8 @@ def run_parse_study(
 
 
 def plot_results(res: dict[str, Any], path: str | Path) -> None:
-    """Program accuracy by depth bucket, one line per N (and the baseline)."""
+    """Program accuracy by depth bucket, one line per N (and the baselines); and by N,
+    one line per depth bucket and the held-out templates."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,7 +369,9 @@ def plot_results(res: dict[str, Any], path: str | Path) -> None:
 
     buckets = ["1-5", "6-10", "11-20"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for key, by in res["program_exact"].items():
+    ns = sorted(res["program_exact"], key=lambda k: float("inf") if k == "all" else int(k))
+    for key in ns:
+        by = res["program_exact"][key]
         ax.plot(buckets, [by.get(b, 0) for b in buckets], marker="o", label=f"N = {key}")
     base = res["baseline"]
     ax.plot(
@@ -389,9 +392,11 @@ def plot_results(res: dict[str, Any], path: str | Path) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("program depth (training: 1-5)")
     ax.set_ylabel("exact program")
-    ax.legend(fontsize=7)
-    ns = list(res["program_exact"])
-    bx.plot(ns, [res["program_exact"][k]["1-5"] for k in ns], marker="o", label="depth 1-5")
+    ax.legend(fontsize=7, loc="lower left")
+    for b, mark in zip(buckets, "o^v"):
+        bx.plot(
+            ns, [res["program_exact"][k].get(b, 0) for k in ns], marker=mark, label=f"depth {b}"
+        )
     bx.plot(
         ns,
         [res["program_exact_heldout_templates"][k] for k in ns],
@@ -400,7 +405,7 @@ def plot_results(res: dict[str, Any], path: str | Path) -> None:
     )
     bx.set_ylim(0, 1.02)
     bx.set_xlabel("labelled programs N")
-    bx.legend(fontsize=7)
+    bx.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
