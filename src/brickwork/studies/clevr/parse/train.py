@@ -6,8 +6,11 @@ the other training questions have only their answer; the generator samples progr
 under the constraint, the **symbolic executor** runs them on the question's scene, and
 the reward is 1 for the right answer (0 for a wrong or ill-posed program). The loss is
 REINFORCE with a leave-one-out baseline over ``rl_samples`` samples per question, plus
-the supervised loss on a labelled batch (so the N programs stay anchored). Both stages
-run through :func:`brickwork.training.fit`, seeded.
+the supervised loss on a labelled batch (so the N programs stay anchored). Between
+them, for the transducer, the *recombined* stage: questions made from the labelled
+ones (:mod:`~brickwork.studies.clevr.parse.recombine`), trained on with them, and kept
+in stage 2's anchor batches. Every stage runs through :func:`brickwork.training.fit`,
+seeded.
 
 Example:
     >>> cfg = ParseConfig(n_programs=4, sup_steps=2, rl_steps=0, dim=8)
@@ -217,8 +220,9 @@ def recombined_samples(
 ) -> tuple[Samples, dict[str, Any]]:
     """``n`` labelled questions made from ``labelled`` by recombination
     (:mod:`~brickwork.studies.clevr.parse.recombine`), with the spans read from the
-    trained transducer's alignment of ``labelled``; and a report (phrases found, the
-    made questions' token and word lengths)."""
+    trained transducer's alignment of ``labelled``; and a report (questions made,
+    phrases and clause phrases found, the nouns learned, the made programs' median
+    length in tokens)."""
     from brickwork.studies.clevr.parse.recombine import Phrasal, nouns_of, object_phrases
     from brickwork.studies.clevr.parse.recombine import recombine as _recombine
     from brickwork.studies.clevr.parse.transducer import transducer_alignment
