@@ -4,7 +4,8 @@ with a trained NMN study's registered modules. See ``docs/clevr-parse.md``.
 
 In data-flow order: the prefix grammar and its constraint; the generator (the monotone
 transducer by default, ``transducer.py``; the pointer and seq2seq as comparisons); training
-(supervised, then REINFORCE on answers); parsing one question and the registry; answering
+(supervised, recombined questions made from the labelled ones — ``recombine.py`` — then
+REINFORCE on answers); parsing one question and the registry; answering
 with a study run; the study behind ``bench/clevr_parse.py``.
 
 Example:
@@ -36,15 +37,21 @@ from brickwork.studies.clevr.parse.parser import (
     parse_question,
     register_generator,
 )
+from brickwork.studies.clevr.parse.recombine import Phrasal, object_phrases
 from brickwork.studies.clevr.parse.study import ParseStudyConfig, run_parse_study
 from brickwork.studies.clevr.parse.train import (
     SELECTIONS,
     ParseConfig,
     evaluate_programs,
     labelled_indices,
+    recombined_samples,
     train_program_generator,
 )
-from brickwork.studies.clevr.parse.transducer import canonical_order, reading_order
+from brickwork.studies.clevr.parse.transducer import (
+    canonical_order,
+    reading_order,
+    transducer_alignment,
+)
 
 __all__ = [
     # grammar
@@ -58,6 +65,7 @@ __all__ = [
     "ProgramGenerator",
     "canonical_order",
     "reading_order",
+    "transducer_alignment",
     "words_of",
     # training
     "ParseConfig",
@@ -65,6 +73,10 @@ __all__ = [
     "evaluate_programs",
     "labelled_indices",
     "train_program_generator",
+    # recombination
+    "Phrasal",
+    "object_phrases",
+    "recombined_samples",
     # parsing and registry
     "Parsed",
     "load_generator",
