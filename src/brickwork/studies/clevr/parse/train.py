@@ -28,7 +28,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -246,7 +246,7 @@ def recombined_samples(
         toks = tuple(gen.target_tokens(labelled[r].program))
         rows.append(Phrasal(w, toks, tuple(align[r, : len(toks)].tolist()), plural))
     nouns = nouns_of(rows)
-    rows = [Phrasal(x.words, x.tokens, x.align, plural, nouns) for x in rows]
+    rows = [replace(x, nouns=nouns) for x in rows]
     made = _recombine(rows, n, seed)
     phrases = [sp for x in rows for sp in object_phrases(x)]
     report: dict[str, Any] = {
