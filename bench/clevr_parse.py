@@ -35,9 +35,11 @@ KEYS = (
 
 def _stages(s: dict[str, Any]) -> dict[str, Any]:
     """Validation exact programs after each stage: depth 1-5 (200 test questions),
-    6-10 and 11-20 (100 each); the stage-2 reward; the labelled words."""
+    6-10 and 11-20 (100 each); the stage-2 reward; the self-trained stage's pseudo-labels
+    per round (kept of decoded, and how many are the dataset's own programs); the
+    labelled words."""
     out: dict[str, Any] = {}
-    for stage in ("supervised", "recombined", "answers"):
+    for stage in ("supervised", "recombined", "answers", "self"):
         rep = s.get(stage) or {}
         if not rep:
             continue
@@ -52,6 +54,10 @@ def _stages(s: dict[str, Any]) -> dict[str, Any]:
     out["recombined_questions"] = rec.get("questions")
     out["reward_first"] = (s.get("answers") or {}).get("reward_first")
     out["reward_last"] = (s.get("answers") or {}).get("reward_last")
+    out["pseudo_labels"] = [
+        {"kept": r["kept"], "decoded": r["decoded"], "precision": r["precision"]}
+        for r in (s.get("self") or {}).get("rounds", [])
+    ]
     out["labelled_words"] = s["labelled_words"]
     out["words"] = s["words"]
     return out

@@ -140,7 +140,9 @@ def test_unknown_words_are_named() -> None:
 def test_training_learns_the_labelled_programs_and_registry_round_trip(tmp_path: Path) -> None:
     qs = _questions(8, 6, hi=3)
     scenes = {i: generate_scene(i, seed=0) for i in range(8)}
-    cfg = ParseConfig(n_programs=30, sup_steps=150, rl_steps=3, rl_batch=8, dim=32, lr=5e-3)
+    cfg = ParseConfig(
+        n_programs=30, sup_steps=150, rl_steps=3, rl_batch=8, dim=32, lr=5e-3, self_train=False
+    )
     gen, rep = train_program_generator(qs, scenes, cfg, val=(qs[:20], scenes))
     assert rep["labelled"] == 30 and rep["answers_only"] == len(qs) - 30
     assert rep["supervised"]["steps"] == 150 and rep["answers"]["steps"] == 3

@@ -173,6 +173,7 @@ def test_training_with_recombination_makes_valid_deeper_labelled_rows() -> None:
         recombine=40,
         recombine_steps=10,
         root_lexical=True,
+        self_train=False,
     )
     gen, rep = train_program_generator(qs, scenes, cfg)
     assert rep["recombined"]["questions"] == 40 and rep["recombined"]["steps"] == 10

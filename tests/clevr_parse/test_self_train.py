@@ -34,13 +34,16 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
         recombine=20,
         recombine_steps=5,
         self_train=True,
+        self_rounds=2,
         self_steps=6,
     )
     gen, rep = train_program_generator(qs, scenes, cfg)
-    self_rep = rep["self"]
-    assert self_rep["decoded"] == len(qs) - 50 and self_rep["steps"] == 6
-    assert 0 < self_rep["kept"] <= self_rep["decoded"]
-    assert self_rep["recombined"]["questions"] == 20
+    assert rep["self"]["steps"] == 12 and len(rep["self"]["rounds"]) == 2
+    for r in rep["self"]["rounds"]:
+        assert r["decoded"] == len(qs) - 50 and r["steps"] == 6
+        assert 0 < r["kept"] <= r["decoded"]
+        assert 0.0 <= r["precision"] <= 1.0
+        assert r["recombined"]["questions"] == 20
 
     idx = set(labelled_indices(len(qs), 50, 0, select="mixed", texts=[q.question for q in qs]))
     unlabelled = [q for i, q in enumerate(qs) if i not in idx]

@@ -65,7 +65,13 @@ class ParseStudyConfig:
             ns=(90, 270),
             compare_pointer=False,
             parse=ParseConfig(
-                sup_steps=500, rl_steps=60, recombine=1000, recombine_steps=100, seed=seed
+                sup_steps=500,
+                rl_steps=60,
+                recombine=1000,
+                recombine_steps=100,
+                self_rounds=1,
+                self_steps=100,
+                seed=seed,
             ),
             seed=seed,
             answer_questions=500,
@@ -238,6 +244,7 @@ def run_parse_study(
                 arch="seq2seq",
                 rl_steps=0,
                 prev_dropout=0.0,
+                self_train=False,
             )
         elif n == "pointer":  # the previous architecture, as it was trained
             key = "pointer"
@@ -249,6 +256,7 @@ def run_parse_study(
                 prev_dropout=0.0,
                 sup_steps=2400,
                 rl_steps=600,
+                self_train=False,
             )
         else:
             key = "all" if n is None else str(n)
@@ -298,6 +306,7 @@ def run_parse_study(
             "supervised": rep["supervised"],
             "recombined": rep.get("recombined"),
             "answers": rep.get("answers"),
+            "self": rep.get("self"),
             "final": ev,
         }
         res["train_seconds"][key] = rep["seconds"]
