@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from brickwork.compose.holes import Hole
 from brickwork.compose.library import LibraryOp
 from brickwork.compose.program import Fn, build_program, term_holes
-from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json
+from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json, is_image
 from brickwork.errors import DataError
 from brickwork.modules import Module, load_module, save_module
 
@@ -45,6 +46,34 @@ def loss_name(t: CType) -> str:
     return "mse"
 
 
+def shift_images(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Every image of ``x`` (``[..., c, h, w]``) moved by its own random offset of up to
+    ``pixels`` pixels in each direction, zeros shifted in (the training augmentation
+    of :func:`run_candidate`'s ``augment_shift``; all-zero padding stays zero).
+
+    Example:
+        >>> x = torch.zeros(1, 1, 3, 3)
+        >>> x[0, 0, 1, 1] = 1.0
+        >>> torch.manual_seed(0) and None
+        >>> y = shift_images(x.expand(64, 1, 3, 3), 1)
+        >>> y.sum().item(), len({tuple(i.nonzero()[0].tolist()) for i in y})
+        (64.0, 9)
+    """
+    if pixels <= 0:
+        return x
+    n = int(math.prod(x.shape[:-3]))
+    c, h, w = x.shape[-3:]
+    flat = torch.nn.functional.pad(x.reshape(n, c, h, w), (pixels,) * 4).permute(0, 2, 3, 1)
+    dy = torch.randint(0, 2 * pixels + 1, (n,), device=x.device)
+    dx = torch.randint(0, 2 * pixels + 1, (n,), device=x.device)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    picked = flat[
+        torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]
+    ]
+    return picked.permute(0, 3, 1, 2).reshape(x.shape)
+
+
 def program_input(batch: Any, in_type: CType) -> Any:
     """The program's input from a batch of samples (a :class:`Padded` for lists)."""
     if isinstance(in_type, ListOf):
@@ -52,9 +81,16 @@ def program_input(batch: Any, in_type: CType) -> Any:
     return batch[INPUT]
 
 
-def batch_loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+def batch_loss(
+    out: torch.Tensor, y: torch.Tensor, kind: str, pos_weight: float | None = None
+) -> torch.Tensor:
     if kind == "bce":
-        return torch.nn.functional.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), y.float())
+        weight = None
+        if pos_weight is not None:
+            weight = torch.where(y.float() > 0.5, float(pos_weight), 1.0).to(out.dtype)
+        return torch.nn.functional.binary_cross_entropy(
+            out.clamp(1e-6, 1 - 1e-6), y.float(), weight=weight
+        )
     if kind == "nll":
         return torch.nn.functional.nll_loss(torch.log(out.clamp(min=1e-8)), y.reshape(-1).long())
     return torch.nn.functional.mse_loss(out, y.float())
@@ -178,6 +214,14 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     validation samples, the last ones, held out from the fit's keep-best and scored for
     selection: see :func:`split_val`), ``device`` (where the program trains and is
     scored; default ``cpu``).
+
+    Two ``fit`` keys are the trainer's own, not FitConfig fields: ``pos_weight`` (a
+    ``Bool`` output's BCE weights its positive samples by this number, or by
+    negatives ÷ positives of the training targets with ``"balanced"``: a rare class's
+    misses then cost as much in all as the common class's; ``None``: no weighting) and
+    ``augment_shift`` (every training image, each list item too, moved by its own
+    random offset of up to that many pixels, see :func:`shift_images`; validation and
+    scoring see the images as they are).
     """
     from brickwork.registry import Registry
     from brickwork.training import FitConfig, Samples, fit
@@ -203,14 +247,26 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         "parameters": int(sum(p.numel() for p in params)),
     }
     if params:
+        fields = {"seed": int(job.get("seed", 0)), **job.get("fit", {})}
+        shift = int(fields.pop("augment_shift", 0) or 0)
+        pos_weight = _pos_weight(fields.pop("pos_weight", None), train, kind)
+        image_in = is_image(program.in_type) or (
+            isinstance(program.in_type, ListOf) and is_image(program.in_type.item)
+        )
 
         def loss_fn(model: Fn, batch: Any) -> torch.Tensor:
-            return batch_loss(model(program_input(batch, model.in_type)), batch[TARGET], kind)
+            x = program_input(batch, model.in_type)
+            if shift and image_in and model.training:  # augment training batches only
+                x = (
+                    Padded(shift_images(x.values, shift), x.mask)
+                    if isinstance(x, Padded)
+                    else shift_images(x, shift)
+                )
+            return batch_loss(model(x), batch[TARGET], kind, pos_weight)
 
         def evaluate(model: Fn, data: Any) -> dict[str, float]:
             return {"val_score": score(model, data)["score"]}
 
-        fields = {"seed": int(job.get("seed", 0)), **job.get("fit", {})}
         train = _at_least(train, int(fields.pop("min_steps", 0) or 0), fields)
         config = FitConfig(**fields)
         with torch.random.fork_rng():
@@ -242,6 +298,23 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         result["saved"] = saved
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def _pos_weight(option: Any, train: Any, kind: str) -> float | None:
+    """The weight of positive samples in a BCE loss: ``None`` (none), a number, or
+    ``"balanced"`` (negatives ÷ positives among the training targets)."""
+    if option is None or kind != "bce":
+        return None
+    if option == "balanced":
+        y = train[TARGET].float()
+        pos = float((y > 0.5).sum())
+        return (y.numel() - pos) / pos if pos else None
+    if isinstance(option, (int, float)) and not isinstance(option, bool) and option > 0:
+        return float(option)
+    raise DataError(
+        f"compose fit: pos_weight got {option!r}, expected None, a positive number or "
+        "'balanced'; fix the task's or study's fit configuration"
+    )
 
 
 def split_val(val: Any, share: float) -> tuple[Any, Any]:

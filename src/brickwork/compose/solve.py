@@ -83,7 +83,12 @@ class SolveConfig:
         reuse_k: then up to this many of the best-ranked candidates that read registry
             modules (any structure); the remaining slots go to the best-ranked overall.
         fit: FitConfig fields of the full training, plus ``min_steps`` (a small
-            training set gets enough epochs for that many optimizer steps).
+            training set gets enough epochs for that many optimizer steps),
+            ``pos_weight`` (a ``Bool`` output's BCE weights its positive samples:
+            ``"balanced"``, the default, by negatives ÷ positives of the training
+            targets; a number; or ``None``) and ``augment_shift`` (training images,
+            list items too, moved by up to that many pixels; default 0): see
+            :func:`brickwork.compose.run_candidate`.
         tolerance, relative_tolerance: candidates whose validation score is within
             ``tolerance`` of the best (accuracy), or within ``max(tolerance,
             relative_tolerance * best RMSE)`` (value outputs), count as tied.
@@ -119,6 +124,7 @@ class SolveConfig:
             "keep_best": "val_loss",
             "max_time": 60.0,
             "min_steps": 100,
+            "pos_weight": "balanced",
         }
     )
     tolerance: float = 0.01

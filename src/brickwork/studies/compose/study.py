@@ -96,6 +96,7 @@ class StudyConfig:
             "max_train_time": 20.0,
             "train_clock": "process",
             "min_steps": 200,
+            "pos_weight": "balanced",
         }
     )
 
@@ -123,6 +124,7 @@ class StudyConfig:
                 "max_train_time": 8.0,
                 "train_clock": "process",
                 "min_steps": 150,
+                "pos_weight": "balanced",
             },
         )
 
