@@ -7,6 +7,7 @@ Prints progress on stderr and one JSON object on its last line with the keys
 ``search``, ``forgetting``, ``seconds_per_sequence`` (plus detail). ``--quick``: CS1 and
 Summing, one seed, smaller data. ``--out DIR`` keeps the run folder (results.json with
 config, version, every record) and writes the RMSE-vs-data-fraction figure there.
+``--ensemble K``: every trained module is the ensemble of K independent fits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def main() -> None:
     ap.add_argument(
         "--device", default="cpu", help="where candidates train and run (cpu, cuda, cuda:N)"
     )
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="every full training (candidates and baselines alike) fits K copies and keeps "
+        "their ensemble (default 1)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -44,6 +52,8 @@ def main() -> None:
         cfg.seeds = tuple(range(args.seeds))
     cfg.workers = args.workers
     cfg.device = args.device
+    if args.ensemble > 1:
+        cfg.fit = {**cfg.fit, "ensemble": args.ensemble}
     out = args.out or tempfile.mkdtemp(prefix="bench-compose-")
     start = time.perf_counter()
     summary = run_study(cfg, out, progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -14,7 +14,7 @@ Example:
     [[3.0], [1.0]]
 """
 
-from brickwork.compose.holes import Hole, hole_arch, make_hole
+from brickwork.compose.holes import Hole, ensemble_of, hole_arch, make_hole
 from brickwork.compose.jobs import run_candidate, score
 from brickwork.compose.library import LibraryOp, standard_library
 from brickwork.compose.program import (
@@ -87,6 +87,7 @@ __all__ = [
     "load_sequence_file",
     "load_task_file",
     "make_hole",
+    "ensemble_of",
     "map_l",
     "parse_ctype",
     "registry_functions",

@@ -133,12 +133,27 @@ class Hole(Module):
             ``item``).
         output: the output's JSON type (a vector type: ``Bool[b 1]``, ``Probs[b 10]`` …).
         hidden: hidden width.
+        members: 1, or K for an ensemble: K networks of these ports whose raw outputs
+            (logits for ``Bool`` and ``Probs``) are averaged before the head; build one
+            from independently trained holes with :func:`ensemble_of`.
     """
 
-    def __init__(self, arch: str, inputs: dict[str, Any], output: dict[str, Any], hidden: int = 64):
+    def __init__(
+        self,
+        arch: str,
+        inputs: dict[str, Any],
+        output: dict[str, Any],
+        hidden: int = 64,
+        members: int = 1,
+    ):
         super().__init__()
         if arch not in ARCHS:
             raise PortError(f"compose.hole: unknown arch {arch!r}; choose one of {ARCHS}")
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+            raise PortError(
+                f"compose.hole: members got {members!r}, expected an integer >= 1 (1: one "
+                "network; K: the mean of K networks' raw outputs)"
+            )
         ins = {k: ctype_from_json(v) for k, v in inputs.items()}
         out = ctype_from_json(output)
         found = hole_arch(ins, out)
@@ -146,9 +161,15 @@ class Hole(Module):
             raise PortError(
                 f"compose.hole: ports {ins} -> {out!r} take arch {found!r}, not {arch!r}"
             )
-        self.arch, self.hidden = arch, int(hidden)
+        self.arch, self.hidden, self.members_count = arch, int(hidden), members
         self.in_types, self.out_type = ins, out
         assert not isinstance(out, ListOf)  # hole_arch gives no arch for a list output
+        if members > 1:  # an ensemble: K networks of these ports, their raw outputs averaged
+            nets = [Hole(arch, inputs, output, hidden) for _ in range(members)]
+            self.members = nn.ModuleList(nets)
+            self.inputs, self.outputs = dict(nets[0].inputs), {"y": out}
+            self.head = _Head(out)
+            return
         if arch == "rnn":
             (lt,) = ins.values()
             assert isinstance(lt, ListOf)  # hole_arch: an rnn reads a list
@@ -163,7 +184,10 @@ class Hole(Module):
             self.inputs = {"state": state, "item": item}
             width = _size(state) + _size(item)
             self.net = nn.Sequential(
-                nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+                nn.Linear(width, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(),
             )
             self.out = nn.Linear(hidden, _size(out))
         else:
@@ -177,6 +201,13 @@ class Hole(Module):
         self.head = _Head(out)
 
     def forward(self, **ports: torch.Tensor) -> torch.Tensor:
+        return self.head(self.raw(**ports))
+
+    def raw(self, **ports: torch.Tensor) -> torch.Tensor:
+        """The output before the head (logits for Bool and Probs); an ensemble's is the
+        mean of its members'."""
+        if self.members_count > 1:
+            return torch.stack([_raw(m, ports) for m in self.members]).mean(0)
         if self.arch == "rnn":
             items, mask = ports["items"], ports["mask"].bool()
             b, n = mask.shape
@@ -185,12 +216,17 @@ class Hole(Module):
             seq, _ = self.rnn(z)
             last = (mask.sum(1) - 1).clamp(min=0)
             h = seq[torch.arange(b, device=seq.device), last]
-            return self.head(self.out(h))
+            return self.out(h)
         if self.arch == "step":
             s, i = ports["state"], ports["item"]
             z = torch.cat([s.reshape(s.shape[0], -1), i.reshape(i.shape[0], -1)], 1)
-            return self.head(self.out(self.net(z)))
-        return self.head(self.out(self.net(self.enc(ports["x"]))))
+            return self.out(self.net(z))
+        return self.out(self.net(self.enc(ports["x"])))
+
+
+def _raw(member: nn.Module, ports: dict[str, torch.Tensor]) -> torch.Tensor:
+    assert isinstance(member, Hole)  # an ensemble's members are single holes
+    return member.raw(**ports)
 
 
 def make_hole(inputs: CType | dict[str, CType], output: CType, *, hidden: int = 64) -> Hole:
@@ -211,5 +247,48 @@ def make_hole(inputs: CType | dict[str, CType], output: CType, *, hidden: int = 
             "vector, a list of them, or a (state, item) pair"
         )
     return Hole(
-        arch, {k: type_to_json(v) for k, v in ins.items()}, type_to_json(output), hidden=hidden
+        arch,
+        {k: type_to_json(v) for k, v in ins.items()},
+        type_to_json(output),
+        hidden=hidden,
     )
+
+
+def ensemble_of(holes: list[Hole]) -> Hole:
+    """One module, the ensemble of ``holes`` (same ports and architecture): their raw
+    outputs are averaged before the head, so an ensemble of ``Bool`` recognisers
+    averages their logits. The members keep their weights; saved and loaded like any
+    hole (safetensors + JSON).
+
+    Raises:
+        PortError: no holes, or holes of different ports, architectures or widths.
+
+    Example:
+        >>> import torch
+        >>> from brickwork.types import Bool, Features
+        >>> a, b = make_hole(Features("b 4"), Bool("b 1")), make_hole(Features("b 4"), Bool("b 1"))
+        >>> e = ensemble_of([a, b])
+        >>> x = torch.randn(3, 4)
+        >>> want = torch.sigmoid((a.raw(x=x) + b.raw(x=x)) / 2)
+        >>> e.config["members"], torch.allclose(e(x=x), want)
+        (2, True)
+    """
+    if not holes:
+        raise PortError("ensemble_of: got no holes, expected at least one")
+    first = holes[0].config
+    for h in holes[1:]:
+        if h.config != first:
+            raise PortError(
+                f"ensemble_of: members must share ports, architecture and width; got "
+                f"{h.config} and {first}"
+            )
+    if first.get("members", 1) != 1:
+        raise PortError("ensemble_of: members must be single networks (members=1)")
+    if len(holes) == 1:
+        return holes[0]
+    cfg = {k: v for k, v in first.items() if k != "members"}
+    out = Hole(**cfg, members=len(holes))
+    for mine, theirs in zip(out.members, holes):
+        assert isinstance(mine, Hole)
+        mine.load_state_dict(theirs.state_dict())
+    return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from brickwork.compose.holes import Hole
+from brickwork.compose.holes import Hole, ensemble_of
 from brickwork.compose.library import LibraryOp
 from brickwork.compose.program import Fn, build_program, term_holes
 from brickwork.compose.types import CType, ListOf, Padded, ctype_from_json, is_image
@@ -34,6 +34,8 @@ from brickwork.modules import Module, load_module, save_module
 log = logging.getLogger(__name__)
 
 INPUT, MASK, TARGET = "x", "x_mask", "y"
+#: seed offset between the members of an ensemble (``fit.ensemble``)
+ENSEMBLE_SEED_STEP = 7919
 
 
 def loss_name(t: CType) -> str:
@@ -69,7 +71,9 @@ def shift_images(x: torch.Tensor, pixels: int) -> torch.Tensor:
     rows = dy[:, None] + torch.arange(h, device=x.device)
     cols = dx[:, None] + torch.arange(w, device=x.device)
     picked = flat[
-        torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]
+        torch.arange(n, device=x.device)[:, None, None],
+        rows[:, :, None],
+        cols[:, None, :],
     ]
     return picked.permute(0, 3, 1, 2).reshape(x.shape)
 
@@ -150,8 +154,16 @@ def score(
 
 
 def _resolve_leaf(
-    job: dict[str, Any], registry: Any, loaded: dict[str, Module] | None = None
+    job: dict[str, Any],
+    registry: Any,
+    loaded: dict[str, Module] | None = None,
+    *,
+    built: dict[int, Hole] | None = None,
+    ensembles: dict[int, Hole] | None = None,
 ) -> Any:
+    """A leaf resolver for :func:`build_program`: library ops, frozen registry modules
+    (cached in ``loaded``), new holes seeded by the job (recorded in ``built`` by hole
+    index), or the given trained ``ensembles`` by hole index."""
     init = job.get("init") or {}
 
     def resolve(t: Any, k: int) -> Module:
@@ -169,13 +181,26 @@ def _resolve_leaf(
                 loaded[t[1]] = m
             return m
         if t[0] == "hole":
+            if ensembles is not None:
+                return ensembles[k]
             seed = int(job.get("seed", 0)) * 1000 + k
             torch.manual_seed(seed)
             ins = json.loads(t[1])
-            hole = Hole(_arch(ins, t[2]), ins, json.loads(t[2]), hidden=int(job.get("hidden", 64)))
+            hole = Hole(
+                _arch(ins, t[2]),
+                ins,
+                json.loads(t[2]),
+                hidden=int(job.get("hidden", 64)),
+            )
             src = init.get(str(k))
             if src:
-                _copy_encoder(hole, registry.load(src))
+                source = registry.load(src)
+                if isinstance(source, Hole) and source.members_count > 1:
+                    # from an ensemble, member m of this fit starts from its member m
+                    source = source.members[int(job.get("member", 0)) % source.members_count]
+                _copy_encoder(hole, source)
+            if built is not None:
+                built[k] = hole
             return hole
         raise DataError(f"compose job: unknown leaf {t!r}")
 
@@ -186,7 +211,8 @@ def _arch(ins: dict[str, Any], out: str) -> str:
     from brickwork.compose.holes import hole_arch
 
     arch = hole_arch(
-        {k: ctype_from_json(v) for k, v in ins.items()}, ctype_from_json(json.loads(out))
+        {k: ctype_from_json(v) for k, v in ins.items()},
+        ctype_from_json(json.loads(out)),
     )
     if arch is None:
         raise DataError(f"compose job: no hole architecture for {ins} -> {out}")
@@ -221,7 +247,11 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     misses then cost as much in all as the common class's; ``None``: no weighting) and
     ``augment_shift`` (every training image, each list item too, moved by its own
     random offset of up to that many pixels, see :func:`shift_images`; validation and
-    scoring see the images as they are).
+    scoring see the images as they are). A third, ``ensemble`` (K, default 1), fits the
+    program K times from different seeds (new modules and shuffling; each fit keeps
+    its own best checkpoint) and makes every new module the ensemble of its K trained
+    copies (:func:`brickwork.compose.holes.ensemble_of`: logits averaged), which is
+    scored and saved: K times the training time.
     """
     from brickwork.registry import Registry
     from brickwork.training import FitConfig, Samples, fit
@@ -230,7 +260,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     registry = Registry(job["registry"]) if job.get("registry") else None
     device = torch.device(job.get("device") or "cpu")
-    program = build_program(job["term"], _resolve_leaf(job, registry)).to(device)
+    built: dict[int, Hole] = {}
+    program = build_program(job["term"], _resolve_leaf(job, registry, built=built)).to(device)
     train = Samples.load(job["train"])
     val = Samples.load(job["val"])
     if job.get("val_limit") and len(val) > int(job["val_limit"]):  # the ranking's subset
@@ -267,8 +298,8 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         def evaluate(model: Fn, data: Any) -> dict[str, float]:
             return {"val_score": score(model, data)["score"]}
 
+        members = int(fields.pop("ensemble", 1) or 1)
         train = _at_least(train, int(fields.pop("min_steps", 0) or 0), fields)
-        config = FitConfig(**fields)
         with torch.random.fork_rng():
             fitted = fit(
                 program,
@@ -276,12 +307,47 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
                 train,
                 val=fit_val,
                 evaluate=evaluate,
-                config=config,
+                config=FitConfig(**fields),
                 parameters=params,
                 device=device,
             )
-        result["epochs"] = fitted.epochs
-        result["steps"] = fitted.steps
+        result["epochs"], result["steps"] = fitted.epochs, fitted.steps
+        if members > 1:  # K - 1 more independent fits; every new module becomes their mean
+            copies = [built]
+            for m in range(1, members):
+                other: dict[int, Hole] = {}
+                again = {
+                    **job,
+                    "seed": int(job.get("seed", 0)) + ENSEMBLE_SEED_STEP * m,
+                    "member": m,
+                }
+                twin = build_program(job["term"], _resolve_leaf(again, registry, built=other))
+                twin = twin.to(device)
+                with torch.random.fork_rng():
+                    more = fit(
+                        twin,
+                        loss_fn,
+                        train,
+                        val=fit_val,
+                        evaluate=evaluate,
+                        config=FitConfig(
+                            **{
+                                **fields,
+                                "seed": fields["seed"] + ENSEMBLE_SEED_STEP * m,
+                            }
+                        ),
+                        parameters=[p for p in twin.parameters() if p.requires_grad],
+                        device=device,
+                    )
+                result["steps"] += more.steps
+                copies.append(other)
+            means = {k: ensemble_of([c[k].cpu() for c in copies]) for k in built}
+            program = build_program(job["term"], _resolve_leaf(job, registry, ensembles=means))
+            program = program.to(device)
+            result["members"] = members
+            result["parameters"] = int(
+                sum(p.numel() for p in program.parameters() if p.requires_grad)
+            )
     val_errors: list[float] = []
     result["val"] = score(program, val, device=device, errors=val_errors)
     result["val_errors"] = val_errors

@@ -87,7 +87,9 @@ class SolveConfig:
             ``pos_weight`` (a ``Bool`` output's BCE weights its positive samples:
             ``"balanced"``, the default, by negatives ÷ positives of the training
             targets; a number; or ``None``) and ``augment_shift`` (training images,
-            list items too, moved by up to that many pixels; default 0): see
+            list items too, moved by up to that many pixels; default 0) and
+            ``ensemble`` (K: every full training fits K copies and keeps their mean;
+            default 1; the cheap ranking always fits once): see
             :func:`brickwork.compose.run_candidate`.
         tolerance, relative_tolerance: candidates whose validation score is within
             ``tolerance`` of the best (accuracy), or within ``max(tolerance,
@@ -382,7 +384,13 @@ def solve(
             seen.add(key)
             holed.append(c)
     # 1. cheap ranking: hole-free programs are scored exactly, the others after a short fit
-    quick_fit = {**config.fit, "epochs": 1000, "max_steps": config.rank_steps, "keep_best": None}
+    quick_fit = {
+        **config.fit,
+        "epochs": 1000,
+        "max_steps": config.rank_steps,
+        "keep_best": None,
+        "ensemble": 1,  # the ranking's short training is one fit, ensemble or not
+    }
     say(f"ranking {len(free)} programs without new modules and {len(holed)} with")
     # hole-free programs: scored in a few jobs that load the registry modules once
     workers = max(1, int(getattr(executor, "workers", 1)))
