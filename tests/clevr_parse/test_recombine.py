@@ -154,6 +154,26 @@ def test_recombine_nests_deeper_and_is_seeded() -> None:
     assert recombine([EITHER], 5, seed=0) == []
 
 
+def test_nest_recombines_made_questions_again_when_labelled_ones_are_many() -> None:
+    """With many labelled questions a made one is rarely drawn again, so it stays one
+    clause deeper than they are; ``nest`` draws from the made ones on purpose."""
+    pool = [EITHER, LEFT_OF, THINGS_LEFT, RED_THINGS]
+    nouns = nouns_of(pool)
+    pool = [replace(x, nouns=nouns) for x in pool] * 200
+    flat = recombine(pool, 60, seed=3)
+    deep = recombine(pool, 60, seed=3, nest=0.8)
+    assert len(flat) == len(deep) == 60
+    mean = lambda made: sum(_depth(m.tokens) for m in made) / len(made)  # noqa: E731
+    assert mean(deep) > mean(flat) + 0.5
+    assert max(_depth(m.tokens) for m in deep) > max(_depth(m.tokens) for m in flat)
+    for m in deep:
+        assert from_prefix(canonical_order(list(m.tokens))).answers_question
+    # nest = 0 draws as before: the same questions as without the argument
+    assert [m.tokens for m in recombine(pool, 20, seed=5, nest=0.0)] == [
+        m.tokens for m in recombine(pool, 20, seed=5)
+    ]
+
+
 def test_training_with_recombination_makes_valid_deeper_labelled_rows() -> None:
     """End to end on generated questions: the trained transducer's alignment gives the
     phrases; every recombined row is a type-checked program, deeper than the labelled

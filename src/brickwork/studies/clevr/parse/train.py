@@ -81,7 +81,8 @@ class ParseConfig:
     (:func:`pseudo_labelled`; ``self_min_prob``: and whose least likely decision had at
     least that probability), are recombined with the labelled ones (transducer, with
     ``recombine`` > 0) and trained on for ``self_steps``; ``self_rounds`` times, each
-    round labelling again with the generator the previous one left.
+    round labelling again with the generator the previous one left. ``self_nest``: the
+    rounds' recombination's ``nest`` (:func:`~brickwork.studies.clevr.parse.recombine.recombine`).
     """
 
     n_programs: int | None = 270
@@ -111,6 +112,7 @@ class ParseConfig:
     self_rounds: int = 3
     self_steps: int = 800
     self_min_prob: float = 0.0
+    self_nest: float = 0.0
     max_train_seconds: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -226,7 +228,7 @@ def _target_samples(tokens: torch.Tensor, prefixes: Sequence[Sequence[str]]) -> 
 
 
 def recombined_samples(
-    gen: ProgramGenerator, labelled: Sequence[Question], n: int, seed: int
+    gen: ProgramGenerator, labelled: Sequence[Question], n: int, seed: int, nest: float = 0.0
 ) -> tuple[Samples, dict[str, Any]]:
     """``n`` labelled questions made from ``labelled`` by recombination
     (:mod:`~brickwork.studies.clevr.parse.recombine`), with the spans read from the
@@ -257,7 +259,7 @@ def recombined_samples(
         rows.append(Phrasal(w, toks, tuple(align[r, : len(toks)].tolist()), plural))
     nouns = nouns_of(rows)
     rows = [replace(x, nouns=nouns) for x in rows]
-    made = _recombine(rows, n, seed)
+    made = _recombine(rows, n, seed, nest=nest)
     phrases = [sp for x in rows for sp in object_phrases(x)]
     report: dict[str, Any] = {
         "questions": len(made),
@@ -525,7 +527,9 @@ def _train_self(
         pool = [*labelled, *pseudo]
         data = supervised_samples(gen, pool)
         if cfg.recombine > 0 and cfg.arch == "transducer":
-            made, rec = recombined_samples(gen, pool, cfg.recombine, cfg.seed + 43 + r)
+            made, rec = recombined_samples(
+                gen, pool, cfg.recombine, cfg.seed + 43 + r, nest=cfg.self_nest
+            )
             rep["recombined"] = rec
             data = _mixture(data, made, cfg.recombine_share) or data
         gen.train()
