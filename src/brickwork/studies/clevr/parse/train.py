@@ -9,8 +9,10 @@ REINFORCE with a leave-one-out baseline over ``rl_samples`` samples per question
 the supervised loss on a labelled batch (so the N programs stay anchored). Between
 them, for the transducer, the *recombined* stage: questions made from the labelled
 ones (:mod:`~brickwork.studies.clevr.parse.recombine`), trained on with them, and kept
-in stage 2's anchor batches. Every stage runs through :func:`brickwork.training.fit`,
-seeded.
+in stage 2's anchor batches. After them, the *self-trained* stage: the answers-only
+questions whose decoded program the executor answers right become labelled
+(:func:`pseudo_labelled`), donors of recombination and rows of more supervised steps,
+in rounds. Every stage runs through :func:`brickwork.training.fit`, seeded.
 
 Example:
     >>> cfg = ParseConfig(n_programs=4, sup_steps=2, rl_steps=0, dim=8)
