@@ -97,12 +97,17 @@ def _positive_probs(train: str, val: str, pos_weight: object) -> torch.Tensor:
             return hole(x=v["x"])[v["y"] > 0.5]
 
 
-def test_pos_weight_leaves_value_outputs_alone_and_rejects_bad_values(tmp_path):
+def _count_job(tmp_path) -> dict:
+    """A small count-3 task's job: a new image module mapped over the list, summed."""
     pools = digit_pools(0)
     tr = count_samples(pools["train"], 3, n=10, lengths=(2, 5), seed=0).save(tmp_path / "tr.st")
     va = count_samples(pools["val"], 3, n=20, lengths=(2, 5), seed=1).save(tmp_path / "va.st")
     term = ["compose", ["map", hole_term({"x": IMG}, Count("b 1"))], ["fold", ["lib", "add"]]]
-    job = {"term": term, "train": str(tr), "val": str(va), "seed": 0}
+    return {"term": term, "train": str(tr), "val": str(va), "seed": 0}
+
+
+def test_pos_weight_leaves_value_outputs_alone_and_rejects_bad_values(tmp_path):
+    job = _count_job(tmp_path)
     fit = {"epochs": 1, "batch_size": 8}
     a = run_candidate({**job, "fit": fit})
     b = run_candidate({**job, "fit": {**fit, "pos_weight": "balanced"}})
@@ -113,11 +118,7 @@ def test_pos_weight_leaves_value_outputs_alone_and_rejects_bad_values(tmp_path):
 
 
 def test_augment_shift_changes_training_only(tmp_path):
-    pools = digit_pools(0)
-    tr = count_samples(pools["train"], 3, n=10, lengths=(2, 5), seed=0).save(tmp_path / "tr.st")
-    va = count_samples(pools["val"], 3, n=20, lengths=(2, 5), seed=1).save(tmp_path / "va.st")
-    term = ["compose", ["map", hole_term({"x": IMG}, Count("b 1"))], ["fold", ["lib", "add"]]]
-    job = {"term": term, "train": str(tr), "val": str(va), "seed": 0}
+    job = _count_job(tmp_path)
     fit = {"epochs": 2, "batch_size": 8}
     plain = run_candidate({**job, "fit": fit})
     shifted = run_candidate({**job, "fit": {**fit, "augment_shift": 1}})

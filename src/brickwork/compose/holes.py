@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -207,7 +207,8 @@ class Hole(Module):
         """The output before the head (logits for Bool and Probs); an ensemble's is the
         mean of its members'."""
         if self.members_count > 1:
-            return torch.stack([_raw(m, ports) for m in self.members]).mean(0)
+            # an ensemble's members are single holes (built in __init__)
+            return torch.stack([cast(Hole, m).raw(**ports) for m in self.members]).mean(0)
         if self.arch == "rnn":
             items, mask = ports["items"], ports["mask"].bool()
             b, n = mask.shape
@@ -222,11 +223,6 @@ class Hole(Module):
             z = torch.cat([s.reshape(s.shape[0], -1), i.reshape(i.shape[0], -1)], 1)
             return self.out(self.net(z))
         return self.out(self.net(self.enc(ports["x"])))
-
-
-def _raw(member: nn.Module, ports: dict[str, torch.Tensor]) -> torch.Tensor:
-    assert isinstance(member, Hole)  # an ensemble's members are single holes
-    return member.raw(**ports)
 
 
 def make_hole(inputs: CType | dict[str, CType], output: CType, *, hidden: int = 64) -> Hole:
@@ -289,6 +285,5 @@ def ensemble_of(holes: list[Hole]) -> Hole:
     cfg = {k: v for k, v in first.items() if k != "members"}
     out = Hole(**cfg, members=len(holes))
     for mine, theirs in zip(out.members, holes):
-        assert isinstance(mine, Hole)
         mine.load_state_dict(theirs.state_dict())
     return out

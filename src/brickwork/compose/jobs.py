@@ -254,7 +254,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     scored and saved: K times the training time.
     """
     from brickwork.registry import Registry
-    from brickwork.training import FitConfig, Samples, fit
+    from brickwork.training import FitConfig, FitResult, Samples, fit
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -300,17 +300,22 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
 
         members = int(fields.pop("ensemble", 1) or 1)
         train = _at_least(train, int(fields.pop("min_steps", 0) or 0), fields)
-        with torch.random.fork_rng():
-            fitted = fit(
-                program,
-                loss_fn,
-                train,
-                val=fit_val,
-                evaluate=evaluate,
-                config=FitConfig(**fields),
-                parameters=params,
-                device=device,
-            )
+
+        def fit_member(model: Fn, m: int) -> FitResult:
+            """Fit ``model``, member ``m`` of an ensemble (0: the only one), seeded apart."""
+            with torch.random.fork_rng():
+                return fit(
+                    model,
+                    loss_fn,
+                    train,
+                    val=fit_val,
+                    evaluate=evaluate,
+                    config=FitConfig(**{**fields, "seed": fields["seed"] + ENSEMBLE_SEED_STEP * m}),
+                    parameters=[p for p in model.parameters() if p.requires_grad],
+                    device=device,
+                )
+
+        fitted = fit_member(program, 0)
         result["epochs"], result["steps"] = fitted.epochs, fitted.steps
         if members > 1:  # K - 1 more independent fits; every new module becomes their mean
             copies = [built]
@@ -322,24 +327,7 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
                     "member": m,
                 }
                 twin = build_program(job["term"], _resolve_leaf(again, registry, built=other))
-                twin = twin.to(device)
-                with torch.random.fork_rng():
-                    more = fit(
-                        twin,
-                        loss_fn,
-                        train,
-                        val=fit_val,
-                        evaluate=evaluate,
-                        config=FitConfig(
-                            **{
-                                **fields,
-                                "seed": fields["seed"] + ENSEMBLE_SEED_STEP * m,
-                            }
-                        ),
-                        parameters=[p for p in twin.parameters() if p.requires_grad],
-                        device=device,
-                    )
-                result["steps"] += more.steps
+                result["steps"] += fit_member(twin.to(device), m).steps
                 copies.append(other)
             means = {k: ensemble_of([c[k].cpu() for c in copies]) for k in built}
             program = build_program(job["term"], _resolve_leaf(job, registry, ensembles=means))

@@ -520,10 +520,10 @@ def _train_self(
     (``precision``): measured for the report only, the labels are never read."""
     t0 = time.perf_counter()
     rounds: list[dict[str, Any]] = []
+    own = {(q.image_index, q.question): q.program for q in unlabelled}
     for r in range(cfg.self_rounds):
         t1 = time.perf_counter()
         pseudo, rep = pseudo_labelled(gen, unlabelled, scenes, min_prob=cfg.self_min_prob)
-        own = {(q.image_index, q.question): q.program for q in unlabelled}
         same = sum(own.get((q.image_index, q.question)) == q.program for q in pseudo)
         rep["precision"] = same / len(pseudo) if pseudo else None
         pool = [*labelled, *pseudo]
