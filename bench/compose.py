@@ -7,7 +7,9 @@ Prints progress on stderr and one JSON object on its last line with the keys
 ``search``, ``forgetting``, ``seconds_per_sequence`` (plus detail). ``--quick``: CS1 and
 Summing, one seed, smaller data. ``--out DIR`` keeps the run folder (results.json with
 config, version, every record) and writes the RMSE-vs-data-fraction figure there.
-``--ensemble K``: every trained module is the ensemble of K independent fits.
+``--ensemble K`` (default 3; 1: single fits) with ``--ensemble-scope winner`` (default:
+candidates selected as single fits, the winner's new modules and the standalone baseline
+ensembles of K) or ``all`` (every full training, candidates and baselines alike).
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ def main() -> None:
     ap.add_argument(
         "--ensemble",
         type=int,
-        default=1,
-        help="every full training (candidates and baselines alike) fits K copies and keeps "
-        "their ensemble (default 1)",
+        help="a trained module is the ensemble of K independent fits (default: the study's, "
+        "3; 1: single fits)",
+    )
+    ap.add_argument(
+        "--ensemble-scope",
+        choices=("winner", "all"),
+        help="winner (default): select among single fits, then ensemble the winner's new "
+        "modules and the standalone baseline; all: every full training, baselines too",
     )
     args = ap.parse_args()
 
@@ -52,8 +59,10 @@ def main() -> None:
         cfg.seeds = tuple(range(args.seeds))
     cfg.workers = args.workers
     cfg.device = args.device
-    if args.ensemble > 1:
+    if args.ensemble is not None:
         cfg.fit = {**cfg.fit, "ensemble": args.ensemble}
+    if args.ensemble_scope is not None:
+        cfg.fit = {**cfg.fit, "ensemble_scope": args.ensemble_scope}
     out = args.out or tempfile.mkdtemp(prefix="bench-compose-")
     start = time.perf_counter()
     summary = run_study(cfg, out, progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -36,6 +36,41 @@ log = logging.getLogger(__name__)
 INPUT, MASK, TARGET = "x", "x_mask", "y"
 #: seed offset between the members of an ensemble (``fit.ensemble``)
 ENSEMBLE_SEED_STEP = 7919
+#: what ``fit.ensemble`` applies to in :func:`brickwork.compose.solve`: every full
+#: training (``"all"``) or only the winner, after selection among single fits (``"winner"``)
+ENSEMBLE_SCOPES = ("all", "winner")
+
+
+def ensemble_options(fit: dict[str, Any]) -> tuple[int, str]:
+    """``(K, scope)`` of a fit configuration's ``ensemble`` (default 1) and
+    ``ensemble_scope`` (default ``"all"``), checked.
+
+    Raises:
+        DataError: K is not an integer >= 1, or the scope is not one of
+            :data:`ENSEMBLE_SCOPES`.
+
+    Example:
+        >>> ensemble_options({"ensemble": 3, "ensemble_scope": "winner"})
+        (3, 'winner')
+        >>> ensemble_options({})
+        (1, 'all')
+    """
+    k = fit.get("ensemble", 1)
+    k = 1 if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise DataError(
+            f"compose fit: ensemble got {k!r}, expected an integer >= 1 (1: one fit; K: the "
+            "ensemble of K independent fits); fix the task's or study's fit configuration"
+        )
+    scope = fit.get("ensemble_scope", "all") or "all"
+    if scope not in ENSEMBLE_SCOPES:
+        raise DataError(
+            f"compose fit: ensemble_scope got {scope!r}, expected one of {ENSEMBLE_SCOPES} "
+            "('all': every full training is an ensemble; 'winner': candidates are selected "
+            "as single fits and only the winner's new modules become ensembles); fix the "
+            "task's or study's fit configuration"
+        )
+    return int(k), str(scope)
 
 
 def loss_name(t: CType) -> str:
@@ -251,7 +286,10 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
     program K times from different seeds (new modules and shuffling; each fit keeps
     its own best checkpoint) and makes every new module the ensemble of its K trained
     copies (:func:`brickwork.compose.holes.ensemble_of`: logits averaged), which is
-    scored and saved: K times the training time.
+    scored and saved: K times the training time. Member ``m`` of the ensemble is
+    exactly the single fit of the job with ``seed`` + ``m`` × :data:`ENSEMBLE_SEED_STEP`
+    and ``member`` ``m`` (what :func:`run_ensemble` combines). ``ensemble_scope`` is
+    :func:`brickwork.compose.solve`'s (which fits get K) and ignored here.
     """
     from brickwork.registry import Registry
     from brickwork.training import FitConfig, FitResult, Samples, fit
@@ -298,7 +336,9 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         def evaluate(model: Fn, data: Any) -> dict[str, float]:
             return {"val_score": score(model, data)["score"]}
 
-        members = int(fields.pop("ensemble", 1) or 1)
+        members = ensemble_options(fields)[0]
+        fields.pop("ensemble", None)
+        fields.pop("ensemble_scope", None)
         train = _at_least(train, int(fields.pop("min_steps", 0) or 0), fields)
 
         def fit_member(model: Fn, m: int) -> FitResult:
@@ -350,6 +390,75 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         for k, hole in enumerate(_holes(program)):
             saved.append(str(save_module(hole, folder / f"new{k}")))
         result["saved"] = saved
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def run_ensemble(job: dict[str, Any]) -> dict[str, Any]:
+    """Combine independently trained copies of one program's new modules into ensembles
+    and score the result (no training): what :func:`brickwork.compose.solve` does to the
+    winner with ``fit.ensemble_scope="winner"``.
+
+    Keys of ``job``: ``term``, ``registry``, ``val``, ``select_split``, ``tests``,
+    ``device``, ``out`` as for :func:`run_candidate`, and ``members``: one list per
+    trained copy of the folders its new modules were saved in (a :func:`run_candidate`
+    result's ``saved``, in the term's hole order). Every new module becomes
+    :func:`brickwork.compose.holes.ensemble_of` its copies (logits averaged); the program
+    is scored on the selection part of validation and on the tests, and its new modules
+    are saved in ``out``. Returns a :func:`run_candidate`-like result with ``members``.
+
+    Raises:
+        DataError: no members, or members with different numbers of new modules or
+            modules that are not holes.
+    """
+    from brickwork.registry import Registry
+    from brickwork.training import Samples
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    folders: list[list[str]] = [list(m) for m in job.get("members") or []]
+    holes = len(term_holes(job["term"]))
+    if not folders or any(len(m) != holes for m in folders):
+        raise DataError(
+            f"compose run_ensemble: members got {[len(m) for m in folders]} saved modules "
+            f"each, expected at least one member with {holes} (one per new module of "
+            f"{job['term']!r}); fix: pass every copy's run_candidate 'saved' list"
+        )
+    copies: list[list[Hole]] = []
+    for member in folders:
+        loaded = [load_module(folder) for folder in member]
+        for folder, module in zip(member, loaded):
+            if not isinstance(module, Hole):
+                raise DataError(
+                    f"compose run_ensemble: {folder} holds a {type(module).__name__}, "
+                    "expected a compose.hole; fix: pass folders saved by run_candidate"
+                )
+        copies.append([m for m in loaded if isinstance(m, Hole)])
+    means = {k: ensemble_of([c[k] for c in copies]) for k in range(holes)}
+    registry = Registry(job["registry"]) if job.get("registry") else None
+    device = torch.device(job.get("device") or "cpu")
+    program = build_program(job["term"], _resolve_leaf(job, registry, ensembles=means))
+    program = program.to(device)
+    val = split_val(Samples.load(job["val"]), float(job.get("select_split") or 0.0))[1]
+    val_errors: list[float] = []
+    result: dict[str, Any] = {
+        "term": job["term"],
+        "trained": True,
+        "members": len(copies),
+        "parameters": int(sum(p.numel() for p in program.parameters() if p.requires_grad)),
+        "val": score(program, val, device=device, errors=val_errors),
+        "val_errors": val_errors,
+        "tests": {
+            name: score(program, Samples.load(path), device=device)
+            for name, path in (job.get("tests") or {}).items()
+        },
+    }
+    program = program.to("cpu")
+    if job.get("out"):
+        where = Path(job["out"])
+        result["saved"] = [
+            str(save_module(hole, where / f"new{k}")) for k, hole in enumerate(_holes(program))
+        ]
     result["seconds"] = time.perf_counter() - start
     return result
 
@@ -461,4 +570,13 @@ def load_saved(folder: str) -> Module:
     return load_module(folder)
 
 
-__all__ = ["run_candidate", "score", "score_programs", "loss_name", "term_holes"]
+__all__ = [
+    "ENSEMBLE_SCOPES",
+    "ensemble_options",
+    "run_candidate",
+    "run_ensemble",
+    "score",
+    "score_programs",
+    "loss_name",
+    "term_holes",
+]

@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brickwork.compose.jobs import run_candidate, score_programs
+from brickwork.compose.jobs import (
+    ENSEMBLE_SEED_STEP,
+    ensemble_options,
+    run_candidate,
+    run_ensemble,
+    score_programs,
+)
 from brickwork.compose.library import standard_library
 from brickwork.compose.program import hole_term, term_holes, term_refs, term_size, term_str
 from brickwork.compose.search import Function, Space, functions, module_function
@@ -88,9 +94,16 @@ class SolveConfig:
             ``"balanced"``, the default, by negatives ÷ positives of the training
             targets; a number; or ``None``) and ``augment_shift`` (training images,
             list items too, moved by up to that many pixels; default 0) and
-            ``ensemble`` (K: every full training fits K copies and keeps their mean;
-            default 1; the cheap ranking always fits once): see
-            :func:`brickwork.compose.run_candidate`.
+            ``ensemble`` (K: a trained module is the ensemble of K independent fits,
+            logits averaged; default 1; the cheap ranking always fits once) with
+            ``ensemble_scope``: ``"all"`` (the default) — every full training fits K
+            copies, so selection compares ensembles; ``"winner"`` — candidates are
+            fully trained and selected as single fits, then only the winner's new
+            modules are refitted K − 1 more times from other seeds and become their
+            ensembles (first fit included) before the test scores and registration,
+            at K − 1 extra fits of the winner only (none when it has no new module):
+            see :func:`brickwork.compose.run_candidate` and
+            :func:`brickwork.compose.jobs.run_ensemble`.
         tolerance, relative_tolerance: candidates whose validation score is within
             ``tolerance`` of the best (accuracy), or within ``max(tolerance,
             relative_tolerance * best RMSE)`` (value outputs), count as tied.
@@ -341,6 +354,9 @@ def solve(
     config = config if config is not None else SolveConfig()
     start = time.perf_counter()
     say = progress or (lambda text: log.info("%s", text))
+    members, scope = ensemble_options(config.fit)  # checked before any work
+    # with scope "winner", selection compares single fits; the winner is ensembled below
+    full_fit = {**config.fit, "ensemble": 1} if scope == "winner" else config.fit
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     reg_fns = registry_functions(registry, task)
@@ -419,7 +435,7 @@ def solve(
         {
             **base,
             "term": c.term,
-            "fit": config.fit,
+            "fit": full_fit,
             "tests": task.tests,
             "out": str(workdir / f"cand{i}"),
         }
@@ -438,6 +454,12 @@ def solve(
         winner.result = _map(None, [{**base, "term": winner.term, "tests": task.tests}], "test")[0]
     rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]
     say(f"winner {winner.text} (validation score {winner.final:.4f})")
+    if scope == "winner" and members > 1 and winner.holes and winner.result is not None:
+        say(f"ensembling the winner's new modules: {members - 1} more fits")
+        winner.result = ensemble_winner(
+            winner, members, base, full_fit, task.tests, workdir, executor
+        )
+        say(f"winner's ensemble of {members}: validation score {winner.result['val']['score']:.4f}")
     registered: list[str] = []
     program = winner.term
     if register and registry is not None and winner.holes:
@@ -456,6 +478,54 @@ def solve(
     )
     atomic_write_json(workdir / "solution.json", {**solution_json(sol), "config": asdict(config)})
     return sol
+
+
+def ensemble_winner(
+    winner: Candidate,
+    members: int,
+    base: dict[str, Any],
+    fit: dict[str, Any],
+    tests: dict[str, str],
+    workdir: Path,
+    executor: Any = None,
+) -> dict[str, Any]:
+    """The winner's result with its new modules made ensembles of ``members`` fits: its
+    own (single) fit is member 0; members 1 … K − 1 are fitted on ``executor`` exactly as
+    :func:`brickwork.compose.run_candidate` with ``ensemble=K`` fits them (job seed +
+    m × ``ENSEMBLE_SEED_STEP``), then :func:`brickwork.compose.jobs.run_ensemble` combines
+    the copies (logits averaged), scores them on validation's selection part and the
+    tests, and saves them in ``workdir/winner-ensemble``. The result keeps the first fit's
+    scores under ``first_fit``."""
+    first = winner.result or {}
+    seed = int(base.get("seed", 0))
+    jobs = [
+        {
+            **base,
+            "term": winner.term,
+            "fit": {**fit, "ensemble": 1},
+            "seed": seed + ENSEMBLE_SEED_STEP * m,
+            "member": m,
+            "out": str(workdir / f"winner-member{m}"),
+        }
+        for m in range(1, members)
+    ]
+    others = _map(executor, jobs, "ensemble")
+    combine = {
+        **base,
+        "term": winner.term,
+        "tests": tests,
+        "members": [first.get("saved", [])] + [r.get("saved", []) for r in others],
+        "out": str(workdir / "winner-ensemble"),
+    }
+    result = _map(executor, [combine], "ensemble", run_ensemble)[0]
+    result["steps"] = int(first.get("steps", 0)) + sum(int(r.get("steps", 0)) for r in others)
+    result["first_fit"] = {
+        "val": first.get("val"),
+        "tests": first.get("tests", {}),
+        "parameters": first.get("parameters"),
+        "saved": first.get("saved", []),
+    }
+    return result
 
 
 def map_fold_refs(term: Any) -> tuple[str, ...] | None:

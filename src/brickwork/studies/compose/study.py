@@ -33,7 +33,7 @@ from typing import Any
 
 from brickwork._version import __version__
 from brickwork.compose import ListOf, SolveConfig, Task, solve, standalone_term
-from brickwork.compose.jobs import run_candidate
+from brickwork.compose.jobs import ensemble_options, run_candidate
 from brickwork.compose.program import hole_term, term_str
 from brickwork.errors import DataError
 from brickwork.modules import atomic_write_json
@@ -97,6 +97,8 @@ class StudyConfig:
             "train_clock": "process",
             "min_steps": 200,
             "pos_weight": "balanced",
+            "ensemble": 3,
+            "ensemble_scope": "winner",
         }
     )
 
@@ -125,6 +127,8 @@ class StudyConfig:
                 "train_clock": "process",
                 "min_steps": 150,
                 "pos_weight": "balanced",
+                "ensemble": 3,
+                "ensemble_scope": "winner",
             },
         )
 
@@ -264,7 +268,11 @@ def run_sequence(
                 "trained": sum(1 for c in sol.candidates if c.stage == "trained"),
                 "seconds": sol.seconds,
                 "composition": (sol.winner.result or {}).get("tests", {}),
+                "members": int((sol.winner.result or {}).get("members", 1)),
             }
+            first_fit = (sol.winner.result or {}).get("first_fit")
+            if first_fit is not None:  # the winner ensembled after selection
+                rec["composition_first_fit"] = first_fit.get("tests", {})
             if kind in ("count", "sum"):
                 rec["correct"] = program_correct(sol.winner.term, kind, right)
                 rec.update(
@@ -337,6 +345,48 @@ def _test_score(result: dict[str, Any] | None, kind: str) -> float:
     return float(t.get("score", float("nan")))
 
 
+def baseline_jobs(
+    sol: Any,
+    task: Task,
+    registry: Any,
+    last_image_ref: str | None,
+    search: SolveConfig,
+    device: str,
+) -> dict[str, dict[str, Any]]:
+    """The :func:`brickwork.compose.run_candidate` jobs of a count/sum solve's baselines,
+    by name: ``standalone`` (the winner's program with every module new), ``lstm`` (one
+    list → output hole) and, when an image module was registered before, ``transfer``
+    (the standalone program, its CNN initialised from that module).
+
+    With ``fit.ensemble`` K > 1 the standalone is the ensemble of K fits whatever the
+    scope, as the winner is: the same architecture, trained the same way, so an
+    ensembled winner is never compared with a single-fit standalone. With
+    ``ensemble_scope="winner"`` the LSTM and transfer baselines stay single fits (with
+    ``"all"``, every baseline fits K times, as every candidate does).
+    """
+    members, scope = ensemble_options(search.fit)
+    single = {**search.fit, "ensemble": 1} if scope == "winner" else search.fit
+    base = {
+        "registry": str(registry.root),
+        "train": task.train,
+        "val": task.val,
+        "tests": task.tests,
+        "fit": single,
+        "seed": search.seed,
+        "device": device,
+        "select_split": search.select_split,  # keep-best on the same validation part
+    }
+    standalone = standalone_term(sol.winner.term, registry)
+    lstm = hole_term({"x": task.input}, task.output)
+    jobs = {
+        "standalone": {**base, "term": standalone, "fit": {**search.fit, "ensemble": members}},
+        "lstm": {**base, "term": lstm},
+    }
+    if last_image_ref is not None:
+        jobs["transfer"] = {**base, "term": standalone, "init": {"0": last_image_ref}}
+    return jobs
+
+
 def _baselines(
     sol: Any,
     task: Task,
@@ -346,21 +396,7 @@ def _baselines(
     search: SolveConfig,
     device: str,
 ) -> dict[str, Any]:
-    base = {
-        "registry": str(registry.root),
-        "train": task.train,
-        "val": task.val,
-        "tests": task.tests,
-        "fit": search.fit,
-        "seed": search.seed,
-        "device": device,
-        "select_split": search.select_split,  # keep-best on the same validation part
-    }
-    standalone = standalone_term(sol.winner.term, registry)
-    lstm = hole_term({"x": task.input}, task.output)
-    jobs = {"standalone": {**base, "term": standalone}, "lstm": {**base, "term": lstm}}
-    if last_image_ref is not None:
-        jobs["transfer"] = {**base, "term": standalone, "init": {"0": last_image_ref}}
+    jobs = baseline_jobs(sol, task, registry, last_image_ref, search, device)
     names = list(jobs)
     todo = [jobs[n] for n in names]
     results = (
@@ -368,8 +404,9 @@ def _baselines(
         if executor is not None
         else [run_candidate(j) for j in todo]
     )
-    out = {n: r["tests"] for n, r in zip(names, results)}
-    out["standalone_program"] = term_str(standalone)
+    out: dict[str, Any] = {n: r["tests"] for n, r in zip(names, results)}
+    out["standalone_program"] = term_str(jobs["standalone"]["term"])
+    out["baseline_members"] = {n: int(r.get("members", 1)) for n, r in zip(names, results)}
     return out
 
 
