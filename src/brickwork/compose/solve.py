@@ -456,7 +456,7 @@ def solve(
     say(f"winner {winner.text} (validation score {winner.final:.4f})")
     if scope == "winner" and members > 1 and winner.holes and winner.result is not None:
         say(f"ensembling the winner's new modules: {members - 1} more fits")
-        winner.result = ensemble_winner(
+        winner.result = _ensemble_winner(
             winner, members, base, full_fit, task.tests, workdir, executor
         )
         say(f"winner's ensemble of {members}: validation score {winner.result['val']['score']:.4f}")
@@ -480,7 +480,7 @@ def solve(
     return sol
 
 
-def ensemble_winner(
+def _ensemble_winner(
     winner: Candidate,
     members: int,
     base: dict[str, Any],
