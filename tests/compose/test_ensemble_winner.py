@@ -102,7 +102,7 @@ def test_the_winner_alone_becomes_an_ensemble_of_k_distinct_fits(recognise, tmp_
     )
     assert result["tests"]["test"] == score(program, Samples.load(val))
     assert set(result["first_fit"]["tests"]) == {"test"}
-    assert any("1 more fits" in line for line in said)
+    assert "ensembling the winner's new modules: 1 more fit" in said
     # recorded: the solution's config and the registry card
     record = json.loads((tmp_path / "run" / "solution.json").read_text())
     assert record["config"]["fit"]["ensemble_scope"] == "winner"

@@ -455,7 +455,8 @@ def solve(
     rho = spearman([c.cheap for c in short], [c.final for c in short])  # type: ignore[misc]
     say(f"winner {winner.text} (validation score {winner.final:.4f})")
     if scope == "winner" and members > 1 and winner.holes and winner.result is not None:
-        say(f"ensembling the winner's new modules: {members - 1} more fits")
+        more = members - 1
+        say(f"ensembling the winner's new modules: {more} more fit{'s' if more > 1 else ''}")
         winner.result = _ensemble_winner(
             winner, members, base, full_fit, task.tests, workdir, executor
         )
