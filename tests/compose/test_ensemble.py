@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 
@@ -59,7 +61,7 @@ def test_fit_ensemble_is_the_mean_of_independent_fits(tmp_path):
     assert both["members"] == 2 and both["steps"] == singles[0]["steps"] + singles[1]["steps"]
     assert both["parameters"] == 2 * singles[0]["parameters"]
     ens = load_module(tmp_path / "e" / "new0")
-    want = ensemble_of([load_module(tmp_path / f"s{m}" / "new0") for m in range(2)])
+    want = ensemble_of([cast(Hole, load_module(tmp_path / f"s{m}" / "new0")) for m in range(2)])
     x = torch.rand(7, 1, 8, 8)
     assert torch.allclose(ens(x=x), want(x=x), atol=1e-6)
     assert both["val"]["rmse"] not in (singles[0]["val"]["rmse"], singles[1]["val"]["rmse"])
