@@ -21,6 +21,7 @@ from brickwork.compose import (
 from brickwork.compose.holes import Hole
 from brickwork.compose.jobs import ENSEMBLE_SEED_STEP, ensemble_options
 from brickwork.compose.program import hole_term
+from brickwork.compose.solve import Candidate, _ensemble_winner
 from brickwork.compose.types import ListOf
 from brickwork.errors import DataError
 from brickwork.modules import load_module
@@ -55,7 +56,9 @@ def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_the_winner_alone_becomes_an_ensemble_of_k_distinct_fits(recognise, tmp_path):
     train, val = recognise
-    task = Task("recognise_3", IMG, Bool("b 1"), train=train, val=val, tests={"test": val})
+    # a value output: its RMSE tells an ensemble's test scores from its first fit's (two
+    # barely trained recognisers can both say "no" everywhere and tie on accuracy)
+    task = Task("threes", IMG, Count("b 1"), train=train, val=val, tests={"test": val})
     registry = Registry(tmp_path / "reg")
     cfg = SolveConfig(
         rank_limit=3,
@@ -108,6 +111,41 @@ def test_the_winner_alone_becomes_an_ensemble_of_k_distinct_fits(recognise, tmp_
     assert record["config"]["fit"]["ensemble_scope"] == "winner"
     assert record["config"]["fit"]["ensemble"] == 2
     assert registry.card(ref).hyperparameters["ensemble_scope"] == "winner"
+    # the card's metrics are the registered ensemble's, not the first fit's
+    assert dict(registry.card(ref).metrics) == result["val"]
+    # solution.json: the selection's score is the first fit's; the tests the ensemble's
+    assert record["members"] == 2 and record["tests"] == result["tests"]
+    assert record["validation_score"] == sol.winner.final == result["first_fit"]["val"]["score"]
+    assert record["ensemble_validation_score"] == result["val"]["score"]
+    assert record["first_fit_tests"] == result["first_fit"]["tests"]
+    assert record["tests"] != record["first_fit_tests"]
+
+
+def test_the_winners_ensemble_is_run_candidates_ensemble_even_with_a_fit_seed(recognise, tmp_path):
+    train, val = recognise
+    term = hole_term({"x": IMG}, Bool("b 1"))
+    fit = {**FIT, "seed": 5}  # a fit's own seed overrides the job's: members must move it too
+    base = {"registry": "", "train": train, "val": val, "seed": 2, "select_split": 0.5}
+    tests = {"test": val}
+    single = run_candidate(
+        {**base, "term": term, "fit": fit, "tests": tests, "out": str(tmp_path / "one")}
+    )
+    winner = Candidate(term, 1, 1, result=single)
+    got = _ensemble_winner(winner, 2, base, fit, tests, tmp_path / "w")
+    both = run_candidate(
+        {
+            **base,
+            "term": term,
+            "fit": {**fit, "ensemble": 2},
+            "tests": tests,
+            "out": str(tmp_path / "two"),
+        }
+    )
+    mine, theirs = load_module(got["saved"][0]), load_module(both["saved"][0])
+    assert _states_equal(mine, theirs)
+    assert got["members"] == both["members"] == 2
+    assert got["val"] == both["val"] and got["tests"] == both["tests"]
+    assert got["first_fit"]["tests"] == single["tests"]
 
 
 def test_baselines_standalone_gets_k_lstm_and_transfer_stay_single(tmp_path):

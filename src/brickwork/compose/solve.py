@@ -499,11 +499,17 @@ def _ensemble_winner(
     scores under ``first_fit``."""
     first = winner.result or {}
     seed = int(base.get("seed", 0))
+
+    def member_fit(m: int) -> dict[str, Any]:
+        # a fit's own seed, when it sets one, moves apart as run_candidate's members' does
+        own = {"seed": int(fit["seed"]) + ENSEMBLE_SEED_STEP * m} if "seed" in fit else {}
+        return {**fit, "ensemble": 1, **own}
+
     jobs = [
         {
             **base,
             "term": winner.term,
-            "fit": {**fit, "ensemble": 1},
+            "fit": member_fit(m),
             "seed": seed + ENSEMBLE_SEED_STEP * m,
             "member": m,
             "out": str(workdir / f"winner-member{m}"),
@@ -713,7 +719,15 @@ def _register(
 
 
 def solution_json(sol: Solution) -> dict[str, Any]:
-    """The JSON record of a solution (with the package version and the data digests)."""
+    """The JSON record of a solution (with the package version and the data digests).
+
+    ``validation_score`` is the score selection compared (with
+    ``fit.ensemble_scope="winner"``, the winner's first, single fit); ``tests`` and
+    ``members`` are those of the winner as registered (the ensemble of ``members`` fits
+    of each new module; 1: single fits or no new module). A winner ensembled after
+    selection also records ``ensemble_validation_score`` (its ensemble's, on the same
+    held-out validation part) and ``first_fit_tests``.
+    """
     from brickwork._version import __version__
     from brickwork.training import Samples
 
@@ -722,6 +736,16 @@ def solution_json(sol: Solution) -> dict[str, Any]:
         for name, path in (("train", sol.task.train), ("val", sol.task.val))
         if path
     }
+    result = sol.winner.result or {}
+    first_fit = result.get("first_fit")
+    ensembled = (
+        {
+            "ensemble_validation_score": result["val"]["score"],
+            "first_fit_tests": first_fit.get("tests", {}),
+        }
+        if first_fit is not None
+        else {}
+    )
     return {
         "task": sol.task.name,
         "signature": sol.task.signature_text,
@@ -731,7 +755,9 @@ def solution_json(sol: Solution) -> dict[str, Any]:
         "winner_term": sol.winner.term,
         "program": sol.program,
         "validation_score": sol.winner.final,
-        "tests": (sol.winner.result or {}).get("tests", {}),
+        "members": int(result.get("members", 1)),
+        "tests": result.get("tests", {}),
+        **ensembled,
         "counts": sol.counts,
         "ranking_spearman": sol.ranking_spearman,
         "registered": sol.registered,
