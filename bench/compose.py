@@ -48,6 +48,8 @@ def main() -> None:
 
     import torch
 
+    from brickwork.compose.jobs import ensemble_options
+    from brickwork.errors import DataError
     from brickwork.studies.compose import StudyConfig, run_study
     from brickwork.studies.compose.plots import plot_rmse_by_fraction
 
@@ -63,6 +65,10 @@ def main() -> None:
         cfg.fit = {**cfg.fit, "ensemble": args.ensemble}
     if args.ensemble_scope is not None:
         cfg.fit = {**cfg.fit, "ensemble_scope": args.ensemble_scope}
+    try:  # a bad --ensemble stops here, in one line, not in the first solve
+        ensemble_options(cfg.fit)
+    except DataError as err:
+        ap.error(str(err))
     out = args.out or tempfile.mkdtemp(prefix="bench-compose-")
     start = time.perf_counter()
     summary = run_study(cfg, out, progress=lambda text: print(text, file=sys.stderr, flush=True))
