@@ -376,6 +376,25 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
             result["parameters"] = int(
                 sum(p.numel() for p in program.parameters() if p.requires_grad)
             )
+    _score_and_save(program, val, job, device, result, save=bool(params))
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _score_and_save(
+    program: Fn,
+    val: Any,
+    job: dict[str, Any],
+    device: torch.device,
+    result: dict[str, Any],
+    *,
+    save: bool,
+) -> None:
+    """Into ``result``: ``program``'s score on ``val`` (with its per-sample errors) and
+    on the job's ``tests``; with ``save`` and the job's ``out``, the folders its new
+    modules are saved in (from the CPU) under ``saved``."""
+    from brickwork.training import Samples
+
     val_errors: list[float] = []
     result["val"] = score(program, val, device=device, errors=val_errors)
     result["val_errors"] = val_errors
@@ -383,15 +402,12 @@ def run_candidate(job: dict[str, Any]) -> dict[str, Any]:
         name: score(program, Samples.load(path), device=device)
         for name, path in (job.get("tests") or {}).items()
     }
-    program = program.to("cpu")  # new modules are saved from the CPU
-    if job.get("out") and params:
-        folder = Path(job["out"])
-        saved = []
-        for k, hole in enumerate(_holes(program)):
-            saved.append(str(save_module(hole, folder / f"new{k}")))
-        result["saved"] = saved
-    result["seconds"] = time.perf_counter() - start
-    return result
+    if save and job.get("out"):
+        where = Path(job["out"])
+        program = program.to("cpu")  # new modules are saved from the CPU
+        result["saved"] = [
+            str(save_module(hole, where / f"new{k}")) for k, hole in enumerate(_holes(program))
+        ]
 
 
 def run_ensemble(job: dict[str, Any]) -> dict[str, Any]:
@@ -410,6 +426,23 @@ def run_ensemble(job: dict[str, Any]) -> dict[str, Any]:
     Raises:
         DataError: no members, or members with different numbers of new modules or
             modules that are not holes.
+
+    Example:
+        >>> import tempfile
+        >>> from brickwork.compose.holes import make_hole
+        >>> from brickwork.compose.program import hole_term
+        >>> from brickwork.training import Samples
+        >>> from brickwork.types import Bool, Features
+        >>> d = Path(tempfile.mkdtemp())
+        >>> val = Samples({"x": torch.randn(8, 4), "y": torch.ones(8, 1)}).save(d / "val.st")
+        >>> copies = [
+        ...     [str(save_module(make_hole(Features("b 4"), Bool("b 1")), d / f"fit{m}"))]
+        ...     for m in range(3)
+        ... ]
+        >>> term = hole_term({"x": Features("b 4")}, Bool("b 1"))
+        >>> r = run_ensemble({"term": term, "val": str(val), "members": copies, "out": str(d)})
+        >>> r["members"], load_module(r["saved"][0]).config["members"], sorted(r["val"])
+        (3, 3, ['acc', 'score'])
     """
     from brickwork.registry import Registry
     from brickwork.training import Samples
@@ -440,25 +473,13 @@ def run_ensemble(job: dict[str, Any]) -> dict[str, Any]:
     program = build_program(job["term"], _resolve_leaf(job, registry, ensembles=means))
     program = program.to(device)
     val = split_val(Samples.load(job["val"]), float(job.get("select_split") or 0.0))[1]
-    val_errors: list[float] = []
     result: dict[str, Any] = {
         "term": job["term"],
         "trained": True,
         "members": len(copies),
         "parameters": int(sum(p.numel() for p in program.parameters() if p.requires_grad)),
-        "val": score(program, val, device=device, errors=val_errors),
-        "val_errors": val_errors,
-        "tests": {
-            name: score(program, Samples.load(path), device=device)
-            for name, path in (job.get("tests") or {}).items()
-        },
     }
-    program = program.to("cpu")
-    if job.get("out"):
-        where = Path(job["out"])
-        result["saved"] = [
-            str(save_module(hole, where / f"new{k}")) for k, hole in enumerate(_holes(program))
-        ]
+    _score_and_save(program, val, job, device, result, save=True)
     result["seconds"] = time.perf_counter() - start
     return result
 
