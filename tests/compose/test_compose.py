@@ -220,6 +220,13 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys, digits_files):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Probs['b 10']" in err[0] and "closest registry signatures" in err[0]
+    # a bad ensemble option is refused on reading the file, before any training
+    path = _task_file(tmp_path, search={"fit": {"ensemble": 3, "ensemble_scope": "best"}})
+    out = tmp_path / "o2"
+    assert main(["compose", path, "--registry", str(tmp_path / "r"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: search.fit: ensemble_scope got 'best'" in err[0]
+    assert not (out / "t").exists()
 
 
 def test_only_new_modules_are_saved_and_registry_modules_stay_frozen(digits_files, tmp_path):

@@ -34,6 +34,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from brickwork.compose.jobs import ensemble_options
 from brickwork.compose.solve import SolveConfig, Task
 from brickwork.compose.types import ListOf, parse_ctype
 from brickwork.errors import BrickworkError, DataError
@@ -131,6 +132,15 @@ def task_from_json(
     config = SolveConfig(**{**search, "seed": int(data.get("seed", 0))})
     if config.top_k > 10 or config.max_holes > 2:
         raise DataError(f"{where}: search.top_k must be <= 10 and max_holes <= 2")
+    if not isinstance(config.fit, dict):
+        raise DataError(
+            f"{where}: search.fit got {config.fit!r}, expected an object of fit options "
+            'such as {"epochs": 15, "ensemble": 3}'
+        )
+    try:  # checked on reading: a sequence's last task must not fail after the others ran
+        ensemble_options(config.fit)
+    except DataError as exc:
+        raise DataError(f"{where}: search.fit: {str(exc).removeprefix('compose fit: ')}") from None
     return Task(name, inp, out, train_path, val_path, tests), config
 
 
