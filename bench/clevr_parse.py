@@ -55,7 +55,12 @@ def _stages(s: dict[str, Any]) -> dict[str, Any]:
     out["reward_first"] = (s.get("answers") or {}).get("reward_first")
     out["reward_last"] = (s.get("answers") or {}).get("reward_last")
     out["pseudo_labels"] = [
-        {"kept": r["kept"], "decoded": r["decoded"], "precision": r["precision"]}
+        {
+            "kept": r["kept"],
+            "decoded": r["decoded"],
+            "rejected": r.get("rejected"),
+            "precision": r["precision"],
+        }
         for r in (s.get("self") or {}).get("rounds", [])
     ]
     out["labelled_words"] = s["labelled_words"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from brickwork.studies.clevr.data import execute, generate_questions, generate_scene
+from brickwork.studies.clevr.parse.checks import LabelChecks
+from brickwork.studies.clevr.parse.model import words_of
 from brickwork.studies.clevr.parse.train import (
     ParseConfig,
     labelled_indices,
@@ -43,7 +45,10 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
         assert r["decoded"] == len(qs) - 50 and r["steps"] == 6
         assert 0 < r["kept"] <= r["decoded"]
         assert 0.0 <= r["precision"] <= 1.0
-        assert r["recombined"]["questions"] == 20
+        # recombination makes its 20 questions when the pool has clause phrases to give
+        made = r["recombined"]
+        assert made["phrases"] > 0
+        assert made["questions"] == (20 if made["relative_phrases"] else 0)
 
     idx = set(labelled_indices(len(qs), 50, 0, select="mixed", texts=[q.question for q in qs]))
     unlabelled = [q for i, q in enumerate(qs) if i not in idx]
@@ -54,6 +59,13 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
     # a wrong answer keeps nothing: the answer, not the question's own program, decides
     wrong = [replace(q, answer="no such answer") for q in unlabelled]
     assert pseudo_labelled(gen, wrong, scenes)[1]["kept"] == 0
+    # checks the labelled questions fix from the words reject labels the answer passed:
+    # a check every kept program fails rejects them all, and says which check
+    frames = {tuple(words_of(q.question)[:2]): frozenset({"<none>"}) for q in kept}
+    none, rep_none = pseudo_labelled(gen, unlabelled, scenes, checks=LabelChecks(frames=frames))
+    assert not none and rep_none["rejected"] == {"filter": 0, "frame": len(kept)}
+    assert pseudo_labelled(gen, unlabelled, scenes, checks=LabelChecks())[1]["kept"] == len(kept)
+    assert all(r["rejected"]["filter"] >= 0 for r in rep["self"]["rounds"])  # reported
     # and no decode is that sure of every decision
     assert pseudo_labelled(gen, unlabelled, scenes, min_prob=1.01)[1]["kept"] == 0
     # the generator is left in the mode it was in

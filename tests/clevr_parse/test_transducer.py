@@ -25,6 +25,7 @@ from brickwork.studies.clevr.parse.train import labelled_indices, vocabulary
 from brickwork.studies.clevr.parse.transducer import (
     _done_tail,
     _joint,
+    _lexicon,
     _state,
     canonical_order,
     reading_order,
@@ -57,11 +58,18 @@ def test_reading_order_is_the_words_order_and_canonical_order_inverts_it() -> No
 
 def _brute_force(gen: ProgramGenerator, text: str, target: list[str]) -> float:
     """log P(target) by enumerating every monotone alignment of the body tokens."""
+    return _brute_force_paths(gen, text, target)[0]
+
+
+def _brute_force_paths(
+    gen: ProgramGenerator, text: str, target: list[str]
+) -> tuple[float, list[tuple[int, float]]]:
+    """log P(target) and every alignment as (word of the last emission, log-prob)."""
     ids, _ = gen.encode_text(text)
     enc = gen.encode(ids[None])
-    h, x = enc["h"][0], enc["x"][0]
+    h = enc["h"][0]
     n = h.shape[0]
-    word, lexw = gen.heads.word(h), gen.heads.lex(x)
+    word, lexw = gen.heads.word(h), _lexicon(gen, enc)[0]
     tgt = [TOKEN_INDEX[t] for t in target]
     ports = port_sequence(target)
     from brickwork.studies.clevr.parse.transducer import _root_logits
@@ -88,14 +96,17 @@ def _brute_force(gen: ProgramGenerator, text: str, target: list[str]) -> float:
             s += float(adv[pos:a].sum()) + float(e[a] + lp[a])
             pos = a
         s += _done_tail(gen, word, lexw, tgt[-1], pos, n - 1)
-        paths.append(s)
-    return total + math.log(sum(math.exp(p) for p in paths))
+        paths.append((pos, s))
+    return total + math.log(sum(math.exp(p) for _, p in paths)), paths
 
 
-def test_lattice_log_prob_equals_the_sum_over_every_alignment() -> None:
+@pytest.mark.parametrize("lookahead", [0, 3])
+def test_lattice_log_prob_equals_the_sum_over_every_alignment(lookahead: int) -> None:
     torch.manual_seed(0)
     text = "how many red cubes are there"
-    gen = ProgramGenerator(vocabulary([text]), dim=8, arch="transducer", dropout=0.0)
+    gen = ProgramGenerator(
+        vocabulary([text]), dim=8, arch="transducer", dropout=0.0, lookahead=lookahead
+    )
     gen.eval()
     target = reading_order(["count", "filter_shape[cube]", "filter_color[red]", "scene"])
     ids, _ = gen.encode_text(text)
@@ -104,6 +115,76 @@ def test_lattice_log_prob_equals_the_sum_over_every_alignment() -> None:
     with torch.no_grad():
         lattice = float(gen.teacher_forced(ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2]))
         assert lattice == pytest.approx(_brute_force(gen, text, target), rel=2e-5)
+
+
+def test_lookahead_adds_the_best_vote_of_the_next_words_to_same_and_query_tokens() -> None:
+    torch.manual_seed(0)
+    text = "how many things have the same size as the ball"
+    gen = ProgramGenerator(vocabulary([text]), dim=8, arch="transducer", lookahead=3)
+    gen.eval()
+    ids, _ = gen.encode_text(text)
+    assert gen.heads.ahead is not None
+    with torch.no_grad():
+        enc = gen.encode(ids[None])
+        got = _lexicon(gen, enc)[0]
+        votes = gen.heads.ahead(enc["x"][0])
+        lex = gen.heads.lex(enc["x"][0])
+    n = votes.shape[0]
+    same = TOKEN_INDEX["same_size"]
+    for i in range(n):
+        ahead = votes[i + 1 : i + 4, same].max() if i + 1 < n else torch.tensor(0.0)
+        assert float(got[i, same]) == pytest.approx(float(lex[i, same] + ahead), abs=1e-5)
+    # a filter token gets no lookahead: its word names it where it stands
+    red = TOKEN_INDEX["filter_color[red]"]
+    assert torch.allclose(got[:, red], lex[:, red])
+
+
+def test_done_contrast_penalises_the_done_state_before_the_program_is_complete() -> None:
+    """The objective adds, for every word k before the last, P(the program is not yet
+    complete at k) x log P(the done state refuses to skip k); checked against the
+    brute-force enumeration of the alignments."""
+    torch.manual_seed(1)
+    text = "is there a red cube that is left of the ball"
+    gen = ProgramGenerator(vocabulary([text]), dim=8, arch="transducer", dropout=0.0)
+    gen.eval()
+    target = reading_order(
+        ["exist", "filter_color[red]", "filter_shape[cube]", "relate[left]", "unique"]
+        + ["filter_shape[sphere]", "scene"]
+    )
+    ids, _ = gen.encode_text(text)
+    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
+    ports = torch.tensor(port_sequence(target)).T[None]
+    args = (ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2])
+    with torch.no_grad():
+        plain = float(gen.teacher_forced(*args))
+        assert float(gen.teacher_forced(*args, objective=True)) == plain  # weight 0
+        gen.done_contrast = 2.0
+        objective = float(gen.teacher_forced(*args, objective=True))
+        _, paths = _brute_force_paths(gen, text, target)
+        z = math.log(sum(math.exp(p) for _, p in paths))
+        enc = gen.encode(ids[None])
+        word, lexw = gen.heads.word(enc["h"][0]), gen.heads.lex(enc["x"][0])
+        done = gen.heads.state(gen.prev_embed(t[:, -1]) + gen.heads.done)
+        emit_d, _ = _joint(gen, word, lexw, done)
+        n = word.shape[0]
+        expected = 0.0
+        for k in range(n - 1):
+            open_at_k = sum(math.exp(p - z) for pos, p in paths if pos > k)
+            expected += open_at_k * float(torch.nn.functional.logsigmoid(emit_d[k]))
+    assert expected < 0.0
+    assert objective == pytest.approx(plain + 2.0 * expected, rel=1e-5)
+    # and its gradient trains the done state to refuse: one step raises its emit score
+    # at the words before the relation (the program is incomplete there)
+    gen.train()
+    gen.drop.p = 0.0
+    opt = torch.optim.SGD([gen.heads.done], lr=0.5)
+    before = float(emit_d[:6].mean())
+    (-gen.teacher_forced(*args, objective=True)).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        done = gen.heads.state(gen.prev_embed(t[:, -1]) + gen.heads.done)
+        after = float(_joint(gen, word, lexw, done)[0][:6].mean())
+    assert after > before
 
 
 def test_transducer_decodes_are_valid_layouts_greedy_beam_and_sampled() -> None:

@@ -63,6 +63,7 @@ from brickwork.studies.clevr.parse.transducer import (
     transducer_beam,
     transducer_decode,
     transducer_log_prob,
+    transducer_objective,
 )
 from brickwork.types import Features
 
@@ -163,6 +164,9 @@ class ProgramGenerator(Module):
         split_plural: bool = True,
         prev_dropout: float = 0.0,
         root_lexical: bool = False,
+        done_contrast: float = 0.0,
+        lookahead: int = 0,
+        wide_values: bool = False,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -178,11 +182,23 @@ class ProgramGenerator(Module):
             "split_plural": split_plural,
             "prev_dropout": prev_dropout,
             "root_lexical": root_lexical,
+            "done_contrast": done_contrast,
+            "lookahead": lookahead,
+            "wide_values": wide_values,
         }
         #: transducer: probability of hiding the previous token in training
         self.prev_dropout = prev_dropout
+        #: transducer: weight of the done state's contrast in the training objective
+        #: (:func:`~brickwork.studies.clevr.parse.transducer.transducer_objective`)
+        self.done_contrast = done_contrast
+        #: transducer: how many following words vote for same_* / query_* tokens
+        self.lookahead = lookahead
+        #: transducer: a value port's forced query is scored against every attribute's
+        self.wide_values = wide_values
         #: beam width of the transducer's decoding (1: greedy)
         self.beam = 4
+        #: the transducer's beam merges the alignments of the same tokens (sums them)
+        self.merge_paths = True
         self.window = WINDOW  # 12 measured no better (docs/clevr-parse.md)
         self.split_plural = split_plural
         if context not in CONTEXTS:
@@ -209,7 +225,7 @@ class ProgramGenerator(Module):
             width = 5 if context == "both" else 3
             self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
         if arch == "transducer":
-            self.heads = TransducerHeads(d, p, root_lexical)
+            self.heads = TransducerHeads(d, p, root_lexical, lookahead > 0)
         elif arch == "pointer":
             self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
             self.key = nn.Linear(d, d)
@@ -351,6 +367,7 @@ class ProgramGenerator(Module):
         kind: torch.Tensor,
         parent: torch.Tensor,
         arg: torch.Tensor,
+        objective: bool = False,
     ) -> torch.Tensor:
         """Log-probability ``[b]`` of the target prefix programs (under the constraint).
 
@@ -358,8 +375,13 @@ class ProgramGenerator(Module):
         the port each target fills (:func:`~brickwork.studies.clevr.parse.grammar.
         port_sequence`); for ``arch="transducer"`` in reading order
         (:meth:`target_tokens`), summed over the alignments to the words.
+        ``objective=True``: the training objective instead, which for the transducer
+        adds the done state's contrast (``done_contrast``,
+        :func:`~brickwork.studies.clevr.parse.transducer.transducer_objective`).
         """
         if self.arch == "transducer":
+            if objective and self.done_contrast > 0:
+                return transducer_objective(self, tokens, targets, kind, arg, self.done_contrast)
             return transducer_log_prob(self, tokens, targets, kind, arg)
         enc = self.encode(tokens)
         state = self.start(enc)

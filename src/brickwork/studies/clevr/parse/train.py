@@ -37,6 +37,7 @@ import torch
 
 from brickwork.errors import DataError
 from brickwork.studies.clevr.data import Question, Scene, execute
+from brickwork.studies.clevr.parse.checks import CHECKS, LabelChecks
 from brickwork.studies.clevr.parse.grammar import (
     TOKEN_INDEX,
     from_prefix,
@@ -78,12 +79,22 @@ class ParseConfig:
     ``recombine_share`` of the rows recombined (the smaller part repeated).
     ``root_lexical``: the transducer's family classifier also takes every word's own
     (context-free) vote.
+    ``done_contrast``: weight of the transducer's done-state contrast in every
+    supervised loss (:func:`~brickwork.studies.clevr.parse.transducer.transducer_objective`:
+    the words before the program is complete must not be skippable once it is).
+    ``lookahead``: how many following words vote for the transducer's ``same_*`` and
+    ``query_*`` tokens (their attribute is often named after the word they are emitted
+    at); 0 for none. ``wide_values``: the transducer scores the query a value port
+    forces (``query_size`` under ``equal_size``) against the queries of every attribute,
+    so the body's words weigh in on the family's attribute.
     ``self_train``: after stage 2, the *self-trained* stage: the answers-only questions
     whose decoded program the executor answers right become labelled
     (:func:`pseudo_labelled`; ``self_min_prob``: and whose least likely decision had at
     least that probability), are recombined with the labelled ones (transducer, with
     ``recombine`` > 0) and trained on for ``self_steps``; ``self_rounds`` times, each
-    round labelling again with the generator the previous one left. ``self_nest``: the
+    round labelling again with the generator the previous one left; ``self_check``: a
+    label must also pass :class:`~brickwork.studies.clevr.parse.checks.LabelChecks`
+    built from the labelled questions. ``self_nest``: the
     rounds' recombination's ``nest`` (:func:`~brickwork.studies.clevr.parse.recombine.recombine`).
     """
 
@@ -102,6 +113,9 @@ class ParseConfig:
     batch_size: int = 32
     lr: float = 3e-3
     root_lexical: bool = True
+    done_contrast: float = 0.0
+    lookahead: int = 6
+    wide_values: bool = False
     recombine: int = 2000
     recombine_share: float = 0.75
     recombine_steps: int = 800
@@ -114,6 +128,7 @@ class ParseConfig:
     self_rounds: int = 3
     self_steps: int = 800
     self_min_prob: float = 0.0
+    self_check: bool = True
     self_nest: float = 0.0
     max_train_seconds: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -313,6 +328,7 @@ def _supervised_loss(gen: ProgramGenerator, batch: Mapping[str, torch.Tensor]) -
         batch["kind"][:, :steps],
         batch["parent"][:, :steps],
         batch["arg"][:, :steps],
+        objective=True,
     )
     return -lp.mean()
 
@@ -437,13 +453,17 @@ def pseudo_labelled(
     scenes: Mapping[int, Scene],
     *,
     min_prob: float = 0.0,
+    checks: LabelChecks | None = None,
     batch: int = 256,
 ) -> tuple[list[Question], dict[str, Any]]:
     """The answers-only ``questions`` whose decoded program (beam search, under the
     constraint) the symbolic executor answers right on their scene, each with that
-    program in place of its own: labels the generator gave itself, checked only by the
+    program in place of its own: labels the generator gave itself, checked by the
     answer. ``min_prob``: keep only decodes whose least likely decision had at least
-    that probability. Returns them and a report (questions decoded, kept, seconds).
+    that probability; ``checks``: and that pass what the labelled questions fix from the
+    words (:class:`~brickwork.studies.clevr.parse.checks.LabelChecks`: the filters the
+    words name, the family the opening words allow). Returns them and a report
+    (questions decoded, kept, rejected by each check, seconds).
 
     The question's own program is never read: a question file without programs works
     the same (a yes/no answer right by chance keeps a wrong program; the report of a
@@ -459,6 +479,7 @@ def pseudo_labelled(
     was = gen.training
     gen.eval()
     kept: list[Question] = []
+    rejected = dict.fromkeys(CHECKS, 0)
     with torch.no_grad():
         for a in range(0, len(questions), batch):
             qs = questions[a : a + batch]
@@ -466,12 +487,18 @@ def pseudo_labelled(
             for q, toks, p in zip(qs, dec.tokens, dec.min_prob):
                 if p < min_prob or q.answer is None or q.image_index not in scenes:
                     continue
-                if _answer_of(toks, scenes[q.image_index]) == q.answer:
-                    kept.append(replace(q, program=from_prefix(toks)))
+                if _answer_of(toks, scenes[q.image_index]) != q.answer:
+                    continue
+                failed = checks.check(q.question, toks)[0] if checks is not None else None
+                if failed is not None:
+                    rejected[failed] += 1
+                    continue
+                kept.append(replace(q, program=from_prefix(toks)))
     gen.train(was)
     report = {
         "decoded": len(questions),
         "kept": len(kept),
+        "rejected": rejected,
         "min_prob": min_prob,
         "seconds": time.perf_counter() - t0,
     }
@@ -521,9 +548,16 @@ def _train_self(
     t0 = time.perf_counter()
     rounds: list[dict[str, Any]] = []
     own = {(q.image_index, q.question): q.program for q in unlabelled}
+    checks = (
+        LabelChecks.from_labelled((q.question, prefix_tokens(q.program)) for q in labelled)
+        if cfg.self_check
+        else None
+    )
     for r in range(cfg.self_rounds):
         t1 = time.perf_counter()
-        pseudo, rep = pseudo_labelled(gen, unlabelled, scenes, min_prob=cfg.self_min_prob)
+        pseudo, rep = pseudo_labelled(
+            gen, unlabelled, scenes, min_prob=cfg.self_min_prob, checks=checks
+        )
         same = sum(own.get((q.image_index, q.question)) == q.program for q in pseudo)
         rep["precision"] = same / len(pseudo) if pseudo else None
         pool = [*labelled, *pseudo]
@@ -582,6 +616,9 @@ def train_program_generator(
         split_plural=cfg.split_plural,
         prev_dropout=cfg.prev_dropout if cfg.arch == "transducer" else 0.0,
         root_lexical=cfg.root_lexical and cfg.arch == "transducer",
+        done_contrast=cfg.done_contrast if cfg.arch == "transducer" else 0.0,
+        lookahead=cfg.lookahead if cfg.arch == "transducer" else 0,
+        wide_values=cfg.wide_values and cfg.arch == "transducer",
     )
     lab_idx = set(
         labelled_indices(
