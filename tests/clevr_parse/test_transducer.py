@@ -225,3 +225,28 @@ def test_beam_respects_the_node_budget_and_says_when_it_bent_a_choice() -> None:
     assert len(cut.tokens[0]) == 2 and from_prefix(cut.tokens[0]).depth == 1
     # the untrained model wants more than two nodes here: the cut decode says so
     assert len(free.tokens[0]) > 2 and cut.forced[0]
+
+
+def test_wide_values_score_a_forced_query_against_every_attribute() -> None:
+    """Under ``equal_size`` the constraint leaves one query (``query_size``), free under
+    the type-allowed softmax; with ``wide_values`` it is scored against every value
+    kind's query, so a program pays for a query its words do not say."""
+    torch.manual_seed(0)
+    text = "is the red cube the same size as the ball"
+    gen = ProgramGenerator(vocabulary([text]), dim=8, arch="transducer", dropout=0.0)
+    gen.eval()
+    prog = ["equal_size", "query_size", "unique", "filter_color[red]", "filter_shape[cube]"]
+    prog += ["scene", "query_size", "unique", "filter_shape[sphere]", "scene"]
+    target = reading_order(prog)
+    ids, _ = gen.encode_text(text)
+    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
+    ports = torch.tensor(port_sequence(target)).T[None]
+    args = (ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2])
+    with torch.no_grad():
+        narrow = float(gen.teacher_forced(*args))
+        gen.wide_values = True
+        wide = float(gen.teacher_forced(*args))
+        assert wide < narrow  # the two forced queries now cost something
+        dec = gen.decode(ids[None], beam=4)
+    kinds = nmn_kinds("typed", channels=4)
+    assert program_layout(from_prefix(dec.tokens[0]), kinds).nodes  # still valid
