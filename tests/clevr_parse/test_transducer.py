@@ -250,3 +250,27 @@ def test_wide_values_score_a_forced_query_against_every_attribute() -> None:
         dec = gen.decode(ids[None], beam=4)
     kinds = nmn_kinds("typed", channels=4)
     assert program_layout(from_prefix(dec.tokens[0]), kinds).nodes  # still valid
+
+
+def test_attr_pool_max_reads_the_strongest_vote_not_how_many_words_vote() -> None:
+    from brickwork.studies.clevr.parse.transducer import _root_logits
+
+    torch.manual_seed(0)
+    one = "is the red cube the same size as the ball"
+    many = "is the red cube that is the same color as the same color ball the same size as the ball"
+    gen = ProgramGenerator(
+        vocabulary([one, many]), dim=8, arch="transducer", root_lexical=True, attr_pool="max"
+    )
+    gen.eval()
+    with torch.no_grad():
+        for text in (one, many):
+            ids, _ = gen.encode_text(text)
+            enc = gen.encode(ids[None])
+            got = _root_logits(gen, enc)
+            gen.attr_pool = "lse"
+            lse = _root_logits(gen, enc)
+            gen.attr_pool = "max"
+            # the same operation part; the attribute part pooled by max is never above lse
+            assert (got <= lse + 1e-5).all() and not torch.allclose(got, lse)
+    with pytest.raises(DataError, match="attr_pool"):
+        ProgramGenerator(["a"], arch="transducer", attr_pool="mean")

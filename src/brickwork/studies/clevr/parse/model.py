@@ -167,6 +167,7 @@ class ProgramGenerator(Module):
         done_contrast: float = 0.0,
         lookahead: int = 0,
         wide_values: bool = False,
+        attr_pool: str = "lse",
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -185,6 +186,7 @@ class ProgramGenerator(Module):
             "done_contrast": done_contrast,
             "lookahead": lookahead,
             "wide_values": wide_values,
+            "attr_pool": attr_pool,
         }
         #: transducer: probability of hiding the previous token in training
         self.prev_dropout = prev_dropout
@@ -195,6 +197,10 @@ class ProgramGenerator(Module):
         self.lookahead = lookahead
         #: transducer: a value port's forced query is scored against every attribute's
         self.wide_values = wide_values
+        #: transducer: how the family's attribute votes are pooled ("lse" or "max")
+        if attr_pool not in ("lse", "max"):
+            raise DataError(f"ProgramGenerator: attr_pool {attr_pool!r}; expected 'lse' or 'max'")
+        self.attr_pool = attr_pool
         #: beam width of the transducer's decoding (1: greedy)
         self.beam = 4
         #: the transducer's beam merges the alignments of the same tokens (sums them)

@@ -86,7 +86,9 @@ class ParseConfig:
     ``query_*`` tokens (their attribute is often named after the word they are emitted
     at); 0 for none. ``wide_values``: the transducer scores the query a value port
     forces (``query_size`` under ``equal_size``) against the queries of every attribute,
-    so the body's words weigh in on the family's attribute.
+    so the body's words weigh in on the family's attribute. ``attr_pool``: how the
+    transducer pools the words' votes for the family's attribute (``"lse"``, or
+    ``"max"``, which does not grow with the clauses that name an attribute).
     ``self_train``: after stage 2, the *self-trained* stage: the answers-only questions
     whose decoded program the executor answers right become labelled
     (:func:`pseudo_labelled`; ``self_min_prob``: and whose least likely decision had at
@@ -116,6 +118,7 @@ class ParseConfig:
     done_contrast: float = 0.0
     lookahead: int = 6
     wide_values: bool = False
+    attr_pool: str = "lse"
     recombine: int = 2000
     recombine_share: float = 0.75
     recombine_steps: int = 800
@@ -619,6 +622,7 @@ def train_program_generator(
         done_contrast=cfg.done_contrast if cfg.arch == "transducer" else 0.0,
         lookahead=cfg.lookahead if cfg.arch == "transducer" else 0,
         wide_values=cfg.wide_values and cfg.arch == "transducer",
+        attr_pool=cfg.attr_pool,
     )
     lab_idx = set(
         labelled_indices(

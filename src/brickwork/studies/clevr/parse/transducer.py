@@ -195,6 +195,14 @@ def _lexicon(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.Tenso
     return lexw + best
 
 
+def _lse_pool(v: torch.Tensor) -> torch.Tensor:
+    return v.logsumexp(1)
+
+
+def _max_pool(v: torch.Tensor) -> torch.Tensor:
+    return v.max(1).values
+
+
 def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     """Logits ``[b, tokens]`` of the root (the family), read as its operation times its
     attribute (:data:`OPS` x :data:`ROOT_ATTRS`): the operation from the features of
@@ -218,11 +226,15 @@ def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.T
     m = ~mask.unsqueeze(-1)
     heads = gen.heads
     op = heads.op_root(feats) + heads.op_vote(h).masked_fill(m, _NEG).logsumexp(1)
-    attr = heads.attr_vote(h).masked_fill(m, _NEG).logsumexp(1)
+    # the attribute's votes pooled by log-sum-exp (a few words' worth of "size" outvote
+    # one "color"), or with ``attr_pool="max"`` by their maximum, which does not grow
+    # with the number of clauses that name an attribute
+    pool = _max_pool if gen.attr_pool == "max" else _lse_pool
+    attr = pool(heads.attr_vote(h).masked_fill(m, _NEG))
     if heads.op_lex is not None and heads.attr_lex is not None:
         x = enc["x"]
         op = op + heads.op_lex(x).masked_fill(m, _NEG).logsumexp(1)
-        attr = attr + heads.attr_lex(x).masked_fill(m, _NEG).logsumexp(1)
+        attr = attr + pool(heads.attr_lex(x).masked_fill(m, _NEG))
     return op[:, _OP_OF.to(h.device)] + attr[:, _ATTR_OF.to(h.device)]
 
 
