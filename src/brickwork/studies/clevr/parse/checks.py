@@ -52,6 +52,18 @@ class LabelChecks:
     ``filters``: word -> the filter token it names, with the (labelled questions with the
     filter, labelled questions with the word) counts; ``frames``: the first
     ``opening`` words -> the families seen after them.
+
+    Example:
+        >>> q = ("How many red cubes are there?", ["count", "filter_color[red]",
+        ...      "filter_shape[cube]", "scene"])
+        >>> r = ("Are there any cubes?", ["exist", "filter_shape[cube]", "scene"])
+        >>> b = ("Is there a red ball?", ["exist", "filter_color[red]",
+        ...      "filter_shape[sphere]", "scene"])
+        >>> checks = LabelChecks.from_labelled([q, r, b] * 3)
+        >>> checks.filters["red"][0], sorted(checks.frames[("how", "many")])
+        ('filter_color[red]', ['count'])
+        >>> checks.check("How many red cubes are there?", ["count", "scene"])[0]
+        'filter'
     """
 
     filters: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)

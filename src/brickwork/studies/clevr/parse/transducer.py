@@ -300,6 +300,19 @@ def transducer_objective(
     The contrast makes the done state a classifier of its own: every word before the
     word the program is completed at (under the lattice's posterior, not
     differentiated) is a negative — the done state should say "emit" there.
+
+    Example:
+        >>> import torch
+        >>> from brickwork.studies.clevr.parse.grammar import TOKEN_INDEX, port_sequence
+        >>> from brickwork.studies.clevr.parse.model import ProgramGenerator
+        >>> gen = ProgramGenerator(["how", "many", "cubes"], dim=8, arch="transducer").eval()
+        >>> toks = ["count", "filter_shape[cube]", "scene"]
+        >>> ids, _ = gen.encode_text("how many cubes")
+        >>> t = torch.tensor([[TOKEN_INDEX[x] for x in toks]])
+        >>> kind, _, arg = torch.tensor(port_sequence(toks)).T[:, None]
+        >>> lp = transducer_log_prob(gen, ids[None], t, kind, arg)
+        >>> bool(transducer_objective(gen, ids[None], t, kind, arg, 1.0) < lp)
+        True
     """
     total, _, contrast = _lattice(gen, tokens, targets, kind, arg, contrast=True)
     return total + done_contrast * contrast
