@@ -22,6 +22,7 @@ from brickwork.studies.clevr.parse.answering import (
     image_features,
     rebuild_encoder,
 )
+from brickwork.studies.clevr.parse.checks import LabelChecks
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
     SIGNATURES,
@@ -44,6 +45,7 @@ from brickwork.studies.clevr.parse.train import (
     ParseConfig,
     evaluate_programs,
     labelled_indices,
+    pseudo_labelled,
     recombined_samples,
     train_program_generator,
 )
@@ -72,7 +74,10 @@ __all__ = [
     "SELECTIONS",
     "evaluate_programs",
     "labelled_indices",
+    "pseudo_labelled",
     "train_program_generator",
+    # self-labels' checks
+    "LabelChecks",
     # recombination
     "Phrasal",
     "object_phrases",
