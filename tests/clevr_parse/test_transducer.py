@@ -100,6 +100,17 @@ def _brute_force_paths(
     return total + math.log(sum(math.exp(p) for _, p in paths)), paths
 
 
+def _teacher_args(
+    gen: ProgramGenerator, text: str, target: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``teacher_forced``'s arguments for one question: word ids, target ids, kind,
+    parent and argument of each target's port."""
+    ids, _ = gen.encode_text(text)
+    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
+    ports = torch.tensor(port_sequence(target)).T[None]
+    return ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2]
+
+
 @pytest.mark.parametrize("lookahead", [0, 3])
 def test_lattice_log_prob_equals_the_sum_over_every_alignment(lookahead: int) -> None:
     torch.manual_seed(0)
@@ -109,11 +120,8 @@ def test_lattice_log_prob_equals_the_sum_over_every_alignment(lookahead: int) ->
     )
     gen.eval()
     target = reading_order(["count", "filter_shape[cube]", "filter_color[red]", "scene"])
-    ids, _ = gen.encode_text(text)
-    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
-    ports = torch.tensor(port_sequence(target)).T[None]
     with torch.no_grad():
-        lattice = float(gen.teacher_forced(ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2]))
+        lattice = float(gen.teacher_forced(*_teacher_args(gen, text, target)))
         assert lattice == pytest.approx(_brute_force(gen, text, target), rel=2e-5)
 
 
@@ -151,10 +159,8 @@ def test_done_contrast_penalises_the_done_state_before_the_program_is_complete()
         ["exist", "filter_color[red]", "filter_shape[cube]", "relate[left]", "unique"]
         + ["filter_shape[sphere]", "scene"]
     )
-    ids, _ = gen.encode_text(text)
-    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
-    ports = torch.tensor(port_sequence(target)).T[None]
-    args = (ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2])
+    args = _teacher_args(gen, text, target)
+    ids, t = args[0], args[1]
     with torch.no_grad():
         plain = float(gen.teacher_forced(*args))
         assert float(gen.teacher_forced(*args, objective=True)) == plain  # weight 0
@@ -162,7 +168,7 @@ def test_done_contrast_penalises_the_done_state_before_the_program_is_complete()
         objective = float(gen.teacher_forced(*args, objective=True))
         _, paths = _brute_force_paths(gen, text, target)
         z = math.log(sum(math.exp(p) for _, p in paths))
-        enc = gen.encode(ids[None])
+        enc = gen.encode(ids)
         word, lexw = gen.heads.word(enc["h"][0]), gen.heads.lex(enc["x"][0])
         done = gen.heads.state(gen.prev_embed(t[:, -1]) + gen.heads.done)
         emit_d, _ = _joint(gen, word, lexw, done)
@@ -238,16 +244,14 @@ def test_wide_values_score_a_forced_query_against_every_attribute() -> None:
     prog = ["equal_size", "query_size", "unique", "filter_color[red]", "filter_shape[cube]"]
     prog += ["scene", "query_size", "unique", "filter_shape[sphere]", "scene"]
     target = reading_order(prog)
-    ids, _ = gen.encode_text(text)
-    t = torch.tensor([[TOKEN_INDEX[x] for x in target]])
-    ports = torch.tensor(port_sequence(target)).T[None]
-    args = (ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2])
+    args = _teacher_args(gen, text, target)
+    ids = args[0]
     with torch.no_grad():
         narrow = float(gen.teacher_forced(*args))
         gen.wide_values = True
         wide = float(gen.teacher_forced(*args))
         assert wide < narrow  # the two forced queries now cost something
-        dec = gen.decode(ids[None], beam=4)
+        dec = gen.decode(ids, beam=4)
     kinds = nmn_kinds("typed", channels=4)
     assert program_layout(from_prefix(dec.tokens[0]), kinds).nodes  # still valid
 

@@ -514,6 +514,7 @@ def transducer_beam(
     word_all = gen.heads.word(h)
     lex_all = _lexicon(gen, enc)
     roots = torch.log_softmax(_root_logits(gen, enc), -1)
+    scored = SCORED.to(dev)
     results: list[list[str]] = []
     scores: list[float] = []
     min_probs: list[float] = []
@@ -538,7 +539,7 @@ def transducer_beam(
             st = gen.heads.state(_state(gen, prev, kind, arg))
             emit, logits = _joint(gen, word[ptr], lexw[ptr], st)
             allowed = allowed_batch([hy.stack for hy in live], dev)
-            scope = allowed | SCORED.to(dev)[kind] if gen.wide_values else allowed
+            scope = allowed | scored[kind] if gen.wide_values else allowed
             tok_lp = torch.log_softmax(logits.masked_fill(~scope, _NEG), -1)
             tok_lp = tok_lp.masked_fill(~allowed, _NEG)
             log_e = torch.nn.functional.logsigmoid(emit).tolist()
