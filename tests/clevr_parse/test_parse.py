@@ -18,6 +18,7 @@ from brickwork.studies.clevr.parse.grammar import (
     KINDS,
     MIN_COST,
     SIGNATURES,
+    TOKEN_INDEX,
     TOKENS,
     from_prefix,
     prefix_tokens,
@@ -154,6 +155,13 @@ def test_training_learns_the_labelled_programs_and_registry_round_trip(tmp_path:
     again = load_generator(reg, name)
     toks = gen.encode_texts([q.question for q in qs[:10]])
     assert again.decode(toks).tokens == gen.decode(toks).tokens
+    # the filter words its beam keeps (learned from the labelled questions) travel too
+    assert again.config["filter_words"] == gen.config["filter_words"] == rep["filter_words"]
+    gen.set_filter_words({"cube": "filter_shape[cube]", "cubes": "filter_shape[cube]"})
+    moved = load_generator(reg, register_generator(reg, gen, "transducer-fw", rep, {}))
+    assert (
+        moved.filter_ids == gen.filter_ids == {gen.index["cube"]: TOKEN_INDEX["filter_shape[cube]"]}
+    )
     assert (tmp_path / "reg").is_dir() and name in reg
     # a trained generator parses a question with a word it never saw, and names it
     parsed = parse_question(gen, "How many glorbs are there?", max_nodes=40)

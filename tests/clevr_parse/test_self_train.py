@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from brickwork.studies.clevr.data import execute, generate_questions, generate_scene
 from brickwork.studies.clevr.parse.checks import LabelChecks
+from brickwork.studies.clevr.parse.grammar import prefix_tokens
 from brickwork.studies.clevr.parse.model import words_of
 from brickwork.studies.clevr.parse.train import (
     ParseConfig,
@@ -66,6 +67,29 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
     assert not none and rep_none["rejected"] == {"filter": 0, "frame": len(kept)}
     assert pseudo_labelled(gen, unlabelled, scenes, checks=LabelChecks())[1]["kept"] == len(kept)
     assert all(r["rejected"]["filter"] >= 0 for r in rep["self"]["rounds"])  # reported
+    # the words that name a filter in five labelled questions travel with the generator,
+    # and its beam keeps their filters: on deeper questions than it was trained on, every
+    # decode it charged nothing for has them all, far more often than without the words
+    lab = [q for i, q in enumerate(qs) if i in idx]
+    pairs = [(q.question, prefix_tokens(q.program)) for q in lab]
+    named = {w: t for w, (t, _, _) in LabelChecks.from_labelled(pairs, min_count=5).filters.items()}
+    assert named and rep["filter_words"] == gen.config["filter_words"] == named
+    deep = []
+    for i in range(20, 26):
+        deep += generate_questions(
+            generate_scene(i, seed=1), 6, min_depth=5, max_depth=8, seed=1, phrasing="v2"
+        )
+    checks = LabelChecks(filters={w: (t, 1, 1) for w, t in named.items()})
+    toks = gen.encode_texts([q.question for q in deep])
+    held = gen.decode(toks)
+    gen.set_filter_words({})
+    free = gen.decode(toks)
+    gen.set_filter_words(named)
+    charged = [s < -gen.filter_penalty / 2 for s in held.log_prob.tolist()]
+    has = [checks.check(q.question, t)[0] != "filter" for q, t in zip(deep, held.tokens)]
+    assert all(h or c for h, c in zip(has, charged))
+    lacks = sum(checks.check(q.question, t)[0] == "filter" for q, t in zip(deep, free.tokens))
+    assert sum(has) > len(deep) - lacks
     # and no decode is that sure of every decision
     assert pseudo_labelled(gen, unlabelled, scenes, min_prob=1.01)[1]["kept"] == 0
     # the generator is left in the mode it was in

@@ -278,3 +278,36 @@ def test_attr_pool_max_reads_the_strongest_vote_not_how_many_words_vote() -> Non
             assert (got <= lse + 1e-5).all() and not torch.allclose(got, lse)
     with pytest.raises(DataError, match="attr_pool"):
         ProgramGenerator(["a"], arch="transducer", attr_pool="mean")
+
+
+def test_a_uniform_attr_gate_changes_nothing_a_word_dependent_one_does() -> None:
+    """The gate shifts every attribute's vote of a word alike, so only its differences
+    across words matter: one gate for every word leaves the family's distribution as it
+    was without a gate; a gate read from the words changes it."""
+    from brickwork.studies.clevr.parse.transducer import _root_logits
+
+    torch.manual_seed(0)
+    text = "is the red cube that has the same size as the ball the same color as the cube"
+    words = vocabulary([text])
+    plain = ProgramGenerator(words, dim=8, arch="transducer", root_lexical=True).eval()
+    gated = ProgramGenerator(words, dim=8, arch="transducer", root_lexical=True, attr_gate=2)
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    gated.eval()
+    conv = gated.heads.attr_gate
+    assert conv is not None and conv.kernel_size == (5,)
+    ids, _ = plain.encode_text(text)
+
+    def family(gen: ProgramGenerator) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.log_softmax(_root_logits(gen, gen.encode(ids[None])), -1)
+
+    assert conv.bias is not None
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-3.0)
+    assert torch.allclose(family(gated), family(plain), atol=1e-5)
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 1.0)
+    assert not torch.allclose(family(gated), family(plain), atol=1e-3)
+    with pytest.raises(DataError, match="attr_gate"):
+        ProgramGenerator(["a"], arch="transducer", attr_gate=-1)

@@ -89,6 +89,11 @@ class ParseConfig:
     so the body's words weigh in on the family's attribute. ``attr_pool``: how the
     transducer pools the words' votes for the family's attribute (``"lse"``, or
     ``"max"``, which does not grow with the clauses that name an attribute).
+    ``attr_gate``: half-width of the window of words a gate on those votes reads (a
+    word of a body clause, "… that has the same size as …", is not the frame's); 0 for
+    none. ``filter_words``: the transducer's beam may not leave a word that names a
+    filter in the labelled questions without that filter
+    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_filter_words`).
     ``self_train``: after stage 2, the *self-trained* stage: the answers-only questions
     whose decoded program the executor answers right become labelled
     (:func:`pseudo_labelled`; ``self_min_prob``: and whose least likely decision had at
@@ -119,6 +124,8 @@ class ParseConfig:
     lookahead: int = 6
     wide_values: bool = False
     attr_pool: str = "lse"
+    attr_gate: int = 4
+    filter_words: bool = True
     recombine: int = 2000
     recombine_share: float = 0.75
     recombine_steps: int = 800
@@ -623,6 +630,7 @@ def train_program_generator(
         lookahead=cfg.lookahead if cfg.arch == "transducer" else 0,
         wide_values=cfg.wide_values and cfg.arch == "transducer",
         attr_pool=cfg.attr_pool,
+        attr_gate=cfg.attr_gate if cfg.arch == "transducer" else 0,
     )
     lab_idx = set(
         labelled_indices(
@@ -635,6 +643,12 @@ def train_program_generator(
     )
     labelled = [q for i, q in enumerate(train) if i in lab_idx]
     unlabelled = [q for i, q in enumerate(train) if i not in lab_idx]
+    if cfg.filter_words and cfg.arch == "transducer":
+        # a word in five labelled questions, not three as for the self-labels' checks:
+        # the beam's rule is hard, and three questions of 50 can share a filter by chance
+        pairs = ((q.question, prefix_tokens(q.program)) for q in labelled)
+        found = LabelChecks.from_labelled(pairs, min_count=5)
+        gen.set_filter_words({w: tok for w, (tok, _, _) in found.filters.items()})
     report: dict[str, Any] = {
         "config": cfg.to_json(),
         "data_digest": data_digest(train),
@@ -642,6 +656,7 @@ def train_program_generator(
         "answers_only": len(unlabelled),
         "labelled_words": len(vocabulary([q.question for q in labelled], cfg.split_plural)),
         "words": len(gen.words),
+        "filter_words": gen.config.get("filter_words", {}),
     }
     report["supervised"] = train_supervised(gen, labelled, cfg)
     if val:
