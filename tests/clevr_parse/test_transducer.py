@@ -77,23 +77,32 @@ def _brute_force_paths(
     root = torch.log_softmax(_root_logits(gen, enc)[0].masked_fill(~ALLOWED[0], -1e4), -1)
     total = float(root[tgt[0]])
     m = len(tgt) - 1
-    rows = []  # per body token j: (log emit [n], log advance [n], token log-prob [n])
+    # per body token j and freshness (1: its previous token was emitted at this word):
+    # (log emit [n], log advance [n], token log-prob [n])
+    rows: list[dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = []
     for j in range(m):
         kind, _, arg = ports[j + 1]
+        rows.append({})
         st = gen.heads.state(
             _state(gen, torch.tensor([tgt[j]]), torch.tensor([kind]), torch.tensor([arg]))
         )
-        emit, logits = _joint(gen, word, lexw, st)
-        lp = torch.log_softmax(logits.masked_fill(~ALLOWED[kind], -1e4), -1)[:, tgt[j + 1]]
-        e = torch.nn.functional.logsigmoid(emit)
-        e[n - 1] = 0.0
-        rows.append((e, torch.nn.functional.logsigmoid(-emit), lp))
+        for fresh in (0, 1):
+            emit, logits = _joint(gen, word, lexw, st, torch.tensor([fresh]))
+            lp = torch.log_softmax(logits.masked_fill(~ALLOWED[kind], -1e4), -1)[:, tgt[j + 1]]
+            e = torch.nn.functional.logsigmoid(emit)
+            e[n - 1] = 0.0
+            rows[j][fresh] = (e, torch.nn.functional.logsigmoid(-emit), lp)
     paths = []
     for align in itertools.combinations_with_replacement(range(n), m):
         s, pos = 0.0, 0
         for j, a in enumerate(align):
-            e, adv, lp = rows[j]
-            s += float(adv[pos:a].sum()) + float(e[a] + lp[a])
+            if a == pos:  # no advance since the previous token: a fresh decision
+                e, _, lp = rows[j][1]
+            else:  # the first advance is the fresh state's, the rest and the emission stale
+                s += float(rows[j][1][1][pos])
+                e, adv, lp = rows[j][0]
+                s += float(adv[pos + 1 : a].sum())
+            s += float(e[a] + lp[a])
             pos = a
         s += _done_tail(gen, word, lexw, tgt[-1], pos, n - 1)
         paths.append((pos, s))
@@ -111,13 +120,22 @@ def _teacher_args(
     return ids[None], t, ports[:, 0], ports[:, 1], ports[:, 2]
 
 
-@pytest.mark.parametrize("lookahead", [0, 3])
-def test_lattice_log_prob_equals_the_sum_over_every_alignment(lookahead: int) -> None:
+@pytest.mark.parametrize(("lookahead", "fresh"), [(0, False), (3, False), (0, True)])
+def test_lattice_log_prob_equals_the_sum_over_every_alignment(lookahead: int, fresh: bool) -> None:
     torch.manual_seed(0)
     text = "how many red cubes are there"
     gen = ProgramGenerator(
-        vocabulary([text]), dim=8, arch="transducer", dropout=0.0, lookahead=lookahead
+        vocabulary([text]),
+        dim=8,
+        arch="transducer",
+        dropout=0.0,
+        lookahead=lookahead,
+        fresh_state=fresh,
     )
+    if fresh:  # the fresh and stale decisions must differ for the test to tell them apart
+        assert gen.heads.fresh is not None
+        with torch.no_grad():
+            gen.heads.fresh.weight.normal_(0.0, 1.0)
     gen.eval()
     target = reading_order(["count", "filter_shape[cube]", "filter_color[red]", "scene"])
     with torch.no_grad():

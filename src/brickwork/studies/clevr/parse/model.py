@@ -173,6 +173,7 @@ class ProgramGenerator(Module):
         attr_pool: str = "lse",
         attr_gate: int = 0,
         filter_words: Mapping[str, str] | None = None,
+        fresh_state: bool = False,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -194,6 +195,7 @@ class ProgramGenerator(Module):
             "attr_pool": attr_pool,
             "attr_gate": attr_gate,
             "filter_words": dict(filter_words or {}),
+            "fresh_state": fresh_state,
         }
         #: transducer: probability of hiding the previous token in training
         self.prev_dropout = prev_dropout
@@ -247,7 +249,7 @@ class ProgramGenerator(Module):
             width = 5 if context == "both" else 3
             self.convs = nn.ModuleList([nn.Conv1d(d, d, width) for _ in range(2)])
         if arch == "transducer":
-            self.heads = TransducerHeads(d, p, root_lexical, lookahead > 0, attr_gate)
+            self.heads = TransducerHeads(d, p, root_lexical, lookahead > 0, attr_gate, fresh_state)
         elif arch == "pointer":
             self.query = nn.Sequential(nn.Linear(5 * d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d))
             self.key = nn.Linear(d, d)

@@ -94,6 +94,8 @@ class ParseConfig:
     none. ``filter_words``: the transducer's beam may not leave a word that names a
     filter in the labelled questions without that filter
     (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_filter_words`).
+    ``fresh_state``: the transducer's decisions also know whether the previous token
+    was emitted at the word under the pointer.
     ``self_train``: after stage 2, the *self-trained* stage: the answers-only questions
     whose decoded program the executor answers right become labelled
     (:func:`pseudo_labelled`; ``self_min_prob``: and whose least likely decision had at
@@ -126,6 +128,7 @@ class ParseConfig:
     attr_pool: str = "lse"
     attr_gate: int = 4
     filter_words: bool = True
+    fresh_state: bool = False
     recombine: int = 2000
     recombine_share: float = 0.75
     recombine_steps: int = 800
@@ -631,6 +634,7 @@ def train_program_generator(
         wide_values=cfg.wide_values and cfg.arch == "transducer",
         attr_pool=cfg.attr_pool,
         attr_gate=cfg.attr_gate if cfg.arch == "transducer" else 0,
+        fresh_state=cfg.fresh_state and cfg.arch == "transducer",
     )
     lab_idx = set(
         labelled_indices(

@@ -134,6 +134,7 @@ class TransducerHeads(nn.Module):
         root_lexical: bool = False,
         lookahead: bool = False,
         attr_gate: int = 0,
+        fresh_state: bool = False,
     ) -> None:
         super().__init__()
         d = dim
@@ -160,6 +161,12 @@ class TransducerHeads(nn.Module):
         # frame) and of "… the cube that is the same size as …" (a body clause) look
         # alike within the encoder's ±2 words
         self.attr_gate = nn.Conv1d(d, 1, 2 * attr_gate + 1) if attr_gate > 0 else None
+        # whether the previous token was emitted at the word under the pointer or the
+        # pointer has moved since: "both" right after the intersect it emitted (go on
+        # to the branch's words) and the "both" of a nested "… both a thing that is both
+        # …" (emit another intersect) are otherwise the same decision
+        # (read by the emit/advance decision only; the token head is shared)
+        self.fresh = nn.Embedding(2, 2 * d) if fresh_state else None
         # the token side once the program is complete: the pointer still has to walk
         # to the end of the sentence, and words it skips then ("that is behind …")
         # cost their advance probability, so a decode cannot stop early for free
@@ -273,7 +280,10 @@ def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.T
 
 
 def _state(
-    gen: ProgramGenerator, prev: torch.Tensor, kind: torch.Tensor, arg: torch.Tensor
+    gen: ProgramGenerator,
+    prev: torch.Tensor,
+    kind: torch.Tensor,
+    arg: torch.Tensor,
 ) -> torch.Tensor:
     """The token side of a decision: previous token, open port's kind and argument.
 
@@ -288,12 +298,32 @@ def _state(
 
 
 def _joint(
-    gen: ProgramGenerator, word: torch.Tensor, lexw: torch.Tensor, state: torch.Tensor
+    gen: ProgramGenerator,
+    word: torch.Tensor,
+    lexw: torch.Tensor,
+    state: torch.Tensor,
+    fresh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Emit logit ``[...]`` and token logits ``[..., tokens]`` of word features ``word``
-    (``[..., d]`` after ``heads.word``) under token-side states (after ``heads.state``)."""
+    (``[..., d]`` after ``heads.word``) under token-side states (after ``heads.state``);
+    with ``fresh`` (1 where the previous token was emitted at this word, 0 where the
+    pointer has moved since; with ``gen.heads.fresh``) the emit logit also reads it."""
     z = gen.drop(torch.tanh(word + state))
-    return gen.heads.emit(z).squeeze(-1), gen.heads.token(z) + lexw
+    return _emit(gen, word, state, fresh, z), gen.heads.token(z) + lexw
+
+
+def _emit(
+    gen: ProgramGenerator,
+    word: torch.Tensor,
+    state: torch.Tensor,
+    fresh: torch.Tensor | None,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
+    if gen.heads.fresh is None or fresh is None:
+        z = gen.drop(torch.tanh(word + state)) if z is None else z
+    else:
+        z = gen.drop(torch.tanh(word + state + gen.heads.fresh(fresh.long())))
+    return gen.heads.emit(z).squeeze(-1)
 
 
 def transducer_log_prob(
@@ -397,34 +427,61 @@ def _lattice(
     if m == 0:
         return total, total.new_zeros(b, 0, n), torch.zeros_like(total)
     ylen = (y > 0).sum(1)
-    st = gen.heads.state(_state(gen, targets[:, :-1], kind[:, 1:], arg[:, 1:]))  # [b, m, 2d]
     word = gen.heads.word(h)  # [b, n, 2d]
     lexw = _lexicon(gen, enc)  # every word's own vote for tokens (a lexicon)
-    emit, logits = _joint(gen, word[:, None], lexw[:, None], st[:, :, None])
-    scope = SCORED.to(dev) if gen.wide_values else allowed
-    logits = logits.masked_fill(~scope[kind[:, 1:]][:, :, None, :], _NEG)
-    tok_lp = torch.log_softmax(logits, -1).gather(3, y[:, :, None, None].expand(-1, -1, n, 1))
-    tok_lp = tok_lp.squeeze(-1)  # [b, m, n]
     pos = torch.arange(n, device=dev)
     last = (mask.sum(1) - 1)[:, None, None]
-    log_e = torch.nn.functional.logsigmoid(emit)
-    log_a = torch.nn.functional.logsigmoid(-emit)
     at_end = pos[None, None, :] == last
     beyond = pos[None, None, :] > last
-    log_e = torch.where(at_end, torch.zeros_like(log_e), log_e).masked_fill(beyond, _NEG)
-    log_a = log_a.masked_fill(at_end | beyond, _NEG)
-    emit_score = log_e + tok_lp  # emitting y_{j+1} at word i from state (j, i)
-    if probe:
-        emit_score = emit_score.detach().requires_grad_()
+    scope = (SCORED.to(dev) if gen.wide_values else allowed)[kind[:, 1:]][:, :, None, :]
+
+    st = gen.heads.state(_state(gen, targets[:, :-1], kind[:, 1:], arg[:, 1:]))  # [b, m, 2d]
+    emit, logits = _joint(gen, word[:, None], lexw[:, None], st[:, :, None])
+    logits = logits.masked_fill(~scope, _NEG)
+    tok_lp = torch.log_softmax(logits, -1).gather(3, y[:, :, None, None].expand(-1, -1, n, 1))
+    tok_lp = tok_lp.squeeze(-1)  # [b, m, n]
+
+    def decisions(emit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Emission scores (emitting y_{j+1} at word i from state (j, i)) and advance
+        log-probabilities ``[b, m, n]`` of emit logits ``emit``."""
+        log_e = torch.nn.functional.logsigmoid(emit)
+        log_a = torch.nn.functional.logsigmoid(-emit)
+        log_e = torch.where(at_end, torch.zeros_like(log_e), log_e).masked_fill(beyond, _NEG)
+        return log_e + tok_lp, log_a.masked_fill(at_end | beyond, _NEG)
+
+    final = torch.full((b, n), _NEG, device=dev)
     arrive = torch.full((b, n), _NEG, device=dev)
     arrive[:, 0] = 0.0
-    final = torch.full((b, n), _NEG, device=dev)
-    for j in range(m):
-        # advancing along row j: beta[i] = sum_{i' <= i} arrive[i'] * prod_{i'<=k<i} a[k]
-        c = torch.cumsum(log_a[:, j], 1) - log_a[:, j]  # exclusive prefix sums
-        beta = c + torch.logcumsumexp(arrive - c, 1)
-        arrive = beta + emit_score[:, j]
-        final = torch.where((ylen == j + 1)[:, None], arrive, final)
+    if gen.heads.fresh is None:
+        emit_score, log_a = decisions(emit)
+        if probe:
+            emit_score = emit_score.detach().requires_grad_()
+        for j in range(m):
+            # advancing along row j: beta[i] = sum_{i' <= i} arrive[i'] prod_{i'<=k<i} a[k]
+            c = torch.cumsum(log_a[:, j], 1) - log_a[:, j]  # exclusive prefix sums
+            beta = c + torch.logcumsumexp(arrive - c, 1)
+            arrive = beta + emit_score[:, j]
+            final = torch.where((ylen == j + 1)[:, None], arrive, final)
+    else:
+        # two states per (row, word): *fresh* (the row's token was just emitted at this
+        # word) and *stale* (the pointer has advanced since); their emit/advance
+        # decisions differ, their token choices do not
+        ones = torch.ones(b, m, 1, dtype=torch.long, device=dev)
+        emit_f, log_a_f = decisions(_emit(gen, word[:, None], st[:, :, None], ones))
+        emit_s, log_a_s = decisions(_emit(gen, word[:, None], st[:, :, None], ones * 0))
+        emit_score = torch.zeros_like(emit_f)
+        if probe:  # the posterior of an emission, fresh or stale, is the gradient here
+            emit_score = emit_score.requires_grad_()
+        emit_f, emit_s = emit_f + emit_score, emit_s + emit_score
+        zero = torch.zeros(b, m, 1, device=dev)
+        cs = torch.cat([zero, torch.cumsum(log_a_s, 2)], 2)  # cs[i] = sum_{k<i} log a_s[k]
+        neg = torch.full((b, 1), _NEG, device=dev)
+        for j in range(m):
+            # stale[i] = sum_{i' < i} fresh[i'] a_f[i'] prod_{i'<k<i} a_s[k]
+            g = arrive + log_a_f[:, j] - cs[:, j, 1:]
+            stale = cs[:, j, :-1] + torch.cat([neg, torch.logcumsumexp(g, 1)[:, :-1]], 1)
+            arrive = torch.logaddexp(arrive + emit_f[:, j], stale + emit_s[:, j])
+            final = torch.where((ylen == j + 1)[:, None], arrive, final)
     # program complete at word i: advance (in the done state) from i to the last word
     y_last = y.gather(1, (ylen - 1).clamp(min=0)[:, None]).squeeze(1)
     done = gen.heads.state(gen.prev_embed(y_last) + gen.heads.done)  # [b, 2d]
@@ -467,6 +524,7 @@ def transducer_decode(
     )
     total = lp_root
     prev = root.clone()
+    fresh = torch.ones_like(root)
     for i, r in enumerate(root.tolist()):
         out[i].append(TOKENS[r])
         stacks[i].push(TOKENS[r])
@@ -477,7 +535,7 @@ def transducer_decode(
         kind = torch.tensor([s.kind() for s in stacks], device=dev)
         arg = torch.tensor([s.parent()[1] for s in stacks], device=dev)
         st = gen.heads.state(_state(gen, prev, kind, arg))
-        emit, tok_logits = _joint(gen, word[rows, ptr], lexw[rows, ptr], st)
+        emit, tok_logits = _joint(gen, word[rows, ptr], lexw[rows, ptr], st, fresh)
         p_emit = torch.sigmoid(emit)
         at_end = ptr >= last
         if sample:
@@ -513,6 +571,7 @@ def transducer_decode(
                 out[i].append(tok)
                 s.push(tok)
         prev = torch.where(do_emit & active, pick, prev)
+        fresh = torch.where(active, do_emit.long(), fresh)
         ptr = torch.where(do_emit | ~active, ptr, ptr + 1)
     return Decoded([canonical_order(t) for t in out], total, min_prob, forced)
 
@@ -530,6 +589,7 @@ class _Hyp:
     tokens: list[str]
     min_prob: float
     forced: bool = False  # the node budget overruled the type-allowed best token
+    fresh: bool = True  # the previous token was emitted at the word under the pointer
 
 
 @torch.no_grad()
@@ -573,8 +633,9 @@ def transducer_beam(
             arg = torch.tensor([hy.stack.parent()[1] for hy in live], device=dev)
             prev = torch.tensor([hy.prev for hy in live], device=dev)
             ptr = torch.tensor([hy.ptr for hy in live], device=dev)
+            fresh = torch.tensor([int(hy.fresh) for hy in live], device=dev)
             st = gen.heads.state(_state(gen, prev, kind, arg))
-            emit, logits = _joint(gen, word[ptr], lexw[ptr], st)
+            emit, logits = _joint(gen, word[ptr], lexw[ptr], st, fresh)
             allowed = allowed_batch([hy.stack for hy in live], dev)
             scope = allowed | scored[kind] if gen.wide_values else allowed
             tok_lp = torch.log_softmax(logits.masked_fill(~scope, _NEG), -1)
@@ -601,7 +662,7 @@ def transducer_beam(
                     if lp_t > -1e30:
                         cands.append((hy.score + e + lp_t, i, t, math.exp(e + lp_t)))
             if gen.merge_paths:
-                cands = _merge_paths(cands, live)
+                cands = _merge_paths(cands, live, fresh=gen.heads.fresh is not None)
             cands.sort(key=lambda c: -c[0])
             nxt: list[_Hyp] = []
             for score, i, t, p in cands[:beam]:
@@ -616,6 +677,7 @@ def transducer_beam(
                             hy.tokens,
                             min(hy.min_prob, p),
                             hy.forced,
+                            fresh=False,
                         )
                     )
                     continue
@@ -657,7 +719,7 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def _merge_paths(
-    cands: list[tuple[float, int, int | None, float]], live: Sequence[_Hyp]
+    cands: list[tuple[float, int, int | None, float]], live: Sequence[_Hyp], fresh: bool = False
 ) -> list[tuple[float, int, int | None, float]]:
     """Candidates that reach the same decoding state — the same tokens so far and the
     same word — by different alignments, merged into one whose score is the sum of
@@ -665,10 +727,16 @@ def _merge_paths(
     decode depends on that state alone, so they are one hypothesis: the search then
     ranks programs by their probability summed over alignments, as training does,
     and no beam slot is spent on a second alignment of the same tokens."""
-    merged: dict[tuple[tuple[str, ...], int], list[Any]] = {}
+    merged: dict[tuple[tuple[str, ...], int, bool], list[Any]] = {}
     for score, i, t, p in cands:
         hy = live[i]
-        key = (tuple(hy.tokens), hy.ptr + 1) if t is None else ((*hy.tokens, TOKENS[t]), hy.ptr)
+        # an advance leaves a stale state, an emission a fresh one (a different state
+        # only where the decisions read the freshness)
+        key = (
+            (tuple(hy.tokens), hy.ptr + 1, False)
+            if t is None
+            else ((*hy.tokens, TOKENS[t]), hy.ptr, fresh)
+        )
         best = merged.get(key)
         if best is None:
             merged[key] = [score, i, t, p, score]
