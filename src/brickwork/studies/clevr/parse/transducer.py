@@ -753,13 +753,16 @@ class FilterNeeds:
     position ``i`` names (``None``: none), ``upto[f][i]`` how many of its words up to
     position ``i`` name filter ``f``.
 
-    Example (word ids 7 "red", 8 "cube", 9 "and"; 40 = ``filter_color[red]``):
-        >>> needs = FilterNeeds.of([2, 7, 8, 9, 7, 3], {7: 40})
-        >>> needs.upto[40]
+    Example (word ids 7 "red", 8 "cube", 9 "and"):
+        >>> from brickwork.studies.clevr.parse.grammar import TOKEN_INDEX
+        >>> red = TOKEN_INDEX["filter_color[red]"]
+        >>> needs = FilterNeeds.of([2, 7, 8, 9, 7, 3], {7: red})
+        >>> needs.upto[red]
         [0, 1, 1, 1, 2, 2]
-        >>> from brickwork.studies.clevr.parse.grammar import TOKENS
-        >>> needs.owed([TOKENS[40]], 0, 5)  # one red filter for two "red"s
+        >>> needs.owed(["exist", "filter_color[red]"], 0, 5)  # one red filter, two "red"s
         1
+        >>> needs.owed(["exist", "filter_color[red]"], 0, 3)  # the first "red" only
+        0
     """
 
     at: tuple[int | None, ...]
