@@ -72,7 +72,7 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
     # decode it charged nothing for has them all, far more often than without the words
     lab = [q for i, q in enumerate(qs) if i in idx]
     pairs = [(q.question, prefix_tokens(q.program)) for q in lab]
-    named = {w: t for w, (t, _, _) in LabelChecks.from_labelled(pairs, min_count=5).filters.items()}
+    named = LabelChecks.from_labelled(pairs, min_count=5).filter_words
     assert named and rep["filter_words"] == gen.config["filter_words"] == named
     deep = []
     for i in range(20, 26):

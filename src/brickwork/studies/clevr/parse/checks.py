@@ -103,6 +103,13 @@ class LabelChecks:
                 named[w] = (best[0][0], best[0][1], n)
         return cls(named, {k: frozenset(v) for k, v in frames.items()}, opening)
 
+    @property
+    def filter_words(self) -> dict[str, str]:
+        """Word -> the filter token it names (what
+        :meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_filter_words`
+        takes)."""
+        return {w: token for w, (token, _, _) in self.filters.items()}
+
     def reason(self, text: str, tokens: Sequence[str]) -> str | None:
         """Why ``tokens`` cannot be the program of ``text`` (``None``: it passes)."""
         return self.check(text, tokens)[1]

@@ -546,6 +546,13 @@ def evaluate_programs(
     return out
 
 
+def _label_checks(labelled: Sequence[Question], min_count: int = 3) -> LabelChecks:
+    """:class:`~brickwork.studies.clevr.parse.checks.LabelChecks` of the labelled
+    questions (their words and programs)."""
+    pairs = ((q.question, prefix_tokens(q.program)) for q in labelled)
+    return LabelChecks.from_labelled(pairs, min_count=min_count)
+
+
 def _train_self(
     gen: ProgramGenerator,
     labelled: Sequence[Question],
@@ -561,11 +568,7 @@ def _train_self(
     t0 = time.perf_counter()
     rounds: list[dict[str, Any]] = []
     own = {(q.image_index, q.question): q.program for q in unlabelled}
-    checks = (
-        LabelChecks.from_labelled((q.question, prefix_tokens(q.program)) for q in labelled)
-        if cfg.self_check
-        else None
-    )
+    checks = _label_checks(labelled) if cfg.self_check else None
     for r in range(cfg.self_rounds):
         t1 = time.perf_counter()
         pseudo, rep = pseudo_labelled(
@@ -650,9 +653,7 @@ def train_program_generator(
     if cfg.filter_words and cfg.arch == "transducer":
         # a word in five labelled questions, not three as for the self-labels' checks:
         # the beam's rule is hard, and three questions of 50 can share a filter by chance
-        pairs = ((q.question, prefix_tokens(q.program)) for q in labelled)
-        found = LabelChecks.from_labelled(pairs, min_count=5)
-        gen.set_filter_words({w: tok for w, (tok, _, _) in found.filters.items()})
+        gen.set_filter_words(_label_checks(labelled, min_count=5).filter_words)
     report: dict[str, Any] = {
         "config": cfg.to_json(),
         "data_digest": data_digest(train),

@@ -280,10 +280,7 @@ def _root_logits(gen: ProgramGenerator, enc: dict[str, torch.Tensor]) -> torch.T
 
 
 def _state(
-    gen: ProgramGenerator,
-    prev: torch.Tensor,
-    kind: torch.Tensor,
-    arg: torch.Tensor,
+    gen: ProgramGenerator, prev: torch.Tensor, kind: torch.Tensor, arg: torch.Tensor
 ) -> torch.Tensor:
     """The token side of a decision: previous token, open port's kind and argument.
 
@@ -651,10 +648,7 @@ def transducer_beam(
                 at_end = hy.ptr >= last
                 if not at_end:
                     # leaving word ptr: the filter of word ptr - 1 is due (one word of slack)
-                    due = hy.ptr - 1
-                    owed = (
-                        needs.owed(hy.tokens, due, due) if needs.at[max(due, 0)] is not None else 0
-                    )
+                    owed = needs.owed(hy.tokens, hy.ptr - 1, hy.ptr - 1)
                     step = log_a[i] - gen.filter_penalty * owed
                     cands.append((hy.score + step, i, None, math.exp(log_a[i])))
                 e = 0.0 if at_end else log_e[i]
