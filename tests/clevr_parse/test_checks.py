@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from brickwork.studies.clevr.data import generate_questions, generate_scene
 from brickwork.studies.clevr.parse.checks import LabelChecks
-from brickwork.studies.clevr.parse.grammar import prefix_tokens
+from brickwork.studies.clevr.parse.grammar import ATTRIBUTE_TOKENS, prefix_tokens
 from brickwork.studies.clevr.parse.model import words_of
 
 
@@ -25,7 +25,7 @@ def test_checks_learned_from_labelled_questions_pass_the_true_programs_of_others
     assert checks.filters["cubes"][0] == "filter_shape[cube]"
     assert "is" not in checks.filters and "the" not in checks.filters
     others = _labelled(30, seed=6)
-    assert all(checks.check(q, p)[0] != "filter" for q, p in others)
+    assert all(checks.check(q, p)[0] not in ("filter", "attribute") for q, p in others)
     # a frame the labelled questions never opened with the family is the only rejection
     frames = [checks.check(q, p) for q, p in others if checks.check(q, p)[0] == "frame"]
     assert len(frames) < len(others) // 10
@@ -46,7 +46,33 @@ def test_checks_reject_a_left_out_filter_and_a_family_the_frame_never_had() -> N
         shown += 1
     assert shown > 20
     exist_frames = {k for k, v in checks.frames.items() if "exist" not in v}
-    q, p = next((q, p) for q, p in labelled if tuple(words_of(q)[:2]) in exist_frames)
+    q, p = next(
+        (q, p)
+        for q, p in labelled
+        if tuple(words_of(q)[:2]) in exist_frames and not set(words_of(q)) & set(checks.attributes)
+    )
     name, why = checks.check(q, ["exist", *p[1:]])
     assert name == "frame" and why is not None and "exist never follows" in why
     assert checks.check(q, p) == (None, None)
+
+
+def test_attribute_words_are_learned_and_reject_a_clause_read_with_another_attribute() -> None:
+    labelled = _labelled(30, seed=5)
+    checks = LabelChecks.from_labelled(labelled)
+    assert {w: a for w, (a, _, _) in checks.attributes.items() if w in ATTRIBUTE_TOKENS} == {
+        a: a for a in ATTRIBUTE_TOKENS
+    }
+    # words of every attribute ("same", "as", "the") name none; no word is both kinds
+    assert "same" not in checks.attributes and "the" not in checks.attributes
+    assert not set(checks.attributes) & set(checks.filters)
+    swapped = 0
+    for q, p in _labelled(120, seed=6):
+        if checks.check(q, p)[0] is not None or "same_color" not in p:
+            continue
+        if sum(t in ATTRIBUTE_TOKENS["color"] for t in p) != words_of(q).count("color"):
+            continue  # the program reads color more often than the words say it
+        wrong = [("same_size" if t == "same_color" else t) for t in p]
+        name, why = checks.check(q, wrong)
+        assert name == "attribute" and why is not None and "'color'" in why
+        swapped += 1
+    assert swapped > 3

@@ -6,13 +6,17 @@ chance half the time, and a redundant filter left out changes no answer, so the 
 alone lets through two kinds of wrong labels that then come back as errors on deeper
 questions (measured on the bench's N = 270 generator: 129 of 197 wrong labels among
 9,694 kept were "Is the X the same shape as Y?" read as ``exist``, 66 left out a
-filter the words name). Two checks, both learned from the N labelled questions, none
+filter the words name). Three checks, all learned from the N labelled questions, none
 from the answers-only ones' programs:
 
 - **Filter words.** A word that names a filter value in (almost) every labelled question
   it occurs in — *matte* -> ``filter_material[rubber]``, *balls* ->
   ``filter_shape[sphere]`` — must have that filter in the program, as many times as
   such words occur.
+- **Attribute words.** A word that names an attribute in (almost) every labelled
+  question it occurs in — *color*, *made* (of the same material) — must have as many
+  tokens reading that attribute (:data:`~brickwork.studies.clevr.parse.grammar.
+  ATTRIBUTE_TOKENS`: ``same_color``, ``query_color``, ``equal_color``) as it occurs.
 - **Frames.** The family must be one the labelled questions show after the same first
   words ("is the" opens ``equal_size`` and ``less_than``, never ``exist``); first words
   no labelled question starts with are not checked.
@@ -39,10 +43,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from brickwork.studies.clevr.parse.grammar import ATTRIBUTE_TOKENS
 from brickwork.studies.clevr.parse.model import words_of
 
 #: the checks' names, as they appear in reports
-CHECKS = ("filter", "frame")
+CHECKS = ("filter", "attribute", "frame")
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,11 @@ class LabelChecks:
     """What the labelled questions fix about a program from its words alone.
 
     ``filters``: word -> the filter token it names, with the (labelled questions with the
-    filter, labelled questions with the word) counts; ``frames``: the first
-    ``opening`` words -> the families seen after them.
+    filter, labelled questions with the word) counts; ``attributes``: word -> the
+    attribute it names (of :data:`~brickwork.studies.clevr.parse.grammar.ATTRIBUTE_TOKENS`),
+    with the (labelled questions with as many tokens of it as the word occurs,
+    labelled questions with the word) counts; ``frames``: the first ``opening`` words
+    -> the families seen after them.
 
     Example:
         >>> q = ("How many red cubes are there?", ["count", "filter_color[red]",
@@ -64,11 +72,22 @@ class LabelChecks:
         ('filter_color[red]', ['count'])
         >>> checks.check("How many red cubes are there?", ["count", "scene"])[0]
         'filter'
+        >>> s = ("Are there cubes with the same color as the ball?", ["exist",
+        ...      "filter_shape[cube]", "same_color", "unique", "filter_shape[sphere]", "scene"])
+        >>> t = ("Are there red things with the same color as the cylinder?", ["exist",
+        ...      "filter_color[red]", "same_color", "unique", "filter_shape[cylinder]", "scene"])
+        >>> checks = LabelChecks.from_labelled([q, r, b, s, t] * 3)
+        >>> checks.attributes["color"]
+        ('color', 6, 6)
+        >>> checks.check("Are there balls with the same color as the cube?", ["exist",
+        ...      "filter_shape[sphere]", "same_size", "unique", "filter_shape[cube]", "scene"])[0]
+        'attribute'
     """
 
     filters: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
     frames: Mapping[tuple[str, ...], frozenset[str]] = field(default_factory=dict)
     opening: int = 2
+    attributes: Mapping[str, tuple[str, int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_labelled(
@@ -81,9 +100,12 @@ class LabelChecks:
     ) -> LabelChecks:
         """Checks from labelled (question text, prefix tokens) pairs: a word names a
         filter when it occurs in at least ``min_count`` labelled questions and the
-        filter is in at least ``min_share`` of their programs."""
+        filter is in at least ``min_share`` of their programs; it names an attribute
+        when, in at least ``min_share`` of them, the program reads the attribute as
+        many times as the word occurs (a filter word names no attribute)."""
         seen: Counter[str] = Counter()
         with_filter: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        with_attr: defaultdict[str, Counter[str]] = defaultdict(Counter)
         frames: defaultdict[tuple[str, ...], set[str]] = defaultdict(set)
         for text, tokens in labelled:
             words = words_of(text)
@@ -91,17 +113,26 @@ class LabelChecks:
                 continue
             frames[tuple(words[:opening])].add(tokens[0])
             filters = {t for t in tokens if t.startswith("filter_")}
-            for w in set(words):
+            reads = {a: sum(t in ts for t in tokens) for a, ts in ATTRIBUTE_TOKENS.items()}
+            for w, k in Counter(words).items():
                 seen[w] += 1
                 with_filter[w].update(filters)
+                with_attr[w].update(a for a, r in reads.items() if r >= k)
         named: dict[str, tuple[str, int, int]] = {}
+        attrs: dict[str, tuple[str, int, int]] = {}
         for w, n in seen.items():
             if n < min_count:
                 continue
             best = with_filter[w].most_common(1)
             if best and best[0][1] >= min_share * n:
                 named[w] = (best[0][0], best[0][1], n)
-        return cls(named, {k: frozenset(v) for k, v in frames.items()}, opening)
+                continue
+            top = with_attr[w].most_common(2)
+            # one attribute only: a word every question of which reads two attributes
+            # ("same" of "the same size as … the same color as") names neither
+            if top and top[0][1] >= min_share * n and (len(top) == 1 or top[1][1] < top[0][1]):
+                attrs[w] = (top[0][0], top[0][1], n)
+        return cls(named, {k: frozenset(v) for k, v in frames.items()}, opening, attrs)
 
     @property
     def filter_words(self) -> dict[str, str]:
@@ -109,6 +140,13 @@ class LabelChecks:
         :meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_filter_words`
         takes)."""
         return {w: token for w, (token, _, _) in self.filters.items()}
+
+    @property
+    def attribute_words(self) -> dict[str, str]:
+        """Word -> the attribute it names (what
+        :meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_attribute_words`
+        takes)."""
+        return {w: attr for w, (attr, _, _) in self.attributes.items()}
 
     def reason(self, text: str, tokens: Sequence[str]) -> str | None:
         """Why ``tokens`` cannot be the program of ``text`` (``None``: it passes)."""
@@ -133,6 +171,17 @@ class LabelChecks:
                 return "filter", (
                     f"{w!r} names {token} ({k} of {m} labelled questions); "
                     f"the program has {have[token]} of {n}"
+                )
+        counts = Counter(words)
+        for w, n in counts.items():
+            if w not in self.attributes:
+                continue
+            attr, k, m = self.attributes[w]
+            reads = sum(t in ATTRIBUTE_TOKENS[attr] for t in tokens)
+            if reads < n:
+                return "attribute", (
+                    f"{w!r} names the attribute {attr} ({k} of {m} labelled questions); "
+                    f"the program reads it {reads} times of {n}"
                 )
         families = self.frames.get(tuple(words[: self.opening]))
         if tokens and families is not None and tokens[0] not in families:

@@ -32,7 +32,7 @@ from typing import Final
 import torch
 
 from brickwork.errors import DataError
-from brickwork.studies.clevr.data import FUNCTIONS, Program, ProgramNode
+from brickwork.studies.clevr.data import ATTRIBUTES, FUNCTIONS, Program, ProgramNode
 from brickwork.studies.clevr.data.vocabulary import OBJECT, OBJECTS
 
 #: the kind of the root port: any answer (not objects, not one object)
@@ -52,6 +52,12 @@ def _tokens() -> list[str]:
 #: every program token; index 0 is padding (never emitted)
 TOKENS: Final[tuple[str, ...]] = ("<pad>", *_tokens())
 TOKEN_INDEX: Final[dict[str, int]] = {t: i for i, t in enumerate(TOKENS)}
+#: the tokens that read each attribute (``"color"``: ``equal_color``, ``query_color``,
+#: ``same_color``): a word that names an attribute ("color", "made") asks for one of them
+ATTRIBUTE_TOKENS: Final[dict[str, frozenset[str]]] = {
+    a: frozenset(t for t in TOKENS if t in (f"equal_{a}", f"query_{a}", f"same_{a}"))
+    for a in ATTRIBUTES
+}
 
 
 def _split(token: str) -> tuple[str, tuple[str, ...]]:
@@ -287,6 +293,7 @@ def port_sequence(tokens: Sequence[str]) -> list[tuple[int, int, int]]:
 __all__ = [
     "ALLOWED",
     "ANSWER_KIND",
+    "ATTRIBUTE_TOKENS",
     "KINDS",
     "MIN_COST",
     "PortStack",

@@ -53,6 +53,7 @@ from brickwork.studies.clevr.data import ATTRIBUTES
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
     ANSWER_KIND,
+    ATTRIBUTE_TOKENS,
     KIND_INDEX,
     TOKENS,
     PortStack,
@@ -598,7 +599,9 @@ def transducer_beam(
     so a hypothesis that stopped before "… that is behind the cube" pays for skipping
     it, and one that read the clause wins; and ``gen.filter_penalty`` for each of the
     generator's filter words (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.
-    set_filter_words`) it leaves without its filter (:class:`FilterNeeds`)."""
+    set_filter_words`) it leaves without its filter, and for each of its attribute words
+    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_attribute_words`)
+    it leaves without a token reading the attribute (:class:`FilterNeeds`)."""
     from brickwork.studies.clevr.parse.model import Decoded
 
     enc = gen.encode(tokens)
@@ -615,7 +618,7 @@ def transducer_beam(
     for q in range(tokens.shape[0]):
         last = int(mask[q].sum()) - 1
         word, lexw = word_all[q], lex_all[q]
-        needs = FilterNeeds.of(tokens[q].tolist(), gen.filter_ids)
+        needs = FilterNeeds.of(tokens[q].tolist(), gen.filter_ids, gen.attribute_ids)
         start = PortStack.start(budget[q])
         ok = start.allowed().to(dev)
         r_lp = roots[q].masked_fill(~ok, -float("inf"))
@@ -743,52 +746,82 @@ def _merge_paths(
 
 @dataclass(frozen=True)
 class FilterNeeds:
-    """The filters one question's words name: ``at[i]`` the filter token id the word at
-    position ``i`` names (``None``: none), ``upto[f][i]`` how many of its words up to
-    position ``i`` name filter ``f``.
+    """What one question's words ask of its program: ``at[i]`` the need the word at
+    position ``i`` names (an index into ``names``; ``None``: none), ``names[k]`` the
+    tokens any one of which meets need ``k``, ``upto[k][i]`` how many of the words up to
+    position ``i`` name need ``k``.
 
-    Example (word ids 7 "red", 8 "cube", 9 "and"):
+    A filter word's need is its filter token, shared by every word naming that filter
+    ("matte" and "rubber"); an attribute word's need is any token reading the attribute
+    (:data:`~brickwork.studies.clevr.parse.grammar.ATTRIBUTE_TOKENS`), one need per
+    word ("made of the same material" asks for one material token per word).
+
+    Example (word ids 7 "red", 8 "cube", 9 "and", 10 "color"):
         >>> from brickwork.studies.clevr.parse.grammar import TOKEN_INDEX
         >>> red = TOKEN_INDEX["filter_color[red]"]
         >>> needs = FilterNeeds.of([2, 7, 8, 9, 7, 3], {7: red})
-        >>> needs.upto[red]
+        >>> needs.upto[needs.at[1]]
         [0, 1, 1, 1, 2, 2]
         >>> needs.owed(["exist", "filter_color[red]"], 0, 5)  # one red filter, two "red"s
         1
         >>> needs.owed(["exist", "filter_color[red]"], 0, 3)  # the first "red" only
         0
+        >>> needs = FilterNeeds.of([2, 10, 3], {}, {10: "color"})
+        >>> needs.owed(["query_size"], 0, 2), needs.owed(["query_color"], 0, 2)
+        (1, 0)
     """
 
     at: tuple[int | None, ...]
-    upto: dict[int, list[int]]
+    names: tuple[frozenset[str], ...]
+    upto: tuple[list[int], ...]
 
     @classmethod
-    def of(cls, ids: Sequence[int], filter_ids: Mapping[int, int]) -> FilterNeeds:
-        at = tuple(filter_ids.get(w) for w in ids)
-        upto: dict[int, list[int]] = {}
-        for f in {f for f in at if f is not None}:
+    def of(
+        cls,
+        ids: Sequence[int],
+        filter_ids: Mapping[int, int],
+        attribute_ids: Mapping[int, str] | None = None,
+    ) -> FilterNeeds:
+        keys: dict[tuple[str, int], int] = {}
+        names: list[frozenset[str]] = []
+        at: list[int | None] = []
+        attrs = attribute_ids or {}
+        for w in ids:
+            if w in filter_ids:
+                key, name = ("filter", filter_ids[w]), frozenset({TOKENS[filter_ids[w]]})
+            elif w in attrs:
+                key, name = ("word", w), ATTRIBUTE_TOKENS[attrs[w]]
+            else:
+                at.append(None)
+                continue
+            if key not in keys:
+                keys[key] = len(names)
+                names.append(name)
+            at.append(keys[key])
+        upto: list[list[int]] = []
+        for k in range(len(names)):
             run, n = [], 0
             for g in at:
-                n += g == f
+                n += g == k
                 run.append(n)
-            upto[f] = run
-        return cls(at, upto)
+            upto.append(run)
+        return cls(tuple(at), tuple(names), tuple(upto))
 
     def owed(self, program: Sequence[str], first: int, last: int) -> int:
-        """How many filter words at positions ``first`` … ``last`` the program
-        ``program`` (its tokens so far) has not emitted the filter of: the k-th word
-        naming filter ``f`` is owed while the program has fewer than k ``f`` tokens."""
-        if not self.upto or first < 0:
+        """How many words at positions ``first`` … ``last`` the program ``program``
+        (its tokens so far) has not met the need of: the j-th word naming need ``k``
+        is owed while the program has fewer than j tokens of ``names[k]``."""
+        if not self.names or first < 0:
             return 0
         have: dict[int, int] = {}
         n = 0
         for i in range(first, min(last, len(self.at) - 1) + 1):
-            f = self.at[i]
-            if f is None:
+            k = self.at[i]
+            if k is None:
                 continue
-            if f not in have:
-                have[f] = sum(t == TOKENS[f] for t in program)
-            n += self.upto[f][i] > have[f]
+            if k not in have:
+                have[k] = sum(t in self.names[k] for t in program)
+            n += self.upto[k][i] > have[k]
         return n
 
 
