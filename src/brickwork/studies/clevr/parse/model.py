@@ -75,7 +75,8 @@ _WORD = re.compile(r"[a-z]+|\d+")
 WINDOW = 6
 EDGE = 10
 #: log-probability the transducer's beam charges per filter word a program leaves
-#: without its filter (:meth:`ProgramGenerator.set_filter_words`): a hard rule in effect
+#: without its filter (:meth:`ProgramGenerator.set_filter_words`), and per attribute word
+#: it leaves unread (:meth:`ProgramGenerator.set_attribute_words`): a hard rule in effect
 FILTER_PENALTY = 20.0
 ARCHS = ("pointer", "seq2seq", "transducer")
 CONTEXTS = ("right", "both", "near")
@@ -223,7 +224,8 @@ class ProgramGenerator(Module):
         self.merge_paths = True
         self.window = WINDOW  # 12 measured no better (docs/clevr-parse.md)
         #: transducer: log-probability the beam charges per filter word a program leaves
-        #: without its filter (:meth:`set_filter_words`)
+        #: without its filter (:meth:`set_filter_words`) or attribute word it leaves
+        #: unread (:meth:`set_attribute_words`)
         self.filter_penalty = FILTER_PENALTY
         self.split_plural = split_plural
         if context not in CONTEXTS:
