@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from brickwork.studies.clevr.data import generate_questions, generate_scene
 from brickwork.studies.clevr.parse.checks import LabelChecks
-from brickwork.studies.clevr.parse.grammar import ATTRIBUTE_TOKENS, prefix_tokens
+from brickwork.studies.clevr.parse.grammar import CUE_TOKENS, prefix_tokens
 from brickwork.studies.clevr.parse.model import words_of
 
 
@@ -25,7 +25,7 @@ def test_checks_learned_from_labelled_questions_pass_the_true_programs_of_others
     assert checks.filters["cubes"][0] == "filter_shape[cube]"
     assert "is" not in checks.filters and "the" not in checks.filters
     others = _labelled(30, seed=6)
-    assert all(checks.check(q, p)[0] not in ("filter", "attribute") for q, p in others)
+    assert all(checks.check(q, p)[0] not in ("filter", "cue") for q, p in others)
     # a frame the labelled questions never opened with the family is the only rejection
     frames = [checks.check(q, p) for q, p in others if checks.check(q, p)[0] == "frame"]
     assert len(frames) < len(others) // 10
@@ -49,30 +49,37 @@ def test_checks_reject_a_left_out_filter_and_a_family_the_frame_never_had() -> N
     q, p = next(
         (q, p)
         for q, p in labelled
-        if tuple(words_of(q)[:2]) in exist_frames and not set(words_of(q)) & set(checks.attributes)
+        if tuple(words_of(q)[:2]) in exist_frames and not set(words_of(q)) & set(checks.cues)
     )
     name, why = checks.check(q, ["exist", *p[1:]])
     assert name == "frame" and why is not None and "exist never follows" in why
     assert checks.check(q, p) == (None, None)
 
 
-def test_attribute_words_are_learned_and_reject_a_clause_read_with_another_attribute() -> None:
+def test_cue_words_are_learned_and_reject_a_program_without_their_tokens() -> None:
     labelled = _labelled(30, seed=5)
     checks = LabelChecks.from_labelled(labelled)
-    assert {w: a for w, (a, _, _) in checks.attributes.items() if w in ATTRIBUTE_TOKENS} == {
-        a: a for a in ATTRIBUTE_TOKENS
-    }
-    # words of every attribute ("same", "as", "the") name none; no word is both kinds
-    assert "same" not in checks.attributes and "the" not in checks.attributes
-    assert not set(checks.attributes) & set(checks.filters)
-    swapped = 0
+    attributes = ("color", "material", "shape", "size")
+    assert {w: checks.cues[w][0] for w in attributes} == {a: a for a in attributes}
+    assert checks.cues["either"][0] == "union" and checks.cues["both"][0] == "intersect"
+    # words of every attribute ("same", "as", "the") cue none; no word is both kinds
+    assert "same" not in checks.cues and "the" not in checks.cues
+    assert not set(checks.cues) & set(checks.filters)
+    assert all(cue in CUE_TOKENS for cue, _, _ in checks.cues.values())
+    swapped = cut = 0
     for q, p in _labelled(120, seed=6):
-        if checks.check(q, p)[0] is not None or "same_color" not in p:
+        if checks.check(q, p)[0] is not None:
             continue
-        if sum(t in ATTRIBUTE_TOKENS["color"] for t in p) != words_of(q).count("color"):
-            continue  # the program reads color more often than the words say it
-        wrong = [("same_size" if t == "same_color" else t) for t in p]
-        name, why = checks.check(q, wrong)
-        assert name == "attribute" and why is not None and "'color'" in why
-        swapped += 1
-    assert swapped > 3
+        if "same_color" in p and sum(t in CUE_TOKENS["color"] for t in p) == words_of(q).count(
+            "color"
+        ):  # as many color tokens as the words say: one read as size fails
+            wrong = [("same_size" if t == "same_color" else t) for t in p]
+            name, why = checks.check(q, wrong)
+            assert name == "cue" and why is not None and "'color'" in why
+            swapped += 1
+        if p.count("union") == words_of(q).count("either") > 0:
+            i = p.index("union")  # a union with its first branch dropped: one too few
+            name, why = checks.check(q, [*p[:i], *p[i + 1 :]])
+            assert name == "cue" and why is not None and "union" in why
+            cut += 1
+    assert swapped > 3 and cut > 3

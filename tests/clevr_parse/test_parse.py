@@ -157,17 +157,17 @@ def test_training_learns_the_labelled_programs_and_registry_round_trip(tmp_path:
     assert again.decode(toks).tokens == gen.decode(toks).tokens
     # the filter words its beam keeps (learned from the labelled questions) travel too
     assert again.config["filter_words"] == gen.config["filter_words"] == rep["filter_words"]
-    assert again.config["attribute_words"] == rep["attribute_words"]
+    assert again.config["cue_words"] == rep["cue_words"]
     gen.set_filter_words({"cube": "filter_shape[cube]", "cubes": "filter_shape[cube]"})
     said = next(w for w in ("color", "size", "shape", "material") if w in gen.index)
-    gen.set_attribute_words({said: said})
+    gen.set_cue_words({said: said})
     moved = load_generator(reg, register_generator(reg, gen, "transducer-fw", rep, {}))
     assert (
         moved.filter_ids == gen.filter_ids == {gen.index["cube"]: TOKEN_INDEX["filter_shape[cube]"]}
     )
-    assert moved.attribute_ids == gen.attribute_ids == {gen.index[said]: said}
-    with pytest.raises(DataError, match="not an attribute"):
-        gen.set_attribute_words({said: "colour"})
+    assert moved.cue_ids == gen.cue_ids == {gen.index[said]: said}
+    with pytest.raises(DataError, match="not a cue"):
+        gen.set_cue_words({said: "colour"})
     assert (tmp_path / "reg").is_dir() and name in reg
     # a trained generator parses a question with a word it never saw, and names it
     parsed = parse_question(gen, "How many glorbs are there?", max_nodes=40)

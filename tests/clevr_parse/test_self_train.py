@@ -64,7 +64,7 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
     # a check every kept program fails rejects them all, and says which check
     frames = {tuple(words_of(q.question)[:2]): frozenset({"<none>"}) for q in kept}
     none, rep_none = pseudo_labelled(gen, unlabelled, scenes, checks=LabelChecks(frames=frames))
-    assert not none and rep_none["rejected"] == {"filter": 0, "attribute": 0, "frame": len(kept)}
+    assert not none and rep_none["rejected"] == {"filter": 0, "cue": 0, "frame": len(kept)}
     assert pseudo_labelled(gen, unlabelled, scenes, checks=LabelChecks())[1]["kept"] == len(kept)
     assert all(r["rejected"]["filter"] >= 0 for r in rep["self"]["rounds"])  # reported
     # the words that name a filter in five labelled questions travel with the generator,
@@ -90,18 +90,16 @@ def test_pseudo_labels_are_checked_by_the_answer_and_train_a_stage() -> None:
     assert all(h or c for h, c in zip(has, charged))
     lacks = sum(checks.check(q.question, t)[0] == "filter" for q, t in zip(deep, free.tokens))
     assert sum(has) > len(deep) - lacks
-    # so do the words that name an attribute, and every uncharged decode reads them
-    attrs = LabelChecks.from_labelled(pairs, min_count=5).attribute_words
-    assert attrs and rep["attribute_words"] == gen.config["attribute_words"] == attrs
-    by_attr = LabelChecks(attributes={w: (a, 1, 1) for w, a in attrs.items()})
-    reads = [by_attr.check(q.question, t)[0] is None for q, t in zip(deep, held.tokens)]
+    # so do the cue words, and every uncharged decode has their tokens
+    cues = LabelChecks.from_labelled(pairs, min_count=5).cue_words
+    assert cues and rep["cue_words"] == gen.config["cue_words"] == cues
+    by_cue = LabelChecks(cues={w: (c, 1, 1) for w, c in cues.items()})
+    reads = [by_cue.check(q.question, t)[0] is None for q, t in zip(deep, held.tokens)]
     assert all(r or c for r, c in zip(reads, charged))
-    gen.set_attribute_words({})
-    free_attr = gen.decode(toks)
-    gen.set_attribute_words(attrs)
-    unread = sum(
-        by_attr.check(q.question, t)[0] is not None for q, t in zip(deep, free_attr.tokens)
-    )
+    gen.set_cue_words({})
+    free_cue = gen.decode(toks)
+    gen.set_cue_words(cues)
+    unread = sum(by_cue.check(q.question, t)[0] is not None for q, t in zip(deep, free_cue.tokens))
     assert sum(reads) >= len(deep) - unread
     # and no decode is that sure of every decision
     assert pseudo_labelled(gen, unlabelled, scenes, min_prob=1.01)[1]["kept"] == 0

@@ -52,11 +52,17 @@ def _tokens() -> list[str]:
 #: every program token; index 0 is padding (never emitted)
 TOKENS: Final[tuple[str, ...]] = ("<pad>", *_tokens())
 TOKEN_INDEX: Final[dict[str, int]] = {t: i for i, t in enumerate(TOKENS)}
-#: the tokens that read each attribute (``"color"``: ``equal_color``, ``query_color``,
-#: ``same_color``): a word that names an attribute ("color", "made") asks for one of them
-ATTRIBUTE_TOKENS: Final[dict[str, frozenset[str]]] = {
-    a: frozenset(t for t in TOKENS if t in (f"equal_{a}", f"query_{a}", f"same_{a}"))
-    for a in ATTRIBUTES
+#: what a *cue word* can name, and the tokens any one of which answers it: an attribute
+#: (``"color"``: ``equal_color``, ``query_color`` or ``same_color``; cued by "color",
+#: "made"), a set operation (``"union"``; "either", "or") or a relation
+#: (``"relate[left]"``; "left") — the tokens the words say, bar the filters (filter
+#: words) and the structure every program has (``scene``, ``unique``, the family)
+CUE_TOKENS: Final[dict[str, frozenset[str]]] = {
+    **{
+        a: frozenset(t for t in TOKENS if t in (f"equal_{a}", f"query_{a}", f"same_{a}"))
+        for a in ATTRIBUTES
+    },
+    **{t: frozenset({t}) for t in TOKENS if t in ("union", "intersect") or t.startswith("relate[")},
 }
 
 
@@ -293,7 +299,7 @@ def port_sequence(tokens: Sequence[str]) -> list[tuple[int, int, int]]:
 __all__ = [
     "ALLOWED",
     "ANSWER_KIND",
-    "ATTRIBUTE_TOKENS",
+    "CUE_TOKENS",
     "KINDS",
     "MIN_COST",
     "PortStack",

@@ -50,7 +50,7 @@ from brickwork.studies.clevr.data import Program
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
     ANSWER_KIND,
-    ATTRIBUTE_TOKENS,
+    CUE_TOKENS,
     KINDS,
     TOKEN_INDEX,
     TOKENS,
@@ -75,8 +75,8 @@ _WORD = re.compile(r"[a-z]+|\d+")
 WINDOW = 6
 EDGE = 10
 #: log-probability the transducer's beam charges per filter word a program leaves
-#: without its filter (:meth:`ProgramGenerator.set_filter_words`), and per attribute word
-#: it leaves unread (:meth:`ProgramGenerator.set_attribute_words`): a hard rule in effect
+#: without its filter (:meth:`ProgramGenerator.set_filter_words`), and per cue word
+#: it leaves unread (:meth:`ProgramGenerator.set_cue_words`): a hard rule in effect
 FILTER_PENALTY = 20.0
 ARCHS = ("pointer", "seq2seq", "transducer")
 CONTEXTS = ("right", "both", "near")
@@ -176,7 +176,7 @@ class ProgramGenerator(Module):
         attr_gate: int = 0,
         filter_words: Mapping[str, str] | None = None,
         fresh_state: bool = False,
-        attribute_words: Mapping[str, str] | None = None,
+        cue_words: Mapping[str, str] | None = None,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -199,7 +199,7 @@ class ProgramGenerator(Module):
             "attr_gate": attr_gate,
             "filter_words": dict(filter_words or {}),
             "fresh_state": fresh_state,
-            "attribute_words": dict(attribute_words or {}),
+            "cue_words": dict(cue_words or {}),
         }
         #: transducer: probability of hiding the previous token in training
         self.prev_dropout = prev_dropout
@@ -224,8 +224,8 @@ class ProgramGenerator(Module):
         self.merge_paths = True
         self.window = WINDOW  # 12 measured no better (docs/clevr-parse.md)
         #: transducer: log-probability the beam charges per filter word a program leaves
-        #: without its filter (:meth:`set_filter_words`) or attribute word it leaves
-        #: unread (:meth:`set_attribute_words`)
+        #: without its filter (:meth:`set_filter_words`) or cue word it leaves
+        #: unread (:meth:`set_cue_words`)
         self.filter_penalty = FILTER_PENALTY
         self.split_plural = split_plural
         if context not in CONTEXTS:
@@ -237,8 +237,8 @@ class ProgramGenerator(Module):
         self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
         self.filter_ids: dict[int, int] = {}
         self.set_filter_words(filter_words or {})
-        self.attribute_ids: dict[int, str] = {}
-        self.set_attribute_words(attribute_words or {})
+        self.cue_ids: dict[int, str] = {}
+        self.set_cue_words(cue_words or {})
         self.arch = arch
         self.dim = dim
         self.inputs = {"tokens": Features("b t", dtype=torch.long)}
@@ -320,44 +320,46 @@ class ProgramGenerator(Module):
         self.filter_ids = ids
         self._bw_config["filter_words"] = dict(sorted(words.items()))
 
-    def set_attribute_words(self, words: Mapping[str, str]) -> None:
-        """Words that always name one attribute (``{"color": "color", "made":
-        "material"}``; learned from the labelled questions by
-        :class:`~brickwork.studies.clevr.parse.checks.LabelChecks`). The transducer's
-        beam charges :attr:`filter_penalty` for each occurrence of such a word the
-        program has not read the attribute for (a ``same_*``, ``query_*`` or
-        ``equal_*`` token of it: :data:`~brickwork.studies.clevr.parse.grammar.
-        ATTRIBUTE_TOKENS`), as for :meth:`set_filter_words` — each word counted on its
-        own, so "made of the same material" asks for one material token per word.
+    def set_cue_words(self, words: Mapping[str, str]) -> None:
+        """Words that always cue one attribute, set operation or relation (``{"color":
+        "color", "made": "material", "either": "union", "left": "relate[left]"}``: keys
+        of :data:`~brickwork.studies.clevr.parse.grammar.CUE_TOKENS`; learned from the
+        labelled questions by :class:`~brickwork.studies.clevr.parse.checks.LabelChecks`).
+        The transducer's beam charges :attr:`filter_penalty` for each occurrence of such
+        a word the program has no token of its cue for (for an attribute a ``same_*``,
+        ``query_*`` or ``equal_*`` token of it), as for :meth:`set_filter_words` — but
+        each word counted on its own: "made of the same material" asks for one
+        material token, "either … or" for one ``union``.
 
         Why: in the bench's N = 270 generator 18 of the 19 depth-11-20 questions with
         "… with the same color as …" were read as ``same_size`` (log-probability -0.3
         against -2.3 for the right program): the labelled questions say "with the same
         size as" five times and "with the same color as" twice, and the lexicon of
-        "with", where the token is emitted, learned to say *size*. No labelled
-        question has an attribute word without a token reading its attribute.
-        Recorded in :attr:`config`.
+        "with", where the token is emitted, learned to say *size*. And most of the
+        rest were nested "… either an item that is either …" read with one ``union``
+        too few, or a chain of relations cut short. No labelled question has a cue
+        word without its cue's tokens. Recorded in :attr:`config`.
 
         Example:
             >>> gen = ProgramGenerator(["what", "color", "is", "it"], arch="transducer")
-            >>> gen.set_attribute_words({"color": "color"})
-            >>> gen.config["attribute_words"], gen.attribute_ids
+            >>> gen.set_cue_words({"color": "color"})
+            >>> gen.config["cue_words"], gen.cue_ids
             ({'color': 'color'}, {5: 'color'})
         """
         ids: dict[int, str] = {}
-        for w, attr in sorted(words.items()):
-            if attr not in ATTRIBUTE_TOKENS:
+        for w, cue in sorted(words.items()):
+            if cue not in CUE_TOKENS:
                 raise DataError(
-                    f"attribute word {w!r} names {attr!r}, which is not an attribute; "
-                    f"expected one of {sorted(ATTRIBUTE_TOKENS)}"
+                    f"cue word {w!r} names {cue!r}, which is not a cue; expected an "
+                    f"attribute, a set operation or a relation: one of {sorted(CUE_TOKENS)}"
                 )
             if w in self.index:
-                ids[self.index[w]] = attr
+                ids[self.index[w]] = cue
             elif self._plural_of_known(w):
-                ids[self.index[w[:-1]]] = attr
-        #: word id -> the attribute it names (singular and plural share the id)
-        self.attribute_ids = ids
-        self._bw_config["attribute_words"] = dict(sorted(words.items()))
+                ids[self.index[w[:-1]]] = cue
+        #: word id -> the cue it names (singular and plural share the id)
+        self.cue_ids = ids
+        self._bw_config["cue_words"] = dict(sorted(words.items()))
 
     def encode_text(self, text: str, length: int | None = None) -> tuple[torch.Tensor, list[str]]:
         """Word ids ``<bos> words <eos>`` (padded to ``length``) and the unknown words."""

@@ -94,8 +94,9 @@ class ParseConfig:
     none. ``filter_words``: the transducer's beam may not leave a word that names a
     filter in the labelled questions without that filter
     (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_filter_words`);
-    ``attribute_words``: nor a word that names an attribute without a token reading it
-    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_attribute_words`).
+    ``cue_words``: nor a word that cues an attribute, a set operation or a relation
+    without a token of it
+    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_cue_words`).
     ``fresh_state``: the transducer's decisions also know whether the previous token
     was emitted at the word under the pointer.
     ``self_train``: after stage 2, the *self-trained* stage: the answers-only questions
@@ -130,7 +131,7 @@ class ParseConfig:
     attr_pool: str = "lse"
     attr_gate: int = 4
     filter_words: bool = True
-    attribute_words: bool = True
+    cue_words: bool = True
     fresh_state: bool = False
     recombine: int = 2000
     recombine_share: float = 0.75
@@ -653,12 +654,13 @@ def train_program_generator(
     )
     labelled = [q for i, q in enumerate(train) if i in lab_idx]
     unlabelled = [q for i, q in enumerate(train) if i not in lab_idx]
-    if cfg.filter_words and cfg.arch == "transducer":
-        # a word in five labelled questions, not three as for the self-labels' checks:
-        # the beam's rule is hard, and three questions of 50 can share a filter by chance
-        gen.set_filter_words(_label_checks(labelled, min_count=5).filter_words)
-    if cfg.attribute_words and cfg.arch == "transducer":
-        gen.set_attribute_words(_label_checks(labelled, min_count=5).attribute_words)
+    if cfg.arch == "transducer" and (cfg.filter_words or cfg.cue_words):
+        # words in five labelled questions, not three as for the self-labels' filter
+        # check: the beam's rules are hard, and three questions of 50 can share a
+        # filter by chance
+        words = _label_checks(labelled, min_count=5)
+        gen.set_filter_words(words.filter_words if cfg.filter_words else {})
+        gen.set_cue_words(words.cue_words if cfg.cue_words else {})
     report: dict[str, Any] = {
         "config": cfg.to_json(),
         "data_digest": data_digest(train),
@@ -667,7 +669,7 @@ def train_program_generator(
         "labelled_words": len(vocabulary([q.question for q in labelled], cfg.split_plural)),
         "words": len(gen.words),
         "filter_words": gen.config.get("filter_words", {}),
-        "attribute_words": gen.config.get("attribute_words", {}),
+        "cue_words": gen.config.get("cue_words", {}),
     }
     report["supervised"] = train_supervised(gen, labelled, cfg)
     if val:

@@ -53,7 +53,7 @@ from brickwork.studies.clevr.data import ATTRIBUTES
 from brickwork.studies.clevr.parse.grammar import (
     ALLOWED,
     ANSWER_KIND,
-    ATTRIBUTE_TOKENS,
+    CUE_TOKENS,
     KIND_INDEX,
     TOKENS,
     PortStack,
@@ -599,9 +599,9 @@ def transducer_beam(
     so a hypothesis that stopped before "… that is behind the cube" pays for skipping
     it, and one that read the clause wins; and ``gen.filter_penalty`` for each of the
     generator's filter words (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.
-    set_filter_words`) it leaves without its filter, and for each of its attribute words
-    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_attribute_words`)
-    it leaves without a token reading the attribute (:class:`FilterNeeds`)."""
+    set_filter_words`) it leaves without its filter, and for each of its cue words
+    (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_cue_words`) it
+    leaves without a token of the cue (:class:`FilterNeeds`)."""
     from brickwork.studies.clevr.parse.model import Decoded
 
     enc = gen.encode(tokens)
@@ -618,7 +618,7 @@ def transducer_beam(
     for q in range(tokens.shape[0]):
         last = int(mask[q].sum()) - 1
         word, lexw = word_all[q], lex_all[q]
-        needs = FilterNeeds.of(tokens[q].tolist(), gen.filter_ids, gen.attribute_ids)
+        needs = FilterNeeds.of(tokens[q].tolist(), gen.filter_ids, gen.cue_ids)
         start = PortStack.start(budget[q])
         ok = start.allowed().to(dev)
         r_lp = roots[q].masked_fill(~ok, -float("inf"))
@@ -752,9 +752,10 @@ class FilterNeeds:
     position ``i`` name need ``k``.
 
     A filter word's need is its filter token, shared by every word naming that filter
-    ("matte" and "rubber"); an attribute word's need is any token reading the attribute
-    (:data:`~brickwork.studies.clevr.parse.grammar.ATTRIBUTE_TOKENS`), one need per
-    word ("made of the same material" asks for one material token per word).
+    ("matte" and "rubber"); a cue word's need is any token of its cue
+    (:data:`~brickwork.studies.clevr.parse.grammar.CUE_TOKENS`), one need per word
+    ("made of the same material" asks for one material token, "either … or" for one
+    ``union``).
 
     Example (word ids 7 "red", 8 "cube", 9 "and", 10 "color"):
         >>> from brickwork.studies.clevr.parse.grammar import TOKEN_INDEX
@@ -780,17 +781,17 @@ class FilterNeeds:
         cls,
         ids: Sequence[int],
         filter_ids: Mapping[int, int],
-        attribute_ids: Mapping[int, str] | None = None,
+        cue_ids: Mapping[int, str] | None = None,
     ) -> FilterNeeds:
         keys: dict[tuple[str, int], int] = {}
         names: list[frozenset[str]] = []
         at: list[int | None] = []
-        attrs = attribute_ids or {}
+        cues = cue_ids or {}
         for w in ids:
             if w in filter_ids:
                 key, name = ("filter", filter_ids[w]), frozenset({TOKENS[filter_ids[w]]})
-            elif w in attrs:
-                key, name = ("word", w), ATTRIBUTE_TOKENS[attrs[w]]
+            elif w in cues:
+                key, name = ("word", w), CUE_TOKENS[cues[w]]
             else:
                 at.append(None)
                 continue
