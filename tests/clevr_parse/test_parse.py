@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,10 @@ def test_training_learns_the_labelled_programs_and_registry_round_trip(tmp_path:
     # a trained generator parses a question with a word it never saw, and names it
     parsed = parse_question(gen, "How many glorbs are there?", max_nodes=40)
     assert parsed.unknown_words == ["glorbs"] and parsed.program.answers_question
+    # the confidence is the program's probability: a rule the words impose (here a
+    # made-up filter word) that the program then breaks, or bends to, lowers it
+    sure = parse_question(gen, "How many cubes are there?", max_nodes=40)
+    assert math.isclose(sure.confidence, math.exp(sure.log_prob)) and sure.confidence > 0
+    gen.set_filter_words({"cube": "filter_color[red]"})
+    bent = parse_question(gen, "How many cubes are there?", max_nodes=40)
+    assert bent.confidence < sure.confidence

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,12 @@ class Parsed:
         prefix: its tokens in the order they were decoded.
         unknown_words: words of the question the generator has no embedding for (they
             were read as the unknown token).
-        confidence: the smallest probability of any decoded token.
+        confidence: the program's probability under the generator, ``exp(log_prob)``
+            (the transducer's beam sums it over the program's alignments to the words,
+            and a program that leaves a filter or cue word unread pays its penalty, so
+            it is near 0 then). Not the smallest probability of a decision: with the
+            alignments summed, one alignment may take an unlikely step that another
+            does not.
         log_prob: the program's log-probability under the constraint.
     """
 
@@ -95,7 +101,8 @@ def parse_question(
         from brickwork.studies.clevr.nmn.layouts import program_layout
 
         program_layout(program, check_layout)
-    return Parsed(program, dec.tokens[0], unknown, dec.min_prob[0], float(dec.log_prob[0].item()))
+    log_prob = float(dec.log_prob[0].item())
+    return Parsed(program, dec.tokens[0], unknown, math.exp(log_prob), log_prob)
 
 
 def register_generator(
