@@ -601,7 +601,7 @@ def transducer_beam(
     generator's filter words (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.
     set_filter_words`) it leaves without its filter, and for each of its cue words
     (:meth:`~brickwork.studies.clevr.parse.model.ProgramGenerator.set_cue_words`) it
-    leaves without a token of the cue (:class:`FilterNeeds`)."""
+    leaves without a token of the cue (:class:`WordNeeds`)."""
     from brickwork.studies.clevr.parse.model import Decoded
 
     enc = gen.encode(tokens)
@@ -618,7 +618,7 @@ def transducer_beam(
     for q in range(tokens.shape[0]):
         last = int(mask[q].sum()) - 1
         word, lexw = word_all[q], lex_all[q]
-        needs = FilterNeeds.of(tokens[q].tolist(), gen.filter_ids, gen.cue_ids)
+        needs = WordNeeds.of(tokens[q].tolist(), gen.filter_ids, gen.cue_ids)
         start = PortStack.start(budget[q])
         ok = start.allowed().to(dev)
         r_lp = roots[q].masked_fill(~ok, -float("inf"))
@@ -745,7 +745,7 @@ def _merge_paths(
 
 
 @dataclass(frozen=True)
-class FilterNeeds:
+class WordNeeds:
     """What one question's words ask of its program: ``at[i]`` the need the word at
     position ``i`` names (an index into ``names``; ``None``: none), ``names[k]`` the
     tokens any one of which meets need ``k``, ``upto[k][i]`` how many of the words up to
@@ -760,14 +760,14 @@ class FilterNeeds:
     Example (word ids 7 "red", 8 "cube", 9 "and", 10 "color"):
         >>> from brickwork.studies.clevr.parse.grammar import TOKEN_INDEX
         >>> red = TOKEN_INDEX["filter_color[red]"]
-        >>> needs = FilterNeeds.of([2, 7, 8, 9, 7, 3], {7: red})
+        >>> needs = WordNeeds.of([2, 7, 8, 9, 7, 3], {7: red})
         >>> needs.upto[needs.at[1]]
         [0, 1, 1, 1, 2, 2]
         >>> needs.owed(["exist", "filter_color[red]"], 0, 5)  # one red filter, two "red"s
         1
         >>> needs.owed(["exist", "filter_color[red]"], 0, 3)  # the first "red" only
         0
-        >>> needs = FilterNeeds.of([2, 10, 3], {}, {10: "color"})
+        >>> needs = WordNeeds.of([2, 10, 3], {}, {10: "color"})
         >>> needs.owed(["query_size"], 0, 2), needs.owed(["query_color"], 0, 2)
         (1, 0)
     """
@@ -782,7 +782,7 @@ class FilterNeeds:
         ids: Sequence[int],
         filter_ids: Mapping[int, int],
         cue_ids: Mapping[int, str] | None = None,
-    ) -> FilterNeeds:
+    ) -> WordNeeds:
         keys: dict[tuple[str, int], int] = {}
         names: list[frozenset[str]] = []
         at: list[int | None] = []
@@ -845,7 +845,7 @@ def _done_tail(
 
 __all__ = [
     "OPS",
-    "FilterNeeds",
+    "WordNeeds",
     "ROOT_ATTRS",
     "ROOT_EDGE",
     "TransducerHeads",
