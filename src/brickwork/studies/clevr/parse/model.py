@@ -235,9 +235,7 @@ class ProgramGenerator(Module):
         self.lexical = lexical
         self.words = list(words)
         self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
-        self.filter_ids: dict[int, int] = {}
         self.set_filter_words(filter_words or {})
-        self.cue_ids: dict[int, str] = {}
         self.set_cue_words(cue_words or {})
         self.arch = arch
         self.dim = dim
@@ -312,10 +310,9 @@ class ProgramGenerator(Module):
                     f"filter word {w!r} names {tok!r}, which is not a filter token; "
                     "expected one such as 'filter_color[red]'"
                 )
-            if w in self.index:
-                ids[self.index[w]] = TOKEN_INDEX[tok]
-            elif self._plural_of_known(w):
-                ids[self.index[w[:-1]]] = TOKEN_INDEX[tok]
+            known = self._word_id(w)
+            if known is not None:
+                ids[known] = TOKEN_INDEX[tok]
         #: word id -> the filter token id it names (singular and plural share the id)
         self.filter_ids = ids
         self._bw_config["filter_words"] = dict(sorted(words.items()))
@@ -353,10 +350,9 @@ class ProgramGenerator(Module):
                     f"cue word {w!r} names {cue!r}, which is not a cue; expected an "
                     f"attribute, a set operation or a relation: one of {sorted(CUE_TOKENS)}"
                 )
-            if w in self.index:
-                ids[self.index[w]] = cue
-            elif self._plural_of_known(w):
-                ids[self.index[w[:-1]]] = cue
+            known = self._word_id(w)
+            if known is not None:
+                ids[known] = cue
         #: word id -> the cue it names (singular and plural share the id)
         self.cue_ids = ids
         self._bw_config["cue_words"] = dict(sorted(words.items()))
@@ -371,6 +367,12 @@ class ProgramGenerator(Module):
         if length is not None:
             ids = ids[:length] + [PAD] * max(0, length - len(ids))
         return torch.tensor(ids, dtype=torch.long), unknown
+
+    def _word_id(self, word: str) -> int | None:
+        """The id ``word`` is read as (a known plural as its singular), or ``None``."""
+        if word in self.index:
+            return self.index[word]
+        return self.index[word[:-1]] if self._plural_of_known(word) else None
 
     def _plural_of_known(self, word: str) -> bool:
         return (
